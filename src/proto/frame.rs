@@ -1,0 +1,240 @@
+//! Frame headers (RFC 6455 §5.2): opcodes, the server-side encoder, and
+//! unmasking a word at a time.
+
+/// A frame's opcode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpCode {
+    /// Continues a fragmented message.
+    Continuation,
+    /// The first frame of a text message.
+    Text,
+    /// The first frame of a binary message.
+    Binary,
+    /// A close frame.
+    Close,
+    /// A ping.
+    Ping,
+    /// A pong.
+    Pong,
+}
+
+impl OpCode {
+    /// Decodes the low four bits of a frame's first byte; `None` for the
+    /// reserved opcodes.
+    pub fn from_bits(bits: u8) -> Option<OpCode> {
+        Some(match bits {
+            0x0 => OpCode::Continuation,
+            0x1 => OpCode::Text,
+            0x2 => OpCode::Binary,
+            0x8 => OpCode::Close,
+            0x9 => OpCode::Ping,
+            0xA => OpCode::Pong,
+            _ => return None,
+        })
+    }
+
+    /// The opcode's four-bit value.
+    pub fn bits(self) -> u8 {
+        match self {
+            OpCode::Continuation => 0x0,
+            OpCode::Text => 0x1,
+            OpCode::Binary => 0x2,
+            OpCode::Close => 0x8,
+            OpCode::Ping => 0x9,
+            OpCode::Pong => 0xA,
+        }
+    }
+
+    /// Close, ping and pong.
+    pub fn is_control(self) -> bool {
+        matches!(self, OpCode::Close | OpCode::Ping | OpCode::Pong)
+    }
+}
+
+/// The largest payload a control frame may carry.
+pub const MAX_CONTROL_PAYLOAD: usize = 125;
+
+/// The longest header a server frame needs (no mask).
+pub const MAX_SERVER_HEADER: usize = 10;
+
+/// The header of an unmasked (server-to-client) frame, ready to be written
+/// before the payload.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerHeader {
+    bytes: [u8; MAX_SERVER_HEADER],
+    len: u8,
+}
+
+impl ServerHeader {
+    /// The header for a frame of `payload_len` bytes.
+    pub fn new(fin: bool, opcode: OpCode, payload_len: usize) -> ServerHeader {
+        let mut bytes = [0u8; MAX_SERVER_HEADER];
+        bytes[0] = (u8::from(fin) << 7) | opcode.bits();
+        let len = if payload_len < 126 {
+            bytes[1] = payload_len as u8;
+            2
+        } else if let Ok(short) = u16::try_from(payload_len) {
+            bytes[1] = 126;
+            bytes[2..4].copy_from_slice(&short.to_be_bytes());
+            4
+        } else {
+            bytes[1] = 127;
+            bytes[2..10].copy_from_slice(&(payload_len as u64).to_be_bytes());
+            10
+        };
+        ServerHeader { bytes, len }
+    }
+
+    /// The encoded header.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+/// Appends a whole unfragmented server frame to `out`.
+pub fn encode_frame(out: &mut Vec<u8>, opcode: OpCode, payload: &[u8]) {
+    out.extend_from_slice(ServerHeader::new(true, opcode, payload.len()).as_bytes());
+    out.extend_from_slice(payload);
+}
+
+/// Appends a close frame; `code` `None` sends an empty payload. The reason is
+/// cut at a character boundary to fit in a control frame.
+pub fn encode_close(out: &mut Vec<u8>, code: Option<u16>, reason: &str) {
+    let Some(code) = code else {
+        encode_frame(out, OpCode::Close, &[]);
+        return;
+    };
+    let mut end = reason.len().min(MAX_CONTROL_PAYLOAD - 2);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut payload = [0u8; MAX_CONTROL_PAYLOAD];
+    payload[..2].copy_from_slice(&code.to_be_bytes());
+    payload[2..2 + end].copy_from_slice(&reason.as_bytes()[..end]);
+    encode_frame(out, OpCode::Close, &payload[..2 + end]);
+}
+
+/// XORs `data` with the masking key, where `data` starts `offset` bytes into
+/// the frame's payload (RFC 6455 §5.3).
+///
+/// Works eight bytes at a time: the key repeated to a `u64` is XORed with
+/// native-endian words, which is correct on either endianness because the
+/// word is built from, and written back to, the same byte order.
+pub fn apply_mask(data: &mut [u8], mask: [u8; 4], offset: u64) {
+    let phase = (offset % 4) as usize;
+    let rotated = [
+        mask[phase],
+        mask[(phase + 1) % 4],
+        mask[(phase + 2) % 4],
+        mask[(phase + 3) % 4],
+    ];
+    let word = u64::from_ne_bytes([
+        rotated[0], rotated[1], rotated[2], rotated[3], rotated[0], rotated[1], rotated[2],
+        rotated[3],
+    ]);
+    let mut chunks = data.chunks_exact_mut(8);
+    for chunk in &mut chunks {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(chunk);
+        chunk.copy_from_slice(&(u64::from_ne_bytes(bytes) ^ word).to_ne_bytes());
+    }
+    // The tail starts at a multiple of eight, so the key's phase is unchanged.
+    for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
+        *b ^= rotated[i % 4];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mask_bytewise(data: &mut [u8], mask: [u8; 4], offset: u64) {
+        for (i, b) in data.iter_mut().enumerate() {
+            *b ^= mask[((offset + i as u64) % 4) as usize];
+        }
+    }
+
+    #[test]
+    fn word_mask_matches_bytewise_at_every_offset_and_length() {
+        let mask = [0x37, 0xfa, 0x21, 0x3d];
+        for offset in 0..8u64 {
+            for len in 0..40 {
+                let orig: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
+                let mut fast = orig.clone();
+                let mut slow = orig.clone();
+                apply_mask(&mut fast, mask, offset);
+                mask_bytewise(&mut slow, mask, offset);
+                assert_eq!(fast, slow, "offset {offset} len {len}");
+            }
+        }
+    }
+
+    #[test]
+    fn masking_in_pieces_equals_masking_at_once() {
+        let mask = [1, 2, 3, 4];
+        let orig: Vec<u8> = (0..100u8).collect();
+        let mut whole = orig.clone();
+        apply_mask(&mut whole, mask, 0);
+        let mut pieces = orig.clone();
+        let (a, rest) = pieces.split_at_mut(3);
+        let (b, c) = rest.split_at_mut(50);
+        apply_mask(a, mask, 0);
+        apply_mask(b, mask, 3);
+        apply_mask(c, mask, 53);
+        assert_eq!(whole, pieces);
+    }
+
+    #[test]
+    fn rfc6455_section_5_7_unmasked_examples() {
+        let mut out = Vec::new();
+        encode_frame(&mut out, OpCode::Text, b"Hello");
+        assert_eq!(out, [0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]);
+        out.clear();
+        encode_frame(&mut out, OpCode::Pong, b"Hello");
+        assert_eq!(out, [0x8a, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]);
+        assert_eq!(ServerHeader::new(false, OpCode::Text, 3).as_bytes(), [0x01, 0x03]);
+        assert_eq!(ServerHeader::new(true, OpCode::Continuation, 2).as_bytes(), [0x80, 0x02]);
+        assert_eq!(ServerHeader::new(true, OpCode::Binary, 256).as_bytes(), [0x82, 0x7E, 0x01, 0x00]);
+        assert_eq!(
+            ServerHeader::new(true, OpCode::Binary, 65536).as_bytes(),
+            [0x82, 0x7F, 0, 0, 0, 0, 0, 0x01, 0x00, 0x00]
+        );
+        assert_eq!(ServerHeader::new(true, OpCode::Binary, 65535).as_bytes(), [0x82, 0x7E, 0xff, 0xff]);
+        assert_eq!(ServerHeader::new(true, OpCode::Binary, 125).as_bytes(), [0x82, 125]);
+        assert_eq!(ServerHeader::new(true, OpCode::Binary, 126).as_bytes(), [0x82, 126, 0, 126]);
+    }
+
+    #[test]
+    fn rfc6455_section_5_7_masked_example_unmasks() {
+        let mut payload = [0x7f, 0x9f, 0x4d, 0x51, 0x58];
+        apply_mask(&mut payload, [0x37, 0xfa, 0x21, 0x3d], 0);
+        assert_eq!(&payload, b"Hello");
+    }
+
+    #[test]
+    fn close_frames() {
+        let mut out = Vec::new();
+        encode_close(&mut out, Some(1001), "bye");
+        assert_eq!(out, [0x88, 5, 0x03, 0xE9, b'b', b'y', b'e']);
+        out.clear();
+        encode_close(&mut out, None, "ignored");
+        assert_eq!(out, [0x88, 0]);
+        out.clear();
+        let long = "é".repeat(100);
+        encode_close(&mut out, Some(1000), &long);
+        assert_eq!(out[1], 124);
+        assert!(std::str::from_utf8(&out[4..]).is_ok());
+    }
+
+    #[test]
+    fn opcodes_round_trip_and_reserved_are_refused() {
+        for bits in 0..16u8 {
+            match OpCode::from_bits(bits) {
+                Some(op) => assert_eq!(op.bits(), bits),
+                None => assert!(matches!(bits, 3..=7 | 0xB..=0xF)),
+            }
+        }
+        assert!(OpCode::Ping.is_control());
+        assert!(!OpCode::Text.is_control());
+    }
+}

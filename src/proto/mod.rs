@@ -1,0 +1,20 @@
+//! The sans-IO protocol core: bytes in, events out.
+//!
+//! Nothing in this module touches a socket or a clock. The poll loop in
+//! [`crate::server`] moves bytes between sockets and these types; a test, a
+//! fuzzer or another event loop can drive them just as well.
+//!
+//! - [`http`]: the incremental HTTP/1.1 request-head reader and response writer;
+//! - [`handshake`]: RFC 6455 §4.2 validation of an upgrade request and the `101` reply;
+//! - [`frame`]: frame header encoding and word-at-a-time unmasking;
+//! - [`utf8`]: a UTF-8 validator that accepts input in arbitrary pieces;
+//! - [`close`]: close codes and the rules for the close frame's payload;
+//! - [`receiver`]: the frame decoder and message assembler that turns masked
+//!   client bytes into validated messages and control frames.
+
+pub mod close;
+pub mod frame;
+pub mod handshake;
+pub mod http;
+pub mod receiver;
+pub mod utf8;

@@ -1,0 +1,673 @@
+//! The frame decoder and message assembler for client-to-server traffic.
+//!
+//! [`Receiver::read`] takes whatever bytes arrived, unmasks them in place and
+//! returns at most one [`Event`] per call. Every rule of RFC 6455 that a
+//! server must enforce is checked here, and each violation is a
+//! [`ProtocolError`] that names its close code:
+//!
+//! - the header is checked in full (reserved bits, opcode, mask bit, control
+//!   frame length and FIN, continuation order, message size) before a single
+//!   payload byte is accepted, so an oversized message is refused without
+//!   buffering any of it;
+//! - text is validated as it arrives, across frames and reads, so an invalid
+//!   byte fails at once;
+//! - close frames are checked for a valid code and a UTF-8 reason.
+//!
+//! Payloads are not copied when they can be avoided: a whole message or
+//! control frame found inside one read is returned as a range of the caller's
+//! buffer ([`Payload::Input`]); only messages that span reads or fragments are
+//! gathered in the receiver's own buffer ([`Payload::Message`]). Between
+//! messages the receiver holds no heap memory unless a message left capacity
+//! below [`KEEP_CAPACITY`].
+
+use std::fmt;
+use std::ops::Range;
+
+use super::close::{self, CloseFrameError};
+use super::frame::{apply_mask, OpCode, MAX_CONTROL_PAYLOAD};
+use super::utf8::Utf8Validator;
+
+/// The largest message buffer kept for reuse after a message is delivered;
+/// a larger one is freed so that an idle connection stays small.
+pub const KEEP_CAPACITY: usize = 4 * 1024;
+
+/// A violation of RFC 6455 by the client, or of the server's size limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProtocolError {
+    /// A reserved bit was set with no extension negotiated.
+    ReservedBits,
+    /// A reserved opcode.
+    UnknownOpcode(u8),
+    /// A client frame without the mask bit.
+    Unmasked,
+    /// A control frame longer than 125 bytes.
+    ControlTooLong,
+    /// A fragmented control frame.
+    ControlFragmented,
+    /// A continuation frame with no message in progress.
+    UnexpectedContinuation,
+    /// A new text or binary frame while a fragmented message is in progress.
+    ExpectedContinuation,
+    /// A 64-bit length with its most significant bit set.
+    InvalidLength,
+    /// A close frame with a one-byte payload.
+    TruncatedClose,
+    /// A close code that may not be sent.
+    InvalidCloseCode(u16),
+    /// Text or a close reason that is not UTF-8.
+    InvalidUtf8,
+    /// The message would exceed the size limit.
+    MessageTooBig,
+}
+
+impl ProtocolError {
+    /// The close code to fail the connection with.
+    pub fn close_code(self) -> u16 {
+        match self {
+            ProtocolError::InvalidUtf8 => close::INVALID_PAYLOAD,
+            ProtocolError::MessageTooBig => close::MESSAGE_TOO_BIG,
+            _ => close::PROTOCOL_ERROR,
+        }
+    }
+}
+
+impl fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProtocolError::ReservedBits => f.write_str("reserved bits set"),
+            ProtocolError::UnknownOpcode(op) => write!(f, "reserved opcode {op:#x}"),
+            ProtocolError::Unmasked => f.write_str("client frame not masked"),
+            ProtocolError::ControlTooLong => f.write_str("control frame longer than 125 bytes"),
+            ProtocolError::ControlFragmented => f.write_str("fragmented control frame"),
+            ProtocolError::UnexpectedContinuation => f.write_str("continuation without a message"),
+            ProtocolError::ExpectedContinuation => f.write_str("new message inside a fragmented one"),
+            ProtocolError::InvalidLength => f.write_str("payload length has its top bit set"),
+            ProtocolError::TruncatedClose => f.write_str("one-byte close payload"),
+            ProtocolError::InvalidCloseCode(code) => write!(f, "invalid close code {code}"),
+            ProtocolError::InvalidUtf8 => f.write_str("invalid UTF-8"),
+            ProtocolError::MessageTooBig => f.write_str("message exceeds the size limit"),
+        }
+    }
+}
+
+impl std::error::Error for ProtocolError {}
+
+/// Where an event's payload is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+    /// This range of the buffer passed to the [`Receiver::read`] call that
+    /// returned the event (already unmasked).
+    Input(Range<usize>),
+    /// The receiver's message buffer: see [`Receiver::message`].
+    Message,
+    /// The receiver's control-frame buffer: see [`Receiver::control`].
+    Control,
+}
+
+/// What a call to [`Receiver::read`] produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A complete, valid UTF-8 text message.
+    Text(Payload),
+    /// A complete binary message.
+    Binary(Payload),
+    /// A ping with its payload.
+    Ping(Payload),
+    /// A pong with its payload.
+    Pong(Payload),
+    /// A valid close frame; parse its payload with [`close::parse_close`].
+    Close(Payload),
+}
+
+/// The frame being received.
+#[derive(Debug, Clone, Copy)]
+struct FrameState {
+    opcode: OpCode,
+    fin: bool,
+    mask: [u8; 4],
+    len: u64,
+    /// Payload bytes already consumed.
+    done: u64,
+}
+
+/// Decoder and assembler state for one connection.
+#[derive(Debug, Default)]
+pub struct Receiver {
+    header: [u8; 14],
+    header_len: u8,
+    frame: Option<FrameState>,
+    /// The data opcode of a fragmented message in progress.
+    message_opcode: Option<OpCode>,
+    message_len: u64,
+    utf8: Utf8Validator,
+    message: Vec<u8>,
+    control: Vec<u8>,
+}
+
+/// Bytes needed for a complete header, given its first two bytes.
+fn header_len(second: u8) -> usize {
+    let ext = match second & 0x7F {
+        126 => 2,
+        127 => 8,
+        _ => 0,
+    };
+    2 + ext + if second & 0x80 != 0 { 4 } else { 0 }
+}
+
+impl Receiver {
+    /// A receiver at the start of a connection.
+    pub fn new() -> Receiver {
+        Receiver::default()
+    }
+
+    /// The assembled message, for events with [`Payload::Message`].
+    pub fn message(&self) -> &[u8] {
+        &self.message
+    }
+
+    /// Moves the assembled message out, leaving the receiver without a
+    /// buffer; hand it back with [`Receiver::recycle`] to reuse its capacity.
+    pub fn take_message(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.message)
+    }
+
+    /// Returns a buffer from [`Receiver::take_message`]; small buffers are kept.
+    pub fn recycle(&mut self, mut buf: Vec<u8>) {
+        if buf.capacity() <= KEEP_CAPACITY && self.message.capacity() == 0 {
+            buf.clear();
+            self.message = buf;
+        }
+    }
+
+    /// The control frame's payload, for events with [`Payload::Control`].
+    pub fn control(&self) -> &[u8] {
+        &self.control
+    }
+
+    /// Resolves a payload location to bytes; `input` must be the buffer the
+    /// event came from.
+    pub fn payload<'a>(&'a self, input: &'a [u8], payload: &Payload) -> &'a [u8] {
+        match payload {
+            Payload::Input(range) => input.get(range.clone()).unwrap_or_default(),
+            Payload::Message => &self.message,
+            Payload::Control => &self.control,
+        }
+    }
+
+    /// Whether the receiver sits between frames with nothing buffered, so
+    /// that dropping it loses nothing.
+    pub fn is_idle(&self) -> bool {
+        self.header_len == 0 && self.frame.is_none() && self.message_opcode.is_none()
+    }
+
+    /// Heap bytes held by this receiver.
+    pub fn heap_bytes(&self) -> usize {
+        self.message.capacity() + self.control.capacity()
+    }
+
+    /// Consumes bytes from `input`, unmasking them in place. Returns how many
+    /// bytes were consumed and the event they completed, if any. Call again
+    /// with the rest of the input until it is all consumed; a call that
+    /// consumes everything without an event needs more input.
+    ///
+    /// `max_message` caps the total payload of one message. After an error
+    /// the connection must be failed: the receiver's state is unspecified.
+    pub fn read(
+        &mut self,
+        input: &mut [u8],
+        max_message: u64,
+    ) -> Result<(usize, Option<Event>), ProtocolError> {
+        let mut used = 0;
+        let frame = match self.frame {
+            Some(frame) => frame,
+            None => {
+                let Some((frame, header_used)) = self.read_header(input, max_message)? else {
+                    return Ok((input.len(), None));
+                };
+                used = header_used;
+                if !frame.opcode.is_control() {
+                    self.message_len += frame.len;
+                }
+                self.frame = Some(frame);
+                frame
+            }
+        };
+        let remaining = frame.len - frame.done;
+        let available = input.len() - used;
+        let take = usize::try_from(remaining).map_or(available, |r| r.min(available));
+        let chunk_range = used..used + take;
+        let chunk = &mut input[chunk_range.clone()];
+        apply_mask(chunk, frame.mask, frame.done);
+        used += take;
+        let complete = take as u64 == remaining;
+        let whole_frame_here = frame.done == 0 && complete;
+        if let Some(f) = self.frame.as_mut() {
+            f.done += take as u64;
+        }
+
+        if frame.opcode.is_control() {
+            let payload = if whole_frame_here {
+                Payload::Input(chunk_range)
+            } else {
+                self.control.extend_from_slice(chunk);
+                if !complete {
+                    return Ok((used, None));
+                }
+                Payload::Control
+            };
+            self.frame = None;
+            return self.control_event(frame.opcode, payload, input).map(|e| (used, Some(e)));
+        }
+
+        let message_opcode = self.message_opcode.unwrap_or(frame.opcode);
+        if message_opcode == OpCode::Text && self.utf8.feed(chunk).is_err() {
+            return Err(ProtocolError::InvalidUtf8);
+        }
+        let unfragmented = whole_frame_here && frame.fin && self.message_opcode.is_none();
+        if !unfragmented {
+            self.message.extend_from_slice(chunk);
+        }
+        if !complete {
+            if self.message_opcode.is_none() {
+                self.message_opcode = Some(message_opcode);
+            }
+            return Ok((used, None));
+        }
+        self.frame = None;
+        if !frame.fin {
+            self.message_opcode = Some(message_opcode);
+            return Ok((used, None));
+        }
+        if message_opcode == OpCode::Text && !self.utf8.is_complete() {
+            return Err(ProtocolError::InvalidUtf8);
+        }
+        self.message_opcode = None;
+        self.message_len = 0;
+        self.utf8.reset();
+        let payload = if unfragmented {
+            Payload::Input(chunk_range)
+        } else {
+            Payload::Message
+        };
+        let event = match message_opcode {
+            OpCode::Text => Event::Text(payload),
+            _ => Event::Binary(payload),
+        };
+        Ok((used, Some(event)))
+    }
+
+    /// Validates a completed control frame and frees the control buffer's
+    /// claim on the next frame.
+    fn control_event(
+        &mut self,
+        opcode: OpCode,
+        payload: Payload,
+        input: &[u8],
+    ) -> Result<Event, ProtocolError> {
+        let event = match opcode {
+            OpCode::Ping => Event::Ping(payload),
+            OpCode::Pong => Event::Pong(payload),
+            _ => {
+                close::parse_close(self.payload(input, &payload)).map_err(|e| match e {
+                    CloseFrameError::Truncated => ProtocolError::TruncatedClose,
+                    CloseFrameError::InvalidCode(code) => ProtocolError::InvalidCloseCode(code),
+                    CloseFrameError::InvalidReason => ProtocolError::InvalidUtf8,
+                })?;
+                Event::Close(payload)
+            }
+        };
+        Ok(event)
+    }
+
+    /// Forgets the payloads of delivered events, which the caller has had
+    /// until this next call to [`Receiver::read`].
+    fn start_frame(&mut self) {
+        self.control.clear();
+        if self.message_opcode.is_none() {
+            // The last message, if any, has been delivered.
+            if self.message.capacity() > KEEP_CAPACITY {
+                self.message = Vec::new();
+            } else {
+                self.message.clear();
+            }
+        }
+    }
+
+    /// Gathers and checks a frame header. Returns `None` when `input` ended
+    /// inside the header (its bytes are kept).
+    fn read_header(
+        &mut self,
+        input: &[u8],
+        max_message: u64,
+    ) -> Result<Option<(FrameState, usize)>, ProtocolError> {
+        let have = usize::from(self.header_len);
+        let (header, used): (&[u8], usize) = if have == 0 && input.len() >= 2 && input.len() >= header_len(input[1]) {
+            // The common case: the whole header is in this read.
+            let len = header_len(input[1]);
+            (&input[..len], len)
+        } else {
+            let mut used = 0;
+            while usize::from(self.header_len) < 2 || usize::from(self.header_len) < header_len(self.header[1]) {
+                let Some(&b) = input.get(used) else {
+                    return Ok(None);
+                };
+                self.header[usize::from(self.header_len)] = b;
+                self.header_len += 1;
+                used += 1;
+                if self.header_len == 2 {
+                    // Fail on the first two bytes before waiting for the rest.
+                    self.check_first_bytes(self.header[0], self.header[1])?;
+                }
+            }
+            self.header_len = 0;
+            (&self.header[..header_len(self.header[1])], used)
+        };
+        let frame = self.parse_header(header, max_message)?;
+        self.start_frame();
+        Ok(Some((frame, used)))
+    }
+
+    /// The checks that need only the first two header bytes.
+    fn check_first_bytes(&self, first: u8, second: u8) -> Result<OpCode, ProtocolError> {
+        if first & 0x70 != 0 {
+            return Err(ProtocolError::ReservedBits);
+        }
+        let bits = first & 0x0F;
+        let opcode = OpCode::from_bits(bits).ok_or(ProtocolError::UnknownOpcode(bits))?;
+        let fin = first & 0x80 != 0;
+        if second & 0x80 == 0 {
+            return Err(ProtocolError::Unmasked);
+        }
+        if opcode.is_control() {
+            if !fin {
+                return Err(ProtocolError::ControlFragmented);
+            }
+            if usize::from(second & 0x7F) > MAX_CONTROL_PAYLOAD {
+                return Err(ProtocolError::ControlTooLong);
+            }
+        } else if opcode == OpCode::Continuation {
+            if self.message_opcode.is_none() {
+                return Err(ProtocolError::UnexpectedContinuation);
+            }
+        } else if self.message_opcode.is_some() {
+            return Err(ProtocolError::ExpectedContinuation);
+        }
+        Ok(opcode)
+    }
+
+    fn parse_header(&self, header: &[u8], max_message: u64) -> Result<FrameState, ProtocolError> {
+        let (first, second) = (header[0], header[1]);
+        let opcode = self.check_first_bytes(first, second)?;
+        let (len, rest) = match second & 0x7F {
+            126 => (u64::from(u16::from_be_bytes([header[2], header[3]])), &header[4..]),
+            127 => {
+                let mut bytes = [0u8; 8];
+                bytes.copy_from_slice(&header[2..10]);
+                let len = u64::from_be_bytes(bytes);
+                if len >> 63 != 0 {
+                    return Err(ProtocolError::InvalidLength);
+                }
+                (len, &header[10..])
+            }
+            short => (u64::from(short), &header[2..]),
+        };
+        if !opcode.is_control() && self.message_len.saturating_add(len) > max_message {
+            return Err(ProtocolError::MessageTooBig);
+        }
+        let mut mask = [0u8; 4];
+        mask.copy_from_slice(&rest[..4]);
+        Ok(FrameState {
+            opcode,
+            fin: first & 0x80 != 0,
+            mask,
+            len,
+            done: 0,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+    const BIG: u64 = 1 << 20;
+
+    /// A masked client frame.
+    fn frame(first: u8, payload: &[u8]) -> Vec<u8> {
+        let mut out = vec![first];
+        let len = payload.len();
+        if len < 126 {
+            out.push(0x80 | len as u8);
+        } else if len <= 0xFFFF {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(len as u16).to_be_bytes());
+        } else {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+        out.extend_from_slice(&MASK);
+        let mut masked = payload.to_vec();
+        apply_mask(&mut masked, MASK, 0);
+        out.extend_from_slice(&masked);
+        out
+    }
+
+    /// What a test sees of an event: the kind and the payload bytes.
+    #[derive(Debug, PartialEq, Eq)]
+    enum Seen {
+        Text(Vec<u8>),
+        Binary(Vec<u8>),
+        Ping(Vec<u8>),
+        Pong(Vec<u8>),
+        Close(Vec<u8>),
+    }
+
+    /// Feeds `input` in pieces of `step` bytes and collects the events until
+    /// the input ends or an error occurs.
+    fn run(input: &[u8], step: usize, max: u64) -> (Vec<Seen>, Option<ProtocolError>) {
+        let mut rx = Receiver::new();
+        let mut seen = Vec::new();
+        for piece in input.chunks(step.max(1)) {
+            let mut buf = piece.to_vec();
+            let mut off = 0;
+            while off < buf.len() {
+                match rx.read(&mut buf[off..], max) {
+                    Err(e) => return (seen, Some(e)),
+                    Ok((n, event)) => {
+                        if let Some(event) = event {
+                            let data = |p: &Payload| rx.payload(&buf[off..], p).to_vec();
+                            seen.push(match &event {
+                                Event::Text(p) => Seen::Text(data(p)),
+                                Event::Binary(p) => Seen::Binary(data(p)),
+                                Event::Ping(p) => Seen::Ping(data(p)),
+                                Event::Pong(p) => Seen::Pong(data(p)),
+                                Event::Close(p) => Seen::Close(data(p)),
+                            });
+                        }
+                        assert!(n > 0 || buf[off..].is_empty(), "no progress");
+                        off += n;
+                    }
+                }
+            }
+        }
+        (seen, None)
+    }
+
+    /// Runs `input` at every piece size that matters and checks each gives
+    /// the same result.
+    fn run_all_splits(input: &[u8], max: u64) -> (Vec<Seen>, Option<ProtocolError>) {
+        let whole = run(input, input.len(), max);
+        for step in [1, 2, 3, 5, 7, 13] {
+            let (seen, err) = run(input, step, max);
+            assert_eq!(err, whole.1, "step {step}");
+            if err.is_none() {
+                assert_eq!(seen, whole.0, "step {step}");
+            }
+        }
+        whole
+    }
+
+    #[test]
+    fn rfc6455_section_5_7_masked_text() {
+        let input = [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
+        let (seen, err) = run_all_splits(&input, BIG);
+        assert_eq!(err, None);
+        assert_eq!(seen, [Seen::Text(b"Hello".to_vec())]);
+    }
+
+    #[test]
+    fn rfc6455_section_5_7_fragmented_text_and_ping() {
+        let mut input = frame(0x01, b"Hel");
+        input.extend(frame(0x89, b"Hello"));
+        input.extend(frame(0x80, b"lo"));
+        let (seen, err) = run_all_splits(&input, BIG);
+        assert_eq!(err, None);
+        assert_eq!(seen, [Seen::Ping(b"Hello".to_vec()), Seen::Text(b"Hello".to_vec())]);
+    }
+
+    #[test]
+    fn lengths_at_every_encoding_boundary() {
+        for len in [0usize, 1, 125, 126, 127, 65535, 65536, 100_000] {
+            let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let input = frame(0x82, &payload);
+            let (seen, err) = run(&input, input.len(), BIG);
+            assert_eq!(err, None);
+            assert_eq!(seen, [Seen::Binary(payload.clone())], "len {len}");
+            let (seen, err) = run(&input, 1000, BIG);
+            assert_eq!(err, None);
+            assert_eq!(seen, [Seen::Binary(payload)], "len {len} in pieces");
+        }
+    }
+
+    #[test]
+    fn several_messages_in_one_read_are_returned_in_order() {
+        let mut input = frame(0x81, b"one");
+        input.extend(frame(0x82, b"two"));
+        input.extend(frame(0x8A, b"p"));
+        input.extend(frame(0x88, &[0x03, 0xE8]));
+        let (seen, err) = run_all_splits(&input, BIG);
+        assert_eq!(err, None);
+        assert_eq!(
+            seen,
+            [
+                Seen::Text(b"one".to_vec()),
+                Seen::Binary(b"two".to_vec()),
+                Seen::Pong(b"p".to_vec()),
+                Seen::Close(vec![0x03, 0xE8]),
+            ]
+        );
+    }
+
+    #[test]
+    fn empty_messages_and_fragments() {
+        let mut input = frame(0x81, b"");
+        input.extend(frame(0x01, b""));
+        input.extend(frame(0x00, b""));
+        input.extend(frame(0x80, b""));
+        input.extend(frame(0x88, b""));
+        let (seen, err) = run_all_splits(&input, BIG);
+        assert_eq!(err, None);
+        assert_eq!(seen, [Seen::Text(vec![]), Seen::Text(vec![]), Seen::Close(vec![])]);
+    }
+
+    #[test]
+    fn every_violation_maps_to_its_close_code() {
+        let long_ping = frame(0x89, &[0; 126]);
+        let mut unmasked = frame(0x81, b"hi");
+        unmasked[1] &= 0x7F;
+        let mut huge = vec![0x82, 0xFF];
+        huge.extend_from_slice(&(1u64 << 63).to_be_bytes());
+        huge.extend_from_slice(&MASK);
+        let mut text_in_fragment = frame(0x01, b"a");
+        text_in_fragment.extend(frame(0x81, b"b"));
+        let mut split_utf8_bad = frame(0x01, b"\xce");
+        split_utf8_bad.extend(frame(0x80, b"\x41"));
+        let mut unfinished_utf8 = frame(0x01, b"ok");
+        unfinished_utf8.extend(frame(0x80, b"\xe2\x82"));
+        let cases: Vec<(Vec<u8>, ProtocolError, u16)> = vec![
+            (frame(0xC1, b"x"), ProtocolError::ReservedBits, 1002),
+            (frame(0xA1, b"x"), ProtocolError::ReservedBits, 1002),
+            (frame(0x91, b"x"), ProtocolError::ReservedBits, 1002),
+            (frame(0x83, b"x"), ProtocolError::UnknownOpcode(3), 1002),
+            (frame(0x8B, b"x"), ProtocolError::UnknownOpcode(0xB), 1002),
+            (unmasked, ProtocolError::Unmasked, 1002),
+            (long_ping, ProtocolError::ControlTooLong, 1002),
+            (frame(0x09, b"x"), ProtocolError::ControlFragmented, 1002),
+            (frame(0x80, b"x"), ProtocolError::UnexpectedContinuation, 1002),
+            (text_in_fragment, ProtocolError::ExpectedContinuation, 1002),
+            (huge, ProtocolError::InvalidLength, 1002),
+            (frame(0x88, &[3]), ProtocolError::TruncatedClose, 1002),
+            (frame(0x88, &[0x03, 0xED]), ProtocolError::InvalidCloseCode(1005), 1002),
+            (frame(0x88, &[0x03, 0xE8, 0xFF]), ProtocolError::InvalidUtf8, 1007),
+            (frame(0x81, b"\xff"), ProtocolError::InvalidUtf8, 1007),
+            (split_utf8_bad, ProtocolError::InvalidUtf8, 1007),
+            (unfinished_utf8, ProtocolError::InvalidUtf8, 1007),
+            (frame(0x82, &[0; 11]), ProtocolError::MessageTooBig, 1009),
+        ];
+        for (input, want, code) in cases {
+            let (_, err) = run_all_splits(&input, 10);
+            assert_eq!(err, Some(want), "{input:02x?}");
+            assert_eq!(want.close_code(), code);
+        }
+    }
+
+    #[test]
+    fn fragmented_message_size_is_checked_across_frames() {
+        let mut input = frame(0x02, &[0; 6]);
+        input.extend(frame(0x80, &[0; 6]));
+        assert_eq!(run(&input, input.len(), 12).1, None);
+        assert_eq!(run(&input, input.len(), 11).1, Some(ProtocolError::MessageTooBig));
+    }
+
+    #[test]
+    fn oversized_header_fails_before_any_payload() {
+        // A header announcing 2^40 bytes with no payload following.
+        let mut header = vec![0x82, 0xFF];
+        header.extend_from_slice(&(1u64 << 40).to_be_bytes());
+        header.extend_from_slice(&MASK);
+        let mut rx = Receiver::new();
+        assert_eq!(rx.read(&mut header, BIG), Err(ProtocolError::MessageTooBig));
+        assert_eq!(rx.heap_bytes(), 0);
+    }
+
+    #[test]
+    fn invalid_text_fails_at_the_bad_byte_not_at_the_end() {
+        // The first fragment's bad byte fails before the rest arrives.
+        let mut input = frame(0x01, b"good \xed\xa0\x80 bad");
+        input.truncate(input.len() - 2);
+        let (_, err) = run(&input, 4, BIG);
+        assert_eq!(err, Some(ProtocolError::InvalidUtf8));
+    }
+
+    #[test]
+    fn large_buffers_are_released_after_the_message() {
+        let mut input = frame(0x02, &[7; 10_000]);
+        input.extend(frame(0x80, &[7; 10_000]));
+        let mut rx = Receiver::new();
+        let mut buf = input.clone();
+        let mut off = 0;
+        let mut got = None;
+        while off < buf.len() {
+            let (n, ev) = rx.read(&mut buf[off..], BIG).unwrap();
+            off += n;
+            if ev.is_some() {
+                got = ev;
+            }
+        }
+        assert_eq!(got, Some(Event::Binary(Payload::Message)));
+        assert_eq!(rx.message().len(), 20_000);
+        let msg = rx.take_message();
+        rx.recycle(msg);
+        assert_eq!(rx.heap_bytes(), 0);
+        assert!(rx.is_idle());
+    }
+
+    #[test]
+    fn ping_split_across_reads_is_gathered() {
+        let input = frame(0x89, b"abcdef");
+        let (seen, err) = run(&input, 9, BIG);
+        assert_eq!(err, None);
+        assert_eq!(seen, [Seen::Ping(b"abcdef".to_vec())]);
+    }
+}
