@@ -1,0 +1,46 @@
+//! The server's limits and timers.
+
+use std::time::Duration;
+
+/// Limits and timers for a [`crate::Server`]. `Default` gives the values of
+/// the specification (SPEC §1–§4); a zero duration turns that timer off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The path WebSocket upgrades are accepted on (default `/chat`).
+    pub path: String,
+    /// A ping is sent to every open connection this often (default 5 s).
+    pub ping_interval: Duration,
+    /// An open connection silent this long is closed with 1001 (default 15 s).
+    pub idle_timeout: Duration,
+    /// A connection that has not finished its handshake this long after
+    /// connecting is dropped (default 5 s).
+    pub handshake_timeout: Duration,
+    /// How long a closing connection may take to answer our close frame, and
+    /// how long a graceful shutdown waits in all (default 5 s).
+    pub close_timeout: Duration,
+    /// The largest message accepted, in bytes (default 1 MiB).
+    pub max_message: u64,
+    /// The most bytes queued for one connection before it is closed with
+    /// 1008 (default 1 MiB).
+    pub max_backlog: usize,
+    /// The most connections at once, handshakes included (default 1024).
+    pub max_connections: usize,
+    /// Origins allowed to upgrade; empty allows all (default empty).
+    pub allowed_origins: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            path: "/chat".to_string(),
+            ping_interval: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(15),
+            handshake_timeout: Duration::from_secs(5),
+            close_timeout: Duration::from_secs(5),
+            max_message: 1 << 20,
+            max_backlog: 1 << 20,
+            max_connections: 1024,
+            allowed_origins: Vec::new(),
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! One connection's state: its socket, where it is in its life, what it has
+//! received but not finished, and what it has yet to send.
+
+use std::net::TcpStream;
+
+use crate::proto::http::HeadReader;
+use crate::proto::receiver::Receiver;
+
+use super::outqueue::OutQueue;
+use super::timer::Tick;
+
+/// Where a connection is in its life.
+#[derive(Debug)]
+pub(crate) enum Phase {
+    /// Reading the request head.
+    Handshake(HeadReader),
+    /// Upgraded, waiting for the handler to activate it; holds any frame
+    /// bytes that arrived with the request. Nothing more is read meanwhile.
+    Pending(Vec<u8>),
+    /// Exchanging messages.
+    Open,
+    /// We sent a close frame and wait for the peer's; its messages are dropped.
+    Closing,
+    /// Finished: flush what is queued, then half-close and discard input until
+    /// the peer closes too (so that unread input never turns our last bytes
+    /// into a reset).
+    Draining,
+}
+
+/// Poller interest bits.
+pub(crate) const READ: u8 = 1;
+pub(crate) const WRITE: u8 = 2;
+
+/// A connection in the slab.
+#[derive(Debug)]
+pub(crate) struct Conn {
+    pub stream: TcpStream,
+    pub phase: Phase,
+    pub rx: Receiver,
+    pub out: OutQueue,
+    /// The tick at which the peer last sent anything.
+    pub last_heard: Tick,
+    /// The interest registered with the poller.
+    pub interest: u8,
+    /// While set, sends are queued instead of written: the connection's own
+    /// input is being processed, and its replies go out in one write after.
+    pub corked: bool,
+    /// Whether our side of the TCP connection has been shut down.
+    pub fin_sent: bool,
+    /// Whether the handler knows this connection as upgraded, and so must be
+    /// told when it closes.
+    pub upgraded: bool,
+    /// Whether this connection was accepted only to be told `503`.
+    pub busy_reject: bool,
+}
+
+/// Output beyond which reading from a connection pauses, so that a client
+/// that sends without reading cannot make us queue without bound.
+pub(crate) const READ_PAUSE: usize = 64 * 1024;
+
+impl Conn {
+    pub fn new(stream: TcpStream, now: Tick) -> Conn {
+        Conn {
+            stream,
+            phase: Phase::Handshake(HeadReader::new()),
+            rx: Receiver::new(),
+            out: OutQueue::default(),
+            last_heard: now,
+            interest: READ,
+            corked: false,
+            fin_sent: false,
+            upgraded: false,
+            busy_reject: false,
+        }
+    }
+
+    /// Whether the WebSocket is usable for sending messages.
+    pub fn can_send(&self) -> bool {
+        matches!(self.phase, Phase::Open | Phase::Pending(_))
+    }
+
+    /// The poller interest this state calls for.
+    pub fn wanted_interest(&self, max_backlog: usize) -> u8 {
+        let read = match self.phase {
+            Phase::Pending(_) => false,
+            Phase::Draining => true,
+            Phase::Handshake(_) | Phase::Open | Phase::Closing => {
+                self.out.len() < READ_PAUSE.min(max_backlog.max(1))
+            }
+        };
+        let write = !self.out.is_empty();
+        (if read { READ } else { 0 }) | (if write { WRITE } else { 0 })
+    }
+}

@@ -1,0 +1,293 @@
+//! The application's side of the server: the [`Handler`] trait it
+//! implements and the [`Context`] through which it acts.
+//!
+//! The server owns every connection; a handler only ever holds [`ConnId`]s.
+//! Whatever a handler does through its context that would call the handler
+//! again (a connection it closes, one it activates) is queued and delivered
+//! after the current callback returns, so callbacks never nest.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use crate::proto::frame::{OpCode, ServerHeader};
+use crate::proto::http::{Request, Response};
+
+use super::core::Core;
+use super::slab::ConnId;
+use super::Config;
+
+/// A complete message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Message<'a> {
+    /// A text message (valid UTF-8).
+    Text(&'a str),
+    /// A binary message.
+    Binary(&'a [u8]),
+}
+
+impl<'a> Message<'a> {
+    /// The payload bytes.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        match *self {
+            Message::Text(text) => text.as_bytes(),
+            Message::Binary(data) => data,
+        }
+    }
+
+    /// Whether this is a text message.
+    pub fn is_text(&self) -> bool {
+        matches!(self, Message::Text(_))
+    }
+
+    pub(crate) fn opcode(&self) -> OpCode {
+        match self {
+            Message::Text(_) => OpCode::Text,
+            Message::Binary(_) => OpCode::Binary,
+        }
+    }
+}
+
+/// The handler's answer to an upgrade request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Upgrade {
+    /// Switch protocols.
+    Accept {
+        /// The subprotocol chosen among the client's offers, if any.
+        protocol: Option<String>,
+        /// When set, no frame is read until [`Context::activate`] is called,
+        /// and [`Handler::on_open`] waits for it too.
+        delayed: bool,
+    },
+    /// Refuse with this response.
+    Reject(Response),
+}
+
+impl Upgrade {
+    /// Accept, with no subprotocol, active at once.
+    pub fn accept() -> Upgrade {
+        Upgrade::Accept {
+            protocol: None,
+            delayed: false,
+        }
+    }
+
+    /// Accept with the given subprotocol (which must be one the client
+    /// offered; another is left out of the reply with a warning).
+    pub fn with_protocol(protocol: &str) -> Upgrade {
+        Upgrade::Accept {
+            protocol: Some(protocol.to_string()),
+            delayed: false,
+        }
+    }
+
+    /// The same acceptance, but delayed until [`Context::activate`].
+    pub fn delayed(self) -> Upgrade {
+        match self {
+            Upgrade::Accept { protocol, .. } => Upgrade::Accept {
+                protocol,
+                delayed: true,
+            },
+            reject => reject,
+        }
+    }
+
+    /// Refuse with a bare status.
+    pub fn reject(status: u16) -> Upgrade {
+        Upgrade::Reject(Response::status(status))
+    }
+}
+
+/// Why an action on a connection failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendError {
+    /// No such connection, or it is no longer open for messages.
+    NotOpen,
+    /// The connection is not waiting for activation.
+    NotPending,
+    /// A close code that may not be sent (RFC 6455 §7.4).
+    InvalidCloseCode,
+    /// A control payload over 125 bytes.
+    ControlTooLong,
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SendError::NotOpen => "connection is not open",
+            SendError::NotPending => "connection is not waiting for activation",
+            SendError::InvalidCloseCode => "close code may not be sent",
+            SendError::ControlTooLong => "control payload longer than 125 bytes",
+        })
+    }
+}
+
+impl std::error::Error for SendError {}
+
+/// A message encoded once, to be sent to any number of connections without
+/// copying it again. Made by [`Context::prepare`].
+#[derive(Debug, Clone)]
+pub struct SharedFrame(pub(crate) Rc<[u8]>);
+
+impl SharedFrame {
+    /// Encodes `msg` as one unfragmented server frame.
+    pub fn new(msg: Message<'_>) -> SharedFrame {
+        let payload = msg.as_bytes();
+        let header = ServerHeader::new(true, msg.opcode(), payload.len());
+        let mut bytes = Vec::with_capacity(header.as_bytes().len() + payload.len());
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.extend_from_slice(payload);
+        SharedFrame(bytes.into())
+    }
+
+    /// The encoded frame's length on the wire.
+    pub fn wire_len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+/// A handle on a timer set with [`Context::set_timer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TimerId(pub(crate) ConnId);
+
+/// What a handler may do, handed to every callback.
+pub struct Context<'a> {
+    pub(crate) core: &'a mut Core,
+}
+
+impl Context<'_> {
+    /// Sends a message to one connection.
+    pub fn send(&mut self, conn: ConnId, msg: Message<'_>) -> Result<(), SendError> {
+        self.core.send_message(conn, msg)
+    }
+
+    /// Sends a text message to one connection.
+    pub fn send_text(&mut self, conn: ConnId, text: &str) -> Result<(), SendError> {
+        self.send(conn, Message::Text(text))
+    }
+
+    /// Sends a binary message to one connection.
+    pub fn send_binary(&mut self, conn: ConnId, data: &[u8]) -> Result<(), SendError> {
+        self.send(conn, Message::Binary(data))
+    }
+
+    /// Encodes a message once for [`Context::send_prepared`].
+    pub fn prepare(&self, msg: Message<'_>) -> SharedFrame {
+        SharedFrame::new(msg)
+    }
+
+    /// Sends a prepared frame to one connection.
+    pub fn send_prepared(&mut self, conn: ConnId, frame: &SharedFrame) -> Result<(), SendError> {
+        self.core.send_shared(conn, &frame.0)
+    }
+
+    /// Sends a message to every open connection, encoding it once. Returns
+    /// how many connections it was given to.
+    pub fn broadcast(&mut self, msg: Message<'_>) -> usize {
+        self.core.broadcast(&SharedFrame::new(msg).0)
+    }
+
+    /// Sends a ping with `payload` (at most 125 bytes).
+    pub fn ping(&mut self, conn: ConnId, payload: &[u8]) -> Result<(), SendError> {
+        self.core.send_control(conn, OpCode::Ping, payload)
+    }
+
+    /// Starts the closing handshake: sends a close frame and waits for the
+    /// peer's, at most the close timeout. [`Handler::on_close`] follows.
+    pub fn close(&mut self, conn: ConnId, code: u16, reason: &str) -> Result<(), SendError> {
+        self.core.close(conn, code, reason)
+    }
+
+    /// Drops the TCP connection at once. [`Handler::on_close`] follows with
+    /// code 1006 if the connection was upgraded.
+    pub fn kill(&mut self, conn: ConnId) -> Result<(), SendError> {
+        self.core.kill(conn)
+    }
+
+    /// Activates a connection accepted with [`Upgrade::delayed`]:
+    /// [`Handler::on_open`] follows and frames start to be read.
+    pub fn activate(&mut self, conn: ConnId) -> Result<(), SendError> {
+        self.core.activate(conn)
+    }
+
+    /// Calls [`Handler::on_timer`] with `token` after `after`.
+    pub fn set_timer(&mut self, after: Duration, token: u64) -> TimerId {
+        self.core.set_timer(after, token)
+    }
+
+    /// Cancels a timer; `false` if it already fired or was cancelled.
+    pub fn cancel_timer(&mut self, timer: TimerId) -> bool {
+        self.core.cancel_timer(timer)
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self, conn: ConnId) -> Option<SocketAddr> {
+        self.core.peer_addr(conn)
+    }
+
+    /// Whether `conn` is open for messages.
+    pub fn is_open(&self, conn: ConnId) -> bool {
+        self.core.is_open(conn)
+    }
+
+    /// Bytes queued for `conn` that its socket has not taken yet.
+    pub fn backlog(&self, conn: ConnId) -> Option<usize> {
+        self.core.backlog(conn)
+    }
+
+    /// How many connections are open for messages.
+    pub fn open_connections(&self) -> usize {
+        self.core.open_connections()
+    }
+
+    /// Begins a graceful shutdown, as [`crate::StopHandle::stop`] does.
+    pub fn stop(&mut self) {
+        self.core.request_stop();
+    }
+
+    /// The server's configuration.
+    pub fn config(&self) -> &Config {
+        &self.core.config
+    }
+}
+
+/// The application: decides on upgrades and reacts to connections,
+/// messages and timers. Every method but [`Handler::on_message`] has a
+/// default.
+pub trait Handler {
+    /// A valid upgrade request reached the WebSocket path (origin and
+    /// protocol version already checked). Choose a subprotocol among
+    /// [`crate::proto::handshake::offered_protocols`], delay, or reject.
+    fn on_upgrade(&mut self, ctx: &mut Context<'_>, conn: ConnId, req: &Request) -> Upgrade {
+        let _ = (ctx, conn, req);
+        Upgrade::accept()
+    }
+
+    /// A request for any other path. The default answers `404`.
+    fn on_http(&mut self, req: &Request) -> Response {
+        let _ = req;
+        Response::status(404)
+    }
+
+    /// The connection is open: messages may be sent and will be received.
+    fn on_open(&mut self, ctx: &mut Context<'_>, conn: ConnId) {
+        let _ = (ctx, conn);
+    }
+
+    /// A complete, valid message arrived.
+    fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, msg: Message<'_>);
+
+    /// The connection is closed: `code` is the one in the close frame that
+    /// ended it (the peer's if it closed first; 1005 if its frame had none),
+    /// or 1006 if the TCP connection ended without a closing handshake.
+    /// Called once for every upgraded connection. The id is stale afterwards.
+    fn on_close(&mut self, ctx: &mut Context<'_>, conn: ConnId, code: u16, reason: &str) {
+        let _ = (ctx, conn, code, reason);
+    }
+
+    /// A timer set with [`Context::set_timer`] fired.
+    fn on_timer(&mut self, ctx: &mut Context<'_>, token: u64) {
+        let _ = (ctx, token);
+    }
+}
