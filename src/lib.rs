@@ -32,6 +32,8 @@
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+pub mod chat;
+pub mod cli;
 pub mod echo;
 pub mod proto;
 pub mod server;

@@ -108,7 +108,8 @@ impl Core {
             ping_frame: ping.into(),
         };
         if !core.config.ping_interval.is_zero() {
-            core.wheel.schedule(ticks(core.config.ping_interval), TimerTarget::Ping);
+            core.wheel
+                .schedule(ticks(core.config.ping_interval), TimerTarget::Ping);
         }
         Ok(core)
     }
@@ -140,7 +141,8 @@ impl Core {
                     if let Some(listener) = self.listener.as_ref() {
                         let _ = self.poller.modify(listener, Event::none(LISTENER_KEY));
                     }
-                    self.wheel.schedule(ticks(ACCEPT_BACKOFF), TimerTarget::ResumeAccept);
+                    self.wheel
+                        .schedule(ticks(ACCEPT_BACKOFF), TimerTarget::ResumeAccept);
                     return;
                 }
                 // ECONNABORTED and friends concern one connection only.
@@ -176,7 +178,10 @@ impl Core {
         };
         // SAFETY: the stream is deleted from the poller in `remove` before
         // the connection (and its socket) is dropped.
-        let added = unsafe { self.poller.add_with_mode(&conn.stream, Event::readable(key), PollMode::Level) };
+        let added = unsafe {
+            self.poller
+                .add_with_mode(&conn.stream, Event::readable(key), PollMode::Level)
+        };
         if let Err(e) = added {
             warn!("cannot watch {peer}: {e}");
             self.conns.remove(id);
@@ -186,13 +191,18 @@ impl Core {
         if busy {
             conn.busy_reject = true;
             self.busy_rejects += 1;
-            debug!("{id}: over {} connections, answering 503", self.config.max_connections);
+            debug!(
+                "{id}: over {} connections, answering 503",
+                self.config.max_connections
+            );
             self.respond(id, &crate::proto::http::Response::status(503), false);
             return;
         }
         if !self.config.handshake_timeout.is_zero() {
-            self.wheel
-                .schedule(ticks(self.config.handshake_timeout), TimerTarget::Handshake(id));
+            self.wheel.schedule(
+                ticks(self.config.handshake_timeout),
+                TimerTarget::Handshake(id),
+            );
         }
     }
 
@@ -306,7 +316,12 @@ impl Core {
         Ok(())
     }
 
-    pub fn send_control(&mut self, id: ConnId, opcode: OpCode, payload: &[u8]) -> Result<(), SendError> {
+    pub fn send_control(
+        &mut self,
+        id: ConnId,
+        opcode: OpCode,
+        payload: &[u8],
+    ) -> Result<(), SendError> {
         if payload.len() > MAX_CONTROL_PAYLOAD {
             return Err(SendError::ControlTooLong);
         }
@@ -338,7 +353,12 @@ impl Core {
     }
 
     /// Writes an HTTP response and lets the connection drain.
-    pub fn respond(&mut self, id: ConnId, response: &crate::proto::http::Response, head_only: bool) {
+    pub fn respond(
+        &mut self,
+        id: ConnId,
+        response: &crate::proto::http::Response,
+        head_only: bool,
+    ) {
         let mut bytes = Vec::new();
         response.write_to(&mut bytes, head_only);
         self.write(id, &[&bytes]);
@@ -374,7 +394,12 @@ impl Core {
             } else {
                 conn.out.push_copy(&[&frame]);
             }
-            sync_interest(&self.poller, Slab::<Conn>::key(id), conn, self.config.max_backlog);
+            sync_interest(
+                &self.poller,
+                Slab::<Conn>::key(id),
+                conn,
+                self.config.max_backlog,
+            );
         }
         self.schedule_close_timeout(id);
         Ok(())
@@ -437,7 +462,8 @@ impl Core {
         if let Some(conn) = self.conns.get_mut(id) {
             if conn.upgraded {
                 conn.upgraded = false;
-                self.notices.push_back(Notice::Close(id, code, reason.to_string()));
+                self.notices
+                    .push_back(Notice::Close(id, code, reason.to_string()));
             }
         }
     }
@@ -541,7 +567,8 @@ impl Core {
             }
         }
         let deadline = self.config.close_timeout;
-        self.wheel.schedule(ticks(deadline), TimerTarget::ShutdownDeadline);
+        self.wheel
+            .schedule(ticks(deadline), TimerTarget::ShutdownDeadline);
     }
 
     /// Handles a connection's own timer.

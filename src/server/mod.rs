@@ -78,7 +78,11 @@ impl<H: Handler> Server<H> {
     }
 
     /// Serves on an already bound listener.
-    pub fn from_listener(listener: TcpListener, config: Config, handler: H) -> io::Result<Server<H>> {
+    pub fn from_listener(
+        listener: TcpListener,
+        config: Config,
+        handler: H,
+    ) -> io::Result<Server<H>> {
         Ok(Server {
             core: Core::new(listener, config)?,
             handler,
@@ -119,7 +123,12 @@ impl<H: Handler> Server<H> {
     /// Runs `f` with a context, outside any callback (to send from code that
     /// is not a handler), then delivers the notices it caused.
     pub fn with_context<R>(&mut self, f: impl FnOnce(&mut Context<'_>, &mut H) -> R) -> R {
-        let result = f(&mut Context { core: &mut self.core }, &mut self.handler);
+        let result = f(
+            &mut Context {
+                core: &mut self.core,
+            },
+            &mut self.handler,
+        );
         self.dispatch_notices();
         result
     }
@@ -158,7 +167,11 @@ impl<H: Handler> Server<H> {
             }
             &batch[..handled]
         } else {
-            events = self.events.iter().map(|ev| (ev.key, ev.readable, ev.writable)).collect();
+            events = self
+                .events
+                .iter()
+                .map(|ev| (ev.key, ev.readable, ev.writable))
+                .collect();
             &events
         };
         for &(key, readable, writable) in ready {
@@ -213,7 +226,12 @@ impl<H: Handler> Server<H> {
                 TimerTarget::ResumeAccept => self.core.resume_accepting(),
                 TimerTarget::User(timer) => {
                     if let Some(token) = self.core.user_timers.remove(timer.0) {
-                        self.handler.on_timer(&mut Context { core: &mut self.core }, token);
+                        self.handler.on_timer(
+                            &mut Context {
+                                core: &mut self.core,
+                            },
+                            token,
+                        );
                     }
                 }
                 other => self.core.conn_timer(other),
@@ -228,8 +246,14 @@ impl<H: Handler> Server<H> {
         while let Some(notice) = self.core.notices.pop_front() {
             match notice {
                 Notice::Close(id, code, reason) => {
-                    self.handler
-                        .on_close(&mut Context { core: &mut self.core }, id, code, &reason);
+                    self.handler.on_close(
+                        &mut Context {
+                            core: &mut self.core,
+                        },
+                        id,
+                        code,
+                        &reason,
+                    );
                 }
                 Notice::Open(id) => self.open_pending(id),
             }
@@ -247,7 +271,12 @@ impl<H: Handler> Server<H> {
         };
         conn.last_heard = now;
         self.core.start_idle_timer(id);
-        self.handler.on_open(&mut Context { core: &mut self.core }, id);
+        self.handler.on_open(
+            &mut Context {
+                core: &mut self.core,
+            },
+            id,
+        );
         let mut early = early;
         self.cork(id, true);
         process_input(&mut self.core, &mut self.handler, id, &mut early);
@@ -289,7 +318,12 @@ impl<H: Handler> Server<H> {
                 }
             };
             conn.last_heard = now;
-            process_input(&mut self.core, &mut self.handler, id, &mut self.read_buf[..n]);
+            process_input(
+                &mut self.core,
+                &mut self.handler,
+                id,
+                &mut self.read_buf[..n],
+            );
             if n < self.read_buf.len() {
                 break;
             }
@@ -367,7 +401,11 @@ fn handle_request<H: Handler>(core: &mut Core, handler: &mut H, id: ConnId, req:
     };
     if !handshake::origin_allowed(req, &core.config.allowed_origins) {
         debug!("{id}: origin {:?} not allowed", req.header("Origin"));
-        core.respond(id, &handshake::HandshakeError::OriginNotAllowed.response(), false);
+        core.respond(
+            id,
+            &handshake::HandshakeError::OriginNotAllowed.response(),
+            false,
+        );
         return;
     }
     let decision = handler.on_upgrade(&mut Context { core: &mut *core }, id, req);
@@ -404,7 +442,13 @@ fn handle_request<H: Handler>(core: &mut Core, handler: &mut H, id: ConnId, req:
 }
 
 /// Acts on one event from a connection's receiver.
-fn handle_event<H: Handler>(core: &mut Core, handler: &mut H, id: ConnId, event: RxEvent, input: &[u8]) {
+fn handle_event<H: Handler>(
+    core: &mut Core,
+    handler: &mut H,
+    id: ConnId,
+    event: RxEvent,
+    input: &[u8],
+) {
     let Some(conn) = core.conns.get_mut(id) else {
         return;
     };

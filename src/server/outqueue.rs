@@ -94,7 +94,11 @@ impl OutQueue {
             let mut n = 0;
             for (i, chunk) in self.chunks.iter().take(MAX_IOVECS).enumerate() {
                 let bytes = chunk.bytes();
-                slices[i] = IoSlice::new(if i == 0 { &bytes[self.front_written..] } else { bytes });
+                slices[i] = IoSlice::new(if i == 0 {
+                    &bytes[self.front_written..]
+                } else {
+                    bytes
+                });
                 n += 1;
             }
             let written = match sink.write_vectored(&slices[..n]) {
@@ -202,7 +206,10 @@ mod tests {
         q.push_copy(&[b"ef"]);
         q.push_shared(&shared, 990);
         assert_eq!(q.len(), 4 + 1000 + 2 + 10);
-        let mut sink = Throttled { room: 3, got: Vec::new() };
+        let mut sink = Throttled {
+            room: 3,
+            got: Vec::new(),
+        };
         assert!(!q.flush(&mut sink).unwrap());
         assert_eq!(q.len(), 1013);
         for _ in 0..20 {

@@ -138,16 +138,6 @@ impl<T> Slab<T> {
         })
     }
 
-    /// Every stored value with its id, mutably.
-    pub fn iter_mut(&mut self) -> impl Iterator<Item = (ConnId, &mut T)> {
-        self.slots.iter_mut().enumerate().filter_map(|(i, slot)| {
-            let generation = slot.generation;
-            slot.value
-                .as_mut()
-                .map(move |v| (ConnId::new(i as u32, generation), v))
-        })
-    }
-
     /// The id's key for the poller: the slot index, which is unique among
     /// live values.
     pub fn key(id: ConnId) -> usize {

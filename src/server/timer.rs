@@ -56,16 +56,6 @@ impl<T> TimerWheel<T> {
         self.now
     }
 
-    /// How many timers are pending.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether no timer is pending.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     /// Schedules `what` to fire `after` ticks from now (at least one).
     pub fn schedule(&mut self, after: Tick, what: T) {
         let due = self.now + after.max(1);
@@ -106,7 +96,8 @@ impl<T> TimerWheel<T> {
         if self.len == 0 {
             return None;
         }
-        (1..=SLOTS as Tick).find(|d| !self.slots[((self.now + d) % SLOTS as Tick) as usize].is_empty())
+        (1..=SLOTS as Tick)
+            .find(|d| !self.slots[((self.now + d) % SLOTS as Tick) as usize].is_empty())
     }
 }
 
@@ -131,13 +122,13 @@ mod tests {
         assert_eq!(fired, ["a"]);
         wheel.advance(5, |w| fired.push(w));
         assert_eq!(fired, ["a", "b"]);
-        assert_eq!(wheel.len(), 1);
+        assert_eq!(wheel.len, 1);
         // A timer more than one turn away survives the turns before it.
         wheel.advance(2999, |w| fired.push(w));
         assert_eq!(fired.len(), 2);
         wheel.advance(3000, |w| fired.push(w));
         assert_eq!(fired, ["a", "b", "far"]);
-        assert!(wheel.is_empty());
+        assert_eq!(wheel.len, 0);
         assert_eq!(wheel.next_due(), None);
     }
 

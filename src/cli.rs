@@ -1,0 +1,487 @@
+//! The command line of the `rookery` binary: flags, their values, and the
+//! help text. Hand-written rather than built on an argument-parsing crate:
+//! fourteen flags do not justify the tens of kilobytes such a crate adds to
+//! a binary meant for small boards.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::net::ToSocketAddrs;
+use std::time::Duration;
+
+use crate::Config;
+
+/// Which handler the binary runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The chat broadcaster (default).
+    Chat,
+    /// Every message back to its sender.
+    Echo,
+}
+
+/// How much to log, before `RUST_LOG` has its say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verbosity {
+    /// Warnings and errors only (`-q`).
+    Quiet,
+    /// Info and above (default).
+    Normal,
+    /// Debug and above (`-v`).
+    Verbose,
+    /// Everything (`-vv`).
+    Trace,
+}
+
+/// A parsed command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// Where to listen.
+    pub listen: String,
+    /// The handler.
+    pub mode: Mode,
+    /// The chat's welcome text.
+    pub welcome: String,
+    /// Whether the chat relays binary messages instead of refusing them.
+    pub allow_binary: bool,
+    /// Whether `GET /` serves the chat page.
+    pub page: bool,
+    /// Logging level.
+    pub verbosity: Verbosity,
+    /// The server's limits and timers.
+    pub config: Config,
+}
+
+/// What the command line asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Serve with these options.
+    Run(Box<Options>),
+    /// Print the help text.
+    Help,
+    /// Print the version.
+    Version,
+}
+
+/// A command-line mistake; its `Display` is the one line printed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CliError {
+    /// A flag nobody knows.
+    UnknownFlag(String),
+    /// A flag that needs a value came last.
+    MissingValue(&'static str),
+    /// A flag's value is not acceptable.
+    InvalidValue {
+        /// The flag.
+        flag: &'static str,
+        /// The value given.
+        value: String,
+        /// What was expected.
+        expected: &'static str,
+    },
+    /// An argument that is not a flag.
+    UnexpectedArgument(String),
+    /// A flag that takes no value was given one (`--no-page=x`).
+    UnexpectedValue(&'static str),
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CliError::UnknownFlag(flag) => write!(f, "unknown flag '{flag}' (see --help)"),
+            CliError::MissingValue(flag) => write!(f, "flag {flag} needs a value (see --help)"),
+            CliError::InvalidValue {
+                flag,
+                value,
+                expected,
+            } => write!(f, "invalid value '{value}' for {flag}: expected {expected}"),
+            CliError::UnexpectedArgument(arg) => {
+                write!(f, "unexpected argument '{arg}' (see --help)")
+            }
+            CliError::UnexpectedValue(flag) => write!(f, "flag {flag} takes no value"),
+        }
+    }
+}
+
+impl std::error::Error for CliError {}
+
+/// The default listening address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:1984";
+
+/// The default welcome text.
+pub const DEFAULT_WELCOME: &str = "Welcome to Rookery Chat!";
+
+/// The `--help` text.
+pub const HELP: &str = "\
+rookery — a single-threaded WebSocket chat server (RFC 6455)
+
+USAGE:
+    rookery [OPTIONS]
+
+OPTIONS:
+    --listen ADDR:PORT        address to listen on (port 0 picks one)  [default: 127.0.0.1:1984]
+    --path PATH               WebSocket path                            [default: /chat]
+    --mode chat|echo          chat: relay every text to everyone; echo: back to sender  [default: chat]
+    --welcome TEXT            text sent to each new chat connection     [default: Welcome to Rookery Chat!]
+    --ping-interval DUR       ping every open connection this often     [default: 5s]
+    --idle-timeout DUR        close (1001) connections silent this long [default: 15s]
+    --handshake-timeout DUR   drop connections that have not upgraded   [default: 5s]
+    --close-timeout DUR       wait for a peer's close frame; also caps shutdown  [default: 5s]
+    --max-message SIZE        largest message accepted, else close 1009 [default: 1MiB]
+    --max-backlog SIZE        most bytes queued per client, else close 1008  [default: 1MiB]
+    --max-connections N       more connections get 503                  [default: 1024]
+    --allow-origin ORIGIN     accept browsers only from ORIGIN (repeatable; else 403)  [default: any]
+    --allow-binary            relay binary messages instead of closing with 1003
+    --no-page                 do not serve the chat page at GET /
+    -v, --verbose             log debug messages (-vv: trace)
+    -q, --quiet               log warnings and errors only
+    -h, --help                print this help
+    -V, --version             print the version
+
+DUR is a number with a unit: 250ms, 5s, 2m, 1h; 0 turns the timer off.
+SIZE is bytes, or a number with KiB, MiB, GiB (or KB, MB, GB: powers of 1000).
+RUST_LOG, when set, overrides -v and -q (e.g. RUST_LOG=debug).
+SIGINT or SIGTERM closes every connection with 1001 and exits.
+";
+
+/// Parses a duration: `250ms`, `5s`, `2m`, `1h`, or `0`.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    if text == "0" {
+        return Some(Duration::ZERO);
+    }
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().ok()?;
+    let ms = match unit {
+        "ms" => n,
+        "s" => n.checked_mul(1000)?,
+        "m" => n.checked_mul(60_000)?,
+        "h" => n.checked_mul(3_600_000)?,
+        _ => return None,
+    };
+    Some(Duration::from_millis(ms))
+}
+
+/// Parses a size: `65536`, `64KiB`, `1MiB`, `2GiB`, `10KB`, `1MB`.
+pub fn parse_size(text: &str) -> Option<u64> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().ok()?;
+    let factor: u64 = match unit {
+        "" | "B" => 1,
+        "KiB" | "K" => 1 << 10,
+        "MiB" | "M" => 1 << 20,
+        "GiB" | "G" => 1 << 30,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        _ => return None,
+    };
+    n.checked_mul(factor)
+}
+
+/// Whether `path` can be a WebSocket path: absolute, and free of anything
+/// that would need escaping in a URL or in the chat page's script.
+fn valid_path(path: &str) -> bool {
+    path.starts_with('/')
+        && path
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/-._~!$&'()*+,;=:@%".contains(&b))
+}
+
+/// The flags that take a value, by their names.
+const VALUE_FLAGS: &[&str] = &[
+    "--listen",
+    "--path",
+    "--mode",
+    "--welcome",
+    "--ping-interval",
+    "--idle-timeout",
+    "--handshake-timeout",
+    "--close-timeout",
+    "--max-message",
+    "--max-backlog",
+    "--max-connections",
+    "--allow-origin",
+];
+
+/// Parses the arguments after the program name.
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, CliError> {
+    let mut opts = Options {
+        listen: DEFAULT_LISTEN.to_string(),
+        mode: Mode::Chat,
+        welcome: DEFAULT_WELCOME.to_string(),
+        allow_binary: false,
+        page: true,
+        verbosity: Verbosity::Normal,
+        config: Config::default(),
+    };
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let arg = arg
+            .into_string()
+            .map_err(|a| CliError::UnexpectedArgument(a.to_string_lossy().into_owned()))?;
+        let (name, inline) = match arg.split_once('=') {
+            Some((name, value)) if name.starts_with("--") => {
+                (name.to_string(), Some(value.to_string()))
+            }
+            _ => (arg.clone(), None),
+        };
+        if let Some(&flag) = VALUE_FLAGS.iter().find(|f| **f == name) {
+            let value = match inline {
+                Some(v) => v,
+                None => args
+                    .next()
+                    .and_then(|v| v.into_string().ok())
+                    .ok_or(CliError::MissingValue(flag))?,
+            };
+            apply_value(&mut opts, flag, value)?;
+            continue;
+        }
+        let flag: &'static str = match name.as_str() {
+            "--allow-binary" => "--allow-binary",
+            "--no-page" => "--no-page",
+            "-v" | "--verbose" => "--verbose",
+            "-vv" => "-vv",
+            "-q" | "--quiet" => "--quiet",
+            "-h" | "--help" => return Ok(Command::Help),
+            "-V" | "--version" => return Ok(Command::Version),
+            other if other.starts_with('-') => {
+                return Err(CliError::UnknownFlag(other.to_string()))
+            }
+            other => return Err(CliError::UnexpectedArgument(other.to_string())),
+        };
+        if inline.is_some() {
+            return Err(CliError::UnexpectedValue(flag));
+        }
+        match flag {
+            "--allow-binary" => opts.allow_binary = true,
+            "--no-page" => opts.page = false,
+            "--verbose" if opts.verbosity == Verbosity::Verbose => {
+                opts.verbosity = Verbosity::Trace
+            }
+            "--verbose" => opts.verbosity = Verbosity::Verbose,
+            "-vv" => opts.verbosity = Verbosity::Trace,
+            _ => opts.verbosity = Verbosity::Quiet,
+        }
+    }
+    Ok(Command::Run(Box::new(opts)))
+}
+
+fn apply_value(opts: &mut Options, flag: &'static str, value: String) -> Result<(), CliError> {
+    let invalid = |expected: &'static str| CliError::InvalidValue {
+        flag,
+        value: value.clone(),
+        expected,
+    };
+    const DUR: &str = "a duration like 250ms, 5s, 2m, or 0 for off";
+    const SIZE: &str = "a size like 65536, 64KiB or 1MiB";
+    let duration = || parse_duration(&value).ok_or_else(|| invalid(DUR));
+    let size = || {
+        parse_size(&value)
+            .filter(|&s| s > 0)
+            .ok_or_else(|| invalid(SIZE))
+    };
+    let config = &mut opts.config;
+    match flag {
+        "--listen" => {
+            if value
+                .to_socket_addrs()
+                .map(|mut a| a.next().is_none())
+                .unwrap_or(true)
+            {
+                return Err(invalid("an address like 127.0.0.1:1984 or [::1]:0"));
+            }
+            opts.listen = value;
+        }
+        "--path" => {
+            if !valid_path(&value) {
+                return Err(invalid("a path starting with '/', e.g. /chat"));
+            }
+            config.path = value;
+        }
+        "--mode" => {
+            opts.mode = match value.as_str() {
+                "chat" => Mode::Chat,
+                "echo" => Mode::Echo,
+                _ => return Err(invalid("chat or echo")),
+            }
+        }
+        "--welcome" => opts.welcome = value,
+        "--ping-interval" => config.ping_interval = duration()?,
+        "--idle-timeout" => config.idle_timeout = duration()?,
+        "--handshake-timeout" => config.handshake_timeout = duration()?,
+        "--close-timeout" => config.close_timeout = duration()?,
+        "--max-message" => config.max_message = size()?,
+        "--max-backlog" => {
+            config.max_backlog = usize::try_from(size()?).map_err(|_| invalid(SIZE))?;
+        }
+        "--max-connections" => {
+            config.max_connections = value
+                .parse()
+                .ok()
+                .filter(|&n: &usize| n > 0)
+                .ok_or_else(|| invalid("a whole number of at least 1"))?;
+        }
+        "--allow-origin" => {
+            if value.is_empty() {
+                return Err(invalid("an origin like https://example.com"));
+            }
+            config.allowed_origins.push(value);
+        }
+        _ => return Err(CliError::UnknownFlag(flag.to_string())),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Result<Options, CliError> {
+        match parse(args.iter().map(OsString::from))? {
+            Command::Run(opts) => Ok(*opts),
+            other => panic!("not a run: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_match_the_specification() {
+        let opts = run(&[]).unwrap();
+        assert_eq!(opts.listen, "127.0.0.1:1984");
+        assert_eq!(opts.mode, Mode::Chat);
+        assert_eq!(opts.welcome, "Welcome to Rookery Chat!");
+        assert!(opts.page && !opts.allow_binary);
+        assert_eq!(opts.config, Config::default());
+        assert_eq!(opts.config.path, "/chat");
+        assert_eq!(opts.config.ping_interval, Duration::from_secs(5));
+        assert_eq!(opts.config.idle_timeout, Duration::from_secs(15));
+        assert_eq!(opts.config.max_message, 1 << 20);
+        assert_eq!(opts.config.max_connections, 1024);
+    }
+
+    #[test]
+    fn every_flag_is_applied() {
+        let opts = run(&[
+            "--listen",
+            "0.0.0.0:0",
+            "--path=/ws",
+            "--mode",
+            "echo",
+            "--welcome",
+            "hi",
+            "--ping-interval",
+            "250ms",
+            "--idle-timeout",
+            "2m",
+            "--handshake-timeout",
+            "1s",
+            "--close-timeout",
+            "0",
+            "--max-message",
+            "64KiB",
+            "--max-backlog",
+            "2MiB",
+            "--max-connections",
+            "10",
+            "--allow-origin",
+            "https://a",
+            "--allow-origin=https://b",
+            "--allow-binary",
+            "--no-page",
+            "-v",
+        ])
+        .unwrap();
+        assert_eq!(opts.listen, "0.0.0.0:0");
+        assert_eq!(opts.config.path, "/ws");
+        assert_eq!(opts.mode, Mode::Echo);
+        assert_eq!(opts.welcome, "hi");
+        assert_eq!(opts.config.ping_interval, Duration::from_millis(250));
+        assert_eq!(opts.config.idle_timeout, Duration::from_secs(120));
+        assert_eq!(opts.config.handshake_timeout, Duration::from_secs(1));
+        assert_eq!(opts.config.close_timeout, Duration::ZERO);
+        assert_eq!(opts.config.max_message, 65536);
+        assert_eq!(opts.config.max_backlog, 2 << 20);
+        assert_eq!(opts.config.max_connections, 10);
+        assert_eq!(opts.config.allowed_origins, ["https://a", "https://b"]);
+        assert!(opts.allow_binary && !opts.page);
+        assert_eq!(opts.verbosity, Verbosity::Verbose);
+        assert_eq!(run(&["-v", "-v"]).unwrap().verbosity, Verbosity::Trace);
+        assert_eq!(run(&["-q"]).unwrap().verbosity, Verbosity::Quiet);
+    }
+
+    #[test]
+    fn mistakes_name_the_flag() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["--bogus"], "unknown flag '--bogus'"),
+            (&["--listen"], "flag --listen needs a value"),
+            (
+                &["--ping-interval", "5"],
+                "invalid value '5' for --ping-interval",
+            ),
+            (
+                &["--idle-timeout", "soon"],
+                "invalid value 'soon' for --idle-timeout",
+            ),
+            (
+                &["--max-message", "1TB"],
+                "invalid value '1TB' for --max-message",
+            ),
+            (
+                &["--max-backlog", "0"],
+                "invalid value '0' for --max-backlog",
+            ),
+            (
+                &["--max-connections", "-1"],
+                "invalid value '-1' for --max-connections",
+            ),
+            (&["--mode", "relay"], "invalid value 'relay' for --mode"),
+            (&["--path", "chat"], "invalid value 'chat' for --path"),
+            (&["--path", "/a\"b"], "invalid value '/a\"b' for --path"),
+            (
+                &["--listen", "nowhere"],
+                "invalid value 'nowhere' for --listen",
+            ),
+            (&["stray"], "unexpected argument 'stray'"),
+            (&["--no-page=1"], "flag --no-page takes no value"),
+        ];
+        for (args, want) in cases {
+            let err = run(args).unwrap_err().to_string();
+            assert!(err.starts_with(want), "{args:?}: {err}");
+            assert!(!err.contains('\n'));
+        }
+    }
+
+    #[test]
+    fn help_and_version() {
+        assert_eq!(parse([OsString::from("--help")]), Ok(Command::Help));
+        assert_eq!(parse([OsString::from("-V")]), Ok(Command::Version));
+        for flag in
+            VALUE_FLAGS
+                .iter()
+                .chain(&["--allow-binary", "--no-page", "--quiet", "--verbose"])
+        {
+            assert!(HELP.contains(flag), "help does not explain {flag}");
+        }
+    }
+
+    #[test]
+    fn durations_and_sizes() {
+        assert_eq!(parse_duration("0"), Some(Duration::ZERO));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5s"), Some(Duration::from_secs(5)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
+        for bad in ["", "5", "s", "-5s", "5 s", "1.5s", "99999999999999999999h"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+        assert_eq!(parse_size("65536"), Some(65536));
+        assert_eq!(parse_size("64KiB"), Some(65536));
+        assert_eq!(parse_size("1MiB"), Some(1 << 20));
+        assert_eq!(parse_size("1MB"), Some(1_000_000));
+        for bad in ["", "MiB", "1 MiB", "1TiB", "-1", "99999999999GiB"] {
+            assert_eq!(parse_size(bad), None, "{bad}");
+        }
+    }
+}
