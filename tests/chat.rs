@@ -1,0 +1,265 @@
+//! The chat service (SPEC §1), row by row, over real sockets with
+//! tungstenite as the client.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use common::*;
+use tungstenite::Message;
+
+const WELCOME: &str = "Welcome to Rookery Chat!";
+
+fn chat(extra: &[&str]) -> Rookery {
+    let mut args = vec!["--ping-interval", "0"];
+    args.extend_from_slice(extra);
+    Rookery::start(&args)
+}
+
+fn join(server: &Rookery) -> Ws {
+    let mut ws = connect(&server.url("/chat"));
+    assert_eq!(
+        next_data(&mut ws),
+        Message::text(WELCOME),
+        "welcome comes first"
+    );
+    ws
+}
+
+#[test]
+fn welcome_then_every_text_to_every_member_sender_included() {
+    let server = chat(&[]);
+    let mut a = join(&server);
+    let mut b = join(&server);
+    a.send(Message::text("hello from a")).unwrap();
+    assert_eq!(next_data(&mut a), Message::text("hello from a"));
+    assert_eq!(next_data(&mut b), Message::text("hello from a"));
+    b.send(Message::text("and b")).unwrap();
+    assert_eq!(next_data(&mut a), Message::text("and b"));
+    assert_eq!(next_data(&mut b), Message::text("and b"));
+}
+
+#[test]
+fn custom_welcome() {
+    let server = chat(&["--welcome", "hi there"]);
+    let mut ws = connect(&server.url("/chat"));
+    assert_eq!(next_data(&mut ws), Message::text("hi there"));
+}
+
+#[test]
+fn a_new_member_sees_its_welcome_before_any_broadcast() {
+    let server = chat(&[]);
+    let mut talker = join(&server);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let chatter = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                talker.send(Message::text(format!("noise {n}"))).unwrap();
+                n += 1;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })
+    };
+    for _ in 0..20 {
+        let mut ws = connect(&server.url("/chat"));
+        assert_eq!(next_data(&mut ws), Message::text(WELCOME));
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    chatter.join().unwrap();
+}
+
+#[test]
+fn binary_is_refused_with_1003_unless_allowed() {
+    let server = chat(&[]);
+    let mut ws = join(&server);
+    ws.send(Message::binary(vec![1u8, 2, 3])).unwrap();
+    assert_eq!(expect_close(&mut ws), Some(1003));
+
+    let server = chat(&["--allow-binary"]);
+    let mut a = join(&server);
+    let mut b = join(&server);
+    a.send(Message::binary(vec![1u8, 2, 3])).unwrap();
+    assert_eq!(next_data(&mut b), Message::binary(vec![1u8, 2, 3]));
+    assert_eq!(next_data(&mut a), Message::binary(vec![1u8, 2, 3]));
+}
+
+#[test]
+fn ping_is_answered_with_pong() {
+    let server = chat(&[]);
+    let mut ws = join(&server);
+    ws.send(Message::Ping(b"p1".to_vec().into())).unwrap();
+    match next(&mut ws) {
+        Message::Pong(p) => assert_eq!(&p[..], b"p1"),
+        other => panic!("expected pong, got {other:?}"),
+    }
+}
+
+#[test]
+fn server_pings_every_interval() {
+    let server = Rookery::start(&["--ping-interval", "200ms"]);
+    let mut ws = join(&server);
+    let start = Instant::now();
+    let mut pings = 0;
+    while pings < 3 {
+        if let Message::Ping(_) = next(&mut ws) {
+            pings += 1;
+        }
+    }
+    // Three pings at 200 ms take at least 400 ms after the first.
+    assert!(
+        start.elapsed() >= Duration::from_millis(400),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn idle_connection_is_closed_with_1001_but_traffic_keeps_it_open() {
+    let server = chat(&["--idle-timeout", "600ms"]);
+    let mut busy = join(&server);
+    let mut idle = join(&server);
+    let start = Instant::now();
+    // `busy` speaks (pongs count as traffic) every 150 ms for 1.5 s.
+    while start.elapsed() < Duration::from_millis(1500) {
+        busy.send(Message::Pong(Vec::new().into())).unwrap();
+        busy.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    assert_eq!(expect_close(&mut idle), Some(1001));
+    busy.send(Message::text("still open")).unwrap();
+    assert_eq!(next_data(&mut busy), Message::text("still open"));
+    assert_eq!(expect_close(&mut busy), Some(1001), "closed once silent");
+}
+
+#[test]
+fn close_frame_is_echoed_and_logged() {
+    let mut server = chat(&[]);
+    let (mut raw, _) = raw_upgrade(server.addr, "/chat", "");
+    let (_, welcome) = read_frame(&mut raw).unwrap();
+    assert_eq!(welcome, WELCOME.as_bytes());
+    raw.write_all(&client_frame(0x81, b"log me")).unwrap();
+    assert_eq!(read_frame(&mut raw).unwrap().1, b"log me");
+    raw.write_all(&client_frame(0x88, &[0x03, 0xE8])).unwrap();
+    assert_eq!(read_close(&mut raw).unwrap(), Some(1000));
+    server.signal(libc::SIGTERM);
+    assert!(server.wait_exit(Duration::from_secs(10)).is_some());
+    let log = server.stderr_text();
+    assert!(log.contains("Received message 'log me' from "), "{log}");
+    assert!(log.contains("Closed connection to "), "{log}");
+}
+
+#[test]
+fn page_and_http_routes() {
+    let server = chat(&["--path", "/room"]);
+    let mut stream = std::net::TcpStream::connect(server.addr).unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut reply = Vec::new();
+    std::io::Read::read_to_end(&mut stream, &mut reply).unwrap();
+    let reply = String::from_utf8(reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
+    assert!(reply.contains("Content-Type: text/html; charset=utf-8\r\n"));
+    assert!(
+        reply.contains("\"/room\""),
+        "the page connects to the configured path"
+    );
+    assert!(!reply.contains("{{WS_PATH}}"));
+    assert_eq!(
+        http_status(server.addr, "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n"),
+        404
+    );
+    assert_eq!(
+        http_status(server.addr, "GET /room HTTP/1.1\r\nHost: x\r\n\r\n"),
+        400
+    );
+    assert_eq!(
+        http_status(server.addr, "POST / HTTP/1.1\r\nHost: x\r\n\r\n"),
+        405
+    );
+
+    let server = chat(&["--no-page"]);
+    assert_eq!(
+        http_status(server.addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+        404
+    );
+}
+
+#[test]
+fn three_senders_200_messages_each_reach_five_clients_in_order() {
+    let server = chat(&[]);
+    let mut listeners: Vec<Ws> = (0..5).map(|_| join(&server)).collect();
+    // Every sender joins before anyone speaks, so each sees all 600 too.
+    let sender_sockets: Vec<Ws> = (0..3).map(|_| join(&server)).collect();
+    let senders: Vec<_> = sender_sockets
+        .into_iter()
+        .enumerate()
+        .map(|(s, mut ws)| {
+            std::thread::spawn(move || {
+                for i in 0..200 {
+                    ws.send(Message::text(format!("{s}:{i}"))).unwrap();
+                }
+                let mut seen = 0;
+                while seen < 600 {
+                    if let Message::Text(_) = next_data(&mut ws) {
+                        seen += 1;
+                    }
+                }
+            })
+        })
+        .collect();
+    for ws in &mut listeners {
+        let mut next_expected: HashMap<u32, u32> = HashMap::new();
+        for _ in 0..600 {
+            let Message::Text(text) = next_data(ws) else {
+                panic!("expected text")
+            };
+            let (s, i) = text.split_once(':').unwrap();
+            let (s, i): (u32, u32) = (s.parse().unwrap(), i.parse().unwrap());
+            let want = next_expected.entry(s).or_insert(0);
+            assert_eq!(i, *want, "sender {s} out of order");
+            *want += 1;
+        }
+        assert_eq!(
+            next_expected.values().copied().collect::<Vec<_>>(),
+            vec![200; 3]
+        );
+    }
+    for s in senders {
+        s.join().unwrap();
+    }
+}
+
+#[test]
+fn sigterm_closes_everyone_with_1001_and_exits_0() {
+    let mut server = chat(&[]);
+    let mut clients: Vec<Ws> = (0..3).map(|_| join(&server)).collect();
+    server.signal(libc::SIGTERM);
+    for ws in &mut clients {
+        assert_eq!(expect_close(ws), Some(1001));
+    }
+    let status = server.wait_exit(Duration::from_secs(10)).expect("exited");
+    assert_eq!(status.code(), Some(0));
+    // It stopped accepting.
+    assert!(std::net::TcpStream::connect(server.addr).is_err());
+}
+
+#[test]
+fn sigint_with_a_silent_client_exits_after_the_close_timeout() {
+    let mut server = chat(&["--close-timeout", "500ms"]);
+    // A raw client that never answers the close frame.
+    let (_raw, _) = raw_upgrade(server.addr, "/chat", "");
+    let start = Instant::now();
+    server.signal(libc::SIGINT);
+    let status = server.wait_exit(Duration::from_secs(10)).expect("exited");
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        start.elapsed() >= Duration::from_millis(400),
+        "{:?}",
+        start.elapsed()
+    );
+}

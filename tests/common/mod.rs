@@ -1,0 +1,349 @@
+//! Helpers shared by the integration tests: running the `rookery` binary or
+//! an in-process server, and a minimal raw client for what an off-the-shelf
+//! client will not send (fragments, byte-at-a-time writes, bad frames).
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rookery::{Config, Handler, Server, StopHandle};
+
+/// A `rookery` child process, killed when dropped.
+pub struct Rookery {
+    pub child: Child,
+    pub addr: SocketAddr,
+    /// Everything the process wrote to stderr so far: drained by a thread so
+    /// that a chatty server never blocks on a full pipe.
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    stderr_thread: Option<JoinHandle<()>>,
+}
+
+impl Rookery {
+    /// Starts the binary with `args` (plus `--listen 127.0.0.1:0`) and waits
+    /// for its `listening on` line. `ROOKERY_TEST_RUNNER` (e.g. a qemu user
+    /// emulator) is put in front of the binary when set.
+    pub fn start(args: &[&str]) -> Rookery {
+        let bin = env!("CARGO_BIN_EXE_rookery");
+        let mut cmd = match std::env::var("ROOKERY_TEST_RUNNER") {
+            Ok(runner) if !runner.is_empty() => {
+                let mut c = Command::new(runner);
+                c.arg(bin);
+                c
+            }
+            _ => Command::new(bin),
+        };
+        cmd.args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn rookery");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read listening line");
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .parse()
+            .expect("address");
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let stderr_thread = child.stderr.take().map(|pipe| {
+            let sink = std::sync::Arc::clone(&stderr);
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines() {
+                    let Ok(line) = line else { break };
+                    let mut text = sink.lock().expect("stderr lock");
+                    text.push_str(&line);
+                    text.push('\n');
+                }
+            })
+        });
+        Rookery {
+            child,
+            addr,
+            stderr,
+            stderr_thread,
+        }
+    }
+
+    /// The URL of the WebSocket path.
+    pub fn url(&self, path: &str) -> String {
+        format!("ws://{}{}", self.addr, path)
+    }
+
+    /// Sends a signal to the process.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) with a pid we own and a valid signal number.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+    }
+
+    /// Waits for the process to exit, at most `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Everything the process wrote to stderr; complete once it exited.
+    pub fn stderr_text(&mut self) -> String {
+        if self.child.try_wait().ok().flatten().is_some() {
+            if let Some(thread) = self.stderr_thread.take() {
+                let _ = thread.join();
+            }
+        }
+        self.stderr.lock().expect("stderr lock").clone()
+    }
+
+    /// Resident set size in KiB, from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Rookery {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An in-process server on its own thread, stopped when dropped.
+pub struct InProcess {
+    pub addr: SocketAddr,
+    stop: StopHandle,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl InProcess {
+    pub fn start<H: Handler + Send + 'static>(config: Config, handler: H) -> InProcess {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let mut server = Server::bind("127.0.0.1:0", config, handler).expect("bind");
+            tx.send((server.local_addr(), server.stop_handle()))
+                .expect("send");
+            server.run().expect("run");
+        });
+        let (addr, stop) = rx.recv().expect("server started");
+        InProcess {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("ws://{}{}", self.addr, path)
+    }
+
+    /// Stops the server and waits for its thread.
+    pub fn stop(mut self) {
+        self.stop.stop();
+        if let Some(t) = self.thread.take() {
+            t.join().expect("server thread");
+        }
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        self.stop.stop();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+pub type Ws = tungstenite::WebSocket<TcpStream>;
+
+/// Connects a tungstenite client (an independent implementation) to `url`.
+pub fn connect(url: &str) -> Ws {
+    try_connect(url).expect("connect")
+}
+
+/// Like [`connect`], returning the handshake error instead of panicking.
+pub fn try_connect(url: &str) -> Result<Ws, tungstenite::Error> {
+    let authority = url
+        .trim_start_matches("ws://")
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    let stream = TcpStream::connect(authority).expect("tcp connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let config = tungstenite::protocol::WebSocketConfig {
+        max_message_size: None,
+        max_frame_size: None,
+        ..Default::default()
+    };
+    let (ws, response) = tungstenite::client::client_with_config(url, stream, Some(config))
+        .map_err(|e| match e {
+            tungstenite::HandshakeError::Failure(e) => e,
+            tungstenite::HandshakeError::Interrupted(_) => unreachable!("blocking socket"),
+        })?;
+    assert_eq!(response.status(), 101);
+    Ok(ws)
+}
+
+/// Reads the next data or close message, answering nothing itself (the
+/// caller sees pings as messages too).
+pub fn next(ws: &mut Ws) -> tungstenite::Message {
+    ws.read().expect("read")
+}
+
+/// Reads until a text or binary message, skipping pings and pongs.
+pub fn next_data(ws: &mut Ws) -> tungstenite::Message {
+    loop {
+        match ws.read().expect("read") {
+            tungstenite::Message::Ping(_) | tungstenite::Message::Pong(_) => continue,
+            other => return other,
+        }
+    }
+}
+
+/// Reads until the connection closes; returns the close code seen, if any.
+pub fn expect_close(ws: &mut Ws) -> Option<u16> {
+    loop {
+        match ws.read() {
+            Ok(tungstenite::Message::Close(frame)) => return frame.map(|f| u16::from(f.code)),
+            Ok(_) => continue,
+            Err(tungstenite::Error::ConnectionClosed) | Err(tungstenite::Error::AlreadyClosed) => {
+                return None
+            }
+            Err(e) => panic!("unexpected error while waiting for close: {e}"),
+        }
+    }
+}
+
+// ---- a raw client -------------------------------------------------------------
+
+/// A valid upgrade request for `path`.
+pub fn upgrade_request(path: &str, extra: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+    )
+}
+
+/// A masked client frame.
+pub fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [0x12, 0x34, 0x56, 0x78];
+    let mut out = vec![first];
+    let len = payload.len();
+    if len < 126 {
+        out.push(0x80 | len as u8);
+    } else if len <= 0xFFFF {
+        out.push(0x80 | 126);
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        out.push(0x80 | 127);
+        out.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    out.extend_from_slice(&mask);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    out
+}
+
+/// Opens a raw TCP connection, sends the upgrade request and reads the
+/// response head; returns the stream and the head.
+pub fn raw_upgrade(addr: SocketAddr, path: &str, extra: &str) -> (TcpStream, String) {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    stream
+        .write_all(upgrade_request(path, extra).as_bytes())
+        .expect("write");
+    let head = read_head(&mut stream);
+    (stream, head)
+}
+
+/// Reads an HTTP response head byte by byte (so nothing after it is lost).
+pub fn read_head(stream: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(0) => break,
+            Ok(_) => head.push(byte[0]),
+            Err(e) => panic!("reading head: {e}"),
+        }
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// Reads one server frame: (first byte, payload).
+pub fn read_frame(stream: &mut TcpStream) -> std::io::Result<(u8, Vec<u8>)> {
+    let mut h = [0u8; 2];
+    stream.read_exact(&mut h)?;
+    assert_eq!(h[1] & 0x80, 0, "server frames are never masked");
+    let len = match h[1] & 0x7F {
+        126 => {
+            let mut b = [0u8; 2];
+            stream.read_exact(&mut b)?;
+            u64::from(u16::from_be_bytes(b))
+        }
+        127 => {
+            let mut b = [0u8; 8];
+            stream.read_exact(&mut b)?;
+            u64::from_be_bytes(b)
+        }
+        n => u64::from(n),
+    };
+    let mut payload = vec![0u8; len as usize];
+    stream.read_exact(&mut payload)?;
+    Ok((h[0], payload))
+}
+
+/// Reads frames until a close frame; returns its code (None if empty), or
+/// `Err` if the connection ended first.
+pub fn read_close(stream: &mut TcpStream) -> std::io::Result<Option<u16>> {
+    loop {
+        let (first, payload) = read_frame(stream)?;
+        if first & 0x0F == 0x8 {
+            return Ok((payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]])));
+        }
+    }
+}
+
+/// Sends an HTTP request and returns the status code of the reply.
+pub fn http_status(addr: SocketAddr, request: &str) -> u16 {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    stream.write_all(request.as_bytes()).expect("write");
+    let head = read_head(&mut stream);
+    head.split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Polls `f` until it returns true or `limit` passes.
+pub fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    f()
+}
