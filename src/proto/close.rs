@@ -87,13 +87,28 @@ mod tests {
 
     #[test]
     fn close_payloads() {
-        assert_eq!(parse_close(&[]), Ok(CloseFrame { code: None, reason: "" }));
+        assert_eq!(
+            parse_close(&[]),
+            Ok(CloseFrame {
+                code: None,
+                reason: ""
+            })
+        );
         assert_eq!(parse_close(&[3]), Err(CloseFrameError::Truncated));
         assert_eq!(
             parse_close(&[0x03, 0xE8, b'o', b'k']),
-            Ok(CloseFrame { code: Some(1000), reason: "ok" })
+            Ok(CloseFrame {
+                code: Some(1000),
+                reason: "ok"
+            })
         );
-        assert_eq!(parse_close(&[0x03, 0xED]), Err(CloseFrameError::InvalidCode(1005)));
-        assert_eq!(parse_close(&[0x03, 0xE8, 0xff]), Err(CloseFrameError::InvalidReason));
+        assert_eq!(
+            parse_close(&[0x03, 0xED]),
+            Err(CloseFrameError::InvalidCode(1005))
+        );
+        assert_eq!(
+            parse_close(&[0x03, 0xE8, 0xff]),
+            Err(CloseFrameError::InvalidReason)
+        );
     }
 }

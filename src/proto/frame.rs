@@ -192,16 +192,34 @@ mod tests {
         out.clear();
         encode_frame(&mut out, OpCode::Pong, b"Hello");
         assert_eq!(out, [0x8a, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]);
-        assert_eq!(ServerHeader::new(false, OpCode::Text, 3).as_bytes(), [0x01, 0x03]);
-        assert_eq!(ServerHeader::new(true, OpCode::Continuation, 2).as_bytes(), [0x80, 0x02]);
-        assert_eq!(ServerHeader::new(true, OpCode::Binary, 256).as_bytes(), [0x82, 0x7E, 0x01, 0x00]);
+        assert_eq!(
+            ServerHeader::new(false, OpCode::Text, 3).as_bytes(),
+            [0x01, 0x03]
+        );
+        assert_eq!(
+            ServerHeader::new(true, OpCode::Continuation, 2).as_bytes(),
+            [0x80, 0x02]
+        );
+        assert_eq!(
+            ServerHeader::new(true, OpCode::Binary, 256).as_bytes(),
+            [0x82, 0x7E, 0x01, 0x00]
+        );
         assert_eq!(
             ServerHeader::new(true, OpCode::Binary, 65536).as_bytes(),
             [0x82, 0x7F, 0, 0, 0, 0, 0, 0x01, 0x00, 0x00]
         );
-        assert_eq!(ServerHeader::new(true, OpCode::Binary, 65535).as_bytes(), [0x82, 0x7E, 0xff, 0xff]);
-        assert_eq!(ServerHeader::new(true, OpCode::Binary, 125).as_bytes(), [0x82, 125]);
-        assert_eq!(ServerHeader::new(true, OpCode::Binary, 126).as_bytes(), [0x82, 126, 0, 126]);
+        assert_eq!(
+            ServerHeader::new(true, OpCode::Binary, 65535).as_bytes(),
+            [0x82, 0x7E, 0xff, 0xff]
+        );
+        assert_eq!(
+            ServerHeader::new(true, OpCode::Binary, 125).as_bytes(),
+            [0x82, 125]
+        );
+        assert_eq!(
+            ServerHeader::new(true, OpCode::Binary, 126).as_bytes(),
+            [0x82, 126, 0, 126]
+        );
     }
 
     #[test]

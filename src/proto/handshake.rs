@@ -45,7 +45,9 @@ impl HandshakeError {
     pub fn response(self) -> Response {
         let response = Response::status(self.status());
         match self {
-            HandshakeError::UnsupportedVersion => response.with_header("Sec-WebSocket-Version", "13"),
+            HandshakeError::UnsupportedVersion => {
+                response.with_header("Sec-WebSocket-Version", "13")
+            }
             _ => response,
         }
     }
@@ -85,7 +87,10 @@ pub fn validate(req: &Request) -> Result<&str, HandshakeError> {
     if !req.has_token("Connection", "upgrade") {
         return Err(HandshakeError::NoConnectionUpgrade);
     }
-    if !req.header_tokens("Sec-WebSocket-Version").any(|v| v == "13") {
+    if !req
+        .header_tokens("Sec-WebSocket-Version")
+        .any(|v| v == "13")
+    {
         return Err(HandshakeError::UnsupportedVersion);
     }
     let mut keys = req
@@ -107,7 +112,9 @@ pub fn origin_allowed(req: &Request, allowed: &[String]) -> bool {
     match req.header("Origin") {
         _ if allowed.is_empty() => true,
         None => true,
-        Some(origin) => allowed.iter().any(|a| a == "*" || a.eq_ignore_ascii_case(origin)),
+        Some(origin) => allowed
+            .iter()
+            .any(|a| a == "*" || a.eq_ignore_ascii_case(origin)),
     }
 }
 
@@ -175,7 +182,10 @@ mod tests {
 
     #[test]
     fn rfc6455_section_1_3_accept_key() {
-        assert_eq!(accept_key("dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        assert_eq!(
+            accept_key("dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
     }
 
     #[test]
@@ -191,16 +201,56 @@ mod tests {
     fn refusals_map_to_status_codes() {
         let cases = [
             (replaced("GET", "POST"), HandshakeError::NotGet, 400),
-            (replaced("HTTP/1.1", "HTTP/1.0"), HandshakeError::OldHttpVersion, 400),
-            (replaced("Host: h\r\n", ""), HandshakeError::MissingHost, 400),
-            (replaced("websocket", "h2c"), HandshakeError::NotWebSocketUpgrade, 400),
-            (replaced("Connection: Upgrade", "Connection: close"), HandshakeError::NoConnectionUpgrade, 400),
-            (replaced("Version: 13", "Version: 8"), HandshakeError::UnsupportedVersion, 426),
-            (replaced("Sec-WebSocket-Version: 13\r\n", ""), HandshakeError::UnsupportedVersion, 426),
-            (replaced("dGhlIHNhbXBsZSBub25jZQ==", "dGhlIHNhbXBsZQ=="), HandshakeError::BadKey, 400),
-            (replaced("dGhlIHNhbXBsZSBub25jZQ==", "!!!!!!!!!!!!!!!!!!!!!!=="), HandshakeError::BadKey, 400),
-            (replaced("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", ""), HandshakeError::BadKey, 400),
-            (with("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="), HandshakeError::BadKey, 400),
+            (
+                replaced("HTTP/1.1", "HTTP/1.0"),
+                HandshakeError::OldHttpVersion,
+                400,
+            ),
+            (
+                replaced("Host: h\r\n", ""),
+                HandshakeError::MissingHost,
+                400,
+            ),
+            (
+                replaced("websocket", "h2c"),
+                HandshakeError::NotWebSocketUpgrade,
+                400,
+            ),
+            (
+                replaced("Connection: Upgrade", "Connection: close"),
+                HandshakeError::NoConnectionUpgrade,
+                400,
+            ),
+            (
+                replaced("Version: 13", "Version: 8"),
+                HandshakeError::UnsupportedVersion,
+                426,
+            ),
+            (
+                replaced("Sec-WebSocket-Version: 13\r\n", ""),
+                HandshakeError::UnsupportedVersion,
+                426,
+            ),
+            (
+                replaced("dGhlIHNhbXBsZSBub25jZQ==", "dGhlIHNhbXBsZQ=="),
+                HandshakeError::BadKey,
+                400,
+            ),
+            (
+                replaced("dGhlIHNhbXBsZSBub25jZQ==", "!!!!!!!!!!!!!!!!!!!!!!=="),
+                HandshakeError::BadKey,
+                400,
+            ),
+            (
+                replaced("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", ""),
+                HandshakeError::BadKey,
+                400,
+            ),
+            (
+                with("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="),
+                HandshakeError::BadKey,
+                400,
+            ),
         ];
         for (req, err, status) in cases {
             assert_eq!(validate(&req), Err(err), "{}", req.headers().count());
@@ -212,7 +262,10 @@ mod tests {
     fn version_error_names_the_supported_version() {
         let r = HandshakeError::UnsupportedVersion.response();
         assert_eq!(r.status, 426);
-        assert!(r.headers.iter().any(|(n, v)| n == "Sec-WebSocket-Version" && v == "13"));
+        assert!(r
+            .headers
+            .iter()
+            .any(|(n, v)| n == "Sec-WebSocket-Version" && v == "13"));
     }
 
     #[test]

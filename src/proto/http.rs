@@ -78,7 +78,10 @@ impl Request {
     /// Parses a complete head (request line, header lines, blank line).
     pub fn parse(head: Vec<u8>) -> Result<Request, HttpError> {
         let head = String::from_utf8(head).map_err(|_| HttpError::Malformed)?;
-        let mut lines = LineIter { text: &head, pos: 0 };
+        let mut lines = LineIter {
+            text: &head,
+            pos: 0,
+        };
         let (line, line_start) = lines.next().ok_or(HttpError::Malformed)?;
         let (method, target, minor_version) = parse_request_line(line, line_start)?;
         let mut headers = Vec::new();
@@ -217,8 +220,12 @@ fn parse_header_line(line: &str, base: usize) -> Result<(Range<usize>, Range<usi
         return Err(HttpError::Malformed);
     }
     let trimmed = value.trim_matches(|c| c == ' ' || c == '\t');
-    let value_start = base + name.len() + 1 + (value.len() - value.trim_start_matches([' ', '\t']).len());
-    Ok((base..base + name.len(), value_start..value_start + trimmed.len()))
+    let value_start =
+        base + name.len() + 1 + (value.len() - value.trim_start_matches([' ', '\t']).len());
+    Ok((
+        base..base + name.len(),
+        value_start..value_start + trimmed.len(),
+    ))
 }
 
 /// Accumulates a request head from arbitrary pieces of input.
@@ -400,7 +407,10 @@ mod tests {
                 Status::Complete((req, used)) => {
                     assert_eq!(i + 1, UPGRADE.len());
                     assert_eq!(used, 1);
-                    assert_eq!(req.header("sec-websocket-key"), Some("dGhlIHNhbXBsZSBub25jZQ=="));
+                    assert_eq!(
+                        req.header("sec-websocket-key"),
+                        Some("dGhlIHNhbXBsZSBub25jZQ==")
+                    );
                     return;
                 }
             }
@@ -466,8 +476,14 @@ mod tests {
             (b"GET / HTTP/2.0\r\n\r\n", HttpError::UnsupportedVersion),
             (b"G(T / HTTP/1.1\r\n\r\n", HttpError::Malformed),
             (b"GET / HTTP/1.1\r\nNoColon\r\n\r\n", HttpError::Malformed),
-            (b"GET / HTTP/1.1\r\nBad Name: x\r\n\r\n", HttpError::Malformed),
-            (b"GET / HTTP/1.1\r\nA: b\r\n folded\r\n\r\n", HttpError::Malformed),
+            (
+                b"GET / HTTP/1.1\r\nBad Name: x\r\n\r\n",
+                HttpError::Malformed,
+            ),
+            (
+                b"GET / HTTP/1.1\r\nA: b\r\n folded\r\n\r\n",
+                HttpError::Malformed,
+            ),
             (b"GET / HTTP/1.1\r\nA: \x01\r\n\r\n", HttpError::Malformed),
             (b"GET / HTTP/1.1\r\nA: \xff\r\n\r\n", HttpError::Malformed),
             (b"\r\n\r\n", HttpError::Malformed),
@@ -494,9 +510,10 @@ mod tests {
 
     #[test]
     fn header_values_are_trimmed_and_repeated_fields_merge_tokens() {
-        let (req, _) =
-            parse_all(b"GET / HTTP/1.1\r\nConnection:   keep-alive\t\r\nConnection: Upgrade\r\n\r\n")
-                .unwrap();
+        let (req, _) = parse_all(
+            b"GET / HTTP/1.1\r\nConnection:   keep-alive\t\r\nConnection: Upgrade\r\n\r\n",
+        )
+        .unwrap();
         assert_eq!(req.header("connection"), Some("keep-alive"));
         let tokens: Vec<_> = req.header_tokens("Connection").collect();
         assert_eq!(tokens, ["keep-alive", "Upgrade"]);
@@ -513,7 +530,9 @@ mod tests {
     #[test]
     fn response_is_serialised_with_length_and_close() {
         let mut out = Vec::new();
-        Response::ok("text/html", "hi").with_header("X-A", "b").write_to(&mut out, false);
+        Response::ok("text/html", "hi")
+            .with_header("X-A", "b")
+            .write_to(&mut out, false);
         assert_eq!(
             out,
             b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\nContent-Type: text/html\r\nX-A: b\r\n\r\nhi"

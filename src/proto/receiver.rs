@@ -80,7 +80,9 @@ impl fmt::Display for ProtocolError {
             ProtocolError::ControlTooLong => f.write_str("control frame longer than 125 bytes"),
             ProtocolError::ControlFragmented => f.write_str("fragmented control frame"),
             ProtocolError::UnexpectedContinuation => f.write_str("continuation without a message"),
-            ProtocolError::ExpectedContinuation => f.write_str("new message inside a fragmented one"),
+            ProtocolError::ExpectedContinuation => {
+                f.write_str("new message inside a fragmented one")
+            }
             ProtocolError::InvalidLength => f.write_str("payload length has its top bit set"),
             ProtocolError::TruncatedClose => f.write_str("one-byte close payload"),
             ProtocolError::InvalidCloseCode(code) => write!(f, "invalid close code {code}"),
@@ -256,7 +258,9 @@ impl Receiver {
                 Payload::Control
             };
             self.frame = None;
-            return self.control_event(frame.opcode, payload, input).map(|e| (used, Some(e)));
+            return self
+                .control_event(frame.opcode, payload, input)
+                .map(|e| (used, Some(e)));
         }
 
         let message_opcode = self.message_opcode.unwrap_or(frame.opcode);
@@ -341,27 +345,30 @@ impl Receiver {
         max_message: u64,
     ) -> Result<Option<(FrameState, usize)>, ProtocolError> {
         let have = usize::from(self.header_len);
-        let (header, used): (&[u8], usize) = if have == 0 && input.len() >= 2 && input.len() >= header_len(input[1]) {
-            // The common case: the whole header is in this read.
-            let len = header_len(input[1]);
-            (&input[..len], len)
-        } else {
-            let mut used = 0;
-            while usize::from(self.header_len) < 2 || usize::from(self.header_len) < header_len(self.header[1]) {
-                let Some(&b) = input.get(used) else {
-                    return Ok(None);
-                };
-                self.header[usize::from(self.header_len)] = b;
-                self.header_len += 1;
-                used += 1;
-                if self.header_len == 2 {
-                    // Fail on the first two bytes before waiting for the rest.
-                    self.check_first_bytes(self.header[0], self.header[1])?;
+        let (header, used): (&[u8], usize) =
+            if have == 0 && input.len() >= 2 && input.len() >= header_len(input[1]) {
+                // The common case: the whole header is in this read.
+                let len = header_len(input[1]);
+                (&input[..len], len)
+            } else {
+                let mut used = 0;
+                while usize::from(self.header_len) < 2
+                    || usize::from(self.header_len) < header_len(self.header[1])
+                {
+                    let Some(&b) = input.get(used) else {
+                        return Ok(None);
+                    };
+                    self.header[usize::from(self.header_len)] = b;
+                    self.header_len += 1;
+                    used += 1;
+                    if self.header_len == 2 {
+                        // Fail on the first two bytes before waiting for the rest.
+                        self.check_first_bytes(self.header[0], self.header[1])?;
+                    }
                 }
-            }
-            self.header_len = 0;
-            (&self.header[..header_len(self.header[1])], used)
-        };
+                self.header_len = 0;
+                (&self.header[..header_len(self.header[1])], used)
+            };
         let frame = self.parse_header(header, max_message)?;
         self.start_frame();
         Ok(Some((frame, used)))
@@ -399,7 +406,10 @@ impl Receiver {
         let (first, second) = (header[0], header[1]);
         let opcode = self.check_first_bytes(first, second)?;
         let (len, rest) = match second & 0x7F {
-            126 => (u64::from(u16::from_be_bytes([header[2], header[3]])), &header[4..]),
+            126 => (
+                u64::from(u16::from_be_bytes([header[2], header[3]])),
+                &header[4..],
+            ),
             127 => {
                 let mut bytes = [0u8; 8];
                 bytes.copy_from_slice(&header[2..10]);
@@ -510,7 +520,9 @@ mod tests {
 
     #[test]
     fn rfc6455_section_5_7_masked_text() {
-        let input = [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
+        let input = [
+            0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+        ];
         let (seen, err) = run_all_splits(&input, BIG);
         assert_eq!(err, None);
         assert_eq!(seen, [Seen::Text(b"Hello".to_vec())]);
@@ -523,7 +535,10 @@ mod tests {
         input.extend(frame(0x80, b"lo"));
         let (seen, err) = run_all_splits(&input, BIG);
         assert_eq!(err, None);
-        assert_eq!(seen, [Seen::Ping(b"Hello".to_vec()), Seen::Text(b"Hello".to_vec())]);
+        assert_eq!(
+            seen,
+            [Seen::Ping(b"Hello".to_vec()), Seen::Text(b"Hello".to_vec())]
+        );
     }
 
     #[test]
@@ -568,7 +583,10 @@ mod tests {
         input.extend(frame(0x88, b""));
         let (seen, err) = run_all_splits(&input, BIG);
         assert_eq!(err, None);
-        assert_eq!(seen, [Seen::Text(vec![]), Seen::Text(vec![]), Seen::Close(vec![])]);
+        assert_eq!(
+            seen,
+            [Seen::Text(vec![]), Seen::Text(vec![]), Seen::Close(vec![])]
+        );
     }
 
     #[test]
@@ -594,12 +612,24 @@ mod tests {
             (unmasked, ProtocolError::Unmasked, 1002),
             (long_ping, ProtocolError::ControlTooLong, 1002),
             (frame(0x09, b"x"), ProtocolError::ControlFragmented, 1002),
-            (frame(0x80, b"x"), ProtocolError::UnexpectedContinuation, 1002),
+            (
+                frame(0x80, b"x"),
+                ProtocolError::UnexpectedContinuation,
+                1002,
+            ),
             (text_in_fragment, ProtocolError::ExpectedContinuation, 1002),
             (huge, ProtocolError::InvalidLength, 1002),
             (frame(0x88, &[3]), ProtocolError::TruncatedClose, 1002),
-            (frame(0x88, &[0x03, 0xED]), ProtocolError::InvalidCloseCode(1005), 1002),
-            (frame(0x88, &[0x03, 0xE8, 0xFF]), ProtocolError::InvalidUtf8, 1007),
+            (
+                frame(0x88, &[0x03, 0xED]),
+                ProtocolError::InvalidCloseCode(1005),
+                1002,
+            ),
+            (
+                frame(0x88, &[0x03, 0xE8, 0xFF]),
+                ProtocolError::InvalidUtf8,
+                1007,
+            ),
             (frame(0x81, b"\xff"), ProtocolError::InvalidUtf8, 1007),
             (split_utf8_bad, ProtocolError::InvalidUtf8, 1007),
             (unfinished_utf8, ProtocolError::InvalidUtf8, 1007),
@@ -617,7 +647,10 @@ mod tests {
         let mut input = frame(0x02, &[0; 6]);
         input.extend(frame(0x80, &[0; 6]));
         assert_eq!(run(&input, input.len(), 12).1, None);
-        assert_eq!(run(&input, input.len(), 11).1, Some(ProtocolError::MessageTooBig));
+        assert_eq!(
+            run(&input, input.len(), 11).1,
+            Some(ProtocolError::MessageTooBig)
+        );
     }
 
     #[test]

@@ -47,7 +47,8 @@ impl Utf8Validator {
                 self.pending_len += 1;
                 data = rest;
                 // A prefix that can never complete fails now, not later.
-                if let Err(e) = std::str::from_utf8(&self.pending[..usize::from(self.pending_len)]) {
+                if let Err(e) = std::str::from_utf8(&self.pending[..usize::from(self.pending_len)])
+                {
                     if e.error_len().is_some() {
                         return Err(InvalidUtf8);
                     }
@@ -92,7 +93,8 @@ mod tests {
             assert_eq!(split, whole, "{text:?} cut at {cut}");
         }
         let mut v = Utf8Validator::new();
-        let bytewise = text.iter().all(|b| v.feed(std::slice::from_ref(b)).is_ok()) && v.is_complete();
+        let bytewise =
+            text.iter().all(|b| v.feed(std::slice::from_ref(b)).is_ok()) && v.is_complete();
         assert_eq!(bytewise, whole, "{text:?} byte by byte");
         whole
     }
