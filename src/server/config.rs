@@ -20,8 +20,9 @@ pub struct Config {
     pub close_timeout: Duration,
     /// The largest message accepted, in bytes (default 1 MiB).
     pub max_message: u64,
-    /// The most bytes queued for one connection before it is closed with
-    /// 1008 (default 1 MiB).
+    /// The most bytes queued for a connection that is not keeping up before
+    /// it is closed with 1008 (default 1 MiB). One message larger than this
+    /// still goes to a peer that has read everything sent before it.
     pub max_backlog: usize,
     /// The most connections at once, handshakes included (default 1024).
     pub max_connections: usize,

@@ -45,6 +45,9 @@ pub(crate) struct Conn {
     /// While set, sends are queued instead of written: the connection's own
     /// input is being processed, and its replies go out in one write after.
     pub corked: bool,
+    /// Whether the socket has refused bytes that are still queued: the peer
+    /// is behind, and the backlog cap applies to what is sent next.
+    pub behind: bool,
     /// Whether our side of the TCP connection has been shut down.
     pub fin_sent: bool,
     /// Whether the handler knows this connection as upgraded, and so must be
@@ -68,6 +71,7 @@ impl Conn {
             last_heard: now,
             interest: READ,
             corked: false,
+            behind: false,
             fin_sent: false,
             upgraded: false,
             busy_reject: false,

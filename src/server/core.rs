@@ -216,6 +216,7 @@ impl Core {
             return;
         };
         let mut written = 0;
+        let was_behind = conn.behind;
         if conn.out.is_empty() && !conn.corked {
             match write_parts(&mut conn.stream, parts) {
                 Ok(n) => written = n,
@@ -230,7 +231,7 @@ impl Core {
         if written < total {
             conn.out.push_copy(&skip(parts, written));
         }
-        self.after_queue(id, max_backlog);
+        self.after_queue(id, was_behind, max_backlog);
     }
 
     /// Like [`Core::write`] for a shared, already encoded frame.
@@ -240,6 +241,7 @@ impl Core {
             return;
         };
         let mut written = 0;
+        let was_behind = conn.behind;
         if conn.out.is_empty() && !conn.corked {
             match write_parts(&mut conn.stream, &[frame]) {
                 Ok(n) => written = n,
@@ -251,15 +253,25 @@ impl Core {
             }
         }
         conn.out.push_shared(frame, written);
-        self.after_queue(id, max_backlog);
+        self.after_queue(id, was_behind, max_backlog);
     }
 
     /// Checks the backlog cap and the poller interest after a write.
-    fn after_queue(&mut self, id: ConnId, max_backlog: usize) {
+    ///
+    /// The cap applies to a peer that is behind: one whose socket refused
+    /// bytes that are still queued when this write came. A single message larger than the cap, sent to
+    /// a peer that has kept up, is let through, so the largest message the
+    /// server accepts can always be echoed; memory stays bounded by the cap
+    /// plus one message.
+    fn after_queue(&mut self, id: ConnId, was_behind: bool, max_backlog: usize) {
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
-        if conn.out.len() > max_backlog && matches!(conn.phase, Phase::Open | Phase::Pending(_)) {
+        if !conn.corked {
+            conn.behind = !conn.out.is_empty();
+        }
+        let over = was_behind && conn.out.len() > max_backlog;
+        if over && matches!(conn.phase, Phase::Open | Phase::Pending(_)) {
             warn!(
                 "{id}: {} bytes queued, over the backlog limit of {max_backlog}: closing (1008)",
                 conn.out.len()
@@ -280,7 +292,7 @@ impl Core {
             return;
         }
         match conn.out.flush(&mut conn.stream) {
-            Ok(_) => {}
+            Ok(emptied) => conn.behind = !emptied,
             Err(e) => {
                 debug!("{id}: write failed: {e}");
                 self.remove(id, close::ABNORMAL);
@@ -385,7 +397,10 @@ impl Core {
             let corked = conn.corked;
             if conn.out.is_empty() && !corked {
                 match write_parts(&mut conn.stream, &[&frame]) {
-                    Ok(n) => conn.out.push_copy(&[&frame[n..]]),
+                    Ok(n) => {
+                        conn.out.push_copy(&[&frame[n..]]);
+                        conn.behind = !conn.out.is_empty();
+                    }
                     Err(_) => {
                         self.remove(id, close::ABNORMAL);
                         return Ok(());
