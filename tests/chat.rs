@@ -91,7 +91,7 @@ fn binary_is_refused_with_1003_unless_allowed() {
 fn ping_is_answered_with_pong() {
     let server = chat(&[]);
     let mut ws = join(&server);
-    ws.send(Message::Ping(b"p1".to_vec().into())).unwrap();
+    ws.send(Message::Ping(b"p1".to_vec())).unwrap();
     match next(&mut ws) {
         Message::Pong(p) => assert_eq!(&p[..], b"p1"),
         other => panic!("expected pong, got {other:?}"),
@@ -125,7 +125,7 @@ fn idle_connection_is_closed_with_1001_but_traffic_keeps_it_open() {
     let start = Instant::now();
     // `busy` speaks (pongs count as traffic) every 150 ms for 1.5 s.
     while start.elapsed() < Duration::from_millis(1500) {
-        busy.send(Message::Pong(Vec::new().into())).unwrap();
+        busy.send(Message::Pong(Vec::new())).unwrap();
         busy.flush().unwrap();
         std::thread::sleep(Duration::from_millis(150));
     }

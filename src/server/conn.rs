@@ -16,7 +16,8 @@ pub(crate) enum Phase {
     Handshake(HeadReader),
     /// Upgraded, waiting for the handler to activate it; holds any frame
     /// bytes that arrived with the request. Nothing more is read meanwhile.
-    Pending(Vec<u8>),
+    /// `activated` is set by `activate()` until the open is delivered.
+    Pending { early: Vec<u8>, activated: bool },
     /// Exchanging messages.
     Open,
     /// We sent a close frame and wait for the peer's; its messages are dropped.
@@ -53,6 +54,9 @@ pub(crate) struct Conn {
     /// Whether the handler knows this connection as upgraded, and so must be
     /// told when it closes.
     pub upgraded: bool,
+    /// The code of the close frame we sent first, reported to the handler
+    /// when the peer answers.
+    pub close_code: u16,
     /// Whether this connection was accepted only to be told `503`.
     pub busy_reject: bool,
 }
@@ -74,19 +78,20 @@ impl Conn {
             behind: false,
             fin_sent: false,
             upgraded: false,
+            close_code: 0,
             busy_reject: false,
         }
     }
 
     /// Whether the WebSocket is usable for sending messages.
     pub fn can_send(&self) -> bool {
-        matches!(self.phase, Phase::Open | Phase::Pending(_))
+        matches!(self.phase, Phase::Open | Phase::Pending { .. })
     }
 
     /// The poller interest this state calls for.
     pub fn wanted_interest(&self, max_backlog: usize) -> u8 {
         let read = match self.phase {
-            Phase::Pending(_) => false,
+            Phase::Pending { .. } => false,
             Phase::Draining => true,
             Phase::Handshake(_) | Phase::Open | Phase::Closing => {
                 self.out.len() < READ_PAUSE.min(max_backlog.max(1))

@@ -271,7 +271,7 @@ impl Core {
             conn.behind = !conn.out.is_empty();
         }
         let over = was_behind && conn.out.len() > max_backlog;
-        if over && matches!(conn.phase, Phase::Open | Phase::Pending(_)) {
+        if over && matches!(conn.phase, Phase::Open | Phase::Pending { .. }) {
             warn!(
                 "{id}: {} bytes queued, over the backlog limit of {max_backlog}: closing (1008)",
                 conn.out.len()
@@ -394,6 +394,7 @@ impl Core {
         // the last thing this connection is sent.
         if let Some(conn) = self.conns.get_mut(id) {
             conn.phase = Phase::Closing;
+            conn.close_code = code;
             let corked = conn.corked;
             if conn.out.is_empty() && !corked {
                 match write_parts(&mut conn.stream, &[&frame]) {
@@ -439,13 +440,17 @@ impl Core {
         let Some(conn) = self.conns.get(id) else {
             return;
         };
-        if matches!(conn.phase, Phase::Open) {
+        if matches!(conn.phase, Phase::Closing) {
+            // The peer answered ours: report the code the handshake began with.
+            let ours = conn.close_code;
+            self.notify_closed(id, ours, "");
+        } else {
             // Echo the peer's code (RFC 6455 §5.5.1).
             let mut frame = Vec::with_capacity(4);
             encode_close(&mut frame, code, "");
             self.write(id, &[&frame]);
+            self.notify_closed(id, code.unwrap_or(close::NO_STATUS), reason);
         }
-        self.notify_closed(id, code.unwrap_or(close::NO_STATUS), reason);
         self.drain(id);
     }
 
@@ -517,11 +522,24 @@ impl Core {
         let Some(conn) = self.conns.get_mut(id) else {
             return Err(SendError::NotOpen);
         };
-        if !matches!(conn.phase, Phase::Pending(_)) {
-            return Err(SendError::NotPending);
+        match &mut conn.phase {
+            Phase::Pending { activated, .. } if !*activated => *activated = true,
+            _ => return Err(SendError::NotPending),
         }
         self.notices.push_back(Notice::Open(id));
         Ok(())
+    }
+
+    /// Sets the poller interest `id`'s state calls for, after a change of phase.
+    pub fn refresh_interest(&mut self, id: ConnId) {
+        if let Some(conn) = self.conns.get_mut(id) {
+            sync_interest(
+                &self.poller,
+                Slab::<Conn>::key(id),
+                conn,
+                self.config.max_backlog,
+            );
+        }
     }
 
     pub fn set_timer(&mut self, after: Duration, token: u64) -> TimerId {
@@ -575,7 +593,7 @@ impl Core {
             let phase = self.conns.get(id).map(|c| &c.phase);
             match phase {
                 Some(Phase::Handshake(_)) => self.remove(id, close::ABNORMAL),
-                Some(Phase::Open | Phase::Pending(_)) => {
+                Some(Phase::Open | Phase::Pending { .. }) => {
                     let _ = self.close(id, close::GOING_AWAY, "server shutting down");
                 }
                 _ => {}

@@ -278,9 +278,11 @@ pub trait Handler {
     /// A complete, valid message arrived.
     fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, msg: Message<'_>);
 
-    /// The connection is closed: `code` is the one in the close frame that
-    /// ended it (the peer's if it closed first; 1005 if its frame had none),
-    /// or 1006 if the TCP connection ended without a closing handshake.
+    /// The connection is closed: `code` is the one of the close frame that
+    /// began the closing handshake (the peer's if it closed first, with its
+    /// reason, 1005 if its frame had no code; ours if we did, or the one we
+    /// failed the connection with), or 1006 if the TCP connection ended
+    /// without a completed closing handshake.
     /// Called once for every upgraded connection. The id is stale afterwards.
     fn on_close(&mut self, ctx: &mut Context<'_>, conn: ConnId, code: u16, reason: &str) {
         let _ = (ctx, conn, code, reason);

@@ -266,10 +266,11 @@ impl<H: Handler> Server<H> {
         let Some(conn) = self.core.conns.get_mut(id) else {
             return;
         };
-        let Phase::Pending(early) = std::mem::replace(&mut conn.phase, Phase::Open) else {
+        let Phase::Pending { early, .. } = std::mem::replace(&mut conn.phase, Phase::Open) else {
             return;
         };
         conn.last_heard = now;
+        self.core.refresh_interest(id);
         self.core.start_idle_timer(id);
         self.handler.on_open(
             &mut Context {
@@ -353,7 +354,7 @@ fn process_input<H: Handler>(core: &mut Core, handler: &mut H, id: ConnId, input
                     return;
                 }
             },
-            Phase::Pending(early) => {
+            Phase::Pending { early, .. } => {
                 // Only the bytes that came with the request get here: reading
                 // pauses until activation.
                 early.extend_from_slice(&input[offset..]);
@@ -433,7 +434,11 @@ fn handle_request<H: Handler>(core: &mut Core, handler: &mut H, id: ConnId, req:
     conn.upgraded = true;
     conn.last_heard = now;
     if delayed {
-        conn.phase = Phase::Pending(Vec::new());
+        conn.phase = Phase::Pending {
+            early: Vec::new(),
+            activated: false,
+        };
+        core.refresh_interest(id);
         return;
     }
     conn.phase = Phase::Open;

@@ -178,7 +178,7 @@ pub fn connect(url: &str) -> Ws {
 }
 
 /// Like [`connect`], returning the handshake error instead of panicking.
-pub fn try_connect(url: &str) -> Result<Ws, tungstenite::Error> {
+pub fn try_connect(url: &str) -> Result<Ws, Box<tungstenite::Error>> {
     let authority = url
         .trim_start_matches("ws://")
         .split('/')
@@ -195,7 +195,7 @@ pub fn try_connect(url: &str) -> Result<Ws, tungstenite::Error> {
     };
     let (ws, response) = tungstenite::client::client_with_config(url, stream, Some(config))
         .map_err(|e| match e {
-            tungstenite::HandshakeError::Failure(e) => e,
+            tungstenite::HandshakeError::Failure(e) => Box::new(e),
             tungstenite::HandshakeError::Interrupted(_) => unreachable!("blocking socket"),
         })?;
     assert_eq!(response.status(), 101);
@@ -218,14 +218,22 @@ pub fn next_data(ws: &mut Ws) -> tungstenite::Message {
     }
 }
 
-/// Reads until the connection closes; returns the close code seen, if any.
+/// Reads until the connection closes, completing the closing handshake
+/// (tungstenite sends its reply on the next read); returns the code of the
+/// server's close frame, if any.
 pub fn expect_close(ws: &mut Ws) -> Option<u16> {
+    let mut code = None;
     loop {
         match ws.read() {
-            Ok(tungstenite::Message::Close(frame)) => return frame.map(|f| u16::from(f.code)),
+            Ok(tungstenite::Message::Close(frame)) => code = frame.map(|f| u16::from(f.code)),
             Ok(_) => continue,
             Err(tungstenite::Error::ConnectionClosed) | Err(tungstenite::Error::AlreadyClosed) => {
-                return None
+                return code
+            }
+            Err(tungstenite::Error::Io(e)) if code.is_some() => {
+                // The server may reset after its close frame; the code stands.
+                let _ = e;
+                return code;
             }
             Err(e) => panic!("unexpected error while waiting for close: {e}"),
         }
