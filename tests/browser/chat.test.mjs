@@ -1,0 +1,118 @@
+// Browser test for the built-in chat page: two real Chromium pages talk
+// through a running rookery server (chat mode).
+//
+//   ROOKERY_URL=http://127.0.0.1:PORT/ node --test chat.test.mjs
+//
+// Optional: ROOKERY_SCREENSHOT=/path/shot.png saves a picture of page 1
+// (taken at the end, pass or fail). CHROMIUM overrides /usr/bin/chromium.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { chromium } from "playwright-core";
+
+const BASE_URL = process.env.ROOKERY_URL;
+const SCREENSHOT = process.env.ROOKERY_SCREENSHOT;
+const WELCOME = "Welcome to Rookery Chat!";
+const STEP_MS = 15_000;   // per wait; the whole file is capped at 60 s below
+
+// Hard stop: a hung browser or server must not hang CI.
+setTimeout(() => {
+  console.error("chat.test.mjs: overall 60 s timeout reached");
+  process.exit(1);
+}, 60_000).unref();
+
+let browser, page1, page2;
+const pageErrors = [];
+const socketUrls = [];
+
+// "disconnected" contains "connected", so match the word on its own.
+const isConnected = () => {
+  const t = document.getElementById("status")?.textContent ?? "";
+  return /\bconnected\b/i.test(t) && !/disconnected/i.test(t);
+};
+
+// Resolves once a .message element in #messages has exactly this text.
+function waitForMessage(page, text) {
+  return page.waitForFunction(
+    (want) => [...document.querySelectorAll("#messages .message")]
+      .some((el) => el.textContent === want),
+    text, { timeout: STEP_MS });
+}
+
+const messageTexts = (page) =>
+  page.$$eval("#messages .message", (els) => els.map((el) => el.textContent));
+
+async function openChat(viewport) {
+  const context = await browser.newContext({ viewport });
+  const page = await context.newPage();
+  page.on("pageerror", (err) => pageErrors.push(String(err)));
+  page.on("websocket", (ws) => socketUrls.push(ws.url()));
+  await page.goto(BASE_URL, { timeout: STEP_MS });
+  return page;
+}
+
+before(async () => {
+  assert.ok(BASE_URL, "set ROOKERY_URL to the server's base URL, e.g. http://127.0.0.1:1984/");
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    headless: true,
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+    timeout: STEP_MS,
+  });
+  // One desktop-sized and one phone-sized page, so both layouts get exercised.
+  page1 = await openChat({ width: 1024, height: 700 });
+  page2 = await openChat({ width: 390, height: 844 });
+});
+
+after(async () => {
+  if (SCREENSHOT && page1) {
+    try { await page1.screenshot({ path: SCREENSHOT }); }
+    catch (err) { console.error("screenshot failed:", err.message); }
+  }
+  await browser?.close();
+});
+
+test("both pages connect and receive the welcome message", { timeout: 30_000 }, async () => {
+  for (const page of [page1, page2]) {
+    await page.waitForFunction(isConnected, null, { timeout: STEP_MS });
+    await waitForMessage(page, WELCOME);
+    assert.equal(await page.isEnabled("#input"), true, "input enabled once connected");
+  }
+  // The socket must go to the page's own host, never a hard-coded one.
+  const host = new URL(BASE_URL).host;
+  assert.ok(socketUrls.length >= 2, "each page opened a WebSocket");
+  for (const url of socketUrls) assert.equal(new URL(url).host, host, url);
+});
+
+test("a message typed in page 1 reaches page 2 and page 1", { timeout: 20_000 }, async () => {
+  const text = `hello from page 1 ${Date.now()}-${Math.random().toString(36).slice(2)}`;
+  await page1.locator("#input").pressSequentially(text);
+  await page1.locator("#input").press("Enter");
+  await waitForMessage(page2, text);
+  await waitForMessage(page1, text);   // the sender gets the broadcast too
+  assert.equal(await page1.inputValue("#input"), "", "input cleared after sending");
+});
+
+test("empty and blank messages are not sent", { timeout: 20_000 }, async () => {
+  const before = (await messageTexts(page2)).length;
+  await page1.locator("#input").fill("   ");
+  await page1.locator("#input").press("Enter");
+  await page1.locator("#send").click();
+  // A marker sent afterwards must be the very next message page 2 sees.
+  const marker = `marker ${Date.now()}`;
+  await page1.locator("#input").fill(marker);
+  await page1.locator("#send").click();
+  await waitForMessage(page2, marker);
+  assert.deepEqual((await messageTexts(page2)).slice(before), [marker]);
+});
+
+test("HTML in a message is shown as text", { timeout: 20_000 }, async () => {
+  const text = `<b>x</b> ${Date.now()}`;
+  await page1.locator("#input").pressSequentially(text);
+  await page1.locator("#input").press("Enter");
+  for (const page of [page2, page1]) {
+    await waitForMessage(page, text);
+    assert.equal(await page.locator("#messages b").count(), 0, "no <b> element created");
+  }
+  assert.deepEqual(pageErrors, [], "no uncaught errors in the page");
+});
