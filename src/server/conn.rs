@@ -43,9 +43,6 @@ pub(crate) struct Conn {
     pub last_heard: Tick,
     /// The interest registered with the poller.
     pub interest: u8,
-    /// While set, sends are queued instead of written: the connection's own
-    /// input is being processed, and its replies go out in one write after.
-    pub corked: bool,
     /// Whether the socket has refused bytes that are still queued: the peer
     /// is behind, and the backlog cap applies to what is sent next.
     pub behind: bool,
@@ -74,7 +71,6 @@ impl Conn {
             out: OutQueue::default(),
             last_heard: now,
             interest: READ,
-            corked: false,
             behind: false,
             fin_sent: false,
             upgraded: false,
@@ -99,5 +95,23 @@ impl Conn {
         };
         let write = !self.out.is_empty();
         (if read { READ } else { 0 }) | (if write { WRITE } else { 0 })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An idle open connection is this struct and nothing on the heap (its
+    /// buffers are freed between messages); keep it within a few hundred
+    /// bytes, as the idle-memory figure in docs/performance.md depends on it.
+    #[test]
+    fn an_idle_connection_stays_small() {
+        assert!(
+            std::mem::size_of::<Conn>() <= 224,
+            "{}",
+            std::mem::size_of::<Conn>()
+        );
+        assert!(std::mem::size_of::<Receiver>() <= 112);
     }
 }

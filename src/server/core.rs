@@ -29,6 +29,9 @@ pub(crate) const LISTENER_KEY: usize = usize::MAX - 1;
 /// How long accepting pauses after running out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
+/// The cork buffer's capacity kept between uses.
+const CORK_KEEP: usize = 256 * 1024;
+
 /// Connections accepted past the limit only to be told `503`, at most.
 const MAX_BUSY_REJECTS: usize = 64;
 
@@ -64,6 +67,10 @@ pub(crate) struct Core {
     pub stop_flag: Arc<AtomicBool>,
     pub stopping: bool,
     pub busy_rejects: usize,
+    /// The connection whose input is being processed, if any, and the
+    /// output collected for it meanwhile.
+    corked: Option<ConnId>,
+    cork_buf: Vec<u8>,
     start: Instant,
     ping_frame: Rc<[u8]>,
 }
@@ -104,6 +111,8 @@ impl Core {
             stop_flag: Arc::new(AtomicBool::new(false)),
             stopping: false,
             busy_rejects: 0,
+            corked: None,
+            cork_buf: Vec::new(),
             start: Instant::now(),
             ping_frame: ping.into(),
         };
@@ -208,68 +217,99 @@ impl Core {
 
     // ---- writing -----------------------------------------------------------
 
-    /// Writes `parts` to `id`, directly when nothing is queued, queueing only
-    /// what the socket refused. Enforces the backlog cap.
-    pub fn write(&mut self, id: ConnId, parts: &[&[u8]]) {
-        let max_backlog = self.config.max_backlog;
-        let Some(conn) = self.conns.get_mut(id) else {
+    /// Starts collecting `id`'s output in the loop-wide cork buffer while its
+    /// input is processed, so its replies leave in one write.
+    pub fn cork(&mut self, id: ConnId) {
+        self.corked = Some(id);
+    }
+
+    /// Ends the cork: writes the collected output, queueing what the socket
+    /// refuses, then flushes anything queued before.
+    pub fn uncork(&mut self, id: ConnId) {
+        if self.corked != Some(id) {
             return;
+        }
+        self.corked = None;
+        let bytes = std::mem::take(&mut self.cork_buf);
+        if !bytes.is_empty() {
+            self.push(id, &[&bytes], None);
+            self.after_queue(id, false);
+        }
+        let mut bytes = bytes;
+        bytes.clear();
+        if bytes.capacity() <= CORK_KEEP {
+            self.cork_buf = bytes;
+        }
+        self.flush(id);
+    }
+
+    /// Hands bytes to `id`: into the cork buffer while it is corked and has
+    /// nothing queued, behind its queue if it has one, else straight to the
+    /// socket (one `writev`), queueing only what the socket refused. `shared`
+    /// is the same bytes as an already encoded broadcast frame, which a queue
+    /// keeps by reference. Returns false if the connection died.
+    fn push(&mut self, id: ConnId, parts: &[&[u8]], shared: Option<&Rc<[u8]>>) -> bool {
+        let corked = self.corked == Some(id);
+        let Some(conn) = self.conns.get_mut(id) else {
+            return false;
         };
-        let mut written = 0;
-        let was_behind = conn.behind;
-        if conn.out.is_empty() && !conn.corked {
-            match write_parts(&mut conn.stream, parts) {
-                Ok(n) => written = n,
-                Err(e) => {
-                    debug!("{id}: write failed: {e}");
-                    self.remove(id, close::ABNORMAL);
-                    return;
-                }
+        if !conn.out.is_empty() {
+            match shared {
+                Some(frame) => conn.out.push_shared(frame, 0),
+                None => conn.out.push_copy(parts),
             }
+            return true;
         }
-        let total: usize = parts.iter().map(|p| p.len()).sum();
-        if written < total {
-            conn.out.push_copy(&skip(parts, written));
+        if corked {
+            for part in parts {
+                self.cork_buf.extend_from_slice(part);
+            }
+            return true;
         }
-        self.after_queue(id, was_behind, max_backlog);
+        let written = match write_parts(&mut conn.stream, parts) {
+            Ok(n) => n,
+            Err(e) => {
+                debug!("{id}: write failed: {e}");
+                self.remove(id, close::ABNORMAL);
+                return false;
+            }
+        };
+        match shared {
+            Some(frame) => conn.out.push_shared(frame, written),
+            None => conn.out.push_copy(&skip(parts, written)),
+        }
+        true
+    }
+
+    /// Writes `parts` to `id` and enforces the backlog cap.
+    pub fn write(&mut self, id: ConnId, parts: &[&[u8]]) {
+        let was_behind = self.conns.get(id).is_some_and(|c| c.behind);
+        if self.push(id, parts, None) {
+            self.after_queue(id, was_behind);
+        }
     }
 
     /// Like [`Core::write`] for a shared, already encoded frame.
     fn write_shared(&mut self, id: ConnId, frame: &Rc<[u8]>) {
-        let max_backlog = self.config.max_backlog;
-        let Some(conn) = self.conns.get_mut(id) else {
-            return;
-        };
-        let mut written = 0;
-        let was_behind = conn.behind;
-        if conn.out.is_empty() && !conn.corked {
-            match write_parts(&mut conn.stream, &[frame]) {
-                Ok(n) => written = n,
-                Err(e) => {
-                    debug!("{id}: write failed: {e}");
-                    self.remove(id, close::ABNORMAL);
-                    return;
-                }
-            }
+        let was_behind = self.conns.get(id).is_some_and(|c| c.behind);
+        if self.push(id, &[frame], Some(frame)) {
+            self.after_queue(id, was_behind);
         }
-        conn.out.push_shared(frame, written);
-        self.after_queue(id, was_behind, max_backlog);
     }
 
     /// Checks the backlog cap and the poller interest after a write.
     ///
     /// The cap applies to a peer that is behind: one whose socket refused
-    /// bytes that are still queued when this write came. A single message larger than the cap, sent to
-    /// a peer that has kept up, is let through, so the largest message the
-    /// server accepts can always be echoed; memory stays bounded by the cap
-    /// plus one message.
-    fn after_queue(&mut self, id: ConnId, was_behind: bool, max_backlog: usize) {
+    /// bytes that are still queued when this write came. A single message
+    /// larger than the cap, sent to a peer that has kept up, is let through,
+    /// so the largest message the server accepts can always be echoed;
+    /// memory stays bounded by the cap plus one message.
+    fn after_queue(&mut self, id: ConnId, was_behind: bool) {
+        let max_backlog = self.config.max_backlog;
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
-        if !conn.corked {
-            conn.behind = !conn.out.is_empty();
-        }
+        conn.behind = !conn.out.is_empty();
         let over = was_behind && conn.out.len() > max_backlog;
         if over && matches!(conn.phase, Phase::Open | Phase::Pending { .. }) {
             warn!(
@@ -285,12 +325,12 @@ impl Core {
     /// Writes what is queued for `id`; finishes a draining connection.
     pub fn flush(&mut self, id: ConnId) {
         let max_backlog = self.config.max_backlog;
+        if self.corked == Some(id) {
+            return;
+        }
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
-        if conn.corked {
-            return;
-        }
         match conn.out.flush(&mut conn.stream) {
             Ok(emptied) => conn.behind = !emptied,
             Err(e) => {
@@ -346,16 +386,19 @@ impl Core {
 
     /// Sends `frame` to every open connection.
     pub fn broadcast(&mut self, frame: &Rc<[u8]>) -> usize {
-        let ids: Vec<ConnId> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| matches!(c.phase, Phase::Open))
-            .map(|(id, _)| id)
-            .collect();
-        for &id in &ids {
-            self.write_shared(id, frame);
+        let mut sent = 0;
+        // By slot, not by a collected list of ids: no allocation per message.
+        // A write may remove a connection, never add one.
+        for index in 0..self.conns.slot_count() {
+            let Some(id) = self.conns.id_at(index) else {
+                continue;
+            };
+            if self.is_open(id) {
+                self.write_shared(id, frame);
+                sent += 1;
+            }
         }
-        ids.len()
+        sent
     }
 
     /// Pings every open connection.
@@ -390,33 +433,16 @@ impl Core {
         }
         let mut frame = Vec::with_capacity(4 + reason.len().min(MAX_CONTROL_PAYLOAD));
         encode_close(&mut frame, Some(code), reason);
-        // Queue the frame even past the backlog limit: it is small, and it is
-        // the last thing this connection is sent.
+        // Past the backlog limit all the same: it is small, and it is the
+        // last thing this connection is sent.
         if let Some(conn) = self.conns.get_mut(id) {
             conn.phase = Phase::Closing;
             conn.close_code = code;
-            let corked = conn.corked;
-            if conn.out.is_empty() && !corked {
-                match write_parts(&mut conn.stream, &[&frame]) {
-                    Ok(n) => {
-                        conn.out.push_copy(&[&frame[n..]]);
-                        conn.behind = !conn.out.is_empty();
-                    }
-                    Err(_) => {
-                        self.remove(id, close::ABNORMAL);
-                        return Ok(());
-                    }
-                }
-            } else {
-                conn.out.push_copy(&[&frame]);
-            }
-            sync_interest(
-                &self.poller,
-                Slab::<Conn>::key(id),
-                conn,
-                self.config.max_backlog,
-            );
         }
+        if !self.push(id, &[&frame], None) {
+            return Ok(());
+        }
+        self.refresh_interest(id);
         self.schedule_close_timeout(id);
         Ok(())
     }
@@ -498,6 +524,10 @@ impl Core {
 
     /// Drops the connection now.
     pub fn remove(&mut self, id: ConnId, code: u16) {
+        if self.corked == Some(id) {
+            self.corked = None;
+            self.cork_buf.clear();
+        }
         self.notify_closed(id, code, "");
         let Some(conn) = self.conns.remove(id) else {
             return;

@@ -67,6 +67,7 @@ pub struct Server<H: Handler> {
     handler: H,
     read_buf: Vec<u8>,
     events: Events,
+    ready: Vec<(usize, bool, bool)>,
     fired: Vec<TimerTarget>,
 }
 
@@ -88,6 +89,7 @@ impl<H: Handler> Server<H> {
             handler,
             read_buf: vec![0; READ_BUFFER],
             events: Events::new(),
+            ready: Vec::new(),
             fired: Vec::new(),
         })
     }
@@ -156,25 +158,16 @@ impl<H: Handler> Server<H> {
             Some(deadline) => self.core.poller.wait_deadline(&mut self.events, deadline),
             None => self.core.poller.wait(&mut self.events, None),
         }?;
-        // Copy the keys out: handling an event borrows the server mutably.
-        let mut batch: [(usize, bool, bool); 64] = [(0, false, false); 64];
-        let mut handled = 0;
-        let events: Vec<(usize, bool, bool)>;
-        let ready: &[(usize, bool, bool)] = if self.events.len() <= batch.len() {
-            for (slot, ev) in batch.iter_mut().zip(self.events.iter()) {
-                *slot = (ev.key, ev.readable, ev.writable);
-                handled += 1;
-            }
-            &batch[..handled]
-        } else {
-            events = self
-                .events
+        // Copy the keys out (into a reused vector): handling an event
+        // borrows the server mutably.
+        let mut ready = std::mem::take(&mut self.ready);
+        ready.clear();
+        ready.extend(
+            self.events
                 .iter()
-                .map(|ev| (ev.key, ev.readable, ev.writable))
-                .collect();
-            &events
-        };
-        for &(key, readable, writable) in ready {
+                .map(|ev| (ev.key, ev.readable, ev.writable)),
+        );
+        for &(key, readable, writable) in &ready {
             if key == LISTENER_KEY {
                 self.core.accept_ready();
                 continue;
@@ -190,6 +183,7 @@ impl<H: Handler> Server<H> {
             }
             self.dispatch_notices();
         }
+        self.ready = ready;
         self.run_timers();
         if self.core.stop_flag.load(Ordering::SeqCst) && !self.core.stopping {
             self.core.begin_shutdown();
@@ -279,26 +273,17 @@ impl<H: Handler> Server<H> {
             id,
         );
         let mut early = early;
-        self.cork(id, true);
+        self.core.cork(id);
         process_input(&mut self.core, &mut self.handler, id, &mut early);
-        self.cork(id, false);
-    }
-
-    fn cork(&mut self, id: ConnId, on: bool) {
-        if let Some(conn) = self.core.conns.get_mut(id) {
-            conn.corked = on;
-        }
-        if !on {
-            self.core.flush(id);
-        }
+        self.core.uncork(id);
     }
 
     fn on_readable(&mut self, id: ConnId) {
         let now = self.core.now();
-        self.cork(id, true);
+        self.core.cork(id);
         for _ in 0..READS_PER_EVENT {
             let Some(conn) = self.core.conns.get_mut(id) else {
-                return;
+                break;
             };
             if conn.wanted_interest(self.core.config.max_backlog) & conn::READ == 0 {
                 break;
@@ -307,7 +292,7 @@ impl<H: Handler> Server<H> {
                 Ok(0) => {
                     debug!("{id}: peer closed the connection");
                     self.core.peer_gone(id);
-                    return;
+                    break;
                 }
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -315,7 +300,7 @@ impl<H: Handler> Server<H> {
                 Err(e) => {
                     debug!("{id}: read failed: {e}");
                     self.core.peer_gone(id);
-                    return;
+                    break;
                 }
             };
             conn.last_heard = now;
@@ -329,7 +314,7 @@ impl<H: Handler> Server<H> {
                 break;
             }
         }
-        self.cork(id, false);
+        self.core.uncork(id);
     }
 }
 

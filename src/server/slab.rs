@@ -144,6 +144,11 @@ impl<T> Slab<T> {
         id.index()
     }
 
+    /// How many slots exist (occupied or free): the bound for [`Slab::id_at`].
+    pub fn slot_count(&self) -> usize {
+        self.slots.len()
+    }
+
     /// The id of the value in slot `index`, if any.
     pub fn id_at(&self, index: usize) -> Option<ConnId> {
         let slot = self.slots.get(index)?;
