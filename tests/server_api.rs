@@ -75,6 +75,14 @@ impl Handler for Scripted {
                 assert_eq!(ctx.close(conn, 1005, ""), Err(SendError::InvalidCloseCode));
                 ctx.send_text(conn, "refused").unwrap();
             }
+            "mix" => {
+                ctx.broadcast(Message::Text("b1"));
+                ctx.send_text(conn, "direct").unwrap();
+                ctx.broadcast(Message::Text("b2"));
+                ctx.broadcast(Message::Text("b3"));
+                ctx.close(conn, 1000, "").unwrap();
+                ctx.broadcast(Message::Text("after"));
+            }
             "timer" => {
                 let cancelled = ctx.set_timer(Duration::from_millis(50), 1);
                 assert!(ctx.cancel_timer(cancelled));
@@ -256,4 +264,22 @@ fn stop_handle_shuts_down_gracefully_with_1001() {
         "{:?}",
         logged(&log)
     );
+}
+
+#[test]
+fn broadcasts_keep_their_order_with_direct_sends_and_closes() {
+    let (server, _log) = start(false);
+    let mut a = connect(&server.url("/chat"));
+    let mut b = connect(&server.url("/chat"));
+    assert_eq!(next_data(&mut a), WsMessage::text("opened"));
+    assert_eq!(next_data(&mut b), WsMessage::text("opened"));
+    a.send(WsMessage::text("mix")).unwrap();
+    for want in ["b1", "direct", "b2", "b3"] {
+        assert_eq!(next_data(&mut a), WsMessage::text(want));
+    }
+    // `a` left the open set before "after" was broadcast.
+    assert_eq!(expect_close(&mut a), Some(1000));
+    for want in ["b1", "b2", "b3", "after"] {
+        assert_eq!(next_data(&mut b), WsMessage::text(want));
+    }
 }

@@ -32,6 +32,12 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// The cork buffer's capacity kept between uses.
 const CORK_KEEP: usize = 256 * 1024;
 
+/// Broadcasts gathered past this size are written at once.
+const BATCH_LIMIT: usize = 64 * 1024;
+
+/// The broadcast buffer's capacity kept between uses.
+const BATCH_KEEP: usize = 256 * 1024;
+
 /// Connections accepted past the limit only to be told `503`, at most.
 const MAX_BUSY_REJECTS: usize = 64;
 
@@ -71,8 +77,11 @@ pub(crate) struct Core {
     /// output collected for it meanwhile.
     corked: Option<ConnId>,
     cork_buf: Vec<u8>,
+    /// Broadcast frames not yet written (see [`Core::flush_batch`]).
+    batch: Vec<u8>,
+    /// Connections in [`Phase::Open`].
+    open_count: usize,
     start: Instant,
-    ping_frame: Rc<[u8]>,
 }
 
 /// Sets the poller interest of `conn` to what its state calls for, with one
@@ -97,8 +106,6 @@ impl Core {
         // SAFETY: the listener is deleted from the poller before it is
         // dropped (`stop_listening`, and `Drop for Core`).
         unsafe { poller.add_with_mode(&listener, Event::readable(LISTENER_KEY), PollMode::Level)? };
-        let mut ping = Vec::with_capacity(2);
-        crate::proto::frame::encode_frame(&mut ping, OpCode::Ping, &[]);
         let mut core = Core {
             poller,
             listener: Some(listener),
@@ -113,8 +120,9 @@ impl Core {
             busy_rejects: 0,
             corked: None,
             cork_buf: Vec::new(),
+            batch: Vec::new(),
+            open_count: 0,
             start: Instant::now(),
-            ping_frame: ping.into(),
         };
         if !core.config.ping_interval.is_zero() {
             core.wheel
@@ -245,37 +253,39 @@ impl Core {
 
     /// Hands bytes to `id`: into the cork buffer while it is corked and has
     /// nothing queued, behind its queue if it has one, else straight to the
-    /// socket (one `writev`), queueing only what the socket refused. `shared`
-    /// is the same bytes as an already encoded broadcast frame, which a queue
-    /// keeps by reference. Returns false if the connection died.
-    fn push(&mut self, id: ConnId, parts: &[&[u8]], shared: Option<&Rc<[u8]>>) -> bool {
+    /// socket (one `writev`), queueing only what the socket refused.
+    ///
+    /// `shared`, when given, holds (or will hold, made on first need) the
+    /// same bytes as one reference-counted buffer, so that every connection
+    /// that must queue a broadcast keeps a reference instead of a copy.
+    /// Returns false if the connection died.
+    fn push(&mut self, id: ConnId, parts: &[&[u8]], shared: Option<&mut Option<Rc<[u8]>>>) -> bool {
         let corked = self.corked == Some(id);
         let Some(conn) = self.conns.get_mut(id) else {
             return false;
         };
-        if !conn.out.is_empty() {
-            match shared {
-                Some(frame) => conn.out.push_shared(frame, 0),
-                None => conn.out.push_copy(parts),
+        let mut written = 0;
+        if conn.out.is_empty() {
+            if corked {
+                for part in parts {
+                    self.cork_buf.extend_from_slice(part);
+                }
+                return true;
             }
-            return true;
+            written = match write_parts(&mut conn.stream, parts) {
+                Ok(n) => n,
+                Err(e) => {
+                    debug!("{id}: write failed: {e}");
+                    self.remove(id, close::ABNORMAL);
+                    return false;
+                }
+            };
         }
-        if corked {
-            for part in parts {
-                self.cork_buf.extend_from_slice(part);
-            }
-            return true;
-        }
-        let written = match write_parts(&mut conn.stream, parts) {
-            Ok(n) => n,
-            Err(e) => {
-                debug!("{id}: write failed: {e}");
-                self.remove(id, close::ABNORMAL);
-                return false;
-            }
-        };
         match shared {
-            Some(frame) => conn.out.push_shared(frame, written),
+            Some(slot) => {
+                let frame = slot.get_or_insert_with(|| parts.concat().into());
+                conn.out.push_shared(frame, written);
+            }
             None => conn.out.push_copy(&skip(parts, written)),
         }
         true
@@ -283,6 +293,8 @@ impl Core {
 
     /// Writes `parts` to `id` and enforces the backlog cap.
     pub fn write(&mut self, id: ConnId, parts: &[&[u8]]) {
+        // Broadcasts made before this write reach `id` before it.
+        self.flush_batch();
         let was_behind = self.conns.get(id).is_some_and(|c| c.behind);
         if self.push(id, parts, None) {
             self.after_queue(id, was_behind);
@@ -291,9 +303,59 @@ impl Core {
 
     /// Like [`Core::write`] for a shared, already encoded frame.
     fn write_shared(&mut self, id: ConnId, frame: &Rc<[u8]>) {
+        self.flush_batch();
         let was_behind = self.conns.get(id).is_some_and(|c| c.behind);
-        if self.push(id, &[frame], Some(frame)) {
+        let mut shared = Some(Rc::clone(frame));
+        if self.push(id, &[frame], Some(&mut shared)) {
             self.after_queue(id, was_behind);
+        }
+    }
+
+    /// Queues a broadcast frame for every open connection. Consecutive
+    /// broadcasts gather in one buffer, written to each member with one
+    /// `writev` when anything else happens or the event is handled (see
+    /// [`Core::flush_batch`]). Returns the number of members.
+    pub fn broadcast(&mut self, opcode: OpCode, payload: &[u8]) -> usize {
+        let header = ServerHeader::new(true, opcode, payload.len());
+        self.batch.extend_from_slice(header.as_bytes());
+        self.batch.extend_from_slice(payload);
+        if self.batch.len() >= BATCH_LIMIT {
+            self.flush_batch();
+        }
+        self.open_count
+    }
+
+    /// Writes the gathered broadcasts to every open connection: encoded once,
+    /// one `writev` per member, and for a member whose socket refuses part of
+    /// it, one shared buffer referenced from its queue.
+    ///
+    /// Called before any other write and before any connection joins or
+    /// leaves the open set, so every member receives exactly the broadcasts
+    /// made while it was open, in order with everything else it is sent.
+    pub fn flush_batch(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.batch);
+        let mut shared: Option<Rc<[u8]>> = None;
+        // By slot, not by a collected list of ids: no allocation per batch.
+        // A write may remove a connection, never add one.
+        for index in 0..self.conns.slot_count() {
+            let Some(id) = self.conns.id_at(index) else {
+                continue;
+            };
+            if !self.is_open(id) {
+                continue;
+            }
+            let was_behind = self.conns.get(id).is_some_and(|c| c.behind);
+            if self.push(id, &[&batch], Some(&mut shared)) {
+                self.after_queue(id, was_behind);
+            }
+        }
+        let mut batch = batch;
+        batch.clear();
+        if batch.capacity() <= BATCH_KEEP && self.batch.capacity() == 0 {
+            self.batch = batch;
         }
     }
 
@@ -384,27 +446,9 @@ impl Core {
         Ok(())
     }
 
-    /// Sends `frame` to every open connection.
-    pub fn broadcast(&mut self, frame: &Rc<[u8]>) -> usize {
-        let mut sent = 0;
-        // By slot, not by a collected list of ids: no allocation per message.
-        // A write may remove a connection, never add one.
-        for index in 0..self.conns.slot_count() {
-            let Some(id) = self.conns.id_at(index) else {
-                continue;
-            };
-            if self.is_open(id) {
-                self.write_shared(id, frame);
-                sent += 1;
-            }
-        }
-        sent
-    }
-
     /// Pings every open connection.
     pub fn ping_all(&mut self) {
-        let frame = Rc::clone(&self.ping_frame);
-        self.broadcast(&frame);
+        self.broadcast(OpCode::Ping, &[]);
     }
 
     /// Writes an HTTP response and lets the connection drain.
@@ -433,9 +477,13 @@ impl Core {
         }
         let mut frame = Vec::with_capacity(4 + reason.len().min(MAX_CONTROL_PAYLOAD));
         encode_close(&mut frame, Some(code), reason);
+        self.flush_batch();
         // Past the backlog limit all the same: it is small, and it is the
         // last thing this connection is sent.
         if let Some(conn) = self.conns.get_mut(id) {
+            if matches!(conn.phase, Phase::Open) {
+                self.open_count -= 1;
+            }
             conn.phase = Phase::Closing;
             conn.close_code = code;
         }
@@ -482,11 +530,14 @@ impl Core {
 
     /// Finishes the WebSocket: flush, half-close, wait for the peer's end.
     pub fn drain(&mut self, id: ConnId) {
+        self.flush_batch();
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
-        if matches!(conn.phase, Phase::Draining) {
-            return;
+        match conn.phase {
+            Phase::Draining => return,
+            Phase::Open => self.open_count -= 1,
+            _ => {}
         }
         conn.phase = Phase::Draining;
         self.schedule_close_timeout(id);
@@ -532,6 +583,9 @@ impl Core {
         let Some(conn) = self.conns.remove(id) else {
             return;
         };
+        if matches!(conn.phase, Phase::Open) {
+            self.open_count -= 1;
+        }
         if let Err(e) = self.poller.delete(&conn.stream) {
             warn!("poller delete failed: {e}");
         }
@@ -599,10 +653,23 @@ impl Core {
     }
 
     pub fn open_connections(&self) -> usize {
-        self.conns
-            .iter()
-            .filter(|(_, c)| matches!(c.phase, Phase::Open))
-            .count()
+        self.open_count
+    }
+
+    /// Moves an upgraded connection into the open set.
+    pub fn mark_open(&mut self, id: ConnId) {
+        // Broadcasts made before it joined are not for it.
+        self.flush_batch();
+        let now = self.now();
+        if let Some(conn) = self.conns.get_mut(id) {
+            if !matches!(conn.phase, Phase::Open) {
+                conn.phase = Phase::Open;
+                conn.last_heard = now;
+                self.open_count += 1;
+            }
+        }
+        self.refresh_interest(id);
+        self.start_idle_timer(id);
     }
 
     pub fn request_stop(&mut self) {

@@ -183,9 +183,11 @@ impl Context<'_> {
     }
 
     /// Sends a message to every open connection, encoding it once. Returns
-    /// how many connections it was given to.
+    /// how many connections it was given to. Consecutive broadcasts are
+    /// written to each member together, once the current callback returns
+    /// or before anything else is sent.
     pub fn broadcast(&mut self, msg: Message<'_>) -> usize {
-        self.core.broadcast(&SharedFrame::new(msg).0)
+        self.core.broadcast(msg.opcode(), msg.as_bytes())
     }
 
     /// Sends a ping with `payload` (at most 125 bytes).

@@ -235,8 +235,10 @@ impl<H: Handler> Server<H> {
         self.fired = fired;
     }
 
-    /// Delivers queued handler calls, including those the calls queue.
+    /// Delivers queued handler calls, including those the calls queue, then
+    /// writes the broadcasts they and the event before them made.
     fn dispatch_notices(&mut self) {
+        self.core.flush_batch();
         while let Some(notice) = self.core.notices.pop_front() {
             match notice {
                 Notice::Close(id, code, reason) => {
@@ -251,28 +253,26 @@ impl<H: Handler> Server<H> {
                 }
                 Notice::Open(id) => self.open_pending(id),
             }
+            self.core.flush_batch();
         }
     }
 
     /// Activates a delayed connection and feeds it what arrived early.
     fn open_pending(&mut self, id: ConnId) {
-        let now = self.core.now();
         let Some(conn) = self.core.conns.get_mut(id) else {
             return;
         };
-        let Phase::Pending { early, .. } = std::mem::replace(&mut conn.phase, Phase::Open) else {
+        let Phase::Pending { early, .. } = &mut conn.phase else {
             return;
         };
-        conn.last_heard = now;
-        self.core.refresh_interest(id);
-        self.core.start_idle_timer(id);
+        let mut early = std::mem::take(early);
+        self.core.mark_open(id);
         self.handler.on_open(
             &mut Context {
                 core: &mut self.core,
             },
             id,
         );
-        let mut early = early;
         self.core.cork(id);
         process_input(&mut self.core, &mut self.handler, id, &mut early);
         self.core.uncork(id);
@@ -426,8 +426,7 @@ fn handle_request<H: Handler>(core: &mut Core, handler: &mut H, id: ConnId, req:
         core.refresh_interest(id);
         return;
     }
-    conn.phase = Phase::Open;
-    core.start_idle_timer(id);
+    core.mark_open(id);
     handler.on_open(&mut Context { core }, id);
 }
 
