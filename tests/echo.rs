@@ -79,8 +79,7 @@ fn fragmented_message_with_interleaved_ping_is_reassembled() {
 fn ping_is_answered_with_the_same_payload() {
     let server = echo_server(&[]);
     let mut ws = connect(&server.url("/chat"));
-    ws.send(Message::Ping(b"are you there".to_vec()))
-        .unwrap();
+    ws.send(Message::Ping(b"are you there".to_vec())).unwrap();
     match next(&mut ws) {
         Message::Pong(p) => assert_eq!(&p[..], b"are you there"),
         other => panic!("expected pong, got {other:?}"),

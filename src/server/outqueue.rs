@@ -5,8 +5,40 @@
 //! one shared encoding, so a slow member costs a pointer, not a copy.
 
 use std::collections::VecDeque;
-use std::io::{self, IoSlice, Write};
+use std::io::{self, IoSlice};
+use std::net::TcpStream;
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
+
+/// Where queued bytes go: a socket, or a test double.
+pub trait Sink {
+    /// Writes from `slices` in order, as `writev` does; returns the count.
+    fn send_vectored(&mut self, slices: &[IoSlice<'_>]) -> io::Result<usize>;
+}
+
+impl Sink for TcpStream {
+    /// `sendmsg` with `MSG_NOSIGNAL`: a peer that reset its connection must
+    /// give us `EPIPE`, not a `SIGPIPE` that kills a C host program which,
+    /// unlike Rust's runtime, does not ignore that signal.
+    fn send_vectored(&mut self, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+        // SAFETY: `msghdr` is plain data, so all-zero is a valid value; the
+        // iovec pointer and count describe `slices`, and `IoSlice` is
+        // documented to be ABI-compatible with `iovec` on Unix; `slices` and
+        // the buffers they point into outlive the call, and the kernel only
+        // reads them. The descriptor belongs to `self` and is open.
+        let sent = unsafe {
+            let mut msg: libc::msghdr = std::mem::zeroed();
+            msg.msg_iov = slices.as_ptr() as *mut libc::iovec;
+            msg.msg_iovlen = slices.len() as _;
+            libc::sendmsg(self.as_raw_fd(), &msg, libc::MSG_NOSIGNAL)
+        };
+        if sent < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(sent as usize)
+        }
+    }
+}
 
 /// Most slices handed to one `writev`.
 const MAX_IOVECS: usize = 32;
@@ -88,7 +120,7 @@ impl OutQueue {
 
     /// Writes as much as the socket takes. Returns `Ok(true)` when the queue
     /// emptied, `Ok(false)` when the socket is full.
-    pub fn flush(&mut self, sink: &mut impl Write) -> io::Result<bool> {
+    pub fn flush(&mut self, sink: &mut impl Sink) -> io::Result<bool> {
         while !self.chunks.is_empty() {
             let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
             let mut n = 0;
@@ -101,7 +133,7 @@ impl OutQueue {
                 });
                 n += 1;
             }
-            let written = match sink.write_vectored(&slices[..n]) {
+            let written = match sink.send_vectored(&slices[..n]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(written) => written,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
@@ -137,14 +169,14 @@ impl OutQueue {
 
 /// Writes `parts` with one `writev`, looping only on `EINTR`. Returns how many
 /// bytes the socket took (0 when it would block).
-pub fn write_parts(sink: &mut impl Write, parts: &[&[u8]]) -> io::Result<usize> {
+pub fn write_parts(sink: &mut impl Sink, parts: &[&[u8]]) -> io::Result<usize> {
     let slices: [IoSlice<'_>; 2] = [
         IoSlice::new(parts.first().copied().unwrap_or_default()),
         IoSlice::new(parts.get(1).copied().unwrap_or_default()),
     ];
     let count = parts.len().min(2);
     loop {
-        return match sink.write_vectored(&slices[..count]) {
+        return match sink.send_vectored(&slices[..count]) {
             Ok(n) => Ok(n),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -182,18 +214,19 @@ mod tests {
         got: Vec<u8>,
     }
 
-    impl Write for Throttled {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+    impl Sink for Throttled {
+        fn send_vectored(&mut self, slices: &[IoSlice<'_>]) -> io::Result<usize> {
             if self.room == 0 {
                 return Err(io::ErrorKind::WouldBlock.into());
             }
-            let n = buf.len().min(self.room);
+            let mut n = 0;
+            for slice in slices {
+                let take = slice.len().min(self.room - n);
+                self.got.extend_from_slice(&slice[..take]);
+                n += take;
+            }
             self.room -= n;
-            self.got.extend_from_slice(&buf[..n]);
             Ok(n)
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
         }
     }
 
@@ -224,6 +257,44 @@ mod tests {
         want.extend_from_slice(b"ef");
         want.extend_from_slice(&[9; 10]);
         assert_eq!(sink.got, want);
+    }
+
+    /// A write to a socket whose sending side is shut gets `EPIPE`. With
+    /// plain `writev` it would also raise SIGPIPE, which kills a C host
+    /// program; the check runs in a forked child with SIGPIPE at its
+    /// default action so that a signal shows in its exit status.
+    #[test]
+    fn a_closed_socket_gives_epipe_not_sigpipe() {
+        use std::net::{Shutdown, TcpListener};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut ours = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (_theirs, _) = listener.accept().unwrap();
+        ours.shutdown(Shutdown::Write).unwrap();
+        // SAFETY: the child only makes async-signal-safe calls (signal,
+        // sendmsg, _exit) before it exits; the parent waits for it.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            let code = unsafe {
+                libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+                match ours.send_vectored(&[IoSlice::new(b"x")]) {
+                    Err(e) if e.raw_os_error() == Some(libc::EPIPE) => 0,
+                    _ => 1,
+                }
+            };
+            // SAFETY: ends the forked child without running the parent's
+            // atexit handlers or unwinding its test harness.
+            unsafe { libc::_exit(code) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for the child forked above.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert!(
+            libc::WIFEXITED(status),
+            "child killed by signal {}",
+            libc::WTERMSIG(status)
+        );
+        assert_eq!(libc::WEXITSTATUS(status), 0, "expected EPIPE");
     }
 
     #[test]
