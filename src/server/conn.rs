@@ -12,12 +12,12 @@ use super::timer::Tick;
 /// Where a connection is in its life.
 #[derive(Debug)]
 pub(crate) enum Phase {
-    /// Reading the request head.
-    Handshake(HeadReader),
-    /// Upgraded, waiting for the handler to activate it; holds any frame
-    /// bytes that arrived with the request. Nothing more is read meanwhile.
-    /// `activated` is set by `activate()` until the open is delivered.
-    Pending { early: Vec<u8>, activated: bool },
+    /// Reading the request head. Boxed, like `Pending`, so that the open
+    /// phases, where connections spend their lives, stay small.
+    Handshake(Box<HeadReader>),
+    /// Upgraded, waiting for the handler to activate it. Nothing more is
+    /// read meanwhile.
+    Pending(Box<Pending>),
     /// Exchanging messages.
     Open,
     /// We sent a close frame and wait for the peer's; its messages are dropped.
@@ -26,6 +26,15 @@ pub(crate) enum Phase {
     /// the peer closes too (so that unread input never turns our last bytes
     /// into a reset).
     Draining,
+}
+
+/// A connection accepted with a delayed activation.
+#[derive(Debug, Default)]
+pub(crate) struct Pending {
+    /// Frame bytes that arrived with the request.
+    pub early: Vec<u8>,
+    /// Set by `activate()` until the open is delivered.
+    pub activated: bool,
 }
 
 /// Poller interest bits.
@@ -66,7 +75,7 @@ impl Conn {
     pub fn new(stream: TcpStream, now: Tick) -> Conn {
         Conn {
             stream,
-            phase: Phase::Handshake(HeadReader::new()),
+            phase: Phase::Handshake(Box::default()),
             rx: Receiver::new(),
             out: OutQueue::default(),
             last_heard: now,
@@ -81,13 +90,13 @@ impl Conn {
 
     /// Whether the WebSocket is usable for sending messages.
     pub fn can_send(&self) -> bool {
-        matches!(self.phase, Phase::Open | Phase::Pending { .. })
+        matches!(self.phase, Phase::Open | Phase::Pending(_))
     }
 
     /// The poller interest this state calls for.
     pub fn wanted_interest(&self, max_backlog: usize) -> u8 {
         let read = match self.phase {
-            Phase::Pending { .. } => false,
+            Phase::Pending(_) => false,
             Phase::Draining => true,
             Phase::Handshake(_) | Phase::Open | Phase::Closing => {
                 self.out.len() < READ_PAUSE.min(max_backlog.max(1))

@@ -18,7 +18,7 @@ use crate::proto::frame::{encode_close, OpCode, ServerHeader, MAX_CONTROL_PAYLOA
 
 use super::conn::{Conn, Phase, READ, WRITE};
 use super::handler::{Message, SendError, TimerId};
-use super::outqueue::{skip, write_parts};
+use super::outqueue::{skip, write_parts, MAX_PARTS};
 use super::slab::{ConnId, Slab};
 use super::timer::{ticks, Tick, TimerWheel};
 use super::Config;
@@ -28,6 +28,10 @@ pub(crate) const LISTENER_KEY: usize = usize::MAX - 1;
 
 /// How long accepting pauses after running out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// A write to a corked connection at least this large is not copied into
+/// the cork buffer: it goes out at once, with what was corked before it.
+const CORK_DIRECT: usize = 16 * 1024;
 
 /// The cork buffer's capacity kept between uses.
 const CORK_KEEP: usize = 256 * 1024;
@@ -156,10 +160,15 @@ impl Core {
                 Err(e) if is_resource_exhaustion(&e) => {
                     warn!("accept failed ({e}); pausing accepts for {ACCEPT_BACKOFF:?}");
                     if let Some(listener) = self.listener.as_ref() {
-                        let _ = self.poller.modify(listener, Event::none(LISTENER_KEY));
+                        // Level mode, as registered: plain `modify` would
+                        // switch the listener to oneshot for good.
+                        let _ = self.poller.modify_with_mode(
+                            listener,
+                            Event::none(LISTENER_KEY),
+                            PollMode::Level,
+                        );
                     }
-                    self.wheel
-                        .schedule(ticks(ACCEPT_BACKOFF), TimerTarget::ResumeAccept);
+                    self.schedule(ACCEPT_BACKOFF, TimerTarget::ResumeAccept);
                     return;
                 }
                 // ECONNABORTED and friends concern one connection only.
@@ -170,7 +179,13 @@ impl Core {
 
     pub fn resume_accepting(&mut self) {
         if let Some(listener) = self.listener.as_ref() {
-            if let Err(e) = self.poller.modify(listener, Event::readable(LISTENER_KEY)) {
+            // Level mode: with plain `modify` (oneshot) the listener would
+            // report one more batch of connections, then none ever again.
+            let interest = Event::readable(LISTENER_KEY);
+            if let Err(e) = self
+                .poller
+                .modify_with_mode(listener, interest, PollMode::Level)
+            {
                 warn!("cannot resume accepting: {e}");
             }
         }
@@ -216,10 +231,7 @@ impl Core {
             return;
         }
         if !self.config.handshake_timeout.is_zero() {
-            self.wheel.schedule(
-                ticks(self.config.handshake_timeout),
-                TimerTarget::Handshake(id),
-            );
+            self.schedule(self.config.handshake_timeout, TimerTarget::Handshake(id));
         }
     }
 
@@ -265,14 +277,24 @@ impl Core {
             return false;
         };
         let mut written = 0;
+        let mut corked_bytes: &[u8] = &[];
         if conn.out.is_empty() {
-            if corked {
+            let total: usize = parts.iter().map(|p| p.len()).sum();
+            if corked && total < CORK_DIRECT {
                 for part in parts {
                     self.cork_buf.extend_from_slice(part);
                 }
                 return true;
             }
-            written = match write_parts(&mut conn.stream, parts) {
+            // Not corked, or too large to be worth a copy: write what is
+            // corked and this together, now.
+            if corked {
+                corked_bytes = &self.cork_buf;
+            }
+            let mut all: [&[u8]; MAX_PARTS] = [&[]; MAX_PARTS];
+            all[0] = corked_bytes;
+            all[1..1 + parts.len()].copy_from_slice(parts);
+            written = match write_parts(&mut conn.stream, &all[..1 + parts.len()]) {
                 Ok(n) => n,
                 Err(e) => {
                     debug!("{id}: write failed: {e}");
@@ -280,13 +302,21 @@ impl Core {
                     return false;
                 }
             };
+            if written < corked_bytes.len() {
+                conn.out.push_copy(&[&corked_bytes[written..]]);
+            }
+            written = written.saturating_sub(corked_bytes.len());
         }
+        let was_corked = !corked_bytes.is_empty();
         match shared {
             Some(slot) => {
                 let frame = slot.get_or_insert_with(|| parts.concat().into());
                 conn.out.push_shared(frame, written);
             }
             None => conn.out.push_copy(&skip(parts, written)),
+        }
+        if was_corked {
+            self.cork_buf.clear();
         }
         true
     }
@@ -373,7 +403,7 @@ impl Core {
         };
         conn.behind = !conn.out.is_empty();
         let over = was_behind && conn.out.len() > max_backlog;
-        if over && matches!(conn.phase, Phase::Open | Phase::Pending { .. }) {
+        if over && matches!(conn.phase, Phase::Open | Phase::Pending(_)) {
             warn!(
                 "{id}: {} bytes queued, over the backlog limit of {max_backlog}: closing (1008)",
                 conn.out.len()
@@ -551,7 +581,7 @@ impl Core {
         } else {
             self.config.close_timeout
         };
-        self.wheel.schedule(ticks(timeout), TimerTarget::Close(id));
+        self.schedule(timeout, TimerTarget::Close(id));
     }
 
     /// Tells the handler (once) that an upgraded connection is closed.
@@ -607,7 +637,7 @@ impl Core {
             return Err(SendError::NotOpen);
         };
         match &mut conn.phase {
-            Phase::Pending { activated, .. } if !*activated => *activated = true,
+            Phase::Pending(pending) if !pending.activated => pending.activated = true,
             _ => return Err(SendError::NotPending),
         }
         self.notices.push_back(Notice::Open(id));
@@ -628,7 +658,7 @@ impl Core {
 
     pub fn set_timer(&mut self, after: Duration, token: u64) -> TimerId {
         let id = TimerId(self.user_timers.insert(token));
-        self.wheel.schedule(ticks(after), TimerTarget::User(id));
+        self.schedule(after, TimerTarget::User(id));
         id
     }
 
@@ -690,15 +720,14 @@ impl Core {
             let phase = self.conns.get(id).map(|c| &c.phase);
             match phase {
                 Some(Phase::Handshake(_)) => self.remove(id, close::ABNORMAL),
-                Some(Phase::Open | Phase::Pending { .. }) => {
+                Some(Phase::Open | Phase::Pending(_)) => {
                     let _ = self.close(id, close::GOING_AWAY, "server shutting down");
                 }
                 _ => {}
             }
         }
         let deadline = self.config.close_timeout;
-        self.wheel
-            .schedule(ticks(deadline), TimerTarget::ShutdownDeadline);
+        self.schedule(deadline, TimerTarget::ShutdownDeadline);
     }
 
     /// Handles a connection's own timer.
@@ -751,9 +780,17 @@ impl Core {
 
     pub fn start_idle_timer(&mut self, id: ConnId) {
         if !self.config.idle_timeout.is_zero() {
-            self.wheel
-                .schedule(ticks(self.config.idle_timeout), TimerTarget::Idle(id));
+            self.schedule(self.config.idle_timeout, TimerTarget::Idle(id));
         }
+    }
+
+    /// Schedules `what` to fire `after` from now. The wheel's clock moves
+    /// only when timers run, so after the loop slept in poll it lags the real
+    /// time; counting from it would fire a new timer early by that lag (a
+    /// handshake timeout set after a quiet spell could expire at once).
+    pub fn schedule(&mut self, after: Duration, what: TimerTarget) {
+        let lag = self.now().saturating_sub(self.wheel.now());
+        self.wheel.schedule(lag + ticks(after), what);
     }
 }
 

@@ -37,7 +37,7 @@ pub use self::handler::{Context, Handler, Message, SendError, SharedFrame, Timer
 pub use self::slab::ConnId;
 
 /// The loop-wide read buffer's size.
-const READ_BUFFER: usize = 64 * 1024;
+const READ_BUFFER: usize = 256 * 1024;
 
 /// Reads from one connection per readiness event, at most, so that one busy
 /// peer cannot starve the others.
@@ -262,10 +262,10 @@ impl<H: Handler> Server<H> {
         let Some(conn) = self.core.conns.get_mut(id) else {
             return;
         };
-        let Phase::Pending { early, .. } = &mut conn.phase else {
+        let Phase::Pending(pending) = &mut conn.phase else {
             return;
         };
-        let mut early = std::mem::take(early);
+        let mut early = std::mem::take(&mut pending.early);
         self.core.mark_open(id);
         self.handler.on_open(
             &mut Context {
@@ -339,10 +339,10 @@ fn process_input<H: Handler>(core: &mut Core, handler: &mut H, id: ConnId, input
                     return;
                 }
             },
-            Phase::Pending { early, .. } => {
+            Phase::Pending(pending) => {
                 // Only the bytes that came with the request get here: reading
                 // pauses until activation.
-                early.extend_from_slice(&input[offset..]);
+                pending.early.extend_from_slice(&input[offset..]);
                 return;
             }
             Phase::Draining => return,
@@ -419,10 +419,7 @@ fn handle_request<H: Handler>(core: &mut Core, handler: &mut H, id: ConnId, req:
     conn.upgraded = true;
     conn.last_heard = now;
     if delayed {
-        conn.phase = Phase::Pending {
-            early: Vec::new(),
-            activated: false,
-        };
+        conn.phase = Phase::Pending(Box::default());
         core.refresh_interest(id);
         return;
     }

@@ -61,9 +61,15 @@ impl Chunk {
     }
 }
 
-/// Queued output bytes, oldest first.
+/// Queued output bytes, oldest first. Empty, it is one null pointer: the
+/// queue itself is allocated only while the socket is refusing bytes.
 #[derive(Debug, Default)]
 pub struct OutQueue {
+    queue: Option<Box<Queue>>,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
     chunks: VecDeque<Chunk>,
     /// Bytes of the front chunk already written.
     front_written: usize,
@@ -73,12 +79,12 @@ pub struct OutQueue {
 impl OutQueue {
     /// Bytes waiting.
     pub fn len(&self) -> usize {
-        self.queued
+        self.queue.as_ref().map_or(0, |q| q.queued)
     }
 
     /// Whether nothing waits.
     pub fn is_empty(&self) -> bool {
-        self.queued == 0
+        self.queue.is_none()
     }
 
     /// Queues a copy of `parts`, concatenated.
@@ -87,8 +93,9 @@ impl OutQueue {
         if total == 0 {
             return;
         }
-        self.queued += total;
-        if let Some(Chunk::Owned(last)) = self.chunks.back_mut() {
+        let queue = self.queue.get_or_insert_with(Box::default);
+        queue.queued += total;
+        if let Some(Chunk::Owned(last)) = queue.chunks.back_mut() {
             if last.len() + total <= MERGE_LIMIT {
                 for part in parts {
                     last.extend_from_slice(part);
@@ -96,11 +103,7 @@ impl OutQueue {
                 return;
             }
         }
-        let mut owned = Vec::with_capacity(total);
-        for part in parts {
-            owned.extend_from_slice(part);
-        }
-        self.chunks.push_back(Chunk::Owned(owned));
+        queue.chunks.push_back(Chunk::Owned(parts.concat()));
     }
 
     /// Queues the tail of a shared frame starting at `from`.
@@ -113,21 +116,25 @@ impl OutQueue {
             // A partial frame or a tiny one: copying is cheaper than tracking it.
             self.push_copy(&[&frame[from..]]);
         } else {
-            self.queued += rest;
-            self.chunks.push_back(Chunk::Shared(Rc::clone(frame)));
+            let queue = self.queue.get_or_insert_with(Box::default);
+            queue.queued += rest;
+            queue.chunks.push_back(Chunk::Shared(Rc::clone(frame)));
         }
     }
 
     /// Writes as much as the socket takes. Returns `Ok(true)` when the queue
     /// emptied, `Ok(false)` when the socket is full.
     pub fn flush(&mut self, sink: &mut impl Sink) -> io::Result<bool> {
-        while !self.chunks.is_empty() {
+        let Some(queue) = self.queue.as_mut() else {
+            return Ok(true);
+        };
+        while !queue.chunks.is_empty() {
             let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
             let mut n = 0;
-            for (i, chunk) in self.chunks.iter().take(MAX_IOVECS).enumerate() {
+            for (i, chunk) in queue.chunks.iter().take(MAX_IOVECS).enumerate() {
                 let bytes = chunk.bytes();
                 slices[i] = IoSlice::new(if i == 0 {
-                    &bytes[self.front_written..]
+                    &bytes[queue.front_written..]
                 } else {
                     bytes
                 });
@@ -140,11 +147,15 @@ impl OutQueue {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             };
-            self.consume(written);
+            queue.consume(written);
         }
+        // Free the queue: an idle connection keeps nothing.
+        self.queue = None;
         Ok(true)
     }
+}
 
+impl Queue {
     fn consume(&mut self, mut written: usize) {
         self.queued -= written;
         while written > 0 {
@@ -160,23 +171,23 @@ impl OutQueue {
             self.front_written = 0;
             self.chunks.pop_front();
         }
-        if self.chunks.is_empty() {
-            // Free the ring's storage: an idle connection keeps nothing.
-            self.chunks = VecDeque::new();
-        }
     }
 }
 
-/// Writes `parts` with one `writev`, looping only on `EINTR`. Returns how many
-/// bytes the socket took (0 when it would block).
+/// The most pieces [`write_parts`] and [`skip`] take: what is corked, a
+/// frame header and its payload.
+pub const MAX_PARTS: usize = 3;
+
+/// Writes `parts` (at most [`MAX_PARTS`]) with one `writev`, looping only on
+/// `EINTR`. Returns how many bytes the socket took (0 when it would block).
 pub fn write_parts(sink: &mut impl Sink, parts: &[&[u8]]) -> io::Result<usize> {
-    let slices: [IoSlice<'_>; 2] = [
-        IoSlice::new(parts.first().copied().unwrap_or_default()),
-        IoSlice::new(parts.get(1).copied().unwrap_or_default()),
-    ];
-    let count = parts.len().min(2);
+    assert!(parts.len() <= MAX_PARTS, "too many parts for one write");
+    let mut slices = [IoSlice::new(&[]); MAX_PARTS];
+    for (slice, part) in slices.iter_mut().zip(parts) {
+        *slice = IoSlice::new(part);
+    }
     loop {
-        return match sink.send_vectored(&slices[..count]) {
+        return match sink.send_vectored(&slices[..parts.len()]) {
             Ok(n) => Ok(n),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -185,21 +196,14 @@ pub fn write_parts(sink: &mut impl Sink, parts: &[&[u8]]) -> io::Result<usize> {
     }
 }
 
-/// Skips the first `n` bytes of the concatenation of `parts`, returning what
-/// remains as (at most two) slices.
-pub fn skip<'a>(parts: &[&'a [u8]], mut n: usize) -> [&'a [u8]; 2] {
-    let mut out: [&[u8]; 2] = [&[], &[]];
-    let mut k = 0;
-    for part in parts {
-        if n >= part.len() {
-            n -= part.len();
-            continue;
-        }
-        if k < 2 {
-            out[k] = &part[n..];
-            k += 1;
-        }
-        n = 0;
+/// Skips the first `n` bytes of the concatenation of `parts` (at most
+/// [`MAX_PARTS`]), returning what remains.
+pub fn skip<'a>(parts: &[&'a [u8]], mut n: usize) -> [&'a [u8]; MAX_PARTS] {
+    let mut out: [&[u8]; MAX_PARTS] = [&[]; MAX_PARTS];
+    for (slot, part) in out.iter_mut().zip(parts) {
+        let skipped = n.min(part.len());
+        *slot = &part[skipped..];
+        n -= skipped;
     }
     out
 }
@@ -300,10 +304,14 @@ mod tests {
     #[test]
     fn skip_returns_the_unwritten_rest() {
         let parts: [&[u8]; 2] = [b"head", b"payload"];
-        assert_eq!(skip(&parts, 0), [&b"head"[..], &b"payload"[..]]);
-        assert_eq!(skip(&parts, 2), [&b"ad"[..], &b"payload"[..]]);
-        assert_eq!(skip(&parts, 4), [&b"payload"[..], &b""[..]]);
-        assert_eq!(skip(&parts, 6), [&b"yload"[..], &b""[..]]);
-        assert_eq!(skip(&parts, 11), [&b""[..], &b""[..]]);
+        let rest = |n| skip(&parts, n).concat();
+        assert_eq!(rest(0), b"headpayload");
+        assert_eq!(rest(2), b"adpayload");
+        assert_eq!(rest(4), b"payload");
+        assert_eq!(rest(6), b"yload");
+        assert_eq!(rest(11), b"");
+        let three: [&[u8]; 3] = [b"ab", b"", b"cd"];
+        assert_eq!(skip(&three, 1).concat(), b"bcd");
+        assert_eq!(skip(&three, 3).concat(), b"d");
     }
 }
