@@ -1,0 +1,1248 @@
+//! loadgen: a one-thread WebSocket load generator for benchmarking rookery
+//! and its peers. See bench/README.md.
+//!
+//! Every connection is a small state machine driven by one edge-triggered
+//! mio poll loop. Frames are encoded (and masked) straight into a reused
+//! per-connection output buffer and parsed in place from a reused input
+//! buffer, so the steady state allocates nothing per message.
+
+mod hist;
+mod sys;
+mod ws;
+
+use hist::Hist;
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Registry, Token};
+use std::io::{self, Read};
+use std::net::{SocketAddr, SocketAddrV4};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+use ws::{
+    check_response, head_end, parse_header, payload_header, Out, Premasked, OP_BINARY, OP_CLOSE,
+    OP_CONT, OP_PING, OP_PONG, OP_TEXT, PREMASK_MIN,
+};
+
+/// Largest frame we accept from a server (a sanity bound, not a test).
+const MAX_FRAME: usize = 16 << 20;
+/// No message at all for this long while traffic should flow: give up.
+const STALL: Duration = Duration::from_secs(5);
+/// After the window, outstanding echoes / deliveries are waited for as long
+/// as they keep arriving (none for DRAIN_IDLE: give up), at most DRAIN_MAX.
+const DRAIN_IDLE: Duration = Duration::from_secs(2);
+const DRAIN_MAX: Duration = Duration::from_secs(20);
+/// How long to wait for the servers' close frames at the end.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+const USAGE: &str = "\
+usage: loadgen SCENARIO [options]
+
+scenarios:
+  echo-small   100 connections x 16 in flight x 32-byte text (echo server)
+  echo-large   10 connections x 4 in flight x 64 KiB binary (echo server)
+  fanout       1000 subscribers + 1 publisher, 64-byte texts (chat server)
+  idle         10000 idle connections, server RSS per connection (chat server)
+
+options:
+  --url ws://127.0.0.1:PORT/PATH   target (loopback only)  [ws://127.0.0.1:1984/chat]
+  --server-pid PID     read the server's CPU time and RSS from /proc/PID
+  --warmup SECS        warm-up before measuring              [1]
+  --duration SECS      measurement window                    [5]
+  --hold SECS          idle: how long to keep connections open [3]
+  --connections N      connections (fanout: subscribers)
+  --inflight N         messages in flight per connection (fanout: publisher window)
+  --size BYTES         payload size (>= 16)
+  --text | --binary    payload type
+  --welcome | --no-welcome   wait for a welcome text on every connection
+                       before starting (default: on for fanout and idle)
+  --max-pending N      handshakes in progress at once         [64]
+  --connect-timeout SECS                                      [30]
+";
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Scenario {
+    EchoSmall,
+    EchoLarge,
+    Fanout,
+    Idle,
+}
+
+impl Scenario {
+    fn name(self) -> &'static str {
+        match self {
+            Scenario::EchoSmall => "echo-small",
+            Scenario::EchoLarge => "echo-large",
+            Scenario::Fanout => "fanout",
+            Scenario::Idle => "idle",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        [
+            Scenario::EchoSmall,
+            Scenario::EchoLarge,
+            Scenario::Fanout,
+            Scenario::Idle,
+        ]
+        .into_iter()
+        .find(|sc| sc.name() == s)
+    }
+
+    fn is_echo(self) -> bool {
+        matches!(self, Scenario::EchoSmall | Scenario::EchoLarge)
+    }
+}
+
+struct Config {
+    scenario: Scenario,
+    addr: SocketAddrV4,
+    url: String,
+    request: Vec<u8>,
+    server_pid: Option<u32>,
+    warmup: Duration,
+    duration: Duration,
+    hold: Duration,
+    conns: usize,
+    inflight: usize,
+    size: usize,
+    binary: bool,
+    welcome: bool,
+    max_pending: usize,
+    connect_timeout: Duration,
+}
+
+fn parse_args() -> Result<Config, String> {
+    let mut args = std::env::args().skip(1);
+    let first = args.next().ok_or("missing SCENARIO")?;
+    if first == "--help" || first == "-h" {
+        print!("{USAGE}");
+        std::process::exit(0);
+    }
+    let scenario = Scenario::parse(&first).ok_or_else(|| format!("unknown scenario '{first}'"))?;
+    let (conns, inflight, size, binary) = match scenario {
+        Scenario::EchoSmall => (100, 16, 32, false),
+        Scenario::EchoLarge => (10, 4, 64 * 1024, true),
+        Scenario::Fanout => (1000, 128, 64, false),
+        Scenario::Idle => (10_000, 0, 16, false),
+    };
+    let mut cfg = Config {
+        scenario,
+        addr: "127.0.0.1:1984".parse().unwrap(),
+        url: String::new(),
+        request: Vec::new(),
+        server_pid: None,
+        warmup: Duration::from_secs(1),
+        duration: Duration::from_secs(5),
+        hold: Duration::from_secs(3),
+        conns,
+        inflight,
+        size,
+        binary,
+        welcome: matches!(scenario, Scenario::Fanout | Scenario::Idle),
+        max_pending: 64,
+        connect_timeout: Duration::from_secs(30),
+    };
+    let mut url = "ws://127.0.0.1:1984/chat".to_string();
+    while let Some(flag) = args.next() {
+        let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
+        let secs = |v: String, name: &str| -> Result<Duration, String> {
+            v.parse::<f64>()
+                .ok()
+                .filter(|s| s.is_finite() && *s >= 0.0)
+                .map(Duration::from_secs_f64)
+                .ok_or_else(|| format!("{name}: bad number of seconds '{v}'"))
+        };
+        let num = |v: String, name: &str| -> Result<usize, String> {
+            v.parse::<usize>()
+                .map_err(|_| format!("{name}: bad number '{v}'"))
+        };
+        match flag.as_str() {
+            "--url" => url = value("--url")?,
+            "--server-pid" => {
+                let v = value("--server-pid")?;
+                cfg.server_pid = Some(v.parse().map_err(|_| format!("bad pid '{v}'"))?);
+            }
+            "--warmup" => cfg.warmup = secs(value(&flag)?, &flag)?,
+            "--duration" => cfg.duration = secs(value(&flag)?, &flag)?,
+            "--hold" => cfg.hold = secs(value(&flag)?, &flag)?,
+            "--connect-timeout" => cfg.connect_timeout = secs(value(&flag)?, &flag)?,
+            "--connections" => cfg.conns = num(value(&flag)?, &flag)?,
+            "--inflight" => cfg.inflight = num(value(&flag)?, &flag)?,
+            "--size" => cfg.size = num(value(&flag)?, &flag)?,
+            "--max-pending" => cfg.max_pending = num(value(&flag)?, &flag)?.max(1),
+            "--text" => cfg.binary = false,
+            "--binary" => cfg.binary = true,
+            "--welcome" => cfg.welcome = true,
+            "--no-welcome" => cfg.welcome = false,
+            "--help" | "-h" => {
+                print!("{USAGE}");
+                std::process::exit(0);
+            }
+            _ => return Err(format!("unknown option '{flag}'")),
+        }
+    }
+    let rest = url
+        .strip_prefix("ws://")
+        .ok_or_else(|| format!("--url must start with ws:// ('{url}')"))?;
+    let (hostport, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    cfg.addr = hostport
+        .parse()
+        .map_err(|_| format!("--url: need an IPv4 address and port, got '{hostport}'"))?;
+    if !cfg.addr.ip().is_loopback() {
+        return Err(format!(
+            "refusing to load {}: only loopback (127.0.0.0/8) targets are allowed",
+            cfg.addr
+        ));
+    }
+    if cfg.size < 16 {
+        return Err("--size must be at least 16 (the payload header)".into());
+    }
+    if cfg.conns == 0 {
+        return Err("--connections must be at least 1".into());
+    }
+    if scenario != Scenario::Idle && cfg.inflight == 0 {
+        return Err("--inflight must be at least 1".into());
+    }
+    if scenario == Scenario::Fanout && cfg.binary {
+        return Err("fanout relays text messages only".into());
+    }
+    cfg.request = ws::handshake_request(hostport, path);
+    cfg.url = url;
+    Ok(cfg)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum State {
+    Connecting,
+    Handshake,
+    Open,
+    Closing,
+    Closed,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Echo,
+    Publisher,
+    Subscriber,
+    Idle,
+}
+
+/// Per-connection application state.
+struct App {
+    role: Role,
+    id: u32,
+    seen_data: bool,
+    send_seq: u64,
+    recv_seq: u64,
+    /// Echo: send instants of in-flight messages, indexed by seq (ring).
+    times: Vec<Instant>,
+}
+
+struct Conn {
+    sock: Option<TcpStream>,
+    state: State,
+    rbuf: Vec<u8>,
+    rstart: usize,
+    rend: usize,
+    out: Out,
+    frag: Vec<u8>,
+    frag_op: u8,
+    in_frag: bool,
+    app: App,
+}
+
+/// Fan-out bookkeeping: the publisher keeps at most `window` messages that
+/// have not yet reached every live subscriber.
+struct Fanout {
+    window: u64,
+    mask: u64,
+    /// Deliveries still due, per message slot.
+    pending: Vec<u32>,
+    /// Publish instant per message slot.
+    times: Vec<Instant>,
+    sent: u64,
+    completed: u64,
+    live: u32,
+    missed: u64,
+    pub_id: u32,
+    pub_idx: usize,
+    started: bool,
+}
+
+struct Ctx {
+    data_op: u8,
+    size: usize,
+    pattern: Vec<u8>,
+    /// Large bodies: pre-masked copies of `pattern[16..size]`.
+    premasked: Option<Premasked>,
+    wait_welcome: bool,
+    sending: bool,
+    measuring: bool,
+    msgs: u64,
+    bytes: u64,
+    hist: Hist,
+    outstanding: u64,
+    errors: u64,
+    pings: u64,
+    welcomes: u64,
+    unexpected: u64,
+    server_closes: u64,
+    dropped: u64,
+    pending: usize,
+    ready: usize,
+    closed: usize,
+    last_progress: Instant,
+    fatal: Option<String>,
+    fan: Fanout,
+}
+
+impl Ctx {
+    fn error(&mut self, what: impl FnOnce() -> String) {
+        self.errors += 1;
+        if self.errors <= 10 {
+            eprintln!("loadgen: error: {}", what());
+        } else if self.errors == 11 {
+            eprintln!("loadgen: (further errors not shown)");
+        }
+    }
+}
+
+/// Outcome of handling input on a connection.
+enum Step {
+    Go,
+    /// Our close handshake finished (or the peer went away while closing).
+    Closed,
+    Fail(String),
+}
+
+#[inline]
+fn nanos(d: Duration) -> u64 {
+    d.as_nanos().min(u64::MAX as u128) as u64
+}
+
+fn send_echo(app: &mut App, out: &mut Out, ctx: &mut Ctx, now: Instant) {
+    let hdr = payload_header(app.id, app.send_seq);
+    match ctx.premasked.as_mut() {
+        Some(pm) => {
+            let (key, body) = pm.next();
+            out.frame_premasked(ctx.data_op, &hdr, key, body);
+        }
+        None => out.frame(ctx.data_op, &hdr, &ctx.pattern[16..ctx.size]),
+    }
+    let m = app.times.len() - 1;
+    app.times[app.send_seq as usize & m] = now;
+    app.send_seq += 1;
+    ctx.outstanding += 1;
+}
+
+/// A complete data message arrived on a connection.
+fn on_data(app: &mut App, out: &mut Out, ctx: &mut Ctx, op: u8, payload: &[u8], now: Instant) {
+    if !app.seen_data {
+        app.seen_data = true;
+        // A chat server greets every connection first: skip that text.
+        if op == OP_TEXT && parse_header(payload).is_none() {
+            ctx.welcomes += 1;
+            if ctx.wait_welcome {
+                ctx.ready += 1;
+            }
+            return;
+        }
+        if ctx.wait_welcome {
+            let id = app.id;
+            ctx.error(|| format!("conn {id}: first message was not a welcome text"));
+            ctx.ready += 1;
+        }
+    }
+    match app.role {
+        Role::Echo => {
+            if app.recv_seq >= app.send_seq {
+                let id = app.id;
+                ctx.error(|| format!("conn {id}: message received that was never sent"));
+                return;
+            }
+            let ok = op == ctx.data_op
+                && payload.len() == ctx.size
+                && payload[..16] == payload_header(app.id, app.recv_seq)
+                && payload[16..] == ctx.pattern[16..ctx.size];
+            if !ok {
+                let (id, seq, len) = (app.id, app.recv_seq, payload.len());
+                ctx.error(|| {
+                    format!(
+                        "conn {id} seq {seq}: echo mismatch (opcode {op}, {len} bytes, starts {:?})",
+                        String::from_utf8_lossy(&payload[..len.min(16)])
+                    )
+                });
+            }
+            let sent = app.times[app.recv_seq as usize & (app.times.len() - 1)];
+            app.recv_seq += 1;
+            ctx.outstanding -= 1;
+            ctx.last_progress = now;
+            if ctx.measuring {
+                ctx.msgs += 1;
+                ctx.bytes += payload.len() as u64;
+                ctx.hist.record(nanos(now - sent));
+            }
+            if ctx.sending {
+                send_echo(app, out, ctx, now);
+            }
+        }
+        Role::Subscriber => {
+            let f = &mut ctx.fan;
+            let expected = app.recv_seq;
+            let body_ok = op == OP_TEXT
+                && payload.len() == ctx.size
+                && payload[16..] == ctx.pattern[16..ctx.size];
+            let seq = if payload.len() >= 16 && payload[..16] == payload_header(f.pub_id, expected)
+            {
+                Some(expected)
+            } else {
+                match parse_header(payload) {
+                    Some((id, low)) if id == f.pub_id => {
+                        Some((expected & !0xFFFF_FFFF) | low as u64)
+                    }
+                    _ => None,
+                }
+            };
+            let Some(seq) = seq.filter(|&s| s >= expected && s < f.sent) else {
+                let id = app.id;
+                ctx.error(|| format!("subscriber {id}: unexpected or out-of-order message (expected seq {expected})"));
+                return;
+            };
+            for m in expected..seq {
+                f.pending[(m & f.mask) as usize] -= 1;
+                f.missed += 1;
+            }
+            f.pending[(seq & f.mask) as usize] -= 1;
+            let sent = f.times[(seq & f.mask) as usize];
+            app.recv_seq = seq + 1;
+            ctx.last_progress = now;
+            if ctx.measuring {
+                ctx.msgs += 1;
+                ctx.bytes += payload.len() as u64;
+                ctx.hist.record(nanos(now - sent));
+            }
+            if seq != expected {
+                let id = app.id;
+                ctx.error(|| format!("subscriber {id}: missed seq {expected}..{seq}"));
+            }
+            if !body_ok {
+                let id = app.id;
+                ctx.error(|| format!("subscriber {id} seq {seq}: payload mismatch"));
+            }
+        }
+        Role::Publisher => {
+            // The sender gets its own messages back, in order.
+            let ok = op == OP_TEXT
+                && payload.len() == ctx.size
+                && payload[..16] == payload_header(app.id, app.recv_seq);
+            if !ok {
+                let (id, seq) = (app.id, app.recv_seq);
+                ctx.error(|| {
+                    format!("publisher {id}: own message {seq} not relayed back in order")
+                });
+            }
+            app.recv_seq += 1;
+        }
+        Role::Idle => ctx.unexpected += 1,
+    }
+}
+
+/// Parses what is buffered: the handshake response, then frames.
+fn process(c: &mut Conn, ctx: &mut Ctx, now: Instant) -> Step {
+    if c.state == State::Handshake {
+        let data = &c.rbuf[c.rstart..c.rend];
+        match head_end(data) {
+            None if data.len() > 16 * 1024 => {
+                return Step::Fail("handshake response head too long".into())
+            }
+            None => return Step::Go,
+            Some(end) => {
+                if let Err(e) = check_response(&data[..end]) {
+                    return Step::Fail(e);
+                }
+                c.rstart += end;
+                c.state = State::Open;
+                ctx.pending -= 1;
+                if !ctx.wait_welcome {
+                    ctx.ready += 1;
+                }
+            }
+        }
+    }
+    loop {
+        let avail = c.rend - c.rstart;
+        if avail < 2 {
+            break;
+        }
+        let b0 = c.rbuf[c.rstart];
+        let b1 = c.rbuf[c.rstart + 1];
+        if b0 & 0x70 != 0 {
+            return Step::Fail("frame with reserved bits set".into());
+        }
+        if b1 & 0x80 != 0 {
+            return Step::Fail("masked frame from the server".into());
+        }
+        let (hl, len) = match b1 & 0x7F {
+            126 => {
+                if avail < 4 {
+                    break;
+                }
+                let b = &c.rbuf[c.rstart + 2..c.rstart + 4];
+                (4, u16::from_be_bytes([b[0], b[1]]) as usize)
+            }
+            127 => {
+                if avail < 10 {
+                    break;
+                }
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&c.rbuf[c.rstart + 2..c.rstart + 10]);
+                let l = u64::from_be_bytes(b);
+                if l > MAX_FRAME as u64 {
+                    return Step::Fail(format!("frame of {l} bytes"));
+                }
+                (10, l as usize)
+            }
+            l => (2, l as usize),
+        };
+        let total = hl + len;
+        if avail < total {
+            // Make room for the whole frame so the next reads can finish it.
+            if c.rbuf.len() - c.rstart < total {
+                c.rbuf.copy_within(c.rstart..c.rend, 0);
+                c.rend -= c.rstart;
+                c.rstart = 0;
+                if c.rbuf.len() < total {
+                    c.rbuf.resize(total.next_power_of_two(), 0);
+                }
+            }
+            break;
+        }
+        let (p0, p1) = (c.rstart + hl, c.rstart + total);
+        c.rstart = p1;
+        let fin = b0 & 0x80 != 0;
+        let op = b0 & 0x0F;
+        match op {
+            OP_PING => {
+                ctx.pings += 1;
+                c.out.frame(OP_PONG, &c.rbuf[p0..p1], &[]);
+            }
+            OP_PONG => {}
+            OP_CLOSE => {
+                if c.state == State::Closing {
+                    return Step::Closed;
+                }
+                let code = if len >= 2 {
+                    u16::from_be_bytes([c.rbuf[p0], c.rbuf[p0 + 1]])
+                } else {
+                    1005
+                };
+                let echo = if len >= 2 {
+                    &c.rbuf[p0..p0 + 2]
+                } else {
+                    &[][..]
+                };
+                c.out.frame(OP_CLOSE, echo, &[]);
+                if let Some(s) = c.sock.as_ref() {
+                    let _ = c.out.flush(s);
+                }
+                ctx.server_closes += 1;
+                return Step::Fail(format!("server closed the connection (code {code})"));
+            }
+            OP_TEXT | OP_BINARY => {
+                if c.in_frag {
+                    return Step::Fail("data frame inside a fragmented message".into());
+                }
+                if !fin {
+                    c.frag.clear();
+                    c.frag.extend_from_slice(&c.rbuf[p0..p1]);
+                    c.frag_op = op;
+                    c.in_frag = true;
+                } else if c.state == State::Open {
+                    on_data(&mut c.app, &mut c.out, ctx, op, &c.rbuf[p0..p1], now);
+                }
+            }
+            OP_CONT => {
+                if !c.in_frag {
+                    return Step::Fail("continuation frame without a message".into());
+                }
+                c.frag.extend_from_slice(&c.rbuf[p0..p1]);
+                if fin {
+                    c.in_frag = false;
+                    if c.state == State::Open {
+                        on_data(&mut c.app, &mut c.out, ctx, c.frag_op, &c.frag, now);
+                    }
+                }
+            }
+            _ => return Step::Fail(format!("unknown opcode {op}")),
+        }
+    }
+    if c.rstart == c.rend {
+        c.rstart = 0;
+        c.rend = 0;
+    }
+    Step::Go
+}
+
+/// Reads until the socket is drained (edge-triggered), processing as we go.
+fn read_input(c: &mut Conn, ctx: &mut Ctx, now: Instant) -> Step {
+    loop {
+        if c.rend == c.rbuf.len() {
+            if c.rstart > 0 {
+                c.rbuf.copy_within(c.rstart..c.rend, 0);
+                c.rend -= c.rstart;
+                c.rstart = 0;
+            } else {
+                let n = c.rbuf.len() * 2;
+                c.rbuf.resize(n, 0);
+            }
+        }
+        let space = c.rbuf.len() - c.rend;
+        let Some(sock) = c.sock.as_ref() else {
+            return Step::Closed;
+        };
+        let r = (&*sock).read(&mut c.rbuf[c.rend..]);
+        match r {
+            Ok(0) => {
+                return if c.state == State::Closing {
+                    Step::Closed
+                } else {
+                    Step::Fail("connection closed by the server (EOF)".into())
+                }
+            }
+            Ok(n) => {
+                c.rend += n;
+                match process(c, ctx, now) {
+                    Step::Go => {}
+                    other => return other,
+                }
+                // A short read means the socket is drained; the next data
+                // to arrive raises a new edge.
+                if n < space {
+                    return Step::Go;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Go,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                return if c.state == State::Closing {
+                    Step::Closed
+                } else {
+                    Step::Fail(format!("read: {e}"))
+                }
+            }
+        }
+    }
+}
+
+/// Takes a connection out of play, accounting for what it still owed.
+fn finish(c: &mut Conn, reg: &Registry, ctx: &mut Ctx, failure: Option<String>) {
+    if c.state == State::Closed {
+        return;
+    }
+    if matches!(c.state, State::Connecting | State::Handshake) {
+        ctx.pending -= 1;
+    }
+    if let Some(reason) = failure {
+        ctx.dropped += 1;
+        let id = c.app.id;
+        ctx.error(|| format!("conn {id}: {reason}"));
+        if c.state == State::Open {
+            match c.app.role {
+                Role::Echo => ctx.outstanding -= c.app.send_seq - c.app.recv_seq,
+                Role::Subscriber => {
+                    let f = &mut ctx.fan;
+                    if f.started {
+                        for m in c.app.recv_seq..f.sent {
+                            f.pending[(m & f.mask) as usize] -= 1;
+                            f.missed += 1;
+                        }
+                        f.live -= 1;
+                    }
+                }
+                Role::Publisher => ctx.fatal = Some("publisher connection lost".into()),
+                Role::Idle => {}
+            }
+        }
+    }
+    if let Some(mut s) = c.sock.take() {
+        let _ = reg.deregister(&mut s);
+    }
+    c.state = State::Closed;
+    ctx.closed += 1;
+}
+
+fn handle_event(
+    c: &mut Conn,
+    reg: &Registry,
+    ctx: &mut Ctx,
+    readable: bool,
+    writable: bool,
+    request: &[u8],
+) {
+    if c.state == State::Closed {
+        return;
+    }
+    let now = Instant::now();
+    if writable {
+        c.out.blocked = false;
+    }
+    if c.state == State::Connecting {
+        let Some(sock) = c.sock.as_ref() else { return };
+        match sock.take_error() {
+            Ok(Some(e)) | Err(e) => return finish(c, reg, ctx, Some(format!("connect: {e}"))),
+            Ok(None) => {}
+        }
+        match sock.peer_addr() {
+            Ok(_) => {
+                c.state = State::Handshake;
+                c.out.buf.extend_from_slice(request);
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
+            Err(e) => return finish(c, reg, ctx, Some(format!("connect: {e}"))),
+        }
+    }
+    if readable {
+        match read_input(c, ctx, now) {
+            Step::Go => {}
+            Step::Closed => return finish(c, reg, ctx, None),
+            Step::Fail(why) => return finish(c, reg, ctx, Some(why)),
+        }
+    }
+    flush(c, reg, ctx);
+}
+
+fn flush(c: &mut Conn, reg: &Registry, ctx: &mut Ctx) {
+    if !c.out.pending() {
+        return;
+    }
+    let Some(sock) = c.sock.as_ref() else { return };
+    if let Err(e) = c.out.flush(sock) {
+        if c.state == State::Closing {
+            finish(c, reg, ctx, None);
+        } else {
+            finish(c, reg, ctx, Some(format!("write: {e}")));
+        }
+    }
+}
+
+/// Completes delivered fan-out messages and tops the publisher's window up.
+fn pump_publisher(c: &mut Conn, reg: &Registry, ctx: &mut Ctx) {
+    let f = &mut ctx.fan;
+    while f.completed < f.sent && f.pending[(f.completed & f.mask) as usize] == 0 {
+        f.completed += 1;
+    }
+    if !ctx.sending || c.state != State::Open {
+        return;
+    }
+    let now = Instant::now();
+    let mut n = 0;
+    while f.sent - f.completed < f.window {
+        let seq = f.sent;
+        let slot = (seq & f.mask) as usize;
+        c.out.frame(
+            OP_TEXT,
+            &payload_header(f.pub_id, seq),
+            &ctx.pattern[16..ctx.size],
+        );
+        f.pending[slot] = f.live;
+        f.times[slot] = now;
+        f.sent += 1;
+        n += 1;
+    }
+    if n > 0 {
+        c.app.send_seq = f.sent;
+        flush(c, reg, ctx);
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Phase {
+    Connect,
+    Warmup,
+    Measure,
+    Drain,
+    Hold,
+    Closing,
+}
+
+#[derive(Default)]
+struct Report {
+    measured: f64,
+    msgs: u64,
+    bytes: u64,
+    p50_us: f64,
+    p99_us: f64,
+    max_us: f64,
+    hist_count: u64,
+    loadgen_cpu: f64,
+    server_cpu: Option<f64>,
+    rss_before: Option<u64>,
+    rss_after: Option<u64>,
+    connect_secs: f64,
+    aborted: bool,
+}
+
+fn snapshot(pid: Option<u32>) -> (Instant, Duration, Option<Duration>) {
+    (Instant::now(), sys::self_cpu(), pid.and_then(sys::proc_cpu))
+}
+
+fn run(cfg: &Config) -> io::Result<(Report, Ctx)> {
+    let subscribers = cfg.conns;
+    let total = cfg.conns + usize::from(cfg.scenario == Scenario::Fanout);
+    let need = total as u64 + 64;
+    let nofile = sys::raise_nofile(need);
+    if nofile < need {
+        return Err(io::Error::other(format!(
+            "RLIMIT_NOFILE is {nofile}, {need} needed: raise the hard limit (ulimit -Hn)"
+        )));
+    }
+
+    let mut pattern = vec![0u8; cfg.size.max(16)];
+    let mut x: u32 = 0x1234_5678;
+    for b in pattern.iter_mut() {
+        x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        *b = b'a' + ((x >> 24) % 26) as u8;
+    }
+    let window = if cfg.scenario == Scenario::Fanout {
+        cfg.inflight as u64
+    } else {
+        1
+    };
+    let ring = window.next_power_of_two();
+    let start = Instant::now();
+    let mut ctx = Ctx {
+        data_op: if cfg.binary { OP_BINARY } else { OP_TEXT },
+        size: cfg.size,
+        premasked: (cfg.size - 16 >= PREMASK_MIN)
+            .then(|| Premasked::new(&pattern[16..cfg.size], 16, 0x2545_F491)),
+        pattern,
+        wait_welcome: cfg.welcome,
+        sending: false,
+        measuring: false,
+        msgs: 0,
+        bytes: 0,
+        hist: Hist::new(),
+        outstanding: 0,
+        errors: 0,
+        pings: 0,
+        welcomes: 0,
+        unexpected: 0,
+        server_closes: 0,
+        dropped: 0,
+        pending: 0,
+        ready: 0,
+        closed: 0,
+        last_progress: start,
+        fatal: None,
+        fan: Fanout {
+            window,
+            mask: ring - 1,
+            pending: vec![0; ring as usize],
+            times: vec![start; ring as usize],
+            sent: 0,
+            completed: 0,
+            live: 0,
+            missed: 0,
+            pub_id: subscribers as u32,
+            pub_idx: subscribers,
+            started: false,
+        },
+    };
+    let rbuf_size = match cfg.scenario {
+        Scenario::Idle => 1024,
+        Scenario::Fanout => 16 * 1024,
+        // Room for many large frames: fewer partial frames to move down.
+        _ => (16 * (cfg.size + 14))
+            .next_power_of_two()
+            .clamp(16 * 1024, 1 << 20),
+    };
+    let echo_ring = if cfg.scenario.is_echo() {
+        cfg.inflight.next_power_of_two()
+    } else {
+        0
+    };
+
+    let mut rep = Report::default();
+    // Declared after `conns` so it is dropped first (sockets must outlive
+    // their registration).
+    let mut conns: Vec<Conn> = Vec::with_capacity(total);
+    let mut poll = Poll::new()?;
+    let mut events = Events::with_capacity(4096);
+
+    rep.rss_before = cfg.server_pid.and_then(sys::proc_rss_kib);
+    let mut phase = Phase::Connect;
+    let mut deadline = start + cfg.connect_timeout;
+    let mut window_start = snapshot(None);
+    let mut window_end = window_start;
+
+    loop {
+        // Open connections, a bounded number of handshakes at a time.
+        while phase == Phase::Connect && conns.len() < total && ctx.pending < cfg.max_pending {
+            let i = conns.len();
+            let role = match cfg.scenario {
+                Scenario::EchoSmall | Scenario::EchoLarge => Role::Echo,
+                Scenario::Fanout if i == subscribers => Role::Publisher,
+                Scenario::Fanout => Role::Subscriber,
+                Scenario::Idle => Role::Idle,
+            };
+            let mut sock = match TcpStream::connect(SocketAddr::V4(cfg.addr)) {
+                Ok(s) => s,
+                Err(e) => {
+                    ctx.error(|| format!("connect #{i}: {e}"));
+                    ctx.fatal = Some("cannot open connections".into());
+                    break;
+                }
+            };
+            let _ = sock.set_nodelay(true);
+            poll.registry().register(
+                &mut sock,
+                Token(i),
+                Interest::READABLE | Interest::WRITABLE,
+            )?;
+            conns.push(Conn {
+                sock: Some(sock),
+                state: State::Connecting,
+                rbuf: vec![0; rbuf_size],
+                rstart: 0,
+                rend: 0,
+                out: Out::new((i as u32).wrapping_mul(2_654_435_761) ^ 0x9E37_79B9, 256),
+                frag: Vec::new(),
+                frag_op: 0,
+                in_frag: false,
+                app: App {
+                    role,
+                    id: i as u32,
+                    seen_data: false,
+                    send_seq: 0,
+                    recv_seq: 0,
+                    times: vec![start; echo_ring],
+                },
+            });
+            ctx.pending += 1;
+        }
+
+        let now = Instant::now();
+        let timeout = deadline
+            .saturating_duration_since(now)
+            .min(Duration::from_millis(100));
+        if let Err(e) = poll.poll(&mut events, Some(timeout)) {
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+        for ev in events.iter() {
+            let i = ev.token().0;
+            let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
+            let writable = ev.is_writable() || ev.is_error();
+            handle_event(
+                &mut conns[i],
+                poll.registry(),
+                &mut ctx,
+                readable,
+                writable,
+                &cfg.request,
+            );
+        }
+        if ctx.fan.started && phase != Phase::Closing {
+            let p = ctx.fan.pub_idx;
+            pump_publisher(&mut conns[p], poll.registry(), &mut ctx);
+        }
+
+        let now = Instant::now();
+        let mut abort = false;
+        if let Some(why) = ctx.fatal.take() {
+            eprintln!("loadgen: aborting: {why}");
+            abort = true;
+        }
+        if matches!(phase, Phase::Warmup | Phase::Measure) && now - ctx.last_progress > STALL {
+            ctx.error(|| format!("no message received for {} s: stalled", STALL.as_secs()));
+            abort = true;
+        }
+        let mut close_now = abort;
+        match phase {
+            _ if abort => {}
+            Phase::Connect => {
+                if ctx.dropped > 0 {
+                    eprintln!("loadgen: aborting: connections failed during setup");
+                    close_now = true;
+                } else if ctx.ready == total {
+                    rep.connect_secs = (now - start).as_secs_f64();
+                    if cfg.scenario == Scenario::Idle {
+                        window_start = snapshot(cfg.server_pid);
+                        phase = Phase::Hold;
+                        deadline = now + cfg.hold;
+                    } else {
+                        ctx.sending = true;
+                        ctx.last_progress = now;
+                        if cfg.scenario == Scenario::Fanout {
+                            ctx.fan.started = true;
+                            ctx.fan.live = subscribers as u32;
+                            let p = ctx.fan.pub_idx;
+                            pump_publisher(&mut conns[p], poll.registry(), &mut ctx);
+                        } else {
+                            for c in conns.iter_mut() {
+                                for _ in 0..cfg.inflight {
+                                    send_echo(&mut c.app, &mut c.out, &mut ctx, now);
+                                }
+                                flush(c, poll.registry(), &mut ctx);
+                            }
+                        }
+                        phase = Phase::Warmup;
+                        deadline = now + cfg.warmup;
+                    }
+                } else if now >= deadline {
+                    let (ready, pending) = (ctx.ready, ctx.pending);
+                    ctx.error(|| {
+                        format!(
+                            "timed out setting up: {ready}/{total} ready, {pending} handshakes pending"
+                        )
+                    });
+                    close_now = true;
+                }
+            }
+            Phase::Warmup => {
+                if now >= deadline {
+                    ctx.measuring = true;
+                    ctx.msgs = 0;
+                    ctx.bytes = 0;
+                    ctx.hist.clear();
+                    window_start = snapshot(cfg.server_pid);
+                    phase = Phase::Measure;
+                    deadline = window_start.0 + cfg.duration;
+                }
+            }
+            Phase::Measure => {
+                if now >= deadline {
+                    window_end = snapshot(cfg.server_pid);
+                    ctx.measuring = false;
+                    ctx.sending = false;
+                    phase = Phase::Drain;
+                    deadline = now + DRAIN_MAX;
+                }
+            }
+            Phase::Drain => {
+                let done = match cfg.scenario {
+                    Scenario::Fanout => ctx.fan.completed == ctx.fan.sent,
+                    _ => ctx.outstanding == 0,
+                };
+                if done || now >= deadline || now - ctx.last_progress > DRAIN_IDLE {
+                    if cfg.scenario == Scenario::Fanout {
+                        for c in conns.iter() {
+                            if c.app.role == Role::Subscriber && c.state == State::Open {
+                                ctx.fan.missed += ctx.fan.sent - c.app.recv_seq;
+                            }
+                        }
+                    }
+                    if !done {
+                        let left = match cfg.scenario {
+                            Scenario::Fanout => ctx.fan.sent - ctx.fan.completed,
+                            _ => ctx.outstanding,
+                        };
+                        ctx.error(|| format!("{left} messages still undelivered after the drain"));
+                    }
+                    close_now = true;
+                }
+            }
+            Phase::Hold => {
+                if now >= deadline {
+                    window_end = snapshot(cfg.server_pid);
+                    rep.rss_after = cfg.server_pid.and_then(sys::proc_rss_kib);
+                    close_now = true;
+                }
+            }
+            Phase::Closing => {
+                if ctx.closed == conns.len() || now >= deadline {
+                    break;
+                }
+            }
+        }
+        if close_now && phase != Phase::Closing {
+            let cut_short = abort || phase == Phase::Connect;
+            if cut_short {
+                rep.aborted = true;
+                if matches!(phase, Phase::Warmup | Phase::Measure | Phase::Hold) {
+                    window_end = snapshot(cfg.server_pid);
+                }
+            }
+            ctx.sending = false;
+            ctx.measuring = false;
+            for c in conns.iter_mut() {
+                match c.state {
+                    State::Open => {
+                        c.out.frame(OP_CLOSE, &1000u16.to_be_bytes(), &[]);
+                        c.state = State::Closing;
+                        flush(c, poll.registry(), &mut ctx);
+                    }
+                    State::Connecting | State::Handshake => {
+                        finish(c, poll.registry(), &mut ctx, None)
+                    }
+                    _ => {}
+                }
+            }
+            phase = Phase::Closing;
+            deadline = Instant::now() + CLOSE_WAIT;
+        }
+    }
+
+    let secs = (window_end.0 - window_start.0).as_secs_f64();
+    rep.measured = secs;
+    rep.msgs = ctx.msgs;
+    rep.bytes = ctx.bytes;
+    rep.hist_count = ctx.hist.count();
+    rep.p50_us = ctx.hist.quantile(0.50) as f64 / 1e3;
+    rep.p99_us = ctx.hist.quantile(0.99) as f64 / 1e3;
+    rep.max_us = ctx.hist.max() as f64 / 1e3;
+    if secs > 0.0 {
+        rep.loadgen_cpu = (window_end.1.saturating_sub(window_start.1)).as_secs_f64() / secs;
+        if let (Some(a), Some(b)) = (window_start.2, window_end.2) {
+            rep.server_cpu = Some(b.saturating_sub(a).as_secs_f64() / secs);
+        }
+    }
+    Ok((rep, ctx))
+}
+
+fn main() -> ExitCode {
+    let cfg = match parse_args() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("loadgen: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let (rep, ctx) = match run(&cfg) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            println!("RESULT scenario={} ok=0 error=io", cfg.scenario.name());
+            return ExitCode::from(1);
+        }
+    };
+    print_report(&cfg, &rep, &ctx);
+    if ctx.errors > 0 || ctx.fan.missed > 0 || rep.aborted {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn print_report(cfg: &Config, rep: &Report, ctx: &Ctx) {
+    let name = cfg.scenario.name();
+    let kind = if cfg.binary { "binary" } else { "text" };
+    let secs = rep.measured.max(1e-9);
+    let mut kv: Vec<(&str, String)> = vec![("scenario", name.to_string())];
+    println!("scenario {name} against {}", cfg.url);
+    match cfg.scenario {
+        Scenario::EchoSmall | Scenario::EchoLarge => println!(
+            "  {} connections x {} in flight x {} B {kind}; {:.2} s measured after {:.2} s warm-up",
+            cfg.conns,
+            cfg.inflight,
+            cfg.size,
+            rep.measured,
+            cfg.warmup.as_secs_f64()
+        ),
+        Scenario::Fanout => println!(
+            "  {} subscribers + 1 publisher (window {} messages) x {} B text; {:.2} s measured after {:.2} s warm-up",
+            cfg.conns,
+            cfg.inflight,
+            cfg.size,
+            rep.measured,
+            cfg.warmup.as_secs_f64()
+        ),
+        Scenario::Idle => println!(
+            "  {} idle connections held {:.2} s",
+            cfg.conns, rep.measured
+        ),
+    }
+    let rate = rep.msgs as f64 / secs;
+    let mbs = rep.bytes as f64 / secs / 1e6;
+    if cfg.scenario != Scenario::Idle {
+        let what = if cfg.scenario == Scenario::Fanout {
+            "deliveries/s"
+        } else {
+            "messages/s"
+        };
+        println!("  {what:<14} {rate:.0}");
+        println!("  MB/s           {mbs:.2} (payload received)");
+        println!(
+            "  latency        p50 {:.0} us, p99 {:.0} us, max {:.0} us ({} samples)",
+            rep.p50_us, rep.p99_us, rep.max_us, rep.hist_count
+        );
+        kv.push(("msgs", rep.msgs.to_string()));
+        kv.push(("msgs_per_s", format!("{rate:.0}")));
+        kv.push(("mb_per_s", format!("{mbs:.3}")));
+        kv.push(("p50_us", format!("{:.1}", rep.p50_us)));
+        kv.push(("p99_us", format!("{:.1}", rep.p99_us)));
+        kv.push(("max_us", format!("{:.1}", rep.max_us)));
+    }
+    if cfg.scenario == Scenario::Fanout {
+        let f = &ctx.fan;
+        println!(
+            "  published      {} messages, missed deliveries {}, subscribers left {}",
+            f.sent, f.missed, f.live
+        );
+        kv.push(("published", f.sent.to_string()));
+        kv.push(("missed", f.missed.to_string()));
+    }
+    if cfg.scenario == Scenario::Idle {
+        let per_s = cfg.conns as f64 / rep.connect_secs.max(1e-9);
+        println!(
+            "  set up         {} connections in {:.2} s ({per_s:.0}/s, handshake + welcome)",
+            cfg.conns, rep.connect_secs
+        );
+        kv.push(("connect_per_s", format!("{per_s:.0}")));
+        match (rep.rss_before, rep.rss_after) {
+            (Some(a), Some(b)) => {
+                let per = (b as f64 - a as f64) * 1024.0 / cfg.conns as f64;
+                println!(
+                    "  server RSS     {a} KiB before, {b} KiB after: {per:.0} bytes per connection"
+                );
+                kv.push(("rss_before_kib", a.to_string()));
+                kv.push(("rss_after_kib", b.to_string()));
+                kv.push(("rss_per_conn_bytes", format!("{per:.0}")));
+            }
+            _ => println!("  server RSS     unknown (give --server-pid)"),
+        }
+    }
+    println!(
+        "  loadgen CPU    {:.1} % of one core",
+        rep.loadgen_cpu * 100.0
+    );
+    kv.push(("loadgen_cpu_pct", format!("{:.1}", rep.loadgen_cpu * 100.0)));
+    kv.push((
+        "loadgen_cpu_s",
+        format!("{:.3}", rep.loadgen_cpu * rep.measured),
+    ));
+    if let Some(s) = rep.server_cpu {
+        let per = if rep.msgs > 0 {
+            format!(
+                " ({:.2} us CPU per message)",
+                s * secs * 1e6 / rep.msgs as f64
+            )
+        } else {
+            String::new()
+        };
+        println!("  server CPU     {:.1} % of one core{per}", s * 100.0);
+        kv.push(("server_cpu_pct", format!("{:.1}", s * 100.0)));
+        kv.push(("server_cpu_s", format!("{:.3}", s * rep.measured)));
+        if rep.msgs > 0 {
+            kv.push((
+                "server_cpu_us_per_msg",
+                format!("{:.3}", s * secs * 1e6 / rep.msgs as f64),
+            ));
+        }
+    }
+    println!(
+        "  errors {}, dropped connections {}, server closes {}, pings answered {}, welcomes {}, unexpected messages {}",
+        ctx.errors, ctx.dropped, ctx.server_closes, ctx.pings, ctx.welcomes, ctx.unexpected
+    );
+    let ok = ctx.errors == 0 && ctx.fan.missed == 0 && !rep.aborted;
+    kv.push(("errors", ctx.errors.to_string()));
+    kv.push(("dropped", ctx.dropped.to_string()));
+    kv.push(("pings", ctx.pings.to_string()));
+    kv.push(("ok", u8::from(ok).to_string()));
+    let line: Vec<String> = kv.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    println!("RESULT {}", line.join(" "));
+}
