@@ -2,10 +2,10 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 fn rookery(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_rookery"))
+    common::rookery_command()
         .args(args)
         .stdin(Stdio::null())
         .output()
@@ -111,7 +111,7 @@ fn rust_log_overrides_quiet() {
         "-q hides info"
     );
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rookery"))
+    let mut child = common::rookery_command()
         .args(["-q", "--listen", "127.0.0.1:0"])
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())

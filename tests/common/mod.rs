@@ -11,6 +11,22 @@ use std::time::{Duration, Instant};
 
 use rookery::{Config, Handler, Server, StopHandle};
 
+/// A `Command` for the built `rookery` binary. When `ROOKERY_TEST_RUNNER`
+/// is set (e.g. `qemu-aarch64-static`, by `scripts/cross-test`), the binary
+/// is run through it: a cross-built binary cannot be exec'd directly where
+/// binfmt_misc is not registered.
+pub fn rookery_command() -> Command {
+    let bin = env!("CARGO_BIN_EXE_rookery");
+    match std::env::var("ROOKERY_TEST_RUNNER") {
+        Ok(runner) if !runner.is_empty() => {
+            let mut c = Command::new(runner);
+            c.arg(bin);
+            c
+        }
+        _ => Command::new(bin),
+    }
+}
+
 /// A `rookery` child process, killed when dropped.
 pub struct Rookery {
     pub child: Child,
@@ -23,18 +39,9 @@ pub struct Rookery {
 
 impl Rookery {
     /// Starts the binary with `args` (plus `--listen 127.0.0.1:0`) and waits
-    /// for its `listening on` line. `ROOKERY_TEST_RUNNER` (e.g. a qemu user
-    /// emulator) is put in front of the binary when set.
+    /// for its `listening on` line.
     pub fn start(args: &[&str]) -> Rookery {
-        let bin = env!("CARGO_BIN_EXE_rookery");
-        let mut cmd = match std::env::var("ROOKERY_TEST_RUNNER") {
-            Ok(runner) if !runner.is_empty() => {
-                let mut c = Command::new(runner);
-                c.arg(bin);
-                c
-            }
-            _ => Command::new(bin),
-        };
+        let mut cmd = rookery_command();
         cmd.args(["--listen", "127.0.0.1:0"])
             .args(args)
             .stdin(Stdio::null())
