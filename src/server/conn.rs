@@ -117,7 +117,7 @@ mod tests {
     #[test]
     fn an_idle_connection_stays_small() {
         assert!(
-            std::mem::size_of::<Conn>() <= 224,
+            std::mem::size_of::<Conn>() <= 160,
             "{}",
             std::mem::size_of::<Conn>()
         );
