@@ -146,6 +146,23 @@ pub struct Receiver {
     control: Vec<u8>,
 }
 
+/// Appends `chunk` to a message buffer, growing it by doubling as `Vec`
+/// does, but never past `max_message` (which the message cannot exceed), so
+/// that a message near the limit costs the limit, not up to twice it.
+fn gather(buf: &mut Vec<u8>, chunk: &[u8], max_message: u64) {
+    let needed = buf.len() + chunk.len();
+    if needed > buf.capacity() {
+        let limit = usize::try_from(max_message).unwrap_or(usize::MAX);
+        let target = buf
+            .capacity()
+            .saturating_mul(2)
+            .max(needed)
+            .min(limit.max(needed));
+        buf.reserve_exact(target - buf.len());
+    }
+    buf.extend_from_slice(chunk);
+}
+
 /// Bytes needed for a complete header, given its first two bytes.
 fn header_len(second: u8) -> usize {
     let ext = match second & 0x7F {
@@ -269,7 +286,7 @@ impl Receiver {
         }
         let unfragmented = whole_frame_here && frame.fin && self.message_opcode.is_none();
         if !unfragmented {
-            self.message.extend_from_slice(chunk);
+            gather(&mut self.message, chunk, max_message);
         }
         if !complete {
             if self.message_opcode.is_none() {

@@ -1,0 +1,772 @@
+//! The checks behind rookery's fuzz targets.
+//!
+//! Each public entry point takes arbitrary bytes, drives one part of the
+//! sans-IO core with them, and panics when an invariant breaks. The fuzz
+//! targets in `fuzz_targets/` are one-line wrappers around these functions,
+//! and `tests/random_input.rs` includes this very file (with `#[path]`) so
+//! that every `cargo test` feeds the same entry points seeded random input.
+//! This file therefore depends on nothing but `rookery` and `std`.
+//!
+//! - [`http_head`]: [`HeadReader::feed`] in random pieces; the result must not
+//!   depend on the split, the reader never holds more than the 8 KiB cap
+//!   (plus the one byte that proves a head too large), and every request it
+//!   completes survives the handshake checks and the `101` writer.
+//! - [`frame_decoder`]: [`Receiver::read`] on arbitrary bytes with a random
+//!   message limit, in random pieces: consumption always progresses, at most
+//!   the input is consumed, the receiver's heap stays within the limit plus a
+//!   small constant, every event it returns is valid, and whole and split
+//!   input give the same events and the same error.
+//! - [`message_assembler`]: sequences of masked frames (mostly well formed:
+//!   fragmented text with code points cut across frames, interleaved control
+//!   frames, close frames with valid and invalid codes; sometimes one
+//!   violation) encoded and fed to [`Receiver::read`]; the events and the
+//!   error must be exactly those of a small independent model of RFC 6455.
+
+use rookery::proto::frame::apply_mask;
+use rookery::proto::handshake;
+use rookery::proto::http::{HeadReader, HttpError, Request, Status, MAX_HEAD};
+use rookery::proto::receiver::{Event, Payload, ProtocolError, Receiver, KEEP_CAPACITY};
+
+/// What [`Receiver::heap_bytes`] may exceed `max(max_message, KEEP_CAPACITY)`
+/// by: the control-frame buffer (125 bytes, grown by doubling).
+pub const HEAP_SLACK: usize = 256;
+
+/// Choices drawn from the fuzzer's bytes; zeros once they run out, so every
+/// input, however short, describes a complete test.
+pub struct Choices<'a> {
+    data: &'a [u8],
+}
+
+impl<'a> Choices<'a> {
+    /// Choices from `data`.
+    pub fn new(data: &'a [u8]) -> Choices<'a> {
+        Choices { data }
+    }
+
+    /// Whether every byte has been used.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// The next byte, or 0.
+    pub fn byte(&mut self) -> u8 {
+        match self.data.split_first() {
+            Some((&b, rest)) => {
+                self.data = rest;
+                b
+            }
+            None => 0,
+        }
+    }
+
+    /// The next two bytes, big-endian.
+    pub fn u16(&mut self) -> u16 {
+        u16::from_be_bytes([self.byte(), self.byte()])
+    }
+
+    /// The next eight bytes, big-endian.
+    pub fn u64(&mut self) -> u64 {
+        let mut bytes = [0u8; 8];
+        for b in &mut bytes {
+            *b = self.byte();
+        }
+        u64::from_be_bytes(bytes)
+    }
+
+    /// A number below `n` (which must not be 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        usize::from(self.u16()) % n
+    }
+
+    /// Whatever is left.
+    pub fn rest(&mut self) -> &'a [u8] {
+        std::mem::take(&mut self.data)
+    }
+}
+
+/// A small xorshift generator: piece sizes, payload contents.
+#[derive(Debug, Clone)]
+pub struct XorShift(u64);
+
+impl XorShift {
+    /// A generator; any seed works (0 is replaced).
+    pub fn new(seed: u64) -> XorShift {
+        XorShift(if seed == 0 {
+            0x9E37_79B9_7F4A_7C15
+        } else {
+            seed
+        })
+    }
+
+    /// The next number.
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    /// A number below `n` (which must not be 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+
+    /// Fills `buf` with random bytes.
+    pub fn fill(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            let word = self.next_u64().to_le_bytes();
+            chunk.copy_from_slice(&word[..chunk.len()]);
+        }
+    }
+}
+
+/// How input is cut into the pieces a socket might deliver.
+pub enum Splitter {
+    /// Everything at once.
+    Whole,
+    /// Random piece sizes: mostly a few bytes, sometimes hundreds or tens of
+    /// thousands, sometimes all that is left.
+    Random(XorShift),
+}
+
+impl Splitter {
+    /// Random pieces from `seed`; seed 0 means all at once.
+    pub fn new(seed: u64) -> Splitter {
+        if seed == 0 {
+            Splitter::Whole
+        } else {
+            Splitter::Random(XorShift::new(seed))
+        }
+    }
+
+    /// The size of the next piece, at least 1 when `remaining` is not 0.
+    pub fn next_len(&mut self, remaining: usize) -> usize {
+        let rng = match self {
+            Splitter::Whole => return remaining,
+            Splitter::Random(rng) => rng,
+        };
+        let r = rng.next_u64();
+        let len = match r % 8 {
+            0..=3 => 1 + (r >> 8) % 8,
+            4 | 5 => 1 + (r >> 8) % 200,
+            6 => 1 + (r >> 8) % 65536,
+            _ => remaining as u64,
+        };
+        (len as usize).min(remaining)
+    }
+
+    /// A coin toss (always heads when splitting is off).
+    pub fn coin(&mut self) -> bool {
+        match self {
+            Splitter::Whole => true,
+            Splitter::Random(rng) => rng.next_u64() & 1 == 1,
+        }
+    }
+}
+
+// ---- HTTP head -------------------------------------------------------------
+
+/// One result of the head reader, with where in the input it happened.
+#[derive(Debug, PartialEq, Eq)]
+pub enum HeadOutcome {
+    /// A complete request ending at this offset of the input.
+    Request(Request, usize),
+    /// The reader failed.
+    Error(HttpError),
+}
+
+/// Fuzz entry point for [`HeadReader`]: 8 bytes of split seed, then the
+/// bytes a client sends.
+pub fn http_head(data: &[u8]) {
+    let mut choices = Choices::new(data);
+    let seed = choices.u64();
+    let input = choices.rest();
+    let whole = run_heads(input, &mut Splitter::Whole);
+    let split = run_heads(input, &mut Splitter::new(seed));
+    assert_eq!(
+        whole, split,
+        "the head reader's result depends on the split"
+    );
+}
+
+/// Feeds `input` to a head reader in pieces; after a complete head the same
+/// reader continues with the bytes that follow. Stops at the first error.
+pub fn run_heads(input: &[u8], split: &mut Splitter) -> Vec<HeadOutcome> {
+    let mut reader = HeadReader::new();
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < input.len() {
+        let len = split.next_len(input.len() - pos);
+        assert!(len > 0);
+        let piece = &input[pos..pos + len];
+        let mut off = 0;
+        while off < piece.len() {
+            match reader.feed(&piece[off..]) {
+                Ok(Status::Partial) => {
+                    assert!(reader.buffered() <= MAX_HEAD, "partial head over the cap");
+                    off = piece.len();
+                }
+                Ok(Status::Complete((request, used))) => {
+                    assert!(used >= 1 && used <= piece.len() - off, "used {used}");
+                    assert_eq!(reader.buffered(), 0, "a completed reader keeps bytes");
+                    check_request(&request);
+                    off += used;
+                    out.push(HeadOutcome::Request(request, pos + off));
+                }
+                Err(e) => {
+                    assert!(
+                        reader.buffered() <= MAX_HEAD + 1,
+                        "reader grew past the cap"
+                    );
+                    assert!(matches!(e.status(), 400 | 431 | 505), "{e:?}");
+                    out.push(HeadOutcome::Error(e));
+                    return out;
+                }
+            }
+        }
+        pos += len;
+    }
+    out
+}
+
+/// Exercises everything the server does with a parsed request.
+fn check_request(req: &Request) {
+    assert!(!req.method().is_empty() && !req.target().is_empty());
+    assert!(req.target().starts_with(req.path()));
+    assert!(req.minor_version() <= 1);
+    assert!(req.headers().count() <= 64);
+    for (name, value) in req.headers() {
+        assert!(!name.is_empty());
+        assert_eq!(value, value.trim_matches([' ', '\t']));
+        assert!(!value.contains(['\r', '\n']));
+        assert!(req.header(name).is_some());
+    }
+    let _ = req.has_token("Connection", "upgrade");
+    let _ = handshake::origin_allowed(req, &["https://example.com".to_string()]);
+    let mut out = Vec::new();
+    match handshake::validate(req) {
+        Ok(key) => {
+            let protocol = handshake::offered_protocols(req).next();
+            handshake::write_accept(&mut out, key, protocol);
+            assert!(out.starts_with(b"HTTP/1.1 101 Switching Protocols\r\n"));
+            // The reply ends with the only blank line: nothing the client sent
+            // can inject a header or a body.
+            let end = out.windows(4).position(|w| w == b"\r\n\r\n");
+            assert_eq!(end, Some(out.len() - 4), "header injection");
+        }
+        Err(e) => {
+            e.response().write_to(&mut out, false);
+            assert!(out.starts_with(b"HTTP/1.1 4"), "{e:?}");
+        }
+    }
+}
+
+// ---- frames ------------------------------------------------------------------
+
+/// An event's kind, for comparing outcomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Text message.
+    Text,
+    /// Binary message.
+    Binary,
+    /// Ping.
+    Ping,
+    /// Pong.
+    Pong,
+    /// Close.
+    Close,
+}
+
+/// What a receiver made of a byte stream: its events, then its error if any.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// Events with their payloads, in order.
+    pub events: Vec<(Kind, Vec<u8>)>,
+    /// The error that ended the stream.
+    pub error: Option<ProtocolError>,
+}
+
+/// The most heap a receiver may hold under `max_message`.
+pub fn heap_limit(max_message: u64) -> usize {
+    usize::try_from(max_message)
+        .unwrap_or(usize::MAX)
+        .max(KEEP_CAPACITY)
+        .saturating_add(HEAP_SLACK)
+}
+
+/// A message limit: the interesting edges, or a small random one.
+fn pick_max_message(choices: &mut Choices<'_>) -> u64 {
+    const EDGES: [u64; 8] = [0, 1, 125, 126, 4096, 65536, 1 << 20, u64::MAX];
+    let b = choices.byte();
+    if b & 0x80 == 0 {
+        EDGES[usize::from(b) % EDGES.len()]
+    } else {
+        u64::from(choices.u16())
+    }
+}
+
+/// Fuzz entry point for the frame decoder: a message limit, 8 bytes of split
+/// seed, then the bytes a client sends after its handshake.
+pub fn frame_decoder(data: &[u8]) {
+    let mut choices = Choices::new(data);
+    let max = pick_max_message(&mut choices);
+    let seed = choices.u64();
+    let input = choices.rest();
+    let whole = run_receiver(input, max, &mut Splitter::Whole);
+    let split = run_receiver(input, max, &mut Splitter::new(seed));
+    assert_eq!(whole, split, "the receiver's result depends on the split");
+}
+
+/// Feeds `input` to a fresh receiver in pieces, as the server does (each
+/// piece in its own buffer, every byte of it consumed by repeated calls),
+/// checking the receiver's promises at every call.
+pub fn run_receiver(input: &[u8], max: u64, split: &mut Splitter) -> Outcome {
+    let mut rx = Receiver::new();
+    let limit = heap_limit(max);
+    let mut out = Outcome::default();
+    let mut pos = 0;
+    while pos < input.len() {
+        let len = split.next_len(input.len() - pos);
+        assert!(len > 0);
+        let mut piece = input[pos..pos + len].to_vec();
+        pos += len;
+        let mut off = 0;
+        while off < piece.len() {
+            let rest = &mut piece[off..];
+            let rest_len = rest.len();
+            let result = rx.read(rest, max);
+            assert!(
+                rx.heap_bytes() <= limit,
+                "receiver holds {} bytes, limit {limit}",
+                rx.heap_bytes()
+            );
+            let (used, event) = match result {
+                Ok(ok) => ok,
+                Err(e) => {
+                    out.error = Some(e);
+                    return out;
+                }
+            };
+            assert!(used > 0, "no progress on {rest_len} bytes");
+            assert!(used <= rest_len, "consumed {used} of {rest_len}");
+            if let Some(event) = event {
+                let (kind, payload) = match event {
+                    Event::Text(p) => (Kind::Text, p),
+                    Event::Binary(p) => (Kind::Binary, p),
+                    Event::Ping(p) => (Kind::Ping, p),
+                    Event::Pong(p) => (Kind::Pong, p),
+                    Event::Close(p) => (Kind::Close, p),
+                };
+                if let Payload::Input(range) = &payload {
+                    assert!(
+                        range.end <= used,
+                        "payload {range:?} beyond the {used} bytes consumed"
+                    );
+                }
+                let bytes = rx.payload(rest, &payload).to_vec();
+                check_event(kind, &bytes, max);
+                if payload == Payload::Message && split.coin() {
+                    // What the server does with an assembled message.
+                    let buf = rx.take_message();
+                    assert_eq!(buf, bytes);
+                    rx.recycle(buf);
+                    assert!(rx.heap_bytes() <= limit);
+                }
+                out.events.push((kind, bytes));
+            }
+            off += used;
+        }
+    }
+    out
+}
+
+/// What every event must satisfy.
+fn check_event(kind: Kind, payload: &[u8], max: u64) {
+    match kind {
+        Kind::Text | Kind::Binary => {
+            assert!(payload.len() as u64 <= max, "message over the limit");
+            if kind == Kind::Text {
+                assert!(std::str::from_utf8(payload).is_ok(), "text is not UTF-8");
+            }
+        }
+        Kind::Ping | Kind::Pong => assert!(payload.len() <= 125),
+        Kind::Close => {
+            assert!(payload.len() <= 125);
+            assert!(rookery::proto::close::parse_close(payload).is_ok());
+        }
+    }
+}
+
+// ---- message assembly --------------------------------------------------------
+
+/// How a test frame encodes its length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LenCode {
+    /// The shortest encoding (RFC 6455 requires it of senders).
+    Minimal,
+    /// 126 and a 16-bit length, even for a short payload.
+    Sixteen,
+    /// 127 and a 64-bit length, even for a short payload.
+    SixtyFour,
+    /// 127 and a 64-bit length with the top bit set (invalid).
+    TopBit,
+}
+
+/// A frame a client might send.
+#[derive(Debug, Clone)]
+pub struct TestFrame {
+    /// FIN, RSV1–3 and the opcode.
+    pub first: u8,
+    /// Whether the mask bit is set (and a key sent).
+    pub masked: bool,
+    /// The length encoding.
+    pub len_code: LenCode,
+    /// The masking key.
+    pub mask: [u8; 4],
+    /// The payload, unmasked.
+    pub payload: Vec<u8>,
+}
+
+impl TestFrame {
+    /// A masked frame with the shortest length encoding.
+    pub fn new(first: u8, mask: [u8; 4], payload: Vec<u8>) -> TestFrame {
+        TestFrame {
+            first,
+            masked: true,
+            len_code: LenCode::Minimal,
+            mask,
+            payload,
+        }
+    }
+
+    /// The 7-bit length field as it will be encoded.
+    fn len7(&self) -> u8 {
+        let len = self.payload.len();
+        match self.len_code {
+            LenCode::Minimal if len < 126 => len as u8,
+            LenCode::Minimal | LenCode::Sixteen if len <= 0xFFFF => 126,
+            _ => 127,
+        }
+    }
+
+    /// Appends the frame's bytes, as a client sends them.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.push(self.first);
+        let len7 = self.len7();
+        out.push(len7 | if self.masked { 0x80 } else { 0 });
+        let len = self.payload.len() as u64;
+        match len7 {
+            126 => out.extend_from_slice(&(len as u16).to_be_bytes()),
+            127 => {
+                let top = if self.len_code == LenCode::TopBit {
+                    1 << 63
+                } else {
+                    0
+                };
+                out.extend_from_slice(&(len | top).to_be_bytes());
+            }
+            _ => {}
+        }
+        if self.masked {
+            out.extend_from_slice(&self.mask);
+        }
+        let payload_start = out.len();
+        out.extend_from_slice(&self.payload);
+        if self.masked {
+            apply_mask(&mut out[payload_start..], self.mask, 0);
+        }
+    }
+}
+
+/// Close codes to try: valid, never valid on the wire, and out of range.
+const CLOSE_CODES: [u16; 16] = [
+    1000, 1001, 1002, 1003, 1007, 1011, 3000, 4999, 999, 1004, 1005, 1006, 1012, 1015, 2999, 5000,
+];
+
+/// A random valid UTF-8 text of at least `len` bytes, mixing one- to
+/// four-byte code points so that fragment cuts fall inside them.
+fn random_text(rng: &mut XorShift, len: usize) -> Vec<u8> {
+    const SAMPLES: [char; 8] = ['a', 'Z', ' ', '~', 'é', '€', '𝄞', '\u{10FFFF}'];
+    let mut text = String::with_capacity(len + 4);
+    while text.len() < len {
+        let r = rng.next_u64();
+        let c = if r & 0x300 == 0 {
+            SAMPLES[(r >> 16) as usize % SAMPLES.len()]
+        } else {
+            char::from(b' ' + (r % 95) as u8)
+        };
+        text.push(c);
+    }
+    text.into_bytes()
+}
+
+/// A payload length: usually short, sometimes around the 16-bit boundary.
+fn random_len(choices: &mut Choices<'_>) -> usize {
+    match choices.byte() % 64 {
+        0..=3 => 0,
+        4..=43 => choices.below(126),
+        44..=62 => choices.below(1024),
+        // Rarely: around the 16-bit length boundary.
+        _ if choices.byte() & 7 == 0 => 65530 + choices.below(12),
+        _ => 126 + choices.below(8),
+    }
+}
+
+/// Frames described by `choices`: whole messages (possibly fragmented, with
+/// control frames between fragments), control frames, and now and then a
+/// violation.
+pub fn generate_frames(choices: &mut Choices<'_>) -> Vec<TestFrame> {
+    let mut rng = XorShift::new(choices.u64());
+    let mut frames = Vec::new();
+    let actions = 1 + choices.below(12);
+    for _ in 0..actions {
+        let mask = if choices.byte() & 7 == 0 {
+            [0; 4]
+        } else {
+            (rng.next_u64() as u32).to_ne_bytes()
+        };
+        match choices.byte() % 16 {
+            0..=6 => {
+                // A whole message in 1–4 fragments.
+                let text = choices.byte() & 1 == 0;
+                let len = random_len(choices);
+                let mut payload = if text {
+                    random_text(&mut rng, len)
+                } else {
+                    let mut p = vec![0; len];
+                    rng.fill(&mut p);
+                    p
+                };
+                if text && choices.byte() & 15 == 0 && !payload.is_empty() {
+                    // A byte that is never UTF-8, somewhere.
+                    let at = rng.below(payload.len());
+                    payload[at] = [0xFF, 0xC0, 0x80, 0xF5][rng.below(4)];
+                }
+                let fragments = 1 + choices.below(4);
+                let mut cuts: Vec<usize> = (1..fragments)
+                    .map(|_| rng.below(payload.len() + 1))
+                    .collect();
+                cuts.sort_unstable();
+                cuts.push(payload.len());
+                let mut start = 0;
+                for (i, &end) in cuts.iter().enumerate() {
+                    let fin = if i + 1 == cuts.len() { 0x80 } else { 0 };
+                    let opcode = match (i, text) {
+                        (0, true) => 1,
+                        (0, false) => 2,
+                        _ => 0,
+                    };
+                    let mut frame =
+                        TestFrame::new(fin | opcode, mask, payload[start..end].to_vec());
+                    frame.len_code = match choices.byte() % 16 {
+                        0 => LenCode::Sixteen,
+                        1 => LenCode::SixtyFour,
+                        _ => LenCode::Minimal,
+                    };
+                    frames.push(frame);
+                    start = end;
+                    if fin == 0 && choices.byte() & 3 == 0 {
+                        let mut p = vec![0; choices.below(126)];
+                        rng.fill(&mut p);
+                        frames.push(TestFrame::new(0x89, mask, p));
+                    }
+                }
+            }
+            7 | 8 => {
+                let len = if choices.byte() & 15 == 0 {
+                    126 + choices.below(4)
+                } else {
+                    choices.below(126)
+                };
+                let mut p = vec![0; len];
+                rng.fill(&mut p);
+                let opcode = if choices.byte() & 1 == 0 { 0x89 } else { 0x8A };
+                frames.push(TestFrame::new(opcode, mask, p));
+            }
+            9 | 10 => {
+                let payload = match choices.byte() % 8 {
+                    0 => Vec::new(),
+                    1 => vec![0x03],
+                    _ => {
+                        let code = CLOSE_CODES[choices.below(CLOSE_CODES.len())];
+                        let mut p = code.to_be_bytes().to_vec();
+                        let reason_len = choices.below(124);
+                        if choices.byte() & 7 == 0 {
+                            let mut r = vec![0; reason_len];
+                            rng.fill(&mut r);
+                            p.extend_from_slice(&r);
+                        } else {
+                            let mut r = random_text(&mut rng, reason_len);
+                            // Cutting may split a code point: an invalid reason.
+                            r.truncate(reason_len);
+                            p.extend_from_slice(&r);
+                        }
+                        p
+                    }
+                };
+                frames.push(TestFrame::new(0x88, mask, payload));
+            }
+            11 => {
+                // A continuation, perhaps without a message.
+                let fin = if choices.byte() & 1 == 0 { 0x80 } else { 0 };
+                let mut p = vec![0; choices.below(64)];
+                rng.fill(&mut p);
+                frames.push(TestFrame::new(fin, mask, p));
+            }
+            12 => {
+                // A message that starts and is left unfinished.
+                let opcode = 1 + choices.below(2) as u8;
+                let len = choices.below(64);
+                frames.push(TestFrame::new(opcode, mask, random_text(&mut rng, len)));
+            }
+            13 => {
+                // One violation of the frame format.
+                let mut frame = TestFrame::new(0x81, mask, random_text(&mut rng, 5));
+                match choices.byte() % 5 {
+                    0 => frame.first |= [0x40, 0x20, 0x10][choices.below(3)],
+                    1 => {
+                        frame.first =
+                            0x80 | [3, 4, 5, 6, 7, 0xB, 0xC, 0xD, 0xE, 0xF][choices.below(10)]
+                    }
+                    2 => frame.masked = false,
+                    3 => frame.first = [0x08, 0x09, 0x0A][choices.below(3)],
+                    _ => frame.len_code = LenCode::TopBit,
+                }
+                frames.push(frame);
+            }
+            _ => {
+                // A control frame with a non-minimal length (too long by the
+                // 7-bit field), or an empty data frame.
+                if choices.byte() & 1 == 0 {
+                    let mut frame = TestFrame::new(0x89, mask, vec![1, 2, 3]);
+                    frame.len_code = LenCode::Sixteen;
+                    frames.push(frame);
+                } else {
+                    frames.push(TestFrame::new(0x82, mask, Vec::new()));
+                }
+            }
+        }
+    }
+    frames
+}
+
+/// What RFC 6455 (and rookery's size limit) says a server makes of `frames`:
+/// an independent model of the receiver, frame by frame.
+pub fn model(frames: &[TestFrame], max: u64) -> Outcome {
+    let mut out = Outcome::default();
+    let mut message: Option<(Kind, Vec<u8>)> = None;
+    let mut message_len: u64 = 0;
+    for frame in frames {
+        match model_frame(frame, max, &mut message, &mut message_len) {
+            Ok(Some(event)) => out.events.push(event),
+            Ok(None) => {}
+            Err(e) => {
+                out.error = Some(e);
+                break;
+            }
+        }
+    }
+    out
+}
+
+fn model_frame(
+    frame: &TestFrame,
+    max: u64,
+    message: &mut Option<(Kind, Vec<u8>)>,
+    message_len: &mut u64,
+) -> Result<Option<(Kind, Vec<u8>)>, ProtocolError> {
+    let fin = frame.first & 0x80 != 0;
+    if frame.first & 0x70 != 0 {
+        return Err(ProtocolError::ReservedBits);
+    }
+    let bits = frame.first & 0x0F;
+    if !matches!(bits, 0 | 1 | 2 | 8 | 9 | 10) {
+        return Err(ProtocolError::UnknownOpcode(bits));
+    }
+    if !frame.masked {
+        return Err(ProtocolError::Unmasked);
+    }
+    let control = bits >= 8;
+    if control {
+        if !fin {
+            return Err(ProtocolError::ControlFragmented);
+        }
+        if frame.len7() > 125 {
+            return Err(ProtocolError::ControlTooLong);
+        }
+    } else if bits == 0 {
+        if message.is_none() {
+            return Err(ProtocolError::UnexpectedContinuation);
+        }
+    } else if message.is_some() {
+        return Err(ProtocolError::ExpectedContinuation);
+    }
+    if frame.len_code == LenCode::TopBit && frame.len7() == 127 {
+        return Err(ProtocolError::InvalidLength);
+    }
+    let len = frame.payload.len() as u64;
+    if !control && message_len.saturating_add(len) > max {
+        return Err(ProtocolError::MessageTooBig);
+    }
+    let payload = frame.payload.clone();
+    match bits {
+        9 => return Ok(Some((Kind::Ping, payload))),
+        10 => return Ok(Some((Kind::Pong, payload))),
+        8 => {
+            if payload.len() == 1 {
+                return Err(ProtocolError::TruncatedClose);
+            }
+            if payload.len() >= 2 {
+                let code = u16::from_be_bytes([payload[0], payload[1]]);
+                if !matches!(code, 1000..=1003 | 1007..=1011 | 3000..=4999) {
+                    return Err(ProtocolError::InvalidCloseCode(code));
+                }
+                if std::str::from_utf8(&payload[2..]).is_err() {
+                    return Err(ProtocolError::InvalidUtf8);
+                }
+            }
+            return Ok(Some((Kind::Close, payload)));
+        }
+        _ => {}
+    }
+    let kind = if bits == 1 { Kind::Text } else { Kind::Binary };
+    let (kind, data) = message.get_or_insert((kind, Vec::new()));
+    let kind = *kind;
+    data.extend_from_slice(&payload);
+    *message_len += len;
+    if kind == Kind::Text {
+        if let Err(e) = std::str::from_utf8(data) {
+            // An invalid byte fails at once; an unfinished code point only at
+            // the end of the message.
+            if e.error_len().is_some() || fin {
+                return Err(ProtocolError::InvalidUtf8);
+            }
+        }
+    }
+    if !fin {
+        return Ok(None);
+    }
+    *message_len = 0;
+    Ok(message.take())
+}
+
+/// Fuzz entry point for the message assembler: a message limit, a split
+/// seed, then choices describing the frames.
+pub fn message_assembler(data: &[u8]) {
+    let mut choices = Choices::new(data);
+    let max = pick_max_message(&mut choices);
+    let seed = choices.u64();
+    let frames = generate_frames(&mut choices);
+    let mut wire = Vec::new();
+    for frame in &frames {
+        frame.encode(&mut wire);
+    }
+    let want = model(&frames, max);
+    let whole = run_receiver(&wire, max, &mut Splitter::Whole);
+    assert_eq!(whole, want, "receiver and model disagree on {frames:?}");
+    let split = run_receiver(&wire, max, &mut Splitter::new(seed));
+    assert_eq!(split, want, "receiver and model disagree when split");
+}
