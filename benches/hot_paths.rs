@@ -10,7 +10,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use rookery::proto::frame::{apply_mask, OpCode, ServerHeader};
+use rookery::proto::frame::{apply_mask, encode_client_frame, OpCode, ServerHeader};
 use rookery::proto::receiver::Receiver;
 use rookery::proto::utf8::Utf8Validator;
 
@@ -40,24 +40,10 @@ fn bench(name: &str, bytes: usize, mut f: impl FnMut()) {
     );
 }
 
-/// A masked client frame carrying `payload`.
+/// A masked client frame carrying `payload` (FIN set).
 fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let mask = [0x37, 0xfa, 0x21, 0x3d];
-    let mut out = vec![0x80 | opcode];
-    let len = payload.len();
-    if len < 126 {
-        out.push(0x80 | len as u8);
-    } else if len <= 0xFFFF {
-        out.push(0x80 | 126);
-        out.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        out.push(0x80 | 127);
-        out.extend_from_slice(&(len as u64).to_be_bytes());
-    }
-    out.extend_from_slice(&mask);
-    let mut masked = payload.to_vec();
-    apply_mask(&mut masked, mask, 0);
-    out.extend_from_slice(&masked);
+    let mut out = Vec::new();
+    encode_client_frame(&mut out, 0x80 | opcode, [0x37, 0xfa, 0x21, 0x3d], payload);
     out
 }
 

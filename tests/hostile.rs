@@ -14,7 +14,7 @@ use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStdout, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::Message;
+
+mod common;
 
 type Ws = tungstenite::WebSocket<TcpStream>;
 
@@ -50,15 +52,7 @@ impl Rookery {
     /// child.
     fn start_with(args: &[&str], nofile: Option<u64>) -> Rookery {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let bin = env!("CARGO_BIN_EXE_rookery");
-        let mut cmd = match std::env::var("ROOKERY_TEST_RUNNER") {
-            Ok(runner) if !runner.is_empty() => {
-                let mut c = Command::new(runner);
-                c.arg(bin);
-                c
-            }
-            _ => Command::new(bin),
-        };
+        let mut cmd = common::rookery_command();
         let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
             "hostile-{}-{}.log",
             std::process::id(),
@@ -283,19 +277,7 @@ fn request(extra: &str) -> String {
     )
 }
 
-/// Reads a response head byte by byte (so nothing after it is consumed).
-fn read_head(stream: &mut TcpStream) -> String {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match stream.read(&mut byte) {
-            Ok(0) => break,
-            Ok(_) => head.push(byte[0]),
-            Err(e) => panic!("reading a response head: {e} (so far {head:?})"),
-        }
-    }
-    String::from_utf8_lossy(&head).into_owned()
-}
+use common::read_head;
 
 /// A raw connection upgraded on `/chat`.
 fn raw_upgrade(port: u16) -> TcpStream {
@@ -311,47 +293,8 @@ fn raw_upgrade_over(mut stream: TcpStream) -> TcpStream {
     stream
 }
 
-/// A masked client frame.
-fn masked(first: u8, payload: &[u8]) -> Vec<u8> {
-    let mask = [0x37, 0xfa, 0x21, 0x3d];
-    let mut out = vec![first];
-    let len = payload.len();
-    if len < 126 {
-        out.push(0x80 | len as u8);
-    } else if len <= 0xFFFF {
-        out.push(0x80 | 126);
-        out.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        out.push(0x80 | 127);
-        out.extend_from_slice(&(len as u64).to_be_bytes());
-    }
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    out
-}
-
-/// Reads one server frame: (first byte, payload).
-fn read_frame(stream: &mut TcpStream) -> io::Result<(u8, Vec<u8>)> {
-    let mut head = [0u8; 2];
-    stream.read_exact(&mut head)?;
-    assert_eq!(head[1] & 0x80, 0, "server frames are not masked");
-    let len = match head[1] & 0x7F {
-        126 => {
-            let mut b = [0u8; 2];
-            stream.read_exact(&mut b)?;
-            u64::from(u16::from_be_bytes(b))
-        }
-        127 => {
-            let mut b = [0u8; 8];
-            stream.read_exact(&mut b)?;
-            u64::from_be_bytes(b)
-        }
-        n => u64::from(n),
-    };
-    let mut payload = vec![0; len as usize];
-    stream.read_exact(&mut payload)?;
-    Ok((head[0], payload))
-}
+use common::client_frame as masked;
+use common::read_frame;
 
 /// Reads frames until a close frame; returns its code.
 fn read_close_code(stream: &mut TcpStream) -> u16 {

@@ -114,6 +114,23 @@ pub fn encode_close(out: &mut Vec<u8>, code: Option<u16>, reason: &str) {
     encode_frame(out, OpCode::Close, &payload[..2 + end]);
 }
 
+/// Appends a masked client-to-server frame: `first` is the frame's first
+/// byte (FIN, RSV bits and opcode as the caller wants them, valid or not),
+/// then the length, `mask` and the masked payload. rookery is a server and
+/// never sends one; tests, fuzzers, benchmarks and clients built on the core
+/// do.
+pub fn encode_client_frame(out: &mut Vec<u8>, first: u8, mask: [u8; 4], payload: &[u8]) {
+    let header = ServerHeader::new(true, OpCode::Text, payload.len());
+    let mut bytes = header.bytes;
+    bytes[0] = first;
+    bytes[1] |= 0x80;
+    out.extend_from_slice(&bytes[..usize::from(header.len)]);
+    out.extend_from_slice(&mask);
+    let start = out.len();
+    out.extend_from_slice(payload);
+    apply_mask(&mut out[start..], mask, 0);
+}
+
 /// XORs `data` with the masking key, where `data` starts `offset` bytes into
 /// the frame's payload (RFC 6455 §5.3).
 ///
@@ -227,6 +244,20 @@ mod tests {
         let mut payload = [0x7f, 0x9f, 0x4d, 0x51, 0x58];
         apply_mask(&mut payload, [0x37, 0xfa, 0x21, 0x3d], 0);
         assert_eq!(&payload, b"Hello");
+    }
+
+    #[test]
+    fn rfc6455_section_5_7_client_frame() {
+        let mut out = Vec::new();
+        encode_client_frame(&mut out, 0x81, [0x37, 0xfa, 0x21, 0x3d], b"Hello");
+        assert_eq!(
+            out,
+            [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58]
+        );
+        out.clear();
+        encode_client_frame(&mut out, 0x02, [0; 4], &[0; 300]);
+        assert_eq!(&out[..4], [0x02, 0x80 | 126, 0x01, 0x2C]);
+        assert_eq!(out.len(), 4 + 4 + 300);
     }
 
     #[test]

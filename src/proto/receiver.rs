@@ -462,21 +462,8 @@ mod tests {
 
     /// A masked client frame.
     fn frame(first: u8, payload: &[u8]) -> Vec<u8> {
-        let mut out = vec![first];
-        let len = payload.len();
-        if len < 126 {
-            out.push(0x80 | len as u8);
-        } else if len <= 0xFFFF {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(len as u16).to_be_bytes());
-        } else {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(len as u64).to_be_bytes());
-        }
-        out.extend_from_slice(&MASK);
-        let mut masked = payload.to_vec();
-        apply_mask(&mut masked, MASK, 0);
-        out.extend_from_slice(&masked);
+        let mut out = Vec::new();
+        crate::proto::frame::encode_client_frame(&mut out, first, MASK, payload);
         out
     }
 

@@ -256,22 +256,10 @@ pub fn upgrade_request(path: &str, extra: &str) -> String {
     )
 }
 
-/// A masked client frame.
+/// A masked client frame (`first`: FIN, RSV and opcode bits).
 pub fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
-    let mask = [0x12, 0x34, 0x56, 0x78];
-    let mut out = vec![first];
-    let len = payload.len();
-    if len < 126 {
-        out.push(0x80 | len as u8);
-    } else if len <= 0xFFFF {
-        out.push(0x80 | 126);
-        out.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        out.push(0x80 | 127);
-        out.extend_from_slice(&(len as u64).to_be_bytes());
-    }
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    let mut out = Vec::new();
+    rookery::proto::frame::encode_client_frame(&mut out, first, [0x12, 0x34, 0x56, 0x78], payload);
     out
 }
 
