@@ -57,3 +57,43 @@ pub fn raise_nofile() {
         }
     }
 }
+
+/// Runs `serve(stream, id)` for every accepted connection, on a
+/// single-threaded tokio runtime (the peers' fairness rule): binds `listen`
+/// (exit 1 if it cannot), prints `listening on ADDR`, sets TCP_NODELAY, and
+/// backs off on accept errors (EMFILE and friends) instead of spinning.
+pub fn serve_forever(name: &str, listen: &str, mut serve: impl FnMut(tokio::net::TcpStream, u64)) {
+    raise_nofile();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async move {
+        let listener = match tokio::net::TcpListener::bind(listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("{name}: cannot listen on {listen}: {e}");
+                std::process::exit(1);
+            }
+        };
+        println!(
+            "listening on {}",
+            listener.local_addr().expect("local addr")
+        );
+        let mut next_id = 0u64;
+        loop {
+            let stream = match listener.accept().await {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    eprintln!("{name}: accept: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            next_id += 1;
+            serve(stream, next_id);
+        }
+    });
+}

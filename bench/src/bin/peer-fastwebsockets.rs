@@ -21,9 +21,8 @@ use hyper_util::rt::TokioIo;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::Duration;
 use tokio::io::BufWriter;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 
 /// What a client's writer task sends.
@@ -37,39 +36,9 @@ type Clients = Rc<RefCell<HashMap<u64, UnboundedSender<Out>>>>;
 
 fn main() {
     let args = common::parse_args("peer-fastwebsockets");
-    common::raise_nofile();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let local = tokio::task::LocalSet::new();
-    local.block_on(&rt, async move {
-        let listener = match TcpListener::bind(&args.listen).await {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("peer-fastwebsockets: cannot listen on {}: {e}", args.listen);
-                std::process::exit(1);
-            }
-        };
-        println!(
-            "listening on {}",
-            listener.local_addr().expect("local addr")
-        );
-        let clients = Clients::default();
-        let mut next_id = 0u64;
-        loop {
-            let stream = match listener.accept().await {
-                Ok((s, _)) => s,
-                Err(e) => {
-                    eprintln!("peer-fastwebsockets: accept: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let _ = stream.set_nodelay(true);
-            next_id += 1;
-            tokio::task::spawn_local(serve(stream, args.mode, next_id, clients.clone()));
-        }
+    let clients = Clients::default();
+    common::serve_forever("peer-fastwebsockets", &args.listen, |stream, id| {
+        tokio::task::spawn_local(serve(stream, args.mode, id, clients.clone()));
     });
 }
 

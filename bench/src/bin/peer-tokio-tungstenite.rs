@@ -12,58 +12,19 @@ use futures_util::{future, pin_mut, StreamExt, TryStreamExt};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
 type Clients = Rc<RefCell<HashMap<u64, UnboundedSender<Message>>>>;
 
 fn main() {
     let args = common::parse_args("peer-tokio-tungstenite");
-    common::raise_nofile();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let local = tokio::task::LocalSet::new();
-    local.block_on(&rt, async move {
-        let listener = match TcpListener::bind(&args.listen).await {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!(
-                    "peer-tokio-tungstenite: cannot listen on {}: {e}",
-                    args.listen
-                );
-                std::process::exit(1);
-            }
+    let clients = Clients::default();
+    common::serve_forever("peer-tokio-tungstenite", &args.listen, |stream, id| {
+        match args.mode {
+            Mode::Echo => tokio::task::spawn_local(echo(stream)),
+            Mode::Chat => tokio::task::spawn_local(chat(stream, id, clients.clone())),
         };
-        println!(
-            "listening on {}",
-            listener.local_addr().expect("local addr")
-        );
-        let clients = Clients::default();
-        let mut next_id = 0u64;
-        loop {
-            let stream = match listener.accept().await {
-                Ok((s, _)) => s,
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    eprintln!("peer-tokio-tungstenite: accept: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let _ = stream.set_nodelay(true);
-            match args.mode {
-                Mode::Echo => {
-                    tokio::task::spawn_local(echo(stream));
-                }
-                Mode::Chat => {
-                    next_id += 1;
-                    tokio::task::spawn_local(chat(stream, next_id, clients.clone()));
-                }
-            }
-        }
     });
 }
 
