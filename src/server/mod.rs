@@ -214,8 +214,8 @@ impl<H: Handler> Server<H> {
             match target {
                 TimerTarget::Ping => {
                     self.core.ping_all();
-                    let interval = timer::ticks(self.core.config.ping_interval);
-                    self.core.wheel.schedule(interval, TimerTarget::Ping);
+                    let interval = self.core.config.ping_interval;
+                    self.core.schedule(interval, TimerTarget::Ping);
                 }
                 TimerTarget::ResumeAccept => self.core.resume_accepting(),
                 TimerTarget::User(timer) => {
@@ -440,13 +440,9 @@ fn handle_event<H: Handler>(
     };
     let open = matches!(conn.phase, Phase::Open);
     match event {
-        RxEvent::Text(payload) | RxEvent::Binary(payload) if !open => {
-            // Closing: RFC 6455 lets us drop data after our close frame.
-            if payload == Payload::Message {
-                let buf = conn.rx.take_message();
-                conn.rx.recycle(buf);
-            }
-        }
+        // Closing: RFC 6455 lets us drop data after our close frame; the
+        // receiver forgets the message when it reads the next frame.
+        RxEvent::Text(_) | RxEvent::Binary(_) if !open => {}
         RxEvent::Text(payload) => deliver(core, handler, id, payload, input, true),
         RxEvent::Binary(payload) => deliver(core, handler, id, payload, input, false),
         RxEvent::Ping(payload) => {
