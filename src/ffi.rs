@@ -417,9 +417,11 @@ fn message(data: &[u8], is_text: c_int) -> Result<Message<'_>, c_int> {
 
 fn send_error(e: SendError) -> c_int {
     match e {
-        SendError::NotOpen | SendError::NotPending => RK_ENOTOPEN,
         SendError::InvalidCloseCode => RK_ECODE,
         SendError::ControlTooLong => RK_EINVAL,
+        // Not open, not pending activation, no upgrade decision owed (the
+        // last cannot happen through the C API, which decides none).
+        _ => RK_ENOTOPEN,
     }
 }
 

@@ -39,7 +39,5 @@ pub mod ffi;
 pub mod proto;
 pub mod server;
 
-pub use server::{
-    Config, ConnId, Context, Handler, Message, SendError, Server, SharedFrame, StopHandle, TimerId,
-    Upgrade,
-};
+pub use proto::connection::{Message, SendError, SharedFrame};
+pub use server::{Config, ConnId, Context, Handler, Server, StopHandle, TimerId, Upgrade};

@@ -10,11 +10,19 @@
 //! - [`utf8`]: a UTF-8 validator that accepts input in arbitrary pieces;
 //! - [`close`]: close codes and the rules for the close frame's payload;
 //! - [`receiver`]: the frame decoder and message assembler that turns masked
-//!   client bytes into validated messages and control frames.
+//!   client bytes into validated messages and control frames;
+//! - [`output`]: a connection's queued bytes and the one way they leave, into
+//!   a [`output::Sink`];
+//! - [`connection`]: the whole life of one connection on top of all of these,
+//!   the state machine the server drives.
+
+#![forbid(unsafe_code)]
 
 pub mod close;
+pub mod connection;
 pub mod frame;
 pub mod handshake;
 pub mod http;
+pub mod output;
 pub mod receiver;
 pub mod utf8;

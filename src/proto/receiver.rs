@@ -102,7 +102,8 @@ pub enum Payload {
     Input(Range<usize>),
     /// The receiver's message buffer: see [`Receiver::message`].
     Message,
-    /// The receiver's control-frame buffer: see [`Receiver::control`].
+    /// The receiver's control-frame buffer (a control frame split across
+    /// reads): see [`Receiver::payload`].
     Control,
 }
 
@@ -184,23 +185,16 @@ impl Receiver {
         &self.message
     }
 
-    /// Moves the assembled message out, leaving the receiver without a
-    /// buffer; hand it back with [`Receiver::recycle`] to reuse its capacity.
-    pub fn take_message(&mut self) -> Vec<u8> {
-        std::mem::take(&mut self.message)
-    }
-
-    /// Returns a buffer from [`Receiver::take_message`]; small buffers are kept.
-    pub fn recycle(&mut self, mut buf: Vec<u8>) {
-        if buf.capacity() <= KEEP_CAPACITY && self.message.capacity() == 0 {
-            buf.clear();
-            self.message = buf;
+    /// Exchanges the assembled message with `other` (the caller's buffer,
+    /// shared by every connection), for events with [`Payload::Message`]:
+    /// the caller gets the message without a copy, and the receiver keeps
+    /// the caller's old buffer, emptied, only if it is small.
+    pub fn swap_message(&mut self, other: &mut Vec<u8>) {
+        std::mem::swap(&mut self.message, other);
+        self.message.clear();
+        if self.message.capacity() > KEEP_CAPACITY {
+            self.message = Vec::new();
         }
-    }
-
-    /// The control frame's payload, for events with [`Payload::Control`].
-    pub fn control(&self) -> &[u8] {
-        &self.control
     }
 
     /// Resolves a payload location to bytes; `input` must be the buffer the
@@ -694,9 +688,10 @@ mod tests {
         }
         assert_eq!(got, Some(Event::Binary(Payload::Message)));
         assert_eq!(rx.message().len(), 20_000);
-        let msg = rx.take_message();
-        rx.recycle(msg);
-        assert_eq!(rx.heap_bytes(), 0);
+        let mut scratch = vec![0u8; 2 * KEEP_CAPACITY];
+        rx.swap_message(&mut scratch);
+        assert_eq!(scratch.len(), 20_000);
+        assert_eq!(rx.heap_bytes(), 0, "a large caller buffer is not kept");
         assert!(rx.is_idle());
     }
 

@@ -45,3 +45,18 @@ impl Default for Config {
         }
     }
 }
+
+impl Config {
+    /// What each connection needs to know of this configuration.
+    pub(crate) fn settings(&self) -> crate::proto::connection::Settings {
+        crate::proto::connection::Settings {
+            path: self.path.clone(),
+            allowed_origins: self.allowed_origins.clone(),
+            max_message: self.max_message,
+            max_backlog: self.max_backlog,
+            handshake_timeout: self.handshake_timeout,
+            idle_timeout: self.idle_timeout,
+            close_timeout: self.close_timeout,
+        }
+    }
+}

@@ -1,10 +1,16 @@
-//! Everything the poll loop owns except the handler and the read buffer:
-//! the connections, the poller, the timers, and the actions on them that a
-//! [`super::Context`] exposes.
+//! Everything the poll loop owns except the handler and its buffers: the
+//! listener, the poller, the slab of connections with their sockets, the
+//! timer wheel, the loop's clock, and the broadcast batch. A
+//! [`super::Context`] is a thin view of it.
+//!
+//! No protocol decision is made here: each connection's
+//! [`Connection`] decides what to send and when it is done; the core moves
+//! its bytes to its socket, files its deadline in the wheel, keeps the
+//! poller's interest in step with what it wants, and closes the socket when
+//! it is finished.
 
-use std::collections::VecDeque;
 use std::io;
-use std::net::{Shutdown, SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -13,14 +19,13 @@ use std::time::{Duration, Instant};
 use log::{debug, warn};
 use polling::{Event, PollMode, Poller};
 
-use crate::proto::close;
-use crate::proto::frame::{encode_close, OpCode, ServerHeader, MAX_CONTROL_PAYLOAD};
+use crate::proto::connection::{Connection, Message, SendError, Settings, SharedFrame};
+use crate::proto::frame::{OpCode, ServerHeader};
+use crate::proto::http::Response;
 
-use super::conn::{Conn, Phase, READ, WRITE};
-use super::handler::{Message, SendError, TimerId};
-use super::outqueue::{skip, write_parts, MAX_PARTS};
+use super::handler::TimerId;
 use super::slab::{ConnId, Slab};
-use super::timer::{ticks, Tick, TimerWheel};
+use super::timer::{Tick, TimerWheel, TICK};
 use super::Config;
 
 /// The poller key of the listening socket.
@@ -29,12 +34,9 @@ pub(crate) const LISTENER_KEY: usize = usize::MAX - 1;
 /// How long accepting pauses after running out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// A write to a corked connection at least this large is not copied into
-/// the cork buffer: it goes out at once, with what was corked before it.
-const CORK_DIRECT: usize = 16 * 1024;
-
-/// The cork buffer's capacity kept between uses.
-const CORK_KEEP: usize = 256 * 1024;
+/// A message at least this large goes straight to the socket with what is
+/// queued before it, instead of being copied into the queue.
+const DIRECT_MIN: usize = 16 * 1024;
 
 /// Broadcasts gathered past this size are written at once.
 const BATCH_LIMIT: usize = 64 * 1024;
@@ -45,61 +47,62 @@ const BATCH_KEEP: usize = 256 * 1024;
 /// Connections accepted past the limit only to be told `503`, at most.
 const MAX_BUSY_REJECTS: usize = 64;
 
+/// Poller interest bits.
+const READ: u8 = 1;
+const WRITE: u8 = 2;
+
 /// What a timer is for.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum TimerTarget {
-    Handshake(ConnId),
-    Idle(ConnId),
-    Close(ConnId),
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Timer {
+    /// A connection's earliest deadline.
+    Conn(ConnId),
     Ping,
     ResumeAccept,
     ShutdownDeadline,
     User(TimerId),
 }
 
-/// A handler call the core owes, delivered once the current callback returns.
-#[derive(Debug)]
-pub(crate) enum Notice {
-    Open(ConnId),
-    Close(ConnId, u16, String),
+/// A connection with its socket and the loop's bookkeeping for it.
+pub(crate) struct Slot {
+    pub stream: TcpStream,
+    pub conn: Connection,
+    /// The tick its wheel entry is filed under (0: none).
+    timer: u32,
+    /// The interest registered with the poller.
+    interest: u8,
+    /// Whether it is on the touched list.
+    touched: bool,
+    /// Whether it is counted as open (a broadcast member).
+    member: bool,
+    /// Whether it was accepted only to be told `503`.
+    busy_reject: bool,
 }
 
-/// The loop's state, minus the handler and the read buffer.
+/// The loop's state, minus the handler and its buffers.
 pub(crate) struct Core {
     pub poller: Arc<Poller>,
-    pub listener: Option<TcpListener>,
+    listener: Option<TcpListener>,
     pub local_addr: SocketAddr,
-    pub conns: Slab<Conn>,
-    pub wheel: TimerWheel<TimerTarget>,
-    pub user_timers: Slab<u64>,
+    pub slots: Slab<Slot>,
+    wheel: TimerWheel<Timer>,
+    user_timers: Slab<(u64, Tick)>,
     pub config: Config,
-    pub notices: VecDeque<Notice>,
+    pub settings: Settings,
     pub stop_flag: Arc<AtomicBool>,
     pub stopping: bool,
-    pub busy_rejects: usize,
-    /// The connection whose input is being processed, if any, and the
-    /// output collected for it meanwhile.
-    corked: Option<ConnId>,
-    cork_buf: Vec<u8>,
+    busy_rejects: usize,
+    /// The loop's clock: read once per pass, and handed to every connection.
+    pub now: Instant,
+    start: Instant,
     /// Broadcast frames not yet written (see [`Core::flush_batch`]).
     batch: Vec<u8>,
-    /// Connections in [`Phase::Open`].
+    /// The connection whose input is being read, and how much of the batch
+    /// it has already been given (see [`Core::hand_batch_to`]).
+    batch_given: Option<(ConnId, usize)>,
+    /// Connections acted on since the loop last settled them.
+    touched: Vec<ConnId>,
+    /// Connections counted as open.
     open_count: usize,
-    start: Instant,
-}
-
-/// Sets the poller interest of `conn` to what its state calls for, with one
-/// `epoll_ctl` only when it changed.
-fn sync_interest(poller: &Poller, key: usize, conn: &mut Conn, max_backlog: usize) {
-    let want = conn.wanted_interest(max_backlog);
-    if want == conn.interest {
-        return;
-    }
-    let event = Event::new(key, want & READ != 0, want & WRITE != 0);
-    match poller.modify_with_mode(&conn.stream, event, PollMode::Level) {
-        Ok(()) => conn.interest = want,
-        Err(e) => warn!("poller modify failed: {e}"),
-    }
 }
 
 impl Core {
@@ -108,42 +111,104 @@ impl Core {
         let local_addr = listener.local_addr()?;
         let poller = Arc::new(Poller::new()?);
         // SAFETY: the listener is deleted from the poller before it is
-        // dropped (`stop_listening`, and `Drop for Core`).
+        // dropped (`begin_shutdown`, and `Drop for Core`).
         unsafe { poller.add_with_mode(&listener, Event::readable(LISTENER_KEY), PollMode::Level)? };
+        let now = Instant::now();
         let mut core = Core {
             poller,
             listener: Some(listener),
             local_addr,
-            conns: Slab::default(),
+            slots: Slab::default(),
             wheel: TimerWheel::new(),
             user_timers: Slab::default(),
+            settings: config.settings(),
             config,
-            notices: VecDeque::new(),
             stop_flag: Arc::new(AtomicBool::new(false)),
             stopping: false,
             busy_rejects: 0,
-            corked: None,
-            cork_buf: Vec::new(),
+            now,
+            start: now,
             batch: Vec::new(),
+            batch_given: None,
+            touched: Vec::new(),
             open_count: 0,
-            start: Instant::now(),
         };
-        if !core.config.ping_interval.is_zero() {
-            core.wheel
-                .schedule(ticks(core.config.ping_interval), TimerTarget::Ping);
-        }
+        core.schedule_ping();
         Ok(core)
     }
 
-    /// The current tick.
-    pub fn now(&self) -> Tick {
-        (self.start.elapsed().as_nanos() / super::timer::TICK.as_nanos()) as Tick
+    // ---- the clock and the wheel ------------------------------------------
+
+    /// The first tick at or after `at`: a timer filed there never fires early.
+    fn tick_at(&self, at: Instant) -> Tick {
+        let nanos = at.saturating_duration_since(self.start).as_nanos();
+        nanos.div_ceil(TICK.as_nanos()) as Tick
     }
 
-    /// The instant at which tick `tick` begins, for poll deadlines.
-    pub fn instant_of(&self, tick: Tick) -> Instant {
-        let nanos = tick.saturating_mul(super::timer::TICK.as_nanos() as u64);
-        self.start + Duration::from_nanos(nanos)
+    /// The tick that has fully begun at `now`.
+    pub fn current_tick(&self) -> Tick {
+        let nanos = self.now.saturating_duration_since(self.start).as_nanos();
+        (nanos / TICK.as_nanos()) as Tick
+    }
+
+    /// When the loop must wake for the next timer, if any.
+    pub fn next_wake(&self) -> Option<Instant> {
+        let due = self.wheel.now() + self.wheel.next_due()?;
+        let nanos = due.saturating_mul(TICK.as_nanos() as u64);
+        Some(self.start + Duration::from_nanos(nanos))
+    }
+
+    /// Fires every timer due by the loop's clock.
+    pub fn advance_wheel(&mut self, fired: &mut Vec<Timer>) {
+        let to = self.current_tick();
+        self.wheel.advance(to, |t| fired.push(t));
+    }
+
+    fn schedule(&mut self, after: Duration, what: Timer) -> Tick {
+        let due = self.tick_at(self.now + after);
+        self.wheel.schedule_at(due, what)
+    }
+
+    pub fn schedule_ping(&mut self) {
+        if !self.config.ping_interval.is_zero() {
+            self.schedule(self.config.ping_interval, Timer::Ping);
+        }
+    }
+
+    /// Files `id`'s earliest deadline in the wheel. A connection keeps one
+    /// entry; a deadline that moved later leaves it be (it fires, finds
+    /// nothing due, and is filed again), one that moved earlier refiles it.
+    fn sync_timer(&mut self, id: ConnId) {
+        let Some(slot) = self.slots.get(id) else {
+            return;
+        };
+        let Some(deadline) = slot.conn.poll_timeout(&self.settings) else {
+            return;
+        };
+        let due = self.tick_at(deadline);
+        let filed = Tick::from(slot.timer);
+        if filed != 0 && filed <= due {
+            return;
+        }
+        if filed != 0 {
+            self.wheel.cancel(filed, |t| *t == Timer::Conn(id));
+        }
+        let filed = self.wheel.schedule_at(due, Timer::Conn(id));
+        if let Some(slot) = self.slots.get_mut(id) {
+            // Ticks of 10 ms: u32 lasts 497 days; past that, fall back to
+            // "no entry" and let the next sync file it again.
+            slot.timer = u32::try_from(filed).unwrap_or(0);
+        }
+    }
+
+    /// A connection's wheel entry fired.
+    pub fn conn_timer(&mut self, id: ConnId) {
+        let Some(slot) = self.slots.get_mut(id) else {
+            return;
+        };
+        slot.timer = 0;
+        slot.conn.handle_timeout(&self.settings, self.now);
+        self.touch(id);
     }
 
     // ---- accepting -------------------------------------------------------
@@ -159,16 +224,8 @@ impl Core {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if is_resource_exhaustion(&e) => {
                     warn!("accept failed ({e}); pausing accepts for {ACCEPT_BACKOFF:?}");
-                    if let Some(listener) = self.listener.as_ref() {
-                        // Level mode, as registered: plain `modify` would
-                        // switch the listener to oneshot for good.
-                        let _ = self.poller.modify_with_mode(
-                            listener,
-                            Event::none(LISTENER_KEY),
-                            PollMode::Level,
-                        );
-                    }
-                    self.schedule(ACCEPT_BACKOFF, TimerTarget::ResumeAccept);
+                    self.set_listener_interest(false);
+                    self.schedule(ACCEPT_BACKOFF, Timer::ResumeAccept);
                     return;
                 }
                 // ECONNABORTED and friends concern one connection only.
@@ -178,173 +235,225 @@ impl Core {
     }
 
     pub fn resume_accepting(&mut self) {
+        self.set_listener_interest(true);
+    }
+
+    fn set_listener_interest(&mut self, readable: bool) {
         if let Some(listener) = self.listener.as_ref() {
-            // Level mode: with plain `modify` (oneshot) the listener would
-            // report one more batch of connections, then none ever again.
-            let interest = Event::readable(LISTENER_KEY);
+            let interest = if readable {
+                Event::readable(LISTENER_KEY)
+            } else {
+                Event::none(LISTENER_KEY)
+            };
+            // Level mode, as registered: plain `modify` would switch the
+            // listener to oneshot, and it would stop accepting for good.
             if let Err(e) = self
                 .poller
                 .modify_with_mode(listener, interest, PollMode::Level)
             {
-                warn!("cannot resume accepting: {e}");
+                warn!("cannot change the listener's interest: {e}");
             }
         }
     }
 
-    fn admit(&mut self, stream: std::net::TcpStream, peer: SocketAddr) {
+    fn admit(&mut self, stream: TcpStream, peer: SocketAddr) {
         if stream.set_nonblocking(true).is_err() {
             return;
         }
         let _ = stream.set_nodelay(true);
-        let live = self.conns.len() - self.busy_rejects;
+        let live = self.slots.len() - self.busy_rejects;
         let busy = live >= self.config.max_connections;
         if busy && self.busy_rejects >= MAX_BUSY_REJECTS {
             debug!("dropping {peer}: at the connection limit");
             return;
         }
-        let now = self.now();
-        let id = self.conns.insert(Conn::new(stream, now));
-        let key = Slab::<Conn>::key(id);
-        let Some(conn) = self.conns.get_mut(id) else {
+        let id = self.slots.insert(Slot {
+            stream,
+            conn: Connection::new(&self.settings, self.now),
+            timer: 0,
+            interest: READ,
+            touched: false,
+            member: false,
+            busy_reject: busy,
+        });
+        let key = Slab::<Slot>::key(id);
+        let Some(slot) = self.slots.get_mut(id) else {
             return;
         };
         // SAFETY: the stream is deleted from the poller in `remove` before
-        // the connection (and its socket) is dropped.
+        // the slot (and its socket) is dropped.
         let added = unsafe {
             self.poller
-                .add_with_mode(&conn.stream, Event::readable(key), PollMode::Level)
+                .add_with_mode(&slot.stream, Event::readable(key), PollMode::Level)
         };
         if let Err(e) = added {
             warn!("cannot watch {peer}: {e}");
-            self.conns.remove(id);
+            self.slots.remove(id);
             return;
         }
         debug!("{id} connected from {peer}");
         if busy {
-            conn.busy_reject = true;
             self.busy_rejects += 1;
             debug!(
                 "{id}: over {} connections, answering 503",
                 self.config.max_connections
             );
-            self.respond(id, &crate::proto::http::Response::status(503), false);
+            let _ = slot
+                .conn
+                .respond(&self.settings, self.now, &Response::status(503));
+        }
+        self.touch(id);
+    }
+
+    // ---- settling -----------------------------------------------------------
+
+    /// Puts `id` on the list of connections to settle.
+    pub fn touch(&mut self, id: ConnId) {
+        if let Some(slot) = self.slots.get_mut(id) {
+            if !slot.touched {
+                slot.touched = true;
+                self.touched.push(id);
+            }
+        }
+        self.sync_membership(id);
+    }
+
+    /// The next connection to settle.
+    pub fn next_touched(&mut self) -> Option<ConnId> {
+        while let Some(id) = self.touched.pop() {
+            if let Some(slot) = self.slots.get_mut(id) {
+                slot.touched = false;
+                return Some(id);
+            }
+        }
+        None
+    }
+
+    /// Keeps the open count in step with a connection's state.
+    fn sync_membership(&mut self, id: ConnId) {
+        let Some(slot) = self.slots.get_mut(id) else {
+            return;
+        };
+        let open = slot.conn.is_open();
+        if open != slot.member {
+            slot.member = open;
+            if open {
+                self.open_count += 1;
+            } else {
+                self.open_count -= 1;
+            }
+        }
+    }
+
+    /// Writes what `id` has queued, and brings its poller interest and its
+    /// wheel entry in line with what it now wants. Returns the close code
+    /// owed to the handler and whether the connection was removed.
+    pub fn settle(&mut self, id: ConnId) -> (Option<u16>, bool) {
+        let Some(slot) = self.slots.get_mut(id) else {
+            return (None, true);
+        };
+        if slot.conn.has_output() && !slot.conn.wants_write() {
+            slot.conn
+                .write_to(&self.settings, self.now, &mut slot.stream, &[], None);
+        }
+        let closed = slot.conn.take_closed();
+        if slot.conn.is_finished() {
+            self.remove(id);
+            return (closed, true);
+        }
+        self.sync_membership(id);
+        self.sync_interest(id);
+        self.sync_timer(id);
+        (closed, false)
+    }
+
+    /// Sets the poller interest of `id` to what its connection wants, with
+    /// one `epoll_ctl` only when it changed.
+    fn sync_interest(&mut self, id: ConnId) {
+        let Some(slot) = self.slots.get_mut(id) else {
+            return;
+        };
+        let want = (if slot.conn.wants_read(&self.settings) {
+            READ
+        } else {
+            0
+        }) | (if slot.conn.wants_write() { WRITE } else { 0 });
+        if want == slot.interest {
             return;
         }
-        if !self.config.handshake_timeout.is_zero() {
-            self.schedule(self.config.handshake_timeout, TimerTarget::Handshake(id));
+        let event = Event::new(Slab::<Slot>::key(id), want & READ != 0, want & WRITE != 0);
+        match self
+            .poller
+            .modify_with_mode(&slot.stream, event, PollMode::Level)
+        {
+            Ok(()) => slot.interest = want,
+            Err(e) => warn!("poller modify failed: {e}"),
         }
+    }
+
+    /// Closes the socket of a finished connection and forgets it.
+    fn remove(&mut self, id: ConnId) {
+        if self.batch_given.is_some_and(|(given, _)| given == id) {
+            self.batch_given = None;
+        }
+        let Some(slot) = self.slots.remove(id) else {
+            return;
+        };
+        if slot.member {
+            self.open_count -= 1;
+        }
+        if slot.timer != 0 {
+            self.wheel
+                .cancel(Tick::from(slot.timer), |t| *t == Timer::Conn(id));
+        }
+        if let Err(e) = self.poller.delete(&slot.stream) {
+            warn!("poller delete failed: {e}");
+        }
+        if slot.busy_reject {
+            self.busy_rejects -= 1;
+        }
+        debug!("{id} removed");
     }
 
     // ---- writing -----------------------------------------------------------
 
-    /// Starts collecting `id`'s output in the loop-wide cork buffer while its
-    /// input is processed, so its replies leave in one write.
-    pub fn cork(&mut self, id: ConnId) {
-        self.corked = Some(id);
-    }
-
-    /// Ends the cork: writes the collected output, queueing what the socket
-    /// refuses, then flushes anything queued before.
-    pub fn uncork(&mut self, id: ConnId) {
-        if self.corked != Some(id) {
-            return;
-        }
-        self.corked = None;
-        let bytes = std::mem::take(&mut self.cork_buf);
-        if !bytes.is_empty() {
-            self.push(id, &[&bytes], None);
-            self.after_queue(id, false);
-        }
-        let mut bytes = bytes;
-        bytes.clear();
-        if bytes.capacity() <= CORK_KEEP {
-            self.cork_buf = bytes;
-        }
-        self.flush(id);
-    }
-
-    /// Hands bytes to `id`: into the cork buffer while it is corked and has
-    /// nothing queued, behind its queue if it has one, else straight to the
-    /// socket (one `writev`), queueing only what the socket refused.
-    ///
-    /// `shared`, when given, holds (or will hold, made on first need) the
-    /// same bytes as one reference-counted buffer, so that every connection
-    /// that must queue a broadcast keeps a reference instead of a copy.
-    /// Returns false if the connection died.
-    fn push(&mut self, id: ConnId, parts: &[&[u8]], shared: Option<&mut Option<Rc<[u8]>>>) -> bool {
-        let corked = self.corked == Some(id);
-        let Some(conn) = self.conns.get_mut(id) else {
-            return false;
+    /// Sends a message to one connection: copied into its queue when small,
+    /// written straight to its socket (with what is queued before it) when
+    /// large. Broadcasts made before reach it first.
+    pub fn send(&mut self, id: ConnId, msg: Message<'_>) -> Result<(), SendError> {
+        self.flush_batch();
+        let slot = self.slots.get_mut(id).ok_or(SendError::NotOpen)?;
+        let result = if msg.as_bytes().len() >= DIRECT_MIN {
+            slot.conn
+                .send_through(&self.settings, self.now, &mut slot.stream, msg)
+        } else {
+            slot.conn.send(&self.settings, self.now, msg)
         };
-        let mut written = 0;
-        let mut corked_bytes: &[u8] = &[];
-        if conn.out.is_empty() {
-            let total: usize = parts.iter().map(|p| p.len()).sum();
-            if corked && total < CORK_DIRECT {
-                for part in parts {
-                    self.cork_buf.extend_from_slice(part);
-                }
-                return true;
-            }
-            // Not corked, or too large to be worth a copy: write what is
-            // corked and this together, now.
-            if corked {
-                corked_bytes = &self.cork_buf;
-            }
-            let mut all: [&[u8]; MAX_PARTS] = [&[]; MAX_PARTS];
-            all[0] = corked_bytes;
-            all[1..1 + parts.len()].copy_from_slice(parts);
-            written = match write_parts(&mut conn.stream, &all[..1 + parts.len()]) {
-                Ok(n) => n,
-                Err(e) => {
-                    debug!("{id}: write failed: {e}");
-                    self.remove(id, close::ABNORMAL);
-                    return false;
-                }
-            };
-            if written < corked_bytes.len() {
-                conn.out.push_copy(&[&corked_bytes[written..]]);
-            }
-            written = written.saturating_sub(corked_bytes.len());
-        }
-        let was_corked = !corked_bytes.is_empty();
-        match shared {
-            Some(slot) => {
-                let frame = slot.get_or_insert_with(|| parts.concat().into());
-                conn.out.push_shared(frame, written);
-            }
-            None => conn.out.push_copy(&skip(parts, written)),
-        }
-        if was_corked {
-            self.cork_buf.clear();
-        }
-        true
+        self.touch(id);
+        result
     }
 
-    /// Writes `parts` to `id` and enforces the backlog cap.
-    pub fn write(&mut self, id: ConnId, parts: &[&[u8]]) {
-        // Broadcasts made before this write reach `id` before it.
+    pub fn send_shared(&mut self, id: ConnId, frame: &SharedFrame) -> Result<(), SendError> {
         self.flush_batch();
-        let was_behind = self.conns.get(id).is_some_and(|c| c.behind);
-        if self.push(id, parts, None) {
-            self.after_queue(id, was_behind);
-        }
+        let slot = self.slots.get_mut(id).ok_or(SendError::NotOpen)?;
+        let result = slot.conn.send_shared(&self.settings, self.now, frame);
+        self.touch(id);
+        result
     }
 
-    /// Like [`Core::write`] for a shared, already encoded frame.
-    fn write_shared(&mut self, id: ConnId, frame: &Rc<[u8]>) {
+    pub fn ping(&mut self, id: ConnId, payload: &[u8]) -> Result<(), SendError> {
         self.flush_batch();
-        let was_behind = self.conns.get(id).is_some_and(|c| c.behind);
-        let mut shared = Some(Rc::clone(frame));
-        if self.push(id, &[frame], Some(&mut shared)) {
-            self.after_queue(id, was_behind);
-        }
+        let slot = self.slots.get_mut(id).ok_or(SendError::NotOpen)?;
+        let result = slot.conn.ping(&self.settings, self.now, payload);
+        self.touch(id);
+        result
     }
 
     /// Queues a broadcast frame for every open connection. Consecutive
     /// broadcasts gather in one buffer, written to each member with one
-    /// `writev` when anything else happens or the event is handled (see
-    /// [`Core::flush_batch`]). Returns the number of members.
+    /// `sendmsg` once the current event is handled, or before anything else
+    /// is sent or any connection joins or leaves (see [`Core::flush_batch`]).
+    /// Returns the number of members.
     pub fn broadcast(&mut self, opcode: OpCode, payload: &[u8]) -> usize {
         let header = ServerHeader::new(true, opcode, payload.len());
         self.batch.extend_from_slice(header.as_bytes());
@@ -355,11 +464,41 @@ impl Core {
         self.open_count
     }
 
+    /// Before the input of `id` is read on: queues for it the broadcasts made
+    /// since it was last given them. Its input may close it (a close frame,
+    /// a protocol error), and a member that leaves must have had every
+    /// broadcast made while it was one, before its close frame; the others
+    /// get the batch when it is flushed.
+    pub fn hand_batch_to(&mut self, id: ConnId) {
+        let given = match self.batch_given {
+            Some((given, n)) if given == id => n,
+            _ => {
+                if !self.batch.is_empty() {
+                    // Another connection's turn: everyone gets the batch now.
+                    self.flush_batch();
+                }
+                self.batch_given = Some((id, 0));
+                return;
+            }
+        };
+        if given == self.batch.len() {
+            return;
+        }
+        let Some(slot) = self.slots.get_mut(id) else {
+            return;
+        };
+        if slot.conn.is_open() {
+            slot.conn
+                .send_frames(&self.settings, self.now, &self.batch[given..]);
+        }
+        self.batch_given = Some((id, self.batch.len()));
+    }
+
     /// Writes the gathered broadcasts to every open connection: encoded once,
-    /// one `writev` per member, and for a member whose socket refuses part of
-    /// it, one shared buffer referenced from its queue.
+    /// one `sendmsg` per member, and for a member whose socket refuses part
+    /// of it, one shared buffer referenced from its queue.
     ///
-    /// Called before any other write and before any connection joins or
+    /// Called before any other send and before any connection joins or
     /// leaves the open set, so every member receives exactly the broadcasts
     /// made while it was open, in order with everything else it is sent.
     pub fn flush_batch(&mut self) {
@@ -367,20 +506,42 @@ impl Core {
             return;
         }
         let batch = std::mem::take(&mut self.batch);
+        let given = self.batch_given.take();
         let mut shared: Option<Rc<[u8]>> = None;
         // By slot, not by a collected list of ids: no allocation per batch.
-        // A write may remove a connection, never add one.
-        for index in 0..self.conns.slot_count() {
-            let Some(id) = self.conns.id_at(index) else {
+        // A write may finish a connection, never add or remove one.
+        for index in 0..self.slots.slot_count() {
+            let Some(id) = self.slots.id_at(index) else {
                 continue;
             };
-            if !self.is_open(id) {
+            let Some(slot) = self.slots.get_mut(id) else {
+                continue;
+            };
+            if !slot.conn.is_open() {
                 continue;
             }
-            let was_behind = self.conns.get(id).is_some_and(|c| c.behind);
-            if self.push(id, &[&batch], Some(&mut shared)) {
-                self.after_queue(id, was_behind);
+            let from = match given {
+                Some((given, n)) if given == id => n,
+                _ => 0,
+            };
+            if from == batch.len() {
+                continue;
             }
+            let shared = if from == 0 { Some(&mut shared) } else { None };
+            slot.conn.write_to(
+                &self.settings,
+                self.now,
+                &mut slot.stream,
+                &[&batch[from..]],
+                shared,
+            );
+            let wants_write = slot.conn.wants_write();
+            if !slot.conn.is_open() || wants_write != (slot.interest & WRITE != 0) {
+                self.touch(id);
+            }
+        }
+        if let Some((id, _)) = given {
+            self.batch_given = Some((id, 0));
         }
         let mut batch = batch;
         batch.clear();
@@ -389,321 +550,38 @@ impl Core {
         }
     }
 
-    /// Checks the backlog cap and the poller interest after a write.
-    ///
-    /// The cap applies to a peer that is behind: one whose socket refused
-    /// bytes that are still queued when this write came. A single message
-    /// larger than the cap, sent to a peer that has kept up, is let through,
-    /// so the largest message the server accepts can always be echoed;
-    /// memory stays bounded by the cap plus one message.
-    fn after_queue(&mut self, id: ConnId, was_behind: bool) {
-        let max_backlog = self.config.max_backlog;
-        let Some(conn) = self.conns.get_mut(id) else {
-            return;
-        };
-        conn.behind = !conn.out.is_empty();
-        let over = was_behind && conn.out.len() > max_backlog;
-        if over && matches!(conn.phase, Phase::Open | Phase::Pending(_)) {
-            warn!(
-                "{id}: {} bytes queued, over the backlog limit of {max_backlog}: closing (1008)",
-                conn.out.len()
-            );
-            let _ = self.close(id, close::POLICY_VIOLATION, "backlog limit exceeded");
-            return;
+    /// The socket of `id` can take bytes again.
+    pub fn writable(&mut self, id: ConnId) {
+        if let Some(slot) = self.slots.get_mut(id) {
+            slot.conn
+                .handle_writable(&self.settings, self.now, &mut slot.stream);
+            self.touch(id);
         }
-        sync_interest(&self.poller, Slab::<Conn>::key(id), conn, max_backlog);
-    }
-
-    /// Writes what is queued for `id`; finishes a draining connection.
-    pub fn flush(&mut self, id: ConnId) {
-        let max_backlog = self.config.max_backlog;
-        if self.corked == Some(id) {
-            return;
-        }
-        let Some(conn) = self.conns.get_mut(id) else {
-            return;
-        };
-        match conn.out.flush(&mut conn.stream) {
-            Ok(emptied) => conn.behind = !emptied,
-            Err(e) => {
-                debug!("{id}: write failed: {e}");
-                self.remove(id, close::ABNORMAL);
-                return;
-            }
-        }
-        if conn.out.is_empty() && matches!(conn.phase, Phase::Draining) && !conn.fin_sent {
-            conn.fin_sent = true;
-            let _ = conn.stream.shutdown(Shutdown::Write);
-        }
-        sync_interest(&self.poller, Slab::<Conn>::key(id), conn, max_backlog);
-    }
-
-    /// Sends a complete frame.
-    fn send_frame(&mut self, id: ConnId, opcode: OpCode, payload: &[u8]) {
-        let header = ServerHeader::new(true, opcode, payload.len());
-        self.write(id, &[header.as_bytes(), payload]);
-    }
-
-    pub fn send_message(&mut self, id: ConnId, msg: Message<'_>) -> Result<(), SendError> {
-        if !self.is_sendable(id) {
-            return Err(SendError::NotOpen);
-        }
-        self.send_frame(id, msg.opcode(), msg.as_bytes());
-        Ok(())
-    }
-
-    pub fn send_shared(&mut self, id: ConnId, frame: &Rc<[u8]>) -> Result<(), SendError> {
-        if !self.is_sendable(id) {
-            return Err(SendError::NotOpen);
-        }
-        self.write_shared(id, frame);
-        Ok(())
-    }
-
-    pub fn send_control(
-        &mut self,
-        id: ConnId,
-        opcode: OpCode,
-        payload: &[u8],
-    ) -> Result<(), SendError> {
-        if payload.len() > MAX_CONTROL_PAYLOAD {
-            return Err(SendError::ControlTooLong);
-        }
-        if !self.is_sendable(id) {
-            return Err(SendError::NotOpen);
-        }
-        self.send_frame(id, opcode, payload);
-        Ok(())
-    }
-
-    /// Pings every open connection.
-    pub fn ping_all(&mut self) {
-        self.broadcast(OpCode::Ping, &[]);
-    }
-
-    /// Writes an HTTP response and lets the connection drain.
-    pub fn respond(
-        &mut self,
-        id: ConnId,
-        response: &crate::proto::http::Response,
-        head_only: bool,
-    ) {
-        let mut bytes = Vec::new();
-        response.write_to(&mut bytes, head_only);
-        self.write(id, &[&bytes]);
-        self.drain(id);
     }
 
     // ---- closing -------------------------------------------------------------
 
-    /// Graceful close: close frame now, the TCP connection once the peer
-    /// answers or the close timeout passes.
     pub fn close(&mut self, id: ConnId, code: u16, reason: &str) -> Result<(), SendError> {
-        if !close::is_valid_on_wire(code) {
-            return Err(SendError::InvalidCloseCode);
-        }
-        if !self.is_sendable(id) {
-            return Err(SendError::NotOpen);
-        }
-        let mut frame = Vec::with_capacity(4 + reason.len().min(MAX_CONTROL_PAYLOAD));
-        encode_close(&mut frame, Some(code), reason);
         self.flush_batch();
-        // Past the backlog limit all the same: it is small, and it is the
-        // last thing this connection is sent.
-        if let Some(conn) = self.conns.get_mut(id) {
-            if matches!(conn.phase, Phase::Open) {
-                self.open_count -= 1;
-            }
-            conn.phase = Phase::Closing;
-            conn.close_code = code;
-        }
-        if !self.push(id, &[&frame], None) {
-            return Ok(());
-        }
-        self.refresh_interest(id);
-        self.schedule_close_timeout(id);
-        Ok(())
-    }
-
-    /// Fails the connection after a protocol violation: a close frame with
-    /// `code`, then drain without reading another frame.
-    pub fn fail(&mut self, id: ConnId, code: u16, why: &dyn std::fmt::Display) {
-        debug!("{id}: failing with {code}: {why}");
-        let mut frame = Vec::with_capacity(4);
-        encode_close(&mut frame, Some(code), "");
-        let was_closing = matches!(self.conns.get(id).map(|c| &c.phase), Some(Phase::Closing));
-        if !was_closing {
-            self.write(id, &[&frame]);
-        }
-        self.notify_closed(id, code, "");
-        self.drain(id);
-    }
-
-    /// The peer's close frame arrived.
-    pub fn close_received(&mut self, id: ConnId, code: Option<u16>, reason: &str) {
-        let Some(conn) = self.conns.get(id) else {
-            return;
-        };
-        if matches!(conn.phase, Phase::Closing) {
-            // The peer answered ours: report the code the handshake began with.
-            let ours = conn.close_code;
-            self.notify_closed(id, ours, "");
-        } else {
-            // Echo the peer's code (RFC 6455 §5.5.1).
-            let mut frame = Vec::with_capacity(4);
-            encode_close(&mut frame, code, "");
-            self.write(id, &[&frame]);
-            self.notify_closed(id, code.unwrap_or(close::NO_STATUS), reason);
-        }
-        self.drain(id);
-    }
-
-    /// Finishes the WebSocket: flush, half-close, wait for the peer's end.
-    pub fn drain(&mut self, id: ConnId) {
-        self.flush_batch();
-        let Some(conn) = self.conns.get_mut(id) else {
-            return;
-        };
-        match conn.phase {
-            Phase::Draining => return,
-            Phase::Open => self.open_count -= 1,
-            _ => {}
-        }
-        conn.phase = Phase::Draining;
-        self.schedule_close_timeout(id);
-        self.flush(id);
-    }
-
-    fn schedule_close_timeout(&mut self, id: ConnId) {
-        let timeout = if self.config.close_timeout.is_zero() {
-            // "Off" still may not mean "forever" for a half-dead socket.
-            Duration::from_secs(1)
-        } else {
-            self.config.close_timeout
-        };
-        self.schedule(timeout, TimerTarget::Close(id));
-    }
-
-    /// Tells the handler (once) that an upgraded connection is closed.
-    fn notify_closed(&mut self, id: ConnId, code: u16, reason: &str) {
-        if let Some(conn) = self.conns.get_mut(id) {
-            if conn.upgraded {
-                conn.upgraded = false;
-                self.notices
-                    .push_back(Notice::Close(id, code, reason.to_string()));
-            }
-        }
+        let slot = self.slots.get_mut(id).ok_or(SendError::NotOpen)?;
+        let result = slot.conn.close(&self.settings, self.now, code, reason);
+        self.touch(id);
+        result
     }
 
     pub fn kill(&mut self, id: ConnId) -> Result<(), SendError> {
-        if self.conns.get(id).is_none() {
-            return Err(SendError::NotOpen);
-        }
-        self.remove(id, close::ABNORMAL);
-        Ok(())
+        self.flush_batch();
+        let slot = self.slots.get_mut(id).ok_or(SendError::NotOpen)?;
+        let result = slot.conn.kill();
+        self.touch(id);
+        result
     }
-
-    /// Drops the connection now.
-    pub fn remove(&mut self, id: ConnId, code: u16) {
-        if self.corked == Some(id) {
-            self.corked = None;
-            self.cork_buf.clear();
-        }
-        self.notify_closed(id, code, "");
-        let Some(conn) = self.conns.remove(id) else {
-            return;
-        };
-        if matches!(conn.phase, Phase::Open) {
-            self.open_count -= 1;
-        }
-        if let Err(e) = self.poller.delete(&conn.stream) {
-            warn!("poller delete failed: {e}");
-        }
-        if conn.busy_reject {
-            self.busy_rejects -= 1;
-        }
-        debug!("{id} removed");
-    }
-
-    /// The peer's end of the TCP connection is gone (EOF or error).
-    pub fn peer_gone(&mut self, id: ConnId) {
-        self.remove(id, close::ABNORMAL);
-    }
-
-    // ---- activation, timers, queries ------------------------------------------
 
     pub fn activate(&mut self, id: ConnId) -> Result<(), SendError> {
-        let Some(conn) = self.conns.get_mut(id) else {
-            return Err(SendError::NotOpen);
-        };
-        match &mut conn.phase {
-            Phase::Pending(pending) if !pending.activated => pending.activated = true,
-            _ => return Err(SendError::NotPending),
-        }
-        self.notices.push_back(Notice::Open(id));
-        Ok(())
-    }
-
-    /// Sets the poller interest `id`'s state calls for, after a change of phase.
-    pub fn refresh_interest(&mut self, id: ConnId) {
-        if let Some(conn) = self.conns.get_mut(id) {
-            sync_interest(
-                &self.poller,
-                Slab::<Conn>::key(id),
-                conn,
-                self.config.max_backlog,
-            );
-        }
-    }
-
-    pub fn set_timer(&mut self, after: Duration, token: u64) -> TimerId {
-        let id = TimerId(self.user_timers.insert(token));
-        self.schedule(after, TimerTarget::User(id));
-        id
-    }
-
-    pub fn cancel_timer(&mut self, timer: TimerId) -> bool {
-        self.user_timers.remove(timer.0).is_some()
-    }
-
-    pub fn peer_addr(&self, id: ConnId) -> Option<SocketAddr> {
-        self.conns.get(id)?.stream.peer_addr().ok()
-    }
-
-    pub fn is_open(&self, id: ConnId) -> bool {
-        matches!(self.conns.get(id).map(|c| &c.phase), Some(Phase::Open))
-    }
-
-    fn is_sendable(&self, id: ConnId) -> bool {
-        self.conns.get(id).is_some_and(Conn::can_send)
-    }
-
-    pub fn backlog(&self, id: ConnId) -> Option<usize> {
-        Some(self.conns.get(id)?.out.len())
-    }
-
-    pub fn open_connections(&self) -> usize {
-        self.open_count
-    }
-
-    /// Moves an upgraded connection into the open set.
-    pub fn mark_open(&mut self, id: ConnId) {
-        // Broadcasts made before it joined are not for it.
-        self.flush_batch();
-        let now = self.now();
-        if let Some(conn) = self.conns.get_mut(id) {
-            if !matches!(conn.phase, Phase::Open) {
-                conn.phase = Phase::Open;
-                conn.last_heard = now;
-                self.open_count += 1;
-            }
-        }
-        self.refresh_interest(id);
-        self.start_idle_timer(id);
-    }
-
-    pub fn request_stop(&mut self) {
-        self.stop_flag.store(true, Ordering::SeqCst);
+        let slot = self.slots.get_mut(id).ok_or(SendError::NotOpen)?;
+        let result = slot.conn.activate();
+        self.touch(id);
+        result
     }
 
     /// Stops accepting and closes every connection with 1001.
@@ -712,95 +590,97 @@ impl Core {
             return;
         }
         self.stopping = true;
+        self.flush_batch();
         if let Some(listener) = self.listener.take() {
             let _ = self.poller.delete(&listener);
         }
-        let ids: Vec<ConnId> = self.conns.iter().map(|(id, _)| id).collect();
-        for id in ids {
-            let phase = self.conns.get(id).map(|c| &c.phase);
-            match phase {
-                Some(Phase::Handshake(_)) => self.remove(id, close::ABNORMAL),
-                Some(Phase::Open | Phase::Pending(_)) => {
-                    let _ = self.close(id, close::GOING_AWAY, "server shutting down");
-                }
-                _ => {}
+        for index in 0..self.slots.slot_count() {
+            let Some(id) = self.slots.id_at(index) else {
+                continue;
+            };
+            let Some(slot) = self.slots.get_mut(id) else {
+                continue;
+            };
+            if slot.conn.is_handshaking() {
+                let _ = slot.conn.kill();
+            } else if slot.conn.can_send() {
+                let _ = slot.conn.close(
+                    &self.settings,
+                    self.now,
+                    crate::proto::close::GOING_AWAY,
+                    "server shutting down",
+                );
             }
+            self.touch(id);
         }
-        let deadline = self.config.close_timeout;
-        self.schedule(deadline, TimerTarget::ShutdownDeadline);
+        self.schedule(self.config.close_timeout, Timer::ShutdownDeadline);
     }
 
-    /// Handles a connection's own timer.
-    pub fn conn_timer(&mut self, target: TimerTarget) {
-        let now = self.now();
-        match target {
-            TimerTarget::Handshake(id) => {
-                if let Some(Conn {
-                    phase: Phase::Handshake(_),
-                    ..
-                }) = self.conns.get(id)
-                {
-                    debug!("{id}: handshake timed out");
-                    self.remove(id, close::ABNORMAL);
-                }
+    /// The shutdown's wait is over: every connection goes now.
+    pub fn kill_all(&mut self) {
+        for index in 0..self.slots.slot_count() {
+            if let Some(id) = self.slots.id_at(index) {
+                let _ = self.kill(id);
             }
-            TimerTarget::Idle(id) => {
-                let idle = ticks(self.config.idle_timeout);
-                let Some(conn) = self.conns.get(id) else {
-                    return;
-                };
-                if !matches!(conn.phase, Phase::Open) {
-                    return;
-                }
-                let silent = now.saturating_sub(conn.last_heard);
-                if silent >= idle {
-                    debug!("{id}: idle for {:?}, closing", self.config.idle_timeout);
-                    let _ = self.close(id, close::GOING_AWAY, "idle timeout");
-                } else {
-                    self.wheel.schedule(idle - silent, TimerTarget::Idle(id));
-                }
-            }
-            TimerTarget::Close(id) => {
-                if let Some(conn) = self.conns.get(id) {
-                    if matches!(conn.phase, Phase::Closing | Phase::Draining) {
-                        debug!("{id}: close timed out");
-                        self.remove(id, close::ABNORMAL);
-                    }
-                }
-            }
-            TimerTarget::ShutdownDeadline => {
-                let ids: Vec<ConnId> = self.conns.iter().map(|(id, _)| id).collect();
-                for id in ids {
-                    self.remove(id, close::ABNORMAL);
-                }
-            }
-            _ => {}
         }
     }
 
-    pub fn start_idle_timer(&mut self, id: ConnId) {
-        if !self.config.idle_timeout.is_zero() {
-            self.schedule(self.config.idle_timeout, TimerTarget::Idle(id));
+    // ---- timers and queries ------------------------------------------------------
+
+    pub fn set_timer(&mut self, after: Duration, token: u64) -> TimerId {
+        let id = self.user_timers.insert((token, 0));
+        let timer = TimerId(id);
+        let due = self.schedule(after, Timer::User(timer));
+        if let Some(entry) = self.user_timers.get_mut(id) {
+            entry.1 = due;
+        }
+        timer
+    }
+
+    pub fn cancel_timer(&mut self, timer: TimerId) -> bool {
+        match self.user_timers.remove(timer.0) {
+            Some((_, due)) => {
+                self.wheel.cancel(due, |t| *t == Timer::User(timer));
+                true
+            }
+            None => false,
         }
     }
 
-    /// Schedules `what` to fire `after` from now. The wheel's clock moves
-    /// only when timers run, so after the loop slept in poll it lags the real
-    /// time; counting from it would fire a new timer early by that lag (a
-    /// handshake timeout set after a quiet spell could expire at once).
-    pub fn schedule(&mut self, after: Duration, what: TimerTarget) {
-        let lag = self.now().saturating_sub(self.wheel.now());
-        self.wheel.schedule(lag + ticks(after), what);
+    /// The token of a user timer that fired, unless it was cancelled.
+    pub fn take_user_timer(&mut self, timer: TimerId) -> Option<u64> {
+        self.user_timers.remove(timer.0).map(|(token, _)| token)
+    }
+
+    pub fn peer_addr(&self, id: ConnId) -> Option<SocketAddr> {
+        self.slots.get(id)?.stream.peer_addr().ok()
+    }
+
+    pub fn is_open(&self, id: ConnId) -> bool {
+        self.slots.get(id).is_some_and(|s| s.conn.is_open())
+    }
+
+    pub fn backlog(&self, id: ConnId) -> Option<usize> {
+        Some(self.slots.get(id)?.conn.backlog())
+    }
+
+    pub fn open_connections(&self) -> usize {
+        self.open_count
+    }
+
+    pub fn request_stop(&mut self) {
+        self.stop_flag.store(true, Ordering::SeqCst);
     }
 }
 
 impl Drop for Core {
     fn drop(&mut self) {
         // Every registered source must leave the poller before it is closed.
-        let ids: Vec<ConnId> = self.conns.iter().map(|(id, _)| id).collect();
-        for id in ids {
-            if let Some(conn) = self.conns.remove(id) {
-                let _ = self.poller.delete(&conn.stream);
+        for index in 0..self.slots.slot_count() {
+            if let Some(id) = self.slots.id_at(index) {
+                if let Some(slot) = self.slots.remove(id) {
+                    let _ = self.poller.delete(&slot.stream);
+                }
             }
         }
         if let Some(listener) = self.listener.take() {

@@ -2,52 +2,21 @@
 //! implements and the [`Context`] through which it acts.
 //!
 //! The server owns every connection; a handler only ever holds [`ConnId`]s.
-//! Whatever a handler does through its context that would call the handler
-//! again (a connection it closes, one it activates) is queued and delivered
-//! after the current callback returns, so callbacks never nest.
+//! A callback is handed the event's data and a [`Context`], and nothing of
+//! the loop is borrowed besides: the context acts on any connection at once.
+//! What would call the handler again (a connection it kills, one it
+//! activates) is settled when the callback has returned, so callbacks never
+//! nest.
 
-use std::fmt;
 use std::net::SocketAddr;
-use std::rc::Rc;
 use std::time::Duration;
 
-use crate::proto::frame::{OpCode, ServerHeader};
+use crate::proto::connection::{Message, SendError, SharedFrame};
 use crate::proto::http::{Request, Response};
 
 use super::core::Core;
 use super::slab::ConnId;
 use super::Config;
-
-/// A complete message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Message<'a> {
-    /// A text message (valid UTF-8).
-    Text(&'a str),
-    /// A binary message.
-    Binary(&'a [u8]),
-}
-
-impl<'a> Message<'a> {
-    /// The payload bytes.
-    pub fn as_bytes(&self) -> &'a [u8] {
-        match *self {
-            Message::Text(text) => text.as_bytes(),
-            Message::Binary(data) => data,
-        }
-    }
-
-    /// Whether this is a text message.
-    pub fn is_text(&self) -> bool {
-        matches!(self, Message::Text(_))
-    }
-
-    pub(crate) fn opcode(&self) -> OpCode {
-        match self {
-            Message::Text(_) => OpCode::Text,
-            Message::Binary(_) => OpCode::Binary,
-        }
-    }
-}
 
 /// The handler's answer to an upgrade request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,54 +68,6 @@ impl Upgrade {
     }
 }
 
-/// Why an action on a connection failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SendError {
-    /// No such connection, or it is no longer open for messages.
-    NotOpen,
-    /// The connection is not waiting for activation.
-    NotPending,
-    /// A close code that may not be sent (RFC 6455 §7.4).
-    InvalidCloseCode,
-    /// A control payload over 125 bytes.
-    ControlTooLong,
-}
-
-impl fmt::Display for SendError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            SendError::NotOpen => "connection is not open",
-            SendError::NotPending => "connection is not waiting for activation",
-            SendError::InvalidCloseCode => "close code may not be sent",
-            SendError::ControlTooLong => "control payload longer than 125 bytes",
-        })
-    }
-}
-
-impl std::error::Error for SendError {}
-
-/// A message encoded once, to be sent to any number of connections without
-/// copying it again. Made by [`Context::prepare`].
-#[derive(Debug, Clone)]
-pub struct SharedFrame(pub(crate) Rc<[u8]>);
-
-impl SharedFrame {
-    /// Encodes `msg` as one unfragmented server frame.
-    pub fn new(msg: Message<'_>) -> SharedFrame {
-        let payload = msg.as_bytes();
-        let header = ServerHeader::new(true, msg.opcode(), payload.len());
-        let mut bytes = Vec::with_capacity(header.as_bytes().len() + payload.len());
-        bytes.extend_from_slice(header.as_bytes());
-        bytes.extend_from_slice(payload);
-        SharedFrame(bytes.into())
-    }
-
-    /// The encoded frame's length on the wire.
-    pub fn wire_len(&self) -> usize {
-        self.0.len()
-    }
-}
-
 /// A handle on a timer set with [`Context::set_timer`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TimerId(pub(crate) ConnId);
@@ -159,7 +80,7 @@ pub struct Context<'a> {
 impl Context<'_> {
     /// Sends a message to one connection.
     pub fn send(&mut self, conn: ConnId, msg: Message<'_>) -> Result<(), SendError> {
-        self.core.send_message(conn, msg)
+        self.core.send(conn, msg)
     }
 
     /// Sends a text message to one connection.
@@ -179,12 +100,12 @@ impl Context<'_> {
 
     /// Sends a prepared frame to one connection.
     pub fn send_prepared(&mut self, conn: ConnId, frame: &SharedFrame) -> Result<(), SendError> {
-        self.core.send_shared(conn, &frame.0)
+        self.core.send_shared(conn, frame)
     }
 
     /// Sends a message to every open connection, encoding it once. Returns
     /// how many connections it was given to. Consecutive broadcasts are
-    /// written to each member together, once the current callback returns
+    /// written to each member together, once the current event is handled
     /// or before anything else is sent.
     pub fn broadcast(&mut self, msg: Message<'_>) -> usize {
         self.core.broadcast(msg.opcode(), msg.as_bytes())
@@ -192,7 +113,7 @@ impl Context<'_> {
 
     /// Sends a ping with `payload` (at most 125 bytes).
     pub fn ping(&mut self, conn: ConnId, payload: &[u8]) -> Result<(), SendError> {
-        self.core.send_control(conn, OpCode::Ping, payload)
+        self.core.ping(conn, payload)
     }
 
     /// Starts the closing handshake: sends a close frame and waits for the

@@ -1,18 +1,20 @@
 //! The poll-loop server: one thread, one poller, one slab of connections,
-//! one timer wheel.
+//! one timer wheel, one clock.
 //!
-//! The loop is a thin layer over [`crate::proto`]: it reads into one
-//! loop-wide buffer, hands the bytes to the connection's receiver, passes
-//! complete messages to the [`Handler`], and writes replies straight to the
-//! socket, queueing only what the socket refuses. Sockets are registered in
-//! level-triggered mode, and the interest of a connection changes (one
-//! `epoll_ctl`) only when its queue fills or empties, never per event.
+//! The loop is plumbing around [`crate::proto::connection::Connection`]:
+//! each pass reads the clock once, waits for readiness, reads each ready
+//! socket into one loop-wide buffer, hands the bytes to the connection,
+//! calls the [`Handler`] with the events that come out, fires the timers
+//! that are due, and then settles every connection it touched: its queued
+//! bytes go to its socket (one `sendmsg`), its poller interest and its wheel
+//! entry follow what it wants, and a finished one is closed and removed.
+//! Sockets are registered in level-triggered mode, and the interest of a
+//! connection changes (one `epoll_ctl`) only when its queue fills or empties.
 
 mod config;
-mod conn;
 mod core;
 mod handler;
-mod outqueue;
+mod sink;
 mod slab;
 mod timer;
 
@@ -22,18 +24,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use log::{debug, warn};
+use log::debug;
 use polling::{Events, Poller};
 
-use crate::proto::close;
-use crate::proto::handshake;
-use crate::proto::http::{Request, Status};
-use crate::proto::receiver::{Event as RxEvent, Payload};
+use crate::proto::connection::Event;
+use crate::proto::http::{Request, Response};
 
 pub use self::config::Config;
-use self::conn::Phase;
-use self::core::{Core, Notice, TimerTarget, LISTENER_KEY};
-pub use self::handler::{Context, Handler, Message, SendError, SharedFrame, TimerId, Upgrade};
+use self::core::{Core, Timer, LISTENER_KEY};
+pub use self::handler::{Context, Handler, TimerId, Upgrade};
 pub use self::slab::ConnId;
 
 /// The loop-wide read buffer's size.
@@ -42,6 +41,10 @@ const READ_BUFFER: usize = 256 * 1024;
 /// Reads from one connection per readiness event, at most, so that one busy
 /// peer cannot starve the others.
 const READS_PER_EVENT: usize = 4;
+
+/// The loop-wide message buffer's capacity kept between messages; a larger
+/// one (left by a large fragmented message) is freed.
+const SCRATCH_KEEP: usize = 64 * 1024;
 
 /// Stops a running [`Server`] from any thread, or from a signal handler:
 /// [`StopHandle::stop`] only stores a flag and writes to the poller's
@@ -65,10 +68,13 @@ impl StopHandle {
 pub struct Server<H: Handler> {
     core: Core,
     handler: H,
+    /// Where every socket is read into; only leftovers stay per connection.
     read_buf: Vec<u8>,
+    /// Where a message gathered across reads is moved when it completes.
+    scratch: Vec<u8>,
     events: Events,
     ready: Vec<(usize, bool, bool)>,
-    fired: Vec<TimerTarget>,
+    fired: Vec<Timer>,
 }
 
 impl<H: Handler> Server<H> {
@@ -88,6 +94,7 @@ impl<H: Handler> Server<H> {
             core: Core::new(listener, config)?,
             handler,
             read_buf: vec![0; READ_BUFFER],
+            scratch: Vec::new(),
             events: Events::new(),
             ready: Vec::new(),
             fired: Vec::new(),
@@ -123,15 +130,16 @@ impl<H: Handler> Server<H> {
     }
 
     /// Runs `f` with a context, outside any callback (to send from code that
-    /// is not a handler), then delivers the notices it caused.
+    /// is not a handler), then settles what it did.
     pub fn with_context<R>(&mut self, f: impl FnOnce(&mut Context<'_>, &mut H) -> R) -> R {
+        self.core.now = Instant::now();
         let result = f(
             &mut Context {
                 core: &mut self.core,
             },
             &mut self.handler,
         );
-        self.dispatch_notices();
+        self.settle();
         result
     }
 
@@ -145,19 +153,24 @@ impl<H: Handler> Server<H> {
     /// Waits for events at most `timeout` (`None`: until a timer or event),
     /// handles them, and returns whether the server is still running.
     pub fn run_once(&mut self, timeout: Option<Duration>) -> io::Result<bool> {
-        if self.core.stop_flag.load(Ordering::SeqCst) && !self.core.stopping {
-            self.core.begin_shutdown();
-            self.dispatch_notices();
-        }
-        if self.core.stopping && self.core.conns.is_empty() {
+        self.core.now = Instant::now();
+        self.check_stop();
+        if self.core.stopping && self.core.slots.is_empty() {
             return Ok(false);
         }
-        let deadline = self.poll_deadline(timeout);
+        let caller = timeout.map(|t| self.core.now + t);
+        let deadline = match (caller, self.core.next_wake()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         self.events.clear();
         match deadline {
             Some(deadline) => self.core.poller.wait_deadline(&mut self.events, deadline),
             None => self.core.poller.wait(&mut self.events, None),
         }?;
+        // The one reading of the clock this pass: every connection and timer
+        // below sees the same instant.
+        self.core.now = Instant::now();
         // Copy the keys out (into a reused vector): handling an event
         // borrows the server mutably.
         let mut ready = std::mem::take(&mut self.ready);
@@ -170,56 +183,47 @@ impl<H: Handler> Server<H> {
         for &(key, readable, writable) in &ready {
             if key == LISTENER_KEY {
                 self.core.accept_ready();
+                self.settle();
                 continue;
             }
-            let Some(id) = self.core.conns.id_at(key) else {
+            let Some(id) = self.core.slots.id_at(key) else {
                 continue;
             };
             if writable {
-                self.core.flush(id);
+                self.core.writable(id);
             }
             if readable {
-                self.on_readable(id);
+                self.read_from(id);
             }
-            self.dispatch_notices();
+            self.settle();
         }
         self.ready = ready;
         self.run_timers();
-        if self.core.stop_flag.load(Ordering::SeqCst) && !self.core.stopping {
-            self.core.begin_shutdown();
-            self.dispatch_notices();
-        }
-        Ok(!(self.core.stopping && self.core.conns.is_empty()))
+        self.check_stop();
+        Ok(!(self.core.stopping && self.core.slots.is_empty()))
     }
 
-    /// The earlier of the caller's timeout and the next timer.
-    fn poll_deadline(&self, timeout: Option<Duration>) -> Option<Instant> {
-        let caller = timeout.map(|t| Instant::now() + t);
-        let timer = self
-            .core
-            .wheel
-            .next_due()
-            .map(|d| self.core.instant_of(self.core.wheel.now() + d));
-        match (caller, timer) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+    fn check_stop(&mut self) {
+        if self.core.stop_flag.load(Ordering::SeqCst) && !self.core.stopping {
+            self.core.begin_shutdown();
+            self.settle();
         }
     }
 
     fn run_timers(&mut self) {
-        let now = self.core.now();
         let mut fired = std::mem::take(&mut self.fired);
-        self.core.wheel.advance(now, |t| fired.push(t));
-        for target in fired.drain(..) {
-            match target {
-                TimerTarget::Ping => {
-                    self.core.ping_all();
-                    let interval = self.core.config.ping_interval;
-                    self.core.schedule(interval, TimerTarget::Ping);
+        self.core.advance_wheel(&mut fired);
+        for timer in fired.drain(..) {
+            match timer {
+                Timer::Conn(id) => self.core.conn_timer(id),
+                Timer::Ping => {
+                    self.core.broadcast(crate::proto::frame::OpCode::Ping, &[]);
+                    self.core.schedule_ping();
                 }
-                TimerTarget::ResumeAccept => self.core.resume_accepting(),
-                TimerTarget::User(timer) => {
-                    if let Some(token) = self.core.user_timers.remove(timer.0) {
+                Timer::ResumeAccept => self.core.resume_accepting(),
+                Timer::ShutdownDeadline => self.core.kill_all(),
+                Timer::User(timer) => {
+                    if let Some(token) = self.core.take_user_timer(timer) {
                         self.handler.on_timer(
                             &mut Context {
                                 core: &mut self.core,
@@ -228,70 +232,27 @@ impl<H: Handler> Server<H> {
                         );
                     }
                 }
-                other => self.core.conn_timer(other),
             }
-            self.dispatch_notices();
+            self.settle();
         }
         self.fired = fired;
     }
 
-    /// Delivers queued handler calls, including those the calls queue, then
-    /// writes the broadcasts they and the event before them made.
-    fn dispatch_notices(&mut self) {
-        self.core.flush_batch();
-        while let Some(notice) = self.core.notices.pop_front() {
-            match notice {
-                Notice::Close(id, code, reason) => {
-                    self.handler.on_close(
-                        &mut Context {
-                            core: &mut self.core,
-                        },
-                        id,
-                        code,
-                        &reason,
-                    );
-                }
-                Notice::Open(id) => self.open_pending(id),
-            }
-            self.core.flush_batch();
-        }
-    }
-
-    /// Activates a delayed connection and feeds it what arrived early.
-    fn open_pending(&mut self, id: ConnId) {
-        let Some(conn) = self.core.conns.get_mut(id) else {
-            return;
-        };
-        let Phase::Pending(pending) = &mut conn.phase else {
-            return;
-        };
-        let mut early = std::mem::take(&mut pending.early);
-        self.core.mark_open(id);
-        self.handler.on_open(
-            &mut Context {
-                core: &mut self.core,
-            },
-            id,
-        );
-        self.core.cork(id);
-        process_input(&mut self.core, &mut self.handler, id, &mut early);
-        self.core.uncork(id);
-    }
-
-    fn on_readable(&mut self, id: ConnId) {
-        let now = self.core.now();
-        self.core.cork(id);
+    /// Reads what `id`'s socket has (a few reads at most) and feeds it to
+    /// its connection.
+    fn read_from(&mut self, id: ConnId) {
         for _ in 0..READS_PER_EVENT {
-            let Some(conn) = self.core.conns.get_mut(id) else {
+            let Some(slot) = self.core.slots.get_mut(id) else {
                 break;
             };
-            if conn.wanted_interest(self.core.config.max_backlog) & conn::READ == 0 {
+            if !slot.conn.wants_read(&self.core.settings) {
                 break;
             }
-            let n = match conn.stream.read(&mut self.read_buf) {
+            let n = match slot.stream.read(&mut self.read_buf) {
                 Ok(0) => {
                     debug!("{id}: peer closed the connection");
-                    self.core.peer_gone(id);
+                    slot.conn.handle_eof();
+                    self.core.touch(id);
                     break;
                 }
                 Ok(n) => n,
@@ -299,14 +260,15 @@ impl<H: Handler> Server<H> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     debug!("{id}: read failed: {e}");
-                    self.core.peer_gone(id);
+                    slot.conn.handle_eof();
+                    self.core.touch(id);
                     break;
                 }
             };
-            conn.last_heard = now;
-            process_input(
+            feed(
                 &mut self.core,
                 &mut self.handler,
+                &mut self.scratch,
                 id,
                 &mut self.read_buf[..n],
             );
@@ -314,194 +276,148 @@ impl<H: Handler> Server<H> {
                 break;
             }
         }
-        self.core.uncork(id);
+        if self.scratch.capacity() > SCRATCH_KEEP {
+            self.scratch = Vec::new();
+        }
+    }
+
+    /// Settles every touched connection: writes its output, delivers what it
+    /// owes the handler (an activation, a close), and removes it if it is
+    /// finished. Handler calls may touch more connections; they are settled
+    /// too.
+    fn settle(&mut self) {
+        self.core.flush_batch();
+        while let Some(id) = self.core.next_touched() {
+            if let Some(early) = self
+                .core
+                .slots
+                .get_mut(id)
+                .and_then(|slot| slot.conn.take_activation(self.core.now))
+            {
+                self.open(id, early);
+            }
+            let (closed, _removed) = self.core.settle(id);
+            if let Some(code) = closed {
+                self.handler.on_close(
+                    &mut Context {
+                        core: &mut self.core,
+                    },
+                    id,
+                    code,
+                    "",
+                );
+            }
+            self.core.flush_batch();
+        }
+    }
+
+    /// A delayed connection was activated: it is open now; the handler hears
+    /// of it, and what arrived with the request is read.
+    fn open(&mut self, id: ConnId, mut early: Vec<u8>) {
+        // Broadcasts made before it joined are not for it.
+        self.core.flush_batch();
+        self.core.touch(id);
+        self.handler.on_open(
+            &mut Context {
+                core: &mut self.core,
+            },
+            id,
+        );
+        feed(
+            &mut self.core,
+            &mut self.handler,
+            &mut self.scratch,
+            id,
+            &mut early,
+        );
     }
 }
 
-/// Feeds `input` to connection `id` according to its phase.
-fn process_input<H: Handler>(core: &mut Core, handler: &mut H, id: ConnId, input: &mut [u8]) {
+/// Feeds `input` to connection `id` and hands each event to the handler.
+fn feed<H: Handler>(
+    core: &mut Core,
+    handler: &mut H,
+    scratch: &mut Vec<u8>,
+    id: ConnId,
+    input: &mut [u8],
+) {
+    core.touch(id);
     let mut offset = 0;
     while offset < input.len() {
-        let max_message = core.config.max_message;
-        let Some(conn) = core.conns.get_mut(id) else {
+        core.hand_batch_to(id);
+        let Some(slot) = core.slots.get_mut(id) else {
             return;
         };
-        match &mut conn.phase {
-            Phase::Handshake(reader) => match reader.feed(&input[offset..]) {
-                Ok(Status::Partial) => return,
-                Ok(Status::Complete((request, used))) => {
-                    offset += used;
-                    handle_request(core, handler, id, &request);
-                }
-                Err(e) => {
-                    debug!("{id}: bad request: {e}");
-                    core.respond(id, &crate::proto::http::Response::status(e.status()), false);
-                    return;
-                }
-            },
-            Phase::Pending(pending) => {
-                // Only the bytes that came with the request get here: reading
-                // pauses until activation.
-                pending.early.extend_from_slice(&input[offset..]);
+        let (used, event) =
+            slot.conn
+                .handle_input(&core.settings, core.now, &mut input[offset..], scratch);
+        offset += used;
+        let Some(event) = event else {
+            if used == 0 {
+                // An upgrade decision is owed first; nothing else to read.
                 return;
             }
-            Phase::Draining => return,
-            Phase::Open | Phase::Closing => {
-                let start = offset;
-                match conn.rx.read(&mut input[offset..], max_message) {
-                    Err(e) => {
-                        core.fail(id, e.close_code(), &e);
-                        return;
-                    }
-                    Ok((used, event)) => {
-                        offset += used;
-                        if let Some(event) = event {
-                            handle_event(core, handler, id, event, &input[start..offset]);
-                        }
-                    }
-                }
+            continue;
+        };
+        match event {
+            Event::Text(text) => {
+                handler.on_message(&mut Context { core }, id, crate::Message::Text(text));
             }
+            Event::Binary(data) => {
+                handler.on_message(&mut Context { core }, id, crate::Message::Binary(data));
+            }
+            Event::Closed { code, reason } => {
+                core.touch(id);
+                handler.on_close(&mut Context { core }, id, code, reason);
+            }
+            Event::Request(request) => answer_request(core, handler, id, &request),
+            Event::Upgrade(request) => answer_upgrade(core, handler, id, &request),
         }
     }
 }
 
-/// Answers a complete request head.
-fn handle_request<H: Handler>(core: &mut Core, handler: &mut H, id: ConnId, req: &Request) {
-    let head_only = req.method() == "HEAD";
-    if core.stopping {
-        core.respond(id, &crate::proto::http::Response::status(503), head_only);
-        return;
-    }
-    if req.path() != core.config.path {
-        let response = handler.on_http(req);
-        core.respond(id, &response, head_only);
-        return;
-    }
-    let key = match handshake::validate(req) {
-        Ok(key) => key,
-        Err(e) => {
-            debug!("{id}: refused upgrade: {e}");
-            core.respond(id, &e.response(), head_only);
-            return;
-        }
-    };
-    if !handshake::origin_allowed(req, &core.config.allowed_origins) {
-        debug!("{id}: origin {:?} not allowed", req.header("Origin"));
-        core.respond(
-            id,
-            &handshake::HandshakeError::OriginNotAllowed.response(),
-            false,
-        );
-        return;
-    }
-    let decision = handler.on_upgrade(&mut Context { core: &mut *core }, id, req);
-    let (protocol, delayed) = match decision {
-        Upgrade::Reject(response) => {
-            core.respond(id, &response, false);
-            return;
-        }
-        Upgrade::Accept { protocol, delayed } => (protocol, delayed),
-    };
-    let protocol = protocol.filter(|p| {
-        let offered = handshake::offered_protocols(req).any(|o| o == p);
-        if !offered {
-            warn!("{id}: handler chose subprotocol {p:?}, which the client did not offer");
-        }
-        offered
-    });
-    let mut reply = Vec::with_capacity(160);
-    handshake::write_accept(&mut reply, key, protocol.as_deref());
-    core.write(id, &[&reply]);
-    let now = core.now();
-    let Some(conn) = core.conns.get_mut(id) else {
-        return;
-    };
-    conn.upgraded = true;
-    conn.last_heard = now;
-    if delayed {
-        conn.phase = Phase::Pending(Box::default());
-        core.refresh_interest(id);
-        return;
-    }
-    core.mark_open(id);
-    handler.on_open(&mut Context { core }, id);
-}
-
-/// Acts on one event from a connection's receiver.
-fn handle_event<H: Handler>(
-    core: &mut Core,
-    handler: &mut H,
-    id: ConnId,
-    event: RxEvent,
-    input: &[u8],
-) {
-    let Some(conn) = core.conns.get_mut(id) else {
-        return;
-    };
-    let open = matches!(conn.phase, Phase::Open);
-    match event {
-        // Closing: RFC 6455 lets us drop data after our close frame; the
-        // receiver forgets the message when it reads the next frame.
-        RxEvent::Text(_) | RxEvent::Binary(_) if !open => {}
-        RxEvent::Text(payload) => deliver(core, handler, id, payload, input, true),
-        RxEvent::Binary(payload) => deliver(core, handler, id, payload, input, false),
-        RxEvent::Ping(payload) => {
-            if open {
-                let mut copy = [0u8; crate::proto::frame::MAX_CONTROL_PAYLOAD];
-                let data = conn.rx.payload(input, &payload);
-                let len = data.len().min(copy.len());
-                copy[..len].copy_from_slice(&data[..len]);
-                let _ = core.send_control(id, crate::proto::frame::OpCode::Pong, &copy[..len]);
-            }
-        }
-        RxEvent::Pong(_) => {}
-        RxEvent::Close(payload) => {
-            let frame = close::parse_close(conn.rx.payload(input, &payload));
-            let (code, reason) = match frame {
-                Ok(frame) => (frame.code, frame.reason.to_string()),
-                // The receiver validated it already.
-                Err(_) => (None, String::new()),
-            };
-            core.close_received(id, code, &reason);
-        }
-    }
-}
-
-/// Hands a data message to the handler.
-fn deliver<H: Handler>(
-    core: &mut Core,
-    handler: &mut H,
-    id: ConnId,
-    payload: Payload,
-    input: &[u8],
-    text: bool,
-) {
-    let Some(conn) = core.conns.get_mut(id) else {
-        return;
-    };
-    let owned = match payload {
-        Payload::Input(_) => None,
-        _ => Some(conn.rx.take_message()),
-    };
-    let bytes: &[u8] = match (&owned, &payload) {
-        (Some(buf), _) => buf,
-        (None, Payload::Input(range)) => input.get(range.clone()).unwrap_or_default(),
-        (None, _) => &[],
-    };
-    let msg = if text {
-        match std::str::from_utf8(bytes) {
-            Ok(s) => Message::Text(s),
-            // The receiver validated it; failing safe all the same.
-            Err(_) => {
-                core.fail(id, close::INVALID_PAYLOAD, &"invalid UTF-8");
-                return;
-            }
-        }
+/// Answers a plain HTTP request (the handler's answer, or `503` while
+/// shutting down).
+fn answer_request<H: Handler>(core: &mut Core, handler: &mut H, id: ConnId, request: &Request) {
+    let response = if core.stopping {
+        Response::status(503)
     } else {
-        Message::Binary(bytes)
+        handler.on_http(request)
     };
-    handler.on_message(&mut Context { core: &mut *core }, id, msg);
-    if let (Some(buf), Some(conn)) = (owned, core.conns.get_mut(id)) {
-        conn.rx.recycle(buf);
+    if let Some(slot) = core.slots.get_mut(id) {
+        let _ = slot.conn.respond(&core.settings, core.now, &response);
+    }
+}
+
+/// Lets the handler decide on a valid upgrade request, and opens the
+/// connection if it accepts.
+fn answer_upgrade<H: Handler>(core: &mut Core, handler: &mut H, id: ConnId, request: &Request) {
+    let decision = if core.stopping {
+        Upgrade::reject(503)
+    } else {
+        handler.on_upgrade(&mut Context { core: &mut *core }, id, request)
+    };
+    // Broadcasts made before it joins are not for it.
+    core.flush_batch();
+    let Some(slot) = core.slots.get_mut(id) else {
+        return;
+    };
+    match decision {
+        Upgrade::Reject(response) => {
+            let _ = slot.conn.reject(&core.settings, core.now, &response);
+        }
+        Upgrade::Accept { protocol, delayed } => {
+            let accepted = slot.conn.accept(
+                &core.settings,
+                core.now,
+                request,
+                protocol.as_deref(),
+                delayed,
+            );
+            core.touch(id);
+            if accepted.is_ok() && !delayed {
+                handler.on_open(&mut Context { core }, id);
+            }
+        }
     }
 }

@@ -6,10 +6,13 @@
 //! timers in that slot, never on the number of connections. Timers further
 //! away than one turn of the wheel stay in their slot until their turn comes.
 //!
-//! Cancelling is lazy: an entry names what it is for, and its owner checks on
-//! expiry whether it still matters (a connection that has gone, a state that
-//! has changed). This keeps resetting a connection's idle timer free: the
-//! connection only records when it last heard from its peer.
+//! An entry names what it is for. A connection keeps at most one entry, at
+//! the earliest of its deadlines; a deadline that moves later (the idle
+//! clock, reset by every message) leaves the entry where it is, and when it
+//! fires the connection is simply asked again, so resetting the idle timer
+//! costs nothing. Entries are cancelled eagerly when their owner goes
+//! ([`TimerWheel::cancel`] scans one slot), so a closed connection leaves
+//! nothing behind in the wheel.
 
 use std::time::Duration;
 
@@ -19,14 +22,11 @@ pub const TICK: Duration = Duration::from_millis(10);
 /// Slots in the wheel: one turn is `SLOTS × TICK` (about 10 s).
 const SLOTS: usize = 1024;
 
+/// The capacity an empty slot keeps; a larger one is freed.
+const SLOT_KEEP: usize = 8;
+
 /// A tick count since the wheel's start.
 pub type Tick = u64;
-
-/// Converts a duration to whole ticks, rounding up so a timer never fires early.
-pub fn ticks(duration: Duration) -> Tick {
-    let tick = TICK.as_nanos();
-    (duration.as_nanos().div_ceil(tick)) as Tick
-}
 
 struct Entry<T> {
     due: Tick,
@@ -56,11 +56,35 @@ impl<T> TimerWheel<T> {
         self.now
     }
 
-    /// Schedules `what` to fire `after` ticks from now (at least one).
-    pub fn schedule(&mut self, after: Tick, what: T) {
-        let due = self.now + after.max(1);
+    /// Schedules `what` to fire at tick `due` (at the next tick if that has
+    /// passed). Returns the tick it was filed under, for [`TimerWheel::cancel`].
+    pub fn schedule_at(&mut self, due: Tick, what: T) -> Tick {
+        let due = due.max(self.now + 1);
         self.slots[(due % SLOTS as Tick) as usize].push(Entry { due, what });
         self.len += 1;
+        due
+    }
+
+    /// Removes the entry filed under tick `due` for which `is` holds, if it
+    /// is still there. Returns whether one was removed.
+    pub fn cancel(&mut self, due: Tick, mut is: impl FnMut(&T) -> bool) -> bool {
+        let slot = &mut self.slots[(due % SLOTS as Tick) as usize];
+        let Some(i) = slot.iter().position(|e| e.due == due && is(&e.what)) else {
+            return false;
+        };
+        slot.swap_remove(i);
+        self.len -= 1;
+        if slot.is_empty() && slot.capacity() > SLOT_KEEP {
+            // A burst of timers (a round of connections) is not kept for good.
+            *slot = Vec::new();
+        }
+        true
+    }
+
+    /// How many timers are waiting.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.len
     }
 
     /// Advances to tick `to`, passing every timer that came due to `fire`.
@@ -86,6 +110,9 @@ impl<T> TimerWheel<T> {
                 } else {
                     i += 1;
                 }
+            }
+            if slot.is_empty() && slot.capacity() > SLOT_KEEP {
+                *slot = Vec::new();
             }
         }
     }
@@ -114,9 +141,9 @@ mod tests {
     #[test]
     fn fires_in_order_at_the_right_tick() {
         let mut wheel = TimerWheel::new();
-        wheel.schedule(5, "b");
-        wheel.schedule(2, "a");
-        wheel.schedule(3000, "far");
+        wheel.schedule_at(5, "b");
+        wheel.schedule_at(2, "a");
+        wheel.schedule_at(3000, "far");
         let mut fired = Vec::new();
         wheel.advance(4, |w| fired.push(w));
         assert_eq!(fired, ["a"]);
@@ -135,9 +162,9 @@ mod tests {
     #[test]
     fn next_due_points_at_the_first_occupied_slot() {
         let mut wheel = TimerWheel::new();
-        wheel.schedule(7, ());
+        wheel.schedule_at(7, ());
         assert_eq!(wheel.next_due(), Some(7));
-        wheel.schedule(0, ());
+        wheel.schedule_at(0, ());
         assert_eq!(wheel.next_due(), Some(1));
     }
 
@@ -145,7 +172,7 @@ mod tests {
     fn a_long_stall_fires_everything_due() {
         let mut wheel = TimerWheel::new();
         for i in 0..50 {
-            wheel.schedule(i * 97, i);
+            wheel.schedule_at(i * 97, i);
         }
         let mut fired = 0;
         wheel.advance(1_000_000, |_| fired += 1);
@@ -153,10 +180,22 @@ mod tests {
     }
 
     #[test]
-    fn durations_round_up_to_ticks() {
-        assert_eq!(ticks(Duration::from_millis(10)), 1);
-        assert_eq!(ticks(Duration::from_millis(11)), 2);
-        assert_eq!(ticks(Duration::from_secs(5)), 500);
-        assert_eq!(ticks(Duration::ZERO), 0);
+    fn cancelled_entries_leave_nothing_behind() {
+        let mut wheel = TimerWheel::new();
+        let dues: Vec<Tick> = (0..1000u64)
+            .map(|i| wheel.schedule_at(500 + i % 3, i))
+            .collect();
+        assert_eq!(wheel.len(), 1000);
+        for (i, due) in dues.iter().enumerate() {
+            assert!(wheel.cancel(*due, |&w| w == i as u64));
+        }
+        assert!(!wheel.cancel(dues[0], |&w| w == 0), "already gone");
+        assert_eq!(wheel.len(), 0);
+        assert_eq!(wheel.next_due(), None);
+        let kept: usize = wheel.slots.iter().map(Vec::capacity).sum();
+        assert_eq!(kept, 0, "the burst's slot capacity is released");
+        let mut fired = 0;
+        wheel.advance(2000, |_| fired += 1);
+        assert_eq!(fired, 0);
     }
 }

@@ -1,0 +1,927 @@
+//! One WebSocket connection as a state machine: bytes and the time go in,
+//! checked events and bytes to send come out.
+//!
+//! [`Connection`] owns everything that happens on one TCP connection after
+//! `accept()`: the request head, the upgrade answer, the frame receiver, the
+//! automatic pongs, the closing handshake in both directions, failing fast
+//! on a protocol error, its deadlines (handshake, idle, close) and the bytes
+//! it has yet to send. It never touches a socket or a clock: the caller
+//! passes the current [`Instant`] to every call that needs one, asks
+//! [`Connection::poll_timeout`] when it next needs attention, and moves its
+//! output with [`Connection::write_to`] into any [`Sink`]. A test drives it
+//! with a `Vec<u8>` and a made-up `Instant`; the server drives it with a
+//! socket and a timer wheel.
+//!
+//! The life of a connection:
+//!
+//! ```text
+//! Handshake ──request──▶ (Event::Request: respond) ─────────────▶ Draining
+//!     │ valid upgrade
+//!     ▼
+//! Deciding ──accept──▶ Open ◀──activate── Pending (accept, delayed)
+//!     │ reject           │ close / idle / backlog      │
+//!     ▼                  ▼                             │
+//! Draining ◀──peer's close── Closing ◀─────────────────┘
+//!     │ peer's EOF, or the close deadline
+//!     ▼
+//! Finished (the caller drops the socket)
+//! ```
+//!
+//! Every event comes out of [`Connection::handle_input`], carrying the data
+//! itself (`Text(&str)`, `Binary(&[u8])`, the close code and reason), borrowed
+//! from the caller's input buffer or from the caller's `scratch` buffer (where
+//! a message that spanned reads is moved when it completes), never from the
+//! connection: the caller may act on any connection while it holds an event.
+//! Ends that are not caused by input (a kill, a close deadline, a failed
+//! write) are reported once by [`Connection::take_closed`].
+
+use std::fmt;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use super::close::{self, parse_close};
+use super::frame::{encode_close, encode_frame, OpCode, ServerHeader, MAX_CONTROL_PAYLOAD};
+use super::handshake::{self, HandshakeError};
+use super::http::{HeadReader, HttpError, Request, Response, Status};
+use super::output::{OutQueue, Sink};
+use super::receiver::{Event as RxEvent, Payload, ProtocolError, Receiver};
+
+/// What a connection needs to know of the server's configuration. One value
+/// serves every connection; it is passed to the calls that need it, never
+/// copied into a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// The path WebSocket upgrades are accepted on.
+    pub path: String,
+    /// Origins allowed to upgrade; empty allows all, `*` allows any.
+    pub allowed_origins: Vec<String>,
+    /// The largest message accepted, in bytes.
+    pub max_message: u64,
+    /// Past this many queued bytes a peer that is behind is closed with 1008.
+    pub max_backlog: usize,
+    /// A connection that has not sent a complete request head this long
+    /// after it was accepted is dropped (zero: never).
+    pub handshake_timeout: Duration,
+    /// An open connection that sent nothing this long is closed with 1001
+    /// (zero: never).
+    pub idle_timeout: Duration,
+    /// How long a closing connection waits for the peer's close frame and
+    /// then for its end of the TCP connection. Zero still means one second:
+    /// a half-dead peer must not hold its connection forever.
+    pub close_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            path: "/chat".to_string(),
+            allowed_origins: Vec::new(),
+            max_message: 1 << 20,
+            max_backlog: 1 << 20,
+            handshake_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(15),
+            close_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Settings {
+    fn close_wait(&self) -> Duration {
+        if self.close_timeout.is_zero() {
+            Duration::from_secs(1)
+        } else {
+            self.close_timeout
+        }
+    }
+}
+
+/// A complete message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Message<'a> {
+    /// A text message (valid UTF-8).
+    Text(&'a str),
+    /// A binary message.
+    Binary(&'a [u8]),
+}
+
+impl<'a> Message<'a> {
+    /// The payload bytes.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        match *self {
+            Message::Text(text) => text.as_bytes(),
+            Message::Binary(data) => data,
+        }
+    }
+
+    /// Whether this is a text message.
+    pub fn is_text(&self) -> bool {
+        matches!(self, Message::Text(_))
+    }
+
+    /// The frame opcode this message is sent with.
+    pub fn opcode(&self) -> OpCode {
+        match self {
+            Message::Text(_) => OpCode::Text,
+            Message::Binary(_) => OpCode::Binary,
+        }
+    }
+}
+
+/// A message encoded once as one unfragmented server frame, to be sent to
+/// any number of connections without copying it again.
+#[derive(Debug, Clone)]
+pub struct SharedFrame(Rc<[u8]>);
+
+impl SharedFrame {
+    /// Encodes `msg`.
+    pub fn new(msg: Message<'_>) -> SharedFrame {
+        let mut bytes = Vec::with_capacity(super::frame::MAX_SERVER_HEADER + msg.as_bytes().len());
+        encode_frame(&mut bytes, msg.opcode(), msg.as_bytes());
+        SharedFrame(bytes.into())
+    }
+}
+
+/// Why an action on a connection failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SendError {
+    /// No such connection, or it is no longer open for messages.
+    NotOpen,
+    /// The connection is not waiting for activation.
+    NotPending,
+    /// A close code that may not be sent (RFC 6455 §7.4).
+    InvalidCloseCode,
+    /// A control payload over 125 bytes.
+    ControlTooLong,
+    /// The connection is not waiting for an upgrade decision.
+    NotDeciding,
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SendError::NotOpen => "connection is not open",
+            SendError::NotPending => "connection is not waiting for activation",
+            SendError::InvalidCloseCode => "close code may not be sent",
+            SendError::ControlTooLong => "control payload longer than 125 bytes",
+            SendError::NotDeciding => "connection is not waiting for an upgrade decision",
+        })
+    }
+}
+
+impl std::error::Error for SendError {}
+
+/// What [`Connection::handle_input`] produced.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// A request for a path other than the WebSocket path: answer it with
+    /// [`Connection::respond`].
+    Request(Request),
+    /// A valid upgrade request for the WebSocket path (origin checked):
+    /// answer it with [`Connection::accept`] or [`Connection::reject`]
+    /// before feeding more input.
+    Upgrade(Request),
+    /// A complete text message.
+    Text(&'a str),
+    /// A complete binary message.
+    Binary(&'a [u8]),
+    /// The WebSocket is closed: `code` is the one of the close frame that
+    /// began the closing handshake (the peer's, with its reason, 1005 if its
+    /// frame had no code; ours if we began; the one we failed the connection
+    /// with). Comes once per upgraded connection, here or from
+    /// [`Connection::take_closed`].
+    Closed {
+        /// The close code.
+        code: u16,
+        /// The peer's reason, or empty.
+        reason: &'a str,
+    },
+}
+
+/// Where the connection is in its life.
+#[derive(Debug)]
+enum Phase {
+    /// Reading the request head. Boxed, like `Pending`, so that the open
+    /// phases, where connections spend their lives, stay small.
+    Handshake(Box<HeadReader>),
+    /// A valid upgrade was reported; waiting for accept or reject.
+    Deciding,
+    /// Upgraded, waiting for activation; input is kept, not read.
+    Pending(Box<Pending>),
+    /// Exchanging messages.
+    Open,
+    /// We sent a close frame and wait for the peer's; its data is dropped.
+    Closing,
+    /// Done: flush what is queued, half-close, and discard input until the
+    /// peer closes too (so that unread input never turns our last bytes into
+    /// a reset) or the close deadline passes.
+    Draining,
+    /// The transport should be closed now.
+    Finished,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    /// Frame bytes that arrived with the request.
+    early: Vec<u8>,
+    /// Set by [`Connection::activate`] until the caller takes the activation.
+    activated: bool,
+}
+
+/// Output beyond which a connection stops taking input, so that a client
+/// that sends without reading cannot make us queue without bound.
+const READ_PAUSE: usize = 64 * 1024;
+
+/// One client connection.
+#[derive(Debug)]
+pub struct Connection {
+    phase: Phase,
+    rx: Receiver,
+    out: OutQueue,
+    /// One instant whose meaning the phase gives, to keep the connection
+    /// small: while open, when the peer last sent anything (the idle clock);
+    /// while reading the head, closing or draining, the deadline (`None`:
+    /// that timer is off).
+    time: Option<Instant>,
+    /// The code of our close frame, reported when the peer answers it.
+    close_code: u16,
+    /// The close code owed to the caller by [`Connection::take_closed`]
+    /// (0: none).
+    unreported: u16,
+    /// Whether the caller knows this connection as upgraded and must be told
+    /// once when it closes.
+    upgraded: bool,
+    /// Whether the sink refused bytes that are still queued: the peer is
+    /// behind, and the backlog cap applies to what is sent next.
+    behind: bool,
+    /// Whether our direction has been shut down.
+    fin_sent: bool,
+    /// Whether the request was `HEAD` (answers carry no body).
+    head_request: bool,
+}
+
+impl Connection {
+    /// A connection just accepted, at `now`.
+    pub fn new(settings: &Settings, now: Instant) -> Connection {
+        Connection {
+            phase: Phase::Handshake(Box::default()),
+            rx: Receiver::new(),
+            out: OutQueue::default(),
+            time: after(now, settings.handshake_timeout),
+            close_code: 0,
+            unreported: 0,
+            upgraded: false,
+            behind: false,
+            fin_sent: false,
+            head_request: false,
+        }
+    }
+
+    // ---- input -----------------------------------------------------------
+
+    /// Consumes bytes from `input` (unmasking frames in place) up to and
+    /// including the next event, and returns how many it consumed and the
+    /// event. Call again with the rest until everything is consumed; a call
+    /// that consumes nothing and returns no event means the connection takes
+    /// no input now (an upgrade decision is owed). Protocol violations are
+    /// answered here (a close frame with the right code, or an HTTP status)
+    /// and come out as [`Event::Closed`] for an upgraded connection.
+    ///
+    /// `scratch` is the caller's buffer, reused across connections: a
+    /// message gathered across reads is moved there when it completes, and
+    /// the event borrows it.
+    pub fn handle_input<'a>(
+        &mut self,
+        settings: &Settings,
+        now: Instant,
+        input: &'a mut [u8],
+        scratch: &'a mut Vec<u8>,
+    ) -> (usize, Option<Event<'a>>) {
+        if !input.is_empty() && matches!(self.phase, Phase::Open) {
+            self.time = Some(now);
+        }
+        match &mut self.phase {
+            Phase::Handshake(reader) => match reader.feed(input) {
+                Ok(Status::Partial) => (input.len(), None),
+                Ok(Status::Complete((request, used))) => {
+                    (used, self.on_request(settings, now, request))
+                }
+                Err(e) => {
+                    self.refuse_request(settings, now, e);
+                    (input.len(), None)
+                }
+            },
+            Phase::Deciding => (0, None),
+            Phase::Pending(pending) => {
+                // Only bytes that came with the request get here: the caller
+                // stops reading until activation.
+                pending.early.extend_from_slice(input);
+                (input.len(), None)
+            }
+            Phase::Open | Phase::Closing => self.read_frames(settings, now, input, scratch),
+            Phase::Draining | Phase::Finished => (input.len(), None),
+        }
+    }
+
+    /// The peer's end of the transport is gone (EOF or a read error).
+    pub fn handle_eof(&mut self) {
+        self.finish(close::ABNORMAL);
+    }
+
+    fn on_request(
+        &mut self,
+        settings: &Settings,
+        now: Instant,
+        request: Request,
+    ) -> Option<Event<'static>> {
+        self.head_request = request.method() == "HEAD";
+        if request.path() != settings.path {
+            self.phase = Phase::Deciding;
+            return Some(Event::Request(request));
+        }
+        if let Err(e) = handshake::validate(&request) {
+            self.respond_error(settings, now, e);
+            return None;
+        }
+        if !handshake::origin_allowed(&request, &settings.allowed_origins) {
+            self.head_request = false;
+            self.respond_error(settings, now, HandshakeError::OriginNotAllowed);
+            return None;
+        }
+        self.phase = Phase::Deciding;
+        Some(Event::Upgrade(request))
+    }
+
+    fn refuse_request(&mut self, settings: &Settings, now: Instant, e: HttpError) {
+        log::debug!("bad request: {e}");
+        self.write_response(settings, now, &Response::status(e.status()));
+    }
+
+    fn respond_error(&mut self, settings: &Settings, now: Instant, e: HandshakeError) {
+        log::debug!("refused upgrade: {e}");
+        self.write_response(settings, now, &e.response());
+    }
+
+    fn read_frames<'a>(
+        &mut self,
+        settings: &Settings,
+        now: Instant,
+        input: &'a mut [u8],
+        scratch: &'a mut Vec<u8>,
+    ) -> (usize, Option<Event<'a>>) {
+        let open = matches!(self.phase, Phase::Open);
+        let (used, event) = match self.rx.read(input, settings.max_message) {
+            Ok(read) => read,
+            Err(e) => return (input.len(), self.fail(settings, now, e)),
+        };
+        let input: &'a [u8] = input;
+        let Some(event) = event else {
+            return (used, None);
+        };
+        let event = match event {
+            // Closing: RFC 6455 lets us drop data after our close frame.
+            RxEvent::Text(_) | RxEvent::Binary(_) if !open => None,
+            RxEvent::Text(payload) => {
+                let bytes = self.take_payload(input, payload, scratch);
+                match std::str::from_utf8(bytes) {
+                    Ok(text) => Some(Event::Text(text)),
+                    // The receiver validated it; failing safe all the same.
+                    Err(_) => self.fail(settings, now, ProtocolError::InvalidUtf8),
+                }
+            }
+            RxEvent::Binary(payload) => {
+                Some(Event::Binary(self.take_payload(input, payload, scratch)))
+            }
+            RxEvent::Ping(payload) => {
+                if open {
+                    let mut pong = Vec::with_capacity(2 + MAX_CONTROL_PAYLOAD);
+                    encode_frame(&mut pong, OpCode::Pong, self.rx.payload(input, &payload));
+                    self.queue(settings, now, &[&pong]);
+                }
+                None
+            }
+            RxEvent::Pong(_) => None,
+            RxEvent::Close(payload) => {
+                let bytes = match payload {
+                    Payload::Input(range) => &input[range],
+                    other => {
+                        scratch.clear();
+                        scratch.extend_from_slice(self.rx.payload(input, &other));
+                        &scratch[..]
+                    }
+                };
+                // The receiver validated the frame.
+                let frame = parse_close(bytes).unwrap_or(close::CloseFrame {
+                    code: None,
+                    reason: "",
+                });
+                self.on_close_frame(settings, now, frame.code, frame.reason)
+            }
+        };
+        (used, event)
+    }
+
+    /// The payload of a data event: in the input, or the gathered message,
+    /// which moves into `scratch`.
+    fn take_payload<'a>(
+        &mut self,
+        input: &'a [u8],
+        payload: Payload,
+        scratch: &'a mut Vec<u8>,
+    ) -> &'a [u8] {
+        match payload {
+            Payload::Input(range) => &input[range],
+            _ => {
+                self.rx.swap_message(scratch);
+                &scratch[..]
+            }
+        }
+    }
+
+    fn on_close_frame<'a>(
+        &mut self,
+        settings: &Settings,
+        now: Instant,
+        code: Option<u16>,
+        reason: &'a str,
+    ) -> Option<Event<'a>> {
+        if matches!(self.phase, Phase::Closing) {
+            // The peer answered ours: report the code we began with.
+            self.drain(settings, now);
+            return self.report(self.close_code, "");
+        }
+        // Echo the peer's code (RFC 6455 §5.5.1).
+        let mut frame = Vec::with_capacity(4);
+        encode_close(&mut frame, code, "");
+        self.queue_last(&frame);
+        self.drain(settings, now);
+        self.report(code.unwrap_or(close::NO_STATUS), reason)
+    }
+
+    /// Fails the connection after a protocol violation: a close frame with
+    /// the error's code (unless ours is already out), then drain without
+    /// reading another frame.
+    fn fail(
+        &mut self,
+        settings: &Settings,
+        now: Instant,
+        e: ProtocolError,
+    ) -> Option<Event<'static>> {
+        let code = e.close_code();
+        log::debug!("failing with {code}: {e}");
+        if !matches!(self.phase, Phase::Closing) {
+            let mut frame = Vec::with_capacity(4);
+            encode_close(&mut frame, Some(code), "");
+            self.queue_last(&frame);
+        }
+        self.drain(settings, now);
+        self.report(code, "")
+    }
+
+    /// The event that tells the caller an upgraded connection is closed, once.
+    fn report<'a>(&mut self, code: u16, reason: &'a str) -> Option<Event<'a>> {
+        if !self.upgraded {
+            return None;
+        }
+        self.upgraded = false;
+        self.unreported = 0;
+        Some(Event::Closed { code, reason })
+    }
+
+    // ---- answering the request ---------------------------------------------
+
+    /// Accepts the upgrade reported by [`Event::Upgrade`] for `request`:
+    /// writes the `101` (with `protocol` if the client offered it; another
+    /// is left out with a warning) and opens the connection, or, if
+    /// `delayed`, waits for [`Connection::activate`].
+    pub fn accept(
+        &mut self,
+        settings: &Settings,
+        now: Instant,
+        request: &Request,
+        protocol: Option<&str>,
+        delayed: bool,
+    ) -> Result<(), SendError> {
+        if !matches!(self.phase, Phase::Deciding) {
+            return Err(SendError::NotDeciding);
+        }
+        let Some(key) = request.header("Sec-WebSocket-Key") else {
+            self.respond_error(settings, now, HandshakeError::BadKey);
+            return Ok(());
+        };
+        let protocol = protocol.filter(|p| {
+            let offered = handshake::offered_protocols(request).any(|o| o == *p);
+            if !offered {
+                log::warn!("handler chose subprotocol {p:?}, which the client did not offer");
+            }
+            offered
+        });
+        let mut reply = Vec::with_capacity(160);
+        handshake::write_accept(&mut reply, key, protocol);
+        self.queue(settings, now, &[&reply]);
+        self.upgraded = true;
+        self.time = Some(now);
+        self.phase = if delayed {
+            Phase::Pending(Box::default())
+        } else {
+            Phase::Open
+        };
+        Ok(())
+    }
+
+    /// Refuses the upgrade reported by [`Event::Upgrade`] with `response`.
+    pub fn reject(
+        &mut self,
+        settings: &Settings,
+        now: Instant,
+        response: &Response,
+    ) -> Result<(), SendError> {
+        if !matches!(self.phase, Phase::Deciding) {
+            return Err(SendError::NotDeciding);
+        }
+        self.head_request = false;
+        self.write_response(settings, now, response);
+        Ok(())
+    }
+
+    /// Answers the plain request reported by [`Event::Request`] (or any
+    /// connection still reading its head, e.g. with `503` when the server is
+    /// full), then finishes the connection.
+    pub fn respond(
+        &mut self,
+        settings: &Settings,
+        now: Instant,
+        response: &Response,
+    ) -> Result<(), SendError> {
+        if !matches!(self.phase, Phase::Deciding | Phase::Handshake(_)) {
+            return Err(SendError::NotDeciding);
+        }
+        self.write_response(settings, now, response);
+        Ok(())
+    }
+
+    fn write_response(&mut self, settings: &Settings, now: Instant, response: &Response) {
+        let mut bytes = Vec::new();
+        response.write_to(&mut bytes, self.head_request);
+        self.out.push_copy(&[&bytes]);
+        self.drain(settings, now);
+    }
+
+    /// Activates a connection accepted with `delayed`: frames will be read.
+    /// The caller learns it from [`Connection::take_activation`].
+    pub fn activate(&mut self) -> Result<(), SendError> {
+        match &mut self.phase {
+            Phase::Pending(pending) if !pending.activated => {
+                pending.activated = true;
+                Ok(())
+            }
+            _ => Err(SendError::NotPending),
+        }
+    }
+
+    /// After [`Connection::activate`]: opens the connection and returns the
+    /// bytes that arrived with the request, to be fed to
+    /// [`Connection::handle_input`]. `None` if no activation is pending.
+    pub fn take_activation(&mut self, now: Instant) -> Option<Vec<u8>> {
+        let Phase::Pending(pending) = &mut self.phase else {
+            return None;
+        };
+        if !pending.activated {
+            return None;
+        }
+        let early = std::mem::take(&mut pending.early);
+        self.phase = Phase::Open;
+        self.time = Some(now);
+        Some(early)
+    }
+
+    // ---- output ------------------------------------------------------------
+
+    /// Queues a message.
+    pub fn send(
+        &mut self,
+        settings: &Settings,
+        now: Instant,
+        msg: Message<'_>,
+    ) -> Result<(), SendError> {
+        if !self.can_send() {
+            return Err(SendError::NotOpen);
+        }
+        let header = ServerHeader::new(true, msg.opcode(), msg.as_bytes().len());
+        self.queue(settings, now, &[header.as_bytes(), msg.as_bytes()]);
+        Ok(())
+    }
+
+    /// Sends a message straight through `sink` after what is queued, in one
+    /// vectored write, queueing only what the sink refuses: a large reply is
+    /// never copied when the socket takes it.
+    pub fn send_through(
+        &mut self,
+        settings: &Settings,
+        now: Instant,
+        sink: &mut dyn Sink,
+        msg: Message<'_>,
+    ) -> Result<(), SendError> {
+        if !self.can_send() {
+            return Err(SendError::NotOpen);
+        }
+        let header = ServerHeader::new(true, msg.opcode(), msg.as_bytes().len());
+        self.write_to(
+            settings,
+            now,
+            sink,
+            &[header.as_bytes(), msg.as_bytes()],
+            None,
+        );
+        Ok(())
+    }
+
+    /// Queues a frame encoded once for many connections.
+    pub fn send_shared(
+        &mut self,
+        settings: &Settings,
+        now: Instant,
+        frame: &SharedFrame,
+    ) -> Result<(), SendError> {
+        if !self.can_send() {
+            return Err(SendError::NotOpen);
+        }
+        let was_behind = self.behind;
+        self.out.push_shared(&frame.0, 0);
+        self.check_backlog(settings, now, was_behind);
+        Ok(())
+    }
+
+    /// Queues frames already encoded for many connections (a broadcast
+    /// batch), if the connection is open.
+    pub fn send_frames(&mut self, settings: &Settings, now: Instant, frames: &[u8]) {
+        if self.is_open() {
+            self.queue(settings, now, &[frames]);
+        }
+    }
+
+    /// Queues a ping (at most 125 bytes of payload).
+    pub fn ping(
+        &mut self,
+        settings: &Settings,
+        now: Instant,
+        payload: &[u8],
+    ) -> Result<(), SendError> {
+        if payload.len() > MAX_CONTROL_PAYLOAD {
+            return Err(SendError::ControlTooLong);
+        }
+        if !self.can_send() {
+            return Err(SendError::NotOpen);
+        }
+        let header = ServerHeader::new(true, OpCode::Ping, payload.len());
+        self.queue(settings, now, &[header.as_bytes(), payload]);
+        Ok(())
+    }
+
+    /// Begins the closing handshake: a close frame now, then wait for the
+    /// peer's (at most the close timeout); [`Event::Closed`] follows.
+    pub fn close(
+        &mut self,
+        settings: &Settings,
+        now: Instant,
+        code: u16,
+        reason: &str,
+    ) -> Result<(), SendError> {
+        if !close::is_valid_on_wire(code) {
+            return Err(SendError::InvalidCloseCode);
+        }
+        if !self.can_send() {
+            return Err(SendError::NotOpen);
+        }
+        let mut frame = Vec::with_capacity(4 + reason.len().min(MAX_CONTROL_PAYLOAD));
+        encode_close(&mut frame, Some(code), reason);
+        self.queue_last(&frame);
+        self.phase = Phase::Closing;
+        self.close_code = code;
+        self.time = after(now, settings.close_wait());
+        Ok(())
+    }
+
+    /// Drops the connection at once: the caller closes the transport.
+    pub fn kill(&mut self) -> Result<(), SendError> {
+        if matches!(self.phase, Phase::Finished) {
+            return Err(SendError::NotOpen);
+        }
+        self.finish(close::ABNORMAL);
+        Ok(())
+    }
+
+    /// Moves queued bytes, then `extra`, into `sink` in one vectored write,
+    /// queueing what it refuses (as one shared buffer for every member that
+    /// must wait, if `shared` is given: see [`super::output::OutQueue::push_rest`]).
+    /// A sink that fails finishes the connection. Once a draining
+    /// connection's output is all out, its sending direction is shut.
+    pub fn write_to(
+        &mut self,
+        settings: &Settings,
+        now: Instant,
+        sink: &mut dyn Sink,
+        extra: &[&[u8]],
+        shared: Option<&mut Option<Rc<[u8]>>>,
+    ) {
+        if matches!(self.phase, Phase::Finished) {
+            return;
+        }
+        let was_behind = self.behind;
+        let written = if was_behind {
+            // The sink refused bytes before: wait for it to drain.
+            0
+        } else {
+            match self.out.write_through(sink, extra) {
+                Ok(n) => n,
+                Err(e) => {
+                    log::debug!("write failed: {e}");
+                    self.finish(close::ABNORMAL);
+                    return;
+                }
+            }
+        };
+        self.out.push_rest(extra, written, shared);
+        if !was_behind {
+            self.behind = !self.out.is_empty();
+        }
+        self.check_backlog(settings, now, was_behind);
+        if self.out.is_empty() && matches!(self.phase, Phase::Draining) && !self.fin_sent {
+            self.fin_sent = true;
+            sink.shutdown_write();
+        }
+    }
+
+    /// The sink can take bytes again: writes what is queued.
+    pub fn handle_writable(&mut self, settings: &Settings, now: Instant, sink: &mut dyn Sink) {
+        self.behind = false;
+        self.write_to(settings, now, sink, &[], None);
+    }
+
+    /// Queues bytes for the peer, under the backlog cap.
+    fn queue(&mut self, settings: &Settings, now: Instant, parts: &[&[u8]]) {
+        let was_behind = self.behind;
+        self.out.push_copy(parts);
+        self.check_backlog(settings, now, was_behind);
+    }
+
+    /// Queues a close frame: past the backlog limit all the same, as it is
+    /// small and the last data this connection is sent.
+    fn queue_last(&mut self, frame: &[u8]) {
+        self.out.push_copy(&[frame]);
+    }
+
+    /// The cap applies to a peer that is behind: one whose sink refused
+    /// bytes still queued when this output came. A single message larger
+    /// than the cap, sent to a peer that has kept up, is let through, so the
+    /// largest message accepted can always be echoed; memory stays bounded by
+    /// the cap plus one message.
+    fn check_backlog(&mut self, settings: &Settings, now: Instant, was_behind: bool) {
+        let queued = self.out.len();
+        if was_behind && queued > settings.max_backlog && self.can_send() {
+            log::warn!(
+                "{queued} bytes queued, over the backlog limit of {}: closing (1008)",
+                settings.max_backlog
+            );
+            let _ = self.close(
+                settings,
+                now,
+                close::POLICY_VIOLATION,
+                "backlog limit exceeded",
+            );
+        }
+    }
+
+    // ---- time ----------------------------------------------------------------
+
+    /// When the connection next needs [`Connection::handle_timeout`], if ever.
+    pub fn poll_timeout(&self, settings: &Settings) -> Option<Instant> {
+        match self.phase {
+            Phase::Open => self
+                .time
+                .and_then(|heard| after(heard, settings.idle_timeout)),
+            Phase::Handshake(_) | Phase::Closing | Phase::Draining => self.time,
+            Phase::Deciding | Phase::Pending(_) | Phase::Finished => None,
+        }
+    }
+
+    /// Acts on whatever deadline has passed at `now`: a handshake that took
+    /// too long is dropped, an idle connection is closed with 1001, a close
+    /// that went unanswered is dropped.
+    pub fn handle_timeout(&mut self, settings: &Settings, now: Instant) {
+        let Some(due) = self.poll_timeout(settings) else {
+            return;
+        };
+        if now < due {
+            return;
+        }
+        match self.phase {
+            Phase::Handshake(_) => {
+                log::debug!("handshake timed out");
+                self.finish(close::ABNORMAL);
+            }
+            Phase::Open => {
+                log::debug!("idle for {:?}, closing", settings.idle_timeout);
+                let _ = self.close(settings, now, close::GOING_AWAY, "idle timeout");
+            }
+            Phase::Closing | Phase::Draining => {
+                log::debug!("close timed out");
+                self.finish(close::ABNORMAL);
+            }
+            Phase::Deciding | Phase::Pending(_) | Phase::Finished => {}
+        }
+    }
+
+    // ---- state -----------------------------------------------------------------
+
+    /// The close code owed to the caller, once: for an upgraded connection
+    /// that ended by a kill, a deadline or a failed write (input-caused ends
+    /// come as [`Event::Closed`] instead).
+    pub fn take_closed(&mut self) -> Option<u16> {
+        match std::mem::take(&mut self.unreported) {
+            0 => None,
+            code => Some(code),
+        }
+    }
+
+    /// Whether messages may be sent (open, or accepted and not yet active).
+    pub fn can_send(&self) -> bool {
+        matches!(self.phase, Phase::Open | Phase::Pending(_))
+    }
+
+    /// Whether the connection is open for messages both ways.
+    pub fn is_open(&self) -> bool {
+        matches!(self.phase, Phase::Open)
+    }
+
+    /// Whether the connection is still reading its request head.
+    pub fn is_handshaking(&self) -> bool {
+        matches!(self.phase, Phase::Handshake(_))
+    }
+
+    /// Whether the transport should be closed now.
+    pub fn is_finished(&self) -> bool {
+        matches!(self.phase, Phase::Finished)
+    }
+
+    /// Whether the caller should read input now.
+    pub fn wants_read(&self, settings: &Settings) -> bool {
+        match self.phase {
+            Phase::Deciding | Phase::Pending(_) | Phase::Finished => false,
+            Phase::Draining => true,
+            Phase::Handshake(_) | Phase::Open | Phase::Closing => {
+                self.out.len() < READ_PAUSE.min(settings.max_backlog.max(1))
+            }
+        }
+    }
+
+    /// Whether bytes wait for the sink to take them.
+    pub fn wants_write(&self) -> bool {
+        self.behind
+    }
+
+    /// Whether [`Connection::write_to`] has anything to do: bytes queued, or
+    /// a finished exchange whose sending direction is still to be shut.
+    pub fn has_output(&self) -> bool {
+        !self.out.is_empty() || (matches!(self.phase, Phase::Draining) && !self.fin_sent)
+    }
+
+    /// Bytes queued that the sink has not taken.
+    pub fn backlog(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Heap bytes held for received data (for tests and memory accounting).
+    pub fn receive_heap_bytes(&self) -> usize {
+        self.rx.heap_bytes()
+    }
+
+    fn drain(&mut self, settings: &Settings, now: Instant) {
+        if matches!(self.phase, Phase::Draining | Phase::Finished) {
+            return;
+        }
+        self.phase = Phase::Draining;
+        self.time = after(now, settings.close_wait());
+    }
+
+    fn finish(&mut self, code: u16) {
+        if self.upgraded {
+            self.upgraded = false;
+            self.unreported = code;
+        }
+        self.phase = Phase::Finished;
+        self.time = None;
+    }
+}
+
+/// `now + d`, or `None` for a zero (turned off) duration.
+fn after(now: Instant, d: Duration) -> Option<Instant> {
+    if d.is_zero() {
+        None
+    } else {
+        now.checked_add(d)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,446 @@
+//! The connection driven entirely in memory, with made-up time: every close
+//! path and every deadline, no socket and no sleep.
+
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::proto::frame::encode_client_frame;
+
+const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+const MASK: [u8; 4] = [1, 2, 3, 4];
+
+fn settings() -> Settings {
+    Settings {
+        handshake_timeout: Duration::from_secs(5),
+        idle_timeout: Duration::from_secs(15),
+        close_timeout: Duration::from_secs(2),
+        ..Settings::default()
+    }
+}
+
+fn upgrade_request(path: &str) -> Vec<u8> {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_client_frame(&mut out, first, MASK, payload);
+    out
+}
+
+/// What a test sees of an event, owned.
+#[derive(Debug, PartialEq, Eq)]
+enum Seen {
+    Request(String),
+    Upgrade(String),
+    Text(String),
+    Binary(Vec<u8>),
+    Closed(u16, String),
+}
+
+/// A connection with a peer that records what it is sent.
+struct Peer {
+    s: Settings,
+    conn: Connection,
+    scratch: Vec<u8>,
+    wire: Vec<u8>,
+    t0: Instant,
+}
+
+impl Peer {
+    fn new(s: Settings) -> Peer {
+        let t0 = Instant::now();
+        Peer {
+            conn: Connection::new(&s, t0),
+            s,
+            scratch: Vec::new(),
+            wire: Vec::new(),
+            t0,
+        }
+    }
+
+    fn at(&self, ms: u64) -> Instant {
+        self.t0 + Duration::from_millis(ms)
+    }
+
+    /// Feeds `bytes` at `ms`, accepting any upgrade, and returns the events.
+    fn feed(&mut self, ms: u64, bytes: &[u8]) -> Vec<Seen> {
+        let now = self.at(ms);
+        let mut input = bytes.to_vec();
+        let mut off = 0;
+        let mut seen = Vec::new();
+        while off < input.len() {
+            let (used, event) =
+                self.conn
+                    .handle_input(&self.s, now, &mut input[off..], &mut self.scratch);
+            off += used;
+            match event {
+                None if used == 0 => break,
+                None => {}
+                Some(Event::Upgrade(req)) => {
+                    seen.push(Seen::Upgrade(req.path().to_string()));
+                    self.conn.accept(&self.s, now, &req, None, false).unwrap();
+                }
+                Some(Event::Request(req)) => {
+                    seen.push(Seen::Request(req.path().to_string()));
+                    self.conn
+                        .respond(&self.s, now, &Response::status(404))
+                        .unwrap();
+                }
+                Some(Event::Text(t)) => seen.push(Seen::Text(t.to_string())),
+                Some(Event::Binary(b)) => seen.push(Seen::Binary(b.to_vec())),
+                Some(Event::Closed { code, reason }) => {
+                    seen.push(Seen::Closed(code, reason.to_string()))
+                }
+            }
+        }
+        self.flush(ms);
+        seen
+    }
+
+    fn flush(&mut self, ms: u64) {
+        let now = self.at(ms);
+        self.conn.write_to(&self.s, now, &mut self.wire, &[], None);
+    }
+
+    fn tick(&mut self, ms: u64) -> Option<u16> {
+        self.conn.handle_timeout(&self.s, self.at(ms));
+        self.flush(ms);
+        self.conn.take_closed()
+    }
+
+    /// Takes what was sent so far.
+    fn sent(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.wire)
+    }
+
+    fn open(s: Settings) -> Peer {
+        let mut peer = Peer::new(s);
+        assert_eq!(
+            peer.feed(0, &upgrade_request("/chat")),
+            [Seen::Upgrade("/chat".into())]
+        );
+        let reply = String::from_utf8(peer.sent()).unwrap();
+        assert!(reply.starts_with("HTTP/1.1 101 "), "{reply}");
+        assert!(reply.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{reply}");
+        assert!(peer.conn.is_open());
+        peer
+    }
+
+    fn ms_until_timeout(&self) -> Option<u64> {
+        self.conn
+            .poll_timeout(&self.s)
+            .map(|t| t.duration_since(self.t0).as_millis() as u64)
+    }
+}
+
+/// A server frame as sent on the wire.
+fn server_frame(opcode: OpCode, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_frame(&mut out, opcode, payload);
+    out
+}
+
+fn close_payload(code: u16, reason: &str) -> Vec<u8> {
+    let mut p = code.to_be_bytes().to_vec();
+    p.extend_from_slice(reason.as_bytes());
+    p
+}
+
+#[test]
+fn the_upgrade_is_answered_and_messages_come_out_as_data() {
+    let mut peer = Peer::open(settings());
+    let mut input = client_frame(0x81, b"hello");
+    input.extend(client_frame(0x82, &[1, 2, 3]));
+    // A fragmented text with a ping in the middle, split at every byte.
+    let mut fragmented = client_frame(0x01, "hé".as_bytes());
+    fragmented.extend(client_frame(0x89, b"p"));
+    fragmented.extend(client_frame(0x80, "llo".as_bytes()));
+    assert_eq!(
+        peer.feed(10, &input),
+        [Seen::Text("hello".into()), Seen::Binary(vec![1, 2, 3])]
+    );
+    let mut seen = Vec::new();
+    for b in &fragmented {
+        seen.extend(peer.feed(20, std::slice::from_ref(b)));
+    }
+    assert_eq!(seen, [Seen::Text("héllo".into())]);
+    assert_eq!(
+        peer.sent(),
+        server_frame(OpCode::Pong, b"p"),
+        "automatic pong"
+    );
+    assert_eq!(peer.conn.receive_heap_bytes(), 0, "the message moved out");
+}
+
+#[test]
+fn a_peer_close_is_echoed_and_reported_with_its_reason() {
+    let mut peer = Peer::open(settings());
+    let seen = peer.feed(100, &client_frame(0x88, &close_payload(4001, "bye")));
+    assert_eq!(seen, [Seen::Closed(4001, "bye".into())]);
+    assert_eq!(
+        peer.sent(),
+        server_frame(OpCode::Close, &4001u16.to_be_bytes())
+    );
+    assert!(!peer.conn.can_send());
+    // Draining: waits for the peer's EOF at most the close timeout.
+    assert_eq!(peer.ms_until_timeout(), Some(2100));
+    assert_eq!(peer.conn.take_closed(), None, "reported once");
+    peer.conn.handle_eof();
+    assert!(peer.conn.is_finished());
+    assert_eq!(peer.conn.take_closed(), None);
+}
+
+#[test]
+fn our_close_is_answered_or_times_out_as_1006() {
+    let mut peer = Peer::open(settings());
+    peer.conn
+        .close(&peer.s, peer.at(50), 4000, "as asked")
+        .unwrap();
+    peer.flush(50);
+    assert_eq!(
+        peer.sent(),
+        server_frame(OpCode::Close, &close_payload(4000, "as asked"))
+    );
+    // Data after our close is dropped; the peer's answer reports our code.
+    assert_eq!(peer.feed(60, &client_frame(0x81, b"late")), []);
+    let seen = peer.feed(70, &client_frame(0x88, &close_payload(1000, "")));
+    assert_eq!(seen, [Seen::Closed(4000, String::new())]);
+    assert!(peer.sent().is_empty(), "no second close frame");
+
+    let mut silent = Peer::open(settings());
+    silent
+        .conn
+        .close(&silent.s, silent.at(50), 1000, "")
+        .unwrap();
+    assert_eq!(silent.ms_until_timeout(), Some(2050));
+    assert_eq!(silent.tick(2049), None);
+    assert!(!silent.conn.is_finished());
+    assert_eq!(silent.tick(2050), Some(close::ABNORMAL));
+    assert!(silent.conn.is_finished());
+}
+
+#[test]
+fn protocol_errors_fail_fast_with_their_code() {
+    let cases: [(Vec<u8>, u16); 4] = [
+        (client_frame(0xC1, b"x"), 1002),
+        (client_frame(0x81, b"\xff"), 1007),
+        (client_frame(0x82, &[0; 11]), 1009),
+        (client_frame(0x88, &[0x03, 0xED]), 1002),
+    ];
+    for (input, code) in cases {
+        let s = Settings {
+            max_message: 10,
+            ..settings()
+        };
+        let mut peer = Peer::open(s);
+        assert_eq!(
+            peer.feed(5, &input),
+            [Seen::Closed(code, String::new())],
+            "{input:02x?}"
+        );
+        assert_eq!(
+            peer.sent(),
+            server_frame(OpCode::Close, &code.to_be_bytes())
+        );
+        // Nothing more is read.
+        assert_eq!(peer.feed(6, &client_frame(0x81, b"more")), []);
+    }
+}
+
+#[test]
+fn a_silent_connection_is_closed_after_the_idle_timeout_and_traffic_resets_it() {
+    let mut peer = Peer::open(settings());
+    assert_eq!(peer.ms_until_timeout(), Some(15_000));
+    // A pong is traffic too.
+    assert_eq!(peer.feed(10_000, &client_frame(0x8A, b"")), []);
+    assert_eq!(peer.ms_until_timeout(), Some(25_000));
+    assert_eq!(peer.tick(15_000), None);
+    assert!(peer.conn.is_open(), "an early wake-up changes nothing");
+    peer.tick(25_000);
+    assert_eq!(
+        peer.sent(),
+        server_frame(OpCode::Close, &close_payload(1001, "idle timeout"))
+    );
+    let seen = peer.feed(25_100, &client_frame(0x88, &close_payload(1001, "")));
+    assert_eq!(seen, [Seen::Closed(1001, String::new())]);
+}
+
+#[test]
+fn a_slow_handshake_is_dropped_at_the_deadline_without_a_report() {
+    let mut peer = Peer::new(settings());
+    assert_eq!(peer.feed(100, b"GET /chat HTTP/1.1\r\nHost"), []);
+    assert_eq!(peer.ms_until_timeout(), Some(5_000));
+    assert_eq!(peer.tick(4_999), None);
+    assert!(!peer.conn.is_finished());
+    assert_eq!(peer.tick(5_000), None, "not upgraded: nothing to report");
+    assert!(peer.conn.is_finished());
+    assert!(peer.sent().is_empty());
+    // Off means off.
+    let off = Peer::new(Settings {
+        handshake_timeout: Duration::ZERO,
+        ..settings()
+    });
+    assert_eq!(off.ms_until_timeout(), None);
+}
+
+#[test]
+fn bad_requests_get_their_status_and_other_paths_go_to_the_caller() {
+    let mut peer = Peer::new(settings());
+    assert_eq!(
+        peer.feed(0, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+        [Seen::Request("/".into())]
+    );
+    assert!(String::from_utf8(peer.sent())
+        .unwrap()
+        .starts_with("HTTP/1.1 404 "));
+    let mut bad = Peer::new(settings());
+    let old_version = String::from_utf8(upgrade_request("/chat"))
+        .unwrap()
+        .replace("Version: 13", "Version: 8")
+        .into_bytes();
+    assert_eq!(bad.feed(0, &old_version), []);
+    let reply = String::from_utf8(bad.sent()).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 426 "), "{reply}");
+    assert!(reply.contains("Sec-WebSocket-Version: 13"), "{reply}");
+    let mut huge = Peer::new(settings());
+    assert_eq!(huge.feed(0, &vec![b'a'; 9000]), []);
+    assert!(String::from_utf8(huge.sent())
+        .unwrap()
+        .starts_with("HTTP/1.1 431 "));
+    let origins = Settings {
+        allowed_origins: vec!["https://a.example".into()],
+        ..settings()
+    };
+    let mut foreign = Peer::new(origins);
+    let mut req = upgrade_request("/chat");
+    req.truncate(req.len() - 2);
+    req.extend_from_slice(b"Origin: https://b.example\r\n\r\n");
+    assert_eq!(foreign.feed(0, &req), []);
+    assert!(String::from_utf8(foreign.sent())
+        .unwrap()
+        .starts_with("HTTP/1.1 403 "));
+}
+
+#[test]
+fn a_delayed_upgrade_reads_nothing_until_activated() {
+    let mut peer = Peer::new(settings());
+    let mut input = upgrade_request("/chat");
+    input.extend(client_frame(0x81, b"early"));
+    let now = peer.at(0);
+    let (used, event) = peer
+        .conn
+        .handle_input(&peer.s, now, &mut input, &mut peer.scratch);
+    let Some(Event::Upgrade(req)) = event else {
+        panic!("no upgrade");
+    };
+    peer.conn.accept(&peer.s, now, &req, None, true).unwrap();
+    let (rest, event) = peer
+        .conn
+        .handle_input(&peer.s, now, &mut input[used..], &mut peer.scratch);
+    assert!(event.is_none());
+    assert_eq!(used + rest, input.len(), "kept, not read");
+    assert!(peer.conn.can_send() && !peer.conn.is_open());
+    assert!(!peer.conn.wants_read(&peer.s));
+    assert_eq!(peer.conn.take_activation(now), None, "not activated yet");
+    peer.conn.activate().unwrap();
+    assert_eq!(peer.conn.activate(), Err(SendError::NotPending));
+    let early = peer.conn.take_activation(peer.at(300)).unwrap();
+    assert!(peer.conn.is_open());
+    assert_eq!(peer.feed(300, &early), [Seen::Text("early".into())]);
+}
+
+#[test]
+fn a_kill_is_reported_once_as_1006() {
+    let mut peer = Peer::open(settings());
+    peer.conn.kill().unwrap();
+    assert!(peer.conn.is_finished());
+    assert_eq!(peer.conn.take_closed(), Some(close::ABNORMAL));
+    assert_eq!(peer.conn.take_closed(), None);
+    assert_eq!(peer.conn.kill(), Err(SendError::NotOpen));
+    assert_eq!(
+        peer.conn.send(&peer.s, peer.at(1), Message::Text("x")),
+        Err(SendError::NotOpen)
+    );
+}
+
+/// A sink that takes at most `room` bytes, then blocks.
+struct Throttled {
+    room: usize,
+    got: Vec<u8>,
+}
+
+impl Sink for Throttled {
+    fn send_vectored(&mut self, slices: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+        if self.room == 0 {
+            return Err(std::io::ErrorKind::WouldBlock.into());
+        }
+        let mut n = 0;
+        for slice in slices {
+            let take = slice.len().min(self.room - n);
+            self.got.extend_from_slice(&slice[..take]);
+            n += take;
+        }
+        self.room -= n;
+        Ok(n)
+    }
+}
+
+#[test]
+fn a_peer_that_does_not_read_is_closed_with_1008_past_the_backlog_limit() {
+    let s = Settings {
+        max_backlog: 1000,
+        ..settings()
+    };
+    let mut peer = Peer::open(s);
+    let mut sink = Throttled {
+        room: 100,
+        got: Vec::new(),
+    };
+    let big = [b'x'; 600];
+    // One message larger than the socket takes: the peer is behind now.
+    peer.conn
+        .send_through(&peer.s, peer.at(1), &mut sink, Message::Binary(&big))
+        .unwrap();
+    assert!(peer.conn.wants_write());
+    assert!(peer.conn.is_open(), "a single message is let through");
+    peer.conn
+        .send(&peer.s, peer.at(2), Message::Binary(&big))
+        .unwrap();
+    assert!(!peer.conn.is_open(), "over the cap while behind");
+    assert_eq!(
+        peer.conn.send(&peer.s, peer.at(3), Message::Text("x")),
+        Err(SendError::NotOpen)
+    );
+    // The close frame goes out once the socket drains.
+    sink.room = usize::MAX / 2;
+    peer.conn.handle_writable(&peer.s, peer.at(4), &mut sink);
+    let tail = close_payload(1008, "backlog limit exceeded");
+    assert!(
+        sink.got.ends_with(&tail),
+        "{:?}",
+        &sink.got[sink.got.len() - 30..]
+    );
+}
+
+#[test]
+fn a_failed_write_finishes_the_connection() {
+    struct Broken;
+    impl Sink for Broken {
+        fn send_vectored(&mut self, _: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+            Err(std::io::ErrorKind::BrokenPipe.into())
+        }
+    }
+    let mut peer = Peer::open(settings());
+    peer.conn
+        .send(&peer.s, peer.at(1), Message::Text("x"))
+        .unwrap();
+    peer.conn
+        .write_to(&peer.s, peer.at(1), &mut Broken, &[], None);
+    assert!(peer.conn.is_finished());
+    assert_eq!(peer.conn.take_closed(), Some(close::ABNORMAL));
+}

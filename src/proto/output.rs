@@ -1,0 +1,351 @@
+//! A connection's outgoing bytes, and the one way they leave.
+//!
+//! Everything a connection sends (its `101`, HTTP answers, data frames,
+//! pongs, close frames, broadcasts) ends in one [`OutQueue`], and
+//! [`OutQueue::write_through`] is the only path from there to a [`Sink`]:
+//! what is queued goes first, then any bytes the caller hands along (a large
+//! reply, a broadcast batch) in the same vectored write, and only what the
+//! sink refuses is kept. A broadcast frame that must wait is kept as a
+//! reference to its one shared encoding, so a slow member costs a pointer,
+//! not a copy. An empty queue is one null pointer: nothing stays allocated
+//! for an idle connection.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::rc::Rc;
+
+/// Where a connection's bytes go: a socket (the server's), a TLS session, or
+/// a buffer in a test. This is the only I/O a connection is handed, and it
+/// only ever calls these two methods.
+pub trait Sink {
+    /// Writes from `slices` in order, as `writev` does; returns the count.
+    /// `WouldBlock` means nothing could be written now.
+    fn send_vectored(&mut self, slices: &[IoSlice<'_>]) -> io::Result<usize>;
+
+    /// Ends the sending direction (TCP half-close) once everything is out.
+    fn shutdown_write(&mut self) {}
+}
+
+impl Sink for Vec<u8> {
+    fn send_vectored(&mut self, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+        let mut n = 0;
+        for slice in slices {
+            self.extend_from_slice(slice);
+            n += slice.len();
+        }
+        Ok(n)
+    }
+}
+
+/// Most slices handed to one vectored write.
+const MAX_IOVECS: usize = 32;
+
+/// Small owned chunks are merged up to this size to keep the write short.
+const MERGE_LIMIT: usize = 16 * 1024;
+
+/// A shared frame shorter than this is copied rather than referenced.
+const SHARE_MIN: usize = 256;
+
+/// The most extra parts [`OutQueue::write_through`] takes: a frame header,
+/// its payload, and one more.
+pub const MAX_EXTRA: usize = 3;
+
+#[derive(Debug)]
+enum Chunk {
+    Owned(Vec<u8>),
+    Shared(Rc<[u8]>),
+}
+
+impl Chunk {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Chunk::Owned(v) => v,
+            Chunk::Shared(s) => s,
+        }
+    }
+}
+
+/// Queued output bytes, oldest first.
+#[derive(Debug, Default)]
+pub struct OutQueue {
+    queue: Option<Box<Queue>>,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    chunks: VecDeque<Chunk>,
+    /// Bytes of the front chunk already written.
+    front_written: usize,
+    queued: usize,
+}
+
+impl OutQueue {
+    /// Bytes waiting.
+    pub fn len(&self) -> usize {
+        self.queue.as_ref().map_or(0, |q| q.queued)
+    }
+
+    /// Whether nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_none()
+    }
+
+    /// Queues a copy of `parts`, concatenated.
+    pub fn push_copy(&mut self, parts: &[&[u8]]) {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        if total == 0 {
+            return;
+        }
+        let queue = self.queue.get_or_insert_with(Box::default);
+        queue.queued += total;
+        if let Some(Chunk::Owned(last)) = queue.chunks.back_mut() {
+            if last.len() + total <= MERGE_LIMIT {
+                for part in parts {
+                    last.extend_from_slice(part);
+                }
+                return;
+            }
+        }
+        queue.chunks.push_back(Chunk::Owned(parts.concat()));
+    }
+
+    /// Queues the tail of a shared frame starting at `from`.
+    pub fn push_shared(&mut self, frame: &Rc<[u8]>, from: usize) {
+        let rest = frame.len().saturating_sub(from);
+        if rest == 0 {
+            return;
+        }
+        if from > 0 || rest < SHARE_MIN {
+            // A partial frame or a tiny one: copying is cheaper than tracking it.
+            self.push_copy(&[&frame[from..]]);
+        } else {
+            let queue = self.queue.get_or_insert_with(Box::default);
+            queue.queued += rest;
+            queue.chunks.push_back(Chunk::Shared(Rc::clone(frame)));
+        }
+    }
+
+    /// Writes what is queued and then `extra` (at most [`MAX_EXTRA`] parts)
+    /// with one vectored write per round, until the sink blocks or the queue
+    /// is empty. Returns how many bytes of `extra` the sink took; the caller
+    /// queues the rest (see [`OutQueue::push_rest`]).
+    pub fn write_through(&mut self, sink: &mut dyn Sink, extra: &[&[u8]]) -> io::Result<usize> {
+        debug_assert!(extra.len() <= MAX_EXTRA);
+        loop {
+            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+            let mut n = 0;
+            let mut queued = 0;
+            if let Some(queue) = self.queue.as_ref() {
+                for (i, chunk) in queue.chunks.iter().take(MAX_IOVECS - MAX_EXTRA).enumerate() {
+                    let bytes = chunk.bytes();
+                    let bytes = if i == 0 {
+                        &bytes[queue.front_written..]
+                    } else {
+                        bytes
+                    };
+                    slices[n] = IoSlice::new(bytes);
+                    queued += bytes.len();
+                    n += 1;
+                }
+            }
+            // Only once every queued chunk fits in this write may the extra
+            // bytes follow it.
+            let all_queued = self.len() == queued;
+            if all_queued {
+                for part in extra.iter().filter(|p| !p.is_empty()) {
+                    slices[n] = IoSlice::new(part);
+                    n += 1;
+                }
+            }
+            if n == 0 {
+                return Ok(0);
+            }
+            let written = match sink.send_vectored(&slices[..n]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(written) => written,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            let from_queue = written.min(queued);
+            self.consume(from_queue);
+            if all_queued {
+                return Ok(written - from_queue);
+            }
+            if from_queue < queued {
+                // The sink is full.
+                return Ok(0);
+            }
+        }
+    }
+
+    /// Queues what [`OutQueue::write_through`] left of `parts`: the bytes
+    /// past the first `written`. With `shared` set, a whole-frame remainder
+    /// is queued as a reference to that one buffer (made on first need from
+    /// `parts`), so every member that must wait for a broadcast shares it.
+    pub fn push_rest(
+        &mut self,
+        parts: &[&[u8]],
+        written: usize,
+        shared: Option<&mut Option<Rc<[u8]>>>,
+    ) {
+        match shared {
+            Some(slot) if written == 0 => {
+                let frame = slot.get_or_insert_with(|| parts.concat().into());
+                self.push_shared(frame, 0);
+            }
+            _ => self.push_copy(&skip(parts, written)),
+        }
+    }
+
+    fn consume(&mut self, mut written: usize) {
+        let Some(queue) = self.queue.as_mut() else {
+            return;
+        };
+        queue.queued -= written;
+        while written > 0 {
+            let Some(front) = queue.chunks.front() else {
+                break;
+            };
+            let left = front.bytes().len() - queue.front_written;
+            if written < left {
+                queue.front_written += written;
+                return;
+            }
+            written -= left;
+            queue.front_written = 0;
+            queue.chunks.pop_front();
+        }
+        if queue.chunks.is_empty() {
+            // Free the queue: an idle connection keeps nothing.
+            self.queue = None;
+        }
+    }
+}
+
+/// Skips the first `n` bytes of the concatenation of `parts` (at most
+/// [`MAX_EXTRA`]), returning what remains.
+fn skip<'a>(parts: &[&'a [u8]], mut n: usize) -> [&'a [u8]; MAX_EXTRA] {
+    let mut out: [&[u8]; MAX_EXTRA] = [&[]; MAX_EXTRA];
+    for (slot, part) in out.iter_mut().zip(parts) {
+        let skipped = n.min(part.len());
+        *slot = &part[skipped..];
+        n -= skipped;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sink that accepts at most `room` bytes, then blocks.
+    struct Throttled {
+        room: usize,
+        got: Vec<u8>,
+        calls: usize,
+    }
+
+    impl Throttled {
+        fn new(room: usize) -> Throttled {
+            Throttled {
+                room,
+                got: Vec::new(),
+                calls: 0,
+            }
+        }
+    }
+
+    impl Sink for Throttled {
+        fn send_vectored(&mut self, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+            self.calls += 1;
+            if self.room == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let mut n = 0;
+            for slice in slices {
+                let take = slice.len().min(self.room - n);
+                self.got.extend_from_slice(&slice[..take]);
+                n += take;
+            }
+            self.room -= n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn queued_bytes_come_out_in_order_across_partial_writes() {
+        let mut q = OutQueue::default();
+        let shared: Rc<[u8]> = vec![9u8; 1000].into();
+        q.push_copy(&[b"ab", b"cd"]);
+        q.push_shared(&shared, 0);
+        q.push_copy(&[b"ef"]);
+        q.push_shared(&shared, 990);
+        assert_eq!(q.len(), 4 + 1000 + 2 + 10);
+        let mut sink = Throttled::new(3);
+        assert_eq!(q.write_through(&mut sink, &[]).unwrap(), 0);
+        assert_eq!(q.len(), 1013);
+        for _ in 0..20 {
+            sink.room = 97;
+            q.write_through(&mut sink, &[]).unwrap();
+            if q.is_empty() {
+                break;
+            }
+        }
+        assert!(q.is_empty());
+        let mut want = b"abcd".to_vec();
+        want.extend_from_slice(&[9; 1000]);
+        want.extend_from_slice(b"ef");
+        want.extend_from_slice(&[9; 10]);
+        assert_eq!(sink.got, want);
+    }
+
+    #[test]
+    fn extra_bytes_follow_the_queue_in_one_write_and_only_the_refused_rest_is_kept() {
+        let mut q = OutQueue::default();
+        q.push_copy(&[b"queued "]);
+        let mut sink = Throttled::new(10);
+        let parts: [&[u8]; 2] = [b"head ", b"payload"];
+        let took = q.write_through(&mut sink, &parts).unwrap();
+        assert_eq!(sink.calls, 1, "one vectored write for queue and extra");
+        assert_eq!(sink.got, b"queued hea");
+        assert_eq!(took, 3);
+        assert!(q.is_empty());
+        q.push_rest(&parts, took, None);
+        assert_eq!(q.len(), 9);
+        sink.room = 100;
+        assert_eq!(q.write_through(&mut sink, &[]).unwrap(), 0);
+        assert_eq!(sink.got, b"queued head payload");
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn a_refused_broadcast_is_queued_as_one_shared_buffer() {
+        let batch = vec![7u8; 4096];
+        let mut shared = None;
+        let mut queues: Vec<OutQueue> = (0..3).map(|_| OutQueue::default()).collect();
+        for q in &mut queues {
+            let mut full = Throttled::new(0);
+            let took = q.write_through(&mut full, &[&batch]).unwrap();
+            q.push_rest(&[&batch], took, Some(&mut shared));
+            assert_eq!(q.len(), 4096);
+        }
+        // One allocation for the three members: the Rc counts them.
+        let rc = shared.unwrap();
+        assert_eq!(Rc::strong_count(&rc), 4);
+    }
+
+    #[test]
+    fn skip_returns_the_unwritten_rest() {
+        let parts: [&[u8]; 2] = [b"head", b"payload"];
+        let rest = |n| skip(&parts, n).concat();
+        assert_eq!(rest(0), b"headpayload");
+        assert_eq!(rest(2), b"adpayload");
+        assert_eq!(rest(4), b"payload");
+        assert_eq!(rest(6), b"yload");
+        assert_eq!(rest(11), b"");
+        let three: [&[u8]; 3] = [b"ab", b"", b"cd"];
+        assert_eq!(skip(&three, 1).concat(), b"bcd");
+        assert_eq!(skip(&three, 3).concat(), b"d");
+    }
+}
