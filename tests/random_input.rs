@@ -288,6 +288,14 @@ fn frame_decoder_random_input() {
 }
 
 #[test]
+fn connection_random_input() {
+    drive("connection", 4000, harness::connection, |rng| {
+        let len = rng.below(600);
+        random_bytes(rng, len)
+    });
+}
+
+#[test]
 fn message_assembler_random_input() {
     drive(
         "message_assembler",

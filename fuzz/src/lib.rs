@@ -21,8 +21,20 @@
 //!   frames, close frames with valid and invalid codes; sometimes one
 //!   violation) encoded and fed to [`Receiver::read`]; the events and the
 //!   error must be exactly those of a small independent model of RFC 6455.
+//! - [`connection`]: a whole [`Connection`] driven through its life: an
+//!   upgrade request (valid or not) and frame streams fed in random pieces,
+//!   interleaved with steps of virtual time, throttled writes, sends, closes,
+//!   pings, kills and activations. The connection never panics, makes
+//!   progress on every input, reports its end exactly once and nothing after
+//!   it, keeps its receive buffers within the message limit, and never
+//!   leaves a deadline in the past.
 
+use std::time::{Duration, Instant};
+
+use rookery::proto::connection::{Connection, Event as ConnEvent, Message, Settings};
 use rookery::proto::frame::apply_mask;
+use rookery::proto::http::Response;
+use rookery::proto::output::Sink;
 use rookery::proto::handshake;
 use rookery::proto::http::{HeadReader, HttpError, Request, Status, MAX_HEAD};
 use rookery::proto::receiver::{Event, Payload, ProtocolError, Receiver, KEEP_CAPACITY};
@@ -769,4 +781,172 @@ pub fn message_assembler(data: &[u8]) {
     assert_eq!(whole, want, "receiver and model disagree on {frames:?}");
     let split = run_receiver(&wire, max, &mut Splitter::new(seed));
     assert_eq!(split, want, "receiver and model disagree when split");
+}
+
+/// A sink that takes at most `room` bytes per call, then blocks; it checks
+/// that whatever it is given starts as an HTTP response.
+struct FuzzSink {
+    room: usize,
+    seen: usize,
+    start: Vec<u8>,
+}
+
+impl Sink for FuzzSink {
+    fn send_vectored(&mut self, slices: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+        if self.room == 0 {
+            return Err(std::io::ErrorKind::WouldBlock.into());
+        }
+        let mut n = 0;
+        for slice in slices {
+            let take = slice.len().min(self.room - n);
+            if self.start.len() < 9 {
+                let want = (9 - self.start.len()).min(take);
+                self.start.extend_from_slice(&slice[..want]);
+            }
+            n += take;
+        }
+        self.seen += n;
+        assert!(
+            b"HTTP/1.1 ".starts_with(&self.start) || self.start.starts_with(b"HTTP/1.1 "),
+            "output does not begin with a status line: {:?}",
+            self.start
+        );
+        Ok(n)
+    }
+}
+
+/// A valid upgrade request for `/chat`.
+const UPGRADE: &[u8] = b"GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+/// Drives one [`Connection`] through its life from `data` (see the module
+/// docs for the checks).
+pub fn connection(data: &[u8]) {
+    let mut choices = Choices::new(data);
+    let max = pick_max_message(&mut choices);
+    let settings = Settings {
+        max_message: max,
+        max_backlog: usize::from(choices.u16()).max(1),
+        handshake_timeout: Duration::from_millis(u64::from(choices.byte()) * 20),
+        idle_timeout: Duration::from_millis(u64::from(choices.byte()) * 40),
+        close_timeout: Duration::from_millis(u64::from(choices.byte()) * 20),
+        ..Settings::default()
+    };
+    let mut wire = Vec::new();
+    match choices.byte() % 4 {
+        0 => {}
+        1 => wire.extend_from_slice(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+        _ => wire.extend_from_slice(UPGRADE),
+    }
+    for frame in &generate_frames(&mut choices) {
+        frame.encode(&mut wire);
+    }
+    let t0 = Instant::now();
+    let mut now = t0;
+    let mut conn = Connection::new(&settings, now);
+    let mut scratch = Vec::new();
+    let mut sink = FuzzSink {
+        room: 0,
+        seen: 0,
+        start: Vec::new(),
+    };
+    let mut fed = 0;
+    let mut closed = 0;
+    let limit = heap_limit(max);
+    for _ in 0..256 {
+        if fed == wire.len() && choices.is_empty() {
+            break;
+        }
+        match choices.byte() % 8 {
+            0 | 1 | 2 => {
+                let left = wire.len() - fed;
+                let n = (choices.below(left.max(1)) + 1).min(left);
+                let mut piece = wire[fed..fed + n].to_vec();
+                fed += n;
+                let mut off = 0;
+                let total = piece.len();
+                while off < total {
+                    let (used, event) =
+                        conn.handle_input(&settings, now, &mut piece[off..], &mut scratch);
+                    assert!(used <= total - off, "consumed more than given");
+                    off += used;
+                    match event {
+                        None => assert!(used > 0, "no progress and no event"),
+                        Some(ConnEvent::Upgrade(req)) => {
+                            if choices.byte() % 8 == 0 {
+                                conn.reject(&settings, now, &Response::status(403)).unwrap();
+                            } else {
+                                let delayed = choices.byte() % 4 == 0;
+                                conn.accept(&settings, now, &req, None, delayed).unwrap();
+                            }
+                        }
+                        Some(ConnEvent::Request(_)) => {
+                            conn.respond(&settings, now, &Response::status(404)).unwrap();
+                        }
+                        Some(ConnEvent::Text(text)) => {
+                            assert_eq!(closed, 0, "a message after the end");
+                            assert!(text.len() as u64 <= max);
+                        }
+                        Some(ConnEvent::Binary(data)) => {
+                            assert_eq!(closed, 0, "a message after the end");
+                            assert!(data.len() as u64 <= max);
+                        }
+                        Some(ConnEvent::Closed { code, reason }) => {
+                            closed += 1;
+                            assert!(code >= 1000, "close code {code}");
+                            assert!(reason.len() <= 123);
+                        }
+                    }
+                    assert!(conn.receive_heap_bytes() <= limit, "receive heap over the limit");
+                }
+            }
+            3 => {
+                now += Duration::from_millis(u64::from(choices.u16() % 4000));
+                conn.handle_timeout(&settings, now);
+                if let Some(due) = conn.poll_timeout(&settings) {
+                    assert!(due > now, "a deadline left in the past");
+                }
+            }
+            4 => {
+                sink.room = usize::from(choices.byte()) * 64;
+                conn.write_to(&settings, now, &mut sink, &[], None);
+            }
+            5 => {
+                let len = choices.below(3000);
+                let payload = vec![b'a'; len];
+                let text = std::str::from_utf8(&payload).unwrap_or("");
+                let msg = if choices.byte() % 2 == 0 {
+                    Message::Text(text)
+                } else {
+                    Message::Binary(&payload)
+                };
+                let _ = conn.send(&settings, now, msg);
+            }
+            6 => {
+                let code = choices.u16();
+                let _ = conn.close(&settings, now, code, "fuzz");
+                let _ = conn.ping(&settings, now, b"p");
+            }
+            _ => match choices.byte() % 4 {
+                0 => {
+                    let _ = conn.kill();
+                }
+                _ => {
+                    let _ = conn.activate();
+                    if let Some(mut early) = conn.take_activation(now) {
+                        // Fed later with the rest of the wire.
+                        wire.splice(fed..fed, early.drain(..));
+                    }
+                }
+            },
+        }
+        if conn.take_closed().is_some() {
+            closed += 1;
+        }
+        assert!(closed <= 1, "the end reported twice");
+    }
+    if conn.is_finished() {
+        let mut more = b"more".to_vec();
+        let (_, event) = conn.handle_input(&settings, now, &mut more, &mut scratch);
+        assert!(event.is_none(), "an event after the end");
+    }
 }

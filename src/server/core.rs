@@ -695,3 +695,18 @@ fn is_resource_exhaustion(e: &io::Error) -> bool {
         Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An idle open connection is its slot and nothing on the heap (its
+    /// buffers are freed between messages); keep it within a few hundred
+    /// bytes, as the idle-memory figure in docs/performance.md depends on it.
+    #[test]
+    fn an_idle_connection_stays_small() {
+        // 152 bytes before the connection became its own state machine.
+        let slot = std::mem::size_of::<Slot>();
+        assert!(slot <= 152, "{slot}");
+    }
+}

@@ -444,3 +444,17 @@ fn a_failed_write_finishes_the_connection() {
     assert!(peer.conn.is_finished());
     assert_eq!(peer.conn.take_closed(), Some(close::ABNORMAL));
 }
+
+#[test]
+fn invalid_text_fails_at_the_bad_byte_even_mid_frame() {
+    // Autobahn 6.4.4: one frame in chops; the chop with the bad byte fails.
+    let mut peer = Peer::open(settings());
+    let payload = b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xf4\x90\x80\x80";
+    let frame = client_frame(0x81, payload);
+    let (head, rest) = frame.split_at(6 + 12);
+    assert_eq!(peer.feed(1, head), []);
+    assert_eq!(
+        peer.feed(2, &rest[..1]),
+        [Seen::Closed(1007, String::new())]
+    );
+}
