@@ -8,11 +8,11 @@ use std::fmt;
 use std::net::ToSocketAddrs;
 use std::time::Duration;
 
-use crate::Config;
+use rookery::Config;
 
 /// Which handler the binary runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     /// The chat broadcaster (default).
     Chat,
     /// Every message back to its sender.
@@ -21,7 +21,7 @@ pub enum Mode {
 
 /// How much to log, before `RUST_LOG` has its say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verbosity {
+pub(crate) enum Verbosity {
     /// Warnings and errors only (`-q`).
     Quiet,
     /// Info and above (default).
@@ -34,26 +34,26 @@ pub enum Verbosity {
 
 /// A parsed command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Options {
+pub(crate) struct Options {
     /// Where to listen.
-    pub listen: String,
+    pub(crate) listen: String,
     /// The handler.
-    pub mode: Mode,
+    pub(crate) mode: Mode,
     /// The chat's welcome text.
-    pub welcome: String,
+    pub(crate) welcome: String,
     /// Whether the chat relays binary messages instead of refusing them.
-    pub allow_binary: bool,
+    pub(crate) allow_binary: bool,
     /// Whether `GET /` serves the chat page.
-    pub page: bool,
+    pub(crate) page: bool,
     /// Logging level.
-    pub verbosity: Verbosity,
+    pub(crate) verbosity: Verbosity,
     /// The server's limits and timers.
-    pub config: Config,
+    pub(crate) config: Config,
 }
 
 /// What the command line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
+pub(crate) enum Command {
     /// Serve with these options.
     Run(Box<Options>),
     /// Print the help text.
@@ -64,7 +64,7 @@ pub enum Command {
 
 /// A command-line mistake; its `Display` is the one line printed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CliError {
+pub(crate) enum CliError {
     /// A flag nobody knows.
     UnknownFlag(String),
     /// A flag that needs a value came last.
@@ -105,13 +105,13 @@ impl fmt::Display for CliError {
 impl std::error::Error for CliError {}
 
 /// The default listening address.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:1984";
+pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:1984";
 
 /// The default welcome text.
-pub const DEFAULT_WELCOME: &str = "Welcome to Rookery Chat!";
+pub(crate) const DEFAULT_WELCOME: &str = "Welcome to Rookery Chat!";
 
 /// The `--help` text.
-pub const HELP: &str = "\
+pub(crate) const HELP: &str = "\
 rookery — a single-threaded WebSocket chat server (RFC 6455)
 
 USAGE:
@@ -144,7 +144,7 @@ SIGINT or SIGTERM closes every connection with 1001 and exits.
 ";
 
 /// Parses a duration: `250ms`, `5s`, `2m`, `1h`, or `0`.
-pub fn parse_duration(text: &str) -> Option<Duration> {
+pub(crate) fn parse_duration(text: &str) -> Option<Duration> {
     if text == "0" {
         return Some(Duration::ZERO);
     }
@@ -162,7 +162,7 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
 }
 
 /// Parses a size: `65536`, `64KiB`, `1MiB`, `2GiB`, `10KB`, `1MB`.
-pub fn parse_size(text: &str) -> Option<u64> {
+pub(crate) fn parse_size(text: &str) -> Option<u64> {
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
@@ -207,7 +207,7 @@ const VALUE_FLAGS: &[&str] = &[
 ];
 
 /// Parses the arguments after the program name.
-pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, CliError> {
+pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, CliError> {
     let mut opts = Options {
         listen: DEFAULT_LISTEN.to_string(),
         mode: Mode::Chat,

@@ -33,7 +33,6 @@
 #![warn(missing_docs)]
 
 pub mod chat;
-pub mod cli;
 pub mod echo;
 pub mod ffi;
 pub mod proto;

@@ -1,12 +1,16 @@
 //! The `rookery` command-line server: the chat service by default, or the
 //! echo service with `--mode echo`. See `rookery --help`.
 
+#![warn(unreachable_pub)]
+
+mod cli;
+
 use std::io::{self, Write};
 use std::process::ExitCode;
 use std::sync::OnceLock;
 
 use rookery::chat::Chat;
-use rookery::cli::{self, Command, Mode, Options, Verbosity};
+use cli::{Command, Mode, Options, Verbosity};
 use rookery::echo::Echo;
 use rookery::{Handler, Server, StopHandle};
 
