@@ -37,8 +37,10 @@ pub mod echo;
 pub mod ffi;
 pub mod proto;
 pub mod server;
+mod signals;
 
 pub use server::{
     Config, ConnId, Context, Handler, Message, SendError, Server, SharedFrame, StopHandle, TimerId,
     Upgrade,
 };
+pub use signals::stop_on_signals;

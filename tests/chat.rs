@@ -263,3 +263,22 @@ fn sigint_with_a_silent_client_exits_after_the_close_timeout() {
         start.elapsed()
     );
 }
+
+#[test]
+fn a_second_signal_while_stopping_exits_at_once_with_130() {
+    let mut server = chat(&["--close-timeout", "30s"]);
+    // A raw client that never answers the close frame keeps the shutdown
+    // waiting for the whole close timeout.
+    let (mut raw, _) = raw_upgrade(server.addr, "/chat", "");
+    server.signal(libc::SIGTERM);
+    assert_eq!(read_close(&mut raw).unwrap(), Some(1001), "stopping began");
+    let start = Instant::now();
+    server.signal(libc::SIGTERM);
+    let status = server.wait_exit(Duration::from_secs(10)).expect("exited");
+    assert_eq!(status.code(), Some(130));
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+}
