@@ -129,3 +129,103 @@ fn rust_log_overrides_quiet() {
     let out = child.wait_with_output().unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("serving chat"));
 }
+
+/// Runs the binary with `--listen 127.0.0.1:0` and `args`, its stderr into
+/// a fresh file `name`, with the variables `env` makes from that file's
+/// metadata, until its `listening on` line; stops it with SIGTERM and
+/// returns what it wrote to stderr.
+fn run_with_stderr_file(
+    name: &str,
+    args: &[&str],
+    env: impl Fn(&std::fs::Metadata) -> Vec<(String, String)>,
+) -> String {
+    use std::io::BufRead;
+    let dir = std::env::temp_dir().join(format!("rookery-cli-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    let file = std::fs::File::create(&path).unwrap();
+    let meta = file.metadata().unwrap();
+    let mut child = common::rookery_command()
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .envs(env(&meta))
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(file)
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("listening on "), "{line}");
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+    let text = std::fs::read_to_string(&path).unwrap();
+    let _ = std::fs::remove_file(&path);
+    text
+}
+
+/// Whether `line` starts with `[YYYY-MM-DDTHH:MM:SS.mmmZ `.
+fn stamped(line: &str) -> bool {
+    let b = line.as_bytes();
+    b.len() > 26
+        && b[0] == b'['
+        && b[1..26].iter().enumerate().all(|(i, &c)| match i {
+            4 | 7 => c == b'-',
+            10 => c == b'T',
+            13 | 16 => c == b':',
+            19 => c == b'.',
+            23 => c == b'Z',
+            24 => c == b' ',
+            _ => c.is_ascii_digit(),
+        })
+}
+
+#[test]
+fn log_lines_carry_a_utc_timestamp_to_the_millisecond() {
+    let text = run_with_stderr_file("stamped", &[], |_| Vec::new());
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.len() >= 2, "{text}");
+    for line in &lines {
+        assert!(stamped(line), "{line:?}");
+        let year: u32 = line[1..5].parse().unwrap();
+        assert!((2024..3000).contains(&year), "{line}");
+    }
+    assert!(
+        lines[0][26..].starts_with("INFO ] serving chat on "),
+        "{text}"
+    );
+}
+
+#[test]
+fn under_the_journal_lines_have_no_timestamp_but_a_priority() {
+    use std::os::unix::fs::MetadataExt;
+    let text = run_with_stderr_file("journal", &[], |meta| {
+        vec![(
+            "JOURNAL_STREAM".into(),
+            format!("{}:{}", meta.dev(), meta.ino()),
+        )]
+    });
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.len() >= 2, "{text}");
+    assert!(
+        lines[0].starts_with("<6>[INFO ] serving chat on "),
+        "{text}"
+    );
+    for line in &lines {
+        assert!(!stamped(line) && line.starts_with('<'), "{line:?}");
+    }
+
+    // Inherited from a parent whose stderr was the journal, while ours is
+    // not: stamped as usual.
+    let text = run_with_stderr_file("inherited", &[], |meta| {
+        vec![(
+            "JOURNAL_STREAM".into(),
+            format!("{}:{}", meta.dev(), meta.ino() + 1),
+        )]
+    });
+    assert!(text.lines().all(stamped), "{text}");
+}
