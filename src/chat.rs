@@ -110,7 +110,7 @@ impl Handler for Chat {
                 }
                 let members = ctx.broadcast(msg);
                 trace!(
-                    "{conn}: text of {} bytes sent to {members} members",
+                    "{conn}: text of {} bytes broadcast, recipients: {members}",
                     text.len()
                 );
             }
@@ -118,7 +118,7 @@ impl Handler for Chat {
                 debug!("Received {} binary bytes from {conn}", data.len());
                 let members = ctx.broadcast(msg);
                 trace!(
-                    "{conn}: binary of {} bytes sent to {members} members",
+                    "{conn}: binary of {} bytes broadcast, recipients: {members}",
                     data.len()
                 );
             }

@@ -19,17 +19,34 @@ pub(crate) enum Mode {
     Echo,
 }
 
-/// How much to log, before `RUST_LOG` has its say.
+/// How much to log, before `RUST_LOG` has its say: each `-v` is one step
+/// up from the default, each `-q` one step down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Verbosity {
-    /// Warnings and errors only (`-q`).
+    /// Errors only (`-qq`).
+    Errors,
+    /// Warnings and errors (`-q`).
     Quiet,
     /// Info and above (default).
     Normal,
     /// Debug and above (`-v`).
     Verbose,
-    /// Everything (`-vv`).
+    /// Everything (`-vv`, or more `v`s).
     Trace,
+}
+
+impl Verbosity {
+    /// The level for `louder` `-v`s and `quieter` `-q`s, which count
+    /// against each other; past either end it stays there.
+    fn from_counts(louder: u32, quieter: u32) -> Verbosity {
+        match i64::from(louder) - i64::from(quieter) {
+            i64::MIN..=-2 => Verbosity::Errors,
+            -1 => Verbosity::Quiet,
+            0 => Verbosity::Normal,
+            1 => Verbosity::Verbose,
+            2.. => Verbosity::Trace,
+        }
+    }
 }
 
 /// A parsed command line.
@@ -67,6 +84,13 @@ pub(crate) enum Command {
 pub(crate) enum CliError {
     /// A flag nobody knows.
     UnknownFlag(String),
+    /// A letter nobody knows in a group of short flags (`-vx`).
+    UnknownShortFlag {
+        /// The letter.
+        flag: char,
+        /// The whole group.
+        group: String,
+    },
     /// A flag that needs a value came last.
     MissingValue(&'static str),
     /// A flag's value is not acceptable.
@@ -88,6 +112,12 @@ impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CliError::UnknownFlag(flag) => write!(f, "unknown flag '{flag}' (see --help)"),
+            CliError::UnknownShortFlag { flag, group } if group.chars().count() == 2 => {
+                write!(f, "unknown flag '-{flag}' (see --help)")
+            }
+            CliError::UnknownShortFlag { flag, group } => {
+                write!(f, "unknown flag '-{flag}' in '{group}' (see --help)")
+            }
             CliError::MissingValue(flag) => write!(f, "flag {flag} needs a value (see --help)"),
             CliError::InvalidValue {
                 flag,
@@ -132,8 +162,9 @@ OPTIONS:
     --allow-origin ORIGIN     accept browsers only from ORIGIN (repeatable; else 403)  [default: any]
     --allow-binary            relay binary messages instead of closing with 1003
     --no-page                 do not serve the chat page at GET /
-    -v, --verbose             log debug messages (-vv: trace)
-    -q, --quiet               log warnings and errors only
+    -v, --verbose             more logging: -v debug, -vv (or more) trace
+    -q, --quiet               less logging: -q warnings and errors, -qq errors only
+                              (each -v and -q counts against the other: -vq is the default)
     -h, --help                print this help
     -V, --version             print the version
 
@@ -217,11 +248,27 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
         verbosity: Verbosity::Normal,
         config: Config::default(),
     };
+    let (mut louder, mut quieter) = (0u32, 0u32);
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         let arg = arg
             .into_string()
             .map_err(|a| CliError::UnexpectedArgument(a.to_string_lossy().into_owned()))?;
+        // A group of short flags, none of which takes a value: -v, -vv, -vq.
+        if let Some(group) = arg.strip_prefix('-') {
+            if !group.is_empty() && !group.starts_with('-') {
+                for flag in group.chars() {
+                    match flag {
+                        'v' => louder = louder.saturating_add(1),
+                        'q' => quieter = quieter.saturating_add(1),
+                        'h' => return Ok(Command::Help),
+                        'V' => return Ok(Command::Version),
+                        _ => return Err(CliError::UnknownShortFlag { flag, group: arg }),
+                    }
+                }
+                continue;
+            }
+        }
         let (name, inline) = match arg.split_once('=') {
             Some((name, value)) if name.starts_with("--") => {
                 (name.to_string(), Some(value.to_string()))
@@ -242,12 +289,11 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
         let flag: &'static str = match name.as_str() {
             "--allow-binary" => "--allow-binary",
             "--no-page" => "--no-page",
-            "-v" | "--verbose" => "--verbose",
-            "-vv" => "-vv",
-            "-q" | "--quiet" => "--quiet",
-            "-h" | "--help" => return Ok(Command::Help),
-            "-V" | "--version" => return Ok(Command::Version),
-            other if other.starts_with('-') => {
+            "--verbose" => "--verbose",
+            "--quiet" => "--quiet",
+            "--help" => return Ok(Command::Help),
+            "--version" => return Ok(Command::Version),
+            other if other.starts_with('-') && other != "-" => {
                 return Err(CliError::UnknownFlag(other.to_string()))
             }
             other => return Err(CliError::UnexpectedArgument(other.to_string())),
@@ -258,14 +304,11 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
         match flag {
             "--allow-binary" => opts.allow_binary = true,
             "--no-page" => opts.page = false,
-            "--verbose" if opts.verbosity == Verbosity::Verbose => {
-                opts.verbosity = Verbosity::Trace
-            }
-            "--verbose" => opts.verbosity = Verbosity::Verbose,
-            "-vv" => opts.verbosity = Verbosity::Trace,
-            _ => opts.verbosity = Verbosity::Quiet,
+            "--verbose" => louder = louder.saturating_add(1),
+            _ => quieter = quieter.saturating_add(1),
         }
     }
+    opts.verbosity = Verbosity::from_counts(louder, quieter);
     Ok(Command::Run(Box::new(opts)))
 }
 
@@ -409,6 +452,53 @@ mod tests {
         assert_eq!(opts.verbosity, Verbosity::Verbose);
         assert_eq!(run(&["-v", "-v"]).unwrap().verbosity, Verbosity::Trace);
         assert_eq!(run(&["-q"]).unwrap().verbosity, Verbosity::Quiet);
+    }
+
+    #[test]
+    fn short_flags_combine_and_v_and_q_count_against_each_other() {
+        let cases: &[(&[&str], Verbosity)] = &[
+            (&[], Verbosity::Normal),
+            (&["-v"], Verbosity::Verbose),
+            (&["--verbose"], Verbosity::Verbose),
+            (&["-vv"], Verbosity::Trace),
+            (&["-vvv"], Verbosity::Trace),
+            (&["-vvvvvvvv"], Verbosity::Trace),
+            (&["-v", "--verbose"], Verbosity::Trace),
+            (&["-q"], Verbosity::Quiet),
+            (&["--quiet"], Verbosity::Quiet),
+            (&["-qq"], Verbosity::Errors),
+            (&["-qqq"], Verbosity::Errors),
+            (&["-vq"], Verbosity::Normal),
+            (&["-qv"], Verbosity::Normal),
+            (&["-v", "-q"], Verbosity::Normal),
+            (&["-q", "-v"], Verbosity::Normal),
+            (&["-vvq"], Verbosity::Verbose),
+            (&["-vvv", "-q"], Verbosity::Trace),
+            (&["-vqq"], Verbosity::Quiet),
+            (&["-vvvvvvvv", "-q"], Verbosity::Trace),
+            (&["-vvvvvvvv", "-qqqqqqq"], Verbosity::Verbose),
+        ];
+        for (args, want) in cases {
+            assert_eq!(run(args).unwrap().verbosity, *want, "{args:?}");
+        }
+        assert_eq!(parse([OsString::from("-vh")]), Ok(Command::Help));
+        assert_eq!(parse([OsString::from("-qV")]), Ok(Command::Version));
+        assert_eq!(
+            run(&["-vx"]).unwrap_err().to_string(),
+            "unknown flag '-x' in '-vx' (see --help)"
+        );
+        assert_eq!(
+            run(&["-x"]).unwrap_err().to_string(),
+            "unknown flag '-x' (see --help)"
+        );
+        assert_eq!(
+            run(&["-v=1"]).unwrap_err().to_string(),
+            "unknown flag '-=' in '-v=1' (see --help)"
+        );
+        assert_eq!(
+            run(&["-"]).unwrap_err().to_string(),
+            "unexpected argument '-' (see --help)"
+        );
     }
 
     #[test]

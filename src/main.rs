@@ -55,6 +55,7 @@ fn main() -> ExitCode {
 /// Installs the logger: `-v`/`-q` set the level, `RUST_LOG` overrides it.
 fn init_logging(verbosity: Verbosity) {
     let level = match verbosity {
+        Verbosity::Errors => log::LevelFilter::Error,
         Verbosity::Quiet => log::LevelFilter::Warn,
         Verbosity::Normal => log::LevelFilter::Info,
         Verbosity::Verbose => log::LevelFilter::Debug,

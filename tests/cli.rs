@@ -229,3 +229,48 @@ fn under_the_journal_lines_have_no_timestamp_but_a_priority() {
     });
     assert!(text.lines().all(stamped), "{text}");
 }
+
+/// What the binary started with `args` logs for one chat message: whether
+/// an info, a debug and a trace line appeared.
+fn levels_logged(args: &[&str]) -> (bool, bool, bool) {
+    let mut server = common::Rookery::start(args);
+    let mut ws = common::connect(&server.url("/chat"));
+    let _welcome = common::next_data(&mut ws);
+    ws.send(tungstenite::Message::text("level check")).unwrap();
+    assert_eq!(
+        common::next_data(&mut ws),
+        tungstenite::Message::text("level check")
+    );
+    drop(ws);
+    server.signal(libc::SIGTERM);
+    assert!(server
+        .wait_exit(std::time::Duration::from_secs(10))
+        .is_some());
+    let log = server.stderr_text();
+    (
+        log.contains(" INFO ] serving chat on "),
+        log.contains(" DEBUG] Received message 'level check' from "),
+        log.contains(" TRACE] ") && log.contains("bytes broadcast, recipients: 1"),
+    )
+}
+
+#[test]
+fn verbosity_flags_combine_and_v_and_q_count_against_each_other() {
+    assert_eq!(levels_logged(&[]), (true, false, false));
+    assert_eq!(levels_logged(&["-v"]), (true, true, false));
+    assert_eq!(levels_logged(&["-vv"]), (true, true, true));
+    assert_eq!(levels_logged(&["-vvv"]), (true, true, true));
+    assert_eq!(levels_logged(&["-v", "-v"]), (true, true, true));
+    assert_eq!(levels_logged(&["-vq"]), (true, false, false));
+    assert_eq!(levels_logged(&["-q", "-v"]), (true, false, false));
+    assert_eq!(levels_logged(&["-vvq"]), (true, true, false));
+    assert_eq!(levels_logged(&["-q"]), (false, false, false));
+}
+
+#[test]
+fn an_unknown_letter_in_a_group_of_short_flags_is_named() {
+    let out = rookery(&["-vx"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err, "rookery: unknown flag '-x' in '-vx' (see --help)\n");
+}
