@@ -102,6 +102,15 @@ pub(crate) enum CliError {
         /// What was expected.
         expected: &'static str,
     },
+    /// A flag's value is refused, for a reason of its own.
+    Refused {
+        /// The flag.
+        flag: &'static str,
+        /// The value given.
+        value: String,
+        /// Why.
+        why: String,
+    },
     /// An argument that is not a flag.
     UnexpectedArgument(String),
     /// A flag that takes no value was given one (`--no-page=x`).
@@ -111,21 +120,32 @@ pub(crate) enum CliError {
 impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            CliError::UnknownFlag(flag) => write!(f, "unknown flag '{flag}' (see --help)"),
+            CliError::UnknownFlag(flag) => write!(f, "unknown flag '{}' (see --help)", shown(flag)),
             CliError::UnknownShortFlag { flag, group } if group.chars().count() == 2 => {
                 write!(f, "unknown flag '-{flag}' (see --help)")
             }
             CliError::UnknownShortFlag { flag, group } => {
-                write!(f, "unknown flag '-{flag}' in '{group}' (see --help)")
+                write!(
+                    f,
+                    "unknown flag '-{flag}' in '{}' (see --help)",
+                    shown(group)
+                )
             }
             CliError::MissingValue(flag) => write!(f, "flag {flag} needs a value (see --help)"),
             CliError::InvalidValue {
                 flag,
                 value,
                 expected,
-            } => write!(f, "invalid value '{value}' for {flag}: expected {expected}"),
+            } => write!(
+                f,
+                "invalid value '{}' for {flag}: expected {expected}",
+                shown(value)
+            ),
+            CliError::Refused { flag, value, why } => {
+                write!(f, "invalid value '{}' for {flag}: {why}", shown(value))
+            }
             CliError::UnexpectedArgument(arg) => {
-                write!(f, "unexpected argument '{arg}' (see --help)")
+                write!(f, "unexpected argument '{}' (see --help)", shown(arg))
             }
             CliError::UnexpectedValue(flag) => write!(f, "flag {flag} takes no value"),
         }
@@ -133,6 +153,17 @@ impl fmt::Display for CliError {
 }
 
 impl std::error::Error for CliError {}
+
+/// `text` with its control characters escaped (`\n`, `\u{1b}`), so that a
+/// mistake is always reported on one line.
+fn shown(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            c if c.is_control() => c.escape_debug().to_string(),
+            c => c.to_string(),
+        })
+        .collect()
+}
 
 /// The default listening address.
 pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:1984";
@@ -149,7 +180,7 @@ USAGE:
 
 OPTIONS:
     --listen ADDR:PORT        address to listen on (port 0 picks one)  [default: 127.0.0.1:1984]
-    --path PATH               WebSocket path                            [default: /chat]
+    --path PATH               WebSocket path (/ only with --no-page)    [default: /chat]
     --mode chat|echo          chat: relay every text to everyone; echo: back to sender  [default: chat]
     --welcome TEXT            text sent to each new chat connection     [default: Welcome to Rookery Chat!]
     --ping-interval DUR       ping every open connection this often     [default: 5s]
@@ -212,13 +243,25 @@ pub(crate) fn parse_size(text: &str) -> Option<u64> {
     n.checked_mul(factor)
 }
 
-/// Whether `path` can be a WebSocket path: absolute, and free of anything
-/// that would need escaping in a URL or in the chat page's script.
-fn valid_path(path: &str) -> bool {
-    path.starts_with('/')
-        && path
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"/-._~!$&'()*+,;=:@%".contains(&b))
+/// Why `path` cannot be a WebSocket path, if it cannot: it must be
+/// absolute, and free of anything that would need escaping in a URL or in
+/// the chat page's script.
+fn path_problem(path: &str) -> Option<String> {
+    if !path.starts_with('/') {
+        return Some("expected a path starting with '/', e.g. /chat".into());
+    }
+    let bad = path
+        .chars()
+        .find(|&c| !(c.is_ascii_alphanumeric() || "/-._~!$&'()*+,;=:@%".contains(c)))?;
+    Some(match bad {
+        '?' => "a path cannot hold '?': what follows it is a query, which is not part of the path".into(),
+        '#' => "a path cannot hold '#': what follows it is a fragment, which never reaches the server".into(),
+        ' ' => "a path cannot hold spaces".into(),
+        c => format!(
+            "a path cannot hold '{}' (letters, digits and - . _ ~ ! $ & ' ( ) * + , ; = : @ % only)",
+            shown(&c.to_string())
+        ),
+    })
 }
 
 /// The flags that take a value, by their names.
@@ -309,6 +352,13 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
         }
     }
     opts.verbosity = Verbosity::from_counts(louder, quieter);
+    if opts.mode == Mode::Chat && opts.page && opts.config.path == "/" {
+        return Err(CliError::Refused {
+            flag: "--path",
+            value: opts.config.path,
+            why: "the chat page is served at /; give the WebSocket another path (e.g. /chat), or add --no-page".into(),
+        });
+    }
     Ok(Command::Run(Box::new(opts)))
 }
 
@@ -339,8 +389,8 @@ fn apply_value(opts: &mut Options, flag: &'static str, value: String) -> Result<
             opts.listen = value;
         }
         "--path" => {
-            if !valid_path(&value) {
-                return Err(invalid("a path starting with '/', e.g. /chat"));
+            if let Some(why) = path_problem(&value) {
+                return Err(CliError::Refused { flag, value, why });
             }
             config.path = value;
         }
@@ -530,6 +580,34 @@ mod tests {
             (&["--path", "chat"], "invalid value 'chat' for --path"),
             (&["--path", "/a\"b"], "invalid value '/a\"b' for --path"),
             (
+                &["--path", "/x?y"],
+                "invalid value '/x?y' for --path: a path cannot hold '?'",
+            ),
+            (
+                &["--path", "/x#y"],
+                "invalid value '/x#y' for --path: a path cannot hold '#'",
+            ),
+            (
+                &["--path", "/my chat"],
+                "invalid value '/my chat' for --path: a path cannot hold spaces",
+            ),
+            (
+                &["--path", "/a\nb"],
+                "invalid value '/a\\nb' for --path: a path cannot hold '\\n' (letters",
+            ),
+            (
+                &["--path", "/a<b"],
+                "invalid value '/a<b' for --path: a path cannot hold '<' (letters, digits",
+            ),
+            (
+                &["--path", "/"],
+                "invalid value '/' for --path: the chat page is served at /",
+            ),
+            (
+                &["--path", "/", "--mode", "chat"],
+                "invalid value '/' for --path: the chat page is served at /",
+            ),
+            (
                 &["--listen", "nowhere"],
                 "invalid value 'nowhere' for --listen",
             ),
@@ -541,6 +619,19 @@ mod tests {
             assert!(err.starts_with(want), "{args:?}: {err}");
             assert!(!err.contains('\n'));
         }
+    }
+
+    #[test]
+    fn the_root_path_is_fine_where_no_page_is_served() {
+        assert_eq!(run(&["--path", "/", "--no-page"]).unwrap().config.path, "/");
+        assert_eq!(
+            run(&["--path", "/", "--mode", "echo"]).unwrap().config.path,
+            "/"
+        );
+        assert_eq!(
+            run(&["--path", "/a/b-c_d.e~f%20"]).unwrap().config.path,
+            "/a/b-c_d.e~f%20"
+        );
     }
 
     #[test]

@@ -274,3 +274,45 @@ fn an_unknown_letter_in_a_group_of_short_flags_is_named() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert_eq!(err, "rookery: unknown flag '-x' in '-vx' (see --help)\n");
 }
+
+/// Runs the binary with `args`; asserts exit status 2 with one line on
+/// stderr and nothing on stdout, and returns that line.
+fn refused(args: &[&str]) -> String {
+    let out = rookery(args);
+    assert_eq!(out.status.code(), Some(2), "{args:?}");
+    assert!(out.stdout.is_empty(), "{args:?}");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    err
+}
+
+#[test]
+fn a_path_that_hides_the_page_or_holds_a_query_is_refused() {
+    let err = refused(&["--path", "/"]);
+    assert!(
+        err.starts_with("rookery: invalid value '/' for --path: the chat page is served at /"),
+        "{err}"
+    );
+    assert!(err.contains("--no-page"), "{err}");
+    for (path, why) in [
+        ("/x?y", "a path cannot hold '?'"),
+        ("/x#y", "a path cannot hold '#'"),
+        ("/my chat", "a path cannot hold spaces"),
+    ] {
+        let err = refused(&["--path", path]);
+        assert!(
+            err.starts_with(&format!(
+                "rookery: invalid value '{path}' for --path: {why}"
+            )),
+            "{err}"
+        );
+    }
+
+    // Without the page, / is a WebSocket path like any other.
+    let server = common::Rookery::start(&["--path", "/", "--no-page"]);
+    let mut ws = common::connect(&server.url("/"));
+    assert_eq!(
+        common::next_data(&mut ws),
+        tungstenite::Message::text("Welcome to Rookery Chat!")
+    );
+}
