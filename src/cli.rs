@@ -191,6 +191,8 @@ OPTIONS:
     --max-backlog SIZE        most bytes queued per client, else close 1008  [default: 1MiB]
     --max-connections N       more connections get 503                  [default: 1024]
     --allow-origin ORIGIN     accept browsers only from ORIGIN (repeatable; else 403)  [default: any]
+                              ORIGIN: scheme://host[:port], scheme http or https, no path
+                              (e.g. https://a.example); * allows any
     --allow-binary            relay binary messages instead of closing with 1003
     --no-page                 do not serve the chat page at GET /
     -v, --verbose             more logging: -v debug, -vv (or more) trace
@@ -261,6 +263,85 @@ fn path_problem(path: &str) -> Option<String> {
             "a path cannot hold '{}' (letters, digits and - . _ ~ ! $ & ' ( ) * + , ; = : @ % only)",
             shown(&c.to_string())
         ),
+    })
+}
+
+/// An `--allow-origin` value as browsers send it in `Origin`, or why it
+/// can never match one: `*` (any origin), or `scheme://host[:port]` with the
+/// scheme `http` or `https`, nothing after the port, and the host in ASCII.
+/// The result is lowercase and without the scheme's default port, as
+/// browsers write it (`HTTPS://A.Example:443` is `https://a.example`).
+fn parse_origin(value: &str) -> Result<String, String> {
+    const EXAMPLE: &str = "e.g. https://a.example or http://192.168.1.2:8080, or * for any";
+    if value == "*" {
+        return Ok(value.to_string());
+    }
+    let lower = value.to_ascii_lowercase();
+    let Some((scheme, rest)) = lower.split_once("://") else {
+        return Err(format!(
+            "an origin starts with http:// or https:// ({EXAMPLE})"
+        ));
+    };
+    let default_port = match scheme {
+        "http" => 80,
+        "https" => 443,
+        _ => {
+            return Err(format!(
+                "an origin's scheme is http or https, that of the page a browser shows ({EXAMPLE})"
+            ))
+        }
+    };
+    if let Some(at) = rest.find(['/', '?', '#']) {
+        return Err(format!(
+            "an origin has no path (nor anything after the host and port): write '{}'",
+            shown(&value[..scheme.len() + 3 + at])
+        ));
+    }
+    if rest.contains('@') {
+        return Err(format!("an origin holds no user name ({EXAMPLE})"));
+    }
+    let (host, port) = if rest.starts_with('[') {
+        const V6: &str = "'[' opens an IPv6 address, e.g. http://[::1]:8080";
+        let end = rest.find(']').ok_or(V6)?;
+        let (host, tail) = rest.split_at(end + 1);
+        if host[1..end].parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(V6.into());
+        }
+        match tail {
+            "" => (host, None),
+            _ => (host, Some(tail.strip_prefix(':').ok_or(V6)?)),
+        }
+    } else {
+        match rest.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (rest, None),
+        }
+    };
+    if !host.starts_with('[') {
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
+        if !host.split('.').all(label_ok) {
+            return Err(format!(
+                "'{}' is not a host name (ASCII letters, digits, '-' and dots; an international name in its xn-- form)",
+                shown(&value[scheme.len() + 3..scheme.len() + 3 + host.len()])
+            ));
+        }
+    }
+    let port = match port {
+        None => None,
+        Some(p) => match p.parse::<u16>() {
+            Ok(n) if n > 0 && p.bytes().all(|b| b.is_ascii_digit()) => Some(n),
+            _ => return Err(format!("'{}' is not a port (1 to 65535)", shown(p))),
+        },
+    };
+    Ok(match port {
+        Some(n) if n != default_port => format!("{scheme}://{host}:{n}"),
+        _ => format!("{scheme}://{host}"),
     })
 }
 
@@ -417,12 +498,10 @@ fn apply_value(opts: &mut Options, flag: &'static str, value: String) -> Result<
                 .filter(|&n: &usize| n > 0)
                 .ok_or_else(|| invalid("a whole number of at least 1"))?;
         }
-        "--allow-origin" => {
-            if value.is_empty() {
-                return Err(invalid("an origin like https://example.com"));
-            }
-            config.allowed_origins.push(value);
-        }
+        "--allow-origin" => match parse_origin(&value) {
+            Ok(origin) => config.allowed_origins.push(origin),
+            Err(why) => return Err(CliError::Refused { flag, value, why }),
+        },
         _ => return Err(CliError::UnknownFlag(flag.to_string())),
     }
     Ok(())
@@ -619,6 +698,82 @@ mod tests {
             assert!(err.starts_with(want), "{args:?}: {err}");
             assert!(!err.contains('\n'));
         }
+    }
+
+    #[test]
+    fn origins_are_checked_and_written_as_browsers_send_them() {
+        for (given, stored) in [
+            ("*", "*"),
+            ("https://a.example", "https://a.example"),
+            ("HTTPS://A.Example", "https://a.example"),
+            ("http://a.example:8080", "http://a.example:8080"),
+            ("https://a.example:443", "https://a.example"),
+            ("http://a.example:80", "http://a.example"),
+            ("http://a.example:443", "http://a.example:443"),
+            ("http://192.168.1.2:8080", "http://192.168.1.2:8080"),
+            ("http://[::1]:8080", "http://[::1]:8080"),
+            ("http://[::1]", "http://[::1]"),
+            ("http://localhost", "http://localhost"),
+            (
+                "https://xn--bcher-kva.example",
+                "https://xn--bcher-kva.example",
+            ),
+        ] {
+            assert_eq!(parse_origin(given).as_deref(), Ok(stored), "{given}");
+        }
+        for (given, why) in [
+            (
+                "http://a.example/",
+                "has no path (nor anything after the host and port): write 'http://a.example'",
+            ),
+            (
+                "https://a.example/app",
+                "has no path (nor anything after the host and port): write 'https://a.example'",
+            ),
+            ("https://a.example?x", "has no path"),
+            ("a.example", "an origin starts with http:// or https://"),
+            ("", "an origin starts with http:// or https://"),
+            ("ws://a.example", "an origin's scheme is http or https"),
+            ("file://", "an origin's scheme is http or https"),
+            ("null", "an origin starts with http:// or https://"),
+            ("**", "an origin starts with http:// or https://"),
+            ("https://", "'' is not a host name"),
+            ("https://a..example", "'a..example' is not a host name"),
+            (
+                "https://bücher.example",
+                "'bücher.example' is not a host name",
+            ),
+            ("https://a example", "'a example' is not a host name"),
+            ("https://a.example:", "'' is not a port"),
+            ("https://a.example:0", "'0' is not a port"),
+            ("https://a.example:99999", "'99999' is not a port"),
+            ("https://a.example:+80", "'+80' is not a port"),
+            ("https://user@a.example", "holds no user name"),
+            ("http://[::1", "'[' opens an IPv6 address"),
+            ("http://[nope]:80", "'[' opens an IPv6 address"),
+            ("http://[::1]x", "'[' opens an IPv6 address"),
+        ] {
+            let err = parse_origin(given).unwrap_err();
+            assert!(err.contains(why), "{given}: {err}");
+        }
+        let err = run(&["--allow-origin", "http://a.example/"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("invalid value 'http://a.example/' for --allow-origin: "),
+            "{err}"
+        );
+        assert_eq!(
+            run(&[
+                "--allow-origin",
+                "HTTPS://A.example:443",
+                "--allow-origin=*"
+            ])
+            .unwrap()
+            .config
+            .allowed_origins,
+            ["https://a.example", "*"]
+        );
     }
 
     #[test]

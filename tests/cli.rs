@@ -316,3 +316,30 @@ fn a_path_that_hides_the_page_or_holds_a_query_is_refused() {
         tungstenite::Message::text("Welcome to Rookery Chat!")
     );
 }
+
+#[test]
+fn a_bad_origin_is_refused_at_start_and_a_good_one_matches_browsers() {
+    let err = refused(&["--allow-origin", "http://a.example/"]);
+    assert!(
+        err.starts_with("rookery: invalid value 'http://a.example/' for --allow-origin: ")
+            && err.contains("write 'http://a.example'"),
+        "{err}"
+    );
+    let err = refused(&["--allow-origin", "a.example"]);
+    assert!(
+        err.starts_with("rookery: invalid value 'a.example' for --allow-origin: "),
+        "{err}"
+    );
+
+    let status = |head: &str| head.split(' ').nth(1).unwrap_or_default().to_string();
+    // Written as a person might; matched as a browser sends it.
+    let server = common::Rookery::start(&["--allow-origin", "HTTPS://A.Example:443"]);
+    let (_ok, head) = common::raw_upgrade(server.addr, "/chat", "Origin: https://a.example\r\n");
+    assert_eq!(status(&head), "101", "{head}");
+    let (_no, head) = common::raw_upgrade(server.addr, "/chat", "Origin: https://b.example\r\n");
+    assert_eq!(status(&head), "403", "{head}");
+
+    let server = common::Rookery::start(&["--allow-origin", "*"]);
+    let (_any, head) = common::raw_upgrade(server.addr, "/chat", "Origin: http://c.example:81\r\n");
+    assert_eq!(status(&head), "101", "{head}");
+}
