@@ -6,6 +6,7 @@
 mod cli;
 
 use std::io::{self, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -212,17 +213,38 @@ fn serve<H: Handler>(opts: &Options, handler: H) -> io::Result<()> {
     writeln!(stdout, "listening on {addr}")?;
     stdout.flush()?;
     drop(stdout);
-    log::info!(
-        "serving {} on ws://{addr}{}",
+    log::info!("{}", serving_line(opts, addr));
+    server.run()?;
+    log::info!("stopped");
+    Ok(())
+}
+
+/// The start-up line with URLs one can open: for a wildcard address
+/// (`0.0.0.0`, `[::]`) the loopback one, which always works on this host,
+/// with a note that every interface listens.
+fn serving_line(opts: &Options, addr: SocketAddr) -> String {
+    let (host, all) = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST.to_string(), true),
+        IpAddr::V6(ip) if ip.is_unspecified() => (format!("[{}]", Ipv6Addr::LOCALHOST), true),
+        IpAddr::V4(ip) => (ip.to_string(), false),
+        IpAddr::V6(ip) => (format!("[{ip}]"), false),
+    };
+    let authority = format!("{host}:{}", addr.port());
+    let mut line = format!(
+        "serving {} on ws://{authority}{}",
         match opts.mode {
             Mode::Chat => "chat",
             Mode::Echo => "echo",
         },
         opts.config.path
     );
-    server.run()?;
-    log::info!("stopped");
-    Ok(())
+    if all {
+        line.push_str(" (all interfaces)");
+    }
+    if opts.mode == Mode::Chat && opts.page {
+        line.push_str(&format!(", page at http://{authority}/"));
+    }
+    line
 }
 
 #[cfg(test)]
@@ -318,6 +340,35 @@ mod tests {
         assert_eq!(
             line,
             "[2026-12-02T05:00:43.123Z DEBUG] a\\n[INFO ] forged\\r\\x1b[31m\\u{9b}\\tz\n"
+        );
+    }
+
+    #[test]
+    fn the_serving_line_names_addresses_one_can_open() {
+        let opts = |args: &[&str]| match cli::parse(args.iter().map(std::ffi::OsString::from)) {
+            Ok(Command::Run(opts)) => *opts,
+            other => panic!("{other:?}"),
+        };
+        let line = |args: &[&str], addr: &str| serving_line(&opts(args), addr.parse().unwrap());
+        assert_eq!(
+            line(&[], "127.0.0.1:1984"),
+            "serving chat on ws://127.0.0.1:1984/chat, page at http://127.0.0.1:1984/"
+        );
+        assert_eq!(
+            line(&[], "0.0.0.0:1984"),
+            "serving chat on ws://127.0.0.1:1984/chat (all interfaces), page at http://127.0.0.1:1984/"
+        );
+        assert_eq!(
+            line(&["--no-page", "--path", "/ws"], "[::]:9"),
+            "serving chat on ws://[::1]:9/ws (all interfaces)"
+        );
+        assert_eq!(
+            line(&["--mode", "echo"], "192.168.1.2:80"),
+            "serving echo on ws://192.168.1.2:80/chat"
+        );
+        assert_eq!(
+            line(&["--mode", "echo"], "[fe80::1]:80"),
+            "serving echo on ws://[fe80::1]:80/chat"
         );
     }
 

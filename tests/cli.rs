@@ -343,3 +343,29 @@ fn a_bad_origin_is_refused_at_start_and_a_good_one_matches_browsers() {
     let (_any, head) = common::raw_upgrade(server.addr, "/chat", "Origin: http://c.example:81\r\n");
     assert_eq!(status(&head), "101", "{head}");
 }
+
+#[test]
+fn on_a_wildcard_address_the_serving_line_names_one_that_opens() {
+    let mut server = common::Rookery::start(&["--listen", "0.0.0.0:0"]);
+    // The `listening on` line stays the bound address, as scripts parse it.
+    assert_eq!(server.addr.ip().to_string(), "0.0.0.0");
+    let port = server.addr.port();
+    let mut ws = common::connect(&format!("ws://127.0.0.1:{port}/chat"));
+    assert_eq!(
+        common::next_data(&mut ws),
+        tungstenite::Message::text("Welcome to Rookery Chat!")
+    );
+    drop(ws);
+    server.signal(libc::SIGTERM);
+    assert!(server
+        .wait_exit(std::time::Duration::from_secs(10))
+        .is_some());
+    let log = server.stderr_text();
+    assert!(
+        log.contains(&format!(
+            " INFO ] serving chat on ws://127.0.0.1:{port}/chat (all interfaces), page at http://127.0.0.1:{port}/\n"
+        )),
+        "{log}"
+    );
+    assert!(!log.contains("0.0.0.0"), "{log}");
+}
