@@ -184,9 +184,15 @@ OPTIONS:
     --mode chat|echo          chat: relay every text to everyone; echo: back to sender  [default: chat]
     --welcome TEXT            text sent to each new chat connection     [default: Welcome to Rookery Chat!]
     --ping-interval DUR       ping every open connection this often     [default: 5s]
+                              (0: no pings)
     --idle-timeout DUR        close (1001) connections silent this long [default: 15s]
+                              (0: silence never closes a connection)
     --handshake-timeout DUR   drop connections that have not upgraded   [default: 5s]
-    --close-timeout DUR       wait for a peer's close frame; also caps shutdown  [default: 5s]
+                              by then (0: no limit; not for the open internet)
+    --close-timeout DUR       how long a peer may take to answer our    [default: 5s]
+                              close frame, and the most a shutdown waits (0: a
+                              shutdown sends its close frames and exits without
+                              waiting; any other close still waits 1s)
     --max-message SIZE        largest message accepted, else close 1009 [default: 1MiB]
     --max-backlog SIZE        most bytes queued per client, else close 1008  [default: 1MiB]
     --max-connections N       more connections get 503                  [default: 1024]
@@ -201,10 +207,15 @@ OPTIONS:
     -h, --help                print this help
     -V, --version             print the version
 
-DUR is a number with a unit: 250ms, 5s, 2m, 1h; 0 turns the timer off.
+DUR is a number with a unit: 250ms, 5s, 2m, 1h, or 0 (what 0 means is
+given for each flag above).
 SIZE is bytes, or a number with KiB, MiB, GiB (or KB, MB, GB: powers of 1000).
+Logs go to stderr, each line stamped with the UTC time (not when stderr is
+the systemd journal, which stamps lines itself).
 RUST_LOG, when set, overrides -v and -q (e.g. RUST_LOG=debug).
-SIGINT or SIGTERM closes every connection with 1001 and exits.
+SIGINT or SIGTERM stops accepting, closes every connection with 1001, waits
+at most --close-timeout for their answers and exits 0; a second SIGINT or
+SIGTERM meanwhile exits at once with status 130.
 ";
 
 /// Parses a duration: `250ms`, `5s`, `2m`, `1h`, or `0`.
@@ -449,7 +460,7 @@ fn apply_value(opts: &mut Options, flag: &'static str, value: String) -> Result<
         value: value.clone(),
         expected,
     };
-    const DUR: &str = "a duration like 250ms, 5s, 2m, or 0 for off";
+    const DUR: &str = "a duration like 250ms, 5s, 2m, or 0";
     const SIZE: &str = "a size like 65536, 64KiB or 1MiB";
     let duration = || parse_duration(&value).ok_or_else(|| invalid(DUR));
     let size = || {

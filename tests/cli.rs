@@ -369,3 +369,24 @@ fn on_a_wildcard_address_the_serving_line_names_one_that_opens() {
     );
     assert!(!log.contains("0.0.0.0"), "{log}");
 }
+
+#[test]
+fn help_says_what_0_means_for_each_timer_and_what_a_second_signal_does() {
+    let out = rookery(&["--help"]);
+    let help = String::from_utf8(out.stdout).unwrap();
+    // One blanket "0 turns the timer off" was wrong for --close-timeout.
+    assert!(!help.contains("0 turns the timer off"), "{help}");
+    for meaning in [
+        "(0: no pings)",
+        "(0: silence never closes a connection)",
+        "by then (0: no limit",
+        "shutdown sends its close frames and exits without",
+        "any other close still waits 1s",
+        "exits at once with status 130",
+        "* allows any",
+        "-vv (or more) trace",
+        "-vq is the default",
+    ] {
+        assert!(help.contains(meaning), "--help lacks {meaning:?}");
+    }
+}
