@@ -8,52 +8,69 @@ use std::fmt;
 use std::net::ToSocketAddrs;
 use std::time::Duration;
 
-use crate::Config;
+use rookery::Config;
 
 /// Which handler the binary runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     /// The chat broadcaster (default).
     Chat,
     /// Every message back to its sender.
     Echo,
 }
 
-/// How much to log, before `RUST_LOG` has its say.
+/// How much to log, before `RUST_LOG` has its say: each `-v` is one step
+/// up from the default, each `-q` one step down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verbosity {
-    /// Warnings and errors only (`-q`).
+pub(crate) enum Verbosity {
+    /// Errors only (`-qq`).
+    Errors,
+    /// Warnings and errors (`-q`).
     Quiet,
     /// Info and above (default).
     Normal,
     /// Debug and above (`-v`).
     Verbose,
-    /// Everything (`-vv`).
+    /// Everything (`-vv`, or more `v`s).
     Trace,
+}
+
+impl Verbosity {
+    /// The level for `louder` `-v`s and `quieter` `-q`s, which count
+    /// against each other; past either end it stays there.
+    fn from_counts(louder: u32, quieter: u32) -> Verbosity {
+        match i64::from(louder) - i64::from(quieter) {
+            i64::MIN..=-2 => Verbosity::Errors,
+            -1 => Verbosity::Quiet,
+            0 => Verbosity::Normal,
+            1 => Verbosity::Verbose,
+            2.. => Verbosity::Trace,
+        }
+    }
 }
 
 /// A parsed command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Options {
+pub(crate) struct Options {
     /// Where to listen.
-    pub listen: String,
+    pub(crate) listen: String,
     /// The handler.
-    pub mode: Mode,
+    pub(crate) mode: Mode,
     /// The chat's welcome text.
-    pub welcome: String,
+    pub(crate) welcome: String,
     /// Whether the chat relays binary messages instead of refusing them.
-    pub allow_binary: bool,
+    pub(crate) allow_binary: bool,
     /// Whether `GET /` serves the chat page.
-    pub page: bool,
+    pub(crate) page: bool,
     /// Logging level.
-    pub verbosity: Verbosity,
+    pub(crate) verbosity: Verbosity,
     /// The server's limits and timers.
-    pub config: Config,
+    pub(crate) config: Config,
 }
 
 /// What the command line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
+pub(crate) enum Command {
     /// Serve with these options.
     Run(Box<Options>),
     /// Print the help text.
@@ -64,9 +81,16 @@ pub enum Command {
 
 /// A command-line mistake; its `Display` is the one line printed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CliError {
+pub(crate) enum CliError {
     /// A flag nobody knows.
     UnknownFlag(String),
+    /// A letter nobody knows in a group of short flags (`-vx`).
+    UnknownShortFlag {
+        /// The letter.
+        flag: char,
+        /// The whole group.
+        group: String,
+    },
     /// A flag that needs a value came last.
     MissingValue(&'static str),
     /// A flag's value is not acceptable.
@@ -78,6 +102,15 @@ pub enum CliError {
         /// What was expected.
         expected: &'static str,
     },
+    /// A flag's value is refused, for a reason of its own.
+    Refused {
+        /// The flag.
+        flag: &'static str,
+        /// The value given.
+        value: String,
+        /// Why.
+        why: String,
+    },
     /// An argument that is not a flag.
     UnexpectedArgument(String),
     /// A flag that takes no value was given one (`--no-page=x`).
@@ -87,15 +120,32 @@ pub enum CliError {
 impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            CliError::UnknownFlag(flag) => write!(f, "unknown flag '{flag}' (see --help)"),
+            CliError::UnknownFlag(flag) => write!(f, "unknown flag '{}' (see --help)", shown(flag)),
+            CliError::UnknownShortFlag { flag, group } if group.chars().count() == 2 => {
+                write!(f, "unknown flag '-{flag}' (see --help)")
+            }
+            CliError::UnknownShortFlag { flag, group } => {
+                write!(
+                    f,
+                    "unknown flag '-{flag}' in '{}' (see --help)",
+                    shown(group)
+                )
+            }
             CliError::MissingValue(flag) => write!(f, "flag {flag} needs a value (see --help)"),
             CliError::InvalidValue {
                 flag,
                 value,
                 expected,
-            } => write!(f, "invalid value '{value}' for {flag}: expected {expected}"),
+            } => write!(
+                f,
+                "invalid value '{}' for {flag}: expected {expected}",
+                shown(value)
+            ),
+            CliError::Refused { flag, value, why } => {
+                write!(f, "invalid value '{}' for {flag}: {why}", shown(value))
+            }
             CliError::UnexpectedArgument(arg) => {
-                write!(f, "unexpected argument '{arg}' (see --help)")
+                write!(f, "unexpected argument '{}' (see --help)", shown(arg))
             }
             CliError::UnexpectedValue(flag) => write!(f, "flag {flag} takes no value"),
         }
@@ -104,14 +154,25 @@ impl fmt::Display for CliError {
 
 impl std::error::Error for CliError {}
 
+/// `text` with its control characters escaped (`\n`, `\u{1b}`), so that a
+/// mistake is always reported on one line.
+fn shown(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            c if c.is_control() => c.escape_debug().to_string(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
 /// The default listening address.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:1984";
+pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:1984";
 
 /// The default welcome text.
-pub const DEFAULT_WELCOME: &str = "Welcome to Rookery Chat!";
+pub(crate) const DEFAULT_WELCOME: &str = "Welcome to Rookery Chat!";
 
 /// The `--help` text.
-pub const HELP: &str = "\
+pub(crate) const HELP: &str = "\
 rookery — a single-threaded WebSocket chat server (RFC 6455)
 
 USAGE:
@@ -119,32 +180,46 @@ USAGE:
 
 OPTIONS:
     --listen ADDR:PORT        address to listen on (port 0 picks one)  [default: 127.0.0.1:1984]
-    --path PATH               WebSocket path                            [default: /chat]
+    --path PATH               WebSocket path (/ only with --no-page)    [default: /chat]
     --mode chat|echo          chat: relay every text to everyone; echo: back to sender  [default: chat]
     --welcome TEXT            text sent to each new chat connection     [default: Welcome to Rookery Chat!]
     --ping-interval DUR       ping every open connection this often     [default: 5s]
+                              (0: no pings)
     --idle-timeout DUR        close (1001) connections silent this long [default: 15s]
+                              (0: silence never closes a connection)
     --handshake-timeout DUR   drop connections that have not upgraded   [default: 5s]
-    --close-timeout DUR       wait for a peer's close frame; also caps shutdown  [default: 5s]
+                              by then (0: no limit; not for the open internet)
+    --close-timeout DUR       how long a peer may take to answer our    [default: 5s]
+                              close frame, and the most a shutdown waits (0: a
+                              shutdown sends its close frames and exits without
+                              waiting; any other close still waits 1s)
     --max-message SIZE        largest message accepted, else close 1009 [default: 1MiB]
     --max-backlog SIZE        most bytes queued per client, else close 1008  [default: 1MiB]
     --max-connections N       more connections get 503                  [default: 1024]
     --allow-origin ORIGIN     accept browsers only from ORIGIN (repeatable; else 403)  [default: any]
+                              ORIGIN: scheme://host[:port], scheme http or https, no path
+                              (e.g. https://a.example); * allows any
     --allow-binary            relay binary messages instead of closing with 1003
     --no-page                 do not serve the chat page at GET /
-    -v, --verbose             log debug messages (-vv: trace)
-    -q, --quiet               log warnings and errors only
+    -v, --verbose             more logging: -v debug, -vv (or more) trace
+    -q, --quiet               less logging: -q warnings and errors, -qq errors only
+                              (each -v and -q counts against the other: -vq is the default)
     -h, --help                print this help
     -V, --version             print the version
 
-DUR is a number with a unit: 250ms, 5s, 2m, 1h; 0 turns the timer off.
+DUR is a number with a unit: 250ms, 5s, 2m, 1h, or 0 (what 0 means is
+given for each flag above).
 SIZE is bytes, or a number with KiB, MiB, GiB (or KB, MB, GB: powers of 1000).
+Logs go to stderr, each line stamped with the UTC time (not when stderr is
+the systemd journal, which stamps lines itself).
 RUST_LOG, when set, overrides -v and -q (e.g. RUST_LOG=debug).
-SIGINT or SIGTERM closes every connection with 1001 and exits.
+SIGINT or SIGTERM stops accepting, closes every connection with 1001, waits
+at most --close-timeout for their answers and exits 0; a second SIGINT or
+SIGTERM meanwhile exits at once with status 130.
 ";
 
 /// Parses a duration: `250ms`, `5s`, `2m`, `1h`, or `0`.
-pub fn parse_duration(text: &str) -> Option<Duration> {
+pub(crate) fn parse_duration(text: &str) -> Option<Duration> {
     if text == "0" {
         return Some(Duration::ZERO);
     }
@@ -162,7 +237,7 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
 }
 
 /// Parses a size: `65536`, `64KiB`, `1MiB`, `2GiB`, `10KB`, `1MB`.
-pub fn parse_size(text: &str) -> Option<u64> {
+pub(crate) fn parse_size(text: &str) -> Option<u64> {
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
@@ -181,13 +256,104 @@ pub fn parse_size(text: &str) -> Option<u64> {
     n.checked_mul(factor)
 }
 
-/// Whether `path` can be a WebSocket path: absolute, and free of anything
-/// that would need escaping in a URL or in the chat page's script.
-fn valid_path(path: &str) -> bool {
-    path.starts_with('/')
-        && path
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"/-._~!$&'()*+,;=:@%".contains(&b))
+/// Why `path` cannot be a WebSocket path, if it cannot: it must be
+/// absolute, and free of anything that would need escaping in a URL or in
+/// the chat page's script.
+fn path_problem(path: &str) -> Option<String> {
+    if !path.starts_with('/') {
+        return Some("expected a path starting with '/', e.g. /chat".into());
+    }
+    let bad = path
+        .chars()
+        .find(|&c| !(c.is_ascii_alphanumeric() || "/-._~!$&'()*+,;=:@%".contains(c)))?;
+    Some(match bad {
+        '?' => "a path cannot hold '?': what follows it is a query, which is not part of the path".into(),
+        '#' => "a path cannot hold '#': what follows it is a fragment, which never reaches the server".into(),
+        ' ' => "a path cannot hold spaces".into(),
+        c => format!(
+            "a path cannot hold '{}' (letters, digits and - . _ ~ ! $ & ' ( ) * + , ; = : @ % only)",
+            shown(&c.to_string())
+        ),
+    })
+}
+
+/// An `--allow-origin` value as browsers send it in `Origin`, or why it
+/// can never match one: `*` (any origin), or `scheme://host[:port]` with the
+/// scheme `http` or `https`, nothing after the port, and the host in ASCII.
+/// The result is lowercase and without the scheme's default port, as
+/// browsers write it (`HTTPS://A.Example:443` is `https://a.example`).
+fn parse_origin(value: &str) -> Result<String, String> {
+    const EXAMPLE: &str = "e.g. https://a.example or http://192.168.1.2:8080, or * for any";
+    if value == "*" {
+        return Ok(value.to_string());
+    }
+    let lower = value.to_ascii_lowercase();
+    let Some((scheme, rest)) = lower.split_once("://") else {
+        return Err(format!(
+            "an origin starts with http:// or https:// ({EXAMPLE})"
+        ));
+    };
+    let default_port = match scheme {
+        "http" => 80,
+        "https" => 443,
+        _ => {
+            return Err(format!(
+                "an origin's scheme is http or https, that of the page a browser shows ({EXAMPLE})"
+            ))
+        }
+    };
+    if let Some(at) = rest.find(['/', '?', '#']) {
+        return Err(format!(
+            "an origin has no path (nor anything after the host and port): write '{}'",
+            shown(&value[..scheme.len() + 3 + at])
+        ));
+    }
+    if rest.contains('@') {
+        return Err(format!("an origin holds no user name ({EXAMPLE})"));
+    }
+    let (host, port) = if rest.starts_with('[') {
+        const V6: &str = "'[' opens an IPv6 address, e.g. http://[::1]:8080";
+        let end = rest.find(']').ok_or(V6)?;
+        let (host, tail) = rest.split_at(end + 1);
+        if host[1..end].parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(V6.into());
+        }
+        match tail {
+            "" => (host, None),
+            _ => (host, Some(tail.strip_prefix(':').ok_or(V6)?)),
+        }
+    } else {
+        match rest.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (rest, None),
+        }
+    };
+    if !host.starts_with('[') {
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
+        if !host.split('.').all(label_ok) {
+            return Err(format!(
+                "'{}' is not a host name (ASCII letters, digits, '-' and dots; an international name in its xn-- form)",
+                shown(&value[scheme.len() + 3..scheme.len() + 3 + host.len()])
+            ));
+        }
+    }
+    let port = match port {
+        None => None,
+        Some(p) => match p.parse::<u16>() {
+            Ok(n) if n > 0 && p.bytes().all(|b| b.is_ascii_digit()) => Some(n),
+            _ => return Err(format!("'{}' is not a port (1 to 65535)", shown(p))),
+        },
+    };
+    Ok(match port {
+        Some(n) if n != default_port => format!("{scheme}://{host}:{n}"),
+        _ => format!("{scheme}://{host}"),
+    })
 }
 
 /// The flags that take a value, by their names.
@@ -207,7 +373,7 @@ const VALUE_FLAGS: &[&str] = &[
 ];
 
 /// Parses the arguments after the program name.
-pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, CliError> {
+pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, CliError> {
     let mut opts = Options {
         listen: DEFAULT_LISTEN.to_string(),
         mode: Mode::Chat,
@@ -217,11 +383,27 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, CliErr
         verbosity: Verbosity::Normal,
         config: Config::default(),
     };
+    let (mut louder, mut quieter) = (0u32, 0u32);
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         let arg = arg
             .into_string()
             .map_err(|a| CliError::UnexpectedArgument(a.to_string_lossy().into_owned()))?;
+        // A group of short flags, none of which takes a value: -v, -vv, -vq.
+        if let Some(group) = arg.strip_prefix('-') {
+            if !group.is_empty() && !group.starts_with('-') {
+                for flag in group.chars() {
+                    match flag {
+                        'v' => louder = louder.saturating_add(1),
+                        'q' => quieter = quieter.saturating_add(1),
+                        'h' => return Ok(Command::Help),
+                        'V' => return Ok(Command::Version),
+                        _ => return Err(CliError::UnknownShortFlag { flag, group: arg }),
+                    }
+                }
+                continue;
+            }
+        }
         let (name, inline) = match arg.split_once('=') {
             Some((name, value)) if name.starts_with("--") => {
                 (name.to_string(), Some(value.to_string()))
@@ -242,12 +424,11 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, CliErr
         let flag: &'static str = match name.as_str() {
             "--allow-binary" => "--allow-binary",
             "--no-page" => "--no-page",
-            "-v" | "--verbose" => "--verbose",
-            "-vv" => "-vv",
-            "-q" | "--quiet" => "--quiet",
-            "-h" | "--help" => return Ok(Command::Help),
-            "-V" | "--version" => return Ok(Command::Version),
-            other if other.starts_with('-') => {
+            "--verbose" => "--verbose",
+            "--quiet" => "--quiet",
+            "--help" => return Ok(Command::Help),
+            "--version" => return Ok(Command::Version),
+            other if other.starts_with('-') && other != "-" => {
                 return Err(CliError::UnknownFlag(other.to_string()))
             }
             other => return Err(CliError::UnexpectedArgument(other.to_string())),
@@ -258,13 +439,17 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, CliErr
         match flag {
             "--allow-binary" => opts.allow_binary = true,
             "--no-page" => opts.page = false,
-            "--verbose" if opts.verbosity == Verbosity::Verbose => {
-                opts.verbosity = Verbosity::Trace
-            }
-            "--verbose" => opts.verbosity = Verbosity::Verbose,
-            "-vv" => opts.verbosity = Verbosity::Trace,
-            _ => opts.verbosity = Verbosity::Quiet,
+            "--verbose" => louder = louder.saturating_add(1),
+            _ => quieter = quieter.saturating_add(1),
         }
+    }
+    opts.verbosity = Verbosity::from_counts(louder, quieter);
+    if opts.mode == Mode::Chat && opts.page && opts.config.path == "/" {
+        return Err(CliError::Refused {
+            flag: "--path",
+            value: opts.config.path,
+            why: "the chat page is served at /; give the WebSocket another path (e.g. /chat), or add --no-page".into(),
+        });
     }
     Ok(Command::Run(Box::new(opts)))
 }
@@ -275,7 +460,7 @@ fn apply_value(opts: &mut Options, flag: &'static str, value: String) -> Result<
         value: value.clone(),
         expected,
     };
-    const DUR: &str = "a duration like 250ms, 5s, 2m, or 0 for off";
+    const DUR: &str = "a duration like 250ms, 5s, 2m, or 0";
     const SIZE: &str = "a size like 65536, 64KiB or 1MiB";
     let duration = || parse_duration(&value).ok_or_else(|| invalid(DUR));
     let size = || {
@@ -296,8 +481,8 @@ fn apply_value(opts: &mut Options, flag: &'static str, value: String) -> Result<
             opts.listen = value;
         }
         "--path" => {
-            if !valid_path(&value) {
-                return Err(invalid("a path starting with '/', e.g. /chat"));
+            if let Some(why) = path_problem(&value) {
+                return Err(CliError::Refused { flag, value, why });
             }
             config.path = value;
         }
@@ -324,12 +509,10 @@ fn apply_value(opts: &mut Options, flag: &'static str, value: String) -> Result<
                 .filter(|&n: &usize| n > 0)
                 .ok_or_else(|| invalid("a whole number of at least 1"))?;
         }
-        "--allow-origin" => {
-            if value.is_empty() {
-                return Err(invalid("an origin like https://example.com"));
-            }
-            config.allowed_origins.push(value);
-        }
+        "--allow-origin" => match parse_origin(&value) {
+            Ok(origin) => config.allowed_origins.push(origin),
+            Err(why) => return Err(CliError::Refused { flag, value, why }),
+        },
         _ => return Err(CliError::UnknownFlag(flag.to_string())),
     }
     Ok(())
@@ -412,6 +595,53 @@ mod tests {
     }
 
     #[test]
+    fn short_flags_combine_and_v_and_q_count_against_each_other() {
+        let cases: &[(&[&str], Verbosity)] = &[
+            (&[], Verbosity::Normal),
+            (&["-v"], Verbosity::Verbose),
+            (&["--verbose"], Verbosity::Verbose),
+            (&["-vv"], Verbosity::Trace),
+            (&["-vvv"], Verbosity::Trace),
+            (&["-vvvvvvvv"], Verbosity::Trace),
+            (&["-v", "--verbose"], Verbosity::Trace),
+            (&["-q"], Verbosity::Quiet),
+            (&["--quiet"], Verbosity::Quiet),
+            (&["-qq"], Verbosity::Errors),
+            (&["-qqq"], Verbosity::Errors),
+            (&["-vq"], Verbosity::Normal),
+            (&["-qv"], Verbosity::Normal),
+            (&["-v", "-q"], Verbosity::Normal),
+            (&["-q", "-v"], Verbosity::Normal),
+            (&["-vvq"], Verbosity::Verbose),
+            (&["-vvv", "-q"], Verbosity::Trace),
+            (&["-vqq"], Verbosity::Quiet),
+            (&["-vvvvvvvv", "-q"], Verbosity::Trace),
+            (&["-vvvvvvvv", "-qqqqqqq"], Verbosity::Verbose),
+        ];
+        for (args, want) in cases {
+            assert_eq!(run(args).unwrap().verbosity, *want, "{args:?}");
+        }
+        assert_eq!(parse([OsString::from("-vh")]), Ok(Command::Help));
+        assert_eq!(parse([OsString::from("-qV")]), Ok(Command::Version));
+        assert_eq!(
+            run(&["-vx"]).unwrap_err().to_string(),
+            "unknown flag '-x' in '-vx' (see --help)"
+        );
+        assert_eq!(
+            run(&["-x"]).unwrap_err().to_string(),
+            "unknown flag '-x' (see --help)"
+        );
+        assert_eq!(
+            run(&["-v=1"]).unwrap_err().to_string(),
+            "unknown flag '-=' in '-v=1' (see --help)"
+        );
+        assert_eq!(
+            run(&["-"]).unwrap_err().to_string(),
+            "unexpected argument '-' (see --help)"
+        );
+    }
+
+    #[test]
     fn mistakes_name_the_flag() {
         let cases: &[(&[&str], &str)] = &[
             (&["--bogus"], "unknown flag '--bogus'"),
@@ -440,6 +670,34 @@ mod tests {
             (&["--path", "chat"], "invalid value 'chat' for --path"),
             (&["--path", "/a\"b"], "invalid value '/a\"b' for --path"),
             (
+                &["--path", "/x?y"],
+                "invalid value '/x?y' for --path: a path cannot hold '?'",
+            ),
+            (
+                &["--path", "/x#y"],
+                "invalid value '/x#y' for --path: a path cannot hold '#'",
+            ),
+            (
+                &["--path", "/my chat"],
+                "invalid value '/my chat' for --path: a path cannot hold spaces",
+            ),
+            (
+                &["--path", "/a\nb"],
+                "invalid value '/a\\nb' for --path: a path cannot hold '\\n' (letters",
+            ),
+            (
+                &["--path", "/a<b"],
+                "invalid value '/a<b' for --path: a path cannot hold '<' (letters, digits",
+            ),
+            (
+                &["--path", "/"],
+                "invalid value '/' for --path: the chat page is served at /",
+            ),
+            (
+                &["--path", "/", "--mode", "chat"],
+                "invalid value '/' for --path: the chat page is served at /",
+            ),
+            (
                 &["--listen", "nowhere"],
                 "invalid value 'nowhere' for --listen",
             ),
@@ -451,6 +709,95 @@ mod tests {
             assert!(err.starts_with(want), "{args:?}: {err}");
             assert!(!err.contains('\n'));
         }
+    }
+
+    #[test]
+    fn origins_are_checked_and_written_as_browsers_send_them() {
+        for (given, stored) in [
+            ("*", "*"),
+            ("https://a.example", "https://a.example"),
+            ("HTTPS://A.Example", "https://a.example"),
+            ("http://a.example:8080", "http://a.example:8080"),
+            ("https://a.example:443", "https://a.example"),
+            ("http://a.example:80", "http://a.example"),
+            ("http://a.example:443", "http://a.example:443"),
+            ("http://192.168.1.2:8080", "http://192.168.1.2:8080"),
+            ("http://[::1]:8080", "http://[::1]:8080"),
+            ("http://[::1]", "http://[::1]"),
+            ("http://localhost", "http://localhost"),
+            (
+                "https://xn--bcher-kva.example",
+                "https://xn--bcher-kva.example",
+            ),
+        ] {
+            assert_eq!(parse_origin(given).as_deref(), Ok(stored), "{given}");
+        }
+        for (given, why) in [
+            (
+                "http://a.example/",
+                "has no path (nor anything after the host and port): write 'http://a.example'",
+            ),
+            (
+                "https://a.example/app",
+                "has no path (nor anything after the host and port): write 'https://a.example'",
+            ),
+            ("https://a.example?x", "has no path"),
+            ("a.example", "an origin starts with http:// or https://"),
+            ("", "an origin starts with http:// or https://"),
+            ("ws://a.example", "an origin's scheme is http or https"),
+            ("file://", "an origin's scheme is http or https"),
+            ("null", "an origin starts with http:// or https://"),
+            ("**", "an origin starts with http:// or https://"),
+            ("https://", "'' is not a host name"),
+            ("https://a..example", "'a..example' is not a host name"),
+            (
+                "https://bücher.example",
+                "'bücher.example' is not a host name",
+            ),
+            ("https://a example", "'a example' is not a host name"),
+            ("https://a.example:", "'' is not a port"),
+            ("https://a.example:0", "'0' is not a port"),
+            ("https://a.example:99999", "'99999' is not a port"),
+            ("https://a.example:+80", "'+80' is not a port"),
+            ("https://user@a.example", "holds no user name"),
+            ("http://[::1", "'[' opens an IPv6 address"),
+            ("http://[nope]:80", "'[' opens an IPv6 address"),
+            ("http://[::1]x", "'[' opens an IPv6 address"),
+        ] {
+            let err = parse_origin(given).unwrap_err();
+            assert!(err.contains(why), "{given}: {err}");
+        }
+        let err = run(&["--allow-origin", "http://a.example/"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("invalid value 'http://a.example/' for --allow-origin: "),
+            "{err}"
+        );
+        assert_eq!(
+            run(&[
+                "--allow-origin",
+                "HTTPS://A.example:443",
+                "--allow-origin=*"
+            ])
+            .unwrap()
+            .config
+            .allowed_origins,
+            ["https://a.example", "*"]
+        );
+    }
+
+    #[test]
+    fn the_root_path_is_fine_where_no_page_is_served() {
+        assert_eq!(run(&["--path", "/", "--no-page"]).unwrap().config.path, "/");
+        assert_eq!(
+            run(&["--path", "/", "--mode", "echo"]).unwrap().config.path,
+            "/"
+        );
+        assert_eq!(
+            run(&["--path", "/a/b-c_d.e~f%20"]).unwrap().config.path,
+            "/a/b-c_d.e~f%20"
+        );
     }
 
     #[test]

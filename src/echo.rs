@@ -9,6 +9,11 @@ pub struct Echo;
 
 impl Handler for Echo {
     fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, msg: Message<'_>) {
+        log::trace!(
+            "{conn}: echoing {} of {} bytes",
+            if msg.is_text() { "text" } else { "binary" },
+            msg.as_bytes().len()
+        );
         // A connection that closed meanwhile simply gets nothing.
         let _ = ctx.send(conn, msg);
     }

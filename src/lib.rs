@@ -28,16 +28,40 @@
 //! server.run()?;
 //! # Ok::<(), std::io::Error>(())
 //! ```
+//!
+//! Clients of this example connect to `ws://127.0.0.1:PORT/echo`: upgrades
+//! are accepted on [`Config::path`] only (`/chat` by default), and other
+//! paths get what [`Handler::on_http`] answers (`404` by default).
+//!
+//! # Logging
+//!
+//! The library logs through the [`log`](https://docs.rs/log) facade (the
+//! server's warnings, such as a failed accept or a client cut off for
+//! falling behind; connection events at debug level) and prints nothing by
+//! itself: install a logger in your program to see them. With
+//! `env_logger` as a dependency, one line at the start of `main` does it:
+//!
+//! ```no_run
+//! env_logger::init(); // then RUST_LOG=debug shows each connection's events
+//! ```
+//!
+//! # Stopping
+//!
+//! [`Server::stop_handle`] gives a [`StopHandle`] that stops the server
+//! gracefully from another thread or a signal handler;
+//! [`stop_on_signals`] installs SIGINT and SIGTERM handlers that use it,
+//! as the `rookery` command does.
 
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
 pub mod chat;
-pub mod cli;
 pub mod echo;
 pub mod ffi;
 pub mod proto;
 pub mod server;
+mod signals;
 
 pub use proto::connection::{Message, SendError, SharedFrame};
 pub use server::{Config, ConnId, Context, Handler, Server, StopHandle, TimerId, Upgrade};
+pub use signals::stop_on_signals;

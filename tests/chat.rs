@@ -137,7 +137,8 @@ fn idle_connection_is_closed_with_1001_but_traffic_keeps_it_open() {
 
 #[test]
 fn close_frame_is_echoed_and_logged() {
-    let mut server = chat(&[]);
+    // Message contents are logged at -v (debug) only.
+    let mut server = chat(&["-v"]);
     let (mut raw, _) = raw_upgrade(server.addr, "/chat", "");
     let (_, welcome) = read_frame(&mut raw).unwrap();
     assert_eq!(welcome, WELCOME.as_bytes());
@@ -262,4 +263,90 @@ fn sigint_with_a_silent_client_exits_after_the_close_timeout() {
         "{:?}",
         start.elapsed()
     );
+}
+
+#[test]
+fn a_second_signal_while_stopping_exits_at_once_with_130() {
+    let mut server = chat(&["--close-timeout", "30s"]);
+    // A raw client that never answers the close frame keeps the shutdown
+    // waiting for the whole close timeout.
+    let (mut raw, _) = raw_upgrade(server.addr, "/chat", "");
+    server.signal(libc::SIGTERM);
+    assert_eq!(read_close(&mut raw).unwrap(), Some(1001), "stopping began");
+    let start = Instant::now();
+    server.signal(libc::SIGTERM);
+    let status = server.wait_exit(Duration::from_secs(10)).expect("exited");
+    assert_eq!(status.code(), Some(130));
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+/// A text that tries everything against a log: a newline and a forged
+/// line, terminal escapes, a carriage return, and half a megabyte.
+fn hostile_text() -> String {
+    let mut text =
+        "hi\n[2026-01-01T00:00:00.000Z INFO ] forged line\r\x1b[2J\x1b[31mred\u{9b}".to_string();
+    text.push_str(&"x".repeat(500_000));
+    text
+}
+
+/// Sends `text` through a chat started with `args`, waits for it to come
+/// back, stops the server and returns its stderr.
+fn log_of_one_message(args: &[&str], text: &str) -> String {
+    let mut server = chat(args);
+    let mut ws = join(&server);
+    ws.send(Message::text(text)).unwrap();
+    assert_eq!(next_data(&mut ws), Message::text(text));
+    drop(ws);
+    server.signal(libc::SIGTERM);
+    assert!(server.wait_exit(Duration::from_secs(10)).is_some());
+    server.stderr_text()
+}
+
+#[test]
+fn message_text_is_logged_at_debug_escaped_and_cut() {
+    let text = hostile_text();
+    let log = log_of_one_message(&["-v"], &text);
+    assert!(!log.contains('\x1b') && !log.contains('\r') && !log.contains('\u{9b}'));
+    // Every line is one of ours: stamped, none forged by the text.
+    for line in log.lines() {
+        assert!(
+            line.starts_with("[20") && line.as_bytes().get(24) == Some(&b'Z'),
+            "a line that is not the logger's: {line:?}"
+        );
+        assert!(
+            line.len() < 400,
+            "an unbounded line of {} bytes",
+            line.len()
+        );
+    }
+    let received: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("Received message '"))
+        .collect();
+    assert_eq!(received.len(), 1, "{log}");
+    let line = received[0];
+    assert!(
+        line.contains(
+            "DEBUG] Received message 'hi\\n[2026-01-01T00:00:00.000Z INFO ] forged line\\r\\x1b[2J\\x1b[31mred\\u{9b}xxx"
+        ),
+        "{line}"
+    );
+    assert!(
+        line.contains("…' from #")
+            && line.ends_with(&format!(" (cut: {} bytes in all)", text.len())),
+        "{line}"
+    );
+}
+
+#[test]
+fn message_text_is_not_logged_at_the_default_level() {
+    let log = log_of_one_message(&[], &hostile_text());
+    assert!(log.contains("Opened connection to "), "{log}");
+    assert!(!log.contains("forged"), "{log}");
+    assert!(!log.contains("Received message"), "{log}");
+    assert!(!log.contains("xxxxxxxx"), "{log}");
 }
