@@ -178,8 +178,13 @@ pub struct rk_server {
     server: Cell<Option<Box<Server<FfiHandler>>>>,
     /// The current callback's context, or NULL outside callbacks.
     ctx: Cell<*mut Context<'static>>,
-    /// Test hook: make the handler panic on the next message.
-    panic_on_message: Cell<bool>,
+}
+
+thread_local! {
+    /// Test hook: the handle whose next message makes the handler panic
+    /// (see [`test_hook_panic_on_next_message`]). Kept out of `rk_server`
+    /// so that production handles carry nothing for tests.
+    static PANIC_ON_MESSAGE: Cell<*const rk_server> = const { Cell::new(ptr::null()) };
 }
 
 impl Drop for rk_server {
@@ -238,7 +243,9 @@ impl Handler for FfiHandler {
     }
 
     fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, msg: Message<'_>) {
-        if self.owner().panic_on_message.replace(false) {
+        let owner: *const rk_server = self.owner;
+        if !owner.is_null() && PANIC_ON_MESSAGE.with(|p| p.get()) == owner {
+            PANIC_ON_MESSAGE.with(|p| p.set(ptr::null()));
             panic!("test hook: panic in on_message");
         }
         let data = msg.as_bytes();
@@ -526,7 +533,6 @@ pub unsafe extern "C" fn rk_server_new(
             user: Cell::new(ptr::null_mut()),
             server: Cell::new(None),
             ctx: Cell::new(ptr::null_mut()),
-            panic_on_message: Cell::new(false),
         });
         (Box::into_raw(server), RK_OK)
     });
@@ -900,6 +906,6 @@ pub extern "C" fn rk_strerror(err: c_int) -> *const c_char {
 pub unsafe fn test_hook_panic_on_next_message(s: *mut rk_server) {
     // SAFETY: per this function's contract.
     if let Ok(s) = unsafe { handle(s) } {
-        s.panic_on_message.set(true);
+        PANIC_ON_MESSAGE.with(|p| p.set(s));
     }
 }

@@ -33,10 +33,10 @@ use std::time::{Duration, Instant};
 
 use rookery::proto::connection::{Connection, Event as ConnEvent, Message, Settings};
 use rookery::proto::frame::apply_mask;
-use rookery::proto::http::Response;
-use rookery::proto::output::Sink;
 use rookery::proto::handshake;
+use rookery::proto::http::Response;
 use rookery::proto::http::{HeadReader, HttpError, Request, Status, MAX_HEAD};
+use rookery::proto::output::Sink;
 use rookery::proto::receiver::{Event, Payload, ProtocolError, Receiver, KEEP_CAPACITY};
 
 /// What [`Receiver::heap_bytes`] may exceed `max(max_message, KEEP_CAPACITY)`
@@ -880,7 +880,8 @@ pub fn connection(data: &[u8]) {
                             }
                         }
                         Some(ConnEvent::Request(_)) => {
-                            conn.respond(&settings, now, &Response::status(404)).unwrap();
+                            conn.respond(&settings, now, &Response::status(404))
+                                .unwrap();
                         }
                         Some(ConnEvent::Text(text)) => {
                             assert_eq!(closed, 0, "a message after the end");
@@ -896,7 +897,10 @@ pub fn connection(data: &[u8]) {
                             assert!(reason.len() <= 123);
                         }
                     }
-                    assert!(conn.receive_heap_bytes() <= limit, "receive heap over the limit");
+                    assert!(
+                        conn.receive_heap_bytes() <= limit,
+                        "receive heap over the limit"
+                    );
                 }
             }
             3 => {

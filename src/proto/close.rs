@@ -18,8 +18,6 @@ pub const INVALID_PAYLOAD: u16 = 1007;
 pub const POLICY_VIOLATION: u16 = 1008;
 /// A message too big to process.
 pub const MESSAGE_TOO_BIG: u16 = 1009;
-/// An unexpected condition on the server.
-pub const INTERNAL_ERROR: u16 = 1011;
 
 /// Whether a peer may send `code` in a close frame.
 pub fn is_valid_on_wire(code: u16) -> bool {
@@ -28,6 +26,7 @@ pub fn is_valid_on_wire(code: u16) -> bool {
 
 /// Why a close frame's payload was refused; each maps to a close code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CloseFrameError {
     /// A one-byte payload: too short for a code.
     Truncated,

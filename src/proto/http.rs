@@ -28,6 +28,7 @@ pub enum Status<T> {
 
 /// Why a request head was refused; each maps to an HTTP status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum HttpError {
     /// The head did not end within [`MAX_HEAD`] bytes.
     HeadTooLarge,

@@ -33,6 +33,7 @@ pub const KEEP_CAPACITY: usize = 4 * 1024;
 
 /// A violation of RFC 6455 by the client, or of the server's size limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ProtocolError {
     /// A reserved bit was set with no extension negotiated.
     ReservedBits,
@@ -146,7 +147,28 @@ pub struct Receiver {
     message: Vec<u8>,
     /// A control frame split across reads: rare, so boxed, to keep every
     /// connection eight bytes instead of a `Vec`'s twenty-four.
-    control: Option<Box<Vec<u8>>>,
+    control: Option<Box<ControlBuf>>,
+}
+
+/// The payload of a control frame gathered across reads (at most 125 bytes,
+/// which the header check guarantees).
+#[derive(Debug)]
+struct ControlBuf {
+    bytes: [u8; MAX_CONTROL_PAYLOAD],
+    len: usize,
+}
+
+impl ControlBuf {
+    fn push(&mut self, chunk: &[u8]) {
+        let end = (self.len + chunk.len()).min(MAX_CONTROL_PAYLOAD);
+        let take = end - self.len;
+        self.bytes[self.len..end].copy_from_slice(&chunk[..take]);
+        self.len = end;
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
 }
 
 /// Appends `chunk` to a message buffer, growing it by doubling as `Vec`
@@ -205,7 +227,7 @@ impl Receiver {
         match payload {
             Payload::Input(range) => input.get(range.clone()).unwrap_or_default(),
             Payload::Message => &self.message,
-            Payload::Control => self.control.as_deref().map_or(&[], |c| c),
+            Payload::Control => self.control.as_deref().map_or(&[], ControlBuf::as_slice),
         }
     }
 
@@ -221,7 +243,7 @@ impl Receiver {
             + self
                 .control
                 .as_ref()
-                .map_or(0, |c| c.capacity() + std::mem::size_of::<Vec<u8>>())
+                .map_or(0, |_| std::mem::size_of::<ControlBuf>())
     }
 
     /// Consumes bytes from `input`, unmasking them in place. Returns how many
@@ -269,8 +291,13 @@ impl Receiver {
                 Payload::Input(chunk_range)
             } else {
                 self.control
-                    .get_or_insert_with(|| Box::new(Vec::with_capacity(MAX_CONTROL_PAYLOAD)))
-                    .extend_from_slice(chunk);
+                    .get_or_insert_with(|| {
+                        Box::new(ControlBuf {
+                            bytes: [0; MAX_CONTROL_PAYLOAD],
+                            len: 0,
+                        })
+                    })
+                    .push(chunk);
                 if !complete {
                     return Ok((used, None));
                 }

@@ -106,7 +106,7 @@ pub(crate) struct Core {
 }
 
 impl Core {
-    pub fn new(listener: TcpListener, config: Config) -> io::Result<Core> {
+    pub(crate) fn new(listener: TcpListener, config: Config) -> io::Result<Core> {
         listener.set_nonblocking(true)?;
         let local_addr = listener.local_addr()?;
         let poller = Arc::new(Poller::new()?);
@@ -146,20 +146,20 @@ impl Core {
     }
 
     /// The tick that has fully begun at `now`.
-    pub fn current_tick(&self) -> Tick {
+    pub(crate) fn current_tick(&self) -> Tick {
         let nanos = self.now.saturating_duration_since(self.start).as_nanos();
         (nanos / TICK.as_nanos()) as Tick
     }
 
     /// When the loop must wake for the next timer, if any.
-    pub fn next_wake(&self) -> Option<Instant> {
+    pub(crate) fn next_wake(&self) -> Option<Instant> {
         let due = self.wheel.now() + self.wheel.next_due()?;
         let nanos = due.saturating_mul(TICK.as_nanos() as u64);
         Some(self.start + Duration::from_nanos(nanos))
     }
 
     /// Fires every timer due by the loop's clock.
-    pub fn advance_wheel(&mut self, fired: &mut Vec<Timer>) {
+    pub(crate) fn advance_wheel(&mut self, fired: &mut Vec<Timer>) {
         let to = self.current_tick();
         self.wheel.advance(to, |t| fired.push(t));
     }
@@ -169,7 +169,7 @@ impl Core {
         self.wheel.schedule_at(due, what)
     }
 
-    pub fn schedule_ping(&mut self) {
+    pub(crate) fn schedule_ping(&mut self) {
         if !self.config.ping_interval.is_zero() {
             self.schedule(self.config.ping_interval, Timer::Ping);
         }
@@ -202,7 +202,7 @@ impl Core {
     }
 
     /// A connection's wheel entry fired.
-    pub fn conn_timer(&mut self, id: ConnId) {
+    pub(crate) fn conn_timer(&mut self, id: ConnId) {
         let Some(slot) = self.slots.get_mut(id) else {
             return;
         };
@@ -214,7 +214,7 @@ impl Core {
     // ---- accepting -------------------------------------------------------
 
     /// Accepts every pending connection (up to a batch).
-    pub fn accept_ready(&mut self) {
+    pub(crate) fn accept_ready(&mut self) {
         for _ in 0..64 {
             let Some(listener) = self.listener.as_ref() else {
                 return;
@@ -234,7 +234,7 @@ impl Core {
         }
     }
 
-    pub fn resume_accepting(&mut self) {
+    pub(crate) fn resume_accepting(&mut self) {
         self.set_listener_interest(true);
     }
 
@@ -308,7 +308,7 @@ impl Core {
     // ---- settling -----------------------------------------------------------
 
     /// Puts `id` on the list of connections to settle.
-    pub fn touch(&mut self, id: ConnId) {
+    pub(crate) fn touch(&mut self, id: ConnId) {
         if let Some(slot) = self.slots.get_mut(id) {
             if !slot.touched {
                 slot.touched = true;
@@ -319,7 +319,7 @@ impl Core {
     }
 
     /// The next connection to settle.
-    pub fn next_touched(&mut self) -> Option<ConnId> {
+    pub(crate) fn next_touched(&mut self) -> Option<ConnId> {
         while let Some(id) = self.touched.pop() {
             if let Some(slot) = self.slots.get_mut(id) {
                 slot.touched = false;
@@ -348,7 +348,7 @@ impl Core {
     /// Writes what `id` has queued, and brings its poller interest and its
     /// wheel entry in line with what it now wants. Returns the close code
     /// owed to the handler and whether the connection was removed.
-    pub fn settle(&mut self, id: ConnId) -> (Option<u16>, bool) {
+    pub(crate) fn settle(&mut self, id: ConnId) -> (Option<u16>, bool) {
         let Some(slot) = self.slots.get_mut(id) else {
             return (None, true);
         };
@@ -420,7 +420,7 @@ impl Core {
     /// Sends a message to one connection: copied into its queue when small,
     /// written straight to its socket (with what is queued before it) when
     /// large. Broadcasts made before reach it first.
-    pub fn send(&mut self, id: ConnId, msg: Message<'_>) -> Result<(), SendError> {
+    pub(crate) fn send(&mut self, id: ConnId, msg: Message<'_>) -> Result<(), SendError> {
         self.flush_batch();
         let slot = self.slots.get_mut(id).ok_or(SendError::NotOpen)?;
         let result = if msg.as_bytes().len() >= DIRECT_MIN {
@@ -433,7 +433,7 @@ impl Core {
         result
     }
 
-    pub fn send_shared(&mut self, id: ConnId, frame: &SharedFrame) -> Result<(), SendError> {
+    pub(crate) fn send_shared(&mut self, id: ConnId, frame: &SharedFrame) -> Result<(), SendError> {
         self.flush_batch();
         let slot = self.slots.get_mut(id).ok_or(SendError::NotOpen)?;
         let result = slot.conn.send_shared(&self.settings, self.now, frame);
@@ -441,7 +441,7 @@ impl Core {
         result
     }
 
-    pub fn ping(&mut self, id: ConnId, payload: &[u8]) -> Result<(), SendError> {
+    pub(crate) fn ping(&mut self, id: ConnId, payload: &[u8]) -> Result<(), SendError> {
         self.flush_batch();
         let slot = self.slots.get_mut(id).ok_or(SendError::NotOpen)?;
         let result = slot.conn.ping(&self.settings, self.now, payload);
@@ -454,7 +454,7 @@ impl Core {
     /// `sendmsg` once the current event is handled, or before anything else
     /// is sent or any connection joins or leaves (see [`Core::flush_batch`]).
     /// Returns the number of members.
-    pub fn broadcast(&mut self, opcode: OpCode, payload: &[u8]) -> usize {
+    pub(crate) fn broadcast(&mut self, opcode: OpCode, payload: &[u8]) -> usize {
         let header = ServerHeader::new(true, opcode, payload.len());
         self.batch.extend_from_slice(header.as_bytes());
         self.batch.extend_from_slice(payload);
@@ -469,7 +469,7 @@ impl Core {
     /// a protocol error), and a member that leaves must have had every
     /// broadcast made while it was one, before its close frame; the others
     /// get the batch when it is flushed.
-    pub fn hand_batch_to(&mut self, id: ConnId) {
+    pub(crate) fn hand_batch_to(&mut self, id: ConnId) {
         let given = match self.batch_given {
             Some((given, n)) if given == id => n,
             _ => {
@@ -501,7 +501,7 @@ impl Core {
     /// Called before any other send and before any connection joins or
     /// leaves the open set, so every member receives exactly the broadcasts
     /// made while it was open, in order with everything else it is sent.
-    pub fn flush_batch(&mut self) {
+    pub(crate) fn flush_batch(&mut self) {
         if self.batch.is_empty() {
             return;
         }
@@ -551,7 +551,7 @@ impl Core {
     }
 
     /// The socket of `id` can take bytes again.
-    pub fn writable(&mut self, id: ConnId) {
+    pub(crate) fn writable(&mut self, id: ConnId) {
         if let Some(slot) = self.slots.get_mut(id) {
             slot.conn
                 .handle_writable(&self.settings, self.now, &mut slot.stream);
@@ -561,7 +561,7 @@ impl Core {
 
     // ---- closing -------------------------------------------------------------
 
-    pub fn close(&mut self, id: ConnId, code: u16, reason: &str) -> Result<(), SendError> {
+    pub(crate) fn close(&mut self, id: ConnId, code: u16, reason: &str) -> Result<(), SendError> {
         self.flush_batch();
         let slot = self.slots.get_mut(id).ok_or(SendError::NotOpen)?;
         let result = slot.conn.close(&self.settings, self.now, code, reason);
@@ -569,7 +569,7 @@ impl Core {
         result
     }
 
-    pub fn kill(&mut self, id: ConnId) -> Result<(), SendError> {
+    pub(crate) fn kill(&mut self, id: ConnId) -> Result<(), SendError> {
         self.flush_batch();
         let slot = self.slots.get_mut(id).ok_or(SendError::NotOpen)?;
         let result = slot.conn.kill();
@@ -577,7 +577,7 @@ impl Core {
         result
     }
 
-    pub fn activate(&mut self, id: ConnId) -> Result<(), SendError> {
+    pub(crate) fn activate(&mut self, id: ConnId) -> Result<(), SendError> {
         let slot = self.slots.get_mut(id).ok_or(SendError::NotOpen)?;
         let result = slot.conn.activate();
         self.touch(id);
@@ -585,7 +585,7 @@ impl Core {
     }
 
     /// Stops accepting and closes every connection with 1001.
-    pub fn begin_shutdown(&mut self) {
+    pub(crate) fn begin_shutdown(&mut self) {
         if self.stopping {
             return;
         }
@@ -617,7 +617,7 @@ impl Core {
     }
 
     /// The shutdown's wait is over: every connection goes now.
-    pub fn kill_all(&mut self) {
+    pub(crate) fn kill_all(&mut self) {
         for index in 0..self.slots.slot_count() {
             if let Some(id) = self.slots.id_at(index) {
                 let _ = self.kill(id);
@@ -627,7 +627,7 @@ impl Core {
 
     // ---- timers and queries ------------------------------------------------------
 
-    pub fn set_timer(&mut self, after: Duration, token: u64) -> TimerId {
+    pub(crate) fn set_timer(&mut self, after: Duration, token: u64) -> TimerId {
         let id = self.user_timers.insert((token, 0));
         let timer = TimerId(id);
         let due = self.schedule(after, Timer::User(timer));
@@ -637,7 +637,7 @@ impl Core {
         timer
     }
 
-    pub fn cancel_timer(&mut self, timer: TimerId) -> bool {
+    pub(crate) fn cancel_timer(&mut self, timer: TimerId) -> bool {
         match self.user_timers.remove(timer.0) {
             Some((_, due)) => {
                 self.wheel.cancel(due, |t| *t == Timer::User(timer));
@@ -648,27 +648,27 @@ impl Core {
     }
 
     /// The token of a user timer that fired, unless it was cancelled.
-    pub fn take_user_timer(&mut self, timer: TimerId) -> Option<u64> {
+    pub(crate) fn take_user_timer(&mut self, timer: TimerId) -> Option<u64> {
         self.user_timers.remove(timer.0).map(|(token, _)| token)
     }
 
-    pub fn peer_addr(&self, id: ConnId) -> Option<SocketAddr> {
+    pub(crate) fn peer_addr(&self, id: ConnId) -> Option<SocketAddr> {
         self.slots.get(id)?.stream.peer_addr().ok()
     }
 
-    pub fn is_open(&self, id: ConnId) -> bool {
+    pub(crate) fn is_open(&self, id: ConnId) -> bool {
         self.slots.get(id).is_some_and(|s| s.conn.is_open())
     }
 
-    pub fn backlog(&self, id: ConnId) -> Option<usize> {
+    pub(crate) fn backlog(&self, id: ConnId) -> Option<usize> {
         Some(self.slots.get(id)?.conn.backlog())
     }
 
-    pub fn open_connections(&self) -> usize {
+    pub(crate) fn open_connections(&self) -> usize {
         self.open_count
     }
 
-    pub fn request_stop(&mut self) {
+    pub(crate) fn request_stop(&mut self) {
         self.stop_flag.store(true, Ordering::SeqCst);
     }
 }

@@ -55,7 +55,7 @@ struct Slot<T> {
 }
 
 /// Values in reusable slots.
-pub struct Slab<T> {
+pub(crate) struct Slab<T> {
     slots: Vec<Slot<T>>,
     free: Vec<u32>,
     len: usize,
@@ -73,7 +73,7 @@ impl<T> Default for Slab<T> {
 
 impl<T> Slab<T> {
     /// Stores `value` and returns its id.
-    pub fn insert(&mut self, value: T) -> ConnId {
+    pub(crate) fn insert(&mut self, value: T) -> ConnId {
         self.len += 1;
         if let Some(index) = self.free.pop() {
             let slot = &mut self.slots[index as usize];
@@ -89,7 +89,7 @@ impl<T> Slab<T> {
     }
 
     /// The value for `id`, if it is still there.
-    pub fn get(&self, id: ConnId) -> Option<&T> {
+    pub(crate) fn get(&self, id: ConnId) -> Option<&T> {
         let slot = self.slots.get(id.index())?;
         if slot.generation != id.generation() {
             return None;
@@ -98,7 +98,7 @@ impl<T> Slab<T> {
     }
 
     /// The value for `id`, mutably.
-    pub fn get_mut(&mut self, id: ConnId) -> Option<&mut T> {
+    pub(crate) fn get_mut(&mut self, id: ConnId) -> Option<&mut T> {
         let slot = self.slots.get_mut(id.index())?;
         if slot.generation != id.generation() {
             return None;
@@ -107,7 +107,7 @@ impl<T> Slab<T> {
     }
 
     /// Takes the value out; its id and every copy of it go stale.
-    pub fn remove(&mut self, id: ConnId) -> Option<T> {
+    pub(crate) fn remove(&mut self, id: ConnId) -> Option<T> {
         let slot = self.slots.get_mut(id.index())?;
         if slot.generation != id.generation() {
             return None;
@@ -120,28 +120,28 @@ impl<T> Slab<T> {
     }
 
     /// How many values are stored.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.len
     }
 
     /// Whether the slab is empty.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     /// The id's key for the poller: the slot index, which is unique among
     /// live values.
-    pub fn key(id: ConnId) -> usize {
+    pub(crate) fn key(id: ConnId) -> usize {
         id.index()
     }
 
     /// How many slots exist (occupied or free): the bound for [`Slab::id_at`].
-    pub fn slot_count(&self) -> usize {
+    pub(crate) fn slot_count(&self) -> usize {
         self.slots.len()
     }
 
     /// The id of the value in slot `index`, if any.
-    pub fn id_at(&self, index: usize) -> Option<ConnId> {
+    pub(crate) fn id_at(&self, index: usize) -> Option<ConnId> {
         let slot = self.slots.get(index)?;
         slot.value.as_ref()?;
         Some(ConnId::new(index as u32, slot.generation))

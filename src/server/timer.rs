@@ -17,7 +17,7 @@
 use std::time::Duration;
 
 /// The wheel's resolution.
-pub const TICK: Duration = Duration::from_millis(10);
+pub(super) const TICK: Duration = Duration::from_millis(10);
 
 /// Slots in the wheel: one turn is `SLOTS × TICK` (about 10 s).
 const SLOTS: usize = 1024;
@@ -26,7 +26,7 @@ const SLOTS: usize = 1024;
 const SLOT_KEEP: usize = 8;
 
 /// A tick count since the wheel's start.
-pub type Tick = u64;
+pub(super) type Tick = u64;
 
 struct Entry<T> {
     due: Tick,
@@ -34,7 +34,7 @@ struct Entry<T> {
 }
 
 /// Timers carrying a `T` each.
-pub struct TimerWheel<T> {
+pub(super) struct TimerWheel<T> {
     slots: Vec<Vec<Entry<T>>>,
     /// The last tick whose slot has been processed.
     now: Tick,
@@ -43,7 +43,7 @@ pub struct TimerWheel<T> {
 
 impl<T> TimerWheel<T> {
     /// An empty wheel at tick 0.
-    pub fn new() -> TimerWheel<T> {
+    pub(super) fn new() -> TimerWheel<T> {
         TimerWheel {
             slots: (0..SLOTS).map(|_| Vec::new()).collect(),
             now: 0,
@@ -52,13 +52,13 @@ impl<T> TimerWheel<T> {
     }
 
     /// The current tick.
-    pub fn now(&self) -> Tick {
+    pub(super) fn now(&self) -> Tick {
         self.now
     }
 
     /// Schedules `what` to fire at tick `due` (at the next tick if that has
     /// passed). Returns the tick it was filed under, for [`TimerWheel::cancel`].
-    pub fn schedule_at(&mut self, due: Tick, what: T) -> Tick {
+    pub(super) fn schedule_at(&mut self, due: Tick, what: T) -> Tick {
         let due = due.max(self.now + 1);
         self.slots[(due % SLOTS as Tick) as usize].push(Entry { due, what });
         self.len += 1;
@@ -67,7 +67,7 @@ impl<T> TimerWheel<T> {
 
     /// Removes the entry filed under tick `due` for which `is` holds, if it
     /// is still there. Returns whether one was removed.
-    pub fn cancel(&mut self, due: Tick, mut is: impl FnMut(&T) -> bool) -> bool {
+    pub(super) fn cancel(&mut self, due: Tick, mut is: impl FnMut(&T) -> bool) -> bool {
         let slot = &mut self.slots[(due % SLOTS as Tick) as usize];
         let Some(i) = slot.iter().position(|e| e.due == due && is(&e.what)) else {
             return false;
@@ -88,7 +88,7 @@ impl<T> TimerWheel<T> {
     }
 
     /// Advances to tick `to`, passing every timer that came due to `fire`.
-    pub fn advance(&mut self, to: Tick, mut fire: impl FnMut(T)) {
+    pub(super) fn advance(&mut self, to: Tick, mut fire: impl FnMut(T)) {
         // A long stall (a suspended machine) need not walk every tick: one
         // turn visits every slot once.
         if to > self.now + SLOTS as Tick {
@@ -119,7 +119,7 @@ impl<T> TimerWheel<T> {
 
     /// Ticks until the next slot that holds a timer, if any. The timer there
     /// may belong to a later turn; waking early then is harmless.
-    pub fn next_due(&self) -> Option<Tick> {
+    pub(super) fn next_due(&self) -> Option<Tick> {
         if self.len == 0 {
             return None;
         }
