@@ -857,7 +857,7 @@ pub fn connection(data: &[u8]) {
             break;
         }
         match choices.byte() % 8 {
-            0 | 1 | 2 => {
+            0..=2 => {
                 let left = wire.len() - fed;
                 let n = (choices.below(left.max(1)) + 1).min(left);
                 let mut piece = wire[fed..fed + n].to_vec();
@@ -872,10 +872,10 @@ pub fn connection(data: &[u8]) {
                     match event {
                         None => assert!(used > 0, "no progress and no event"),
                         Some(ConnEvent::Upgrade(req)) => {
-                            if choices.byte() % 8 == 0 {
+                            if choices.byte().is_multiple_of(8) {
                                 conn.reject(&settings, now, &Response::status(403)).unwrap();
                             } else {
-                                let delayed = choices.byte() % 4 == 0;
+                                let delayed = choices.byte().is_multiple_of(4);
                                 conn.accept(&settings, now, &req, None, delayed).unwrap();
                             }
                         }
@@ -918,7 +918,7 @@ pub fn connection(data: &[u8]) {
                 let len = choices.below(3000);
                 let payload = vec![b'a'; len];
                 let text = std::str::from_utf8(&payload).unwrap_or("");
-                let msg = if choices.byte() % 2 == 0 {
+                let msg = if choices.byte().is_multiple_of(2) {
                     Message::Text(text)
                 } else {
                     Message::Binary(&payload)
