@@ -35,6 +35,7 @@
 pub mod chat;
 pub mod cli;
 pub mod echo;
+#[cfg(feature = "ffi")]
 pub mod ffi;
 pub mod proto;
 pub mod server;
