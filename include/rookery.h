@@ -6,6 +6,10 @@
  *
  *     cc app.c -Iinclude target/release/librookery.a -lpthread -ldl -lm
  *
+ * or install it with `scripts/install-c PREFIX` and let pkg-config say how:
+ *
+ *     cc app.c $(PKG_CONFIG_PATH=PREFIX/lib/pkgconfig pkg-config --cflags --libs --static rookery)
+ *
  * (docs/c-api.md lists the full set of system libraries rustc reports.)
  *
  * C99. Hand-written: it must declare every rk_ symbol librookery.a exports
