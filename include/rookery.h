@@ -6,6 +6,10 @@
  *
  *     cc app.c -Iinclude target/release/librookery.a -lpthread -ldl -lm
  *
+ * or install it with `scripts/install-c PREFIX` and let pkg-config say how:
+ *
+ *     cc app.c $(PKG_CONFIG_PATH=PREFIX/lib/pkgconfig pkg-config --cflags --libs --static rookery)
+ *
  * (docs/c-api.md lists the full set of system libraries rustc reports.)
  *
  * C99. Hand-written: it must declare every rk_ symbol librookery.a exports
@@ -34,11 +38,11 @@
  *   another thread or a signal handler may call rk_server_stop.
  *
  * SIGNALS
- *   The library writes to sockets with writev(2), which raises SIGPIPE when
- *   a peer has reset its connection. Ignore SIGPIPE in your program
- *   (signal(SIGPIPE, SIG_IGN)): the write then fails with EPIPE and the
- *   connection is dropped as it should be. The library does not change any
- *   signal disposition itself.
+ *   The library never raises SIGPIPE: it writes to sockets with sendmsg(2)
+ *   and MSG_NOSIGNAL, so a write to a connection the peer has reset fails
+ *   with EPIPE and that connection is dropped. A program need not ignore
+ *   SIGPIPE for the library's sake (only for its own writes to sockets and
+ *   pipes). The library does not change any signal disposition itself.
  *
  * ERRORS
  *   Functions returning int return RK_OK (0) or more on success and a

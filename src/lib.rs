@@ -58,6 +58,7 @@
 
 pub mod chat;
 pub mod echo;
+#[cfg(feature = "ffi")]
 pub mod ffi;
 pub mod proto;
 pub mod server;

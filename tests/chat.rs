@@ -1,5 +1,8 @@
-//! The chat service (SPEC §1), row by row, over real sockets with
-//! tungstenite as the client.
+//! The chat service, row by row of the table in docs/chat.md: the welcome
+//! before joining, every text to every member (sender included) in arrival
+//! order, binary refused with 1003, ping and pong, the ping and idle timers,
+//! the close echo, the page and the HTTP answers, SIGTERM and SIGINT. Over
+//! real sockets with tungstenite as the client.
 
 mod common;
 

@@ -1,8 +1,9 @@
-//! Hostile clients and limits (SPEC §3), one test per row, against the real
-//! `rookery` binary over real sockets: slowloris handshakes, oversized
-//! heads, too many connections, foreign origins, frames announcing more than
-//! the limit, slow consumers, descriptor exhaustion, connections reset or
-//! half-closed mid-frame, and peers that never answer a close frame.
+//! Hostile clients and limits, one test per threat in the table of
+//! docs/security.md, against the real `rookery` binary over real sockets:
+//! slowloris handshakes, oversized heads, too many connections, foreign
+//! origins, frames announcing more than the limit, slow consumers,
+//! descriptor exhaustion, connections reset or half-closed mid-frame, and
+//! peers that never answer a close frame.
 //!
 //! Every test starts its own server (port 0) with short timers, kills it on
 //! the way out (pass or fail), and polls with generous deadlines rather than

@@ -12,11 +12,14 @@
  * Usage: chat [LISTEN_ADDR]      (default 127.0.0.1:1984; port 0 = any)
  * It prints "listening on HOST:PORT" on stdout once it is listening.
  *
- * Build (from the repository root, after `cargo build --release`):
+ * Build (from the repository root):
  *   make -C examples/c
- * or
+ * or, after `cargo build --release`,
  *   cc -std=c99 -O2 examples/c/chat.c -Iinclude target/release/librookery.a \
  *      -lpthread -ldl -lm -o chat
+ * or, after `scripts/install-c PREFIX`,
+ *   cc -std=c99 -O2 examples/c/chat.c -o chat \
+ *      $(PKG_CONFIG_PATH=PREFIX/lib/pkgconfig pkg-config --cflags --libs --static rookery)
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -104,8 +107,8 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    /* A peer that resets its connection must not kill us with SIGPIPE. */
-    signal(SIGPIPE, SIG_IGN);
+    /* No need to ignore SIGPIPE: the library sends with MSG_NOSIGNAL, so a
+     * peer that resets its connection cannot raise it. */
     g_server = s;
     struct sigaction action;
     memset(&action, 0, sizeof action);
