@@ -484,7 +484,7 @@ for scenario in $SCENARIOS; do
         close=handshake
         [ "$scenario" = churn-tcp ] && close="bare TCP close"
         if python3 "$CHURN_SVG_PY" "$tsv" "$OUT_DIR/$scenario.svg" \
-            --title "Server RSS while opening and closing connections ($close, rounds of $CHURN_ROUND)" \
+            --title "Server RSS, $(fmt "$CHURN_TOTAL" int) connections opened and closed in rounds of $(fmt "$CHURN_ROUND" int) ($close)" \
             --quiet "$CHURN_QUIET"; then
             say "   chart in $OUT_DIR/$scenario.svg"
         else
