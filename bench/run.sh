@@ -296,7 +296,11 @@ for scenario in $SCENARIOS; do
             get() { tr ' ' '\n' <<<"$line" | sed -n "s/^$1=//p"; }
             case $scenario in
                 idle) summary="$(get rss_per_conn_bytes) B/conn, $(get connect_per_s) conn/s" ;;
-                churn*) summary="RSS $(get rss_start_kib) KiB at start, $(get rss_round10_kib) after round 10, $(get rss_last_kib) after the last, $(get rss_quiet_kib) after ${CHURN_QUIET} s quiet; $(get conn_per_s) conn/s" ;;
+                churn*)
+                    r10=$(get rss_round10_kib)
+                    rq=$(get rss_quiet_kib)
+                    summary="RSS $(get rss_start_kib) KiB at start, ${r10:-—} after round 10, $(get rss_last_kib) after round $(get rounds), ${rq:-—} after ${CHURN_QUIET} s quiet; $(get conn_per_s) conn/s"
+                    ;;
                 fanout) summary="$(get msgs_per_s) deliveries/s, missed $(get missed)" ;;
                 *) summary="$(get msgs_per_s) msg/s, p99 $(get p99_us) us" ;;
             esac
