@@ -196,7 +196,14 @@ fn process(c: &mut Conn, n: &mut Counts) -> Result<(), String> {
     Ok(())
 }
 
-fn handle(c: &mut Conn, reg: &Registry, n: &mut Counts, readable: bool, writable: bool, request: &[u8]) {
+fn handle(
+    c: &mut Conn,
+    reg: &Registry,
+    n: &mut Counts,
+    readable: bool,
+    writable: bool,
+    request: &[u8],
+) {
     if c.st == St::Done {
         return;
     }
@@ -226,7 +233,12 @@ fn handle(c: &mut Conn, reg: &Registry, n: &mut Counts, readable: bool, writable
                 Ok(0) => {
                     return match c.st {
                         St::AwaitEof => finish(c, reg, n, None),
-                        st => finish(c, reg, n, Some(format!("EOF from the server in state {st:?}"))),
+                        st => finish(
+                            c,
+                            reg,
+                            n,
+                            Some(format!("EOF from the server in state {st:?}")),
+                        ),
                     };
                 }
                 Ok(k) => {
@@ -301,9 +313,18 @@ pub fn run(cfg: &ChurnConfig) -> io::Result<bool> {
     let base_fds = pid.and_then(proc_fds);
     let rss0 = pid.and_then(sys::proc_rss_kib);
     let mut rss: Vec<Option<u64>> = vec![rss0];
-    println!("# churn: {} connections in {rounds} rounds of {}, close: {}", cfg.total, cfg.round, cfg.close.name());
+    println!(
+        "# churn: {} connections in {rounds} rounds of {}, close: {}",
+        cfg.total,
+        cfg.round,
+        cfg.close.name()
+    );
     println!("# ROUND\tround\tconnections\trss_kib\tserver_fds\topen_s\tclose_s");
-    println!("ROUND\t0\t0\t{}\t{}\t0\t0", fmt_rss(rss0), base_fds.map_or(0, |f| f));
+    println!(
+        "ROUND\t0\t0\t{}\t{}\t0\t0",
+        fmt_rss(rss0),
+        base_fds.map_or(0, |f| f)
+    );
     let mut opened_total = 0usize;
     let mut aborted = false;
 
@@ -329,8 +350,11 @@ pub fn run(cfg: &ChurnConfig) -> io::Result<bool> {
                     }
                 };
                 let _ = sock.set_nodelay(true);
-                poll.registry()
-                    .register(&mut sock, Token(i), Interest::READABLE | Interest::WRITABLE)?;
+                poll.registry().register(
+                    &mut sock,
+                    Token(i),
+                    Interest::READABLE | Interest::WRITABLE,
+                )?;
                 conns.push(Conn {
                     sock: Some(sock),
                     st: St::Connecting,
@@ -345,11 +369,15 @@ pub fn run(cfg: &ChurnConfig) -> io::Result<bool> {
             let now = Instant::now();
             if now >= deadline {
                 let (ready, done) = (n.ready, n.done);
-                n.error(|| format!("round {r} timed out: {ready}/{this} opened, {done}/{this} closed"));
+                n.error(|| {
+                    format!("round {r} timed out: {ready}/{this} opened, {done}/{this} closed")
+                });
                 aborted = true;
                 break;
             }
-            let timeout = deadline.saturating_duration_since(now).min(Duration::from_millis(100));
+            let timeout = deadline
+                .saturating_duration_since(now)
+                .min(Duration::from_millis(100));
             if let Err(e) = poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     return Err(e);
@@ -422,7 +450,11 @@ pub fn run(cfg: &ChurnConfig) -> io::Result<bool> {
             let at = q0 + Duration::from_secs(next).min(cfg.quiet);
             std::thread::sleep(at.saturating_duration_since(Instant::now()));
             quiet_rss = pid.and_then(sys::proc_rss_kib);
-            println!("QUIET\t{:.0}\t{}", q0.elapsed().as_secs_f64(), fmt_rss(quiet_rss));
+            println!(
+                "QUIET\t{:.0}\t{}",
+                q0.elapsed().as_secs_f64(),
+                fmt_rss(quiet_rss)
+            );
             next += 1;
         }
     }
@@ -433,8 +465,16 @@ pub fn run(cfg: &ChurnConfig) -> io::Result<bool> {
     kv.push(("close", cfg.close.name().to_string()));
     kv.push(("connections", opened_total.to_string()));
     kv.push(("rounds", last.to_string()));
-    kv.push(("conn_per_s", format!("{:.0}", opened_total as f64 / churn_secs.max(1e-9))));
-    for (key, i) in [("rss_start_kib", 0), ("rss_round10_kib", 10), ("rss_round50_kib", 50), ("rss_last_kib", last)] {
+    kv.push((
+        "conn_per_s",
+        format!("{:.0}", opened_total as f64 / churn_secs.max(1e-9)),
+    ));
+    for (key, i) in [
+        ("rss_start_kib", 0),
+        ("rss_round10_kib", 10),
+        ("rss_round50_kib", 50),
+        ("rss_last_kib", last),
+    ] {
         if let Some(v) = at(i) {
             kv.push((key, v.to_string()));
         }

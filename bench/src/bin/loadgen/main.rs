@@ -252,7 +252,8 @@ fn parse_churn_args(args: impl Iterator<Item = String>) -> Result<churn::ChurnCo
                 .ok_or_else(|| format!("{flag}: bad number of seconds '{v}'"))
         };
         let num = |v: String| -> Result<usize, String> {
-            v.parse::<usize>().map_err(|_| format!("{flag}: bad number '{v}'"))
+            v.parse::<usize>()
+                .map_err(|_| format!("{flag}: bad number '{v}'"))
         };
         match flag.as_str() {
             "--url" => url = value()?,
