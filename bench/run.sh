@@ -1,14 +1,24 @@
 #!/usr/bin/env bash
 # Benchmarks rookery against single-threaded peer servers (tokio-tungstenite,
-# fastwebsockets) and prints a Markdown table. See bench/README.md.
+# fastwebsockets, uWebSockets) and, optionally, against an older rookery
+# binary, and prints a Markdown table. See bench/README.md.
 #
 # Everything is tunable from the environment; the defaults are the standard run:
 #   ROOKERY_BIN    server under test      [<repo>/target/release/rookery]
 #   BUILD_ROOKERY  1: cargo build --release in the repo first, 0: don't
 #                  [1 when ROOKERY_BIN is the default path, else 0]
-#   ROOKERY_ARGS   extra flags for rookery (e.g. "-q")            []
-#   SCENARIOS      "echo-small echo-large fanout idle"
-#   SERVERS        "rookery tokio-tungstenite fastwebsockets"
+#   ROOKERY_OLD_BIN  a second rookery binary, run as "rookery-old" with the same
+#                  flags; the table gets a "new ÷ old" column        [unset]
+#   ROOKERY_ARGS   extra flags for both rookery binaries (e.g. "-q")  []
+#   UWS_BIN        the uWebSockets peer (built outside the repo, see README)
+#                  [/tmp/uws/uws-peer]; skipped with a message if missing
+#   SCENARIOS      "echo-small echo-large fanout idle"; also "churn" and
+#                  "churn-tcp"; "all" = the four plus churn
+#   SERVERS        "rookery [rookery-old] tokio-tungstenite fastwebsockets uws"
+#                  (rookery-old when ROOKERY_OLD_BIN is set)
+#   CHURN_TOTAL    churn: connections opened and closed in all    [1000000]
+#   CHURN_ROUND    churn: connections open at once per round      [10000]
+#   CHURN_QUIET    churn: seconds of quiet after the last round   [20]
 #   ROUNDS         runs per scenario and server (median reported) [3]
 #   WARMUP / DURATION   seconds before / of the measurement       [1 / 5]
 #   HOLD           idle: seconds the connections are held open    [3]
@@ -27,9 +37,19 @@ if [ "$ROOKERY_BIN" = "$DEFAULT_ROOKERY_BIN" ]; then
 else
     BUILD_ROOKERY=${BUILD_ROOKERY:-0}
 fi
+ROOKERY_OLD_BIN=${ROOKERY_OLD_BIN:-}
 ROOKERY_ARGS=${ROOKERY_ARGS:-}
+UWS_BIN=${UWS_BIN:-/tmp/uws/uws-peer}
 SCENARIOS=${SCENARIOS:-"echo-small echo-large fanout idle"}
-SERVERS=${SERVERS:-"rookery tokio-tungstenite fastwebsockets"}
+[ "$SCENARIOS" = all ] && SCENARIOS="echo-small echo-large fanout idle churn"
+if [ -n "$ROOKERY_OLD_BIN" ]; then
+    SERVERS=${SERVERS:-"rookery rookery-old tokio-tungstenite fastwebsockets uws"}
+else
+    SERVERS=${SERVERS:-"rookery tokio-tungstenite fastwebsockets uws"}
+fi
+CHURN_TOTAL=${CHURN_TOTAL:-1000000}
+CHURN_ROUND=${CHURN_ROUND:-10000}
+CHURN_QUIET=${CHURN_QUIET:-20}
 ROUNDS=${ROUNDS:-3}
 WARMUP=${WARMUP:-1}
 DURATION=${DURATION:-5}
@@ -42,6 +62,7 @@ OUT_DIR=${OUT_DIR:-$BENCH_DIR/target/results/$(date +%Y%m%d-%H%M%S)}
 LOADGEN=$BENCH_DIR/target/release/loadgen
 RESULTS=$OUT_DIR/results.tsv
 TABLE=$OUT_DIR/table.md
+CHURN_SVG_PY=$BENCH_DIR/churn_svg.py
 
 say() { printf '%s\n' "$*" >&2; }
 die() {
@@ -71,6 +92,23 @@ for s in $SERVERS; do
                 say "        (build it with 'cargo build --release' in $REPO_DIR, or set ROOKERY_BIN)"
             fi
             ;;
+        rookery-old)
+            if [ -z "$ROOKERY_OLD_BIN" ]; then
+                say "run.sh: rookery-old asked for but ROOKERY_OLD_BIN is not set: SKIPPING rookery-old"
+            elif [ -x "$ROOKERY_OLD_BIN" ]; then
+                servers+=("$s")
+            else
+                say "run.sh: no executable at ROOKERY_OLD_BIN=$ROOKERY_OLD_BIN: SKIPPING rookery-old"
+            fi
+            ;;
+        uws)
+            if [ -x "$UWS_BIN" ]; then
+                servers+=("$s")
+            else
+                say "run.sh: uWebSockets peer not found at $UWS_BIN: SKIPPING uws"
+                say "        (build it as bench/README.md describes, or set UWS_BIN)"
+            fi
+            ;;
         tokio-tungstenite | fastwebsockets) servers+=("$s") ;;
         *) die "unknown server '$s'" ;;
     esac
@@ -79,11 +117,16 @@ done
 
 # ---------------------------------------------------------------- environment
 # 10,000 idle connections need >10,000 descriptors in the loadgen (it raises
-# its own soft limit too) and in every server, which inherit this shell's.
+# its own soft limit too) and in every server, which inherit this shell's;
+# rookery runs with --max-connections 20000, so give it room for that too
+# (raising the hard limit works as root only; else the soft one goes up to it).
+if [ "$(ulimit -Hn)" != unlimited ] && [ "$(ulimit -Hn)" -lt 32768 ]; then
+    ulimit -Hn 32768 2>/dev/null || true
+fi
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 10100 ]; then
-    say "run.sh: warning: open-file limit is $(ulimit -n) (hard $(ulimit -Hn)); the idle"
-    say "        scenario needs ~10,100 for the server: raise the hard limit (e.g. ulimit -Hn 20000 as root)"
+    say "run.sh: warning: open-file limit is $(ulimit -n) (hard $(ulimit -Hn)); the idle and churn"
+    say "        scenarios need ~10,100 for the server: raise the hard limit (e.g. ulimit -Hn 32768 as root)"
 fi
 
 if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
@@ -129,24 +172,50 @@ stop_server() {
 trap 'stop_server; exit 130' INT TERM
 trap 'stop_server' EXIT
 
-start_server() { # name mode log
-    local name=$1 mode=$2 log=$3
+# start_server NAME MODE LOG SCENARIO: starts a fresh server; sets SRV_PID,
+# SRV_ADDR and SRV_PATH (the WebSocket path to use).
+start_server() {
+    local name=$1 mode=$2 log=$3 scenario=$4
     local -a cmd
-    if [ "$name" = rookery ]; then
-        cmd=("$ROOKERY_BIN" --mode "$mode" --listen 127.0.0.1:0 --path /chat
-            --max-connections 20000 --idle-timeout 0 "${rookery_extra[@]}")
-    else
-        cmd=("$BENCH_DIR/target/release/peer-$name" --mode "$mode" --listen 127.0.0.1:0)
-    fi
-    : >"$log"
-    "${PIN_SERVER[@]}" "${cmd[@]}" >"$log" 2>&1 &
-    SRV_PID=$!
-    SRV_ADDR=
-    for _ in $(seq 100); do
-        SRV_ADDR=$(grep -oE '127\.0\.0\.1:[1-9][0-9]*' "$log" | head -n1)
-        [ -n "$SRV_ADDR" ] && return 0
-        alive "$SRV_PID" || break
-        sleep 0.1
+    local bin attempt port=
+    SRV_PATH=/chat
+    case $name in
+        rookery | rookery-old)
+            bin=$ROOKERY_BIN
+            [ "$name" = rookery-old ] && bin=$ROOKERY_OLD_BIN
+            cmd=("$bin" --mode "$mode" --listen 127.0.0.1:0 --path /chat --max-connections 20000)
+            # churn keeps every other default (handshake, idle and close
+            # timeouts, pings): that is what it is meant to measure.
+            case $scenario in churn*) ;; *) cmd+=(--idle-timeout 0) ;; esac
+            cmd+=("${rookery_extra[@]}")
+            ;;
+        uws)
+            # The uWS peer takes a port (no 0): echo on "/", chat on "/chat".
+            [ "$mode" = echo ] && SRV_PATH=/
+            cmd=("$UWS_BIN" PORT "$mode")
+            ;;
+        *) cmd=("$BENCH_DIR/target/release/peer-$name" --mode "$mode" --listen 127.0.0.1:0) ;;
+    esac
+    for attempt in 1 2 3 4 5 6 7 8; do
+        if [ "$name" = uws ]; then
+            # Below the ephemeral range, so no outgoing connection holds it.
+            port=$((10000 + (RANDOM * 32768 + RANDOM) % 22000))
+            cmd[1]=$port
+        fi
+        : >"$log"
+        "${PIN_SERVER[@]}" "${cmd[@]}" >"$log" 2>&1 &
+        SRV_PID=$!
+        SRV_ADDR=
+        for _ in $(seq 100); do
+            SRV_ADDR=$(grep -oE '127\.0\.0\.1:[1-9][0-9]*' "$log" | head -n1)
+            [ -n "$SRV_ADDR" ] && return 0
+            alive "$SRV_PID" || break
+            sleep 0.1
+        done
+        # Only the uWS peer is worth another try (its port may be taken).
+        [ "$name" = uws ] && ! alive "$SRV_PID" && grep -q 'cannot listen' "$log" || break
+        wait "$SRV_PID" 2>/dev/null
+        SRV_PID=
     done
     say "run.sh: $name did not report a listening address; its output:"
     tail -n 5 "$log" >&2
@@ -161,35 +230,60 @@ scenario_mode() {
     esac
 }
 
+# runs_of SCENARIO: how many runs per server (churn is long and not noisy: once).
+runs_of() {
+    case $1 in
+        churn*) echo 1 ;;
+        *) echo "$ROUNDS" ;;
+    esac
+}
+
 # ---------------------------------------------------------------- runs
-nscen=$(wc -w <<<"$SCENARIOS")
-total=$((nscen * ROUNDS * ${#servers[@]}))
-say "== $total runs: scenarios [$SCENARIOS] x $ROUNDS rounds x servers [${servers[*]}]; $pinning"
+total=0
+for scenario in $SCENARIOS; do
+    case $scenario in
+        echo-small | echo-large | fanout | idle | churn | churn-tcp) ;;
+        *) die "unknown scenario '$scenario'" ;;
+    esac
+    total=$((total + $(runs_of "$scenario") * ${#servers[@]}))
+done
+say "== $total runs: scenarios [$SCENARIOS] x $ROUNDS rounds (churn: 1) x servers [${servers[*]}]; $pinning"
 say "   logs in $OUT_DIR"
 n=0
 started=$(date +%s)
 for scenario in $SCENARIOS; do
     mode=$(scenario_mode "$scenario")
+    lg_scenario=$scenario
     extra=(--warmup "$WARMUP" --duration "$DURATION")
     case $scenario in
         fanout) extra+=(--inflight "$FANOUT_WINDOW") ;;
         idle) extra+=(--hold "$HOLD") ;;
-        echo-small | echo-large) ;;
-        *) die "unknown scenario '$scenario'" ;;
+        churn | churn-tcp)
+            lg_scenario=churn
+            extra=(--total "$CHURN_TOTAL" --round "$CHURN_ROUND" --quiet "$CHURN_QUIET")
+            [ "$scenario" = churn-tcp ] && extra+=(--close tcp)
+            ;;
     esac
-    for round in $(seq "$ROUNDS"); do
+    for round in $(seq "$(runs_of "$scenario")"); do
         for server in "${servers[@]}"; do
             n=$((n + 1))
             tag="$scenario.$server.$round"
-            if ! start_server "$server" "$mode" "$OUT_DIR/$tag.server.log"; then
+            if ! start_server "$server" "$mode" "$OUT_DIR/$tag.server.log" "$scenario"; then
                 printf '%s\t%s\t%s\tok\t0\n' "$scenario" "$server" "$round" >>"$RESULTS"
                 continue
             fi
-            "${PIN_LOADGEN[@]}" "$LOADGEN" "$scenario" --url "ws://$SRV_ADDR/chat" \
+            "${PIN_LOADGEN[@]}" "$LOADGEN" "$lg_scenario" --url "ws://$SRV_ADDR$SRV_PATH" \
                 --server-pid "$SRV_PID" "${extra[@]}" >"$OUT_DIR/$tag.loadgen.log" 2>&1
             rc=$?
             alive "$SRV_PID" || say "run.sh: $server died during $scenario (see $OUT_DIR/$tag.server.log)"
             stop_server
+            # rookery logs two lines per connection at info level: of a churn
+            # run's log keep the head and the tail, not 150 MB.
+            log=$OUT_DIR/$tag.server.log
+            if [ "$(stat -c %s "$log" 2>/dev/null || echo 0)" -gt 1048576 ]; then
+                { head -n 200 "$log"; echo "[... $(wc -l <"$log") lines in all, cut by run.sh ...]"; tail -n 200 "$log"; } >"$log.cut"
+                mv "$log.cut" "$log"
+            fi
             line=$(grep '^RESULT ' "$OUT_DIR/$tag.loadgen.log" | tail -n1)
             if [ -z "$line" ]; then
                 line="RESULT ok=0"
@@ -202,11 +296,20 @@ for scenario in $SCENARIOS; do
             get() { tr ' ' '\n' <<<"$line" | sed -n "s/^$1=//p"; }
             case $scenario in
                 idle) summary="$(get rss_per_conn_bytes) B/conn, $(get connect_per_s) conn/s" ;;
+                churn*)
+                    r10=$(get rss_round10_kib)
+                    rq=$(get rss_quiet_kib)
+                    summary="RSS $(get rss_start_kib) KiB at start, ${r10:-—} after round 10, $(get rss_last_kib) after round $(get rounds), ${rq:-—} after ${CHURN_QUIET} s quiet; $(get conn_per_s) conn/s"
+                    ;;
                 fanout) summary="$(get msgs_per_s) deliveries/s, missed $(get missed)" ;;
                 *) summary="$(get msgs_per_s) msg/s, p99 $(get p99_us) us" ;;
             esac
+            case $scenario in
+                churn*) ;;
+                *) summary+="; server CPU $(get server_cpu_pct)%, loadgen CPU $(get loadgen_cpu_pct)%" ;;
+            esac
             ok=$(get ok)
-            say "[$n/$total] $scenario $server round $round: $summary; server CPU $(get server_cpu_pct)%, loadgen CPU $(get loadgen_cpu_pct)%$([ "$ok" = 1 ] || echo "  ** FAILED: see $OUT_DIR/$tag.loadgen.log **")"
+            say "[$n/$total] $scenario $server round $round: $summary$([ "$ok" = 1 ] || echo "  ** FAILED: see $OUT_DIR/$tag.loadgen.log **")"
         done
     done
 done
@@ -240,31 +343,46 @@ fmt() { # value format
 }
 
 has_rookery=0
-peers=()
+others=()
 for s in "${servers[@]}"; do
-    if [ "$s" = rookery ]; then has_rookery=1; else peers+=("$s"); fi
+    if [ "$s" = rookery ]; then has_rookery=1; else others+=("$s"); fi
 done
+# The rookery column is shown if rookery was asked for (marked "skipped"
+# when its binary was missing); without it, no ratio columns either.
+want_rookery=0
+for s in $SERVERS; do [ "$s" = rookery ] && want_rookery=1; done
+ratio_label() { [ "$1" = rookery-old ] && echo "new ÷ old" || echo "rookery ÷ $1"; }
 
 {
     echo "### rookery benchmark — $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo
-    echo "Medians of $ROUNDS runs; $DURATION s measured after $WARMUP s warm-up; $pinning;"
+    echo "Medians of $ROUNDS runs (churn: one run); $DURATION s measured after $WARMUP s warm-up; $pinning;"
     echo "one loadgen thread; $(nproc) CPUs, $(uname -sr); fanout window $FANOUT_WINDOW; idle hold $HOLD s."
-    if [ "$has_rookery" = 0 ]; then
+    case " $SCENARIOS " in
+        *" churn"*) echo "churn: $CHURN_TOTAL connections in rounds of $CHURN_ROUND, then $CHURN_QUIET s quiet." ;;
+    esac
+    echo "rookery: \`$ROOKERY_BIN\`$( [ -n "$ROOKERY_OLD_BIN" ] && echo "; rookery-old: \`$ROOKERY_OLD_BIN\`" )."
+    if [ "$has_rookery" = 0 ] && [ "$want_rookery" = 1 ]; then
         echo
         echo "**rookery was skipped** (no binary at \`$ROOKERY_BIN\`)."
     fi
     echo
-    header="| scenario | metric | rookery"
-    rule="|---|---|---:"
-    for p in "${peers[@]}"; do
+    header="| scenario | metric"
+    rule="|---|---"
+    cols=("${others[@]}")
+    if [ "$want_rookery" = 1 ]; then
+        cols=(rookery "${others[@]}")
+    fi
+    for p in "${cols[@]}"; do
         header+=" | $p"
         rule+="|---:"
     done
-    for p in "${peers[@]}"; do
-        header+=" | rookery ÷ $p"
-        rule+="|---:"
-    done
+    if [ "$want_rookery" = 1 ]; then
+        for p in "${others[@]}"; do
+            header+=" | $(ratio_label "$p")"
+            rule+="|---:"
+        done
+    fi
     echo "$header |"
     echo "$rule|"
     for scenario in $SCENARIOS; do
@@ -272,6 +390,7 @@ done
             echo-*) metrics="msgs_per_s:messages/s:int:hi mb_per_s:MB/s_(payload_echoed):%.1f:hi p50_us:latency_p50_(µs):int:lo p99_us:latency_p99_(µs):int:lo server_cpu_pct:server_CPU_(%_of_a_core):%.0f:- server_cpu_us_per_msg:server_CPU_per_message_(µs):%.2f:lo loadgen_cpu_pct:loadgen_CPU_(%_of_a_core):%.0f:-" ;;
             fanout) metrics="msgs_per_s:deliveries/s:int:hi mb_per_s:MB/s_(payload_delivered):%.1f:hi p50_us:delivery_latency_p50_(µs):int:lo p99_us:delivery_latency_p99_(µs):int:lo missed:missed_deliveries_(max_of_runs):max:- server_cpu_pct:server_CPU_(%_of_a_core):%.0f:- server_cpu_us_per_msg:server_CPU_per_delivery_(µs):%.3f:lo loadgen_cpu_pct:loadgen_CPU_(%_of_a_core):%.0f:-" ;;
             idle) metrics="rss_per_conn_bytes:server_RSS_per_connection_(bytes):int:lo rss_after_kib:server_RSS_with_all_open_(KiB):int:lo connect_per_s:connections_set_up_per_second:int:hi" ;;
+            churn*) metrics="rss_start_kib:server_RSS_at_start_(KiB):int:lo rss_round10_kib:RSS_after_round_10_(KiB):int:lo rss_round50_kib:RSS_after_round_50_(KiB):int:lo rss_last_kib:RSS_after_the_last_round_(KiB):int:lo rss_quiet_kib:RSS_after_the_quiet_spell_(KiB):int:lo growth_10_to_last_kib:growth_from_round_10_to_the_last_(KiB):int:- within_2mib:last_round_within_2_MiB_of_round_10_(1=yes):max:- conn_per_s:connections_opened_and_closed_per_second:int:hi" ;;
         esac
         metrics+=" errors:errors_(max_of_runs):max:- ok:runs_ok:count:-"
         for m in $metrics; do
@@ -279,7 +398,7 @@ done
             label=${label//_/ }
             row="| $scenario | $label"
             declare -A med=()
-            for s in rookery "${peers[@]}"; do
+            for s in "${cols[@]}"; do
                 if [ "$s" = rookery ] && [ "$has_rookery" = 0 ]; then
                     med[$s]=
                     row+=" | skipped"
@@ -289,7 +408,7 @@ done
                     max) v=$(values "$scenario" "$s" "$key" all | maximum) && cell=$(fmt "$v" int) ;;
                     count)
                         v=$(values "$scenario" "$s" ok all | awk '$1 == 1 { n++ } END { print n + 0 }')
-                        cell="$v/$ROUNDS"
+                        cell="$v/$(runs_of "$scenario")"
                         ;;
                     *)
                         if [ "$(values "$scenario" "$s" ok all | grep -c '^1$')" -gt 0 ]; then
@@ -306,9 +425,10 @@ done
                 med[$s]=$v
                 row+=" | $cell"
             done
-            for p in "${peers[@]}"; do
+            for p in "${others[@]}"; do
+                [ "$want_rookery" = 1 ] || break
                 r=—
-                if [ "$kind" != - ] && [ -n "${med[rookery]}" ] && [ -n "${med[$p]}" ]; then
+                if [ "$kind" != - ] && [ -n "${med[rookery]:-}" ] && [ -n "${med[$p]:-}" ]; then
                     r=$(awk -v a="${med[rookery]}" -v b="${med[$p]}" 'BEGIN { if (b + 0 == 0) print "—"; else printf "%.3g\n", a / b }')
                 fi
                 row+=" | $r"
@@ -318,15 +438,66 @@ done
         done
     done
     echo
-    echo "Ratios are rookery ÷ peer: above 1 is better for rookery in throughput rows"
-    echo "(messages/s, MB/s, deliveries/s, connections/s); below 1 is better for rookery in"
-    echo "latency, CPU-per-message and memory rows. Rows without a ratio are context."
+    echo "Ratios are rookery ÷ the other server (new ÷ old: rookery ÷ rookery-old): above 1 is better"
+    echo "for rookery in throughput rows (messages/s, MB/s, deliveries/s, connections/s); below 1 is"
+    echo "better for rookery in latency, CPU-per-message and memory rows. Rows without a ratio are context."
     echo "Medians are over the runs that passed verification; ✗ marks a figure from runs that all failed"
     echo "(errors, missed deliveries or dropped connections: see the logs)."
 
     echo "server CPU comes from /proc/<pid>/stat over the measurement window (idle: over the hold);"
     echo "loadgen CPU from getrusage, to show the load generator is not the bottleneck."
 } >"$TABLE"
+
+# ---------------------------------------------------------------- churn curves
+# One TSV per churn scenario: round, connections so far, then RSS (KiB) per
+# server after that round; a last row "quiet" with RSS after the quiet spell.
+# Then an SVG chart of it (bench/churn_svg.py, python3 standard library only).
+for scenario in $SCENARIOS; do
+    case $scenario in churn*) ;; *) continue ;; esac
+    tsv=$OUT_DIR/$scenario.tsv
+    files=()
+    names=()
+    for s in "${servers[@]}"; do
+        f=$OUT_DIR/$scenario.$s.1.loadgen.log
+        [ -s "$f" ] && grep -q '^ROUND' "$f" || continue
+        files+=("$f")
+        names+=("$s")
+    done
+    [ ${#files[@]} -gt 0 ] || continue
+    awk -F'\t' -v names="${names[*]}" '
+        FNR == 1 { k++ }
+        $1 == "ROUND" { conns[$2] = $3; rss[$2, k] = $4; if ($2 + 0 > last) last = $2 + 0; if (!($2 in seen)) { seen[$2] = 1; order[++nr] = $2 } }
+        $1 == "QUIET" { quiet[k] = $3 }
+        END {
+            n = split(names, nm, " ")
+            printf "round\tconnections"
+            for (i = 1; i <= n; i++) printf "\t%s", nm[i]
+            printf "\n"
+            for (r = 0; r <= last; r++) {
+                if (!(r in conns)) continue
+                printf "%d\t%d", r, conns[r]
+                for (i = 1; i <= n; i++) printf "\t%s", ((r, i) in rss) ? rss[r, i] : ""
+                printf "\n"
+            }
+            printf "quiet\t%d", conns[last]
+            for (i = 1; i <= n; i++) printf "\t%s", (i in quiet) ? quiet[i] : ""
+            printf "\n"
+        }' "${files[@]}" >"$tsv"
+    say "== $scenario: RSS per round in $tsv"
+    if command -v python3 >/dev/null; then
+        close=handshake
+        [ "$scenario" = churn-tcp ] && close="bare TCP close"
+        if python3 "$CHURN_SVG_PY" "$tsv" "$OUT_DIR/$scenario.svg" \
+            --title "Server RSS, $(fmt "$CHURN_TOTAL" int) connections opened and closed in rounds of $(fmt "$CHURN_ROUND" int) ($close)" \
+            --quiet "$CHURN_QUIET"; then
+            say "   chart in $OUT_DIR/$scenario.svg"
+        else
+            say "run.sh: warning: drawing $OUT_DIR/$scenario.svg failed"
+        fi
+    else
+        say "run.sh: python3 not found: no chart for $scenario"
+    fi
+done
 
 say "== done in ${elapsed}s; table also in $TABLE"
 cat "$TABLE"

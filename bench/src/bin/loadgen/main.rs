@@ -6,6 +6,7 @@
 //! per-connection output buffer and parsed in place from a reused input
 //! buffer, so the steady state allocates nothing per message.
 
+mod churn;
 mod hist;
 mod sys;
 mod ws;
@@ -41,6 +42,8 @@ scenarios:
   echo-large   10 connections x 4 in flight x 64 KiB binary (echo server)
   fanout       1000 subscribers + 1 publisher, 64-byte texts (chat server)
   idle         10000 idle connections, server RSS per connection (chat server)
+  churn        open and close --total connections in rounds of --round, server
+               RSS after every round and after --quiet seconds (any server)
 
 options:
   --url ws://127.0.0.1:PORT/PATH   target (loopback only)  [ws://127.0.0.1:1984/chat]
@@ -56,6 +59,14 @@ options:
                        before starting (default: on for fanout and idle)
   --max-pending N      handshakes in progress at once         [64]
   --connect-timeout SECS                                      [30]
+
+churn options (with --url, --server-pid, --max-pending [128]):
+  --total N            connections in all                    [1000000]
+  --round N            connections open at once per round    [10000]
+  --close handshake|tcp   close frame + server's close + FIN, or
+                       a bare TCP close right after the upgrade [handshake]
+  --quiet SECS         after the last round, RSS once a second for SECS [20]
+  --round-timeout SECS a round taking longer fails the run   [60]
 ";
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -180,22 +191,8 @@ fn parse_args() -> Result<Config, String> {
             _ => return Err(format!("unknown option '{flag}'")),
         }
     }
-    let rest = url
-        .strip_prefix("ws://")
-        .ok_or_else(|| format!("--url must start with ws:// ('{url}')"))?;
-    let (hostport, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    cfg.addr = hostport
-        .parse()
-        .map_err(|_| format!("--url: need an IPv4 address and port, got '{hostport}'"))?;
-    if !cfg.addr.ip().is_loopback() {
-        return Err(format!(
-            "refusing to load {}: only loopback (127.0.0.0/8) targets are allowed",
-            cfg.addr
-        ));
-    }
+    let (addr, hostport, path) = parse_url(&url)?;
+    cfg.addr = addr;
     if cfg.size < 16 {
         return Err("--size must be at least 16 (the payload header)".into());
     }
@@ -211,6 +208,91 @@ fn parse_args() -> Result<Config, String> {
     cfg.request = ws::handshake_request(hostport, path);
     cfg.url = url;
     Ok(cfg)
+}
+
+/// Splits `ws://ADDR:PORT/PATH` into the address (loopback only), the
+/// `ADDR:PORT` text and the path.
+fn parse_url(url: &str) -> Result<(SocketAddrV4, &str, &str), String> {
+    let rest = url
+        .strip_prefix("ws://")
+        .ok_or_else(|| format!("--url must start with ws:// ('{url}')"))?;
+    let (hostport, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let addr: SocketAddrV4 = hostport
+        .parse()
+        .map_err(|_| format!("--url: need an IPv4 address and port, got '{hostport}'"))?;
+    if !addr.ip().is_loopback() {
+        return Err(format!(
+            "refusing to load {addr}: only loopback (127.0.0.0/8) targets are allowed"
+        ));
+    }
+    Ok((addr, hostport, path))
+}
+
+/// The churn scenario's command line (see [`churn`]).
+fn parse_churn_args(args: impl Iterator<Item = String>) -> Result<churn::ChurnConfig, String> {
+    let mut args = args;
+    let mut url = "ws://127.0.0.1:1984/chat".to_string();
+    let mut server_pid = None;
+    let mut total = 1_000_000usize;
+    let mut round = 10_000usize;
+    let mut close = churn::CloseMode::Handshake;
+    let mut quiet = Duration::from_secs(20);
+    let mut max_pending = 128usize;
+    let mut round_timeout = Duration::from_secs(60);
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
+        let secs = |v: String| -> Result<Duration, String> {
+            v.parse::<f64>()
+                .ok()
+                .filter(|s| s.is_finite() && *s >= 0.0)
+                .map(Duration::from_secs_f64)
+                .ok_or_else(|| format!("{flag}: bad number of seconds '{v}'"))
+        };
+        let num = |v: String| -> Result<usize, String> {
+            v.parse::<usize>()
+                .map_err(|_| format!("{flag}: bad number '{v}'"))
+        };
+        match flag.as_str() {
+            "--url" => url = value()?,
+            "--server-pid" => {
+                let v = value()?;
+                server_pid = Some(v.parse().map_err(|_| format!("bad pid '{v}'"))?);
+            }
+            "--total" => total = num(value()?)?,
+            "--round" => round = num(value()?)?,
+            "--close" => {
+                let v = value()?;
+                close = churn::CloseMode::parse(&v)
+                    .ok_or_else(|| format!("--close: 'handshake' or 'tcp', not '{v}'"))?;
+            }
+            "--quiet" => quiet = secs(value()?)?,
+            "--max-pending" => max_pending = num(value()?)?.max(1),
+            "--round-timeout" => round_timeout = secs(value()?)?,
+            "--help" | "-h" => {
+                print!("{USAGE}");
+                std::process::exit(0);
+            }
+            _ => return Err(format!("unknown option '{flag}'")),
+        }
+    }
+    if total == 0 || round == 0 {
+        return Err("--total and --round must be at least 1".into());
+    }
+    let (addr, hostport, path) = parse_url(&url)?;
+    Ok(churn::ChurnConfig {
+        addr,
+        request: ws::handshake_request(hostport, path),
+        server_pid,
+        total,
+        round,
+        close,
+        quiet,
+        max_pending,
+        round_timeout,
+    })
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -1105,6 +1187,24 @@ fn run(cfg: &Config) -> io::Result<(Report, Ctx)> {
 }
 
 fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("churn") {
+        let cfg = match parse_churn_args(std::env::args().skip(2)) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("loadgen: {e}\n\n{USAGE}");
+                return ExitCode::from(2);
+            }
+        };
+        return match churn::run(&cfg) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(1),
+            Err(e) => {
+                eprintln!("loadgen: {e}");
+                println!("RESULT scenario=churn ok=0 error=io");
+                ExitCode::from(1)
+            }
+        };
+    }
     let cfg = match parse_args() {
         Ok(c) => c,
         Err(e) => {
