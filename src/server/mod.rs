@@ -42,6 +42,9 @@ const READ_BUFFER: usize = 256 * 1024;
 /// peer cannot starve the others.
 const READS_PER_EVENT: usize = 4;
 
+/// The capacity of the list of fired timers kept between passes.
+const FIRED_KEEP: usize = 1024;
+
 /// The loop-wide message buffer's capacity kept between messages; a larger
 /// one (left by a large fragmented message) is freed.
 const SCRATCH_KEEP: usize = 64 * 1024;
@@ -234,6 +237,10 @@ impl<H: Handler> Server<H> {
                 }
             }
             self.settle();
+        }
+        if fired.capacity() > FIRED_KEEP {
+            // A burst of timers (a round of connections closing) is not kept.
+            fired = Vec::new();
         }
         self.fired = fired;
     }
