@@ -38,6 +38,8 @@ pub mod echo;
 pub mod ffi;
 pub mod proto;
 pub mod server;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 pub use server::{
     Config, ConnId, Context, Handler, Message, SendError, Server, SharedFrame, StopHandle, TimerId,
