@@ -6,6 +6,9 @@
 
 mod tls_support;
 
+#[path = "../fuzz/src/tls.rs"]
+mod fuzz_check;
+
 use std::fs;
 use std::path::Path;
 
@@ -277,6 +280,39 @@ fn a_client_hello_then_garbage_is_an_error_not_a_panic() {
         }
         server.close();
         assert!(plain.is_empty(), "no plaintext without a handshake");
+    }
+}
+
+/// The `tls_session` fuzz target's check, on seeded random bytes and on
+/// real ClientHellos with bytes flipped, so every `cargo test` runs it.
+/// `ROOKERY_TLS_CORPUS=DIR` also writes a few real ClientHellos there as
+/// seeds for the fuzzer (fuzz/corpus/tls_session was made so).
+#[test]
+fn fuzz_check_on_random_bytes_and_mangled_hellos() {
+    let pair = pair();
+    let config = config(&pair);
+    let mut next = rng(0xf022);
+    let corpus = std::env::var_os("ROOKERY_TLS_CORPUS").map(std::path::PathBuf::from);
+    for round in 0..400u32 {
+        let mut input = vec![next() as u8];
+        if round % 2 == 0 {
+            let versions: &[&'static rustls::SupportedProtocolVersion] = match round % 3 {
+                0 => &[&rustls::version::TLS12],
+                _ => rustls::DEFAULT_VERSIONS,
+            };
+            let mut c = client_with(&pair.trust, versions);
+            c.write_tls(&mut input).unwrap();
+            if let (Some(dir), true) = (&corpus, round < 6) {
+                fs::write(dir.join(format!("client-hello-{round}")), &input).unwrap();
+            }
+            for _ in 0..(next() % 5) {
+                let at = 1 + (next() as usize) % (input.len() - 1);
+                input[at] ^= next() as u8 | 1;
+            }
+        } else {
+            input.extend((0..next() % 2000).map(|_| next() as u8));
+        }
+        fuzz_check::tls_session(&config, &input);
     }
 }
 
