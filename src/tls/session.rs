@@ -369,7 +369,7 @@ impl TlsSession {
             let state = match state {
                 Ok(state) => state,
                 Err(e) => {
-                    done += discard;
+                    done = (done + discard).min(buf.len());
                     self.queue_alert(&mut buf[done..]);
                     return (done, Err(SessionError::Tls(e)));
                 }
@@ -432,7 +432,9 @@ impl TlsSession {
                 }
                 _ => stop = true,
             }
-            done += discard;
+            // rustls never discards more than it was given; the clamp only
+            // keeps a broken promise from becoming a slice panic.
+            done = (done + discard).min(buf.len());
             if result.is_err() {
                 return (done, result);
             }
