@@ -24,6 +24,10 @@ pub const MAX_INCOMING: usize = 64 * 1024 + 18 * 1024;
 /// (1, TLS 1.3) + tag (16), rounded up.
 const RECORD_OVERHEAD: usize = 32;
 
+/// Written ciphertext kept at the front of the outgoing buffer before it is
+/// dropped (see [`TlsSession::consumed`]).
+const COMPACT_AFTER: usize = 64 * 1024;
+
 /// The largest plaintext in one record.
 const MAX_FRAGMENT: usize = 16 * 1024;
 
@@ -210,6 +214,10 @@ impl TlsSession {
             let (used, result) = self.process(&mut incoming, plaintext, &mut &[][..]);
             if used < incoming.len() && result.is_ok() {
                 incoming.drain(..used);
+                if incoming.capacity() > 2 * incoming.len() + 4096 {
+                    // A large flight is done with: do not keep its room.
+                    incoming.shrink_to_fit();
+                }
                 self.incoming = incoming;
             }
             result
@@ -289,11 +297,16 @@ impl TlsSession {
     }
 
     /// Marks `n` bytes of [`pending_output`](TlsSession::pending_output) as
-    /// written. When everything is written the buffer is freed.
+    /// written. When everything is written the buffer is freed; while a slow
+    /// peer drains it, the written front is dropped once it is over half of
+    /// the buffer.
     pub fn consumed(&mut self, n: usize) {
         self.out_start = (self.out_start + n).min(self.outgoing.len());
         if self.out_start == self.outgoing.len() {
             self.outgoing = Vec::new();
+            self.out_start = 0;
+        } else if self.out_start >= COMPACT_AFTER && self.out_start * 2 >= self.outgoing.len() {
+            self.outgoing.drain(..self.out_start);
             self.out_start = 0;
         }
     }
