@@ -16,7 +16,7 @@ const HANDSHAKE_RECORD: u8 = 0x16;
 /// The most ciphertext kept between two reads: a handshake message may be
 /// joined from records up to 64 KiB in all (rustls' own limit), plus one
 /// record. rustls refuses more before this is reached; this is the
-/// backstop that bounds [`TlsSession::heap_bytes`] whatever the peer sends.
+/// backstop that bounds [`TlsSession::buffered_bytes`] whatever the peer sends.
 pub const MAX_INCOMING: usize = 64 * 1024 + 18 * 1024;
 
 /// Room reserved per record when encrypting, before asking rustls for the
