@@ -143,6 +143,75 @@ fn a_record_cut_in_two_waits_for_the_rest() {
 }
 
 #[test]
+fn vectored_writes_gather_small_slices_into_few_records() {
+    let pair = pair();
+    let (mut client, mut server) = established(&pair);
+    let big = vec![7u8; 40_000];
+    let header = [0x82u8, 0x7e];
+    let slices: Vec<&[u8]> = vec![&header, b"ab", &big, b"c", &header, b"", b"tail"];
+    server.write_plaintext_vectored(&slices).unwrap();
+    let wire_len = server.pending_output().len();
+    pump(&mut client, &mut server, usize::MAX);
+    assert_eq!(client_plaintext(&mut client), slices.concat());
+    // 40,011 bytes in 3 TLS 1.3 records (16 KiB + 16 KiB + the rest, 22
+    // bytes of overhead each), not one per slice.
+    let records = 3;
+    assert_eq!(wire_len, slices.concat().len() + records * 22);
+    assert_eq!(server.buffered_bytes(), 0);
+}
+
+#[test]
+fn key_updates_from_the_client_are_answered() {
+    let pair = pair();
+    let (mut client, mut server) = established(&pair);
+    for round in 0..3u8 {
+        client.refresh_traffic_keys().unwrap();
+        client_send(&mut client, &[round; 100]);
+        assert_eq!(pump(&mut client, &mut server, 7), vec![round; 100]);
+        server.write_plaintext(&[round + 10; 50]).unwrap();
+        pump(&mut client, &mut server, usize::MAX);
+        assert_eq!(client_plaintext(&mut client), vec![round + 10; 50]);
+    }
+}
+
+#[test]
+fn a_returning_client_resumes() {
+    let pair = pair();
+    let config = config(&pair);
+    // Reuse one client configuration, so its session cache carries over.
+    let cfg = {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(pair.trust.clone()).unwrap();
+        let mut c = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        c.alpn_protocols = vec![b"http/1.1".to_vec()];
+        std::sync::Arc::new(c)
+    };
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut kinds = Vec::new();
+    for _ in 0..2 {
+        let mut c = rustls::ClientConnection::new(cfg.clone(), name.clone()).unwrap();
+        let mut s = TlsSession::new(&config).unwrap();
+        pump(&mut c, &mut s, usize::MAX);
+        client_send(&mut c, b"ping");
+        assert_eq!(pump(&mut c, &mut s, usize::MAX), b"ping");
+        kinds.push(c.handshake_kind());
+    }
+    assert_eq!(
+        kinds,
+        [
+            Some(rustls::HandshakeKind::Full),
+            Some(rustls::HandshakeKind::Resumed)
+        ]
+    );
+}
+
+#[test]
 fn plaintext_written_during_handshake_is_sent_after_it() {
     let pair = pair();
     let mut client = client(&pair.trust);

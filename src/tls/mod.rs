@@ -36,7 +36,7 @@
 //!                   r.peer_closed: treat as EOF after that input
 //!     if tls.wants_write(): mark dirty           // handshake bytes
 //! flush (dirty):
-//!     for each slice of conn.pending_output(): tls.write_plaintext(slice)?
+//!     tls.write_plaintext_vectored(&conn's pending slices)?   // full records
 //!     conn.consumed(all of it)                   // now owned by the session
 //!     sendmsg(socket, [tls.pending_output()]); tls.consumed(sent)
 //!     still tls.wants_write(): keep writable interest

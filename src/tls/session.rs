@@ -268,6 +268,36 @@ impl TlsSession {
         result
     }
 
+    /// Like [`write_plaintext`](TlsSession::write_plaintext) for the
+    /// slices of one output queue (a WebSocket header, a shared payload,
+    /// ...): small slices are gathered into full records (one copy, into a
+    /// scratch buffer freed on return), so a 2-byte header does not cost a
+    /// record of its own; a slice of a whole record or more when nothing is
+    /// gathered is encrypted straight from where it is.
+    pub fn write_plaintext_vectored(&mut self, bufs: &[&[u8]]) -> Result<(), SessionError> {
+        let mut gather: Vec<u8> = Vec::new();
+        for &buf in bufs {
+            if gather.is_empty() && buf.len() >= MAX_FRAGMENT {
+                self.write_plaintext(buf)?;
+                continue;
+            }
+            let mut rest = buf;
+            while !rest.is_empty() {
+                if gather.capacity() == 0 {
+                    gather.reserve_exact(MAX_FRAGMENT);
+                }
+                let take = rest.len().min(MAX_FRAGMENT - gather.len());
+                gather.extend_from_slice(&rest[..take]);
+                rest = &rest[take..];
+                if gather.len() == MAX_FRAGMENT {
+                    self.write_plaintext(&gather)?;
+                    gather.clear();
+                }
+            }
+        }
+        self.write_plaintext(&gather)
+    }
+
     /// Queues a TLS `close_notify` (after any plaintext given before): the
     /// clean end of the session. Send [`pending_output`], then shut the
     /// socket down. During the handshake nothing can be sent: just drop the
