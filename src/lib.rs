@@ -63,6 +63,8 @@ pub mod ffi;
 pub mod proto;
 pub mod server;
 mod signals;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 pub use proto::connection::{Message, SendError, SharedFrame};
 pub use server::{Config, ConnId, Context, Handler, Server, StopHandle, TimerId, Upgrade};
