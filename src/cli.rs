@@ -6,6 +6,7 @@
 use std::ffi::OsString;
 use std::fmt;
 use std::net::ToSocketAddrs;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use rookery::Config;
@@ -66,6 +67,8 @@ pub(crate) struct Options {
     pub(crate) verbosity: Verbosity,
     /// The server's limits and timers.
     pub(crate) config: Config,
+    /// The TLS certificate (chain) and key, PEM: https and wss.
+    pub(crate) tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// What the command line asks for.
@@ -201,6 +204,10 @@ OPTIONS:
                               (e.g. https://a.example); * allows any
     --allow-binary            relay binary messages instead of closing with 1003
     --no-page                 do not serve the chat page at GET /
+    --tls-cert FILE           TLS certificate (chain), PEM: https and wss on the
+                              listening port (with --tls-key; builds with the
+                              tls feature; SIGHUP re-reads both files)
+    --tls-key FILE            its private key, PEM (PKCS#8, PKCS#1 or SEC1)
     -v, --verbose             more logging: -v debug, -vv (or more) trace
     -q, --quiet               less logging: -q warnings and errors, -qq errors only
                               (each -v and -q counts against the other: -vq is the default)
@@ -370,6 +377,8 @@ const VALUE_FLAGS: &[&str] = &[
     "--max-backlog",
     "--max-connections",
     "--allow-origin",
+    "--tls-cert",
+    "--tls-key",
 ];
 
 /// Parses the arguments after the program name.
@@ -382,7 +391,9 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
         page: true,
         verbosity: Verbosity::Normal,
         config: Config::default(),
+        tls: None,
     };
+    let (mut tls_cert, mut tls_key) = (None, None);
     let (mut louder, mut quieter) = (0u32, 0u32);
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -418,7 +429,11 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
                     .and_then(|v| v.into_string().ok())
                     .ok_or(CliError::MissingValue(flag))?,
             };
-            apply_value(&mut opts, flag, value)?;
+            match flag {
+                "--tls-cert" => tls_cert = Some(PathBuf::from(value)),
+                "--tls-key" => tls_key = Some(PathBuf::from(value)),
+                _ => apply_value(&mut opts, flag, value)?,
+            }
             continue;
         }
         let flag: &'static str = match name.as_str() {
@@ -444,6 +459,31 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
         }
     }
     opts.verbosity = Verbosity::from_counts(louder, quieter);
+    opts.tls = match (tls_cert, tls_key) {
+        (None, None) => None,
+        (Some(cert), Some(key)) if cfg!(feature = "tls") => Some((cert, key)),
+        (Some(cert), Some(_)) => {
+            return Err(CliError::Refused {
+                flag: "--tls-cert",
+                value: cert.display().to_string(),
+                why: "this build has no TLS: build with --features tls".into(),
+            })
+        }
+        (Some(cert), None) => {
+            return Err(CliError::Refused {
+                flag: "--tls-cert",
+                value: cert.display().to_string(),
+                why: "needs --tls-key too".into(),
+            })
+        }
+        (None, Some(key)) => {
+            return Err(CliError::Refused {
+                flag: "--tls-key",
+                value: key.display().to_string(),
+                why: "needs --tls-cert too".into(),
+            })
+        }
+    };
     if opts.mode == Mode::Chat && opts.page && opts.config.path == "/" {
         return Err(CliError::Refused {
             flag: "--path",

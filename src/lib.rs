@@ -67,5 +67,7 @@ mod signals;
 pub mod tls;
 
 pub use proto::connection::{Message, SendError, SharedFrame};
-pub use server::{Config, ConnId, Context, Handler, Server, StopHandle, TimerId, Upgrade};
-pub use signals::stop_on_signals;
+pub use server::{
+    Config, ConnId, Context, Handler, ReloadHandle, Server, StopHandle, TimerId, Upgrade,
+};
+pub use signals::{reload_on_sighup, stop_on_signals};

@@ -32,6 +32,16 @@ fn main() -> ExitCode {
         }
     };
     init_logging(opts.verbosity);
+    #[cfg(feature = "tls")]
+    let tls = match load_tls(&opts) {
+        Ok(tls) => tls,
+        Err(line) => {
+            eprintln!("rookery: {line}");
+            return ExitCode::from(2);
+        }
+    };
+    #[cfg(not(feature = "tls"))]
+    let tls = ();
     let result = match opts.mode {
         Mode::Chat => {
             let chat = Chat::new(
@@ -40,9 +50,9 @@ fn main() -> ExitCode {
                 opts.page,
                 &opts.config.path,
             );
-            serve(&opts, chat)
+            serve(&opts, tls, chat)
         }
-        Mode::Echo => serve(&opts, Echo),
+        Mode::Echo => serve(&opts, tls, Echo),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -204,9 +214,39 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
     (year, month, day)
 }
 
-fn serve<H: Handler>(opts: &Options, handler: H) -> io::Result<()> {
+/// The certificate and key of `--tls-cert`/`--tls-key`, if given; a pair
+/// that does not load is one line naming the flag of the file at fault.
+#[cfg(feature = "tls")]
+fn load_tls(opts: &Options) -> Result<Option<rookery::tls::TlsConfig>, String> {
+    let Some((cert, key)) = &opts.tls else {
+        return Ok(None);
+    };
+    rookery::tls::TlsConfig::from_pem_files(cert, key)
+        .map(Some)
+        .map_err(|e| {
+            let flag = match e.file() {
+                rookery::tls::PemFile::Certificate => "--tls-cert",
+                rookery::tls::PemFile::Key => "--tls-key",
+            };
+            format!("{flag}: {e}")
+        })
+}
+
+#[cfg(feature = "tls")]
+type Tls = Option<rookery::tls::TlsConfig>;
+#[cfg(not(feature = "tls"))]
+type Tls = ();
+
+fn serve<H: Handler>(opts: &Options, tls: Tls, handler: H) -> io::Result<()> {
     let mut server = Server::bind(&opts.listen, opts.config.clone(), handler)
         .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {}: {e}", opts.listen)))?;
+    #[cfg(feature = "tls")]
+    if let Some(tls) = tls {
+        server.set_tls(tls);
+        rookery::reload_on_sighup(server.reload_handle())?;
+    }
+    #[cfg(not(feature = "tls"))]
+    let () = tls;
     rookery::stop_on_signals(server.stop_handle())?;
     let addr = server.local_addr();
     let mut stdout = io::stdout().lock();
@@ -230,8 +270,14 @@ fn serving_line(opts: &Options, addr: SocketAddr) -> String {
         IpAddr::V6(ip) => (format!("[{ip}]"), false),
     };
     let authority = format!("{host}:{}", addr.port());
+    let secure = opts.tls.is_some();
+    let (ws, http) = if secure {
+        ("wss", "https")
+    } else {
+        ("ws", "http")
+    };
     let mut line = format!(
-        "serving {} on ws://{authority}{}",
+        "serving {} on {ws}://{authority}{}",
         match opts.mode {
             Mode::Chat => "chat",
             Mode::Echo => "echo",
@@ -242,7 +288,7 @@ fn serving_line(opts: &Options, addr: SocketAddr) -> String {
         line.push_str(" (all interfaces)");
     }
     if opts.mode == Mode::Chat && opts.page {
-        line.push_str(&format!(", page at http://{authority}/"));
+        line.push_str(&format!(", page at {http}://{authority}/"));
     }
     line
 }

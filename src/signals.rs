@@ -1,11 +1,12 @@
-//! Stopping a server on SIGINT and SIGTERM, the way the `rookery` command
-//! does, without writing a signal handler yourself.
+//! Stopping a server on SIGINT and SIGTERM, and reloading its TLS pair on
+//! SIGHUP, the way the `rookery` command does, without writing a signal
+//! handler yourself.
 
 use std::io;
 use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 
-use crate::StopHandle;
+use crate::{ReloadHandle, StopHandle};
 
 /// The exit status when a second SIGINT or SIGTERM arrives while stopping.
 const SECOND_SIGNAL_STATUS: libc::c_int = 130;
@@ -104,4 +105,53 @@ extern "C" fn on_signal(_signal: libc::c_int) {
         handle.stop();
     }
     IN_HANDLER.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// The handle SIGHUP reloads (owned: from `Box::into_raw`), or NULL.
+static RELOAD: AtomicPtr<ReloadHandle> = AtomicPtr::new(ptr::null_mut());
+
+/// SIGHUP handlers running now (see `IN_HANDLER`).
+static IN_RELOAD: AtomicUsize = AtomicUsize::new(0);
+
+/// Makes SIGHUP call [`ReloadHandle::reload`] on `handle`: the server
+/// re-reads its TLS certificate and key, and keeps the old pair (with a
+/// warning) if the new one does not load. SIGHUP never stops the server. A
+/// second call replaces the handle.
+pub fn reload_on_sighup(handle: ReloadHandle) -> io::Result<()> {
+    let new = Box::into_raw(Box::new(handle));
+    let old = RELOAD.swap(new, Ordering::SeqCst);
+    if !old.is_null() {
+        while IN_RELOAD.load(Ordering::SeqCst) != 0 {
+            std::thread::yield_now();
+        }
+        // SAFETY: `old` came from `Box::into_raw` above (in an earlier call)
+        // and was swapped out, so no handler will load it again; the wait
+        // above let any handler still using it finish.
+        drop(unsafe { Box::from_raw(old) });
+    }
+    // SAFETY: `sigaction` is given a zeroed (valid) struct whose handler is
+    // an `extern "C"` function that only makes async-signal-safe calls.
+    let rc = unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_sighup as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        action.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(libc::SIGHUP, &action, ptr::null_mut())
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+extern "C" fn on_sighup(_signal: libc::c_int) {
+    IN_RELOAD.fetch_add(1, Ordering::SeqCst);
+    let handle = RELOAD.load(Ordering::SeqCst);
+    // SAFETY: a non-null pointer is a live `Box` from `reload_on_sighup`,
+    // freed only after `IN_RELOAD` drops back to zero.
+    if let Some(handle) = unsafe { handle.as_ref() } {
+        // An atomic store and an eventfd write: async-signal-safe.
+        handle.reload();
+    }
+    IN_RELOAD.fetch_sub(1, Ordering::SeqCst);
 }

@@ -24,6 +24,7 @@ use crate::proto::frame::{OpCode, ServerHeader};
 use crate::proto::http::Response;
 
 use super::handler::TimerId;
+use super::sink::SlotSink;
 use super::slab::{ConnId, Slab};
 use super::timer::{Tick, TimerWheel, TICK};
 use super::Config;
@@ -76,6 +77,43 @@ pub(crate) struct Slot {
     member: bool,
     /// Whether it was accepted only to be told `503`.
     busy_reject: bool,
+    /// Its TLS session, on a TLS listener: plaintext between it and `conn`.
+    #[cfg(feature = "tls")]
+    pub tls: Option<Box<crate::tls::TlsSession>>,
+}
+
+impl Slot {
+    /// The connection and the sink its bytes go to, borrowed apart.
+    pub(crate) fn split(&mut self) -> (&mut Connection, SlotSink<'_>) {
+        (
+            &mut self.conn,
+            SlotSink {
+                stream: &mut self.stream,
+                #[cfg(feature = "tls")]
+                tls: self.tls.as_deref_mut(),
+            },
+        )
+    }
+
+    /// Whether its TLS session holds ciphertext the socket has not taken.
+    fn tls_wants_write(&self) -> bool {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = self.tls.as_deref() {
+            return tls.wants_write();
+        }
+        false
+    }
+
+    /// Writes what its TLS session holds; a failure ends the connection.
+    fn flush_tls(&mut self) {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = self.tls.as_deref_mut() {
+            if let Err(e) = super::sink::flush_tls(tls, &mut self.stream) {
+                debug!("TLS write failed: {e}");
+                let _ = self.conn.kill();
+            }
+        }
+    }
 }
 
 /// The loop's state, minus the handler and its buffers.
@@ -88,7 +126,8 @@ pub(crate) struct Core {
     user_timers: Slab<(u64, Tick)>,
     pub config: Config,
     pub settings: Settings,
-    pub stop_flag: Arc<AtomicBool>,
+    pub(crate) stop_flag: Arc<AtomicBool>,
+    pub(crate) reload_flag: Arc<AtomicBool>,
     pub stopping: bool,
     busy_rejects: usize,
     /// The loop's clock: read once per pass, and handed to every connection.
@@ -103,6 +142,9 @@ pub(crate) struct Core {
     touched: Vec<ConnId>,
     /// Connections counted as open.
     open_count: usize,
+    /// The certificate and key new connections use, on a TLS listener.
+    #[cfg(feature = "tls")]
+    pub tls: Option<crate::tls::TlsConfig>,
 }
 
 impl Core {
@@ -124,6 +166,7 @@ impl Core {
             settings: config.settings(),
             config,
             stop_flag: Arc::new(AtomicBool::new(false)),
+            reload_flag: Arc::new(AtomicBool::new(false)),
             stopping: false,
             busy_rejects: 0,
             now,
@@ -132,6 +175,8 @@ impl Core {
             batch_given: None,
             touched: Vec::new(),
             open_count: 0,
+            #[cfg(feature = "tls")]
+            tls: None,
         };
         core.schedule_ping();
         Ok(core)
@@ -267,6 +312,15 @@ impl Core {
             debug!("dropping {peer}: at the connection limit");
             return;
         }
+        #[cfg(feature = "tls")]
+        let tls = match self.tls.as_ref().map(crate::tls::TlsSession::new) {
+            None => None,
+            Some(Ok(session)) => Some(Box::new(session)),
+            Some(Err(e)) => {
+                warn!("cannot start TLS for {peer}: {e}");
+                return;
+            }
+        };
         let id = self.slots.insert(Slot {
             stream,
             conn: Connection::new(&self.settings, self.now),
@@ -275,6 +329,8 @@ impl Core {
             touched: false,
             member: false,
             busy_reject: busy,
+            #[cfg(feature = "tls")]
+            tls,
         });
         let key = Slab::<Slot>::key(id);
         let Some(slot) = self.slots.get_mut(id) else {
@@ -352,9 +408,12 @@ impl Core {
         let Some(slot) = self.slots.get_mut(id) else {
             return (None, true);
         };
+        if slot.tls_wants_write() {
+            slot.flush_tls();
+        }
         if slot.conn.has_output() && !slot.conn.wants_write() {
-            slot.conn
-                .write_to(&self.settings, self.now, &mut slot.stream, &[], None);
+            let (conn, mut sink) = slot.split();
+            conn.write_to(&self.settings, self.now, &mut sink, &[], None);
         }
         let closed = slot.conn.take_closed();
         if slot.conn.is_finished() {
@@ -377,7 +436,11 @@ impl Core {
             READ
         } else {
             0
-        }) | (if slot.conn.wants_write() { WRITE } else { 0 });
+        }) | (if slot.conn.wants_write() || slot.tls_wants_write() {
+            WRITE
+        } else {
+            0
+        });
         if want == slot.interest {
             return;
         }
@@ -424,8 +487,8 @@ impl Core {
         self.flush_batch();
         let slot = self.slots.get_mut(id).ok_or(SendError::NotOpen)?;
         let result = if msg.as_bytes().len() >= DIRECT_MIN {
-            slot.conn
-                .send_through(&self.settings, self.now, &mut slot.stream, msg)
+            let (conn, mut sink) = slot.split();
+            conn.send_through(&self.settings, self.now, &mut sink, msg)
         } else {
             slot.conn.send(&self.settings, self.now, msg)
         };
@@ -528,14 +591,15 @@ impl Core {
                 continue;
             }
             let shared = if from == 0 { Some(&mut shared) } else { None };
-            slot.conn.write_to(
+            let (conn, mut sink) = slot.split();
+            conn.write_to(
                 &self.settings,
                 self.now,
-                &mut slot.stream,
+                &mut sink,
                 &[&batch[from..]],
                 shared,
             );
-            let wants_write = slot.conn.wants_write();
+            let wants_write = slot.conn.wants_write() || slot.tls_wants_write();
             if !slot.conn.is_open() || wants_write != (slot.interest & WRITE != 0) {
                 self.touch(id);
             }
@@ -553,8 +617,11 @@ impl Core {
     /// The socket of `id` can take bytes again.
     pub(crate) fn writable(&mut self, id: ConnId) {
         if let Some(slot) = self.slots.get_mut(id) {
-            slot.conn
-                .handle_writable(&self.settings, self.now, &mut slot.stream);
+            slot.flush_tls();
+            if !slot.tls_wants_write() {
+                let (conn, mut sink) = slot.split();
+                conn.handle_writable(&self.settings, self.now, &mut sink);
+            }
             self.touch(id);
         }
     }
@@ -705,8 +772,10 @@ mod tests {
     /// bytes, as the idle-memory figure in docs/performance.md depends on it.
     #[test]
     fn an_idle_connection_stays_small() {
-        // 152 bytes before the connection became its own state machine.
+        // 152 bytes before the connection became its own state machine;
+        // a TLS build adds the session's pointer.
         let slot = std::mem::size_of::<Slot>();
-        assert!(slot <= 152, "{slot}");
+        let tls = if cfg!(feature = "tls") { 8 } else { 0 };
+        assert!(slot <= 152 + tls, "{slot}");
     }
 }

@@ -67,6 +67,24 @@ impl StopHandle {
     }
 }
 
+/// Makes a running [`Server`] re-read its TLS certificate and key, from any
+/// thread or from a signal handler (SIGHUP): [`ReloadHandle::reload`] only
+/// stores a flag and wakes the poller, both async-signal-safe. The loop
+/// reloads at the end of its pass. Without TLS it does nothing.
+#[derive(Clone)]
+pub struct ReloadHandle {
+    poller: Arc<Poller>,
+    flag: Arc<AtomicBool>,
+}
+
+impl ReloadHandle {
+    /// Asks for a reload.
+    pub fn reload(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        let _ = self.poller.notify();
+    }
+}
+
 /// A WebSocket server with its handler.
 pub struct Server<H: Handler> {
     core: Core,
@@ -75,6 +93,9 @@ pub struct Server<H: Handler> {
     read_buf: Vec<u8>,
     /// Where a message gathered across reads is moved when it completes.
     scratch: Vec<u8>,
+    /// Where a TLS session's plaintext goes, for every connection.
+    #[cfg(feature = "tls")]
+    plain: Vec<u8>,
     events: Events,
     ready: Vec<(usize, bool, bool)>,
     fired: Vec<Timer>,
@@ -98,6 +119,8 @@ impl<H: Handler> Server<H> {
             handler,
             read_buf: vec![0; READ_BUFFER],
             scratch: Vec::new(),
+            #[cfg(feature = "tls")]
+            plain: Vec::new(),
             events: Events::new(),
             ready: Vec::new(),
             fired: Vec::new(),
@@ -114,6 +137,22 @@ impl<H: Handler> Server<H> {
         StopHandle {
             poller: Arc::clone(&self.core.poller),
             flag: Arc::clone(&self.core.stop_flag),
+        }
+    }
+
+    /// Makes the listener speak TLS (https and wss on the same port): every
+    /// connection accepted from now on uses `config`.
+    #[cfg(feature = "tls")]
+    pub fn set_tls(&mut self, config: crate::tls::TlsConfig) {
+        self.core.tls = Some(config);
+    }
+
+    /// A handle that makes the server re-read its certificate and key (see
+    /// [`ReloadHandle`]).
+    pub fn reload_handle(&self) -> ReloadHandle {
+        ReloadHandle {
+            poller: Arc::clone(&self.core.poller),
+            flag: Arc::clone(&self.core.reload_flag),
         }
     }
 
@@ -202,8 +241,27 @@ impl<H: Handler> Server<H> {
         }
         self.ready = ready;
         self.run_timers();
+        self.check_reload();
         self.check_stop();
         Ok(!(self.core.stopping && self.core.slots.is_empty()))
+    }
+
+    /// Re-reads the TLS certificate and key if a reload was asked for: new
+    /// connections use the new pair; a pair that does not load leaves the old
+    /// one in place, with a warning.
+    fn check_reload(&mut self) {
+        let asked = self.core.reload_flag.swap(false, Ordering::SeqCst);
+        #[cfg(feature = "tls")]
+        if let Some(tls) = self.core.tls.as_mut().filter(|_| asked) {
+            match tls.reload() {
+                Ok(()) => log::info!("reloaded the TLS certificate and key"),
+                Err(e) => log::warn!("TLS reload failed, keeping the old pair: {e}"),
+            }
+        }
+        #[cfg(not(feature = "tls"))]
+        if asked {
+            debug!("reload asked for, but there is no TLS to reload");
+        }
     }
 
     fn check_stop(&mut self) {
@@ -256,6 +314,14 @@ impl<H: Handler> Server<H> {
                 break;
             }
             let n = match slot.stream.read(&mut self.read_buf) {
+                #[cfg(feature = "tls")]
+                Ok(n) if n > 0 && slot.tls.is_some() => {
+                    self.read_tls(id, n);
+                    if n < self.read_buf.len() {
+                        break;
+                    }
+                    continue;
+                }
                 Ok(0) => {
                     debug!("{id}: peer closed the connection");
                     slot.conn.handle_eof();
@@ -285,6 +351,52 @@ impl<H: Handler> Server<H> {
         }
         if self.scratch.capacity() > SCRATCH_KEEP {
             self.scratch = Vec::new();
+        }
+    }
+
+    /// Decrypts `n` bytes read for `id` and feeds the plaintext to its
+    /// connection. Bytes that are not TLS, or a broken session, drop the
+    /// connection (at most an alert is sent).
+    #[cfg(feature = "tls")]
+    fn read_tls(&mut self, id: ConnId, n: usize) {
+        let Some(tls) = self
+            .core
+            .slots
+            .get_mut(id)
+            .and_then(|slot| slot.tls.as_deref_mut())
+        else {
+            return;
+        };
+        let mut plain = std::mem::take(&mut self.plain);
+        plain.clear();
+        let read = tls.read_tls(&mut self.read_buf[..n], &mut plain);
+        self.core.touch(id);
+        match read {
+            Ok(outcome) => {
+                if !plain.is_empty() {
+                    feed(
+                        &mut self.core,
+                        &mut self.handler,
+                        &mut self.scratch,
+                        id,
+                        &mut plain,
+                    );
+                }
+                if outcome.peer_closed {
+                    if let Some(slot) = self.core.slots.get_mut(id) {
+                        slot.conn.handle_eof();
+                    }
+                }
+            }
+            Err(e) => {
+                debug!("{id}: TLS: {e}");
+                if let Some(slot) = self.core.slots.get_mut(id) {
+                    let _ = slot.conn.kill();
+                }
+            }
+        }
+        if plain.capacity() <= SCRATCH_KEEP {
+            self.plain = plain;
         }
     }
 

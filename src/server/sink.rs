@@ -35,6 +35,92 @@ impl Sink for TcpStream {
     }
 }
 
+/// Where a slot's connection writes: its socket, through its TLS session if
+/// it has one. The connection sees one [`Sink`] either way.
+pub(crate) struct SlotSink<'a> {
+    pub(crate) stream: &'a mut TcpStream,
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<&'a mut crate::tls::TlsSession>,
+}
+
+impl Sink for SlotSink<'_> {
+    fn send_vectored(&mut self, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = self.tls.as_deref_mut() {
+            return tls_send(tls, self.stream, slices);
+        }
+        self.stream.send_vectored(slices)
+    }
+
+    fn shutdown_write(&mut self) {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = self.tls.as_deref_mut() {
+            // The clean end of the session first; what the socket refuses
+            // of it is lost with the half-close, as an unread close frame is.
+            tls.close();
+            let _ = flush_tls(tls, self.stream);
+        }
+        self.stream.shutdown_write();
+    }
+}
+
+/// The most plaintext taken into a TLS session per write: what the socket
+/// refuses of its ciphertext waits in the session, so this bounds it.
+#[cfg(feature = "tls")]
+const TLS_WRITE_MAX: usize = 64 * 1024;
+
+/// Encrypts what the connection hands over and writes the ciphertext. A
+/// session still holding ciphertext the socket refused takes nothing more
+/// (`WouldBlock`), so that plaintext waits in the connection's queue, where
+/// the backlog cap applies.
+#[cfg(feature = "tls")]
+fn tls_send(
+    tls: &mut crate::tls::TlsSession,
+    stream: &mut TcpStream,
+    slices: &[IoSlice<'_>],
+) -> io::Result<usize> {
+    if !flush_tls(tls, stream)? {
+        return Err(io::ErrorKind::WouldBlock.into());
+    }
+    let mut bufs: [&[u8]; 32] = [&[]; 32];
+    let mut n = 0;
+    let mut taken = 0;
+    for slice in slices.iter().take(bufs.len()) {
+        let take = slice.len().min(TLS_WRITE_MAX - taken);
+        bufs[n] = &slice[..take];
+        n += 1;
+        taken += take;
+        if taken == TLS_WRITE_MAX {
+            break;
+        }
+    }
+    tls.write_plaintext_vectored(&bufs[..n])
+        .map_err(|e| io::Error::new(io::ErrorKind::BrokenPipe, e.to_string()))?;
+    flush_tls(tls, stream)?;
+    Ok(taken)
+}
+
+/// Writes the session's pending ciphertext. Returns whether all of it went.
+#[cfg(feature = "tls")]
+pub(crate) fn flush_tls(
+    tls: &mut crate::tls::TlsSession,
+    stream: &mut TcpStream,
+) -> io::Result<bool> {
+    loop {
+        let pending = tls.pending_output();
+        if pending.is_empty() {
+            return Ok(true);
+        }
+        match stream.send_vectored(&[IoSlice::new(pending)]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => tls.consumed(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
