@@ -869,3 +869,26 @@ fn errors_are_one_line() {
         assert!(!e.to_string().contains('\n'));
     }
 }
+
+/// A read that ends inside a record and a next read far larger than
+/// `MAX_INCOMING` (the server reads up to 256 KiB at once) that finishes it
+/// and carries many more: every record is processed, nothing is refused.
+#[test]
+fn a_partial_record_followed_by_a_large_read_is_all_processed() {
+    let pair = tls_support::pair();
+    let (mut client, mut server) = tls_support::established(&pair);
+    let data = vec![b'z'; 300 * 1024];
+    let mut wire = Vec::new();
+    for chunk in data.chunks(16 * 1024) {
+        tls_support::client_send(&mut client, chunk);
+        while client.wants_write() {
+            client.write_tls(&mut wire).unwrap();
+        }
+    }
+    let mut plain = Vec::new();
+    let (first, second) = wire.split_at_mut(1000);
+    server.read_tls(first, &mut plain).unwrap();
+    server.read_tls(second, &mut plain).unwrap();
+    assert_eq!(plain.len(), data.len());
+    assert!(plain == data);
+}

@@ -192,27 +192,25 @@ impl TlsSession {
         }
         let was_peer_closed = self.peer_closed;
         let before = plaintext.len();
-        let result = if self.incoming.is_empty() {
-            // The usual case: process in the caller's buffer, keep only the
-            // unfinished tail.
-            let (used, result) = self.process(ciphertext, plaintext, &mut &[][..]);
-            if result.is_ok() && used < ciphertext.len() {
-                if ciphertext.len() - used > MAX_INCOMING {
-                    self.fail_silently();
-                    return Err(SessionError::TooLarge);
-                }
-                self.incoming.extend_from_slice(&ciphertext[used..]);
-            }
-            result
-        } else {
-            if self.incoming.len() + ciphertext.len() > MAX_INCOMING {
+        let mut rest: &mut [u8] = ciphertext;
+        let mut result = Ok(());
+        // An unfinished record from before: complete it from the new bytes,
+        // a bounded piece at a time, until the session's own buffer is
+        // empty again; the rest is processed where it lies.
+        while !self.incoming.is_empty() && !rest.is_empty() && result.is_ok() {
+            let room = MAX_INCOMING.saturating_sub(self.incoming.len());
+            if room == 0 {
                 self.fail_silently();
                 return Err(SessionError::TooLarge);
             }
+            let take = room.min(rest.len());
+            let (piece, tail) = mem::take(&mut rest).split_at_mut(take);
+            rest = tail;
             let mut incoming = mem::take(&mut self.incoming);
-            incoming.extend_from_slice(ciphertext);
-            let (used, result) = self.process(&mut incoming, plaintext, &mut &[][..]);
-            if used < incoming.len() && result.is_ok() {
+            incoming.extend_from_slice(piece);
+            let (used, r) = self.process(&mut incoming, plaintext, &mut &[][..]);
+            result = r;
+            if result.is_ok() && used < incoming.len() {
                 incoming.drain(..used);
                 if incoming.capacity() > 2 * incoming.len() + 4096 {
                     // A large flight is done with: do not keep its room.
@@ -220,8 +218,20 @@ impl TlsSession {
                 }
                 self.incoming = incoming;
             }
-            result
-        };
+        }
+        if self.incoming.is_empty() && !rest.is_empty() && result.is_ok() {
+            // The usual case: process in the caller's buffer, keep only the
+            // unfinished tail.
+            let (used, r) = self.process(rest, plaintext, &mut &[][..]);
+            result = r;
+            if result.is_ok() && used < rest.len() {
+                if rest.len() - used > MAX_INCOMING {
+                    self.fail_silently();
+                    return Err(SessionError::TooLarge);
+                }
+                self.incoming.extend_from_slice(&rest[used..]);
+            }
+        }
         match result {
             Ok(()) => Ok(ReadOutcome {
                 plaintext: plaintext.len() - before,
