@@ -66,4 +66,5 @@ mod signals;
 
 pub use proto::connection::{Message, SendError, SharedFrame};
 pub use server::{Config, ConnId, Context, Handler, Server, StopHandle, TimerId, Upgrade};
+pub use server::{PostError, Poster};
 pub use signals::stop_on_signals;
