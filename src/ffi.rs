@@ -31,10 +31,24 @@
 //!   its cell and uses [`Server::with_context`], which may itself call
 //!   callbacks (`on_close` after [`rk_kill`]); those see `ctx` set as above.
 //!
-//! Everything except [`rk_server_stop`] must be called on one thread at a
-//! time (the one that runs the loop, in practice). [`rk_server_stop`] only
-//! touches atomics and the poller's eventfd, so it is safe from any thread
-//! and from a signal handler.
+//! Everything except [`rk_server_stop`] and [`rk_post`] must be called on
+//! one thread at a time (the one that runs the loop, in practice).
+//! [`rk_server_stop`] only touches atomics and the poller's eventfd, so it
+//! is safe from any thread and from a signal handler. [`rk_post`] touches
+//! only the atomic pointer to the server's [`Poster`] (a mutex-protected
+//! queue, `Sync`), so it is safe from any thread (not from a signal
+//! handler: it locks and allocates).
+//!
+//! # Section 10 state
+//!
+//! What the newer calls need lives beside the server, on the loop thread:
+//! the poller's descriptor (cached at build, for [`rk_server_fd`]), the
+//! upgrade being decided (for [`rk_accept_protocol`], only inside
+//! `on_upgrade`), and the per-connection user pointers (a map keyed by id,
+//! not in the connection slots, whose size is measured). `on_upgrade` and
+//! `on_http` get an [`rk_request`] holding NUL-terminated copies of the
+//! request's parts; `on_http` fills an [`rk_response`]. The handler gives
+//! `on_http` no context, so calls that need one return [`RK_EBUSY`] there.
 //!
 //! # Panics
 //!
