@@ -120,5 +120,8 @@ fn the_descriptor_and_timeout_for_another_loop() {
     assert_eq!(server.next_timeout(), None);
     server.with_context(|ctx, _| ctx.set_timer(Duration::from_millis(200), 1));
     let t = server.next_timeout().unwrap();
-    assert!(t <= Duration::from_millis(210) && t >= Duration::from_millis(150), "{t:?}");
+    assert!(
+        t <= Duration::from_millis(210) && t >= Duration::from_millis(150),
+        "{t:?}"
+    );
 }
