@@ -10,6 +10,15 @@
 //! the boundary; and that `include/rookery.h` declares every exported `rk_`
 //! symbol.
 //!
+//! SPEC section 10: `rk_post` from 4 threads × 100,000 messages (order per
+//! thread, nothing lost, `RK_EAGAIN` retried), its errors, broadcasts and
+//! posts around a stop; timers set, fired and cancelled; `on_upgrade`
+//! (request accessors, refusal, subprotocol, per-connection data, peer,
+//! delayed activation from a timer); `on_http` answers and the default 404;
+//! and a `poll(2)` loop on `rk_server_fd` / `rk_server_timeout_ms`; with
+//! NULL arguments and calls from the wrong place (`rk_accept_protocol`
+//! outside `on_upgrade`, connection calls from `on_http`).
+//!
 //! What is not: a panic in a callback written in Rust as `extern "C" fn`
 //! cannot unwind at all (Rust aborts the process), so it cannot be tested;
 //! the hook exercises the same `catch_unwind` path from inside the handler.
