@@ -821,6 +821,10 @@ unsafe extern "C" fn x_on_upgrade(
             c_text(rk_request_header(req, key.as_ptr())).is_some(),
             c_text(rk_request_header(req, absent.as_ptr())),
         ));
+        x.push(format!(
+            "null name {:?}",
+            c_text(rk_request_header(req, ptr::null()))
+        ));
         if let Some(token) = x.token {
             if c_text(rk_request_query(req)).as_deref() != Some(token) {
                 return 403;
@@ -1237,6 +1241,7 @@ fn upgrade_filter_protocol_user_data_and_peer() {
     assert!(x.has("upgrade GET /chat \"token=nope\" key=true absent=None"));
     assert!(x.has("upgrade GET /chat \"token=s3cret\" key=true absent=None"));
     assert!(x.has(&format!("accept bogus {RK_EINVAL}")));
+    assert!(x.has("null name None"));
     assert!(x.has(&format!("accept other conn {RK_EBUSY}")));
     assert!(x.has("accept protocol 0"));
     assert!(x.has("set user in upgrade 0"));
