@@ -1166,6 +1166,8 @@ fn timers_fire_once_and_cancel() {
     let srv = Srv::new();
     let x = Ext::default();
     with_ext(&srv, &x);
+    // Before the timers are set: they fire at least 30 ms after it.
+    let started = Instant::now();
     // SAFETY: a live handle or NULL.
     let (a, b, c) = unsafe {
         assert_eq!(rk_set_timer(ptr::null_mut(), 10, 1), i64::from(RK_EINVAL));
@@ -1184,7 +1186,6 @@ fn timers_fire_once_and_cancel() {
         assert_eq!(rk_cancel_timer(srv.0, 0), RK_ENOTFOUND);
         assert_eq!(rk_cancel_timer(srv.0, -5), RK_ENOTFOUND);
     }
-    let started = Instant::now();
     srv.pump_until("timer 7", || x.has("timer 7"));
     assert!(started.elapsed() >= Duration::from_millis(30));
     assert!(x.has("timer 9"));
@@ -1375,7 +1376,9 @@ fn own_event_loop_with_server_fd_and_timeout() {
         assert_eq!(rk_server_timeout_ms(srv.0), -1);
         rk_set_timer(srv.0, 500, 1);
         let t = rk_server_timeout_ms(srv.0);
-        assert!((400..=520).contains(&t), "{t}");
+        // At most the 500 ms rounded up to the wheel's 10 ms tick (less if
+        // this thread was descheduled in between).
+        assert!((100..=520).contains(&t), "{t}");
         fd
     };
     let url = srv.url();
