@@ -34,8 +34,9 @@
  *   rk_server_free is ignored there. Callbacks never nest: an on_close
  *   caused inside a callback is delivered after that callback returns.
  *   rk_server_stop is the exception to the one-thread rule: it is safe from
- *   any thread and from a signal handler. rk_server_free must not run while
- *   another thread or a signal handler may call rk_server_stop.
+ *   any thread and from a signal handler. rk_post is safe from any thread
+ *   (not from a signal handler). rk_server_free must not run while another
+ *   thread or a signal handler may call rk_server_stop or rk_post.
  *
  * SIGNALS
  *   The library never raises SIGPIPE: it writes to sockets with sendmsg(2)
@@ -98,7 +99,18 @@ enum rk_error {
     RK_EUTF8 = -7,
     /* A close code that may not be sent (RFC 6455 section 7.4). Allowed:
      * 1000-1003, 1007-1011, 3000-4999. */
-    RK_ECODE = -8
+    RK_ECODE = -8,
+    /* Try again later: rk_post found RK_OPT_MAX_POSTED bytes already
+     * waiting for the loop. */
+    RK_EAGAIN = -9,
+    /* Not supported by this build (a cargo feature such as tls or deflate
+     * was left out). */
+    RK_ENOTSUP = -10,
+    /* A TLS certificate or key that cannot be read or used. */
+    RK_ETLS = -11,
+    /* No such thing: rk_cancel_timer with a timer that fired, was cancelled
+     * or never existed. */
+    RK_ENOTFOUND = -12
 };
 
 /* A static, NUL-terminated English description of an error code; "unknown
@@ -132,6 +144,10 @@ typedef enum rk_option {
     /* The most connections at once, handshakes included; more are answered
      * 503 (default 1024; at least 1). */
     RK_OPT_MAX_CONNECTIONS = 7,
+    /* The most bytes rk_post may hold waiting for the loop: payloads plus
+     * 40 bytes per message (default 1048576; at least 1). A message bigger
+     * than this is accepted when nothing waits. */
+    RK_OPT_MAX_POSTED = 8,
     /* Not an option: keeps the enum as wide as int (-fshort-enums). */
     RK_OPT_FORCE_INT_ = 0x7fffffff
 } rk_option;
@@ -140,6 +156,22 @@ typedef enum rk_option {
 
 /* A server: opaque, made by rk_server_new, freed by rk_server_free. */
 typedef struct rk_server rk_server;
+
+/* The HTTP request seen by on_upgrade and on_http (opaque; see the
+ * rk_request_ functions). Valid during that callback only. */
+typedef struct rk_request rk_request;
+
+/* The answer on_http fills in (opaque; see the rk_response_ functions).
+ * Valid during that callback only. */
+typedef struct rk_response rk_response;
+
+/* What on_upgrade returns, besides an HTTP status 400..599 to refuse with. */
+enum rk_upgrade {
+    /* Accept: the connection opens (on_open) when on_upgrade returns. */
+    RK_UPGRADE_ACCEPT = 0,
+    /* Accept, but read no frame and call no on_open until rk_activate. */
+    RK_UPGRADE_DELAYED = 1
+};
 
 /* Event callbacks; any member may be NULL. `user` is the pointer given to
  * rk_server_set_callbacks. A connection is a uint64_t id, never 0, unique
@@ -161,6 +193,26 @@ typedef struct rk_callbacks {
      * was called for (unless rk_server_free drops it first); sending to
      * conn from here gives RK_ENOTOPEN. */
     void (*on_close)(rk_server *s, uint64_t conn, uint16_t code, void *user);
+    /* The members below were added later, at the end, so that
+     * `rk_callbacks cb = {0};` keeps working. */
+    /* A valid upgrade request reached the WebSocket path (method, version,
+     * key and Host already checked). req is valid during the call only.
+     * Return RK_UPGRADE_ACCEPT, RK_UPGRADE_DELAYED, or an HTTP status
+     * 400..599 to refuse with (any other value: 500, logged). Inside it you
+     * may call rk_accept_protocol, rk_conn_set_user, rk_conn_peer and the
+     * other connection calls for conn. NULL: accept every upgrade. */
+    int (*on_upgrade)(rk_server *s, uint64_t conn, const rk_request *req,
+                      void *user);
+    /* A plain HTTP request (anything but an upgrade on the WebSocket path).
+     * Fill res with rk_response_status / _header / _body; it starts as
+     * 404 Not Found. The connection is closed after the answer. Calls that
+     * act on connections or timers return RK_EBUSY from here (rk_post
+     * works). NULL: every such request gets 404. */
+    void (*on_http)(rk_server *s, const rk_request *req, rk_response *res,
+                    void *user);
+    /* A timer set with rk_set_timer fired (once); token is the one given
+     * there. */
+    void (*on_timer)(rk_server *s, uint64_t token, void *user);
 } rk_callbacks;
 
 /* Binds to listen_addr ("IP:PORT" or "HOST:PORT"; "127.0.0.1:0" picks a free
@@ -232,6 +284,113 @@ int rk_close(rk_server *s, uint64_t conn, uint16_t code, const char *reason);
  * follows with 1006 if it was open. Returns RK_OK, RK_EINVAL or RK_ENOTOPEN
  * (no such connection). */
 int rk_kill(rk_server *s, uint64_t conn);
+
+/* ---- from other threads: posts ------------------------------------------- */
+
+/* Queues a copy of a message (text if is_text is non-zero, then valid
+ * UTF-8) for connection conn, or for every connection open when the loop
+ * sends it if conn is 0, and wakes the loop; the loop sends posts in the
+ * order they were made (so, per thread, in the order that thread made
+ * them). THREADING: callable from any thread, the loop's too, at any time
+ * (it takes a mutex and allocates, so not from a signal handler); it must
+ * not race with rk_server_free (join your threads first). data may be NULL
+ * when len is 0; it is copied before the call returns. Returns RK_OK,
+ * RK_EINVAL, RK_EUTF8, RK_EAGAIN (RK_OPT_MAX_POSTED bytes already wait:
+ * retry later), or RK_ENOTOPEN (the server has not been built yet - see
+ * rk_server_fd - or is stopping or stopped; nothing was queued). A post
+ * accepted before rk_server_stop is still sent, before the close frames;
+ * a post for a connection closed by then is dropped. */
+int rk_post(rk_server *s, uint64_t conn, const uint8_t *data, size_t len,
+            int is_text);
+
+/* ---- timers --------------------------------------------------------------- */
+
+/* Calls on_timer(s, token, user) once, on the loop's thread, ms
+ * milliseconds from now (10 ms granularity, never early). Loop thread only
+ * (callbacks included, but not on_http). Builds the server if it has not
+ * run yet (options are fixed from then on). Returns the timer's id (> 0),
+ * or RK_EINVAL, RK_EBUSY (from on_http), RK_EIO, RK_EPANIC. */
+int64_t rk_set_timer(rk_server *s, uint32_t ms, uint64_t token);
+
+/* Cancels a timer. Loop thread only. Returns RK_OK, RK_ENOTFOUND (fired,
+ * cancelled or never set), RK_EINVAL, RK_EBUSY (from on_http). */
+int rk_cancel_timer(rk_server *s, int64_t timer);
+
+/* ---- requests and answers (on_upgrade, on_http) ----------------------------- */
+
+/* Parts of req as NUL-terminated strings, owned by the library and valid
+ * until the callback that got req returns. NULL if req is NULL. */
+const char *rk_request_method(const rk_request *req);  /* "GET" */
+const char *rk_request_path(const rk_request *req);    /* without the query */
+const char *rk_request_query(const rk_request *req);   /* after '?', "" if none; not decoded */
+/* The value of the first header field called name (compared in any case),
+ * or NULL if absent (or req or name NULL). */
+const char *rk_request_header(const rk_request *req, const char *name);
+
+/* on_http only: the answer's status, 200..599 (default 404). Returns RK_OK
+ * or RK_EINVAL. */
+int rk_response_status(rk_response *res, int status);
+/* on_http only: adds a header field (name and value copied). Content-Type
+ * replaces the default one; Content-Length and Connection are the
+ * library's; a name that is not an HTTP token or a value with CR or LF is
+ * refused. Returns RK_OK, RK_EINVAL, RK_EUTF8. */
+int rk_response_header(rk_response *res, const char *name, const char *value);
+/* on_http only: the body (copied; body may be NULL when len is 0). Without
+ * one, the answer carries a short text naming the status. Returns RK_OK or
+ * RK_EINVAL. */
+int rk_response_body(rk_response *res, const uint8_t *body, size_t len);
+
+/* Inside on_upgrade for conn only: answer with this subprotocol (copied),
+ * which must be one of the client's Sec-WebSocket-Protocol offers. Returns
+ * RK_OK, RK_EINVAL (NULL or not offered), RK_EUTF8, or RK_EBUSY (not
+ * inside on_upgrade for conn). */
+int rk_accept_protocol(rk_server *s, uint64_t conn, const char *protocol);
+
+/* Opens a connection accepted with RK_UPGRADE_DELAYED: on_open follows
+ * (after the current callback returns) and its frames are read. Loop
+ * thread only. Returns RK_OK, RK_EINVAL, RK_ENOTOPEN (unknown, or not
+ * waiting for activation), RK_EBUSY (from on_http). */
+int rk_activate(rk_server *s, uint64_t conn);
+
+/* ---- per connection ------------------------------------------------------- */
+
+/* Attaches ptr to conn (NULL detaches); allowed from on_upgrade on, until
+ * the connection starts closing. The
+ * library never dereferences or frees it: it forgets it when the
+ * connection closes (after on_close, which may still read it) or is
+ * refused by on_upgrade. Loop thread only. Returns RK_OK, RK_EINVAL,
+ * RK_ENOTOPEN (unknown, closing or closed connection), RK_EBUSY (from
+ * on_http). */
+int rk_conn_set_user(rk_server *s, uint64_t conn, void *ptr);
+
+/* The pointer attached to conn, or NULL if none, unknown conn or NULL s.
+ * Loop thread only. */
+void *rk_conn_user(const rk_server *s, uint64_t conn);
+
+/* Writes conn's peer address, "IP:PORT" ("[IPv6]:PORT"), NUL-terminated,
+ * into buf (64 bytes always suffice). Loop thread only. Returns RK_OK,
+ * RK_EINVAL (NULL, or len too small: then buf holds "" if len > 0),
+ * RK_ENOTOPEN, RK_EBUSY (from on_http). */
+int rk_conn_peer(const rk_server *s, uint64_t conn, char *buf, size_t len);
+
+/* ---- your own event loop ---------------------------------------------------- */
+
+/* The descriptor to watch for readability (the server's epoll descriptor:
+ * readable when a socket, a post or rk_server_stop needs the loop). Wait
+ * until it is readable or rk_server_timeout_ms has passed, then call
+ * rk_server_run_once(s, 0); stop when that returns 0. Do not read, write
+ * or close it. Builds the server if it has not run yet (options are fixed
+ * from then on; rk_post works from then on). Loop thread only. Returns the
+ * descriptor (>= 0), or RK_EINVAL, RK_EIO, RK_EPANIC. */
+int rk_server_fd(const rk_server *s);
+
+/* How long your loop may wait on rk_server_fd before calling
+ * rk_server_run_once(s, 0) for the server's timers, in ms (rounded up):
+ * -1 when no timer is pending, 0 to call it at once (also inside a
+ * callback, or when the server cannot be built or broke: the next run
+ * reports why). Builds the server if it has not run yet. Loop thread only.
+ * NULL s: -1 (RK_EINVAL). */
+int rk_server_timeout_ms(const rk_server *s);
 
 /* Frees the server and everything it holds. Connections still open are
  * dropped at once, without close frames and without on_close: to close them

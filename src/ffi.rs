@@ -31,10 +31,24 @@
 //!   its cell and uses [`Server::with_context`], which may itself call
 //!   callbacks (`on_close` after [`rk_kill`]); those see `ctx` set as above.
 //!
-//! Everything except [`rk_server_stop`] must be called on one thread at a
-//! time (the one that runs the loop, in practice). [`rk_server_stop`] only
-//! touches atomics and the poller's eventfd, so it is safe from any thread
-//! and from a signal handler.
+//! Everything except [`rk_server_stop`] and [`rk_post`] must be called on
+//! one thread at a time (the one that runs the loop, in practice).
+//! [`rk_server_stop`] only touches atomics and the poller's eventfd, so it
+//! is safe from any thread and from a signal handler. [`rk_post`] touches
+//! only the atomic pointer to the server's [`Poster`] (a mutex-protected
+//! queue, `Sync`), so it is safe from any thread (not from a signal
+//! handler: it locks and allocates).
+//!
+//! # Section 10 state
+//!
+//! What the newer calls need lives beside the server, on the loop thread:
+//! the poller's descriptor (cached at build, for [`rk_server_fd`]), the
+//! upgrade being decided (for [`rk_accept_protocol`], only inside
+//! `on_upgrade`), and the per-connection user pointers (a map keyed by id,
+//! not in the connection slots, whose size is measured). `on_upgrade` and
+//! `on_http` get an [`rk_request`] holding NUL-terminated copies of the
+//! request's parts; `on_http` fills an [`rk_response`]. The handler gives
+//! `on_http` no context, so calls that need one return [`RK_EBUSY`] there.
 //!
 //! # Panics
 //!
@@ -48,7 +62,8 @@
 #![allow(non_camel_case_types)]
 
 use std::cell::{Cell, RefCell};
-use std::ffi::{c_char, c_int, c_void, CStr};
+use std::collections::HashMap;
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::net::{SocketAddr, TcpListener};
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
@@ -57,7 +72,11 @@ use std::time::Duration;
 
 use log::{debug, error};
 
-use crate::{Config, ConnId, Context, Handler, Message, SendError, Server, StopHandle};
+use crate::proto::http::{Request, Response};
+use crate::{
+    Config, ConnId, Context, Handler, Message, PostError, Poster, SendError, Server, StopHandle,
+    TimerId, Upgrade,
+};
 
 // ---- error codes -------------------------------------------------------------
 
@@ -83,6 +102,19 @@ pub const RK_EUTF8: c_int = -7;
 /// A close code that may not be sent (RFC 6455 §7.4: valid are 1000–1003,
 /// 1007–1011 and 3000–4999).
 pub const RK_ECODE: c_int = -8;
+/// Would block: [`rk_post`] found `RK_OPT_MAX_POSTED` bytes already waiting.
+pub const RK_EAGAIN: c_int = -9;
+/// Not supported by this build (a cargo feature left out).
+pub const RK_ENOTSUP: c_int = -10;
+/// A TLS certificate or key that cannot be used.
+pub const RK_ETLS: c_int = -11;
+/// No such thing: a timer that fired, was cancelled, or never existed.
+pub const RK_ENOTFOUND: c_int = -12;
+
+/// `on_upgrade`: accept the connection, open at once.
+pub const RK_UPGRADE_ACCEPT: c_int = 0;
+/// `on_upgrade`: accept, but read no frame until [`rk_activate`].
+pub const RK_UPGRADE_DELAYED: c_int = 1;
 
 // ---- options -----------------------------------------------------------------
 
@@ -110,6 +142,9 @@ pub const RK_OPT_MAX_BACKLOG: rk_option = 6;
 /// The most connections at once, handshakes included (default 1024, at
 /// least 1).
 pub const RK_OPT_MAX_CONNECTIONS: rk_option = 7;
+/// The most bytes [`rk_post`] may hold waiting for the loop (payloads plus
+/// 40 bytes each; default 1 MiB, at least 1).
+pub const RK_OPT_MAX_POSTED: rk_option = 8;
 
 /// The largest value a `_MS` option takes (`UINT32_MAX` ms, about 49 days).
 const MAX_MS: u64 = u32::MAX as u64;
@@ -140,6 +175,28 @@ pub struct rk_callbacks {
     /// stale afterwards.
     pub on_close:
         Option<unsafe extern "C" fn(s: *mut rk_server, conn: u64, code: u16, user: *mut c_void)>,
+    /// A valid upgrade request: return [`RK_UPGRADE_ACCEPT`],
+    /// [`RK_UPGRADE_DELAYED`], or an HTTP status 400..=599 to refuse with.
+    pub on_upgrade: Option<
+        unsafe extern "C" fn(
+            s: *mut rk_server,
+            conn: u64,
+            req: *const rk_request,
+            user: *mut c_void,
+        ) -> c_int,
+    >,
+    /// A plain HTTP request (not an upgrade on the WebSocket path): fill
+    /// `res` (it starts as `404 Not Found`).
+    pub on_http: Option<
+        unsafe extern "C" fn(
+            s: *mut rk_server,
+            req: *const rk_request,
+            res: *mut rk_response,
+            user: *mut c_void,
+        ),
+    >,
+    /// A timer set with [`rk_set_timer`] fired.
+    pub on_timer: Option<unsafe extern "C" fn(s: *mut rk_server, token: u64, user: *mut c_void)>,
 }
 
 // ---- the server handle -----------------------------------------------------------
@@ -164,6 +221,9 @@ pub struct rk_server {
     stop_requested: AtomicBool,
     /// The built server's stop handle (owned: from `Box::into_raw`), or NULL.
     stop_handle: AtomicPtr<StopHandle>,
+    /// The built server's poster (owned: from `Box::into_raw`), or NULL;
+    /// [`rk_post`] uses it from any thread.
+    poster: AtomicPtr<Poster>,
 
     // The loop thread's only.
     local_addr: SocketAddr,
@@ -178,6 +238,23 @@ pub struct rk_server {
     server: Cell<Option<Box<Server<FfiHandler>>>>,
     /// The current callback's context, or NULL outside callbacks.
     ctx: Cell<*mut Context<'static>>,
+    /// The poller's descriptor once built (-1 before).
+    fd: Cell<c_int>,
+    /// The upgrade `on_upgrade` is deciding, while it runs.
+    upgrade: RefCell<Option<UpgradeCall>>,
+    /// The per-connection pointers of [`rk_conn_set_user`], kept here rather
+    /// than in the connection slots (whose size is measured); removed when
+    /// the connection closes.
+    conn_users: RefCell<HashMap<u64, *mut c_void>>,
+}
+
+/// The upgrade being decided in `on_upgrade`.
+struct UpgradeCall {
+    conn: u64,
+    /// The subprotocols the client offered.
+    offered: Vec<String>,
+    /// The one [`rk_accept_protocol`] chose.
+    protocol: Option<String>,
 }
 
 thread_local! {
@@ -194,6 +271,13 @@ impl Drop for rk_server {
             // SAFETY: the pointer came from `Box::into_raw` in `ensure_built`
             // and was swapped out above, so it is freed exactly once.
             drop(unsafe { Box::from_raw(handle) });
+        }
+        let poster = self.poster.swap(ptr::null_mut(), Ordering::SeqCst);
+        if !poster.is_null() {
+            // SAFETY: from `Box::into_raw` in `ensure_built`, swapped out
+            // above: freed once. No `rk_post` runs concurrently (contract of
+            // `rk_server_free`).
+            drop(unsafe { Box::from_raw(poster) });
         }
     }
 }
@@ -266,6 +350,144 @@ impl Handler for FfiHandler {
                 unsafe { f(s, conn.as_u64(), code, user) }
             }
         });
+        // After the callback, which may still want its pointer.
+        self.owner().conn_users.borrow_mut().remove(&conn.as_u64());
+    }
+
+    fn on_upgrade(&mut self, ctx: &mut Context<'_>, conn: ConnId, req: &Request) -> Upgrade {
+        let owner = self.owner();
+        if owner.callbacks.get().on_upgrade.is_none() {
+            return Upgrade::accept();
+        }
+        let request = rk_request::new(req);
+        *owner.upgrade.borrow_mut() = Some(UpgradeCall {
+            conn: conn.as_u64(),
+            offered: crate::proto::handshake::offered_protocols(req)
+                .map(str::to_string)
+                .collect(),
+            protocol: None,
+        });
+        let mut answer = RK_UPGRADE_ACCEPT;
+        self.dispatch(ctx, |cb, s, user| {
+            if let Some(f) = cb.on_upgrade {
+                // SAFETY: as in `on_open`; `request` lives until this call
+                // returns.
+                answer = unsafe { f(s, conn.as_u64(), &request, user) };
+            }
+        });
+        let protocol = owner.upgrade.borrow_mut().take().and_then(|c| c.protocol);
+        match answer {
+            RK_UPGRADE_ACCEPT => Upgrade::Accept {
+                protocol,
+                delayed: false,
+            },
+            RK_UPGRADE_DELAYED => Upgrade::Accept {
+                protocol,
+                delayed: true,
+            },
+            status => {
+                owner.conn_users.borrow_mut().remove(&conn.as_u64());
+                match u16::try_from(status) {
+                    Ok(status @ 400..=599) => Upgrade::reject(status),
+                    _ => {
+                        error!("rookery: on_upgrade returned {status}, not 0, 1 or 400..599: answering 500");
+                        Upgrade::reject(500)
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_http(&mut self, req: &Request) -> Response {
+        let owner = self.owner();
+        let Some(f) = owner.callbacks.get().on_http else {
+            return Response::status(404);
+        };
+        let request = rk_request::new(req);
+        let mut response = rk_response::new();
+        // No context is published here (the handler gets none): API calls
+        // that need one return RK_EBUSY from inside on_http.
+        // SAFETY: as in `on_open`; `request` and `response` live until this
+        // call returns.
+        unsafe { f(self.owner, &request, &mut response, owner.user.get()) };
+        response.finish()
+    }
+
+    fn on_timer(&mut self, ctx: &mut Context<'_>, token: u64) {
+        self.dispatch(ctx, |cb, s, user| {
+            if let Some(f) = cb.on_timer {
+                // SAFETY: as in `on_open`.
+                unsafe { f(s, token, user) }
+            }
+        });
+    }
+}
+
+// ---- requests and responses ----------------------------------------------------
+
+/// The request `on_upgrade` and `on_http` see: NUL-terminated copies of
+/// its parts, made for the call (a header when it is asked for).
+pub struct rk_request {
+    req: *const Request,
+    method: CString,
+    path: CString,
+    query: CString,
+    /// Header values handed out so far; each `CString` keeps its buffer
+    /// where it is while the vector grows, so earlier pointers stay valid.
+    headers: RefCell<Vec<CString>>,
+}
+
+impl rk_request {
+    fn new(req: &Request) -> rk_request {
+        let c = |s: &str| CString::new(s).unwrap_or_default();
+        let query = req.target().split_once('?').map_or("", |(_, q)| q);
+        rk_request {
+            req,
+            method: c(req.method()),
+            path: c(req.path()),
+            query: c(query),
+            headers: RefCell::new(Vec::new()),
+        }
+    }
+}
+
+/// The answer `on_http` builds.
+pub struct rk_response {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Option<Vec<u8>>,
+}
+
+impl rk_response {
+    fn new() -> rk_response {
+        rk_response {
+            status: 404,
+            headers: Vec::new(),
+            body: None,
+        }
+    }
+
+    /// The response: without a body set, the default text for the status.
+    fn finish(self) -> Response {
+        let mut response = match self.body {
+            None => Response::status(self.status),
+            Some(body) => Response {
+                status: self.status,
+                headers: Vec::new(),
+                body,
+            },
+        };
+        if self
+            .headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+        {
+            response
+                .headers
+                .retain(|(n, _)| !n.eq_ignore_ascii_case("content-type"));
+        }
+        response.headers.extend(self.headers);
+        response
     }
 }
 
@@ -458,6 +680,9 @@ fn ensure_built(raw: *mut rk_server, s: &rk_server) -> Result<(), c_int> {
             return Err(RK_EIO);
         }
     };
+    s.fd.set(std::os::fd::AsRawFd::as_raw_fd(&*server));
+    s.poster
+        .store(Box::into_raw(Box::new(server.poster())), Ordering::SeqCst);
     let stop = Box::into_raw(Box::new(server.stop_handle()));
     // Publish the handle, then look at the flag; `rk_server_stop` sets the
     // flag, then looks at the handle. All four are SeqCst, so at least one
@@ -533,6 +758,10 @@ pub unsafe extern "C" fn rk_server_new(
             user: Cell::new(ptr::null_mut()),
             server: Cell::new(None),
             ctx: Cell::new(ptr::null_mut()),
+            poster: AtomicPtr::new(ptr::null_mut()),
+            fd: Cell::new(-1),
+            upgrade: RefCell::new(None),
+            conn_users: RefCell::new(HashMap::new()),
         });
         (Box::into_raw(server), RK_OK)
     });
@@ -601,6 +830,7 @@ pub unsafe extern "C" fn rk_server_set_option(
             MaxMessage(u64),
             MaxBacklog(usize),
             MaxConnections(usize),
+            MaxPosted(usize),
         }
         let set = match opt {
             RK_OPT_PING_INTERVAL_MS => Set::Ping(ms()?),
@@ -610,6 +840,7 @@ pub unsafe extern "C" fn rk_server_set_option(
             RK_OPT_MAX_MESSAGE if value > 0 => Set::MaxMessage(value),
             RK_OPT_MAX_BACKLOG => Set::MaxBacklog(size()?),
             RK_OPT_MAX_CONNECTIONS => Set::MaxConnections(size()?),
+            RK_OPT_MAX_POSTED => Set::MaxPosted(size()?),
             _ => return Err(RK_EINVAL),
         };
         configurable(s)?;
@@ -622,6 +853,7 @@ pub unsafe extern "C" fn rk_server_set_option(
             Set::MaxMessage(n) => config.max_message = n,
             Set::MaxBacklog(n) => config.max_backlog = n,
             Set::MaxConnections(n) => config.max_connections = n,
+            Set::MaxPosted(n) => config.max_posted = n,
         }
         Ok(RK_OK)
     })
@@ -890,9 +1122,468 @@ pub extern "C" fn rk_strerror(err: c_int) -> *const c_char {
         RK_EADDR => b"cannot listen on that address\0",
         RK_EUTF8 => b"invalid UTF-8\0",
         RK_ECODE => b"close code not allowed\0",
+        RK_EAGAIN => b"try again later (queue full)\0",
+        RK_ENOTSUP => b"not supported by this build\0",
+        RK_ETLS => b"TLS certificate or key unusable\0",
+        RK_ENOTFOUND => b"not found\0",
         _ => b"unknown error\0",
     };
     text.as_ptr().cast()
+}
+
+// ---- posts from other threads, timers (SPEC section 10) ---------------------------
+
+/// Queues a copy of a message for `conn` (0: every connection open when the
+/// loop sends it) and wakes the loop, which sends posts in the order they
+/// were made. The one function besides [`rk_server_stop`] that may be
+/// called from any thread (not from a signal handler: it locks a mutex and
+/// allocates). Returns [`RK_OK`], [`RK_EINVAL`], [`RK_EUTF8`],
+/// [`RK_EAGAIN`] (`RK_OPT_MAX_POSTED` bytes already wait: retry later) or
+/// [`RK_ENOTOPEN`] (the server has not been built by a first run, or is
+/// stopping or stopped). A post to a connection that has closed by the time
+/// the loop sends it is dropped.
+///
+/// # Safety
+///
+/// `s` is NULL or a live handle that [`rk_server_free`] does not free
+/// concurrently; `data` is NULL or points to `len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn rk_post(
+    s: *mut rk_server,
+    conn: u64,
+    data: *const u8,
+    len: usize,
+    is_text: c_int,
+) -> c_int {
+    guard_int("rk_post", || {
+        if s.is_null() {
+            return Err(RK_EINVAL);
+        }
+        // SAFETY: per this function's contract.
+        let msg = message(unsafe { bytes(data, len) }?, is_text)?;
+        // SAFETY: `s` is a live handle (contract). Only a reference to its
+        // atomic `poster` field is made, never to the whole struct, as in
+        // `rk_server_stop`: the loop thread's `Cell`s are not touched.
+        let poster = unsafe { &(*s).poster }.load(Ordering::SeqCst);
+        // SAFETY: a non-NULL pointer is the boxed poster, freed only by
+        // `rk_server_free`, which does not run concurrently (contract);
+        // `Poster` is `Sync`.
+        let poster = unsafe { poster.as_ref() }.ok_or(RK_ENOTOPEN)?;
+        let conn = (conn != 0).then(|| ConnId::from_u64(conn));
+        poster.post(conn, msg).map_err(|e| match e {
+            PostError::Full => RK_EAGAIN,
+            PostError::Stopped => RK_ENOTOPEN,
+        })?;
+        Ok(RK_OK)
+    })
+}
+
+/// Sets a timer: `on_timer(s, token, user)` is called once, on the loop,
+/// `ms` milliseconds from now (at 10 ms granularity, never early). Builds
+/// the server if it has not run yet (the options are fixed from then on).
+/// Returns the timer's id (> 0), or [`RK_EINVAL`], [`RK_EBUSY`] (from
+/// `on_http`), [`RK_EIO`], [`RK_EPANIC`].
+///
+/// # Safety
+///
+/// `s` is NULL or a live handle, used on this thread only.
+#[no_mangle]
+pub unsafe extern "C" fn rk_set_timer(s: *mut rk_server, ms: u32, token: u64) -> i64 {
+    guard("rk_set_timer", i64::from(RK_EPANIC), || {
+        let set = || {
+            // SAFETY: per this function's contract.
+            let h = unsafe { handle(s) }?;
+            ensure_built(s, h)?;
+            let after = Duration::from_millis(u64::from(ms));
+            let id = with_context(h, |ctx| ctx.set_timer(after, token))?;
+            match i64::try_from(id.0.as_u64()) {
+                Ok(id) if id > 0 => Ok(id),
+                _ => {
+                    // An id C cannot hold (a slot reused 2^31 times).
+                    let _ = with_context(h, |ctx| ctx.cancel_timer(id));
+                    Err(RK_EIO)
+                }
+            }
+        };
+        set().unwrap_or_else(i64::from)
+    })
+}
+
+/// Cancels a timer set with [`rk_set_timer`]. Returns [`RK_OK`],
+/// [`RK_ENOTFOUND`] (it fired, was cancelled, or never existed),
+/// [`RK_EINVAL`], [`RK_EBUSY`] (from `on_http`).
+///
+/// # Safety
+///
+/// `s` is NULL or a live handle, used on this thread only.
+#[no_mangle]
+pub unsafe extern "C" fn rk_cancel_timer(s: *mut rk_server, timer: i64) -> c_int {
+    guard_int("rk_cancel_timer", || {
+        // SAFETY: per this function's contract.
+        let h = unsafe { handle(s) }?;
+        let Ok(raw) = u64::try_from(timer) else {
+            return Err(RK_ENOTFOUND);
+        };
+        if raw == 0 || h.state.get() == State::Fresh {
+            return Err(RK_ENOTFOUND);
+        }
+        let timer = TimerId(ConnId::from_u64(raw));
+        if with_context(h, |ctx| ctx.cancel_timer(timer))? {
+            Ok(RK_OK)
+        } else {
+            Err(RK_ENOTFOUND)
+        }
+    })
+}
+
+// ---- upgrades and HTTP answers -----------------------------------------------------
+
+/// The request's method (`"GET"`), NUL-terminated; NULL if `r` is NULL.
+///
+/// # Safety
+///
+/// `r` is NULL or the request passed to the running `on_upgrade` or
+/// `on_http`; the result is valid until that callback returns.
+#[no_mangle]
+pub unsafe extern "C" fn rk_request_method(r: *const rk_request) -> *const c_char {
+    guard("rk_request_method", ptr::null(), || {
+        // SAFETY: per this function's contract.
+        unsafe { r.as_ref() }.map_or(ptr::null(), |r| r.method.as_ptr())
+    })
+}
+
+/// The request's path, without the query; NULL if `r` is NULL.
+///
+/// # Safety
+///
+/// As for [`rk_request_method`].
+#[no_mangle]
+pub unsafe extern "C" fn rk_request_path(r: *const rk_request) -> *const c_char {
+    guard("rk_request_path", ptr::null(), || {
+        // SAFETY: per this function's contract.
+        unsafe { r.as_ref() }.map_or(ptr::null(), |r| r.path.as_ptr())
+    })
+}
+
+/// The request's query, after `?` (`""` if none; not decoded); NULL if `r`
+/// is NULL.
+///
+/// # Safety
+///
+/// As for [`rk_request_method`].
+#[no_mangle]
+pub unsafe extern "C" fn rk_request_query(r: *const rk_request) -> *const c_char {
+    guard("rk_request_query", ptr::null(), || {
+        // SAFETY: per this function's contract.
+        unsafe { r.as_ref() }.map_or(ptr::null(), |r| r.query.as_ptr())
+    })
+}
+
+/// The value of the first header field called `name` (any case), or NULL
+/// if there is none (or `r` or `name` is NULL).
+///
+/// # Safety
+///
+/// As for [`rk_request_method`]; `name` is NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn rk_request_header(
+    r: *const rk_request,
+    name: *const c_char,
+) -> *const c_char {
+    guard("rk_request_header", ptr::null(), || {
+        // SAFETY: per this function's contract.
+        let Some(r) = (unsafe { r.as_ref() }) else {
+            return ptr::null();
+        };
+        // SAFETY: per this function's contract.
+        let Ok(name) = (unsafe { c_str(name) }) else {
+            return ptr::null();
+        };
+        // SAFETY: `req` points to the request the callback was given, alive
+        // until it returns (contract).
+        let req = unsafe { &*r.req };
+        let Some(value) = req.header(name).and_then(|v| CString::new(v).ok()) else {
+            return ptr::null();
+        };
+        let mut kept = r.headers.borrow_mut();
+        kept.push(value);
+        kept.last().map_or(ptr::null(), |v| v.as_ptr())
+    })
+}
+
+/// Sets the status of `on_http`'s answer (200..=599; it starts as 404).
+/// Returns [`RK_OK`] or [`RK_EINVAL`].
+///
+/// # Safety
+///
+/// `res` is NULL or the response passed to the running `on_http`.
+#[no_mangle]
+pub unsafe extern "C" fn rk_response_status(res: *mut rk_response, status: c_int) -> c_int {
+    guard_int("rk_response_status", || {
+        // SAFETY: per this function's contract.
+        let res = unsafe { res.as_mut() }.ok_or(RK_EINVAL)?;
+        res.status = match u16::try_from(status) {
+            Ok(status @ 200..=599) => status,
+            _ => return Err(RK_EINVAL),
+        };
+        Ok(RK_OK)
+    })
+}
+
+/// Adds a header field to `on_http`'s answer (both copied). A
+/// `Content-Type` replaces the default one; `Content-Length` and
+/// `Connection` are the library's own, and a name that is not an HTTP token
+/// or a value with CR, LF or NUL is refused. Returns [`RK_OK`],
+/// [`RK_EINVAL`] or [`RK_EUTF8`].
+///
+/// # Safety
+///
+/// `res` is NULL or the response passed to the running `on_http`; `name`
+/// and `value` are NULL or NUL-terminated strings.
+#[no_mangle]
+pub unsafe extern "C" fn rk_response_header(
+    res: *mut rk_response,
+    name: *const c_char,
+    value: *const c_char,
+) -> c_int {
+    guard_int("rk_response_header", || {
+        // SAFETY: per this function's contract.
+        let res = unsafe { res.as_mut() }.ok_or(RK_EINVAL)?;
+        // SAFETY: per this function's contract.
+        let (name, value) = unsafe { (c_str(name)?, c_str(value)?) };
+        let token = |c: u8| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c);
+        if name.is_empty()
+            || !name.bytes().all(token)
+            || name.eq_ignore_ascii_case("content-length")
+            || name.eq_ignore_ascii_case("connection")
+            || value.bytes().any(|c| c == b'\r' || c == b'\n')
+        {
+            return Err(RK_EINVAL);
+        }
+        res.headers.push((name.to_string(), value.to_string()));
+        Ok(RK_OK)
+    })
+}
+
+/// Sets the body of `on_http`'s answer (copied; `body` may be NULL when
+/// `len` is 0). Without a body, the answer carries the status's text.
+/// Returns [`RK_OK`] or [`RK_EINVAL`].
+///
+/// # Safety
+///
+/// `res` is NULL or the response passed to the running `on_http`; `body`
+/// is NULL or points to `len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn rk_response_body(
+    res: *mut rk_response,
+    body: *const u8,
+    len: usize,
+) -> c_int {
+    guard_int("rk_response_body", || {
+        // SAFETY: per this function's contract.
+        let res = unsafe { res.as_mut() }.ok_or(RK_EINVAL)?;
+        // SAFETY: per this function's contract.
+        let body = unsafe { bytes(body, len) }?;
+        res.body = Some(body.to_vec());
+        Ok(RK_OK)
+    })
+}
+
+/// Inside `on_upgrade` for `conn` only: answer with this subprotocol, which
+/// must be one the client offered. Returns [`RK_OK`], [`RK_EINVAL`] (NULL,
+/// or not offered), [`RK_EUTF8`], or [`RK_EBUSY`] (not inside `on_upgrade`
+/// for `conn`).
+///
+/// # Safety
+///
+/// `s` is NULL or a live handle, used on this thread only; `protocol` is
+/// NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn rk_accept_protocol(
+    s: *mut rk_server,
+    conn: u64,
+    protocol: *const c_char,
+) -> c_int {
+    guard_int("rk_accept_protocol", || {
+        // SAFETY: per this function's contract.
+        let h = unsafe { handle(s) }?;
+        // SAFETY: per this function's contract.
+        let protocol = unsafe { c_str(protocol) }?;
+        let mut upgrade = h.upgrade.borrow_mut();
+        let call = upgrade
+            .as_mut()
+            .filter(|c| c.conn == conn)
+            .ok_or(RK_EBUSY)?;
+        if !call.offered.iter().any(|o| o == protocol) {
+            return Err(RK_EINVAL);
+        }
+        call.protocol = Some(protocol.to_string());
+        Ok(RK_OK)
+    })
+}
+
+/// Opens a connection accepted with [`RK_UPGRADE_DELAYED`]: `on_open`
+/// follows (after the current callback) and its frames are read. Returns
+/// [`RK_OK`], [`RK_EINVAL`], [`RK_ENOTOPEN`] (unknown, or not waiting for
+/// activation), [`RK_EBUSY`] (from `on_http`).
+///
+/// # Safety
+///
+/// `s` is NULL or a live handle, used on this thread only.
+#[no_mangle]
+pub unsafe extern "C" fn rk_activate(s: *mut rk_server, conn: u64) -> c_int {
+    guard_int("rk_activate", || {
+        // SAFETY: per this function's contract.
+        let h = unsafe { handle(s) }?;
+        with_context(h, |ctx| ctx.activate(ConnId::from_u64(conn)))?.map_err(send_error)?;
+        Ok(RK_OK)
+    })
+}
+
+// ---- per connection ------------------------------------------------------------------
+
+/// Attaches `ptr` to `conn` (NULL detaches), from `on_upgrade` on, while
+/// the connection is not closing; it is forgotten when the connection closes (after `on_close`, which may still
+/// read it to free what it points to) or is refused. The library never
+/// dereferences it. Returns [`RK_OK`], [`RK_EINVAL`], [`RK_ENOTOPEN`]
+/// (unknown, closing or closed connection), [`RK_EBUSY`] (from `on_http`).
+///
+/// # Safety
+///
+/// `s` is NULL or a live handle, used on this thread only.
+#[no_mangle]
+pub unsafe extern "C" fn rk_conn_set_user(s: *mut rk_server, conn: u64, ptr: *mut c_void) -> c_int {
+    guard_int("rk_conn_set_user", || {
+        // SAFETY: per this function's contract.
+        let h = unsafe { handle(s) }?;
+        // The connection being decided in on_upgrade, or one that may be
+        // sent to (not closing: on_close may have been delivered already).
+        let deciding = h.upgrade.borrow().as_ref().is_some_and(|c| c.conn == conn);
+        if !deciding && !with_context(h, |ctx| ctx.can_send(ConnId::from_u64(conn)))? {
+            return Err(RK_ENOTOPEN);
+        }
+        let mut users = h.conn_users.borrow_mut();
+        if ptr.is_null() {
+            users.remove(&conn);
+        } else {
+            users.insert(conn, ptr);
+        }
+        Ok(RK_OK)
+    })
+}
+
+/// The pointer [`rk_conn_set_user`] attached to `conn`, or NULL (none, an
+/// unknown or closed connection, or NULL `s`).
+///
+/// # Safety
+///
+/// `s` is NULL or a live handle, used on this thread only.
+#[no_mangle]
+pub unsafe extern "C" fn rk_conn_user(s: *const rk_server, conn: u64) -> *mut c_void {
+    guard("rk_conn_user", ptr::null_mut(), || {
+        // SAFETY: per this function's contract.
+        let Ok(h) = (unsafe { handle(s) }) else {
+            return ptr::null_mut();
+        };
+        let users = h.conn_users.borrow();
+        users.get(&conn).copied().unwrap_or(ptr::null_mut())
+    })
+}
+
+/// Writes the peer's address of `conn` as `"IP:PORT"` (`"[IPv6]:PORT"`),
+/// NUL-terminated, into `buf` (64 bytes always suffice). Returns [`RK_OK`],
+/// [`RK_EINVAL`] (NULL, or `len` too small: then `buf` holds `""` if `len`
+/// is not 0), [`RK_ENOTOPEN`], [`RK_EBUSY`] (from `on_http`).
+///
+/// # Safety
+///
+/// `s` is NULL or a live handle, used on this thread only; `buf` is NULL or
+/// points to `len` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn rk_conn_peer(
+    s: *const rk_server,
+    conn: u64,
+    buf: *mut c_char,
+    len: usize,
+) -> c_int {
+    guard_int("rk_conn_peer", || {
+        // SAFETY: per this function's contract.
+        let h = unsafe { handle(s) }?;
+        if buf.is_null() {
+            return Err(RK_EINVAL);
+        }
+        let peer = with_context(h, |ctx| ctx.peer_addr(ConnId::from_u64(conn)))?
+            .ok_or(RK_ENOTOPEN)?
+            .to_string();
+        if peer.len() >= len {
+            if len > 0 {
+                // SAFETY: `buf` has at least one writable byte (contract).
+                unsafe { buf.write(0) };
+            }
+            return Err(RK_EINVAL);
+        }
+        // SAFETY: `buf` has `len` > `peer.len()` writable bytes (contract),
+        // which do not overlap `peer`'s own buffer.
+        unsafe {
+            ptr::copy_nonoverlapping(peer.as_ptr().cast::<c_char>(), buf, peer.len());
+            buf.add(peer.len()).write(0);
+        }
+        Ok(RK_OK)
+    })
+}
+
+// ---- your own event loop ---------------------------------------------------------------
+
+/// The descriptor to poll for readability (the server's epoll descriptor):
+/// when it is readable, or after [`rk_server_timeout_ms`], call
+/// `rk_server_run_once(s, 0)`. Builds the server if it has not run yet (the
+/// options are fixed from then on). Do not read, write or close it. Returns
+/// the descriptor (≥ 0), or [`RK_EINVAL`], [`RK_EIO`], [`RK_EPANIC`].
+///
+/// # Safety
+///
+/// `s` is NULL or a live handle, used on this thread only.
+#[no_mangle]
+pub unsafe extern "C" fn rk_server_fd(s: *const rk_server) -> c_int {
+    guard_int("rk_server_fd", || {
+        // SAFETY: per this function's contract.
+        let h = unsafe { handle(s) }?;
+        // The handle is only ever used through shared references, so the
+        // `*mut` the handler keeps is no licence to mutate through it.
+        ensure_built(s.cast_mut(), h)?;
+        if let State::Broken(code) = h.state.get() {
+            return Err(code);
+        }
+        Ok(h.fd.get())
+    })
+}
+
+/// How long a program's own loop may wait on [`rk_server_fd`] before it
+/// must call `rk_server_run_once(s, 0)` for the server's timers, in ms
+/// (rounded up): -1 when no timer is pending, 0 to call it at once (also
+/// from a callback, or once the server broke). Builds the server if it has
+/// not run yet. NULL `s`: -1 ([`RK_EINVAL`]).
+///
+/// # Safety
+///
+/// `s` is NULL or a live handle, used on this thread only.
+#[no_mangle]
+pub unsafe extern "C" fn rk_server_timeout_ms(s: *const rk_server) -> c_int {
+    guard_int("rk_server_timeout_ms", || {
+        // SAFETY: per this function's contract.
+        let h = unsafe { handle(s) }?;
+        if ensure_built(s.cast_mut(), h).is_err() || h.state.get() != State::Ready {
+            return Ok(0);
+        }
+        let server = h.server.take();
+        let timeout = server.as_ref().map(|server| server.next_timeout());
+        h.server.set(server);
+        Ok(match timeout {
+            None => 0,
+            Some(None) => -1,
+            Some(Some(t)) => c_int::try_from(t.as_micros().div_ceil(1000)).unwrap_or(c_int::MAX),
+        })
+    })
 }
 
 /// Test hook, not part of the C API: the next message `s` receives makes

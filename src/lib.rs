@@ -70,4 +70,5 @@ pub use proto::connection::{Message, SendError, SharedFrame};
 pub use server::{
     Config, ConnId, Context, Handler, ReloadHandle, Server, StopHandle, TimerId, Upgrade,
 };
+pub use server::{PostError, Poster};
 pub use signals::{reload_on_sighup, stop_on_signals};

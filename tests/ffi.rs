@@ -10,6 +10,15 @@
 //! the boundary; and that `include/rookery.h` declares every exported `rk_`
 //! symbol.
 //!
+//! SPEC section 10: `rk_post` from 4 threads × 100,000 messages (order per
+//! thread, nothing lost, `RK_EAGAIN` retried), its errors, broadcasts and
+//! posts around a stop; timers set, fired and cancelled; `on_upgrade`
+//! (request accessors, refusal, subprotocol, per-connection data, peer,
+//! delayed activation from a timer); `on_http` answers and the default 404;
+//! and a `poll(2)` loop on `rk_server_fd` / `rk_server_timeout_ms`; with
+//! NULL arguments and calls from the wrong place (`rk_accept_protocol`
+//! outside `on_upgrade`, connection calls from `on_http`).
+//!
 //! What is not: a panic in a callback written in Rust as `extern "C" fn`
 //! cannot unwind at all (Rust aborts the process), so it cannot be tested;
 //! the hook exercises the same `catch_unwind` path from inside the handler.
@@ -253,6 +262,7 @@ fn callbacks() -> rk_callbacks {
         on_open: Some(on_open),
         on_message: Some(on_message),
         on_close: Some(on_close),
+        ..rk_callbacks::default()
     }
 }
 
@@ -278,6 +288,10 @@ fn strerror_covers_every_code() {
         RK_EADDR,
         RK_EUTF8,
         RK_ECODE,
+        RK_EAGAIN,
+        RK_ENOTSUP,
+        RK_ETLS,
+        RK_ENOTFOUND,
     ];
     let mut seen = std::collections::HashSet::new();
     for code in codes {
@@ -395,7 +409,9 @@ fn options_and_path_before_start_only() {
             assert_eq!(rk_server_set_option(s, opt, 4096), RK_OK);
         }
         assert_eq!(rk_server_set_option(s, 0, 1), RK_EINVAL);
-        assert_eq!(rk_server_set_option(s, 8, 1), RK_EINVAL);
+        assert_eq!(rk_server_set_option(s, RK_OPT_MAX_POSTED, 0), RK_EINVAL);
+        assert_eq!(rk_server_set_option(s, RK_OPT_MAX_POSTED, 4096), RK_OK);
+        assert_eq!(rk_server_set_option(s, 9, 1), RK_EINVAL);
         assert_eq!(rk_server_set_option(s, -1, 1), RK_EINVAL);
         let bad = CString::new("chat").unwrap();
         assert_eq!(rk_server_set_path(s, bad.as_ptr()), RK_EINVAL);
@@ -733,6 +749,680 @@ fn a_panic_inside_is_caught_at_the_boundary() {
         rk_server_stop(srv.0);
     }
     assert_ne!(srv.port(), 0);
+}
+
+// ---- SPEC section 10: posts, timers, upgrades, HTTP answers, per-connection data,
+// ---- running from another event loop --------------------------------------------
+
+/// What the section-10 callbacks saw and are told to do.
+#[derive(Default)]
+struct Ext {
+    log: RefCell<Vec<String>>,
+    /// Connections opened, in order.
+    opened: RefCell<Vec<u64>>,
+    /// `on_upgrade` refuses unless the query is this (when set).
+    token: Option<&'static str>,
+    /// `on_upgrade` answers with this subprotocol.
+    protocol: Option<&'static str>,
+    /// `on_upgrade` delays, and `on_timer` activates the connection whose
+    /// id is the token.
+    delay: bool,
+    /// Per-connection data handed out with `rk_conn_set_user` (boxed: the
+    /// pointers must stay put while the vector grows).
+    #[allow(clippy::vec_box)]
+    users: RefCell<Vec<Box<u64>>>,
+}
+
+impl Ext {
+    fn push(&self, line: String) {
+        self.log.borrow_mut().push(line);
+    }
+    fn has(&self, line: &str) -> bool {
+        self.log.borrow().iter().any(|l| l == line)
+    }
+    fn find(&self, prefix: &str) -> Option<String> {
+        self.log
+            .borrow()
+            .iter()
+            .find(|l| l.starts_with(prefix))
+            .cloned()
+    }
+}
+
+/// SAFETY (all `x_` callbacks): `user` is the `Ext` registered with the
+/// server, alive for the server's life.
+unsafe fn ext<'a>(user: *mut c_void) -> &'a Ext {
+    // SAFETY: see above.
+    unsafe { &*(user as *const Ext) }
+}
+
+/// A C string the library returned, as Rust (None for NULL).
+fn c_text(p: *const c_char) -> Option<String> {
+    // SAFETY: a string from the library, valid during the callback.
+    (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
+}
+
+unsafe extern "C" fn x_on_upgrade(
+    s: *mut rk_server,
+    conn: u64,
+    req: *const rk_request,
+    user: *mut c_void,
+) -> c_int {
+    // SAFETY: see `ext`; `req` is valid during the call; a live handle.
+    unsafe {
+        let x = ext(user);
+        let key = CString::new("SEC-websocket-KEY").unwrap();
+        let absent = CString::new("X-Absent").unwrap();
+        x.push(format!(
+            "upgrade {} {} {:?} key={} absent={:?}",
+            c_text(rk_request_method(req)).unwrap_or_default(),
+            c_text(rk_request_path(req)).unwrap_or_default(),
+            c_text(rk_request_query(req)).unwrap_or_default(),
+            c_text(rk_request_header(req, key.as_ptr())).is_some(),
+            c_text(rk_request_header(req, absent.as_ptr())),
+        ));
+        x.push(format!(
+            "null name {:?}",
+            c_text(rk_request_header(req, ptr::null()))
+        ));
+        if let Some(token) = x.token {
+            if c_text(rk_request_query(req)).as_deref() != Some(token) {
+                return 403;
+            }
+        }
+        let bogus = CString::new("not-offered").unwrap();
+        x.push(format!(
+            "accept bogus {}",
+            rk_accept_protocol(s, conn, bogus.as_ptr())
+        ));
+        x.push(format!(
+            "accept other conn {}",
+            rk_accept_protocol(s, conn + 1, bogus.as_ptr())
+        ));
+        if let Some(p) = x.protocol {
+            let p = CString::new(p).unwrap();
+            x.push(format!(
+                "accept protocol {}",
+                rk_accept_protocol(s, conn, p.as_ptr())
+            ));
+        }
+        let mut data = Box::new(conn * 10);
+        let rc = rk_conn_set_user(s, conn, (&mut *data as *mut u64).cast());
+        x.users.borrow_mut().push(data);
+        x.push(format!("set user in upgrade {rc}"));
+        let mut buf = [0 as c_char; 64];
+        let rc = rk_conn_peer(s, conn, buf.as_mut_ptr(), buf.len());
+        x.push(format!(
+            "peer {rc} {}",
+            c_text(buf.as_ptr()).unwrap_or_default()
+        ));
+        let rc = rk_conn_peer(s, conn, buf.as_mut_ptr(), 4);
+        x.push(format!("peer small {rc} {:?}", c_text(buf.as_ptr())));
+        x.push(format!(
+            "peer null {}",
+            rk_conn_peer(s, conn, ptr::null_mut(), 64)
+        ));
+        if x.delay {
+            x.push(format!("timer {}", rk_set_timer(s, 50, conn) > 0));
+            return RK_UPGRADE_DELAYED;
+        }
+        RK_UPGRADE_ACCEPT
+    }
+}
+
+unsafe extern "C" fn x_on_http(
+    s: *mut rk_server,
+    req: *const rk_request,
+    res: *mut rk_response,
+    user: *mut c_void,
+) {
+    // SAFETY: see `ext`; `req` and `res` are valid during the call.
+    unsafe {
+        let x = ext(user);
+        let path = c_text(rk_request_path(req)).unwrap_or_default();
+        x.push(format!("http {path}"));
+        x.push(format!(
+            "send from http {}",
+            rk_send(s, 1, b"x".as_ptr(), 1, 1)
+        ));
+        x.push(format!("timer from http {}", rk_set_timer(s, 10, 1)));
+        if path == "/status" {
+            let body = format!("{{\"query\":{:?}}}", c_text(rk_request_query(req)).unwrap());
+            let ct = CString::new("Content-Type").unwrap();
+            let json = CString::new("application/json").unwrap();
+            let bad = CString::new("Bad Name").unwrap();
+            let cl = CString::new("content-length").unwrap();
+            let crlf = CString::new("a\r\nX-Injected: 1").unwrap();
+            x.push(format!(
+                "response {} {} {} {} {} {} {}",
+                rk_response_status(res, 200),
+                rk_response_status(res, 99),
+                rk_response_header(res, ct.as_ptr(), json.as_ptr()),
+                rk_response_header(res, bad.as_ptr(), json.as_ptr()),
+                rk_response_header(res, cl.as_ptr(), json.as_ptr()),
+                rk_response_header(res, ct.as_ptr(), crlf.as_ptr()),
+                rk_response_body(res, body.as_ptr(), body.len()),
+            ));
+        } else if path == "/teapot" {
+            rk_response_status(res, 418);
+        }
+        // Anything else stays 404.
+    }
+}
+
+unsafe extern "C" fn x_on_open(s: *mut rk_server, conn: u64, user: *mut c_void) {
+    // SAFETY: see `ext`; a live handle.
+    unsafe {
+        let x = ext(user);
+        x.opened.borrow_mut().push(conn);
+        let mine = rk_conn_user(s, conn) as *const u64;
+        x.push(format!(
+            "open user {}",
+            if mine.is_null() { 0 } else { *mine }
+        ));
+        let hi = b"hi";
+        rk_send(s, conn, hi.as_ptr(), hi.len(), 1);
+    }
+}
+
+unsafe extern "C" fn x_on_close(s: *mut rk_server, conn: u64, code: u16, user: *mut c_void) {
+    // SAFETY: see `ext`; a live handle.
+    unsafe {
+        let x = ext(user);
+        x.push(format!(
+            "close {code} user set {}",
+            !rk_conn_user(s, conn).is_null()
+        ));
+    }
+}
+
+unsafe extern "C" fn x_on_message(
+    s: *mut rk_server,
+    conn: u64,
+    data: *const u8,
+    len: usize,
+    is_text: c_int,
+    _user: *mut c_void,
+) {
+    // SAFETY: a live handle; `data` holds `len` bytes during the call.
+    unsafe { rk_send(s, conn, data, len, is_text) };
+}
+
+unsafe extern "C" fn x_on_timer(s: *mut rk_server, token: u64, user: *mut c_void) {
+    // SAFETY: see `ext`; a live handle.
+    unsafe {
+        let x = ext(user);
+        x.push(format!("timer {token}"));
+        if x.delay {
+            x.push(format!("activate {}", rk_activate(s, token)));
+            x.push(format!("activate twice {}", rk_activate(s, token)));
+        }
+    }
+}
+
+fn with_ext(srv: &Srv, x: &Ext) {
+    let cb = rk_callbacks {
+        on_open: Some(x_on_open),
+        on_message: Some(x_on_message),
+        on_close: Some(x_on_close),
+        on_upgrade: Some(x_on_upgrade),
+        on_http: Some(x_on_http),
+        on_timer: Some(x_on_timer),
+    };
+    // SAFETY: a live handle, a valid struct; `x` outlives the server.
+    let rc = unsafe { rk_server_set_callbacks(srv.0, &cb, x as *const Ext as *mut c_void) };
+    assert_eq!(rc, RK_OK);
+}
+
+/// Runs `f` on a thread while the loop turns, and returns its result.
+fn pump_with<T: Send + 'static>(srv: &Srv, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let handle = thread::spawn(f);
+    srv.pump_until("the client thread", || handle.is_finished());
+    handle.join().expect("client thread")
+}
+
+/// One raw HTTP exchange: the whole answer as text.
+fn http_get(port: u16, target: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {target} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+#[test]
+fn post_from_four_threads_keeps_order_and_loses_nothing() {
+    const THREADS: u64 = 4;
+    const EACH: u64 = 100_000;
+    let _watchdog = watchdog(240);
+    let srv = Srv::new();
+    let x = Ext::default();
+    with_ext(&srv, &x);
+    // SAFETY: a live handle. The client reads as fast as it can; a big
+    // backlog keeps a slow test machine from closing it with 1008.
+    unsafe {
+        assert_eq!(
+            rk_server_set_option(srv.0, RK_OPT_MAX_BACKLOG, 256 << 20),
+            RK_OK
+        );
+        assert_eq!(
+            rk_server_set_option(srv.0, RK_OPT_PING_INTERVAL_MS, 0),
+            RK_OK
+        );
+        assert_eq!(
+            rk_server_set_option(srv.0, RK_OPT_IDLE_TIMEOUT_MS, 0),
+            RK_OK
+        );
+        // Small enough that RK_EAGAIN happens and is retried.
+        assert_eq!(
+            rk_server_set_option(srv.0, RK_OPT_MAX_POSTED, 64 << 10),
+            RK_OK
+        );
+    }
+    let url = srv.url();
+    let reader = thread::spawn(move || {
+        let mut ws = client(&url);
+        assert_eq!(next(&mut ws), "hi");
+        let mut seen = vec![0u64; THREADS as usize];
+        for _ in 0..THREADS * EACH {
+            let m = next(&mut ws);
+            let (t, i) = m.split_once(':').unwrap_or_else(|| panic!("{m}"));
+            let (t, i): (usize, u64) = (t.parse().unwrap(), i.parse().unwrap());
+            assert_eq!(i, seen[t], "thread {t} out of order");
+            seen[t] += 1;
+        }
+        seen
+    });
+    srv.pump_until("the connection", || !x.opened.borrow().is_empty());
+    let conn = x.opened.borrow()[0];
+    let retries = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let ptr = SendPtr(srv.0);
+    let started = Instant::now();
+    let posters: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let retries = retries.clone();
+            thread::spawn(move || {
+                let ptr = ptr;
+                for i in 0..EACH {
+                    let msg = format!("{t}:{i}");
+                    loop {
+                        // SAFETY: rk_post is safe from any thread; the
+                        // handle outlives this thread (joined below).
+                        let rc = unsafe { rk_post(ptr.0, conn, msg.as_ptr(), msg.len(), 1) };
+                        if rc == RK_EAGAIN {
+                            retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            thread::yield_now();
+                            continue;
+                        }
+                        assert_eq!(rc, RK_OK);
+                        break;
+                    }
+                }
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(200);
+    while !reader.is_finished() {
+        assert!(Instant::now() < deadline, "timed out");
+        // SAFETY: a live handle, on this thread.
+        assert!(unsafe { rk_server_run_once(srv.0, 10) } >= 0);
+    }
+    let seen = reader.join().expect("reader");
+    for p in posters {
+        p.join().unwrap();
+    }
+    assert_eq!(seen, vec![EACH; THREADS as usize]);
+    eprintln!(
+        "{} posts from {THREADS} threads in {:?}, {} RK_EAGAIN retries",
+        THREADS * EACH,
+        started.elapsed(),
+        retries.load(std::sync::atomic::Ordering::Relaxed)
+    );
+}
+
+#[test]
+fn post_errors_broadcast_and_stop() {
+    let _watchdog = watchdog(60);
+    let srv = Srv::new();
+    let x = Ext::default();
+    with_ext(&srv, &x);
+    let msg = b"posted";
+    // SAFETY: a live handle or NULL; valid or NULL buffers, as tested.
+    unsafe {
+        assert_eq!(rk_post(ptr::null_mut(), 0, msg.as_ptr(), 6, 1), RK_EINVAL);
+        // Before the server is built nothing could receive it.
+        assert_eq!(rk_post(srv.0, 0, msg.as_ptr(), 6, 1), RK_ENOTOPEN);
+        assert_eq!(rk_server_set_option(srv.0, RK_OPT_MAX_POSTED, 1), RK_OK);
+        assert!(rk_server_fd(srv.0) >= 0);
+        assert_eq!(rk_post(srv.0, 0, ptr::null(), 6, 1), RK_EINVAL);
+        assert_eq!(rk_post(srv.0, 0, b"\xff".as_ptr(), 1, 1), RK_EUTF8);
+    }
+    let url = srv.url();
+    let (ready_tx, ready_rx) = mpsc::channel::<()>();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let clients = thread::spawn(move || {
+        let mut a = client(&url);
+        let mut b = client(&url);
+        assert_eq!(next(&mut a), "hi");
+        assert_eq!(next(&mut b), "hi");
+        ready_tx.send(()).unwrap();
+        go_rx.recv().unwrap();
+        let got = [next(&mut a), next(&mut a), next(&mut b), next(&mut b)];
+        (got, next(&mut a), next(&mut b))
+    });
+    srv.pump_until("two connections", || x.opened.borrow().len() == 2);
+    srv.pump_until("the clients", || ready_rx.try_recv().is_ok());
+    let first = x.opened.borrow()[0];
+    // SAFETY: a live handle, valid buffers.
+    unsafe {
+        // Broadcast, then one for `first` only... and the queue is full
+        // (the bound is 1 byte: one message fits when it is empty).
+        assert_eq!(rk_post(srv.0, 0, msg.as_ptr(), msg.len(), 1), RK_OK);
+        assert_eq!(rk_post(srv.0, first, b"one".as_ptr(), 3, 1), RK_EAGAIN);
+        srv.pump_until("the broadcast post", || {
+            rk_post(srv.0, first, b"one".as_ptr(), 3, 0) == RK_OK
+        });
+        // A post to a stale id is accepted and dropped by the loop.
+        srv.pump_until("room for the stale post", || {
+            rk_post(srv.0, 12345, b"lost".as_ptr(), 4, 1) == RK_OK
+        });
+    }
+    // SAFETY: a live handle, valid buffers.
+    unsafe {
+        // A post made before the stop still goes out, before the close.
+        srv.pump_until("room in the queue", || {
+            rk_post(srv.0, 0, b"last".as_ptr(), 4, 1) == RK_OK
+        });
+        rk_server_stop(srv.0);
+        assert_eq!(rk_server_run_once(srv.0, 0), 1);
+        assert_eq!(rk_post(srv.0, 0, msg.as_ptr(), msg.len(), 1), RK_ENOTOPEN);
+    }
+    go_tx.send(()).unwrap();
+    let handle = clients;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    // SAFETY: a live handle, on this thread.
+    while unsafe { rk_server_run_once(srv.0, 10) } == 1 {
+        assert!(Instant::now() < deadline, "shutdown timed out");
+    }
+    let (got, a_end, b_end) = handle.join().unwrap();
+    assert_eq!(got[0], "posted");
+    assert_eq!(got[1], "binary:3");
+    assert_eq!(got[2], "posted");
+    assert_eq!(got[3], "last");
+    // a got "last" as its third message; then both get 1001.
+    assert_eq!(a_end, "last");
+    assert_eq!(b_end, "close:1001");
+    // SAFETY: a live handle; the server has stopped.
+    assert_eq!(
+        unsafe { rk_post(srv.0, 0, msg.as_ptr(), msg.len(), 1) },
+        RK_ENOTOPEN
+    );
+}
+
+#[test]
+fn timers_fire_once_and_cancel() {
+    let srv = Srv::new();
+    let x = Ext::default();
+    with_ext(&srv, &x);
+    // Before the timers are set: they fire at least 30 ms after it.
+    let started = Instant::now();
+    // SAFETY: a live handle or NULL.
+    let (a, b, c) = unsafe {
+        assert_eq!(rk_set_timer(ptr::null_mut(), 10, 1), i64::from(RK_EINVAL));
+        assert_eq!(rk_cancel_timer(ptr::null_mut(), 1), RK_EINVAL);
+        assert_eq!(rk_cancel_timer(srv.0, 1), RK_ENOTFOUND);
+        let a = rk_set_timer(srv.0, 30, 7);
+        let b = rk_set_timer(srv.0, 20, 8);
+        let c = rk_set_timer(srv.0, 0, 9);
+        (a, b, c)
+    };
+    assert!(a > 0 && b > 0 && c > 0 && a != b && b != c, "{a} {b} {c}");
+    // SAFETY: a live handle.
+    unsafe {
+        assert_eq!(rk_cancel_timer(srv.0, b), RK_OK);
+        assert_eq!(rk_cancel_timer(srv.0, b), RK_ENOTFOUND);
+        assert_eq!(rk_cancel_timer(srv.0, 0), RK_ENOTFOUND);
+        assert_eq!(rk_cancel_timer(srv.0, -5), RK_ENOTFOUND);
+    }
+    srv.pump_until("timer 7", || x.has("timer 7"));
+    assert!(started.elapsed() >= Duration::from_millis(30));
+    assert!(x.has("timer 9"));
+    assert!(!x.has("timer 8"));
+    // SAFETY: a live handle.
+    assert_eq!(unsafe { rk_cancel_timer(srv.0, a) }, RK_ENOTFOUND);
+    let log = x.log.borrow().clone();
+    assert_eq!(log, ["timer 9", "timer 7"]);
+}
+
+#[test]
+fn upgrade_filter_protocol_user_data_and_peer() {
+    let srv = Srv::new();
+    let x = Ext {
+        token: Some("token=s3cret"),
+        protocol: Some("v2.rookery"),
+        ..Ext::default()
+    };
+    with_ext(&srv, &x);
+    let port = srv.port();
+    let (status, proto, peer, echo) = pump_with(&srv, move || {
+        let refused = tungstenite::connect(format!("ws://127.0.0.1:{port}/chat?token=nope"));
+        let status = match refused {
+            Err(tungstenite::Error::Http(r)) => r.status().as_u16(),
+            other => panic!("not refused: {:?}", other.map(|_| ())),
+        };
+        let mut req = tungstenite::client::IntoClientRequest::into_client_request(format!(
+            "ws://127.0.0.1:{port}/chat?token=s3cret"
+        ))
+        .unwrap();
+        req.headers_mut()
+            .insert("Sec-WebSocket-Protocol", "v2.rookery".parse().unwrap());
+        let (mut ws, resp) = tungstenite::connect(req).unwrap();
+        let proto = resp
+            .headers()
+            .get("Sec-WebSocket-Protocol")
+            .map(|v| v.to_str().unwrap().to_string());
+        let peer = match ws.get_ref() {
+            tungstenite::stream::MaybeTlsStream::Plain(s) => s.local_addr().unwrap().to_string(),
+            _ => unreachable!(),
+        };
+        assert_eq!(next(&mut ws), "hi");
+        ws.send(WsMessage::text("ping?")).unwrap();
+        let echo = next(&mut ws);
+        ws.close(None).unwrap();
+        while ws.read().is_ok() {}
+        (status, proto, peer, echo)
+    });
+    srv.pump_until("the close", || x.find("close ").is_some());
+    assert_eq!(status, 403);
+    assert_eq!(proto.as_deref(), Some("v2.rookery"));
+    assert_eq!(echo, "ping?");
+    let conn = x.opened.borrow()[0];
+    assert!(x.has("upgrade GET /chat \"token=nope\" key=true absent=None"));
+    assert!(x.has("upgrade GET /chat \"token=s3cret\" key=true absent=None"));
+    assert!(x.has(&format!("accept bogus {RK_EINVAL}")));
+    assert!(x.has("null name None"));
+    assert!(x.has(&format!("accept other conn {RK_EBUSY}")));
+    assert!(x.has("accept protocol 0"));
+    assert!(x.has("set user in upgrade 0"));
+    assert!(x.has(&format!("peer 0 {peer}")), "{:?}", x.log.borrow());
+    assert!(x.has(&format!("peer small {RK_EINVAL} Some(\"\")")));
+    assert!(x.has(&format!("peer null {RK_EINVAL}")));
+    assert!(x.has(&format!("open user {}", conn * 10)));
+    assert!(x.has("close 1005 user set true"), "{:?}", x.log.borrow());
+    // SAFETY: a live handle, or NULL; valid or NULL pointers, as tested.
+    unsafe {
+        // Forgotten after the close; stale or unknown ids.
+        assert!(rk_conn_user(srv.0, conn).is_null());
+        assert!(rk_conn_user(ptr::null(), conn).is_null());
+        let mut v = 1u8;
+        let p: *mut c_void = (&mut v as *mut u8).cast();
+        assert_eq!(rk_conn_set_user(srv.0, conn, p), RK_ENOTOPEN);
+        assert_eq!(rk_conn_set_user(ptr::null_mut(), conn, p), RK_EINVAL);
+        let mut buf = [0 as c_char; 64];
+        assert_eq!(rk_conn_peer(srv.0, conn, buf.as_mut_ptr(), 64), RK_ENOTOPEN);
+        assert_eq!(
+            rk_conn_peer(ptr::null(), conn, buf.as_mut_ptr(), 64),
+            RK_EINVAL
+        );
+        // Outside on_upgrade.
+        let p = CString::new("v2.rookery").unwrap();
+        assert_eq!(rk_accept_protocol(srv.0, conn, p.as_ptr()), RK_EBUSY);
+        assert_eq!(
+            rk_accept_protocol(ptr::null_mut(), conn, p.as_ptr()),
+            RK_EINVAL
+        );
+        assert_eq!(rk_accept_protocol(srv.0, conn, ptr::null()), RK_EINVAL);
+        assert_eq!(rk_activate(srv.0, conn), RK_ENOTOPEN);
+        assert_eq!(rk_activate(ptr::null_mut(), conn), RK_EINVAL);
+        // NULL requests and responses.
+        assert!(rk_request_method(ptr::null()).is_null());
+        assert!(rk_request_path(ptr::null()).is_null());
+        assert!(rk_request_query(ptr::null()).is_null());
+        assert!(rk_request_header(ptr::null(), p.as_ptr()).is_null());
+        assert_eq!(rk_response_status(ptr::null_mut(), 200), RK_EINVAL);
+        assert_eq!(
+            rk_response_header(ptr::null_mut(), p.as_ptr(), p.as_ptr()),
+            RK_EINVAL
+        );
+        assert_eq!(rk_response_body(ptr::null_mut(), ptr::null(), 0), RK_EINVAL);
+    }
+}
+
+#[test]
+fn delayed_upgrade_activated_from_a_timer() {
+    let srv = Srv::new();
+    let x = Ext {
+        delay: true,
+        ..Ext::default()
+    };
+    with_ext(&srv, &x);
+    let url = srv.url();
+    let got = pump_with(&srv, move || {
+        let mut ws = client(&url);
+        // Sent before activation: read only once activated, after "hi".
+        ws.send(WsMessage::text("early")).unwrap();
+        let got = (next(&mut ws), next(&mut ws));
+        drop(ws);
+        got
+    });
+    assert_eq!(got, ("hi".to_string(), "early".to_string()));
+    assert!(x.has("timer true"));
+    let conn = x.opened.borrow()[0];
+    assert!(x.has(&format!("timer {conn}")));
+    assert!(x.has("activate 0"));
+    assert!(x.has(&format!("activate twice {RK_ENOTOPEN}")));
+}
+
+#[test]
+fn http_answers_from_on_http_and_the_default_404() {
+    let srv = Srv::new();
+    let x = Ext::default();
+    with_ext(&srv, &x);
+    let port = srv.port();
+    let (status, teapot, other) = pump_with(&srv, move || {
+        (
+            http_get(port, "/status?x=1"),
+            http_get(port, "/teapot"),
+            http_get(port, "/other"),
+        )
+    });
+    assert!(status.starts_with("HTTP/1.1 200 OK\r\n"), "{status}");
+    assert!(
+        status.contains("\r\nContent-Type: application/json\r\n"),
+        "{status}"
+    );
+    assert!(!status.contains("text/plain"), "{status}");
+    assert!(!status.contains("X-Injected"), "{status}");
+    assert!(status.ends_with("\r\n\r\n{\"query\":\"x=1\"}"), "{status}");
+    assert!(teapot.starts_with("HTTP/1.1 418 "), "{teapot}");
+    assert!(other.starts_with("HTTP/1.1 404 Not Found\r\n"), "{other}");
+    assert!(x.has(&format!("send from http {RK_EBUSY}")));
+    assert!(x.has(&format!("timer from http {RK_EBUSY}")));
+    assert!(x.has(&format!(
+        "response 0 {RK_EINVAL} 0 {RK_EINVAL} {RK_EINVAL} {RK_EINVAL} 0"
+    )));
+
+    // Without on_http: 404 for everything but the WebSocket path.
+    let srv = Srv::new();
+    let port = srv.port();
+    let answer = pump_with(&srv, move || http_get(port, "/status"));
+    assert!(answer.starts_with("HTTP/1.1 404 Not Found\r\n"), "{answer}");
+}
+
+#[test]
+fn own_event_loop_with_server_fd_and_timeout() {
+    let srv = Srv::new();
+    let x = Ext::default();
+    with_ext(&srv, &x);
+    // SAFETY: a live handle, or NULL.
+    let fd = unsafe {
+        assert_eq!(rk_server_fd(ptr::null()), RK_EINVAL);
+        assert_eq!(rk_server_timeout_ms(ptr::null()), -1);
+        assert_eq!(
+            rk_server_set_option(srv.0, RK_OPT_PING_INTERVAL_MS, 0),
+            RK_OK
+        );
+        let fd = rk_server_fd(srv.0);
+        assert!(fd >= 0);
+        // Built now: options are fixed.
+        assert_eq!(
+            rk_server_set_option(srv.0, RK_OPT_MAX_MESSAGE, 10),
+            RK_EBUSY
+        );
+        assert_eq!(rk_server_fd(srv.0), fd);
+        // No pings, no connections, no timers.
+        assert_eq!(rk_server_timeout_ms(srv.0), -1);
+        rk_set_timer(srv.0, 500, 1);
+        let t = rk_server_timeout_ms(srv.0);
+        // At most the 500 ms rounded up to the wheel's 10 ms tick (less if
+        // this thread was descheduled in between).
+        assert!((100..=520).contains(&t), "{t}");
+        fd
+    };
+    let url = srv.url();
+    let client = thread::spawn(move || {
+        let mut ws = client(&url);
+        let hi = next(&mut ws);
+        ws.send(WsMessage::text("over poll")).unwrap();
+        (hi, next(&mut ws))
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut wakes = 0;
+    while !client.is_finished() || !x.has("timer 1") {
+        assert!(Instant::now() < deadline, "timed out");
+        // SAFETY: a live handle, on this thread; `pfd` is one valid pollfd.
+        unsafe {
+            let timeout = rk_server_timeout_ms(srv.0);
+            let mut pfd = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            let n = libc::poll(&mut pfd, 1, timeout);
+            assert!(n >= 0);
+            wakes += 1;
+            assert_eq!(rk_server_run_once(srv.0, 0), 1);
+        }
+    }
+    let got = client.join().unwrap();
+    assert_eq!(got, ("hi".to_string(), "over poll".to_string()));
+    assert!(wakes < 1000, "{wakes} wakes: busy loop?");
+    // A post wakes the descriptor.
+    // SAFETY: a live handle; `pfd` is one valid pollfd.
+    unsafe {
+        assert_eq!(rk_post(srv.0, 0, b"x".as_ptr(), 1, 1), RK_OK);
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        assert_eq!(libc::poll(&mut pfd, 1, 5000), 1);
+        assert_eq!(rk_server_run_once(srv.0, 0), 1);
+        rk_server_stop(srv.0);
+        assert_eq!(rk_server_timeout_ms(srv.0), 0);
+    }
 }
 
 /// The function names declared in `include/rookery.h`.

@@ -98,7 +98,11 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    const rk_callbacks callbacks = { on_open, on_message, on_close };
+    /* Designated: the members appended later (on_upgrade, ...) stay NULL,
+     * and -Wextra does not warn about them. */
+    const rk_callbacks callbacks = {
+        .on_open = on_open, .on_message = on_message, .on_close = on_close
+    };
     if ((err = rk_server_set_callbacks(s, &callbacks, NULL)) != RK_OK ||
         (err = rk_server_set_path(s, "/chat")) != RK_OK ||
         (err = rk_server_set_option(s, RK_OPT_PING_INTERVAL_MS, 5000)) != RK_OK) {

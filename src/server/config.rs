@@ -28,6 +28,10 @@ pub struct Config {
     pub max_connections: usize,
     /// Origins allowed to upgrade; empty allows all (default empty).
     pub allowed_origins: Vec<String>,
+    /// The most bytes that posts from other threads ([`crate::Poster`]) may
+    /// hold waiting for the loop, payloads plus a small overhead per post
+    /// (default 1 MiB).
+    pub max_posted: usize,
 }
 
 impl Default for Config {
@@ -42,6 +46,7 @@ impl Default for Config {
             max_backlog: 1 << 20,
             max_connections: 1024,
             allowed_origins: Vec::new(),
+            max_posted: 1 << 20,
         }
     }
 }

@@ -149,6 +149,12 @@ impl Context<'_> {
         self.core.peer_addr(conn)
     }
 
+    /// Whether messages may be sent to `conn`: open, or accepted with
+    /// [`Upgrade::delayed`] and not yet activated.
+    pub fn can_send(&self, conn: ConnId) -> bool {
+        self.core.slots.get(conn).is_some_and(|s| s.conn.can_send())
+    }
+
     /// Whether `conn` is open for messages.
     pub fn is_open(&self, conn: ConnId) -> bool {
         self.core.is_open(conn)

@@ -14,10 +14,12 @@
 mod config;
 mod core;
 mod handler;
+mod post;
 mod sink;
 mod slab;
 mod timer;
 
+use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,6 +35,8 @@ use crate::proto::http::{Request, Response};
 pub use self::config::Config;
 use self::core::{Core, Timer, LISTENER_KEY};
 pub use self::handler::{Context, Handler, TimerId, Upgrade};
+use self::post::{Post, PostBox};
+pub use self::post::{PostError, Poster};
 pub use self::slab::ConnId;
 
 /// The loop-wide read buffer's size.
@@ -99,6 +103,9 @@ pub struct Server<H: Handler> {
     events: Events,
     ready: Vec<(usize, bool, bool)>,
     fired: Vec<Timer>,
+    /// Messages posted from other threads, and the loop's buffer for them.
+    posts: PostBox,
+    posted: VecDeque<Post>,
 }
 
 impl<H: Handler> Server<H> {
@@ -114,8 +121,11 @@ impl<H: Handler> Server<H> {
         config: Config,
         handler: H,
     ) -> io::Result<Server<H>> {
+        let max_posted = config.max_posted;
+        let core = Core::new(listener, config)?;
+        let posts = PostBox::new(Arc::clone(&core.poller), max_posted);
         Ok(Server {
-            core: Core::new(listener, config)?,
+            core,
             handler,
             read_buf: vec![0; READ_BUFFER],
             scratch: Vec::new(),
@@ -124,6 +134,8 @@ impl<H: Handler> Server<H> {
             events: Events::new(),
             ready: Vec::new(),
             fired: Vec::new(),
+            posts,
+            posted: VecDeque::new(),
         })
     }
 
@@ -154,6 +166,24 @@ impl<H: Handler> Server<H> {
             poller: Arc::clone(&self.core.poller),
             flag: Arc::clone(&self.core.reload_flag),
         }
+    }
+
+    /// A handle that posts messages to this server's connections from any
+    /// thread (see [`Poster`]).
+    pub fn poster(&self) -> Poster {
+        self.posts.poster()
+    }
+
+    /// How long the loop may sleep before it has a timer to run (`None`: no
+    /// timer pending), for a program that waits on the server's descriptor
+    /// (see the `AsRawFd` implementation) in its own event loop and then
+    /// calls [`Server::run_once`] with a zero timeout.
+    pub fn next_timeout(&self) -> Option<Duration> {
+        if self.core.stop_flag.load(Ordering::SeqCst) && !self.core.stopping {
+            return Some(Duration::ZERO);
+        }
+        let wake = self.core.next_wake()?;
+        Some(wake.saturating_duration_since(Instant::now()))
     }
 
     /// The handler.
@@ -213,6 +243,7 @@ impl<H: Handler> Server<H> {
         // The one reading of the clock this pass: every connection and timer
         // below sees the same instant.
         self.core.now = Instant::now();
+        self.deliver_posts();
         // Copy the keys out (into a reused vector): handling an event
         // borrows the server mutably.
         let mut ready = std::mem::take(&mut self.ready);
@@ -266,9 +297,33 @@ impl<H: Handler> Server<H> {
 
     fn check_stop(&mut self) {
         if self.core.stop_flag.load(Ordering::SeqCst) && !self.core.stopping {
+            // Posts accepted so far still go out, before the close frames.
+            self.posts.close();
+            self.deliver_posts();
             self.core.begin_shutdown();
             self.settle();
         }
+    }
+
+    /// Sends what other threads posted since the last pass, in order.
+    fn deliver_posts(&mut self) {
+        self.posts.take_into(&mut self.posted);
+        if self.posted.is_empty() {
+            return;
+        }
+        for post in self.posted.drain(..) {
+            let msg = post.message();
+            match post.conn {
+                // A connection closed meanwhile just misses it.
+                Some(id) => {
+                    let _ = self.core.send(id, msg);
+                }
+                None => {
+                    self.core.broadcast(msg.opcode(), msg.as_bytes());
+                }
+            }
+        }
+        self.settle();
     }
 
     fn run_timers(&mut self) {
@@ -449,6 +504,23 @@ impl<H: Handler> Server<H> {
             id,
             &mut early,
         );
+    }
+}
+
+/// The poller's descriptor (epoll on Linux): readable when the server has
+/// something to do. With [`Server::next_timeout`], for running the server
+/// from another event loop.
+#[cfg(unix)]
+impl<H: Handler> std::os::fd::AsRawFd for Server<H> {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.core.poller.as_raw_fd()
+    }
+}
+
+#[cfg(unix)]
+impl<H: Handler> std::os::fd::AsFd for Server<H> {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.core.poller.as_fd()
     }
 }
 
