@@ -19,6 +19,7 @@
  *   rk_server_new          binds and listens at once (rk_server_port works)
  *   rk_server_set_path     \
  *   rk_server_set_option    } only before the server first runs
+ *   rk_server_set_tls      /
  *   rk_server_set_callbacks   (any time)
  *   rk_server_run          serves until rk_server_stop, then returns
  *     or rk_server_run_once in your own loop, until it returns 0
@@ -230,6 +231,16 @@ int rk_server_set_path(rk_server *s, const char *path);
  * server, unknown option, value out of range), or RK_EBUSY once the server
  * has started. */
 int rk_server_set_option(rk_server *s, rk_option opt, uint64_t value);
+
+/* Makes the listener speak TLS 1.2 and 1.3 (the page over https, WebSockets
+ * over wss, on the same port) with the PEM certificate (a chain, leaf
+ * first) and private key (PKCS#8, PKCS#1 or SEC1) in these files, read now.
+ * Only before the server first runs. Returns RK_OK, RK_ETLS (a file is
+ * missing or unusable, or the key is not the certificate's; the reason is
+ * logged), RK_ENOTSUP (librookery.a built without TLS: build it with
+ * `cargo build --release -p rookery-capi --features tls`), RK_EINVAL (NULL
+ * argument), RK_EUTF8, or RK_EBUSY once the server has started. */
+int rk_server_set_tls(rk_server *s, const char *cert_pem_file, const char *key_pem_file);
 
 /* Sets the callbacks (the struct is copied; cb must not be NULL) and the
  * user pointer passed to them. Allowed at any time, from a callback too; the

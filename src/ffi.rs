@@ -232,6 +232,10 @@ pub struct rk_server {
     listener: Cell<Option<TcpListener>>,
     /// The configuration until the server is built.
     config: RefCell<Config>,
+    /// The certificate and key, from `rk_server_set_tls`, until the server
+    /// is built.
+    #[cfg(feature = "tls")]
+    tls: RefCell<Option<crate::tls::TlsConfig>>,
     callbacks: Cell<rk_callbacks>,
     user: Cell<*mut c_void>,
     /// The server while `Ready`.
@@ -673,6 +677,14 @@ fn ensure_built(raw: *mut rk_server, s: &rk_server) -> Result<(), c_int> {
     let listener = s.listener.take().ok_or(RK_EIO)?;
     let config = s.config.borrow().clone();
     let server = match Server::from_listener(listener, config, FfiHandler { owner: raw }) {
+        #[cfg(feature = "tls")]
+        Ok(mut server) => {
+            if let Some(tls) = s.tls.borrow_mut().take() {
+                server.set_tls(tls);
+            }
+            Box::new(server)
+        }
+        #[cfg(not(feature = "tls"))]
         Ok(server) => Box::new(server),
         Err(e) => {
             error!("rookery: cannot start the server: {e}");
@@ -754,6 +766,8 @@ pub unsafe extern "C" fn rk_server_new(
             state: Cell::new(State::Fresh),
             listener: Cell::new(Some(listener)),
             config: RefCell::new(Config::default()),
+            #[cfg(feature = "tls")]
+            tls: RefCell::new(None),
             callbacks: Cell::new(rk_callbacks::default()),
             user: Cell::new(ptr::null_mut()),
             server: Cell::new(None),
@@ -792,6 +806,52 @@ pub unsafe extern "C" fn rk_server_set_path(s: *mut rk_server, path: *const c_ch
         s.config.borrow_mut().path = path.to_string();
         Ok(RK_OK)
     })
+}
+
+/// Makes the listener speak TLS (https and wss on the same port) with the
+/// PEM certificate (chain) and key in these files. Only before the server
+/// first runs. `RK_ETLS` if a file is missing or unusable (the reason is
+/// logged), `RK_ENOTSUP` in a library built without the `tls` feature.
+///
+/// # Safety
+///
+/// `s` is NULL or a live handle; `cert_pem_file` and `key_pem_file` are
+/// NULL or NUL-terminated strings.
+#[no_mangle]
+pub unsafe extern "C" fn rk_server_set_tls(
+    s: *mut rk_server,
+    cert_pem_file: *const c_char,
+    key_pem_file: *const c_char,
+) -> c_int {
+    guard_int("rk_server_set_tls", || {
+        // SAFETY: per this function's contract.
+        let s = unsafe { handle(s) }?;
+        // SAFETY: per this function's contract.
+        let cert = unsafe { c_str(cert_pem_file) }?;
+        // SAFETY: per this function's contract.
+        let key = unsafe { c_str(key_pem_file) }?;
+        configurable(s)?;
+        set_tls(s, cert, key)
+    })
+}
+
+#[cfg(feature = "tls")]
+fn set_tls(s: &rk_server, cert: &str, key: &str) -> Result<c_int, c_int> {
+    match crate::tls::TlsConfig::from_pem_files(cert.as_ref(), key.as_ref()) {
+        Ok(config) => {
+            *s.tls.borrow_mut() = Some(config);
+            Ok(RK_OK)
+        }
+        Err(e) => {
+            error!("rookery: rk_server_set_tls: {e}");
+            Err(RK_ETLS)
+        }
+    }
+}
+
+#[cfg(not(feature = "tls"))]
+fn set_tls(_s: &rk_server, _cert: &str, _key: &str) -> Result<c_int, c_int> {
+    Err(RK_ENOTSUP)
 }
 
 /// Sets a limit or timer (see the `RK_OPT_` constants). Only before the

@@ -1538,3 +1538,82 @@ fn header_declares_every_exported_symbol() {
         );
     }
 }
+
+/// `rk_server_set_tls`: NULLs and bad files are errors; in a build without
+/// TLS it is `RK_ENOTSUP`; with TLS a good pair serves wss (a rustls client
+/// through tungstenite completes its upgrade over the C API's server); and
+/// it is refused once the server runs.
+#[test]
+fn set_tls_serves_wss_or_says_it_is_not_supported() {
+    let srv = Srv::new();
+    let missing = CString::new("/nonexistent/cert.pem").unwrap();
+    // SAFETY: a live handle; NULL or valid strings.
+    unsafe {
+        assert_eq!(
+            rk_server_set_tls(ptr::null_mut(), missing.as_ptr(), missing.as_ptr()),
+            RK_EINVAL
+        );
+        assert_eq!(
+            rk_server_set_tls(srv.0, ptr::null(), missing.as_ptr()),
+            RK_EINVAL
+        );
+        assert_eq!(
+            rk_server_set_tls(srv.0, missing.as_ptr(), ptr::null()),
+            RK_EINVAL
+        );
+    }
+    // SAFETY: as above.
+    let rc = unsafe { rk_server_set_tls(srv.0, missing.as_ptr(), missing.as_ptr()) };
+    if !cfg!(feature = "tls") {
+        assert_eq!(rc, RK_ENOTSUP);
+        return;
+    }
+    assert_eq!(rc, RK_ETLS);
+    #[cfg(feature = "tls")]
+    tls_case::serve_wss(&srv);
+}
+
+#[cfg(feature = "tls")]
+#[path = "tls_support/mod.rs"]
+mod tls_support;
+
+#[cfg(feature = "tls")]
+mod tls_case {
+    use super::*;
+
+    pub(super) fn serve_wss(srv: &Srv) {
+        let pair = tls_support::pair();
+        let dir = tls_support::temp_dir("ffi");
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&cert, &pair.cert_pem).unwrap();
+        std::fs::write(&key, &pair.key_pem).unwrap();
+        let cert = CString::new(cert.to_str().unwrap()).unwrap();
+        let key = CString::new(key.to_str().unwrap()).unwrap();
+        // SAFETY: a live handle and valid strings.
+        assert_eq!(
+            unsafe { rk_server_set_tls(srv.0, cert.as_ptr(), key.as_ptr()) },
+            RK_OK
+        );
+        let port = srv.port();
+        let trust = pair.trust.clone();
+        let client = thread::spawn(move || {
+            let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let stream = rustls::StreamOwned::new(tls_support::client(&trust), tcp);
+            let url = format!("wss://localhost:{port}/chat");
+            tungstenite::client(url.as_str(), stream)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        });
+        srv.pump_until("the wss client", || client.is_finished());
+        client
+            .join()
+            .unwrap()
+            .expect("wss upgrade through the C API");
+        // SAFETY: a live handle and valid strings.
+        assert_eq!(
+            unsafe { rk_server_set_tls(srv.0, cert.as_ptr(), key.as_ptr()) },
+            RK_EBUSY
+        );
+    }
+}
