@@ -224,14 +224,20 @@ impl Core {
     /// entry; a deadline that moved later leaves it be (it fires, finds
     /// nothing due, and is filed again), one that moved earlier refiles it.
     fn sync_timer(&mut self, id: ConnId) {
-        let Some(slot) = self.slots.get(id) else {
+        let Some(slot) = self.slots.get_mut(id) else {
             return;
         };
+        let filed = Tick::from(slot.timer);
         let Some(deadline) = slot.conn.poll_timeout(&self.settings) else {
+            if filed != 0 {
+                // No deadline any more (an upgrade with the idle timer off):
+                // the entry goes now rather than when it comes due.
+                slot.timer = 0;
+                self.wheel.cancel(filed, |t| *t == Timer::Conn(id));
+            }
             return;
         };
         let due = self.tick_at(deadline);
-        let filed = Tick::from(slot.timer);
         if filed != 0 && filed <= due {
             return;
         }
@@ -365,13 +371,24 @@ impl Core {
 
     /// Puts `id` on the list of connections to settle.
     pub(crate) fn touch(&mut self, id: ConnId) {
-        if let Some(slot) = self.slots.get_mut(id) {
-            if !slot.touched {
-                slot.touched = true;
-                self.touched.push(id);
+        let Some(slot) = self.slots.get_mut(id) else {
+            return;
+        };
+        if !slot.touched {
+            slot.touched = true;
+            self.touched.push(id);
+        }
+        // Keep the open count in step (see `sync_membership`), with the
+        // same lookup: this runs for every message sent.
+        let open = slot.conn.is_open();
+        if open != slot.member {
+            slot.member = open;
+            if open {
+                self.open_count += 1;
+            } else {
+                self.open_count -= 1;
             }
         }
-        self.sync_membership(id);
     }
 
     /// The next connection to settle.
