@@ -26,6 +26,7 @@ use crate::proto::http::Response;
 use super::handler::TimerId;
 use super::slab::{ConnId, Slab};
 use super::timer::{Tick, TimerWheel, TICK};
+use super::topics::{TopicId, Topics};
 use super::Config;
 
 /// The poller key of the listening socket.
@@ -96,6 +97,11 @@ pub(crate) struct Core {
     start: Instant,
     /// Broadcast frames not yet written (see [`Core::flush_batch`]).
     batch: Vec<u8>,
+    /// Whom the batch is for: every open connection (`None`), or the
+    /// members of one topic.
+    batch_topic: Option<TopicId>,
+    /// Topics and their members.
+    pub topics: Topics,
     /// The connection whose input is being read, and how much of the batch
     /// it has already been given (see [`Core::hand_batch_to`]).
     batch_given: Option<(ConnId, usize)>,
@@ -129,6 +135,8 @@ impl Core {
             now,
             start: now,
             batch: Vec::new(),
+            batch_topic: None,
+            topics: Topics::default(),
             batch_given: None,
             touched: Vec::new(),
             open_count: 0,
@@ -396,6 +404,11 @@ impl Core {
         if self.batch_given.is_some_and(|(given, _)| given == id) {
             self.batch_given = None;
         }
+        if self.topics.has_subscriptions(id) {
+            // What was published to its topics goes out before they change.
+            self.flush_batch();
+            self.topics.leave_all(id);
+        }
         let Some(slot) = self.slots.remove(id) else {
             return;
         };
@@ -455,6 +468,10 @@ impl Core {
     /// is sent or any connection joins or leaves (see [`Core::flush_batch`]).
     /// Returns the number of members.
     pub(crate) fn broadcast(&mut self, opcode: OpCode, payload: &[u8]) -> usize {
+        if self.batch_topic.is_some() {
+            // A batch for one topic first: order is kept across targets.
+            self.flush_batch();
+        }
         let header = ServerHeader::new(true, opcode, payload.len());
         self.batch.extend_from_slice(header.as_bytes());
         self.batch.extend_from_slice(payload);
@@ -462,6 +479,51 @@ impl Core {
             self.flush_batch();
         }
         self.open_count
+    }
+
+    /// Queues a frame for the members of topic `name`, as
+    /// [`Core::broadcast`] does for everyone: consecutive publications to
+    /// the same topic gather in the batch; one to another topic (or a
+    /// broadcast) writes the batch first, so every member receives what it
+    /// is sent in the order it was sent. Returns the number of members.
+    pub(crate) fn publish(&mut self, name: &str, opcode: OpCode, payload: &[u8]) -> usize {
+        let Some(topic) = self.topics.find(name) else {
+            return 0;
+        };
+        if self.batch_topic != Some(topic) {
+            self.flush_batch();
+            self.batch_topic = Some(topic);
+        }
+        let header = ServerHeader::new(true, opcode, payload.len());
+        self.batch.extend_from_slice(header.as_bytes());
+        self.batch.extend_from_slice(payload);
+        let members = self.topics.members(topic).len();
+        if self.batch.len() >= BATCH_LIMIT {
+            self.flush_batch();
+        }
+        members
+    }
+
+    /// Subscribes a live connection to a topic (it receives publications
+    /// once it is open), after
+    /// writing what was published before: a member gets only what is
+    /// published while it is one. `Ok(false)` if it already was.
+    pub(crate) fn subscribe(&mut self, id: ConnId, name: &str) -> Result<bool, SendError> {
+        if self.slots.get(id).is_none() {
+            return Err(SendError::NotOpen);
+        }
+        self.flush_batch();
+        Ok(self.topics.subscribe(id, name))
+    }
+
+    /// Unsubscribes a connection from a topic, after writing what was
+    /// published to it before. `Ok(false)` if it was not subscribed.
+    pub(crate) fn unsubscribe(&mut self, id: ConnId, name: &str) -> Result<bool, SendError> {
+        if self.slots.get(id).is_none() {
+            return Err(SendError::NotOpen);
+        }
+        self.flush_batch();
+        Ok(self.topics.unsubscribe(id, name))
     }
 
     /// Before the input of `id` is read on: queues for it the broadcasts made
@@ -484,10 +546,14 @@ impl Core {
         if given == self.batch.len() {
             return;
         }
+        let for_it = match self.batch_topic {
+            None => true,
+            Some(topic) => self.topics.is_member(id, topic),
+        };
         let Some(slot) = self.slots.get_mut(id) else {
             return;
         };
-        if slot.conn.is_open() {
+        if for_it && slot.conn.is_open() {
             slot.conn
                 .send_frames(&self.settings, self.now, &self.batch[given..]);
         }
@@ -507,11 +573,21 @@ impl Core {
         }
         let batch = std::mem::take(&mut self.batch);
         let given = self.batch_given.take();
+        let topic = self.batch_topic.take();
         let mut shared: Option<Rc<[u8]>> = None;
-        // By slot, not by a collected list of ids: no allocation per batch.
-        // A write may finish a connection, never add or remove one.
-        for index in 0..self.slots.slot_count() {
-            let Some(id) = self.slots.id_at(index) else {
+        // By slot (or by the topic's member list), not by a collected list
+        // of ids: no allocation per batch. A write may finish a connection,
+        // never add or remove one, nor change a topic.
+        let count = match topic {
+            None => self.slots.slot_count(),
+            Some(topic) => self.topics.members(topic).len(),
+        };
+        for index in 0..count {
+            let id = match topic {
+                None => self.slots.id_at(index),
+                Some(topic) => self.topics.members(topic).get(index).copied(),
+            };
+            let Some(id) = id else {
                 continue;
             };
             let Some(slot) = self.slots.get_mut(id) else {

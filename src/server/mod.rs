@@ -17,6 +17,7 @@ mod handler;
 mod sink;
 mod slab;
 mod timer;
+mod topics;
 
 use std::io::{self, Read};
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};

@@ -174,10 +174,11 @@ impl std::error::Error for SendError {}
 /// What [`Connection::handle_input`] produced.
 #[derive(Debug)]
 pub enum Event<'a> {
-    /// A request for a path other than the WebSocket path: answer it with
-    /// [`Connection::respond`].
+    /// A request for a path other than the WebSocket path or one below it
+    /// (see [`is_upgrade_path`]): answer it with [`Connection::respond`].
     Request(Request),
-    /// A valid upgrade request for the WebSocket path (origin checked):
+    /// A valid upgrade request for the WebSocket path or one below it
+    /// (`PATH/NAME`; origin checked):
     /// answer it with [`Connection::accept`] or [`Connection::reject`]
     /// before feeding more input.
     Upgrade(Request),
@@ -335,7 +336,7 @@ impl Connection {
         request: Request,
     ) -> Option<Event<'static>> {
         self.head_request = request.method() == "HEAD";
-        if request.path() != settings.path {
+        if !is_upgrade_path(request.path(), &settings.path) {
             self.phase = Phase::Deciding;
             return Some(Event::Request(request));
         }
@@ -920,6 +921,17 @@ fn after(now: Instant, d: Duration) -> Option<Instant> {
         None
     } else {
         now.checked_add(d)
+    }
+}
+
+/// Whether `path` is one upgrades are considered on: the WebSocket path
+/// itself, or below it (`PATH/anything`, which the handler accepts or
+/// refuses, e.g. as chat rooms).
+pub fn is_upgrade_path(path: &str, ws_path: &str) -> bool {
+    match path.strip_prefix(ws_path) {
+        Some("") => true,
+        Some(rest) => rest.starts_with('/') && !ws_path.ends_with('/'),
+        None => false,
     }
 }
 
