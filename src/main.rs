@@ -39,7 +39,8 @@ fn main() -> ExitCode {
                 opts.allow_binary,
                 opts.page,
                 &opts.config.path,
-            );
+            )
+            .with_rooms(opts.max_rooms, opts.history);
             serve(&opts, chat)
         }
         Mode::Echo => serve(&opts, Echo),
