@@ -65,6 +65,8 @@ pub struct Chat {
     rooms: HashMap<String, Room>,
     /// Each open member's room.
     member_of: HashMap<ConnId, String>,
+    /// Whether `GET /metrics` serves the metrics.
+    metrics: bool,
     /// The room chosen by the upgrade being accepted (`on_open` follows
     /// `on_upgrade` at once).
     joining: Option<(ConnId, String)>,
@@ -83,6 +85,7 @@ impl Chat {
             history: 0,
             rooms: HashMap::new(),
             member_of: HashMap::new(),
+            metrics: false,
             joining: None,
         }
     }
@@ -94,6 +97,12 @@ impl Chat {
     pub fn with_rooms(mut self, max_rooms: usize, history: usize) -> Chat {
         self.max_rooms = max_rooms;
         self.history = history;
+        self
+    }
+
+    /// The same chat serving Prometheus metrics at `GET /metrics`.
+    pub fn with_metrics(mut self, on: bool) -> Chat {
+        self.metrics = on;
         self
     }
 
@@ -168,7 +177,131 @@ pub fn render_page(ws_path: &str) -> String {
     PAGE_TEMPLATE.replace("{{WS_PATH}}", &quoted)
 }
 
+/// The metrics in the Prometheus text format (version 0.0.4).
+pub fn render_metrics(ctx: &Context<'_>, rooms: usize) -> String {
+    let stats = ctx.stats();
+    let mut out = String::with_capacity(2048);
+    let mut one = |name: &str, kind: &str, help: &str, value: u64| {
+        let _ = write!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+        );
+    };
+    one(
+        "rookery_connections_open",
+        "gauge",
+        "Connections open for messages.",
+        ctx.open_connections() as u64,
+    );
+    one(
+        "rookery_connections_accepted_total",
+        "counter",
+        "TCP connections accepted.",
+        stats.connections_accepted,
+    );
+    one(
+        "rookery_messages_received_total",
+        "counter",
+        "Data messages received.",
+        stats.messages_received,
+    );
+    one(
+        "rookery_messages_sent_total",
+        "counter",
+        "Data messages sent, one per recipient.",
+        stats.messages_sent,
+    );
+    one(
+        "rookery_bytes_received_total",
+        "counter",
+        "Bytes read from sockets.",
+        stats.bytes_received,
+    );
+    one(
+        "rookery_bytes_sent_total",
+        "counter",
+        "Bytes written to sockets.",
+        stats.bytes_sent,
+    );
+    one(
+        "rookery_slow_consumer_closes_total",
+        "counter",
+        "Connections closed (1008) for a backlog over --max-backlog.",
+        stats.slow_consumer_closes,
+    );
+    one(
+        "rookery_rooms",
+        "gauge",
+        "Chat rooms (with members or history).",
+        rooms as u64,
+    );
+    one(
+        "rookery_backlog_bytes",
+        "gauge",
+        "Bytes queued for all clients, not yet taken by their sockets.",
+        ctx.total_backlog() as u64,
+    );
+    let mut labelled = |name: &str,
+                        help: &str,
+                        label: &str,
+                        rows: &mut dyn Iterator<Item = (Option<u16>, u64)>| {
+        let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} counter\n");
+        for (key, n) in rows {
+            let value = key.map_or_else(|| "other".to_string(), |k| k.to_string());
+            let _ = writeln!(out, "{name}{{{label}=\"{}\"}} {n}", escape_label(&value));
+        }
+    };
+    labelled(
+        "rookery_handshakes_rejected_total",
+        "Requests and upgrades refused, by HTTP status.",
+        "status",
+        &mut stats.handshakes_rejected(),
+    );
+    labelled(
+        "rookery_closes_total",
+        "Upgraded connections closed, by close code (1006: no closing handshake).",
+        "code",
+        &mut stats.closes(),
+    );
+    out
+}
+
+/// A label value as the text format wants it: `\`, `"` and newlines
+/// escaped.
+fn escape_label(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 impl Handler for Chat {
+    fn on_http_with_context(&mut self, ctx: &mut Context<'_>, req: &Request) -> Response {
+        if self.metrics && req.path() == "/metrics" {
+            let response = match req.method() {
+                "GET" | "HEAD" => Response::ok(
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    render_metrics(ctx, self.rooms.len()).into_bytes(),
+                )
+                .with_header("Cache-Control", "no-cache"),
+                _ => Response::status(405).with_header("Allow", "GET, HEAD"),
+            };
+            trace!(
+                "HTTP {} '/metrics': {}",
+                excerpt(req.method(), 16).0,
+                response.status
+            );
+            return response;
+        }
+        self.on_http(req)
+    }
+
     fn on_upgrade(&mut self, _ctx: &mut Context<'_>, conn: ConnId, req: &Request) -> Upgrade {
         let Some(name) = self.room_for(req.path()) else {
             debug!("{conn}: no such room, answering 404");
@@ -330,6 +463,12 @@ mod tests {
         let hostile = render_page("/a\"</script>");
         assert!(!hostile.contains("\"</script>"));
         assert!(hostile.contains("\\u0022\\u003c/script\\u003e"));
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape_label("a\\b\"c\nd"), "a\\\\b\\\"c\\nd");
+        assert_eq!(escape_label("404"), "404");
     }
 
     #[test]

@@ -40,7 +40,8 @@ fn main() -> ExitCode {
                 opts.page,
                 &opts.config.path,
             )
-            .with_rooms(opts.max_rooms, opts.history);
+            .with_rooms(opts.max_rooms, opts.history)
+            .with_metrics(opts.metrics);
             serve(&opts, chat)
         }
         Mode::Echo => serve(&opts, Echo),

@@ -25,6 +25,7 @@ use crate::proto::http::Response;
 
 use super::handler::TimerId;
 use super::slab::{ConnId, Slab};
+use super::stats::Stats;
 use super::timer::{Tick, TimerWheel, TICK};
 use super::topics::{TopicId, Topics};
 use super::Config;
@@ -102,6 +103,8 @@ pub(crate) struct Core {
     batch_topic: Option<TopicId>,
     /// Topics and their members.
     pub topics: Topics,
+    /// The counters.
+    pub stats: Stats,
     /// The connection whose input is being read, and how much of the batch
     /// it has already been given (see [`Core::hand_batch_to`]).
     batch_given: Option<(ConnId, usize)>,
@@ -137,6 +140,7 @@ impl Core {
             batch: Vec::new(),
             batch_topic: None,
             topics: Topics::default(),
+            stats: Stats::default(),
             batch_given: None,
             touched: Vec::new(),
             open_count: 0,
@@ -269,6 +273,7 @@ impl Core {
             return;
         }
         let _ = stream.set_nodelay(true);
+        self.stats.connections_accepted += 1;
         let live = self.slots.len() - self.busy_rejects;
         let busy = live >= self.config.max_connections;
         if busy && self.busy_rejects >= MAX_BUSY_REJECTS {
@@ -302,6 +307,7 @@ impl Core {
         debug!("{id} connected from {peer}");
         if busy {
             self.busy_rejects += 1;
+            self.stats.count_refusal(503);
             debug!(
                 "{id}: over {} connections, answering 503",
                 self.config.max_connections
@@ -361,8 +367,16 @@ impl Core {
             return (None, true);
         };
         if slot.conn.has_output() && !slot.conn.wants_write() {
-            slot.conn
-                .write_to(&self.settings, self.now, &mut slot.stream, &[], None);
+            slot.conn.write_to(
+                &self.settings,
+                self.now,
+                &mut Counted::new(&mut slot.stream, &mut self.stats),
+                &[],
+                None,
+            );
+        }
+        if slot.conn.take_backlog_closed() {
+            self.stats.slow_consumer_closes += 1;
         }
         let closed = slot.conn.take_closed();
         if slot.conn.is_finished() {
@@ -415,6 +429,9 @@ impl Core {
         if slot.member {
             self.open_count -= 1;
         }
+        if let Some(status) = slot.conn.refused() {
+            self.stats.count_refusal(status);
+        }
         if slot.timer != 0 {
             self.wheel
                 .cancel(Tick::from(slot.timer), |t| *t == Timer::Conn(id));
@@ -437,11 +454,18 @@ impl Core {
         self.flush_batch();
         let slot = self.slots.get_mut(id).ok_or(SendError::NotOpen)?;
         let result = if msg.as_bytes().len() >= DIRECT_MIN {
-            slot.conn
-                .send_through(&self.settings, self.now, &mut slot.stream, msg)
+            slot.conn.send_through(
+                &self.settings,
+                self.now,
+                &mut Counted::new(&mut slot.stream, &mut self.stats),
+                msg,
+            )
         } else {
             slot.conn.send(&self.settings, self.now, msg)
         };
+        if result.is_ok() {
+            self.stats.messages_sent += 1;
+        }
         self.touch(id);
         result
     }
@@ -450,6 +474,9 @@ impl Core {
         self.flush_batch();
         let slot = self.slots.get_mut(id).ok_or(SendError::NotOpen)?;
         let result = slot.conn.send_shared(&self.settings, self.now, frame);
+        if result.is_ok() {
+            self.stats.messages_sent += 1;
+        }
         self.touch(id);
         result
     }
@@ -478,6 +505,9 @@ impl Core {
         if self.batch.len() >= BATCH_LIMIT {
             self.flush_batch();
         }
+        if opcode != OpCode::Ping {
+            self.stats.messages_sent += self.open_count as u64;
+        }
         self.open_count
     }
 
@@ -498,6 +528,7 @@ impl Core {
         self.batch.extend_from_slice(header.as_bytes());
         self.batch.extend_from_slice(payload);
         let members = self.topics.members(topic).len();
+        self.stats.messages_sent += members as u64;
         if self.batch.len() >= BATCH_LIMIT {
             self.flush_batch();
         }
@@ -607,7 +638,7 @@ impl Core {
             slot.conn.write_to(
                 &self.settings,
                 self.now,
-                &mut slot.stream,
+                &mut Counted::new(&mut slot.stream, &mut self.stats),
                 &[&batch[from..]],
                 shared,
             );
@@ -629,8 +660,11 @@ impl Core {
     /// The socket of `id` can take bytes again.
     pub(crate) fn writable(&mut self, id: ConnId) {
         if let Some(slot) = self.slots.get_mut(id) {
-            slot.conn
-                .handle_writable(&self.settings, self.now, &mut slot.stream);
+            slot.conn.handle_writable(
+                &self.settings,
+                self.now,
+                &mut Counted::new(&mut slot.stream, &mut self.stats),
+            );
             self.touch(id);
         }
     }
@@ -744,6 +778,16 @@ impl Core {
         self.open_count
     }
 
+    /// Bytes queued for every connection that their sockets have not taken
+    /// yet (a walk over the connections: for reports, not the message path).
+    pub(crate) fn total_backlog(&self) -> usize {
+        (0..self.slots.slot_count())
+            .filter_map(|i| self.slots.id_at(i))
+            .filter_map(|id| self.slots.get(id))
+            .map(|slot| slot.conn.backlog())
+            .sum()
+    }
+
     pub(crate) fn request_stop(&mut self) {
         self.stop_flag.store(true, Ordering::SeqCst);
     }
@@ -762,6 +806,30 @@ impl Drop for Core {
         if let Some(listener) = self.listener.take() {
             let _ = self.poller.delete(&listener);
         }
+    }
+}
+
+/// A socket that counts the bytes it takes.
+struct Counted<'a> {
+    stream: &'a mut TcpStream,
+    stats: &'a mut Stats,
+}
+
+impl<'a> Counted<'a> {
+    fn new(stream: &'a mut TcpStream, stats: &'a mut Stats) -> Counted<'a> {
+        Counted { stream, stats }
+    }
+}
+
+impl crate::proto::output::Sink for Counted<'_> {
+    fn send_vectored(&mut self, slices: &[std::io::IoSlice<'_>]) -> io::Result<usize> {
+        let n = self.stream.send_vectored(slices)?;
+        self.stats.bytes_sent += n as u64;
+        Ok(n)
+    }
+
+    fn shutdown_write(&mut self) {
+        self.stream.shutdown_write();
     }
 }
 

@@ -16,6 +16,7 @@ use crate::proto::http::{Request, Response};
 
 use super::core::Core;
 use super::slab::ConnId;
+use super::stats::Stats;
 use super::Config;
 
 /// The handler's answer to an upgrade request.
@@ -205,6 +206,18 @@ impl Context<'_> {
         self.core.open_connections()
     }
 
+    /// The server's counters (connections, messages, bytes, refusals,
+    /// close codes), e.g. for a metrics page.
+    pub fn stats(&self) -> &Stats {
+        &self.core.stats
+    }
+
+    /// Bytes queued for all connections that their sockets have not taken
+    /// yet. It walks every connection: for reports, not per message.
+    pub fn total_backlog(&self) -> usize {
+        self.core.total_backlog()
+    }
+
     /// Begins a graceful shutdown, as [`crate::StopHandle::stop`] does.
     pub fn stop(&mut self) {
         self.core.request_stop();
@@ -239,6 +252,14 @@ pub trait Handler {
     fn on_http(&mut self, req: &Request) -> Response {
         let _ = req;
         Response::status(404)
+    }
+
+    /// A request for any other path, with a view of the server (its
+    /// [`Context::stats`], its topics). The default is
+    /// [`Handler::on_http`]; implement one or the other.
+    fn on_http_with_context(&mut self, ctx: &mut Context<'_>, req: &Request) -> Response {
+        let _ = ctx;
+        self.on_http(req)
     }
 
     /// The connection is open: messages may be sent and will be received.

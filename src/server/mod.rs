@@ -16,6 +16,7 @@ mod core;
 mod handler;
 mod sink;
 mod slab;
+mod stats;
 mod timer;
 mod topics;
 
@@ -35,6 +36,7 @@ pub use self::config::Config;
 use self::core::{Core, Timer, LISTENER_KEY};
 pub use self::handler::{Context, Handler, TimerId, Upgrade};
 pub use self::slab::ConnId;
+pub use self::stats::{Stats, REFUSAL_STATUSES};
 
 /// The loop-wide read buffer's size.
 const READ_BUFFER: usize = 256 * 1024;
@@ -266,6 +268,7 @@ impl<H: Handler> Server<H> {
                     break;
                 }
             };
+            self.core.stats.bytes_received += n as u64;
             feed(
                 &mut self.core,
                 &mut self.handler,
@@ -299,6 +302,7 @@ impl<H: Handler> Server<H> {
             }
             let (closed, _removed) = self.core.settle(id);
             if let Some(code) = closed {
+                self.core.stats.count_close(code);
                 self.handler.on_close(
                     &mut Context {
                         core: &mut self.core,
@@ -362,12 +366,15 @@ fn feed<H: Handler>(
         };
         match event {
             Event::Text(text) => {
+                core.stats.messages_received += 1;
                 handler.on_message(&mut Context { core }, id, crate::Message::Text(text));
             }
             Event::Binary(data) => {
+                core.stats.messages_received += 1;
                 handler.on_message(&mut Context { core }, id, crate::Message::Binary(data));
             }
             Event::Closed { code, reason } => {
+                core.stats.count_close(code);
                 core.touch(id);
                 handler.on_close(&mut Context { core }, id, code, reason);
             }
@@ -383,7 +390,7 @@ fn answer_request<H: Handler>(core: &mut Core, handler: &mut H, id: ConnId, requ
     let response = if core.stopping {
         Response::status(503)
     } else {
-        handler.on_http(request)
+        handler.on_http_with_context(&mut Context { core: &mut *core }, request)
     };
     if let Some(slot) = core.slots.get_mut(id) {
         let _ = slot.conn.respond(&core.settings, core.now, &response);

@@ -244,7 +244,9 @@ pub struct Connection {
     /// while reading the head, closing or draining, the deadline (`None`:
     /// that timer is off).
     time: Option<Instant>,
-    /// The code of our close frame, reported when the peer answers it.
+    /// Once upgraded, the code of our close frame, reported when the peer
+    /// answers it; before, the status a request or an upgrade was refused
+    /// with (0: none). One field for both keeps the connection small.
     close_code: u16,
     /// The close code owed to the caller by [`Connection::take_closed`]
     /// (0: none).
@@ -257,7 +259,9 @@ pub struct Connection {
     behind: bool,
     /// Whether our direction has been shut down.
     fin_sent: bool,
-    /// Whether the request was `HEAD` (answers carry no body).
+    /// Before the upgrade, whether the request was `HEAD` (answers carry no
+    /// body); once upgraded (always after a `GET`), whether it was closed
+    /// (1008) for its backlog. One field for both keeps the connection small.
     head_request: bool,
 }
 
@@ -355,12 +359,15 @@ impl Connection {
 
     fn refuse_request(&mut self, settings: &Settings, now: Instant, e: HttpError) {
         log::debug!("bad request: {e}");
+        self.close_code = e.status();
         self.write_response(settings, now, &Response::status(e.status()));
     }
 
     fn respond_error(&mut self, settings: &Settings, now: Instant, e: HandshakeError) {
         log::debug!("refused upgrade: {e}");
-        self.write_response(settings, now, &e.response());
+        let response = e.response();
+        self.close_code = response.status;
+        self.write_response(settings, now, &response);
     }
 
     fn read_frames<'a>(
@@ -486,6 +493,7 @@ impl Connection {
         }
         self.upgraded = false;
         self.unreported = 0;
+        self.close_code = 0;
         Some(Event::Closed { code, reason })
     }
 
@@ -541,6 +549,7 @@ impl Connection {
             return Err(SendError::NotDeciding);
         }
         self.head_request = false;
+        self.close_code = response.status;
         self.write_response(settings, now, response);
         Ok(())
     }
@@ -784,6 +793,8 @@ impl Connection {
                 "{queued} bytes queued, over the backlog limit of {}: closing (1008)",
                 settings.max_backlog
             );
+            // Open, so upgraded: the field means "closed for its backlog".
+            self.head_request = true;
             let _ = self.close(
                 settings,
                 now,
@@ -794,6 +805,23 @@ impl Connection {
     }
 
     // ---- time ----------------------------------------------------------------
+
+    /// The status of the error response it refused a request or an upgrade
+    /// with (a bad request, a failed handshake check, a rejected upgrade),
+    /// if it did.
+    pub fn refused(&self) -> Option<u16> {
+        (!self.upgraded && self.close_code != 0).then_some(self.close_code)
+    }
+
+    /// Whether it was closed (1008) for a backlog over the limit since
+    /// this was last asked (ask before [`Connection::take_closed`]).
+    pub fn take_backlog_closed(&mut self) -> bool {
+        let closed = self.upgraded && self.head_request;
+        if closed {
+            self.head_request = false;
+        }
+        closed
+    }
 
     /// When the connection next needs [`Connection::handle_timeout`], if ever.
     pub fn poll_timeout(&self, settings: &Settings) -> Option<Instant> {
@@ -909,6 +937,7 @@ impl Connection {
         if self.upgraded {
             self.upgraded = false;
             self.unreported = code;
+            self.close_code = 0;
         }
         self.phase = Phase::Finished;
         self.time = None;
