@@ -373,7 +373,7 @@ impl Handler for Chat {
                 }
                 let members = self.relay(ctx, conn, msg);
                 trace!(
-                    "{conn}: text of {} bytes relayed, recipients: {members}",
+                    "{conn}: text of {} bytes broadcast, recipients: {members}",
                     text.len()
                 );
             }
@@ -381,7 +381,7 @@ impl Handler for Chat {
                 debug!("Received {} binary bytes from {conn}", data.len());
                 let members = self.relay(ctx, conn, msg);
                 trace!(
-                    "{conn}: binary of {} bytes relayed, recipients: {members}",
+                    "{conn}: binary of {} bytes broadcast, recipients: {members}",
                     data.len()
                 );
             }
