@@ -127,6 +127,11 @@ fn max_rooms_refuses_one_more_with_503_and_bad_names_with_404() {
     ] {
         assert_eq!(refused_with(&server, bad), 404, "{bad}");
     }
+    // A plain request below the path is like one for any other path.
+    assert_eq!(
+        http_status(server.addr, "GET /chat/a HTTP/1.1\r\nHost: x\r\n\r\n"),
+        404
+    );
     let long = format!("/chat/{}", "x".repeat(65));
     assert_eq!(refused_with(&server, &long), 404);
     // A room without members (and no history) is gone: room a empties,
@@ -210,4 +215,13 @@ fn a_newcomer_joining_mid_stream_sees_no_gap_and_no_duplicate() {
     sender.join().unwrap();
     assert!(done.load(Ordering::SeqCst));
     assert!(mid_stream > 0, "every joiner came after the stream");
+}
+
+#[test]
+fn echo_mode_keeps_sub_paths_at_404() {
+    let server = chat(&["--mode", "echo"]);
+    assert_eq!(refused_with(&server, "/chat/room"), 404);
+    let mut ws = connect(&server.url("/chat"));
+    ws.send(Message::text("x")).unwrap();
+    assert_eq!(text(&mut ws), "x");
 }

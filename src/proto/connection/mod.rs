@@ -340,7 +340,12 @@ impl Connection {
         request: Request,
     ) -> Option<Event<'static>> {
         self.head_request = request.method() == "HEAD";
-        if !is_upgrade_path(request.path(), &settings.path) {
+        // Below the WebSocket path only upgrade attempts are the handler's
+        // to decide; a plain request there is like one for any other path.
+        let candidate = request.path() == settings.path
+            || (is_upgrade_path(request.path(), &settings.path)
+                && request.header("Upgrade").is_some());
+        if !candidate {
             self.phase = Phase::Deciding;
             return Some(Event::Request(request));
         }
