@@ -129,7 +129,8 @@ impl Context<'_> {
 
     /// Sends a message to the members of `topic`, encoding it once; its
     /// cost depends on that topic's members only. Returns how many members
-    /// it was given to (0 for a topic nobody is subscribed to). As with
+    /// the topic has (0 for a topic nobody is subscribed to); one that is
+    /// closing is counted but no longer sent to. As with
     /// [`Context::broadcast`], consecutive publications are written to each
     /// member together, and every member receives messages in the order
     /// they were published or sent.
