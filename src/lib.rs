@@ -65,5 +65,5 @@ pub mod server;
 mod signals;
 
 pub use proto::connection::{Message, SendError, SharedFrame};
-pub use server::{Config, ConnId, Context, Handler, Server, StopHandle, TimerId, Upgrade};
+pub use server::{Config, ConnId, Context, Handler, Server, Stats, StopHandle, TimerId, Upgrade};
 pub use signals::stop_on_signals;
