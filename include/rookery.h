@@ -411,6 +411,32 @@ int rk_server_timeout_ms(const rk_server *s);
  * before freeing). */
 void rk_server_free(rk_server *s);
 
+/* ---- Topics (SPEC section 8) -------------------------------------------
+ *
+ * A connection may subscribe to any number of topics (any UTF-8 name; a
+ * topic exists while it has subscribers). rk_publish encodes a message once
+ * and gives it to the topic's subscribers only, at a cost that depends on
+ * that topic alone. Every connection receives what it is sent (rk_send,
+ * rk_broadcast, rk_publish) in the order the calls were made. A closed
+ * connection leaves all its topics. Like rk_send, these may be called from
+ * callbacks. */
+
+/* Subscribes conn to topic. Returns 1 (subscribed now), 0 (already was),
+ * or RK_EINVAL (NULL s or topic), RK_EUTF8 (topic not UTF-8), RK_ENOTOPEN
+ * (no such connection). */
+int rk_subscribe(rk_server *s, uint64_t conn, const char *topic);
+
+/* Unsubscribes conn from topic. Returns 1 (was subscribed), 0 (was not), or
+ * RK_EINVAL, RK_EUTF8, RK_ENOTOPEN. */
+int rk_unsubscribe(rk_server *s, uint64_t conn, const char *topic);
+
+/* Sends one message (text if is_text is non-zero, then valid UTF-8) to the
+ * subscribers of topic, encoding it once. data may be NULL when len is 0.
+ * Returns how many connections it was given to (0 or more), or RK_EINVAL,
+ * RK_EUTF8. */
+int rk_publish(rk_server *s, const char *topic, const uint8_t *data,
+               size_t len, int is_text);
+
 #ifdef __cplusplus
 }
 #endif

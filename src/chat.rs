@@ -1,26 +1,53 @@
 //! The chat service: the broadcaster of the classic Restbed and RESTinio
-//! WebSocket examples.
+//! WebSocket examples, with rooms.
 //!
-//! Each new connection is sent the welcome text, and only then joins the
-//! broadcast set; every text message goes to every member, sender included,
-//! in arrival order, encoded once; binary messages are refused with 1003
-//! unless relaying them is allowed. Pings, pongs, idle timeouts and the
+//! An upgrade on the WebSocket path joins the default room, one on
+//! `PATH/NAME` joins room `NAME` (1 to 64 bytes of `A-Z a-z 0-9 . _ -`, else
+//! `404`); a room is a topic of the server ([`Context::publish`]). Each new
+//! connection is sent the welcome text, then the room's history (the last
+//! `history` messages, if kept), and only then joins its room; every text
+//! message goes to every member of the sender's room, sender included, in
+//! arrival order, encoded once; binary messages are refused with 1003
+//! unless relaying them is allowed. A room exists while it has members or
+//! history, and an upgrade that would create a room past `max_rooms` is
+//! refused with `503`. Pings, pongs, idle timeouts and the
 //! closing handshake are the server's business, configured in
 //! [`crate::Config`]. `GET /` serves the chat page.
 
+use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
 
 use log::{debug, info, trace};
 
 use crate::proto::close;
 use crate::proto::http::{Request, Response};
-use crate::{ConnId, Context, Handler, Message};
+use crate::{ConnId, Context, Handler, Message, Upgrade};
 
 /// The most characters of a client's text that one log line shows.
 const LOG_EXCERPT: usize = 200;
 
 /// The chat page, with `{{WS_PATH}}` where the WebSocket path goes.
 const PAGE_TEMPLATE: &str = include_str!("chat_page.html");
+
+/// The longest room name, in bytes.
+pub const MAX_ROOM_NAME: usize = 64;
+
+/// The default for [`Chat::with_rooms`]' `max_rooms`.
+pub const DEFAULT_MAX_ROOMS: usize = 1024;
+
+/// One message kept in a room's history.
+#[derive(Debug, Clone)]
+enum Kept {
+    Text(Box<str>),
+    Binary(Box<[u8]>),
+}
+
+/// A room: its members are the subscribers of the topic of the same name.
+#[derive(Debug, Clone, Default)]
+struct Room {
+    members: usize,
+    history: VecDeque<Kept>,
+}
 
 /// The chat broadcaster.
 #[derive(Debug, Clone)]
@@ -29,6 +56,20 @@ pub struct Chat {
     allow_binary: bool,
     /// The rendered page, or `None` when it is turned off.
     page: Option<Vec<u8>>,
+    /// The WebSocket path: rooms are below it.
+    ws_path: String,
+    /// The most rooms at once.
+    max_rooms: usize,
+    /// How many messages each room keeps for newcomers.
+    history: usize,
+    rooms: HashMap<String, Room>,
+    /// Each open member's room.
+    member_of: HashMap<ConnId, String>,
+    /// Whether `GET /metrics` serves the metrics.
+    metrics: bool,
+    /// The room chosen by the upgrade being accepted (`on_open` follows
+    /// `on_upgrade` at once).
+    joining: Option<(ConnId, String)>,
 }
 
 impl Chat {
@@ -39,7 +80,67 @@ impl Chat {
             welcome: welcome.to_string(),
             allow_binary,
             page: page.then(|| render_page(ws_path).into_bytes()),
+            ws_path: ws_path.to_string(),
+            max_rooms: DEFAULT_MAX_ROOMS,
+            history: 0,
+            rooms: HashMap::new(),
+            member_of: HashMap::new(),
+            metrics: false,
+            joining: None,
         }
+    }
+
+    /// The same chat with at most `max_rooms` rooms at once (an upgrade
+    /// that would create one more is refused with `503`), each keeping its
+    /// last `history` messages for newcomers (0: none). History costs at
+    /// most `max_rooms × history × max_message` bytes.
+    pub fn with_rooms(mut self, max_rooms: usize, history: usize) -> Chat {
+        self.max_rooms = max_rooms;
+        self.history = history;
+        self
+    }
+
+    /// The same chat serving Prometheus metrics at `GET /metrics`.
+    pub fn with_metrics(mut self, on: bool) -> Chat {
+        self.metrics = on;
+        self
+    }
+
+    /// How many rooms exist (with members or history).
+    pub fn room_count(&self) -> usize {
+        self.rooms.len()
+    }
+
+    /// The room an upgrade on `path` asks for (`""`: the default room), or
+    /// `None` if `path` names none.
+    fn room_for<'p>(&self, path: &'p str) -> Option<&'p str> {
+        let rest = path.strip_prefix(self.ws_path.as_str())?;
+        if rest.is_empty() {
+            return Some("");
+        }
+        let name = rest.strip_prefix('/')?;
+        valid_room_name(name).then_some(name)
+    }
+
+    /// Publishes a member's message to its room and keeps it in the room's
+    /// history. Returns the number of recipients.
+    fn relay(&mut self, ctx: &mut Context<'_>, conn: ConnId, msg: Message<'_>) -> usize {
+        let Some(name) = self.member_of.get(&conn) else {
+            return 0;
+        };
+        let sent = ctx.publish(name, msg);
+        if self.history > 0 {
+            if let Some(room) = self.rooms.get_mut(name) {
+                if room.history.len() >= self.history {
+                    room.history.pop_front();
+                }
+                room.history.push_back(match msg {
+                    Message::Text(t) => Kept::Text(t.into()),
+                    Message::Binary(b) => Kept::Binary(b.into()),
+                });
+            }
+        }
+        sent
     }
 
     /// The answer to a plain HTTP request: the page at `/`, else 404.
@@ -56,6 +157,14 @@ impl Chat {
     }
 }
 
+/// Whether `name` may name a room: 1 to 64 bytes of `A-Z a-z 0-9 . _ -`.
+pub fn valid_room_name(name: &str) -> bool {
+    (1..=MAX_ROOM_NAME).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
 /// The chat page for `ws_path`, quoted for the script string it lands in.
 pub fn render_page(ws_path: &str) -> String {
     let mut quoted = String::with_capacity(ws_path.len());
@@ -68,7 +177,144 @@ pub fn render_page(ws_path: &str) -> String {
     PAGE_TEMPLATE.replace("{{WS_PATH}}", &quoted)
 }
 
+/// The metrics in the Prometheus text format (version 0.0.4).
+pub fn render_metrics(ctx: &Context<'_>, rooms: usize) -> String {
+    let stats = ctx.stats();
+    let mut out = String::with_capacity(2048);
+    let mut one = |name: &str, kind: &str, help: &str, value: u64| {
+        let _ = write!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+        );
+    };
+    one(
+        "rookery_connections_open",
+        "gauge",
+        "Connections open for messages.",
+        ctx.open_connections() as u64,
+    );
+    one(
+        "rookery_connections_accepted_total",
+        "counter",
+        "TCP connections accepted.",
+        stats.connections_accepted,
+    );
+    one(
+        "rookery_messages_received_total",
+        "counter",
+        "Data messages received.",
+        stats.messages_received,
+    );
+    one(
+        "rookery_messages_sent_total",
+        "counter",
+        "Data messages sent, one per recipient.",
+        stats.messages_sent,
+    );
+    one(
+        "rookery_bytes_received_total",
+        "counter",
+        "Bytes read from sockets.",
+        stats.bytes_received,
+    );
+    one(
+        "rookery_bytes_sent_total",
+        "counter",
+        "Bytes written to sockets.",
+        stats.bytes_sent,
+    );
+    one(
+        "rookery_slow_consumer_closes_total",
+        "counter",
+        "Connections closed (1008) for a backlog over --max-backlog.",
+        stats.slow_consumer_closes,
+    );
+    one(
+        "rookery_rooms",
+        "gauge",
+        "Chat rooms (with members or history).",
+        rooms as u64,
+    );
+    one(
+        "rookery_backlog_bytes",
+        "gauge",
+        "Bytes queued for all clients, not yet taken by their sockets.",
+        ctx.total_backlog() as u64,
+    );
+    let mut labelled = |name: &str,
+                        help: &str,
+                        label: &str,
+                        rows: &mut dyn Iterator<Item = (Option<u16>, u64)>| {
+        let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} counter\n");
+        for (key, n) in rows {
+            let value = key.map_or_else(|| "other".to_string(), |k| k.to_string());
+            let _ = writeln!(out, "{name}{{{label}=\"{}\"}} {n}", escape_label(&value));
+        }
+    };
+    labelled(
+        "rookery_handshakes_rejected_total",
+        "Requests and upgrades refused, by HTTP status.",
+        "status",
+        &mut stats.handshakes_rejected(),
+    );
+    labelled(
+        "rookery_closes_total",
+        "Upgraded connections closed, by close code (1006: no closing handshake).",
+        "code",
+        &mut stats.closes(),
+    );
+    out
+}
+
+/// A label value as the text format wants it: `\`, `"` and newlines
+/// escaped.
+fn escape_label(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 impl Handler for Chat {
+    fn on_http_with_context(&mut self, ctx: &mut Context<'_>, req: &Request) -> Response {
+        if self.metrics && req.path() == "/metrics" {
+            let response = match req.method() {
+                "GET" | "HEAD" => Response::ok(
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    render_metrics(ctx, self.rooms.len()).into_bytes(),
+                )
+                .with_header("Cache-Control", "no-cache"),
+                _ => Response::status(405).with_header("Allow", "GET, HEAD"),
+            };
+            trace!(
+                "HTTP {} '/metrics': {}",
+                excerpt(req.method(), 16).0,
+                response.status
+            );
+            return response;
+        }
+        self.on_http(req)
+    }
+
+    fn on_upgrade(&mut self, _ctx: &mut Context<'_>, conn: ConnId, req: &Request) -> Upgrade {
+        let Some(name) = self.room_for(req.path()) else {
+            debug!("{conn}: no such room, answering 404");
+            return Upgrade::reject(404);
+        };
+        if !self.rooms.contains_key(name) && self.rooms.len() >= self.max_rooms {
+            debug!("{conn}: {} rooms already, answering 503", self.rooms.len());
+            return Upgrade::reject(503);
+        }
+        self.joining = Some((conn, name.to_string()));
+        Upgrade::accept()
+    }
+
     fn on_http(&mut self, req: &Request) -> Response {
         let response = self.answer(req);
         if log::log_enabled!(log::Level::Trace) {
@@ -89,8 +335,25 @@ impl Handler for Chat {
             None => info!("Opened connection to {conn}"),
         }
         // The welcome is queued before the connection can be part of any
-        // broadcast, so it is always the first message a member sees.
+        // broadcast, so it is always the first message a member sees; then
+        // the room's history, and only then does it join the room's topic:
+        // every message published to the room before is in the history,
+        // every one after reaches it live, none both.
+        let name = match self.joining.take() {
+            Some((id, name)) if id == conn => name,
+            _ => String::new(),
+        };
         let _ = ctx.send_text(conn, &self.welcome);
+        let room = self.rooms.entry(name.clone()).or_default();
+        for kept in &room.history {
+            let _ = match kept {
+                Kept::Text(t) => ctx.send_text(conn, t),
+                Kept::Binary(b) => ctx.send_binary(conn, b),
+            };
+        }
+        room.members += 1;
+        let _ = ctx.subscribe(conn, &name);
+        self.member_of.insert(conn, name);
     }
 
     fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, msg: Message<'_>) {
@@ -108,7 +371,7 @@ impl Handler for Chat {
                         ),
                     }
                 }
-                let members = ctx.broadcast(msg);
+                let members = self.relay(ctx, conn, msg);
                 trace!(
                     "{conn}: text of {} bytes broadcast, recipients: {members}",
                     text.len()
@@ -116,7 +379,7 @@ impl Handler for Chat {
             }
             Message::Binary(data) if self.allow_binary => {
                 debug!("Received {} binary bytes from {conn}", data.len());
-                let members = ctx.broadcast(msg);
+                let members = self.relay(ctx, conn, msg);
                 trace!(
                     "{conn}: binary of {} bytes broadcast, recipients: {members}",
                     data.len()
@@ -135,6 +398,15 @@ impl Handler for Chat {
 
     fn on_close(&mut self, _ctx: &mut Context<'_>, conn: ConnId, code: u16, _reason: &str) {
         info!("Closed connection to {conn} (code {code})");
+        // (The server takes it out of its topic itself.)
+        if let Some(name) = self.member_of.remove(&conn) {
+            if let Some(room) = self.rooms.get_mut(&name) {
+                room.members = room.members.saturating_sub(1);
+                if room.members == 0 && room.history.is_empty() {
+                    self.rooms.remove(&name);
+                }
+            }
+        }
     }
 }
 
@@ -191,6 +463,37 @@ mod tests {
         let hostile = render_page("/a\"</script>");
         assert!(!hostile.contains("\"</script>"));
         assert!(hostile.contains("\\u0022\\u003c/script\\u003e"));
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape_label("a\\b\"c\nd"), "a\\\\b\\\"c\\nd");
+        assert_eq!(escape_label("404"), "404");
+    }
+
+    #[test]
+    fn room_names_and_paths() {
+        let chat = Chat::new("hi", false, false, "/chat");
+        assert_eq!(chat.room_for("/chat"), Some(""));
+        assert_eq!(chat.room_for("/chat/kitchen"), Some("kitchen"));
+        assert_eq!(chat.room_for("/chat/a.b_c-D9"), Some("a.b_c-D9"));
+        assert_eq!(
+            chat.room_for(&format!("/chat/{}", "x".repeat(64)))
+                .map(str::len),
+            Some(64)
+        );
+        for bad in [
+            "/chat/",
+            "/chat//",
+            "/chat/a/b",
+            "/chat/a%20b",
+            "/chat/é",
+            "/chatx",
+            "/",
+        ] {
+            assert_eq!(chat.room_for(bad), None, "{bad}");
+        }
+        assert_eq!(chat.room_for(&format!("/chat/{}", "x".repeat(65))), None);
     }
 
     #[test]

@@ -63,6 +63,12 @@ pub(crate) struct Options {
     pub(crate) allow_binary: bool,
     /// Whether `GET /` serves the chat page.
     pub(crate) page: bool,
+    /// How many messages each chat room keeps for newcomers (0: none).
+    pub(crate) history: usize,
+    /// The most chat rooms at once.
+    pub(crate) max_rooms: usize,
+    /// Whether `GET /metrics` serves the Prometheus metrics.
+    pub(crate) metrics: bool,
     /// Logging level.
     pub(crate) verbosity: Verbosity,
     /// The server's limits and timers.
@@ -204,6 +210,11 @@ OPTIONS:
                               (e.g. https://a.example); * allows any
     --allow-binary            relay binary messages instead of closing with 1003
     --no-page                 do not serve the chat page at GET /
+    --history N               messages each chat room keeps for newcomers  [default: 0]
+                              (0: none; memory: at most N x --max-message per room)
+    --max-rooms N             an upgrade that would create one more room gets 503  [default: 1024]
+                              (PATH joins the default room, PATH/NAME room NAME)
+    --metrics                 serve Prometheus metrics at GET /metrics
     --tls-cert FILE           TLS certificate (chain), PEM: https and wss on the
                               listening port (with --tls-key; builds with the
                               tls feature; SIGHUP re-reads both files)
@@ -363,6 +374,10 @@ fn parse_origin(value: &str) -> Result<String, String> {
     })
 }
 
+/// The largest `--history`: beyond it, a room's memory bound
+/// (`N × --max-message`) stops meaning anything on a small board.
+const MAX_HISTORY: usize = 100_000;
+
 /// The flags that take a value, by their names.
 const VALUE_FLAGS: &[&str] = &[
     "--listen",
@@ -377,6 +392,8 @@ const VALUE_FLAGS: &[&str] = &[
     "--max-backlog",
     "--max-connections",
     "--allow-origin",
+    "--history",
+    "--max-rooms",
     "--tls-cert",
     "--tls-key",
 ];
@@ -389,6 +406,9 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
         welcome: DEFAULT_WELCOME.to_string(),
         allow_binary: false,
         page: true,
+        history: 0,
+        max_rooms: rookery::chat::DEFAULT_MAX_ROOMS,
+        metrics: false,
         verbosity: Verbosity::Normal,
         config: Config::default(),
         tls: None,
@@ -439,6 +459,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
         let flag: &'static str = match name.as_str() {
             "--allow-binary" => "--allow-binary",
             "--no-page" => "--no-page",
+            "--metrics" => "--metrics",
             "--verbose" => "--verbose",
             "--quiet" => "--quiet",
             "--help" => return Ok(Command::Help),
@@ -454,6 +475,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
         match flag {
             "--allow-binary" => opts.allow_binary = true,
             "--no-page" => opts.page = false,
+            "--metrics" => opts.metrics = true,
             "--verbose" => louder = louder.saturating_add(1),
             _ => quieter = quieter.saturating_add(1),
         }
@@ -549,6 +571,20 @@ fn apply_value(opts: &mut Options, flag: &'static str, value: String) -> Result<
                 .filter(|&n: &usize| n > 0)
                 .ok_or_else(|| invalid("a whole number of at least 1"))?;
         }
+        "--history" => {
+            opts.history = value
+                .parse()
+                .ok()
+                .filter(|&n: &usize| n <= MAX_HISTORY)
+                .ok_or_else(|| invalid("a whole number from 0 to 100000"))?;
+        }
+        "--max-rooms" => {
+            opts.max_rooms = value
+                .parse()
+                .ok()
+                .filter(|&n: &usize| n > 0)
+                .ok_or_else(|| invalid("a whole number of at least 1"))?;
+        }
         "--allow-origin" => match parse_origin(&value) {
             Ok(origin) => config.allowed_origins.push(origin),
             Err(why) => return Err(CliError::Refused { flag, value, why }),
@@ -582,6 +618,10 @@ mod tests {
         assert_eq!(opts.config.idle_timeout, Duration::from_secs(15));
         assert_eq!(opts.config.max_message, 1 << 20);
         assert_eq!(opts.config.max_connections, 1024);
+        assert_eq!(
+            (opts.history, opts.max_rooms, opts.metrics),
+            (0, 1024, false)
+        );
     }
 
     #[test]
@@ -613,6 +653,10 @@ mod tests {
             "--allow-origin=https://b",
             "--allow-binary",
             "--no-page",
+            "--history",
+            "5",
+            "--max-rooms=2",
+            "--metrics",
             "-v",
         ])
         .unwrap();
@@ -629,6 +673,7 @@ mod tests {
         assert_eq!(opts.config.max_connections, 10);
         assert_eq!(opts.config.allowed_origins, ["https://a", "https://b"]);
         assert!(opts.allow_binary && !opts.page);
+        assert_eq!((opts.history, opts.max_rooms, opts.metrics), (5, 2, true));
         assert_eq!(opts.verbosity, Verbosity::Verbose);
         assert_eq!(run(&["-v", "-v"]).unwrap().verbosity, Verbosity::Trace);
         assert_eq!(run(&["-q"]).unwrap().verbosity, Verbosity::Quiet);
@@ -706,6 +751,14 @@ mod tests {
                 &["--max-connections", "-1"],
                 "invalid value '-1' for --max-connections",
             ),
+            (&["--max-rooms", "0"], "invalid value '0' for --max-rooms"),
+            (&["--history", "x"], "invalid value 'x' for --history"),
+            (
+                &["--history", "100001"],
+                "invalid value '100001' for --history",
+            ),
+            (&["--metrics=1"], "flag --metrics takes no value"),
+            (&["--history"], "flag --history needs a value"),
             (&["--mode", "relay"], "invalid value 'relay' for --mode"),
             (&["--path", "chat"], "invalid value 'chat' for --path"),
             (&["--path", "/a\"b"], "invalid value '/a\"b' for --path"),

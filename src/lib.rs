@@ -68,7 +68,7 @@ pub mod tls;
 
 pub use proto::connection::{Message, SendError, SharedFrame};
 pub use server::{
-    Config, ConnId, Context, Handler, ReloadHandle, Server, StopHandle, TimerId, Upgrade,
+    Config, ConnId, Context, Handler, ReloadHandle, Server, Stats, StopHandle, TimerId, Upgrade,
 };
 pub use server::{PostError, Poster};
 pub use signals::{reload_on_sighup, stop_on_signals};

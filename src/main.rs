@@ -49,7 +49,9 @@ fn main() -> ExitCode {
                 opts.allow_binary,
                 opts.page,
                 &opts.config.path,
-            );
+            )
+            .with_rooms(opts.max_rooms, opts.history)
+            .with_metrics(opts.metrics);
             serve(&opts, tls, chat)
         }
         Mode::Echo => serve(&opts, tls, Echo),

@@ -26,7 +26,9 @@ use crate::proto::http::Response;
 use super::handler::TimerId;
 use super::sink::SlotSink;
 use super::slab::{ConnId, Slab};
+use super::stats::Stats;
 use super::timer::{Tick, TimerWheel, TICK};
+use super::topics::{TopicId, Topics};
 use super::Config;
 
 /// The poller key of the listening socket.
@@ -135,6 +137,13 @@ pub(crate) struct Core {
     start: Instant,
     /// Broadcast frames not yet written (see [`Core::flush_batch`]).
     batch: Vec<u8>,
+    /// Whom the batch is for: every open connection (`None`), or the
+    /// members of one topic.
+    batch_topic: Option<TopicId>,
+    /// Topics and their members.
+    pub topics: Topics,
+    /// The counters.
+    pub stats: Stats,
     /// The connection whose input is being read, and how much of the batch
     /// it has already been given (see [`Core::hand_batch_to`]).
     batch_given: Option<(ConnId, usize)>,
@@ -172,6 +181,9 @@ impl Core {
             now,
             start: now,
             batch: Vec::new(),
+            batch_topic: None,
+            topics: Topics::default(),
+            stats: Stats::default(),
             batch_given: None,
             touched: Vec::new(),
             open_count: 0,
@@ -312,6 +324,7 @@ impl Core {
             return;
         }
         let _ = stream.set_nodelay(true);
+        self.stats.connections_accepted += 1;
         let live = self.slots.len() - self.busy_rejects;
         let busy = live >= self.config.max_connections;
         if busy && self.busy_rejects >= MAX_BUSY_REJECTS {
@@ -356,6 +369,7 @@ impl Core {
         debug!("{id} connected from {peer}");
         if busy {
             self.busy_rejects += 1;
+            self.stats.count_refusal(503);
             debug!(
                 "{id}: over {} connections, answering 503",
                 self.config.max_connections
@@ -430,7 +444,16 @@ impl Core {
         }
         if slot.conn.has_output() && !slot.conn.wants_write() {
             let (conn, mut sink) = slot.split();
-            conn.write_to(&self.settings, self.now, &mut sink, &[], None);
+            conn.write_to(
+                &self.settings,
+                self.now,
+                &mut Counted::new(&mut sink, &mut self.stats),
+                &[],
+                None,
+            );
+        }
+        if slot.conn.take_backlog_closed() {
+            self.stats.slow_consumer_closes += 1;
         }
         let closed = slot.conn.take_closed();
         if slot.conn.is_finished() {
@@ -476,11 +499,19 @@ impl Core {
         if self.batch_given.is_some_and(|(given, _)| given == id) {
             self.batch_given = None;
         }
+        if self.topics.has_subscriptions(id) {
+            // What was published to its topics goes out before they change.
+            self.flush_batch();
+            self.topics.leave_all(id);
+        }
         let Some(slot) = self.slots.remove(id) else {
             return;
         };
         if slot.member {
             self.open_count -= 1;
+        }
+        if let Some(status) = slot.conn.refused() {
+            self.stats.count_refusal(status);
         }
         if slot.timer != 0 {
             self.wheel
@@ -505,10 +536,18 @@ impl Core {
         let slot = self.slots.get_mut(id).ok_or(SendError::NotOpen)?;
         let result = if msg.as_bytes().len() >= DIRECT_MIN {
             let (conn, mut sink) = slot.split();
-            conn.send_through(&self.settings, self.now, &mut sink, msg)
+            conn.send_through(
+                &self.settings,
+                self.now,
+                &mut Counted::new(&mut sink, &mut self.stats),
+                msg,
+            )
         } else {
             slot.conn.send(&self.settings, self.now, msg)
         };
+        if result.is_ok() {
+            self.stats.messages_sent += 1;
+        }
         self.touch(id);
         result
     }
@@ -517,6 +556,9 @@ impl Core {
         self.flush_batch();
         let slot = self.slots.get_mut(id).ok_or(SendError::NotOpen)?;
         let result = slot.conn.send_shared(&self.settings, self.now, frame);
+        if result.is_ok() {
+            self.stats.messages_sent += 1;
+        }
         self.touch(id);
         result
     }
@@ -535,13 +577,66 @@ impl Core {
     /// is sent or any connection joins or leaves (see [`Core::flush_batch`]).
     /// Returns the number of members.
     pub(crate) fn broadcast(&mut self, opcode: OpCode, payload: &[u8]) -> usize {
+        if self.batch_topic.is_some() {
+            // A batch for one topic first: order is kept across targets.
+            self.flush_batch();
+        }
         let header = ServerHeader::new(true, opcode, payload.len());
         self.batch.extend_from_slice(header.as_bytes());
         self.batch.extend_from_slice(payload);
         if self.batch.len() >= BATCH_LIMIT {
             self.flush_batch();
         }
+        if opcode != OpCode::Ping {
+            self.stats.messages_sent += self.open_count as u64;
+        }
         self.open_count
+    }
+
+    /// Queues a frame for the members of topic `name`, as
+    /// [`Core::broadcast`] does for everyone: consecutive publications to
+    /// the same topic gather in the batch; one to another topic (or a
+    /// broadcast) writes the batch first, so every member receives what it
+    /// is sent in the order it was sent. Returns the number of members.
+    pub(crate) fn publish(&mut self, name: &str, opcode: OpCode, payload: &[u8]) -> usize {
+        let Some(topic) = self.topics.find(name) else {
+            return 0;
+        };
+        if self.batch_topic != Some(topic) {
+            self.flush_batch();
+            self.batch_topic = Some(topic);
+        }
+        let header = ServerHeader::new(true, opcode, payload.len());
+        self.batch.extend_from_slice(header.as_bytes());
+        self.batch.extend_from_slice(payload);
+        let members = self.topics.members(topic).len();
+        self.stats.messages_sent += members as u64;
+        if self.batch.len() >= BATCH_LIMIT {
+            self.flush_batch();
+        }
+        members
+    }
+
+    /// Subscribes a live connection to a topic (it receives publications
+    /// once it is open), after
+    /// writing what was published before: a member gets only what is
+    /// published while it is one. `Ok(false)` if it already was.
+    pub(crate) fn subscribe(&mut self, id: ConnId, name: &str) -> Result<bool, SendError> {
+        if self.slots.get(id).is_none() {
+            return Err(SendError::NotOpen);
+        }
+        self.flush_batch();
+        Ok(self.topics.subscribe(id, name))
+    }
+
+    /// Unsubscribes a connection from a topic, after writing what was
+    /// published to it before. `Ok(false)` if it was not subscribed.
+    pub(crate) fn unsubscribe(&mut self, id: ConnId, name: &str) -> Result<bool, SendError> {
+        if self.slots.get(id).is_none() {
+            return Err(SendError::NotOpen);
+        }
+        self.flush_batch();
+        Ok(self.topics.unsubscribe(id, name))
     }
 
     /// Before the input of `id` is read on: queues for it the broadcasts made
@@ -564,10 +659,14 @@ impl Core {
         if given == self.batch.len() {
             return;
         }
+        let for_it = match self.batch_topic {
+            None => true,
+            Some(topic) => self.topics.is_member(id, topic),
+        };
         let Some(slot) = self.slots.get_mut(id) else {
             return;
         };
-        if slot.conn.is_open() {
+        if for_it && slot.conn.is_open() {
             slot.conn
                 .send_frames(&self.settings, self.now, &self.batch[given..]);
         }
@@ -587,11 +686,21 @@ impl Core {
         }
         let batch = std::mem::take(&mut self.batch);
         let given = self.batch_given.take();
+        let topic = self.batch_topic.take();
         let mut shared: Option<Rc<[u8]>> = None;
-        // By slot, not by a collected list of ids: no allocation per batch.
-        // A write may finish a connection, never add or remove one.
-        for index in 0..self.slots.slot_count() {
-            let Some(id) = self.slots.id_at(index) else {
+        // By slot (or by the topic's member list), not by a collected list
+        // of ids: no allocation per batch. A write may finish a connection,
+        // never add or remove one, nor change a topic.
+        let count = match topic {
+            None => self.slots.slot_count(),
+            Some(topic) => self.topics.members(topic).len(),
+        };
+        for index in 0..count {
+            let id = match topic {
+                None => self.slots.id_at(index),
+                Some(topic) => self.topics.members(topic).get(index).copied(),
+            };
+            let Some(id) = id else {
                 continue;
             };
             let Some(slot) = self.slots.get_mut(id) else {
@@ -612,7 +721,7 @@ impl Core {
             conn.write_to(
                 &self.settings,
                 self.now,
-                &mut sink,
+                &mut Counted::new(&mut sink, &mut self.stats),
                 &[&batch[from..]],
                 shared,
             );
@@ -637,7 +746,11 @@ impl Core {
             slot.flush_tls();
             if !slot.tls_wants_write() {
                 let (conn, mut sink) = slot.split();
-                conn.handle_writable(&self.settings, self.now, &mut sink);
+                conn.handle_writable(
+                    &self.settings,
+                    self.now,
+                    &mut Counted::new(&mut sink, &mut self.stats),
+                );
             }
             self.touch(id);
         }
@@ -752,6 +865,16 @@ impl Core {
         self.open_count
     }
 
+    /// Bytes queued for every connection that their sockets have not taken
+    /// yet (a walk over the connections: for reports, not the message path).
+    pub(crate) fn total_backlog(&self) -> usize {
+        (0..self.slots.slot_count())
+            .filter_map(|i| self.slots.id_at(i))
+            .filter_map(|id| self.slots.get(id))
+            .map(|slot| slot.conn.backlog())
+            .sum()
+    }
+
     pub(crate) fn request_stop(&mut self) {
         self.stop_flag.store(true, Ordering::SeqCst);
     }
@@ -770,6 +893,30 @@ impl Drop for Core {
         if let Some(listener) = self.listener.take() {
             let _ = self.poller.delete(&listener);
         }
+    }
+}
+
+/// A socket that counts the bytes it takes.
+struct Counted<'a> {
+    stream: &'a mut dyn crate::proto::output::Sink,
+    stats: &'a mut Stats,
+}
+
+impl<'a> Counted<'a> {
+    fn new(stream: &'a mut dyn crate::proto::output::Sink, stats: &'a mut Stats) -> Counted<'a> {
+        Counted { stream, stats }
+    }
+}
+
+impl crate::proto::output::Sink for Counted<'_> {
+    fn send_vectored(&mut self, slices: &[std::io::IoSlice<'_>]) -> io::Result<usize> {
+        let n = self.stream.send_vectored(slices)?;
+        self.stats.bytes_sent += n as u64;
+        Ok(n)
+    }
+
+    fn shutdown_write(&mut self) {
+        self.stream.shutdown_write();
     }
 }
 

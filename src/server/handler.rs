@@ -16,6 +16,7 @@ use crate::proto::http::{Request, Response};
 
 use super::core::Core;
 use super::slab::ConnId;
+use super::stats::Stats;
 use super::Config;
 
 /// The handler's answer to an upgrade request.
@@ -111,6 +112,48 @@ impl Context<'_> {
         self.core.broadcast(msg.opcode(), msg.as_bytes())
     }
 
+    /// Subscribes `conn` to `topic` (any string; topics exist while they
+    /// have members). It receives what is published to `topic` from now
+    /// on, in order with everything else it is sent. `Ok(false)` if it
+    /// already was a member; [`SendError::NotOpen`] for an unknown
+    /// connection. A closed connection leaves all its topics.
+    pub fn subscribe(&mut self, conn: ConnId, topic: &str) -> Result<bool, SendError> {
+        self.core.subscribe(conn, topic)
+    }
+
+    /// Unsubscribes `conn` from `topic`; it still gets what was published
+    /// before. `Ok(false)` if it was not a member.
+    pub fn unsubscribe(&mut self, conn: ConnId, topic: &str) -> Result<bool, SendError> {
+        self.core.unsubscribe(conn, topic)
+    }
+
+    /// Sends a message to the members of `topic`, encoding it once; its
+    /// cost depends on that topic's members only. Returns how many members
+    /// the topic has (0 for a topic nobody is subscribed to); one that is
+    /// closing is counted but no longer sent to. As with
+    /// [`Context::broadcast`], consecutive publications are written to each
+    /// member together, and every member receives messages in the order
+    /// they were published or sent.
+    pub fn publish(&mut self, topic: &str, msg: Message<'_>) -> usize {
+        self.core.publish(topic, msg.opcode(), msg.as_bytes())
+    }
+
+    /// How many members `topic` has.
+    pub fn subscribers(&self, topic: &str) -> usize {
+        let topics = &self.core.topics;
+        topics.find(topic).map_or(0, |t| topics.members(t).len())
+    }
+
+    /// How many topics have members.
+    pub fn topic_count(&self) -> usize {
+        self.core.topics.len()
+    }
+
+    /// The topics `conn` is subscribed to.
+    pub fn topics_of(&self, conn: ConnId) -> impl Iterator<Item = &str> {
+        self.core.topics.topics_of(conn)
+    }
+
     /// Sends a ping with `payload` (at most 125 bytes).
     pub fn ping(&mut self, conn: ConnId, payload: &[u8]) -> Result<(), SendError> {
         self.core.ping(conn, payload)
@@ -170,6 +213,18 @@ impl Context<'_> {
         self.core.open_connections()
     }
 
+    /// The server's counters (connections, messages, bytes, refusals,
+    /// close codes), e.g. for a metrics page.
+    pub fn stats(&self) -> &Stats {
+        &self.core.stats
+    }
+
+    /// Bytes queued for all connections that their sockets have not taken
+    /// yet. It walks every connection: for reports, not per message.
+    pub fn total_backlog(&self) -> usize {
+        self.core.total_backlog()
+    }
+
     /// Begins a graceful shutdown, as [`crate::StopHandle::stop`] does.
     pub fn stop(&mut self) {
         self.core.request_stop();
@@ -185,18 +240,33 @@ impl Context<'_> {
 /// messages and timers. Every method but [`Handler::on_message`] has a
 /// default.
 pub trait Handler {
-    /// A valid upgrade request reached the WebSocket path (origin and
-    /// protocol version already checked). Choose a subprotocol among
+    /// A valid upgrade request reached the WebSocket path, or a path below
+    /// it (`PATH/NAME`; origin and protocol version already checked).
+    /// Choose a subprotocol among
     /// [`crate::proto::handshake::offered_protocols`], delay, or reject.
+    /// The default accepts the WebSocket path itself and answers `404`
+    /// below it.
     fn on_upgrade(&mut self, ctx: &mut Context<'_>, conn: ConnId, req: &Request) -> Upgrade {
-        let _ = (ctx, conn, req);
-        Upgrade::accept()
+        let _ = conn;
+        if req.path() == ctx.config().path {
+            Upgrade::accept()
+        } else {
+            Upgrade::reject(404)
+        }
     }
 
     /// A request for any other path. The default answers `404`.
     fn on_http(&mut self, req: &Request) -> Response {
         let _ = req;
         Response::status(404)
+    }
+
+    /// A request for any other path, with a view of the server (its
+    /// [`Context::stats`], its topics). The default is
+    /// [`Handler::on_http`]; implement one or the other.
+    fn on_http_with_context(&mut self, ctx: &mut Context<'_>, req: &Request) -> Response {
+        let _ = ctx;
+        self.on_http(req)
     }
 
     /// The connection is open: messages may be sent and will be received.

@@ -17,7 +17,9 @@ mod handler;
 mod post;
 mod sink;
 mod slab;
+mod stats;
 mod timer;
+mod topics;
 
 use std::collections::VecDeque;
 use std::io::{self, Read};
@@ -38,6 +40,7 @@ pub use self::handler::{Context, Handler, TimerId, Upgrade};
 use self::post::{Post, PostBox};
 pub use self::post::{PostError, Poster};
 pub use self::slab::ConnId;
+pub use self::stats::{Stats, REFUSAL_STATUSES};
 
 /// The loop-wide read buffer's size.
 const READ_BUFFER: usize = 256 * 1024;
@@ -393,6 +396,7 @@ impl<H: Handler> Server<H> {
                     break;
                 }
             };
+            self.core.stats.bytes_received += n as u64;
             feed(
                 &mut self.core,
                 &mut self.handler,
@@ -472,6 +476,7 @@ impl<H: Handler> Server<H> {
             }
             let (closed, _removed) = self.core.settle(id);
             if let Some(code) = closed {
+                self.core.stats.count_close(code);
                 self.handler.on_close(
                     &mut Context {
                         core: &mut self.core,
@@ -552,12 +557,15 @@ fn feed<H: Handler>(
         };
         match event {
             Event::Text(text) => {
+                core.stats.messages_received += 1;
                 handler.on_message(&mut Context { core }, id, crate::Message::Text(text));
             }
             Event::Binary(data) => {
+                core.stats.messages_received += 1;
                 handler.on_message(&mut Context { core }, id, crate::Message::Binary(data));
             }
             Event::Closed { code, reason } => {
+                core.stats.count_close(code);
                 core.touch(id);
                 handler.on_close(&mut Context { core }, id, code, reason);
             }
@@ -573,7 +581,7 @@ fn answer_request<H: Handler>(core: &mut Core, handler: &mut H, id: ConnId, requ
     let response = if core.stopping {
         Response::status(503)
     } else {
-        handler.on_http(request)
+        handler.on_http_with_context(&mut Context { core: &mut *core }, request)
     };
     if let Some(slot) = core.slots.get_mut(id) {
         let _ = slot.conn.respond(&core.settings, core.now, &response);

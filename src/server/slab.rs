@@ -16,7 +16,7 @@ impl ConnId {
         ConnId((u64::from(generation) << 32) | u64::from(index))
     }
 
-    fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         (self.0 & 0xFFFF_FFFF) as usize
     }
 

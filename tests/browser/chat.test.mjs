@@ -1,5 +1,6 @@
 // Browser test for the built-in chat page: two real Chromium pages talk
-// through a running rookery server (chat mode).
+// through a running rookery server (chat mode) in room "kitchen" (the URL
+// fragment), and a third page in the default room hears none of it.
 //
 //   ROOKERY_URL=http://127.0.0.1:PORT/ node --test chat.test.mjs
 //
@@ -20,7 +21,7 @@ setTimeout(() => {
   process.exit(1);
 }, 60_000).unref();
 
-let browser, page1, page2;
+let browser, page1, page2, page3;
 const pageErrors = [];
 const socketUrls = [];
 
@@ -41,12 +42,12 @@ function waitForMessage(page, text) {
 const messageTexts = (page) =>
   page.$$eval("#messages .message", (els) => els.map((el) => el.textContent));
 
-async function openChat(viewport) {
+async function openChat(viewport, fragment = "") {
   const context = await browser.newContext({ viewport });
   const page = await context.newPage();
   page.on("pageerror", (err) => pageErrors.push(String(err)));
   page.on("websocket", (ws) => socketUrls.push(ws.url()));
-  await page.goto(BASE_URL, { timeout: STEP_MS });
+  await page.goto(BASE_URL + fragment, { timeout: STEP_MS });
   return page;
 }
 
@@ -60,8 +61,9 @@ before(async () => {
     timeout: STEP_MS,
   });
   // One desktop-sized and one phone-sized page, so both layouts get exercised.
-  page1 = await openChat({ width: 1024, height: 700 });
-  page2 = await openChat({ width: 390, height: 844 });
+  page1 = await openChat({ width: 1024, height: 700 }, "#kitchen");
+  page2 = await openChat({ width: 390, height: 844 }, "#kitchen");
+  page3 = await openChat({ width: 800, height: 600 });
 });
 
 after(async () => {
@@ -73,15 +75,25 @@ after(async () => {
 });
 
 test("both pages connect and receive the welcome message", { timeout: 30_000 }, async () => {
-  for (const page of [page1, page2]) {
+  for (const page of [page1, page2, page3]) {
     await page.waitForFunction(isConnected, null, { timeout: STEP_MS });
     await waitForMessage(page, WELCOME);
     assert.equal(await page.isEnabled("#input"), true, "input enabled once connected");
   }
   // The socket must go to the page's own host, never a hard-coded one.
   const host = new URL(BASE_URL).host;
-  assert.ok(socketUrls.length >= 2, "each page opened a WebSocket");
+  assert.ok(socketUrls.length >= 3, "each page opened a WebSocket");
   for (const url of socketUrls) assert.equal(new URL(url).host, host, url);
+  // The fragment names the room: its socket goes to PATH/kitchen.
+  const paths = socketUrls.map((u) => new URL(u).pathname).sort();
+  assert.deepEqual(paths, ["/chat", "/chat/kitchen", "/chat/kitchen"]);
+});
+
+test("each page shows its room's name", { timeout: 20_000 }, async () => {
+  for (const page of [page1, page2]) {
+    assert.equal(await page.textContent("#room"), "#kitchen");
+  }
+  assert.equal(await page3.textContent("#room"), "(default room)");
 });
 
 test("a message typed in page 1 reaches page 2 and page 1", { timeout: 20_000 }, async () => {
@@ -91,6 +103,28 @@ test("a message typed in page 1 reaches page 2 and page 1", { timeout: 20_000 },
   await waitForMessage(page2, text);
   await waitForMessage(page1, text);   // the sender gets the broadcast too
   assert.equal(await page1.inputValue("#input"), "", "input cleared after sending");
+  // Page 1 knows it as its own; page 2 as someone else's.
+  const ownOf = (page) => page.$$eval("#messages .message",
+    (els, want) => els.filter((el) => el.textContent === want)
+      .map((el) => el.classList.contains("own")), text);
+  assert.deepEqual(await ownOf(page1), [true]);
+  assert.deepEqual(await ownOf(page2), [false]);
+});
+
+test("a page in another room hears nothing of the kitchen", { timeout: 20_000 }, async () => {
+  const text = `only for the default room ${Date.now()}`;
+  await page3.locator("#input").fill(text);
+  await page3.locator("#input").press("Enter");
+  await waitForMessage(page3, text);
+  const kitchenMarker = `kitchen marker ${Date.now()}`;
+  await page1.locator("#input").fill(kitchenMarker);
+  await page1.locator("#input").press("Enter");
+  await waitForMessage(page2, kitchenMarker);
+  for (const page of [page1, page2]) {
+    assert.ok(!(await messageTexts(page)).includes(text), "default room's message stayed there");
+  }
+  // page 3 saw only the welcome and its own message.
+  assert.deepEqual(await messageTexts(page3), [WELCOME, text]);
 });
 
 test("empty and blank messages are not sent", { timeout: 20_000 }, async () => {

@@ -174,10 +174,11 @@ impl std::error::Error for SendError {}
 /// What [`Connection::handle_input`] produced.
 #[derive(Debug)]
 pub enum Event<'a> {
-    /// A request for a path other than the WebSocket path: answer it with
-    /// [`Connection::respond`].
+    /// A request for a path other than the WebSocket path or one below it
+    /// (see [`is_upgrade_path`]): answer it with [`Connection::respond`].
     Request(Request),
-    /// A valid upgrade request for the WebSocket path (origin checked):
+    /// A valid upgrade request for the WebSocket path or one below it
+    /// (`PATH/NAME`; origin checked):
     /// answer it with [`Connection::accept`] or [`Connection::reject`]
     /// before feeding more input.
     Upgrade(Request),
@@ -243,7 +244,9 @@ pub struct Connection {
     /// while reading the head, closing or draining, the deadline (`None`:
     /// that timer is off).
     time: Option<Instant>,
-    /// The code of our close frame, reported when the peer answers it.
+    /// Once upgraded, the code of our close frame, reported when the peer
+    /// answers it; before, the status a request or an upgrade was refused
+    /// with (0: none). One field for both keeps the connection small.
     close_code: u16,
     /// The close code owed to the caller by [`Connection::take_closed`]
     /// (0: none).
@@ -256,7 +259,9 @@ pub struct Connection {
     behind: bool,
     /// Whether our direction has been shut down.
     fin_sent: bool,
-    /// Whether the request was `HEAD` (answers carry no body).
+    /// Before the upgrade, whether the request was `HEAD` (answers carry no
+    /// body); once upgraded (always after a `GET`), whether it was closed
+    /// (1008) for its backlog. One field for both keeps the connection small.
     head_request: bool,
 }
 
@@ -335,7 +340,12 @@ impl Connection {
         request: Request,
     ) -> Option<Event<'static>> {
         self.head_request = request.method() == "HEAD";
-        if request.path() != settings.path {
+        // Below the WebSocket path only upgrade attempts are the handler's
+        // to decide; a plain request there is like one for any other path.
+        let candidate = request.path() == settings.path
+            || (is_upgrade_path(request.path(), &settings.path)
+                && request.header("Upgrade").is_some());
+        if !candidate {
             self.phase = Phase::Deciding;
             return Some(Event::Request(request));
         }
@@ -354,12 +364,15 @@ impl Connection {
 
     fn refuse_request(&mut self, settings: &Settings, now: Instant, e: HttpError) {
         log::debug!("bad request: {e}");
+        self.close_code = e.status();
         self.write_response(settings, now, &Response::status(e.status()));
     }
 
     fn respond_error(&mut self, settings: &Settings, now: Instant, e: HandshakeError) {
         log::debug!("refused upgrade: {e}");
-        self.write_response(settings, now, &e.response());
+        let response = e.response();
+        self.close_code = response.status;
+        self.write_response(settings, now, &response);
     }
 
     fn read_frames<'a>(
@@ -485,6 +498,7 @@ impl Connection {
         }
         self.upgraded = false;
         self.unreported = 0;
+        self.close_code = 0;
         Some(Event::Closed { code, reason })
     }
 
@@ -540,6 +554,7 @@ impl Connection {
             return Err(SendError::NotDeciding);
         }
         self.head_request = false;
+        self.close_code = response.status;
         self.write_response(settings, now, response);
         Ok(())
     }
@@ -783,6 +798,8 @@ impl Connection {
                 "{queued} bytes queued, over the backlog limit of {}: closing (1008)",
                 settings.max_backlog
             );
+            // Open, so upgraded: the field means "closed for its backlog".
+            self.head_request = true;
             let _ = self.close(
                 settings,
                 now,
@@ -793,6 +810,23 @@ impl Connection {
     }
 
     // ---- time ----------------------------------------------------------------
+
+    /// The status of the error response it refused a request or an upgrade
+    /// with (a bad request, a failed handshake check, a rejected upgrade),
+    /// if it did.
+    pub fn refused(&self) -> Option<u16> {
+        (!self.upgraded && self.close_code != 0).then_some(self.close_code)
+    }
+
+    /// Whether it was closed (1008) for a backlog over the limit since
+    /// this was last asked (ask before [`Connection::take_closed`]).
+    pub fn take_backlog_closed(&mut self) -> bool {
+        let closed = self.upgraded && self.head_request;
+        if closed {
+            self.head_request = false;
+        }
+        closed
+    }
 
     /// When the connection next needs [`Connection::handle_timeout`], if ever.
     pub fn poll_timeout(&self, settings: &Settings) -> Option<Instant> {
@@ -908,6 +942,7 @@ impl Connection {
         if self.upgraded {
             self.upgraded = false;
             self.unreported = code;
+            self.close_code = 0;
         }
         self.phase = Phase::Finished;
         self.time = None;
@@ -920,6 +955,17 @@ fn after(now: Instant, d: Duration) -> Option<Instant> {
         None
     } else {
         now.checked_add(d)
+    }
+}
+
+/// Whether `path` is one upgrades are considered on: the WebSocket path
+/// itself, or below it (`PATH/anything`, which the handler accepts or
+/// refuses, e.g. as chat rooms).
+pub fn is_upgrade_path(path: &str, ws_path: &str) -> bool {
+    match path.strip_prefix(ws_path) {
+        Some("") => true,
+        Some(rest) => rest.starts_with('/') && !ws_path.ends_with('/'),
+        None => false,
     }
 }
 

@@ -458,3 +458,15 @@ fn invalid_text_fails_at_the_bad_byte_even_mid_frame() {
         [Seen::Closed(1007, String::new())]
     );
 }
+
+#[test]
+fn upgrade_paths_are_the_ws_path_and_below_it() {
+    use super::is_upgrade_path;
+    assert!(is_upgrade_path("/chat", "/chat"));
+    assert!(is_upgrade_path("/chat/kitchen", "/chat"));
+    assert!(is_upgrade_path("/chat/", "/chat"));
+    assert!(!is_upgrade_path("/chatty", "/chat"));
+    assert!(!is_upgrade_path("/", "/chat"));
+    assert!(is_upgrade_path("/", "/"));
+    assert!(!is_upgrade_path("/x", "/"));
+}

@@ -1,0 +1,274 @@
+//! Topics: named sets of connections that a message can be published to.
+//!
+//! A topic is a name and a list of its members' [`ConnId`]s; each connection
+//! with subscriptions has a list of its topics, each with its position in
+//! that topic's member list, kept in a side map keyed by its slot index (the
+//! slot itself stays as small as it was). So:
+//!
+//! - publishing to a topic visits its members only, whatever other topics
+//!   and connections exist;
+//! - subscribing and unsubscribing cost one hash lookup of the name and
+//!   O(the connection's topics): a member leaves its topic's list by a swap
+//!   with the last member, whose recorded position is then corrected;
+//! - a closed connection leaves all its topics in O(its topics) (the core
+//!   calls [`Topics::leave_all`] when it removes the connection);
+//! - a topic with no members is forgotten, and its number reused.
+//!
+//! Nothing here sends: the core encodes a publication once into its batch
+//! and writes it to each member (see `Core::publish`).
+
+use std::collections::HashMap;
+
+use super::slab::ConnId;
+
+/// A topic's number, stable while it has members.
+pub(crate) type TopicId = u32;
+
+struct Topic {
+    name: Box<str>,
+    members: Vec<ConnId>,
+}
+
+/// One connection's subscriptions.
+struct Subscriptions {
+    conn: ConnId,
+    /// (topic, position of the connection in that topic's member list)
+    topics: Vec<(TopicId, u32)>,
+}
+
+/// Every topic and every connection's subscriptions.
+#[derive(Default)]
+pub(crate) struct Topics {
+    by_name: HashMap<Box<str>, TopicId>,
+    topics: Vec<Option<Topic>>,
+    free: Vec<TopicId>,
+    /// Keyed by slot index; the entry's `conn` guards against a stale id.
+    by_conn: HashMap<usize, Subscriptions>,
+}
+
+impl Topics {
+    /// The topic called `name`, if it has members.
+    pub(crate) fn find(&self, name: &str) -> Option<TopicId> {
+        self.by_name.get(name).copied()
+    }
+
+    /// How many topics have members.
+    pub(crate) fn len(&self) -> usize {
+        self.by_name.len()
+    }
+
+    /// The members of `topic` (empty for an unknown one).
+    pub(crate) fn members(&self, topic: TopicId) -> &[ConnId] {
+        match self.topics.get(topic as usize) {
+            Some(Some(t)) => &t.members,
+            _ => &[],
+        }
+    }
+
+    /// Whether `conn` is subscribed to `topic`: O(its topics).
+    pub(crate) fn is_member(&self, conn: ConnId, topic: TopicId) -> bool {
+        self.by_conn
+            .get(&conn.index())
+            .is_some_and(|s| s.conn == conn && s.topics.iter().any(|&(t, _)| t == topic))
+    }
+
+    /// Whether `conn` has any subscription.
+    pub(crate) fn has_subscriptions(&self, conn: ConnId) -> bool {
+        self.by_conn
+            .get(&conn.index())
+            .is_some_and(|s| s.conn == conn)
+    }
+
+    /// The topics `conn` is subscribed to.
+    pub(crate) fn topics_of(&self, conn: ConnId) -> impl Iterator<Item = &str> {
+        self.by_conn
+            .get(&conn.index())
+            .filter(|s| s.conn == conn)
+            .into_iter()
+            .flat_map(|s| s.topics.iter())
+            .filter_map(|&(t, _)| match self.topics.get(t as usize) {
+                Some(Some(topic)) => Some(&*topic.name),
+                _ => None,
+            })
+    }
+
+    /// Subscribes `conn` (a live connection) to `name`; `false` if it
+    /// already was.
+    pub(crate) fn subscribe(&mut self, conn: ConnId, name: &str) -> bool {
+        let topic = match self.by_name.get(name) {
+            Some(&t) => t,
+            None => {
+                let t = Topic {
+                    name: name.into(),
+                    members: Vec::new(),
+                };
+                let id = match self.free.pop() {
+                    Some(id) => {
+                        self.topics[id as usize] = Some(t);
+                        id
+                    }
+                    None => {
+                        self.topics.push(Some(t));
+                        (self.topics.len() - 1) as TopicId
+                    }
+                };
+                self.by_name.insert(name.into(), id);
+                id
+            }
+        };
+        let subs = self
+            .by_conn
+            .entry(conn.index())
+            .or_insert_with(|| Subscriptions {
+                conn,
+                topics: Vec::new(),
+            });
+        if subs.conn != conn {
+            // A stale entry (cannot happen: removal clears it); start over.
+            subs.conn = conn;
+            subs.topics.clear();
+        }
+        if subs.topics.iter().any(|&(t, _)| t == topic) {
+            return false;
+        }
+        let Some(Some(t)) = self.topics.get_mut(topic as usize) else {
+            return false;
+        };
+        subs.topics.push((topic, t.members.len() as u32));
+        t.members.push(conn);
+        true
+    }
+
+    /// Unsubscribes `conn` from `name`; `false` if it was not subscribed.
+    pub(crate) fn unsubscribe(&mut self, conn: ConnId, name: &str) -> bool {
+        let Some(&topic) = self.by_name.get(name) else {
+            return false;
+        };
+        let Some(subs) = self.by_conn.get_mut(&conn.index()) else {
+            return false;
+        };
+        if subs.conn != conn {
+            return false;
+        }
+        let Some(at) = subs.topics.iter().position(|&(t, _)| t == topic) else {
+            return false;
+        };
+        let (_, pos) = subs.topics.swap_remove(at);
+        if subs.topics.is_empty() {
+            self.by_conn.remove(&conn.index());
+        }
+        self.leave(topic, pos);
+        true
+    }
+
+    /// Unsubscribes `conn` from every topic.
+    pub(crate) fn leave_all(&mut self, conn: ConnId) {
+        let Some(subs) = self.by_conn.remove(&conn.index()) else {
+            return;
+        };
+        if subs.conn != conn {
+            self.by_conn.insert(conn.index(), subs);
+            return;
+        }
+        for (topic, pos) in subs.topics {
+            self.leave(topic, pos);
+        }
+    }
+
+    /// Takes the member at `pos` out of `topic`, moving the last member into
+    /// its place, and forgets the topic if it is left empty.
+    fn leave(&mut self, topic: TopicId, pos: u32) {
+        let Some(Some(t)) = self.topics.get_mut(topic as usize) else {
+            return;
+        };
+        let pos = pos as usize;
+        if pos >= t.members.len() {
+            return;
+        }
+        t.members.swap_remove(pos);
+        if let Some(&moved) = t.members.get(pos) {
+            if let Some(subs) = self.by_conn.get_mut(&moved.index()) {
+                if let Some(entry) = subs.topics.iter_mut().find(|(t, _)| *t == topic) {
+                    entry.1 = pos as u32;
+                }
+            }
+        }
+        if t.members.is_empty() {
+            let name = std::mem::take(&mut t.name);
+            self.by_name.remove(&name);
+            self.topics[topic as usize] = None;
+            self.free.push(topic);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u64) -> ConnId {
+        ConnId::from_u64((1 << 32) | n)
+    }
+
+    fn sorted(t: &Topics, name: &str) -> Vec<ConnId> {
+        let mut m = t.find(name).map_or(Vec::new(), |id| t.members(id).to_vec());
+        m.sort();
+        m
+    }
+
+    #[test]
+    fn subscribe_unsubscribe_and_leave_all_keep_every_list_in_step() {
+        let mut t = Topics::default();
+        assert!(t.subscribe(id(1), "a"));
+        assert!(!t.subscribe(id(1), "a"));
+        assert!(t.subscribe(id(2), "a"));
+        assert!(t.subscribe(id(3), "a"));
+        assert!(t.subscribe(id(2), "b"));
+        assert_eq!(t.len(), 2);
+        assert!(t.is_member(id(2), t.find("b").unwrap()));
+        assert!(!t.is_member(id(1), t.find("b").unwrap()));
+        // 1 leaves a: 3 moves into its place, and must still be found there.
+        assert!(t.unsubscribe(id(1), "a"));
+        assert!(!t.unsubscribe(id(1), "a"));
+        assert_eq!(sorted(&t, "a"), vec![id(2), id(3)]);
+        assert!(t.unsubscribe(id(3), "a"));
+        assert_eq!(sorted(&t, "a"), vec![id(2)]);
+        t.leave_all(id(2));
+        assert_eq!(t.len(), 0);
+        assert!(t.find("a").is_none() && t.find("b").is_none());
+        assert!(!t.has_subscriptions(id(2)));
+        // Numbers are reused.
+        assert!(t.subscribe(id(4), "c"));
+        assert_eq!(t.topics.len(), 2);
+    }
+
+    #[test]
+    fn a_stale_id_touches_nothing() {
+        let mut t = Topics::default();
+        t.subscribe(id(1), "a");
+        let stale = ConnId::from_u64((2 << 32) | 1);
+        assert!(!t.unsubscribe(stale, "a"));
+        t.leave_all(stale);
+        assert_eq!(sorted(&t, "a"), vec![id(1)]);
+    }
+
+    #[test]
+    fn many_members_leave_in_any_order() {
+        let mut t = Topics::default();
+        for n in 0..100 {
+            t.subscribe(id(n), "x");
+            t.subscribe(id(n), &format!("own{n}"));
+        }
+        for n in (0..100).filter(|n| n % 3 == 0) {
+            t.leave_all(id(n));
+        }
+        for n in (0..100).filter(|n| n % 3 == 1) {
+            assert!(t.unsubscribe(id(n), "x"));
+        }
+        let left: Vec<_> = (0..100).filter(|n| n % 3 == 2).map(id).collect();
+        assert_eq!(sorted(&t, "x"), left);
+        for n in 0..100 {
+            assert_eq!(t.find(&format!("own{n}")).is_some(), n % 3 != 0);
+        }
+    }
+}

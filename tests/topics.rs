@@ -1,0 +1,219 @@
+//! Library topics with an in-process server and tungstenite clients:
+//! subscribe, unsubscribe, publish counts, a closed connection leaving its
+//! topics, and the order of publications, broadcasts and direct sends.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use rookery::{Config, ConnId, Context, Handler, Message, SendError};
+use tungstenite::Message as WsMessage;
+
+fn config() -> Config {
+    Config {
+        ping_interval: Duration::ZERO,
+        close_timeout: Duration::from_millis(500),
+        ..Config::default()
+    }
+}
+
+/// Acts on commands: `sub T`, `unsub T`, `pub T TEXT` (answers the count),
+/// `mix` (publications to two topics, broadcasts and direct sends in one
+/// callback), `burst T N` (N publications), `count T`.
+struct Topical;
+
+impl Handler for Topical {
+    fn on_open(&mut self, ctx: &mut Context<'_>, conn: ConnId) {
+        ctx.send_text(conn, "hi").unwrap();
+    }
+
+    fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, msg: Message<'_>) {
+        let Message::Text(text) = msg else {
+            return;
+        };
+        let mut words = text.splitn(3, ' ');
+        match (words.next(), words.next(), words.next()) {
+            (Some("sub"), Some(t), None) => {
+                let fresh = ctx.subscribe(conn, t).unwrap();
+                ctx.send_text(conn, &format!("sub {t} {fresh}")).unwrap();
+            }
+            (Some("unsub"), Some(t), None) => {
+                let was = ctx.unsubscribe(conn, t).unwrap();
+                ctx.send_text(conn, &format!("unsub {t} {was}")).unwrap();
+            }
+            (Some("pub"), Some(t), Some(body)) => {
+                let n = ctx.publish(t, Message::Text(body));
+                ctx.send_text(conn, &format!("published to {n}")).unwrap();
+            }
+            (Some("count"), Some(t), None) => {
+                let n = ctx.subscribers(t);
+                let topics = ctx.topic_count();
+                ctx.send_text(conn, &format!("{n} of {topics}")).unwrap();
+            }
+            (Some("burst"), Some(t), Some(n)) => {
+                for i in 0..n.parse::<u32>().unwrap() {
+                    ctx.publish(t, Message::Text(&format!("{t}{i}")));
+                }
+            }
+            (Some("mix"), None, None) => {
+                ctx.publish("x", Message::Text("x1"));
+                ctx.publish("x", Message::Text("x2"));
+                ctx.send_text(conn, "d1").unwrap();
+                ctx.publish("y", Message::Text("y1"));
+                ctx.broadcast(Message::Text("b1"));
+                ctx.publish("x", Message::Text("x3"));
+                ctx.publish("y", Message::Text("y2"));
+                ctx.send_text(conn, "d2").unwrap();
+                ctx.publish("x", Message::Binary(b"x4"));
+            }
+            (Some("stale"), None, None) => {
+                let none = ConnId::from_u64(0);
+                assert_eq!(ctx.subscribe(none, "x"), Err(SendError::NotOpen));
+                assert_eq!(ctx.unsubscribe(none, "x"), Err(SendError::NotOpen));
+                ctx.send_text(conn, "refused").unwrap();
+            }
+            _ => ctx.send_text(conn, "?").unwrap(),
+        }
+    }
+}
+
+fn text(ws: &mut Ws) -> String {
+    match next_data(ws) {
+        WsMessage::Text(t) => t.to_string(),
+        WsMessage::Binary(b) => format!("bin:{}", String::from_utf8_lossy(&b)),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+fn ask(ws: &mut Ws, cmd: &str) -> String {
+    ws.send(WsMessage::text(cmd)).unwrap();
+    text(ws)
+}
+
+fn client(server: &InProcess) -> Ws {
+    let mut ws = connect(&server.url("/chat"));
+    assert_eq!(text(&mut ws), "hi");
+    ws
+}
+
+#[test]
+fn publish_reaches_members_only_and_counts_them() {
+    let server = InProcess::start(config(), Topical);
+    let mut a = client(&server);
+    let mut b = client(&server);
+    let mut c = client(&server);
+    assert_eq!(ask(&mut a, "sub news"), "sub news true");
+    assert_eq!(ask(&mut a, "sub news"), "sub news false");
+    assert_eq!(ask(&mut b, "sub news"), "sub news true");
+    assert_eq!(ask(&mut c, "sub other"), "sub other true");
+    assert_eq!(ask(&mut c, "count news"), "2 of 2");
+    // c is not a member: it gets only its own answer.
+    assert_eq!(ask(&mut c, "pub news hello"), "published to 2");
+    assert_eq!(text(&mut a), "hello");
+    assert_eq!(text(&mut b), "hello");
+    assert_eq!(ask(&mut c, "pub nobody x"), "published to 0");
+    assert_eq!(ask(&mut c, "stale"), "refused");
+    // The publisher itself, a member: the publication comes first.
+    a.send(WsMessage::text("pub news again")).unwrap();
+    assert_eq!(text(&mut a), "again");
+    assert_eq!(text(&mut a), "published to 2");
+    assert_eq!(text(&mut b), "again");
+    assert_eq!(ask(&mut b, "unsub news"), "unsub news true");
+    assert_eq!(ask(&mut b, "unsub news"), "unsub news false");
+    assert_eq!(ask(&mut c, "pub news third"), "published to 1");
+    assert_eq!(text(&mut a), "third");
+    // b got nothing more: its next message is the answer to its question.
+    assert_eq!(ask(&mut b, "count news"), "1 of 2");
+    server.stop();
+}
+
+#[test]
+fn a_closed_connection_leaves_all_its_topics() {
+    let server = InProcess::start(config(), Topical);
+    let mut a = client(&server);
+    let mut b = client(&server);
+    for t in ["t1", "t2", "t3"] {
+        assert_eq!(ask(&mut a, &format!("sub {t}")), format!("sub {t} true"));
+    }
+    assert_eq!(ask(&mut b, "sub t2"), "sub t2 true");
+    assert_eq!(ask(&mut b, "count t2"), "2 of 3");
+    a.close(None).unwrap();
+    let _ = expect_close(&mut a);
+    assert!(eventually(Duration::from_secs(5), || ask(
+        &mut b, "count t2"
+    ) == "1 of 1"));
+    assert_eq!(ask(&mut b, "pub t1 x"), "published to 0");
+    // A killed one too (no closing handshake).
+    let mut d = client(&server);
+    assert_eq!(ask(&mut d, "sub t2"), "sub t2 true");
+    drop(d);
+    assert!(eventually(Duration::from_secs(5), || ask(
+        &mut b, "count t2"
+    ) == "1 of 1"));
+    server.stop();
+}
+
+#[test]
+fn publications_broadcasts_and_direct_sends_keep_their_order() {
+    let server = InProcess::start(config(), Topical);
+    let mut both = client(&server);
+    let mut x_only = client(&server);
+    let mut none = client(&server);
+    ask(&mut both, "sub x");
+    ask(&mut both, "sub y");
+    ask(&mut x_only, "sub x");
+    both.send(WsMessage::text("mix")).unwrap();
+    let got: Vec<String> = (0..9).map(|_| text(&mut both)).collect();
+    assert_eq!(
+        got,
+        ["x1", "x2", "d1", "y1", "b1", "x3", "y2", "d2", "bin:x4"]
+    );
+    let got: Vec<String> = (0..5).map(|_| text(&mut x_only)).collect();
+    assert_eq!(got, ["x1", "x2", "b1", "x3", "bin:x4"]);
+    assert_eq!(text(&mut none), "b1");
+    // Pipelined commands in one read, from a member: each answer after the
+    // publications before it.
+    let mut raw = Vec::new();
+    for cmd in ["pub x p1", "pub y p2", "pub x p3"] {
+        raw.push(WsMessage::text(cmd));
+    }
+    for m in raw {
+        x_only.write(m).unwrap();
+    }
+    x_only.flush().unwrap();
+    let got: Vec<String> = (0..5).map(|_| text(&mut x_only)).collect();
+    assert_eq!(
+        got,
+        [
+            "p1",
+            "published to 2",
+            "published to 1",
+            "p3",
+            "published to 2"
+        ]
+    );
+    let got: Vec<String> = (0..3).map(|_| text(&mut both)).collect();
+    assert_eq!(got, ["p1", "p2", "p3"]);
+    server.stop();
+}
+
+#[test]
+fn a_burst_to_one_topic_arrives_whole_and_in_order() {
+    let server = InProcess::start(config(), Topical);
+    let mut members: Vec<Ws> = (0..5).map(|_| client(&server)).collect();
+    for ws in &mut members {
+        ask(ws, "sub big");
+    }
+    let mut outsider = client(&server);
+    ask(&mut outsider, "sub small");
+    // 20,000 publications: the batch is written many times over.
+    outsider.send(WsMessage::text("burst big 20000")).unwrap();
+    for ws in &mut members {
+        for i in 0..20000 {
+            assert_eq!(text(ws), format!("big{i}"));
+        }
+    }
+    assert_eq!(ask(&mut outsider, "count big"), "5 of 2");
+    server.stop();
+}
