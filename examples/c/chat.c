@@ -89,7 +89,21 @@ static void print_listening(const char *addr, uint16_t port)
 
 int main(int argc, char **argv)
 {
-    const char *addr = argc > 1 ? argv[1] : "127.0.0.1:1984";
+    /* chat [ADDR] [--tls CERT KEY]: with --tls, https and wss (a library
+     * built with the tls feature; see docs/c-api.md). */
+    const char *addr = "127.0.0.1:1984";
+    const char *cert = NULL, *key = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--tls") == 0 && i + 2 < argc) {
+            cert = argv[++i];
+            key = argv[++i];
+        } else if (argv[i][0] != '-') {
+            addr = argv[i];
+        } else {
+            fprintf(stderr, "usage: %s [ADDR] [--tls CERT KEY]\n", argv[0]);
+            return 2;
+        }
+    }
     int err = RK_OK;
 
     rk_server *s = rk_server_new(addr, &err);
@@ -105,7 +119,8 @@ int main(int argc, char **argv)
     };
     if ((err = rk_server_set_callbacks(s, &callbacks, NULL)) != RK_OK ||
         (err = rk_server_set_path(s, "/chat")) != RK_OK ||
-        (err = rk_server_set_option(s, RK_OPT_PING_INTERVAL_MS, 5000)) != RK_OK) {
+        (err = rk_server_set_option(s, RK_OPT_PING_INTERVAL_MS, 5000)) != RK_OK ||
+        (cert != NULL && (err = rk_server_set_tls(s, cert, key)) != RK_OK)) {
         fprintf(stderr, "chat: setup failed: %s\n", rk_strerror(err));
         rk_server_free(s);
         return 1;

@@ -3,6 +3,7 @@
 // fragment), and a third page in the default room hears none of it.
 //
 //   ROOKERY_URL=http://127.0.0.1:PORT/ node --test chat.test.mjs
+//   ROOKERY_URL=https://127.0.0.1:PORT/ ...   (a server with --tls-cert: wss)
 //
 // Optional: ROOKERY_SCREENSHOT=/path/shot.png saves a picture of page 1
 // (taken at the end, pass or fail). CHROMIUM overrides /usr/bin/chromium.
@@ -43,7 +44,9 @@ const messageTexts = (page) =>
   page.$$eval("#messages .message", (els) => els.map((el) => el.textContent));
 
 async function openChat(viewport, fragment = "") {
-  const context = await browser.newContext({ viewport });
+  // Over https the server has a test certificate no browser trusts.
+  const ignoreHTTPSErrors = new URL(BASE_URL).protocol === "https:";
+  const context = await browser.newContext({ viewport, ignoreHTTPSErrors });
   const page = await context.newPage();
   page.on("pageerror", (err) => pageErrors.push(String(err)));
   page.on("websocket", (ws) => socketUrls.push(ws.url()));
@@ -84,6 +87,9 @@ test("both pages connect and receive the welcome message", { timeout: 30_000 }, 
   const host = new URL(BASE_URL).host;
   assert.ok(socketUrls.length >= 3, "each page opened a WebSocket");
   for (const url of socketUrls) assert.equal(new URL(url).host, host, url);
+  // wss from a page served over https, ws from one over http.
+  const scheme = new URL(BASE_URL).protocol === "https:" ? "wss:" : "ws:";
+  for (const url of socketUrls) assert.equal(new URL(url).protocol, scheme, url);
   // The fragment names the room: its socket goes to PATH/kitchen.
   const paths = socketUrls.map((u) => new URL(u).pathname).sort();
   assert.deepEqual(paths, ["/chat", "/chat/kitchen", "/chat/kitchen"]);
