@@ -77,6 +77,44 @@ struct Queue {
     /// Bytes of the front chunk already written.
     front_written: usize,
     queued: usize,
+    /// An owned chunk already written, kept (emptied) for the next copy.
+    spare: Vec<u8>,
+}
+
+/// Emptied queues kept for reuse, per thread (the loop's), at most this
+/// many: a connection that replies to every read would otherwise allocate
+/// and free its queue, its chunk list and a buffer for every read. Idle
+/// connections keep nothing; the cache holds at most
+/// `SPARE_QUEUES × (SPARE_BUFFER + a few hundred bytes)`, about 34 KiB.
+const SPARE_QUEUES: usize = 8;
+
+/// The largest written buffer a queue keeps for its next copy.
+const SPARE_BUFFER: usize = 4 * 1024;
+
+/// The smallest buffer a copy starts, so that a few small replies merge
+/// without reallocating.
+const MIN_CHUNK: usize = 512;
+
+thread_local! {
+    static SPARE: std::cell::RefCell<Vec<Box<Queue>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A queue from the cache, or a new one.
+fn acquire() -> Box<Queue> {
+    SPARE
+        .with(|spare| spare.borrow_mut().pop())
+        .unwrap_or_default()
+}
+
+/// Gives an emptied queue back to the cache, or frees it.
+fn release(queue: Box<Queue>) {
+    debug_assert!(queue.chunks.is_empty());
+    SPARE.with(|spare| {
+        let mut spare = spare.borrow_mut();
+        if spare.len() < SPARE_QUEUES {
+            spare.push(queue);
+        }
+    });
 }
 
 impl OutQueue {
@@ -96,7 +134,7 @@ impl OutQueue {
         if total == 0 {
             return;
         }
-        let queue = self.queue.get_or_insert_with(Box::default);
+        let queue = self.queue.get_or_insert_with(acquire);
         queue.queued += total;
         if let Some(Chunk::Owned(last)) = queue.chunks.back_mut() {
             if last.len() + total <= MERGE_LIMIT {
@@ -106,7 +144,12 @@ impl OutQueue {
                 return;
             }
         }
-        queue.chunks.push_back(Chunk::Owned(parts.concat()));
+        let mut buf = std::mem::take(&mut queue.spare);
+        buf.reserve(total.max(MIN_CHUNK));
+        for part in parts {
+            buf.extend_from_slice(part);
+        }
+        queue.chunks.push_back(Chunk::Owned(buf));
     }
 
     /// Queues the tail of a shared frame starting at `from`.
@@ -119,7 +162,7 @@ impl OutQueue {
             // A partial frame or a tiny one: copying is cheaper than tracking it.
             self.push_copy(&[&frame[from..]]);
         } else {
-            let queue = self.queue.get_or_insert_with(Box::default);
+            let queue = self.queue.get_or_insert_with(acquire);
             queue.queued += rest;
             queue.chunks.push_back(Chunk::Shared(Rc::clone(frame)));
         }
@@ -214,11 +257,19 @@ impl OutQueue {
             }
             written -= left;
             queue.front_written = 0;
-            queue.chunks.pop_front();
+            if let Some(Chunk::Owned(mut buf)) = queue.chunks.pop_front() {
+                if buf.capacity() <= SPARE_BUFFER && queue.spare.capacity() == 0 {
+                    buf.clear();
+                    queue.spare = buf;
+                }
+            }
         }
         if queue.chunks.is_empty() {
-            // Free the queue: an idle connection keeps nothing.
-            self.queue = None;
+            // An idle connection keeps nothing: the queue goes back to the
+            // loop's small cache, or is freed.
+            if let Some(queue) = self.queue.take() {
+                release(queue);
+            }
         }
     }
 }
