@@ -96,6 +96,9 @@ const SPARE_BUFFER: usize = 4 * 1024;
 const MIN_CHUNK: usize = 512;
 
 thread_local! {
+    // Boxes, not queues: a queue moves between an `OutQueue` (a box, so that
+    // an empty one is a null pointer) and this cache without a copy.
+    #[allow(clippy::vec_box)]
     static SPARE: std::cell::RefCell<Vec<Box<Queue>>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
