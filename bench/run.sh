@@ -13,7 +13,14 @@
 #   UWS_BIN        the uWebSockets peer (built outside the repo, see README)
 #                  [/tmp/uws/uws-peer]; skipped with a message if missing
 #   SCENARIOS      "echo-small echo-large fanout idle"; also "churn" and
-#                  "churn-tcp"; "all" = the four plus churn
+#                  "churn-tcp"; "all" = the four plus churn; and over TLS,
+#                  rookery only: "wss-echo-small wss-echo-large wss-fanout
+#                  wss-idle" ("wss" = those four)
+#   ROOKERY_TLS_BIN  rookery built with --features tls, for the wss-* scenarios
+#                  [<repo>/target/tls/release/rookery]
+#   BUILD_ROOKERY_TLS  1: cargo build --release --features tls --target-dir
+#                  target/tls first, 0: don't [1 when ROOKERY_TLS_BIN is the
+#                  default path and a wss-* scenario is asked for, else 0]
 #   SERVERS        "rookery [rookery-old] tokio-tungstenite fastwebsockets uws"
 #                  (rookery-old when ROOKERY_OLD_BIN is set)
 #   CHURN_TOTAL    churn: connections opened and closed in all    [1000000]
@@ -38,10 +45,20 @@ else
     BUILD_ROOKERY=${BUILD_ROOKERY:-0}
 fi
 ROOKERY_OLD_BIN=${ROOKERY_OLD_BIN:-}
+DEFAULT_ROOKERY_TLS_BIN=$REPO_DIR/target/tls/release/rookery
+ROOKERY_TLS_BIN=${ROOKERY_TLS_BIN:-$DEFAULT_ROOKERY_TLS_BIN}
 ROOKERY_ARGS=${ROOKERY_ARGS:-}
 UWS_BIN=${UWS_BIN:-/tmp/uws/uws-peer}
 SCENARIOS=${SCENARIOS:-"echo-small echo-large fanout idle"}
 [ "$SCENARIOS" = all ] && SCENARIOS="echo-small echo-large fanout idle churn"
+[ "$SCENARIOS" = wss ] && SCENARIOS="wss-echo-small wss-echo-large wss-fanout wss-idle"
+want_wss=0
+case " $SCENARIOS " in *" wss-"*) want_wss=1 ;; esac
+if [ "$ROOKERY_TLS_BIN" = "$DEFAULT_ROOKERY_TLS_BIN" ]; then
+    BUILD_ROOKERY_TLS=${BUILD_ROOKERY_TLS:-$want_wss}
+else
+    BUILD_ROOKERY_TLS=${BUILD_ROOKERY_TLS:-0}
+fi
 if [ -n "$ROOKERY_OLD_BIN" ]; then
     SERVERS=${SERVERS:-"rookery rookery-old tokio-tungstenite fastwebsockets uws"}
 else
@@ -78,6 +95,13 @@ if [ "$BUILD_ROOKERY" = 1 ]; then
     say "== building rookery (release) in $REPO_DIR"
     if ! (cd "$REPO_DIR" && cargo build --release --quiet); then
         say "run.sh: warning: rookery build failed; using $ROOKERY_BIN only if it exists"
+    fi
+fi
+
+if [ "$BUILD_ROOKERY_TLS" = 1 ]; then
+    say "== building rookery with TLS (release, --features tls) into $REPO_DIR/target/tls"
+    if ! (cd "$REPO_DIR" && cargo build --release --features tls --target-dir target/tls --quiet); then
+        say "run.sh: warning: rookery TLS build failed; using $ROOKERY_TLS_BIN only if it exists"
     fi
 fi
 
@@ -144,6 +168,28 @@ read -ra rookery_extra <<<"$ROOKERY_ARGS"
 mkdir -p "$OUT_DIR" || die "cannot create $OUT_DIR"
 : >"$RESULTS"
 
+# ---------------------------------------------------------------- TLS
+# The wss-* scenarios: rookery only (the peers have no TLS here), the TLS
+# build, on a throw-away self-signed ECDSA P-256 certificate made here (the
+# loadgen accepts any server certificate, see src/bin/loadgen/tls.rs).
+TLS_CERT=$OUT_DIR/tls/cert.pem
+TLS_KEY=$OUT_DIR/tls/key.pem
+wss_ok=0
+if [ "$want_wss" = 1 ]; then
+    if [ ! -x "$ROOKERY_TLS_BIN" ]; then
+        say "run.sh: rookery TLS binary not found at $ROOKERY_TLS_BIN: SKIPPING the wss-* scenarios"
+        say "        (build it with 'cargo build --release --features tls --target-dir target/tls', or set ROOKERY_TLS_BIN)"
+    elif ! command -v openssl >/dev/null; then
+        say "run.sh: openssl not found (it makes the test certificate): SKIPPING the wss-* scenarios"
+    elif mkdir -p "$OUT_DIR/tls" && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+        -keyout "$TLS_KEY" -out "$TLS_CERT" -days 7 -subj /CN=localhost \
+        -addext subjectAltName=IP:127.0.0.1,DNS:localhost >"$OUT_DIR/tls/openssl.log" 2>&1; then
+        wss_ok=1
+    else
+        say "run.sh: making the test certificate failed (see $OUT_DIR/tls/openssl.log): SKIPPING the wss-* scenarios"
+    fi
+fi
+
 # ---------------------------------------------------------------- servers
 SRV_PID=
 SRV_ADDR=
@@ -183,7 +229,9 @@ start_server() {
         rookery | rookery-old)
             bin=$ROOKERY_BIN
             [ "$name" = rookery-old ] && bin=$ROOKERY_OLD_BIN
+            case $scenario in wss-*) bin=$ROOKERY_TLS_BIN ;; esac
             cmd=("$bin" --mode "$mode" --listen 127.0.0.1:0 --path /chat --max-connections 20000)
+            case $scenario in wss-*) cmd+=(--tls-cert "$TLS_CERT" --tls-key "$TLS_KEY") ;; esac
             # churn keeps every other default (handshake, idle and close
             # timeouts, pings): that is what it is meant to measure.
             case $scenario in churn*) ;; *) cmd+=(--idle-timeout 0) ;; esac
@@ -224,9 +272,21 @@ start_server() {
 }
 
 scenario_mode() {
-    case $1 in
+    case ${1#wss-} in
         echo-*) echo echo ;;
         *) echo chat ;;
+    esac
+}
+
+# servers_of SCENARIO: the servers it runs on (wss-*: rookery only, if the TLS
+# binary and the certificate are there).
+servers_of() {
+    case $1 in
+        wss-*)
+            [ "$wss_ok" = 1 ] || return 0
+            for s in "${servers[@]}"; do [ "$s" = rookery ] && echo rookery; done
+            ;;
+        *) printf '%s\n' "${servers[@]}" ;;
     esac
 }
 
@@ -243,9 +303,10 @@ total=0
 for scenario in $SCENARIOS; do
     case $scenario in
         echo-small | echo-large | fanout | idle | churn | churn-tcp) ;;
+        wss-echo-small | wss-echo-large | wss-fanout | wss-idle) ;;
         *) die "unknown scenario '$scenario'" ;;
     esac
-    total=$((total + $(runs_of "$scenario") * ${#servers[@]}))
+    total=$((total + $(runs_of "$scenario") * $(servers_of "$scenario" | wc -l)))
 done
 say "== $total runs: scenarios [$SCENARIOS] x $ROUNDS rounds (churn: 1) x servers [${servers[*]}]; $pinning"
 say "   logs in $OUT_DIR"
@@ -253,9 +314,12 @@ n=0
 started=$(date +%s)
 for scenario in $SCENARIOS; do
     mode=$(scenario_mode "$scenario")
-    lg_scenario=$scenario
+    lg_scenario=${scenario#wss-}
+    scheme=ws
+    case $scenario in wss-*) scheme=wss ;; esac
+    mapfile -t run_servers < <(servers_of "$scenario")
     extra=(--warmup "$WARMUP" --duration "$DURATION")
-    case $scenario in
+    case ${scenario#wss-} in
         fanout) extra+=(--inflight "$FANOUT_WINDOW") ;;
         idle) extra+=(--hold "$HOLD") ;;
         churn | churn-tcp)
@@ -265,14 +329,14 @@ for scenario in $SCENARIOS; do
             ;;
     esac
     for round in $(seq "$(runs_of "$scenario")"); do
-        for server in "${servers[@]}"; do
+        for server in "${run_servers[@]}"; do
             n=$((n + 1))
             tag="$scenario.$server.$round"
             if ! start_server "$server" "$mode" "$OUT_DIR/$tag.server.log" "$scenario"; then
                 printf '%s\t%s\t%s\tok\t0\n' "$scenario" "$server" "$round" >>"$RESULTS"
                 continue
             fi
-            "${PIN_LOADGEN[@]}" "$LOADGEN" "$lg_scenario" --url "ws://$SRV_ADDR$SRV_PATH" \
+            "${PIN_LOADGEN[@]}" "$LOADGEN" "$lg_scenario" --url "$scheme://$SRV_ADDR$SRV_PATH" \
                 --server-pid "$SRV_PID" "${extra[@]}" >"$OUT_DIR/$tag.loadgen.log" 2>&1
             rc=$?
             alive "$SRV_PID" || say "run.sh: $server died during $scenario (see $OUT_DIR/$tag.server.log)"
@@ -294,7 +358,7 @@ for scenario in $SCENARIOS; do
                 printf '%s\t%s\t%s\t%s\t%s\n' "$scenario" "$server" "$round" "${kv%%=*}" "${kv#*=}" >>"$RESULTS"
             done
             get() { tr ' ' '\n' <<<"$line" | sed -n "s/^$1=//p"; }
-            case $scenario in
+            case ${scenario#wss-} in
                 idle) summary="$(get rss_per_conn_bytes) B/conn, $(get connect_per_s) conn/s" ;;
                 churn*)
                     r10=$(get rss_round10_kib)
@@ -342,6 +406,17 @@ fmt() { # value format
     esac
 }
 
+# metrics_of SCENARIO: the table rows, key:label:format:kind (kind hi/lo: a ratio
+# is shown, higher/lower is better; -: context only).
+metrics_of() {
+    case ${1#wss-} in
+        echo-*) echo "msgs_per_s:messages/s:int:hi mb_per_s:MB/s_(payload_echoed):%.1f:hi p50_us:latency_p50_(µs):int:lo p99_us:latency_p99_(µs):int:lo server_cpu_pct:server_CPU_(%_of_a_core):%.0f:- server_cpu_us_per_msg:server_CPU_per_message_(µs):%.2f:lo loadgen_cpu_pct:loadgen_CPU_(%_of_a_core):%.0f:-" ;;
+        fanout) echo "msgs_per_s:deliveries/s:int:hi mb_per_s:MB/s_(payload_delivered):%.1f:hi p50_us:delivery_latency_p50_(µs):int:lo p99_us:delivery_latency_p99_(µs):int:lo missed:missed_deliveries_(max_of_runs):max:- server_cpu_pct:server_CPU_(%_of_a_core):%.0f:- server_cpu_us_per_msg:server_CPU_per_delivery_(µs):%.3f:lo loadgen_cpu_pct:loadgen_CPU_(%_of_a_core):%.0f:-" ;;
+        idle) echo "rss_per_conn_bytes:server_RSS_per_connection_(bytes):int:lo rss_after_kib:server_RSS_with_all_open_(KiB):int:lo connect_per_s:connections_set_up_per_second:int:hi" ;;
+        churn*) echo "rss_start_kib:server_RSS_at_start_(KiB):int:lo rss_round10_kib:RSS_after_round_10_(KiB):int:lo rss_round50_kib:RSS_after_round_50_(KiB):int:lo rss_last_kib:RSS_after_the_last_round_(KiB):int:lo rss_quiet_kib:RSS_after_the_quiet_spell_(KiB):int:lo growth_10_to_last_kib:growth_from_round_10_to_the_last_(KiB):int:- within_2mib:last_round_within_2_MiB_of_round_10_(1=yes):max:- conn_per_s:connections_opened_and_closed_per_second:int:hi" ;;
+    esac
+}
+
 has_rookery=0
 others=()
 for s in "${servers[@]}"; do
@@ -386,12 +461,8 @@ ratio_label() { [ "$1" = rookery-old ] && echo "new ÷ old" || echo "rookery ÷ 
     echo "$header |"
     echo "$rule|"
     for scenario in $SCENARIOS; do
-        case $scenario in
-            echo-*) metrics="msgs_per_s:messages/s:int:hi mb_per_s:MB/s_(payload_echoed):%.1f:hi p50_us:latency_p50_(µs):int:lo p99_us:latency_p99_(µs):int:lo server_cpu_pct:server_CPU_(%_of_a_core):%.0f:- server_cpu_us_per_msg:server_CPU_per_message_(µs):%.2f:lo loadgen_cpu_pct:loadgen_CPU_(%_of_a_core):%.0f:-" ;;
-            fanout) metrics="msgs_per_s:deliveries/s:int:hi mb_per_s:MB/s_(payload_delivered):%.1f:hi p50_us:delivery_latency_p50_(µs):int:lo p99_us:delivery_latency_p99_(µs):int:lo missed:missed_deliveries_(max_of_runs):max:- server_cpu_pct:server_CPU_(%_of_a_core):%.0f:- server_cpu_us_per_msg:server_CPU_per_delivery_(µs):%.3f:lo loadgen_cpu_pct:loadgen_CPU_(%_of_a_core):%.0f:-" ;;
-            idle) metrics="rss_per_conn_bytes:server_RSS_per_connection_(bytes):int:lo rss_after_kib:server_RSS_with_all_open_(KiB):int:lo connect_per_s:connections_set_up_per_second:int:hi" ;;
-            churn*) metrics="rss_start_kib:server_RSS_at_start_(KiB):int:lo rss_round10_kib:RSS_after_round_10_(KiB):int:lo rss_round50_kib:RSS_after_round_50_(KiB):int:lo rss_last_kib:RSS_after_the_last_round_(KiB):int:lo rss_quiet_kib:RSS_after_the_quiet_spell_(KiB):int:lo growth_10_to_last_kib:growth_from_round_10_to_the_last_(KiB):int:- within_2mib:last_round_within_2_MiB_of_round_10_(1=yes):max:- conn_per_s:connections_opened_and_closed_per_second:int:hi" ;;
-        esac
+        case $scenario in wss-*) continue ;; esac
+        metrics=$(metrics_of "$scenario")
         metrics+=" errors:errors_(max_of_runs):max:- ok:runs_ok:count:-"
         for m in $metrics; do
             IFS=: read -r key label form kind <<<"$m"
@@ -446,6 +517,66 @@ ratio_label() { [ "$1" = rookery-old ] && echo "new ÷ old" || echo "rookery ÷ 
 
     echo "server CPU comes from /proc/<pid>/stat over the measurement window (idle: over the hold);"
     echo "loadgen CPU from getrusage, to show the load generator is not the bottleneck."
+
+    # wss next to ws, rookery only: the cost of TLS.
+    wss_list=()
+    for scenario in $SCENARIOS; do
+        case $scenario in wss-*) wss_list+=("$scenario") ;; esac
+    done
+    if [ ${#wss_list[@]} -gt 0 ]; then
+        echo
+        echo "#### rookery over TLS (wss) against ws"
+        echo
+        if [ "$wss_ok" = 1 ] && [ "$has_rookery" = 1 ]; then
+            echo "rookery with TLS: \`$ROOKERY_TLS_BIN\` (--tls-cert/--tls-key, self-signed ECDSA P-256); the loadgen's TLS:"
+            echo "rustls (ring), $(values "${wss_list[0]}" rookery tls all | head -n1)."
+        else
+            echo "**The wss-* scenarios were skipped** (no TLS binary, no certificate, or rookery not run)."
+        fi
+        echo
+        echo "| scenario | metric | ws | wss | wss ÷ ws |"
+        echo "|---|---|---:|---:|---:|"
+        for scenario in "${wss_list[@]}"; do
+            base=${scenario#wss-}
+            for m in $(metrics_of "$scenario") "errors:errors_(max_of_runs):max:-" "ok:runs_ok:count:-"; do
+                IFS=: read -r key label form kind <<<"$m"
+                label=${label//_/ }
+                row="| $base | $label"
+                declare -A med=()
+                for sc in "$base" "$scenario"; do
+                    case $form in
+                        max) v=$(values "$sc" rookery "$key" all | maximum) && cell=$(fmt "$v" int) ;;
+                        count)
+                            v=$(values "$sc" rookery ok all | awk '$1 == 1 { n++ } END { print n + 0 }')
+                            cell="$v/$(values "$sc" rookery ok all | wc -l)"
+                            [ "$cell" = 0/0 ] && cell=— v=
+                            ;;
+                        *)
+                            if [ "$(values "$sc" rookery ok all | grep -c '^1$')" -gt 0 ]; then
+                                v=$(values "$sc" rookery "$key" | median)
+                                cell=$(fmt "$v" "$form")
+                            else
+                                v=$(values "$sc" rookery "$key" all | median)
+                                cell=$(fmt "$v" "$form")
+                                [ -z "$v" ] || cell+=" ✗"
+                            fi
+                            ;;
+                    esac
+                    med[$sc]=$v
+                    row+=" | $cell"
+                done
+                r=—
+                if [ "$kind" != - ] && [ -n "${med[$base]:-}" ] && [ -n "${med[$scenario]:-}" ]; then
+                    r=$(awk -v a="${med[$scenario]}" -v b="${med[$base]}" 'BEGIN { if (b + 0 == 0) print "—"; else printf "%.3g\n", a / b }')
+                fi
+                echo "$row | $r |"
+                unset med
+            done
+        done
+        echo
+        echo "ws is the same scenario over plain TCP in this run (— if it was not asked for: add it to SCENARIOS)."
+        echo "wss ÷ ws below 1 in throughput rows, above 1 in latency, CPU and memory rows, is what TLS costs."
+    fi
 } >"$TABLE"
 
 # ---------------------------------------------------------------- churn curves

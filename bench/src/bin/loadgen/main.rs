@@ -9,11 +9,13 @@
 mod churn;
 mod hist;
 mod sys;
+mod tls;
 mod ws;
 
 use hist::Hist;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Registry, Token};
+use rustls::ClientConnection;
 use std::io::{self, Read};
 use std::net::{SocketAddr, SocketAddrV4};
 use std::process::ExitCode;
@@ -47,6 +49,8 @@ scenarios:
 
 options:
   --url ws://127.0.0.1:PORT/PATH   target (loopback only)  [ws://127.0.0.1:1984/chat]
+                       wss://... speaks TLS (rustls, ring); the server's
+                       certificate is accepted unchecked (churn: ws:// only)
   --server-pid PID     read the server's CPU time and RSS from /proc/PID
   --warmup SECS        warm-up before measuring              [1]
   --duration SECS      measurement window                    [5]
@@ -107,6 +111,8 @@ struct Config {
     scenario: Scenario,
     addr: SocketAddrV4,
     url: String,
+    /// `wss://`: the shared client configuration.
+    tls: Option<tls::Tls>,
     request: Vec<u8>,
     server_pid: Option<u32>,
     warmup: Duration,
@@ -139,6 +145,7 @@ fn parse_args() -> Result<Config, String> {
         scenario,
         addr: "127.0.0.1:1984".parse().unwrap(),
         url: String::new(),
+        tls: None,
         request: Vec::new(),
         server_pid: None,
         warmup: Duration::from_secs(1),
@@ -191,8 +198,9 @@ fn parse_args() -> Result<Config, String> {
             _ => return Err(format!("unknown option '{flag}'")),
         }
     }
-    let (addr, hostport, path) = parse_url(&url)?;
+    let (addr, hostport, path, secure) = parse_url(&url)?;
     cfg.addr = addr;
+    cfg.tls = secure.then(|| tls::Tls::new(*addr.ip()));
     if cfg.size < 16 {
         return Err("--size must be at least 16 (the payload header)".into());
     }
@@ -210,12 +218,16 @@ fn parse_args() -> Result<Config, String> {
     Ok(cfg)
 }
 
-/// Splits `ws://ADDR:PORT/PATH` into the address (loopback only), the
-/// `ADDR:PORT` text and the path.
-fn parse_url(url: &str) -> Result<(SocketAddrV4, &str, &str), String> {
-    let rest = url
-        .strip_prefix("ws://")
-        .ok_or_else(|| format!("--url must start with ws:// ('{url}')"))?;
+/// Splits `ws://ADDR:PORT/PATH` (or `wss://`) into the address (loopback
+/// only), the `ADDR:PORT` text, the path and whether it is `wss`.
+fn parse_url(url: &str) -> Result<(SocketAddrV4, &str, &str, bool), String> {
+    let (rest, secure) = if let Some(r) = url.strip_prefix("ws://") {
+        (r, false)
+    } else if let Some(r) = url.strip_prefix("wss://") {
+        (r, true)
+    } else {
+        return Err(format!("--url must start with ws:// or wss:// ('{url}')"));
+    };
     let (hostport, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
@@ -228,7 +240,7 @@ fn parse_url(url: &str) -> Result<(SocketAddrV4, &str, &str), String> {
             "refusing to load {addr}: only loopback (127.0.0.0/8) targets are allowed"
         ));
     }
-    Ok((addr, hostport, path))
+    Ok((addr, hostport, path, secure))
 }
 
 /// The churn scenario's command line (see [`churn`]).
@@ -281,7 +293,10 @@ fn parse_churn_args(args: impl Iterator<Item = String>) -> Result<churn::ChurnCo
     if total == 0 || round == 0 {
         return Err("--total and --round must be at least 1".into());
     }
-    let (addr, hostport, path) = parse_url(&url)?;
+    let (addr, hostport, path, secure) = parse_url(&url)?;
+    if secure {
+        return Err("churn: ws:// only (no TLS client there)".into());
+    }
     Ok(churn::ChurnConfig {
         addr,
         request: ws::handshake_request(hostport, path),
@@ -325,6 +340,8 @@ struct App {
 
 struct Conn {
     sock: Option<TcpStream>,
+    /// `wss://`: the TLS session between `sock` and `rbuf` / `out`.
+    tls: Option<Box<ClientConnection>>,
     state: State,
     rbuf: Vec<u8>,
     rstart: usize,
@@ -379,6 +396,8 @@ struct Ctx {
     last_progress: Instant,
     fatal: Option<String>,
     fan: Fanout,
+    /// `wss://`: protocol version and cipher suite of the first session.
+    tls_info: Option<String>,
 }
 
 impl Ctx {
@@ -668,19 +687,28 @@ fn process(c: &mut Conn, ctx: &mut Ctx, now: Instant) -> Step {
     Step::Go
 }
 
+/// Makes room at the end of the input buffer (moves the unparsed rest down,
+/// or grows it).
+fn make_room(c: &mut Conn) {
+    if c.rend == c.rbuf.len() {
+        if c.rstart > 0 {
+            c.rbuf.copy_within(c.rstart..c.rend, 0);
+            c.rend -= c.rstart;
+            c.rstart = 0;
+        } else {
+            let n = c.rbuf.len() * 2;
+            c.rbuf.resize(n, 0);
+        }
+    }
+}
+
 /// Reads until the socket is drained (edge-triggered), processing as we go.
 fn read_input(c: &mut Conn, ctx: &mut Ctx, now: Instant) -> Step {
+    if c.tls.is_some() {
+        return read_input_tls(c, ctx, now);
+    }
     loop {
-        if c.rend == c.rbuf.len() {
-            if c.rstart > 0 {
-                c.rbuf.copy_within(c.rstart..c.rend, 0);
-                c.rend -= c.rstart;
-                c.rstart = 0;
-            } else {
-                let n = c.rbuf.len() * 2;
-                c.rbuf.resize(n, 0);
-            }
-        }
+        make_room(c);
         let space = c.rbuf.len() - c.rend;
         let Some(sock) = c.sock.as_ref() else {
             return Step::Closed;
@@ -719,6 +747,67 @@ fn read_input(c: &mut Conn, ctx: &mut Ctx, now: Instant) -> Step {
     }
 }
 
+/// `wss://`: reads ciphertext until the socket would block, decrypting and
+/// processing the plaintext after every read (so rustls' received-plaintext
+/// buffer never fills).
+fn read_input_tls(c: &mut Conn, ctx: &mut Ctx, now: Instant) -> Step {
+    let closing = |c: &Conn, what: String| {
+        if c.state == State::Closing {
+            Step::Closed
+        } else {
+            Step::Fail(what)
+        }
+    };
+    loop {
+        let (Some(mut sock), Some(tls)) = (c.sock.as_ref(), c.tls.as_mut()) else {
+            return Step::Closed;
+        };
+        let mut eof = match tls.read_tls(&mut sock) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Go,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return closing(c, format!("read: {e}")),
+        };
+        if let Err(e) = tls.process_new_packets() {
+            return closing(c, format!("TLS: {e}"));
+        }
+        loop {
+            make_room(c);
+            let Some(tls) = c.tls.as_mut() else {
+                return Step::Closed;
+            };
+            match tls.reader().read(&mut c.rbuf[c.rend..]) {
+                // close_notify, and all plaintext before it read.
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(n) => {
+                    c.rend += n;
+                    match process(c, ctx, now) {
+                        Step::Go => {}
+                        other => return other,
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                // TCP closed without close_notify: reported once drained.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    eof = true;
+                    break;
+                }
+                Err(e) => return closing(c, format!("TLS read: {e}")),
+            }
+        }
+        if ctx.tls_info.is_none() {
+            ctx.tls_info = c.tls.as_deref().and_then(tls::describe);
+        }
+        if eof {
+            return closing(c, "connection closed by the server (EOF)".into());
+        }
+    }
+}
+
 /// Takes a connection out of play, accounting for what it still owed.
 fn finish(c: &mut Conn, reg: &Registry, ctx: &mut Ctx, failure: Option<String>) {
     if c.state == State::Closed {
@@ -752,6 +841,7 @@ fn finish(c: &mut Conn, reg: &Registry, ctx: &mut Ctx, failure: Option<String>) 
     if let Some(mut s) = c.sock.take() {
         let _ = reg.deregister(&mut s);
     }
+    c.tls = None;
     c.state = State::Closed;
     ctx.closed += 1;
 }
@@ -797,11 +887,16 @@ fn handle_event(
 }
 
 fn flush(c: &mut Conn, reg: &Registry, ctx: &mut Ctx) {
-    if !c.out.pending() {
+    let wants_tls = c.tls.as_ref().is_some_and(|t| t.wants_write());
+    if !c.out.pending() && !wants_tls {
         return;
     }
     let Some(sock) = c.sock.as_ref() else { return };
-    if let Err(e) = c.out.flush(sock) {
+    let r = match c.tls.as_mut() {
+        Some(t) => tls::flush(&mut c.out, t, sock),
+        None => c.out.flush(sock),
+    };
+    if let Err(e) = r {
         if c.state == State::Closing {
             finish(c, reg, ctx, None);
         } else {
@@ -932,6 +1027,7 @@ fn run(cfg: &Config) -> io::Result<(Report, Ctx)> {
             pub_idx: subscribers,
             started: false,
         },
+        tls_info: None,
     };
     let rbuf_size = match cfg.scenario {
         Scenario::Idle => 1024,
@@ -986,6 +1082,7 @@ fn run(cfg: &Config) -> io::Result<(Report, Ctx)> {
             )?;
             conns.push(Conn {
                 sock: Some(sock),
+                tls: cfg.tls.as_ref().map(tls::Tls::connect),
                 state: State::Connecting,
                 rbuf: vec![0; rbuf_size],
                 rstart: 0,
@@ -1234,6 +1331,11 @@ fn print_report(cfg: &Config, rep: &Report, ctx: &Ctx) {
     let secs = rep.measured.max(1e-9);
     let mut kv: Vec<(&str, String)> = vec![("scenario", name.to_string())];
     println!("scenario {name} against {}", cfg.url);
+    if cfg.tls.is_some() {
+        let info = ctx.tls_info.as_deref().unwrap_or("no session completed");
+        println!("  TLS            {info} (server certificate not checked)");
+        kv.push(("tls", info.replace(' ', "_")));
+    }
     match cfg.scenario {
         Scenario::EchoSmall | Scenario::EchoLarge => println!(
             "  {} connections x {} in flight x {} B {kind}; {:.2} s measured after {:.2} s warm-up",
