@@ -289,43 +289,47 @@ fn skip<'a>(parts: &[&'a [u8]], mut n: usize) -> [&'a [u8]; MAX_EXTRA] {
     out
 }
 
+/// A sink that accepts at most `room` bytes, then blocks: for tests of the
+/// queue and of the connection.
+#[cfg(test)]
+pub(crate) struct Throttled {
+    pub(crate) room: usize,
+    pub(crate) got: Vec<u8>,
+    pub(crate) calls: usize,
+}
+
+#[cfg(test)]
+impl Throttled {
+    pub(crate) fn new(room: usize) -> Throttled {
+        Throttled {
+            room,
+            got: Vec::new(),
+            calls: 0,
+        }
+    }
+}
+
+#[cfg(test)]
+impl Sink for Throttled {
+    fn send_vectored(&mut self, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.calls += 1;
+        if self.room == 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let mut n = 0;
+        for slice in slices {
+            let take = slice.len().min(self.room - n);
+            self.got.extend_from_slice(&slice[..take]);
+            n += take;
+        }
+        self.room -= n;
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A sink that accepts at most `room` bytes, then blocks.
-    struct Throttled {
-        room: usize,
-        got: Vec<u8>,
-        calls: usize,
-    }
-
-    impl Throttled {
-        fn new(room: usize) -> Throttled {
-            Throttled {
-                room,
-                got: Vec::new(),
-                calls: 0,
-            }
-        }
-    }
-
-    impl Sink for Throttled {
-        fn send_vectored(&mut self, slices: &[IoSlice<'_>]) -> io::Result<usize> {
-            self.calls += 1;
-            if self.room == 0 {
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
-            let mut n = 0;
-            for slice in slices {
-                let take = slice.len().min(self.room - n);
-                self.got.extend_from_slice(&slice[..take]);
-                n += take;
-            }
-            self.room -= n;
-            Ok(n)
-        }
-    }
 
     #[test]
     fn queued_bytes_come_out_in_order_across_partial_writes() {

@@ -392,17 +392,8 @@ impl Core {
             slot.touched = true;
             self.touched.push(id);
         }
-        // Keep the open count in step (see `sync_membership`), with the
-        // same lookup: this runs for every message sent.
-        let open = slot.conn.is_open();
-        if open != slot.member {
-            slot.member = open;
-            if open {
-                self.open_count += 1;
-            } else {
-                self.open_count -= 1;
-            }
-        }
+        // With the same lookup: this runs for every message sent.
+        count_membership(slot, &mut self.open_count);
     }
 
     /// The next connection to settle.
@@ -418,17 +409,8 @@ impl Core {
 
     /// Keeps the open count in step with a connection's state.
     fn sync_membership(&mut self, id: ConnId) {
-        let Some(slot) = self.slots.get_mut(id) else {
-            return;
-        };
-        let open = slot.conn.is_open();
-        if open != slot.member {
-            slot.member = open;
-            if open {
-                self.open_count += 1;
-            } else {
-                self.open_count -= 1;
-            }
+        if let Some(slot) = self.slots.get_mut(id) {
+            count_membership(slot, &mut self.open_count);
         }
     }
 
@@ -917,6 +899,19 @@ impl crate::proto::output::Sink for Counted<'_> {
 
     fn shutdown_write(&mut self) {
         self.stream.shutdown_write();
+    }
+}
+
+/// Counts `slot` in or out of the open set as its connection now is.
+fn count_membership(slot: &mut Slot, open_count: &mut usize) {
+    let open = slot.conn.is_open();
+    if open != slot.member {
+        slot.member = open;
+        if open {
+            *open_count += 1;
+        } else {
+            *open_count -= 1;
+        }
     }
 }
 

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use super::*;
 use crate::proto::frame::encode_client_frame;
+use crate::proto::output::Throttled;
 
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 const MASK: [u8; 4] = [1, 2, 3, 4];
@@ -368,28 +369,6 @@ fn a_kill_is_reported_once_as_1006() {
     );
 }
 
-/// A sink that takes at most `room` bytes, then blocks.
-struct Throttled {
-    room: usize,
-    got: Vec<u8>,
-}
-
-impl Sink for Throttled {
-    fn send_vectored(&mut self, slices: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
-        if self.room == 0 {
-            return Err(std::io::ErrorKind::WouldBlock.into());
-        }
-        let mut n = 0;
-        for slice in slices {
-            let take = slice.len().min(self.room - n);
-            self.got.extend_from_slice(&slice[..take]);
-            n += take;
-        }
-        self.room -= n;
-        Ok(n)
-    }
-}
-
 #[test]
 fn a_peer_that_does_not_read_is_closed_with_1008_past_the_backlog_limit() {
     let s = Settings {
@@ -397,10 +376,7 @@ fn a_peer_that_does_not_read_is_closed_with_1008_past_the_backlog_limit() {
         ..settings()
     };
     let mut peer = Peer::open(s);
-    let mut sink = Throttled {
-        room: 100,
-        got: Vec::new(),
-    };
+    let mut sink = Throttled::new(100);
     let big = [b'x'; 600];
     // One message larger than the socket takes: the peer is behind now.
     peer.conn
