@@ -54,7 +54,7 @@ fn scrape(addr: SocketAddr) -> Scrape {
     stream.read_to_end(&mut raw).unwrap();
     let raw = String::from_utf8(raw).unwrap();
     let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-    let mut py = Command::new("python3")
+    let mut py = Command::new(python())
         .args(["-c", PARSE])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -244,4 +244,10 @@ fn without_the_flag_metrics_is_404() {
         http_status(server.addr, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"),
         404
     );
+}
+
+/// The Python with the test's packages: `ROOKERY_PYTHON` if set (the cross
+/// test sets it, as it puts Debian's tools first in `PATH`), else `python3`.
+fn python() -> String {
+    std::env::var("ROOKERY_PYTHON").unwrap_or_else(|_| "python3".to_string())
 }

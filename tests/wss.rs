@@ -124,7 +124,7 @@ fn chat_over_wss_and_the_page_over_https_on_one_port() {
         path(&files.cert()),
         server.addr.port()
     );
-    let out = Command::new("python3")
+    let out = Command::new(python())
         .args(["-c", &script])
         .output()
         .unwrap();
@@ -312,4 +312,10 @@ fn a_missing_or_bad_file_exits_2_naming_its_flag() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("needs --tls-key"));
+}
+
+/// The Python with the test's packages: `ROOKERY_PYTHON` if set (the cross
+/// test sets it, as it puts Debian's tools first in `PATH`), else `python3`.
+fn python() -> String {
+    std::env::var("ROOKERY_PYTHON").unwrap_or_else(|_| "python3".to_string())
 }
