@@ -56,7 +56,7 @@ fn decode_all(template: &[u8], scratch: &mut Vec<u8>) -> usize {
     let mut off = 0;
     let mut events = 0;
     while off < scratch.len() {
-        match rx.read(&mut scratch[off..], u64::MAX >> 1) {
+        match rx.read(&mut scratch[off..], u64::MAX >> 1, false) {
             Ok((n, ev)) => {
                 off += n;
                 events += usize::from(ev.is_some());

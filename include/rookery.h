@@ -149,6 +149,12 @@ typedef enum rk_option {
      * 40 bytes per message (default 1048576; at least 1). A message bigger
      * than this is accepted when nothing waits. */
     RK_OPT_MAX_POSTED = 8,
+    /* Take clients' permessage-deflate offers (RFC 7692): 0 (default) or 1.
+     * Each message is compressed on its own, with one compressor for the
+     * whole server, so a connection costs no more memory with it. Returns
+     * RK_ENOTSUP when librookery.a was built without it (build it with
+     * --features deflate). */
+    RK_OPT_DEFLATE = 9,
     /* Not an option: keeps the enum as wide as int (-fshort-enums). */
     RK_OPT_FORCE_INT_ = 0x7fffffff
 } rk_option;

@@ -124,6 +124,13 @@ pub(crate) enum CliError {
     UnexpectedArgument(String),
     /// A flag that takes no value was given one (`--no-page=x`).
     UnexpectedValue(&'static str),
+    /// A flag for a capability this build does not have.
+    NotBuiltIn {
+        /// The flag.
+        flag: &'static str,
+        /// The cargo feature it needs.
+        feature: &'static str,
+    },
 }
 
 impl fmt::Display for CliError {
@@ -157,6 +164,10 @@ impl fmt::Display for CliError {
                 write!(f, "unexpected argument '{}' (see --help)", shown(arg))
             }
             CliError::UnexpectedValue(flag) => write!(f, "flag {flag} takes no value"),
+            CliError::NotBuiltIn { flag, feature } => write!(
+                f,
+                "flag {flag} needs a build with the {feature} feature (cargo build --release --features {feature})"
+            ),
         }
     }
 }
@@ -215,6 +226,9 @@ OPTIONS:
     --max-rooms N             an upgrade that would create one more room gets 503  [default: 1024]
                               (PATH joins the default room, PATH/NAME room NAME)
     --metrics                 serve Prometheus metrics at GET /metrics
+    --deflate                 take browsers' permessage-deflate offers: messages
+                              compressed one by one, one compressor for all
+                              (builds with the deflate feature)
     --tls-cert FILE           TLS certificate (chain), PEM: https and wss on the
                               listening port (with --tls-key; builds with the
                               tls feature; SIGHUP re-reads both files)
@@ -460,6 +474,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
             "--allow-binary" => "--allow-binary",
             "--no-page" => "--no-page",
             "--metrics" => "--metrics",
+            "--deflate" => "--deflate",
             "--verbose" => "--verbose",
             "--quiet" => "--quiet",
             "--help" => return Ok(Command::Help),
@@ -476,6 +491,13 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
             "--allow-binary" => opts.allow_binary = true,
             "--no-page" => opts.page = false,
             "--metrics" => opts.metrics = true,
+            "--deflate" if cfg!(feature = "deflate") => opts.config.deflate = true,
+            "--deflate" => {
+                return Err(CliError::NotBuiltIn {
+                    flag: "--deflate",
+                    feature: "deflate",
+                })
+            }
             "--verbose" => louder = louder.saturating_add(1),
             _ => quieter = quieter.saturating_add(1),
         }
@@ -677,6 +699,29 @@ mod tests {
         assert_eq!(opts.verbosity, Verbosity::Verbose);
         assert_eq!(run(&["-v", "-v"]).unwrap().verbosity, Verbosity::Trace);
         assert_eq!(run(&["-q"]).unwrap().verbosity, Verbosity::Quiet);
+    }
+
+    #[test]
+    fn deflate_needs_the_feature() {
+        let built_in = cfg!(feature = "deflate");
+        match run(&["--deflate"]) {
+            Ok(opts) => {
+                assert!(built_in);
+                assert!(opts.config.deflate);
+            }
+            Err(e) => {
+                assert!(!built_in);
+                assert_eq!(
+                    e.to_string(),
+                    "flag --deflate needs a build with the deflate feature (cargo build --release --features deflate)"
+                );
+            }
+        }
+        assert!(!run(&[]).unwrap().config.deflate, "off by default");
+        assert!(matches!(
+            run(&["--deflate=1"]),
+            Err(CliError::UnexpectedValue("--deflate"))
+        ));
     }
 
     #[test]

@@ -145,6 +145,9 @@ pub const RK_OPT_MAX_CONNECTIONS: rk_option = 7;
 /// The most bytes [`rk_post`] may hold waiting for the loop (payloads plus
 /// 40 bytes each; default 1 MiB, at least 1).
 pub const RK_OPT_MAX_POSTED: rk_option = 8;
+/// Take clients' permessage-deflate offers (RFC 7692): 0 (default) or 1.
+/// `RK_ENOTSUP` in a library built without the `deflate` feature.
+pub const RK_OPT_DEFLATE: rk_option = 9;
 
 /// The largest value a `_MS` option takes (`UINT32_MAX` ms, about 49 days).
 const MAX_MS: u64 = u32::MAX as u64;
@@ -891,6 +894,7 @@ pub unsafe extern "C" fn rk_server_set_option(
             MaxBacklog(usize),
             MaxConnections(usize),
             MaxPosted(usize),
+            Deflate(bool),
         }
         let set = match opt {
             RK_OPT_PING_INTERVAL_MS => Set::Ping(ms()?),
@@ -901,6 +905,9 @@ pub unsafe extern "C" fn rk_server_set_option(
             RK_OPT_MAX_BACKLOG => Set::MaxBacklog(size()?),
             RK_OPT_MAX_CONNECTIONS => Set::MaxConnections(size()?),
             RK_OPT_MAX_POSTED => Set::MaxPosted(size()?),
+            RK_OPT_DEFLATE if value > 1 => return Err(RK_EINVAL),
+            RK_OPT_DEFLATE if value == 1 && !cfg!(feature = "deflate") => return Err(RK_ENOTSUP),
+            RK_OPT_DEFLATE => Set::Deflate(value == 1),
             _ => return Err(RK_EINVAL),
         };
         configurable(s)?;
@@ -914,6 +921,7 @@ pub unsafe extern "C" fn rk_server_set_option(
             Set::MaxBacklog(n) => config.max_backlog = n,
             Set::MaxConnections(n) => config.max_connections = n,
             Set::MaxPosted(n) => config.max_posted = n,
+            Set::Deflate(on) => config.deflate = on,
         }
         Ok(RK_OK)
     })

@@ -411,7 +411,15 @@ fn options_and_path_before_start_only() {
         assert_eq!(rk_server_set_option(s, 0, 1), RK_EINVAL);
         assert_eq!(rk_server_set_option(s, RK_OPT_MAX_POSTED, 0), RK_EINVAL);
         assert_eq!(rk_server_set_option(s, RK_OPT_MAX_POSTED, 4096), RK_OK);
-        assert_eq!(rk_server_set_option(s, 9, 1), RK_EINVAL);
+        assert_eq!(rk_server_set_option(s, RK_OPT_DEFLATE, 2), RK_EINVAL);
+        assert_eq!(rk_server_set_option(s, RK_OPT_DEFLATE, 0), RK_OK);
+        let deflate = if cfg!(feature = "deflate") {
+            RK_OK
+        } else {
+            RK_ENOTSUP
+        };
+        assert_eq!(rk_server_set_option(s, RK_OPT_DEFLATE, 1), deflate);
+        assert_eq!(rk_server_set_option(s, 10, 1), RK_EINVAL);
         assert_eq!(rk_server_set_option(s, -1, 1), RK_EINVAL);
         let bad = CString::new("chat").unwrap();
         assert_eq!(rk_server_set_path(s, bad.as_ptr()), RK_EINVAL);

@@ -32,6 +32,7 @@
 use std::time::{Duration, Instant};
 
 use rookery::proto::connection::{Connection, Event as ConnEvent, Message, Settings};
+use rookery::proto::deflate::Codec;
 use rookery::proto::frame::apply_mask;
 use rookery::proto::handshake;
 use rookery::proto::http::Response;
@@ -261,7 +262,13 @@ fn check_request(req: &Request) {
     match handshake::validate(req) {
         Ok(key) => {
             let protocol = handshake::offered_protocols(req).next();
-            handshake::write_accept(&mut out, key, protocol);
+            let mut extensions = Vec::new();
+            if let Some(agreement) = rookery::proto::deflate::negotiate(req) {
+                assert!((9..=15).contains(&agreement.window_bits));
+                agreement.write_answer(&mut extensions);
+            }
+            let extensions = (!extensions.is_empty()).then_some(&extensions[..]);
+            handshake::write_accept(&mut out, key, protocol, extensions);
             assert!(out.starts_with(b"HTTP/1.1 101 Switching Protocols\r\n"));
             // The reply ends with the only blank line: nothing the client sent
             // can inject a header or a body.
@@ -349,7 +356,7 @@ pub fn run_receiver(input: &[u8], max: u64, split: &mut Splitter) -> Outcome {
         while off < piece.len() {
             let rest = &mut piece[off..];
             let rest_len = rest.len();
-            let result = rx.read(rest, max);
+            let result = rx.read(rest, max, false);
             assert!(
                 rx.heap_bytes() <= limit,
                 "receiver holds {} bytes, limit {limit}",
@@ -371,6 +378,7 @@ pub fn run_receiver(input: &[u8], max: u64, split: &mut Splitter) -> Outcome {
                     Event::Ping(p) => (Kind::Ping, p),
                     Event::Pong(p) => (Kind::Pong, p),
                     Event::Close(p) => (Kind::Close, p),
+                    Event::Deflated { .. } => unreachable!("compression is not negotiated here"),
                 };
                 if let Payload::Input(range) = &payload {
                     assert!(
@@ -829,12 +837,22 @@ pub fn connection(data: &[u8]) {
         handshake_timeout: Duration::from_millis(u64::from(choices.byte()) * 20),
         idle_timeout: Duration::from_millis(u64::from(choices.byte()) * 40),
         close_timeout: Duration::from_millis(u64::from(choices.byte()) * 20),
+        deflate: choices.byte().is_multiple_of(2),
         ..Settings::default()
     };
     let mut wire = Vec::new();
-    match choices.byte() % 4 {
+    match choices.byte() % 5 {
         0 => {}
         1 => wire.extend_from_slice(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+        2 => {
+            // An upgrade that offers permessage-deflate.
+            let (head, end) = UPGRADE.split_at(UPGRADE.len() - 2);
+            wire.extend_from_slice(head);
+            wire.extend_from_slice(
+                b"Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n",
+            );
+            wire.extend_from_slice(end);
+        }
         _ => wire.extend_from_slice(UPGRADE),
     }
     for frame in &generate_frames(&mut choices) {
@@ -843,6 +861,7 @@ pub fn connection(data: &[u8]) {
     let t0 = Instant::now();
     let mut now = t0;
     let mut conn = Connection::new(&settings, now);
+    let mut codec = Codec::default();
     let mut scratch = Vec::new();
     let mut sink = FuzzSink {
         room: 0,
@@ -865,8 +884,13 @@ pub fn connection(data: &[u8]) {
                 let mut off = 0;
                 let total = piece.len();
                 while off < total {
-                    let (used, event) =
-                        conn.handle_input(&settings, now, &mut piece[off..], &mut scratch);
+                    let (used, event) = conn.handle_input(
+                        &settings,
+                        now,
+                        &mut codec,
+                        &mut piece[off..],
+                        &mut scratch,
+                    );
                     assert!(used <= total - off, "consumed more than given");
                     off += used;
                     match event {
@@ -923,7 +947,19 @@ pub fn connection(data: &[u8]) {
                 } else {
                     Message::Binary(&payload)
                 };
-                let _ = conn.send(&settings, now, msg);
+                let _ = conn.send(&settings, now, &mut codec, msg);
+                if choices.byte().is_multiple_of(2) {
+                    // A compressed message from the client, valid or cut.
+                    if let Some(z) = codec.compress(15, &payload) {
+                        let cut = z.len() - choices.below(2).min(z.len());
+                        let first = if choices.byte().is_multiple_of(2) {
+                            0xC1
+                        } else {
+                            0xC2
+                        };
+                        TestFrame::new(first, [1, 2, 3, 4], z[..cut].to_vec()).encode(&mut wire);
+                    }
+                }
             }
             6 => {
                 let code = choices.u16();
@@ -950,7 +986,7 @@ pub fn connection(data: &[u8]) {
     }
     if conn.is_finished() {
         let mut more = b"more".to_vec();
-        let (_, event) = conn.handle_input(&settings, now, &mut more, &mut scratch);
+        let (_, event) = conn.handle_input(&settings, now, &mut codec, &mut more, &mut scratch);
         assert!(event.is_none(), "an event after the end");
     }
 }

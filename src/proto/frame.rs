@@ -85,10 +85,34 @@ impl ServerHeader {
         ServerHeader { bytes, len }
     }
 
+    /// The same header with RSV1 set: the first frame of a compressed
+    /// message (RFC 7692 §6).
+    pub fn with_rsv1(mut self) -> ServerHeader {
+        self.bytes[0] |= 0x40;
+        self
+    }
+
     /// The encoded header.
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes[..usize::from(self.len)]
     }
+}
+
+/// Reads the header of a server frame at the start of `bytes` (one we
+/// encoded: unmasked, FIN set): its opcode, header length and payload
+/// length. `None` if `bytes` does not start with a whole header.
+pub fn split_server_frame(bytes: &[u8]) -> Option<(OpCode, usize, usize)> {
+    let (&first, &second) = (bytes.first()?, bytes.get(1)?);
+    let opcode = OpCode::from_bits(first & 0x0F)?;
+    let (header_len, len) = match second & 0x7F {
+        126 => (
+            4,
+            u64::from(u16::from_be_bytes(bytes.get(2..4)?.try_into().ok()?)),
+        ),
+        127 => (10, u64::from_be_bytes(bytes.get(2..10)?.try_into().ok()?)),
+        short => (2, u64::from(short)),
+    };
+    Some((opcode, header_len, usize::try_from(len).ok()?))
 }
 
 /// Appends a whole unfragmented server frame to `out`.
@@ -285,5 +309,20 @@ mod tests {
         }
         assert!(OpCode::Ping.is_control());
         assert!(!OpCode::Text.is_control());
+    }
+
+    #[test]
+    fn server_frames_split_back_into_header_and_payload() {
+        for len in [0, 1, 125, 126, 65_535, 65_536, 70_000] {
+            let payload = vec![7u8; len];
+            let mut out = Vec::new();
+            encode_frame(&mut out, OpCode::Binary, &payload);
+            let (opcode, header_len, payload_len) = split_server_frame(&out).unwrap();
+            assert_eq!((opcode, payload_len), (OpCode::Binary, len));
+            assert_eq!(header_len + payload_len, out.len());
+            assert_eq!(split_server_frame(&out[..header_len - 1]), None);
+        }
+        let rsv1 = ServerHeader::new(true, OpCode::Text, 3).with_rsv1();
+        assert_eq!(rsv1.as_bytes(), [0xC1, 3]);
     }
 }

@@ -142,8 +142,14 @@ pub fn offered_protocols(req: &Request) -> impl Iterator<Item = &str> {
 }
 
 /// Writes the `101 Switching Protocols` reply for `key`, with the chosen
-/// subprotocol if any.
-pub fn write_accept(out: &mut Vec<u8>, key: &str, protocol: Option<&str>) {
+/// subprotocol and the accepted extensions (a `Sec-WebSocket-Extensions`
+/// value), if any.
+pub fn write_accept(
+    out: &mut Vec<u8>,
+    key: &str,
+    protocol: Option<&str>,
+    extensions: Option<&[u8]>,
+) {
     out.extend_from_slice(
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ",
     );
@@ -151,6 +157,10 @@ pub fn write_accept(out: &mut Vec<u8>, key: &str, protocol: Option<&str>) {
     if let Some(protocol) = protocol {
         out.extend_from_slice(b"\r\nSec-WebSocket-Protocol: ");
         out.extend_from_slice(protocol.as_bytes());
+    }
+    if let Some(extensions) = extensions {
+        out.extend_from_slice(b"\r\nSec-WebSocket-Extensions: ");
+        out.extend_from_slice(extensions);
     }
     out.extend_from_slice(b"\r\n\r\n");
 }
@@ -285,7 +295,7 @@ mod tests {
         let offered: Vec<_> = offered_protocols(&req).collect();
         assert_eq!(offered, ["chat", "superchat", "v2"]);
         let mut out = Vec::new();
-        write_accept(&mut out, "dGhlIHNhbXBsZSBub25jZQ==", Some("chat"));
+        write_accept(&mut out, "dGhlIHNhbXBsZSBub25jZQ==", Some("chat"), None);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nSec-WebSocket-Protocol: chat\r\n\r\n"

@@ -13,6 +13,7 @@
 //!   client bytes into validated messages and control frames;
 //! - [`output`]: a connection's queued bytes and the one way they leave, into
 //!   a [`output::Sink`];
+//! - [`deflate`]: permessage-deflate (RFC 7692), the offer and the loop-wide codec;
 //! - [`connection`]: the whole life of one connection on top of all of these,
 //!   the state machine the server drives.
 
@@ -20,6 +21,7 @@
 
 pub mod close;
 pub mod connection;
+pub mod deflate;
 pub mod frame;
 pub mod handshake;
 pub mod http;

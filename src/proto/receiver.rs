@@ -11,7 +11,11 @@
 //!   buffering any of it;
 //! - text is validated as it arrives, across frames and reads, so an invalid
 //!   byte fails at once;
-//! - close frames are checked for a valid code and a UTF-8 reason.
+//! - close frames are checked for a valid code and a UTF-8 reason;
+//! - once permessage-deflate is negotiated (the `compression` argument of
+//!   [`Receiver::read`]), RSV1 is accepted on the first frame of a data message, and marks it
+//!   compressed: its bytes are gathered unchecked and come out as
+//!   [`Event::Deflated`], to be inflated (and text validated) by the caller.
 //!
 //! Payloads are not copied when they can be avoided: a whole message or
 //! control frame found inside one read is returned as a range of the caller's
@@ -35,7 +39,7 @@ pub const KEEP_CAPACITY: usize = 4 * 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ProtocolError {
-    /// A reserved bit was set with no extension negotiated.
+    /// A reserved bit was set that no negotiated extension allows.
     ReservedBits,
     /// A reserved opcode.
     UnknownOpcode(u8),
@@ -57,15 +61,17 @@ pub enum ProtocolError {
     InvalidCloseCode(u16),
     /// Text or a close reason that is not UTF-8.
     InvalidUtf8,
-    /// The message would exceed the size limit.
+    /// The message would exceed the size limit (inflated, if compressed).
     MessageTooBig,
+    /// A compressed message that does not inflate.
+    BadCompression,
 }
 
 impl ProtocolError {
     /// The close code to fail the connection with.
     pub fn close_code(self) -> u16 {
         match self {
-            ProtocolError::InvalidUtf8 => close::INVALID_PAYLOAD,
+            ProtocolError::InvalidUtf8 | ProtocolError::BadCompression => close::INVALID_PAYLOAD,
             ProtocolError::MessageTooBig => close::MESSAGE_TOO_BIG,
             _ => close::PROTOCOL_ERROR,
         }
@@ -89,6 +95,7 @@ impl fmt::Display for ProtocolError {
             ProtocolError::InvalidCloseCode(code) => write!(f, "invalid close code {code}"),
             ProtocolError::InvalidUtf8 => f.write_str("invalid UTF-8"),
             ProtocolError::MessageTooBig => f.write_str("message exceeds the size limit"),
+            ProtocolError::BadCompression => f.write_str("compressed message does not inflate"),
         }
     }
 }
@@ -121,6 +128,14 @@ pub enum Event {
     Pong(Payload),
     /// A valid close frame; parse its payload with [`close::parse_close`].
     Close(Payload),
+    /// A complete compressed message (RSV1 on its first frame), not yet
+    /// inflated, so text is not yet validated.
+    Deflated {
+        /// Whether it is a text message.
+        text: bool,
+        /// The compressed bytes, without the sync tail.
+        payload: Payload,
+    },
 }
 
 /// The frame being received.
@@ -129,6 +144,8 @@ struct FrameState {
     opcode: OpCode,
     fin: bool,
     mask: [u8; 4],
+    /// RSV1: the first frame of a compressed message.
+    compressed: bool,
     len: u64,
     /// Payload bytes already consumed.
     done: u64,
@@ -139,6 +156,8 @@ struct FrameState {
 pub struct Receiver {
     header: [u8; 14],
     header_len: u8,
+    /// Whether the message in progress is compressed.
+    compressed: bool,
     frame: Option<FrameState>,
     /// The data opcode of a fragmented message in progress.
     message_opcode: Option<OpCode>,
@@ -251,18 +270,23 @@ impl Receiver {
     /// with the rest of the input until it is all consumed; a call that
     /// consumes everything without an event needs more input.
     ///
-    /// `max_message` caps the total payload of one message. After an error
-    /// the connection must be failed: the receiver's state is unspecified.
+    /// `max_message` caps the total payload of one message; `compression`
+    /// says whether permessage-deflate was negotiated (RSV1 allowed). After
+    /// an error the connection must be failed: the receiver's state is
+    /// unspecified.
     pub fn read(
         &mut self,
         input: &mut [u8],
         max_message: u64,
+        compression: bool,
     ) -> Result<(usize, Option<Event>), ProtocolError> {
         let mut used = 0;
         let frame = match self.frame {
             Some(frame) => frame,
             None => {
-                let Some((frame, header_used)) = self.read_header(input, max_message)? else {
+                let Some((frame, header_used)) =
+                    self.read_header(input, max_message, compression)?
+                else {
                     return Ok((input.len(), None));
                 };
                 used = header_used;
@@ -310,7 +334,11 @@ impl Receiver {
         }
 
         let message_opcode = self.message_opcode.unwrap_or(frame.opcode);
-        if message_opcode == OpCode::Text && self.utf8.feed(chunk).is_err() {
+        if self.message_opcode.is_none() {
+            self.compressed = frame.compressed;
+        }
+        let validate = message_opcode == OpCode::Text && !self.compressed;
+        if validate && self.utf8.feed(chunk).is_err() {
             return Err(ProtocolError::InvalidUtf8);
         }
         let unfragmented = whole_frame_here && frame.fin && self.message_opcode.is_none();
@@ -328,7 +356,7 @@ impl Receiver {
             self.message_opcode = Some(message_opcode);
             return Ok((used, None));
         }
-        if message_opcode == OpCode::Text && !self.utf8.is_complete() {
+        if validate && !self.utf8.is_complete() {
             return Err(ProtocolError::InvalidUtf8);
         }
         self.message_opcode = None;
@@ -340,6 +368,10 @@ impl Receiver {
             Payload::Message
         };
         let event = match message_opcode {
+            _ if std::mem::take(&mut self.compressed) => Event::Deflated {
+                text: message_opcode == OpCode::Text,
+                payload,
+            },
             OpCode::Text => Event::Text(payload),
             _ => Event::Binary(payload),
         };
@@ -389,6 +421,7 @@ impl Receiver {
         &mut self,
         input: &[u8],
         max_message: u64,
+        compression: bool,
     ) -> Result<Option<(FrameState, usize)>, ProtocolError> {
         let have = usize::from(self.header_len);
         let (header, used): (&[u8], usize) =
@@ -409,24 +442,34 @@ impl Receiver {
                     used += 1;
                     if self.header_len == 2 {
                         // Fail on the first two bytes before waiting for the rest.
-                        self.check_first_bytes(self.header[0], self.header[1])?;
+                        self.check_first_bytes(self.header[0], self.header[1], compression)?;
                     }
                 }
                 self.header_len = 0;
                 (&self.header[..header_len(self.header[1])], used)
             };
-        let frame = self.parse_header(header, max_message)?;
+        let frame = self.parse_header(header, max_message, compression)?;
         self.start_frame();
         Ok(Some((frame, used)))
     }
 
     /// The checks that need only the first two header bytes.
-    fn check_first_bytes(&self, first: u8, second: u8) -> Result<OpCode, ProtocolError> {
-        if first & 0x70 != 0 {
+    fn check_first_bytes(
+        &self,
+        first: u8,
+        second: u8,
+        compression: bool,
+    ) -> Result<OpCode, ProtocolError> {
+        if first & 0x30 != 0 {
             return Err(ProtocolError::ReservedBits);
         }
         let bits = first & 0x0F;
         let opcode = OpCode::from_bits(bits).ok_or(ProtocolError::UnknownOpcode(bits))?;
+        // RSV1 (RFC 7692 §6): only with compression negotiated, and only on
+        // the first frame of a data message.
+        if first & 0x40 != 0 && !(compression && matches!(opcode, OpCode::Text | OpCode::Binary)) {
+            return Err(ProtocolError::ReservedBits);
+        }
         let fin = first & 0x80 != 0;
         if second & 0x80 == 0 {
             return Err(ProtocolError::Unmasked);
@@ -448,9 +491,14 @@ impl Receiver {
         Ok(opcode)
     }
 
-    fn parse_header(&self, header: &[u8], max_message: u64) -> Result<FrameState, ProtocolError> {
+    fn parse_header(
+        &self,
+        header: &[u8],
+        max_message: u64,
+        compression: bool,
+    ) -> Result<FrameState, ProtocolError> {
         let (first, second) = (header[0], header[1]);
-        let opcode = self.check_first_bytes(first, second)?;
+        let opcode = self.check_first_bytes(first, second, compression)?;
         let (len, rest) = match second & 0x7F {
             126 => (
                 u64::from(u16::from_be_bytes([header[2], header[3]])),
@@ -475,6 +523,7 @@ impl Receiver {
         Ok(FrameState {
             opcode,
             fin: first & 0x80 != 0,
+            compressed: first & 0x40 != 0,
             mask,
             len,
             done: 0,
@@ -504,18 +553,29 @@ mod tests {
         Ping(Vec<u8>),
         Pong(Vec<u8>),
         Close(Vec<u8>),
+        Deflated(bool, Vec<u8>),
     }
 
     /// Feeds `input` in pieces of `step` bytes and collects the events until
     /// the input ends or an error occurs.
     fn run(input: &[u8], step: usize, max: u64) -> (Vec<Seen>, Option<ProtocolError>) {
+        run_with(input, step, max, false)
+    }
+
+    /// [`run`], with permessage-deflate negotiated or not.
+    fn run_with(
+        input: &[u8],
+        step: usize,
+        max: u64,
+        compression: bool,
+    ) -> (Vec<Seen>, Option<ProtocolError>) {
         let mut rx = Receiver::new();
         let mut seen = Vec::new();
         for piece in input.chunks(step.max(1)) {
             let mut buf = piece.to_vec();
             let mut off = 0;
             while off < buf.len() {
-                match rx.read(&mut buf[off..], max) {
+                match rx.read(&mut buf[off..], max, compression) {
                     Err(e) => return (seen, Some(e)),
                     Ok((n, event)) => {
                         if let Some(event) = event {
@@ -526,6 +586,9 @@ mod tests {
                                 Event::Ping(p) => Seen::Ping(data(p)),
                                 Event::Pong(p) => Seen::Pong(data(p)),
                                 Event::Close(p) => Seen::Close(data(p)),
+                                Event::Deflated { text, payload } => {
+                                    Seen::Deflated(*text, data(payload))
+                                }
                             });
                         }
                         assert!(n > 0 || buf[off..].is_empty(), "no progress");
@@ -540,9 +603,17 @@ mod tests {
     /// Runs `input` at every piece size that matters and checks each gives
     /// the same result.
     fn run_all_splits(input: &[u8], max: u64) -> (Vec<Seen>, Option<ProtocolError>) {
-        let whole = run(input, input.len(), max);
+        run_all_splits_with(input, max, false)
+    }
+
+    fn run_all_splits_with(
+        input: &[u8],
+        max: u64,
+        compression: bool,
+    ) -> (Vec<Seen>, Option<ProtocolError>) {
+        let whole = run_with(input, input.len(), max, compression);
         for step in [1, 2, 3, 5, 7, 13] {
-            let (seen, err) = run(input, step, max);
+            let (seen, err) = run_with(input, step, max, compression);
             assert_eq!(err, whole.1, "step {step}");
             if err.is_none() {
                 assert_eq!(seen, whole.0, "step {step}");
@@ -693,7 +764,10 @@ mod tests {
         header.extend_from_slice(&(1u64 << 40).to_be_bytes());
         header.extend_from_slice(&MASK);
         let mut rx = Receiver::new();
-        assert_eq!(rx.read(&mut header, BIG), Err(ProtocolError::MessageTooBig));
+        assert_eq!(
+            rx.read(&mut header, BIG, false),
+            Err(ProtocolError::MessageTooBig)
+        );
         assert_eq!(rx.heap_bytes(), 0);
     }
 
@@ -715,7 +789,7 @@ mod tests {
         let mut off = 0;
         let mut got = None;
         while off < buf.len() {
-            let (n, ev) = rx.read(&mut buf[off..], BIG).unwrap();
+            let (n, ev) = rx.read(&mut buf[off..], BIG, false).unwrap();
             off += n;
             if ev.is_some() {
                 got = ev;
@@ -736,5 +810,59 @@ mod tests {
         let (seen, err) = run(&input, 9, BIG);
         assert_eq!(err, None);
         assert_eq!(seen, [Seen::Ping(b"abcdef".to_vec())]);
+    }
+
+    #[test]
+    fn rsv1_marks_a_compressed_message_once_negotiated() {
+        // Not negotiated: RSV1 is a protocol error (1002).
+        assert_eq!(
+            run_all_splits(&frame(0xC1, b"\xf2\x48"), BIG).1,
+            Some(ProtocolError::ReservedBits)
+        );
+        // Negotiated: the bytes come out unvalidated (they are not UTF-8),
+        // whole or gathered across fragments; plain messages still work.
+        let mut input = frame(0xC1, b"\xf2\x48\xcd");
+        input.extend(frame(0x42, b"\xff\x01"));
+        input.extend(frame(0x80, b"\xfe"));
+        input.extend(frame(0x81, b"plain"));
+        let (seen, err) = run_all_splits_with(&input, BIG, true);
+        assert_eq!(err, None);
+        assert_eq!(
+            seen,
+            [
+                Seen::Deflated(true, b"\xf2\x48\xcd".to_vec()),
+                Seen::Deflated(false, b"\xff\x01\xfe".to_vec()),
+                Seen::Text(b"plain".to_vec()),
+            ]
+        );
+    }
+
+    #[test]
+    fn rsv1_only_on_the_first_frame_of_a_data_message() {
+        let mut on_continuation = frame(0x41, b"a");
+        on_continuation.extend(frame(0xC0, b"b"));
+        let mut plain_then_bad = frame(0x01, b"a");
+        plain_then_bad.extend(frame(0xC0, b"b"));
+        for input in [
+            frame(0xC9, b"x"),       // ping
+            frame(0xCA, b"x"),       // pong
+            frame(0xC8, &[3, 0xE8]), // close
+            on_continuation,
+            plain_then_bad,
+            frame(0xE1, b"x"), // RSV1 + RSV2
+            frame(0xA1, b"x"), // RSV2
+            frame(0x91, b"x"), // RSV3
+        ] {
+            assert_eq!(
+                run_all_splits_with(&input, BIG, true).1,
+                Some(ProtocolError::ReservedBits),
+                "{input:02x?}"
+            );
+        }
+        // The wire size of a compressed message counts against the limit.
+        assert_eq!(
+            run_all_splits_with(&frame(0xC2, &[0; 11]), 10, true).1,
+            Some(ProtocolError::MessageTooBig)
+        );
     }
 }

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-/// Limits and timers for a [`crate::Server`]. `Default` gives the values of
-/// the specification (SPEC §1–§4); a zero duration turns that timer off.
+/// Limits, timers and options for a [`crate::Server`]. `Default` gives the
+/// `rookery` command's defaults; a zero duration turns that timer off.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// The path WebSocket upgrades are accepted on (default `/chat`).
@@ -32,6 +32,10 @@ pub struct Config {
     /// hold waiting for the loop, payloads plus a small overhead per post
     /// (default 1 MiB).
     pub max_posted: usize,
+    /// Take clients' permessage-deflate offers (RFC 7692; default off). Needs
+    /// the cargo feature `deflate`: without it, [`crate::Server::bind`]
+    /// refuses a config that asks for it. See docs/compression.md.
+    pub deflate: bool,
 }
 
 impl Default for Config {
@@ -47,6 +51,7 @@ impl Default for Config {
             max_connections: 1024,
             allowed_origins: Vec::new(),
             max_posted: 1 << 20,
+            deflate: false,
         }
     }
 }
@@ -62,6 +67,7 @@ impl Config {
             handshake_timeout: self.handshake_timeout,
             idle_timeout: self.idle_timeout,
             close_timeout: self.close_timeout,
+            deflate: self.deflate,
         }
     }
 }

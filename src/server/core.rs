@@ -20,9 +20,11 @@ use log::{debug, warn};
 use polling::{Event, PollMode, Poller};
 
 use crate::proto::connection::{Connection, Message, SendError, Settings, SharedFrame};
+use crate::proto::deflate::Codec;
 use crate::proto::frame::{OpCode, ServerHeader};
 use crate::proto::http::Response;
 
+use super::batch::DeflatedBatch;
 use super::handler::TimerId;
 use super::sink::SlotSink;
 use super::slab::{ConnId, Slab};
@@ -140,6 +142,12 @@ pub(crate) struct Core {
     /// Whom the batch is for: every open connection (`None`), or the
     /// members of one topic.
     batch_topic: Option<TopicId>,
+    /// The batch compressed, for the members that negotiated
+    /// permessage-deflate: made once per batch, when the first of them is
+    /// written to.
+    deflated: DeflatedBatch,
+    /// The loop's compressor and decompressor, shared by every connection.
+    pub codec: Codec,
     /// Topics and their members.
     pub topics: Topics,
     /// The counters.
@@ -158,6 +166,12 @@ pub(crate) struct Core {
 
 impl Core {
     pub(crate) fn new(listener: TcpListener, config: Config) -> io::Result<Core> {
+        if config.deflate && !cfg!(feature = "deflate") {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "permessage-deflate needs rookery built with the feature `deflate`",
+            ));
+        }
         listener.set_nonblocking(true)?;
         let local_addr = listener.local_addr()?;
         let poller = Arc::new(Poller::new()?);
@@ -182,6 +196,8 @@ impl Core {
             start: now,
             batch: Vec::new(),
             batch_topic: None,
+            deflated: DeflatedBatch::default(),
+            codec: Codec::default(),
             topics: Topics::default(),
             stats: Stats::default(),
             batch_given: None,
@@ -521,11 +537,13 @@ impl Core {
             conn.send_through(
                 &self.settings,
                 self.now,
+                &mut self.codec,
                 &mut Counted::new(&mut sink, &mut self.stats),
                 msg,
             )
         } else {
-            slot.conn.send(&self.settings, self.now, msg)
+            slot.conn
+                .send(&self.settings, self.now, &mut self.codec, msg)
         };
         if result.is_ok() {
             self.stats.messages_sent += 1;
@@ -537,7 +555,9 @@ impl Core {
     pub(crate) fn send_shared(&mut self, id: ConnId, frame: &SharedFrame) -> Result<(), SendError> {
         self.flush_batch();
         let slot = self.slots.get_mut(id).ok_or(SendError::NotOpen)?;
-        let result = slot.conn.send_shared(&self.settings, self.now, frame);
+        let result = slot
+            .conn
+            .send_shared(&self.settings, self.now, &mut self.codec, frame);
         if result.is_ok() {
             self.stats.messages_sent += 1;
         }
@@ -649,8 +669,12 @@ impl Core {
             return;
         };
         if for_it && slot.conn.is_open() {
-            slot.conn
-                .send_frames(&self.settings, self.now, &self.batch[given..]);
+            let frames = if slot.conn.takes_shared_deflate() {
+                self.deflated.since(&mut self.codec, &self.batch, given)
+            } else {
+                &self.batch[given..]
+            };
+            slot.conn.send_frames(&self.settings, self.now, frames);
         }
         self.batch_given = Some((id, self.batch.len()));
     }
@@ -670,6 +694,7 @@ impl Core {
         let given = self.batch_given.take();
         let topic = self.batch_topic.take();
         let mut shared: Option<Rc<[u8]>> = None;
+        let mut shared_deflated: Option<Rc<[u8]>> = None;
         // By slot (or by the topic's member list), not by a collected list
         // of ids: no allocation per batch. A write may finish a connection,
         // never add or remove one, nor change a topic.
@@ -698,13 +723,19 @@ impl Core {
             if from == batch.len() {
                 continue;
             }
-            let shared = if from == 0 { Some(&mut shared) } else { None };
+            let (frames, shared) = if slot.conn.takes_shared_deflate() {
+                let frames = self.deflated.since(&mut self.codec, &batch, from);
+                (frames, &mut shared_deflated)
+            } else {
+                (&batch[from..], &mut shared)
+            };
+            let shared = if from == 0 { Some(shared) } else { None };
             let (conn, mut sink) = slot.split();
             conn.write_to(
                 &self.settings,
                 self.now,
                 &mut Counted::new(&mut sink, &mut self.stats),
-                &[&batch[from..]],
+                &[frames],
                 shared,
             );
             let wants_write = slot.conn.wants_write() || slot.tls_wants_write();
@@ -715,6 +746,7 @@ impl Core {
         if let Some((id, _)) = given {
             self.batch_given = Some((id, 0));
         }
+        self.deflated.clear();
         let mut batch = batch;
         batch.clear();
         if batch.capacity() <= BATCH_KEEP && self.batch.capacity() == 0 {

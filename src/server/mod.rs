@@ -11,6 +11,7 @@
 //! Sockets are registered in level-triggered mode, and the interest of a
 //! connection changes (one `epoll_ctl`) only when its queue fills or empties.
 
+mod batch;
 mod config;
 mod core;
 mod handler;
@@ -544,9 +545,13 @@ fn feed<H: Handler>(
         let Some(slot) = core.slots.get_mut(id) else {
             return;
         };
-        let (used, event) =
-            slot.conn
-                .handle_input(&core.settings, core.now, &mut input[offset..], scratch);
+        let (used, event) = slot.conn.handle_input(
+            &core.settings,
+            core.now,
+            &mut core.codec,
+            &mut input[offset..],
+            scratch,
+        );
         offset += used;
         let Some(event) = event else {
             if used == 0 {

@@ -35,11 +35,13 @@
 //! Ends that are not caused by input (a kill, a close deadline, a failed
 //! write) are reported once by [`Connection::take_closed`].
 
+use std::cell::OnceCell;
 use std::fmt;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::close::{self, parse_close};
+use super::deflate::{self, Codec, InflateError};
 use super::frame::{encode_close, encode_frame, OpCode, ServerHeader, MAX_CONTROL_PAYLOAD};
 use super::handshake::{self, HandshakeError};
 use super::http::{HeadReader, HttpError, Request, Response, Status};
@@ -69,6 +71,9 @@ pub struct Settings {
     /// then for its end of the TCP connection. Zero still means one second:
     /// a half-dead peer must not hold its connection forever.
     pub close_timeout: Duration,
+    /// Whether a client's permessage-deflate offer is taken (RFC 7692; only
+    /// with feature `deflate`, else no offer ever is).
+    pub deflate: bool,
 }
 
 impl Default for Settings {
@@ -81,6 +86,7 @@ impl Default for Settings {
             handshake_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(15),
             close_timeout: Duration::from_secs(5),
+            deflate: false,
         }
     }
 }
@@ -128,16 +134,41 @@ impl<'a> Message<'a> {
 }
 
 /// A message encoded once as one unfragmented server frame, to be sent to
-/// any number of connections without copying it again.
+/// any number of connections without copying it again; compressed once too,
+/// the first time it is sent to a connection that negotiated
+/// permessage-deflate.
 #[derive(Debug, Clone)]
-pub struct SharedFrame(Rc<[u8]>);
+pub struct SharedFrame(Rc<SharedBytes>);
+
+#[derive(Debug)]
+struct SharedBytes {
+    plain: Rc<[u8]>,
+    /// The compressed frame; `Some(None)` once it is known not to pay.
+    deflated: OnceCell<Option<Rc<[u8]>>>,
+}
 
 impl SharedFrame {
     /// Encodes `msg`.
     pub fn new(msg: Message<'_>) -> SharedFrame {
         let mut bytes = Vec::with_capacity(super::frame::MAX_SERVER_HEADER + msg.as_bytes().len());
         encode_frame(&mut bytes, msg.opcode(), msg.as_bytes());
-        SharedFrame(bytes.into())
+        SharedFrame(Rc::new(SharedBytes {
+            plain: bytes.into(),
+            deflated: OnceCell::new(),
+        }))
+    }
+
+    /// The bytes for a connection that compresses with `window_bits` (0:
+    /// it does not).
+    fn bytes_for(&self, window_bits: u8, codec: &mut Codec) -> &Rc<[u8]> {
+        if window_bits != deflate::SHARED_WINDOW_BITS {
+            return &self.0.plain;
+        }
+        self.0
+            .deflated
+            .get_or_init(|| codec.compress_shared(&self.0.plain))
+            .as_ref()
+            .unwrap_or(&self.0.plain)
     }
 }
 
@@ -209,10 +240,14 @@ enum Phase {
     Deciding,
     /// Upgraded, waiting for activation; input is kept, not read.
     Pending(Box<Pending>),
-    /// Exchanging messages.
-    Open,
+    /// Exchanging messages, compressed with this window (bits; 0: no
+    /// permessage-deflate). Kept in the phase, where it fits in the tag's
+    /// padding, so the connection stays its size.
+    Open(u8),
     /// We sent a close frame and wait for the peer's; its data is dropped.
-    Closing,
+    /// The window, as in `Open`, so the peer's compressed frames in flight
+    /// still parse.
+    Closing(u8),
     /// Done: flush what is queued, half-close, and discard input until the
     /// peer closes too (so that unread input never turns our last bytes into
     /// a reset) or the close deadline passes.
@@ -227,6 +262,8 @@ struct Pending {
     early: Vec<u8>,
     /// Set by [`Connection::activate`] until the caller takes the activation.
     activated: bool,
+    /// The compression window agreed, for `Open` once activated.
+    deflate: u8,
 }
 
 /// Output beyond which a connection stops taking input, so that a client
@@ -293,16 +330,18 @@ impl Connection {
     /// and come out as [`Event::Closed`] for an upgraded connection.
     ///
     /// `scratch` is the caller's buffer, reused across connections: a
-    /// message gathered across reads is moved there when it completes, and
-    /// the event borrows it.
+    /// message gathered across reads is moved there when it completes (or
+    /// inflated there, if compressed), and the event borrows it. `codec` is
+    /// the loop's, shared by every connection.
     pub fn handle_input<'a>(
         &mut self,
         settings: &Settings,
         now: Instant,
+        codec: &mut Codec,
         input: &'a mut [u8],
         scratch: &'a mut Vec<u8>,
     ) -> (usize, Option<Event<'a>>) {
-        if !input.is_empty() && matches!(self.phase, Phase::Open) {
+        if !input.is_empty() && matches!(self.phase, Phase::Open(_)) {
             self.time = Some(now);
         }
         match &mut self.phase {
@@ -323,7 +362,9 @@ impl Connection {
                 pending.early.extend_from_slice(input);
                 (input.len(), None)
             }
-            Phase::Open | Phase::Closing => self.read_frames(settings, now, input, scratch),
+            Phase::Open(_) | Phase::Closing(_) => {
+                self.read_frames(settings, now, codec, input, scratch)
+            }
             Phase::Draining | Phase::Finished => (input.len(), None),
         }
     }
@@ -379,11 +420,15 @@ impl Connection {
         &mut self,
         settings: &Settings,
         now: Instant,
+        codec: &mut Codec,
         input: &'a mut [u8],
         scratch: &'a mut Vec<u8>,
     ) -> (usize, Option<Event<'a>>) {
-        let open = matches!(self.phase, Phase::Open);
-        let (used, event) = match self.rx.read(input, settings.max_message) {
+        let open = matches!(self.phase, Phase::Open(_));
+        let (used, event) = match self
+            .rx
+            .read(input, settings.max_message, self.deflate() != 0)
+        {
             Ok(read) => read,
             Err(e) => return (input.len(), self.fail(settings, now, e)),
         };
@@ -393,7 +438,25 @@ impl Connection {
         };
         let event = match event {
             // Closing: RFC 6455 lets us drop data after our close frame.
-            RxEvent::Text(_) | RxEvent::Binary(_) if !open => None,
+            RxEvent::Text(_) | RxEvent::Binary(_) | RxEvent::Deflated { .. } if !open => None,
+            RxEvent::Deflated { text, payload } => {
+                scratch.clear();
+                let limit = usize::try_from(settings.max_message).unwrap_or(usize::MAX);
+                let inflated = codec.inflate(self.rx.payload(input, &payload), scratch, limit);
+                match inflated {
+                    Err(InflateError::TooBig) => {
+                        self.fail(settings, now, ProtocolError::MessageTooBig)
+                    }
+                    Err(InflateError::Corrupt) => {
+                        self.fail(settings, now, ProtocolError::BadCompression)
+                    }
+                    Ok(()) if !text => Some(Event::Binary(&scratch[..])),
+                    Ok(()) => match std::str::from_utf8(scratch) {
+                        Ok(text) => Some(Event::Text(text)),
+                        Err(_) => self.fail(settings, now, ProtocolError::InvalidUtf8),
+                    },
+                }
+            }
             RxEvent::Text(payload) => {
                 let bytes = self.take_payload(input, payload, scratch);
                 match std::str::from_utf8(bytes) {
@@ -458,7 +521,7 @@ impl Connection {
         code: Option<u16>,
         reason: &'a str,
     ) -> Option<Event<'a>> {
-        if matches!(self.phase, Phase::Closing) {
+        if matches!(self.phase, Phase::Closing(_)) {
             // The peer answered ours: report the code we began with.
             self.drain(settings, now);
             return self.report(self.close_code, "");
@@ -482,7 +545,7 @@ impl Connection {
     ) -> Option<Event<'static>> {
         let code = e.close_code();
         log::debug!("failing with {code}: {e}");
-        if !matches!(self.phase, Phase::Closing) {
+        if !matches!(self.phase, Phase::Closing(_)) {
             let mut frame = Vec::with_capacity(4);
             encode_close(&mut frame, Some(code), "");
             self.queue_last(&frame);
@@ -530,15 +593,33 @@ impl Connection {
             }
             offered
         });
-        let mut reply = Vec::with_capacity(160);
-        handshake::write_accept(&mut reply, key, protocol);
+        let agreement = if settings.deflate {
+            deflate::negotiate(request)
+        } else {
+            None
+        };
+        let mut extensions = Vec::new();
+        if let Some(agreement) = agreement {
+            agreement.write_answer(&mut extensions);
+        }
+        let window = agreement.map_or(0, |a| a.window_bits);
+        let mut reply = Vec::with_capacity(160 + extensions.len());
+        handshake::write_accept(
+            &mut reply,
+            key,
+            protocol,
+            agreement.map(|_| &extensions[..]),
+        );
         self.queue(settings, now, &[&reply]);
         self.upgraded = true;
         self.time = Some(now);
         self.phase = if delayed {
-            Phase::Pending(Box::default())
+            Phase::Pending(Box::new(Pending {
+                deflate: window,
+                ..Pending::default()
+            }))
         } else {
-            Phase::Open
+            Phase::Open(window)
         };
         Ok(())
     }
@@ -605,26 +686,43 @@ impl Connection {
             return None;
         }
         let early = std::mem::take(&mut pending.early);
-        self.phase = Phase::Open;
+        self.phase = Phase::Open(pending.deflate);
         self.time = Some(now);
         Some(early)
     }
 
     // ---- output ------------------------------------------------------------
 
-    /// Queues a message.
+    /// Queues a message (compressed, if permessage-deflate was agreed and
+    /// it pays).
     pub fn send(
         &mut self,
         settings: &Settings,
         now: Instant,
+        codec: &mut Codec,
         msg: Message<'_>,
     ) -> Result<(), SendError> {
         if !self.can_send() {
             return Err(SendError::NotOpen);
         }
-        let header = ServerHeader::new(true, msg.opcode(), msg.as_bytes().len());
-        self.queue(settings, now, &[header.as_bytes(), msg.as_bytes()]);
+        let (header, payload) = self.frame(codec, msg);
+        self.queue(settings, now, &[header.as_bytes(), payload]);
         Ok(())
+    }
+
+    /// The header and payload `msg` is sent with: compressed with the
+    /// agreed window when that pays, else as it is.
+    fn frame<'m>(&self, codec: &'m mut Codec, msg: Message<'m>) -> (ServerHeader, &'m [u8]) {
+        if self.deflate() != 0 {
+            if let Some(z) = codec.compress(self.deflate(), msg.as_bytes()) {
+                return (
+                    ServerHeader::new(true, msg.opcode(), z.len()).with_rsv1(),
+                    z,
+                );
+            }
+        }
+        let header = ServerHeader::new(true, msg.opcode(), msg.as_bytes().len());
+        (header, msg.as_bytes())
     }
 
     /// Sends a message straight through `sink` after what is queued, in one
@@ -634,20 +732,15 @@ impl Connection {
         &mut self,
         settings: &Settings,
         now: Instant,
+        codec: &mut Codec,
         sink: &mut dyn Sink,
         msg: Message<'_>,
     ) -> Result<(), SendError> {
         if !self.can_send() {
             return Err(SendError::NotOpen);
         }
-        let header = ServerHeader::new(true, msg.opcode(), msg.as_bytes().len());
-        self.write_to(
-            settings,
-            now,
-            sink,
-            &[header.as_bytes(), msg.as_bytes()],
-            None,
-        );
+        let (header, payload) = self.frame(codec, msg);
+        self.write_to(settings, now, sink, &[header.as_bytes(), payload], None);
         Ok(())
     }
 
@@ -656,19 +749,28 @@ impl Connection {
         &mut self,
         settings: &Settings,
         now: Instant,
+        codec: &mut Codec,
         frame: &SharedFrame,
     ) -> Result<(), SendError> {
         if !self.can_send() {
             return Err(SendError::NotOpen);
         }
         let was_behind = self.behind;
-        self.out.push_shared(&frame.0, 0);
+        self.out
+            .push_shared(frame.bytes_for(self.deflate(), codec), 0);
         self.check_backlog(settings, now, was_behind);
         Ok(())
     }
 
+    /// Whether it takes the compressed variant of broadcasts and shared
+    /// frames (see [`deflate::SHARED_WINDOW_BITS`]).
+    pub fn takes_shared_deflate(&self) -> bool {
+        self.deflate() == deflate::SHARED_WINDOW_BITS
+    }
+
     /// Queues frames already encoded for many connections (a broadcast
-    /// batch), if the connection is open.
+    /// batch, compressed or not as [`Connection::takes_shared_deflate`]
+    /// says), if the connection is open.
     pub fn send_frames(&mut self, settings: &Settings, now: Instant, frames: &[u8]) {
         if self.is_open() {
             self.queue(settings, now, &[frames]);
@@ -711,7 +813,7 @@ impl Connection {
         let mut frame = Vec::with_capacity(4 + reason.len().min(MAX_CONTROL_PAYLOAD));
         encode_close(&mut frame, Some(code), reason);
         self.queue_last(&frame);
-        self.phase = Phase::Closing;
+        self.phase = Phase::Closing(self.deflate());
         self.close_code = code;
         self.time = after(now, settings.close_wait());
         Ok(())
@@ -831,10 +933,10 @@ impl Connection {
     /// When the connection next needs [`Connection::handle_timeout`], if ever.
     pub fn poll_timeout(&self, settings: &Settings) -> Option<Instant> {
         match self.phase {
-            Phase::Open => self
+            Phase::Open(_) => self
                 .time
                 .and_then(|heard| after(heard, settings.idle_timeout)),
-            Phase::Handshake(_) | Phase::Closing | Phase::Draining => self.time,
+            Phase::Handshake(_) | Phase::Closing(_) | Phase::Draining => self.time,
             Phase::Deciding | Phase::Pending(_) | Phase::Finished => None,
         }
     }
@@ -854,11 +956,11 @@ impl Connection {
                 log::debug!("handshake timed out");
                 self.finish(close::ABNORMAL);
             }
-            Phase::Open => {
+            Phase::Open(_) => {
                 log::debug!("idle for {:?}, closing", settings.idle_timeout);
                 let _ = self.close(settings, now, close::GOING_AWAY, "idle timeout");
             }
-            Phase::Closing | Phase::Draining => {
+            Phase::Closing(_) | Phase::Draining => {
                 log::debug!("close timed out");
                 self.finish(close::ABNORMAL);
             }
@@ -880,12 +982,22 @@ impl Connection {
 
     /// Whether messages may be sent (open, or accepted and not yet active).
     pub fn can_send(&self) -> bool {
-        matches!(self.phase, Phase::Open | Phase::Pending(_))
+        matches!(self.phase, Phase::Open(_) | Phase::Pending(_))
     }
 
     /// Whether the connection is open for messages both ways.
     pub fn is_open(&self) -> bool {
-        matches!(self.phase, Phase::Open)
+        matches!(self.phase, Phase::Open(_))
+    }
+
+    /// The window (bits) it compresses messages with, once permessage-deflate
+    /// is agreed (0: not agreed).
+    fn deflate(&self) -> u8 {
+        match &self.phase {
+            Phase::Open(window) | Phase::Closing(window) => *window,
+            Phase::Pending(pending) => pending.deflate,
+            _ => 0,
+        }
     }
 
     /// Whether the connection is still reading its request head.
@@ -903,7 +1015,7 @@ impl Connection {
         match self.phase {
             Phase::Deciding | Phase::Pending(_) | Phase::Finished => false,
             Phase::Draining => true,
-            Phase::Handshake(_) | Phase::Open | Phase::Closing => {
+            Phase::Handshake(_) | Phase::Open(_) | Phase::Closing(_) => {
                 self.out.len() < READ_PAUSE.min(settings.max_backlog.max(1))
             }
         }

@@ -47,6 +47,7 @@ enum Seen {
 struct Peer {
     s: Settings,
     conn: Connection,
+    codec: Codec,
     scratch: Vec<u8>,
     wire: Vec<u8>,
     t0: Instant,
@@ -58,6 +59,7 @@ impl Peer {
         Peer {
             conn: Connection::new(&s, t0),
             s,
+            codec: Codec::default(),
             scratch: Vec::new(),
             wire: Vec::new(),
             t0,
@@ -75,9 +77,13 @@ impl Peer {
         let mut off = 0;
         let mut seen = Vec::new();
         while off < input.len() {
-            let (used, event) =
-                self.conn
-                    .handle_input(&self.s, now, &mut input[off..], &mut self.scratch);
+            let (used, event) = self.conn.handle_input(
+                &self.s,
+                now,
+                &mut self.codec,
+                &mut input[off..],
+                &mut self.scratch,
+            );
             off += used;
             match event {
                 None if used == 0 => break,
@@ -333,16 +339,20 @@ fn a_delayed_upgrade_reads_nothing_until_activated() {
     let mut input = upgrade_request("/chat");
     input.extend(client_frame(0x81, b"early"));
     let now = peer.at(0);
-    let (used, event) = peer
-        .conn
-        .handle_input(&peer.s, now, &mut input, &mut peer.scratch);
+    let (used, event) =
+        peer.conn
+            .handle_input(&peer.s, now, &mut peer.codec, &mut input, &mut peer.scratch);
     let Some(Event::Upgrade(req)) = event else {
         panic!("no upgrade");
     };
     peer.conn.accept(&peer.s, now, &req, None, true).unwrap();
-    let (rest, event) = peer
-        .conn
-        .handle_input(&peer.s, now, &mut input[used..], &mut peer.scratch);
+    let (rest, event) = peer.conn.handle_input(
+        &peer.s,
+        now,
+        &mut peer.codec,
+        &mut input[used..],
+        &mut peer.scratch,
+    );
     assert!(event.is_none());
     assert_eq!(used + rest, input.len(), "kept, not read");
     assert!(peer.conn.can_send() && !peer.conn.is_open());
@@ -364,7 +374,8 @@ fn a_kill_is_reported_once_as_1006() {
     assert_eq!(peer.conn.take_closed(), None);
     assert_eq!(peer.conn.kill(), Err(SendError::NotOpen));
     assert_eq!(
-        peer.conn.send(&peer.s, peer.at(1), Message::Text("x")),
+        peer.conn
+            .send(&peer.s, peer.at(1), &mut peer.codec, Message::Text("x")),
         Err(SendError::NotOpen)
     );
 }
@@ -380,16 +391,23 @@ fn a_peer_that_does_not_read_is_closed_with_1008_past_the_backlog_limit() {
     let big = [b'x'; 600];
     // One message larger than the socket takes: the peer is behind now.
     peer.conn
-        .send_through(&peer.s, peer.at(1), &mut sink, Message::Binary(&big))
+        .send_through(
+            &peer.s,
+            peer.at(1),
+            &mut peer.codec,
+            &mut sink,
+            Message::Binary(&big),
+        )
         .unwrap();
     assert!(peer.conn.wants_write());
     assert!(peer.conn.is_open(), "a single message is let through");
     peer.conn
-        .send(&peer.s, peer.at(2), Message::Binary(&big))
+        .send(&peer.s, peer.at(2), &mut peer.codec, Message::Binary(&big))
         .unwrap();
     assert!(!peer.conn.is_open(), "over the cap while behind");
     assert_eq!(
-        peer.conn.send(&peer.s, peer.at(3), Message::Text("x")),
+        peer.conn
+            .send(&peer.s, peer.at(3), &mut peer.codec, Message::Text("x")),
         Err(SendError::NotOpen)
     );
     // The close frame goes out once the socket drains.
@@ -413,7 +431,7 @@ fn a_failed_write_finishes_the_connection() {
     }
     let mut peer = Peer::open(settings());
     peer.conn
-        .send(&peer.s, peer.at(1), Message::Text("x"))
+        .send(&peer.s, peer.at(1), &mut peer.codec, Message::Text("x"))
         .unwrap();
     peer.conn
         .write_to(&peer.s, peer.at(1), &mut Broken, &[], None);
@@ -445,4 +463,206 @@ fn upgrade_paths_are_the_ws_path_and_below_it() {
     assert!(!is_upgrade_path("/", "/chat"));
     assert!(is_upgrade_path("/", "/"));
     assert!(!is_upgrade_path("/x", "/"));
+}
+
+/// permessage-deflate: negotiated in the `101`, inflated on the way in,
+/// compressed on the way out; the failures close with the right code.
+#[cfg(feature = "deflate")]
+mod deflate {
+    use super::*;
+
+    const OFFER: &str = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n";
+
+    fn offering(extra: &str) -> Vec<u8> {
+        let mut req = upgrade_request("/chat");
+        req.truncate(req.len() - 2);
+        req.extend_from_slice(extra.as_bytes());
+        req.extend_from_slice(b"\r\n");
+        req
+    }
+
+    fn deflating(max_message: u64) -> Peer {
+        let mut peer = Peer::new(Settings {
+            deflate: true,
+            max_message,
+            ..settings()
+        });
+        peer.feed(0, &offering(OFFER));
+        let reply = String::from_utf8(peer.sent()).unwrap();
+        assert!(
+            reply.contains("\r\nSec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover\r\n"),
+            "{reply}"
+        );
+        peer
+    }
+
+    fn compressed(payload: &[u8]) -> Vec<u8> {
+        Codec::default().compress(15, payload).unwrap().to_vec()
+    }
+
+    /// The frames of a server's output: (first byte, payload).
+    fn frames(mut wire: &[u8]) -> Vec<(u8, Vec<u8>)> {
+        let mut out = Vec::new();
+        while let Some((_, header, len)) = crate::proto::frame::split_server_frame(wire) {
+            out.push((wire[0], wire[header..header + len].to_vec()));
+            wire = &wire[header + len..];
+        }
+        out
+    }
+
+    #[test]
+    fn offers_are_ignored_unless_enabled() {
+        let mut peer = Peer::new(settings());
+        peer.feed(0, &offering(OFFER));
+        let reply = String::from_utf8(peer.sent()).unwrap();
+        assert!(reply.starts_with("HTTP/1.1 101 ") && !reply.contains("Extensions"));
+        // And RSV1 stays a protocol error.
+        let z = compressed(&[b'a'; 100]);
+        assert_eq!(
+            peer.feed(1, &client_frame(0xC1, &z)),
+            [Seen::Closed(1002, String::new())]
+        );
+    }
+
+    #[test]
+    fn compressed_messages_come_in_inflated_whole_or_fragmented() {
+        let mut peer = deflating(1 << 20);
+        let text = "a chat line, a chat line, a chat line, a chat line, again".repeat(4);
+        let z = compressed(text.as_bytes());
+        assert_eq!(
+            peer.feed(1, &client_frame(0xC1, &z)),
+            [Seen::Text(text.clone())]
+        );
+        let (a, b) = z.split_at(z.len() / 2);
+        let mut fragmented = client_frame(0x41, a);
+        fragmented.extend(client_frame(0x80, b));
+        for piece in fragmented.chunks(3) {
+            let seen = peer.feed(2, piece);
+            assert!(
+                seen.is_empty() || seen == [Seen::Text(text.clone())],
+                "{seen:?}"
+            );
+        }
+        let binary = vec![7u8; 5000];
+        assert_eq!(
+            peer.feed(3, &client_frame(0xC2, &compressed(&binary))),
+            [Seen::Binary(binary)]
+        );
+        // A plain message is still a message.
+        assert_eq!(
+            peer.feed(4, &client_frame(0x81, b"hi")),
+            [Seen::Text("hi".into())]
+        );
+    }
+
+    #[test]
+    fn a_bomb_closes_1009_while_inflating() {
+        let mut peer = deflating(64 * 1024);
+        let z = compressed(&vec![0u8; 16 << 20]);
+        assert!(
+            z.len() < 64 * 1024,
+            "the wire size alone is under the limit"
+        );
+        assert_eq!(
+            peer.feed(1, &client_frame(0xC2, &z)),
+            [Seen::Closed(1009, String::new())]
+        );
+        assert!(
+            peer.scratch.capacity() <= 64 * 1024 + 1,
+            "{}",
+            peer.scratch.capacity()
+        );
+        assert_eq!(frames(&peer.sent()), [(0x88, vec![0x03, 0xF1])]);
+    }
+
+    #[test]
+    fn bad_compressed_data_and_bad_utf8_close_1007() {
+        let mut peer = deflating(1 << 20);
+        assert_eq!(
+            peer.feed(1, &client_frame(0xC1, &[0xff; 40])),
+            [Seen::Closed(1007, String::new())]
+        );
+        let mut peer = deflating(1 << 20);
+        let z = compressed(&[0xff; 200]);
+        assert_eq!(
+            peer.feed(1, &client_frame(0xC1, &z)),
+            [Seen::Closed(1007, String::new())]
+        );
+    }
+
+    #[test]
+    fn messages_go_out_compressed_when_it_pays() {
+        let mut peer = deflating(1 << 20);
+        let line = "{\"user\":\"ada\",\"text\":\"hello hello hello hello hello\"}".repeat(3);
+        let now = peer.at(1);
+        peer.conn
+            .send(&peer.s, now, &mut peer.codec, Message::Text(&line))
+            .unwrap();
+        peer.conn
+            .send(&peer.s, now, &mut peer.codec, Message::Text("short"))
+            .unwrap();
+        let shared = SharedFrame::new(Message::Binary(&[9u8; 300]));
+        peer.conn
+            .send_shared(&peer.s, now, &mut peer.codec, &shared)
+            .unwrap();
+        peer.flush(1);
+        let sent = frames(&peer.sent());
+        assert_eq!(sent.len(), 3);
+        let mut codec = Codec::default();
+        let mut out = Vec::new();
+        assert_eq!(sent[0].0, 0xC1, "RSV1 on a compressed text");
+        codec.inflate(&sent[0].1, &mut out, 1 << 20).unwrap();
+        assert_eq!(out, line.as_bytes());
+        assert_eq!(sent[1], (0x81, b"short".to_vec()), "too short to compress");
+        assert_eq!(sent[2].0, 0xC2);
+        out.clear();
+        codec.inflate(&sent[2].1, &mut out, 1 << 20).unwrap();
+        assert_eq!(out, [9u8; 300]);
+    }
+
+    #[test]
+    fn a_smaller_server_window_is_confirmed_and_used() {
+        let mut peer = Peer::new(Settings {
+            deflate: true,
+            ..settings()
+        });
+        peer.feed(
+            0,
+            &offering(
+                "Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=10\r\n",
+            ),
+        );
+        let reply = String::from_utf8(peer.sent()).unwrap();
+        assert!(reply.contains("; server_max_window_bits=10\r\n"), "{reply}");
+        assert!(!peer.conn.takes_shared_deflate(), "shared frames go plain");
+        // A 2,000-byte text twice: a 15-bit window would refer back 2,000
+        // bytes, past what a client's 10-bit window keeps.
+        let mut x = 1u32;
+        let half: String = (0..2000)
+            .map(|_| {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                char::from(b'a' + (x >> 16) as u8 % 26)
+            })
+            .collect();
+        let text = half.repeat(2);
+        let now = peer.at(1);
+        peer.conn
+            .send(&peer.s, now, &mut peer.codec, Message::Text(&text))
+            .unwrap();
+        peer.flush(1);
+        let sent = frames(&peer.sent());
+        assert_eq!(sent[0].0, 0xC1);
+        let mut small = flate2::Decompress::new_with_window_bits(false, 10);
+        let mut input = sent[0].1.clone();
+        input.extend_from_slice(&[0, 0, 0xff, 0xff]);
+        let mut out = Vec::with_capacity(2 * text.len());
+        small
+            .decompress_vec(&input, &mut out, flate2::FlushDecompress::Sync)
+            .unwrap();
+        assert_eq!(out, text.as_bytes());
+        assert!(
+            sent[0].1.len() < text.len() * 3 / 4,
+            "compressed all the same"
+        );
+    }
 }
