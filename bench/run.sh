@@ -12,7 +12,7 @@
 #   ROOKERY_ARGS   extra flags for both rookery binaries (e.g. "-q")  []
 #   UWS_BIN        the uWebSockets peer (built outside the repo, see README)
 #                  [/tmp/uws/uws-peer]; skipped with a message if missing
-#   SCENARIOS      "echo-small echo-large fanout idle"; also "churn" and
+#   SCENARIOS      "echo-small echo-rate echo-large fanout idle"; also "churn" and
 #                  "churn-tcp"; "all" = the four plus churn; and over TLS,
 #                  rookery only: "wss-echo-small wss-echo-large wss-fanout
 #                  wss-idle" ("wss" = those four)
@@ -26,6 +26,7 @@
 #   CHURN_TOTAL    churn: connections opened and closed in all    [1000000]
 #   CHURN_ROUND    churn: connections open at once per round      [10000]
 #   CHURN_QUIET    churn: seconds of quiet after the last round   [20]
+#   RATE           echo-rate: messages/s offered to every server  [50000]
 #   ROUNDS         runs per scenario and server (median reported) [3]
 #   WARMUP / DURATION   seconds before / of the measurement       [1 / 5]
 #   HOLD           idle: seconds the connections are held open    [3]
@@ -49,8 +50,8 @@ DEFAULT_ROOKERY_TLS_BIN=$REPO_DIR/target/tls/release/rookery
 ROOKERY_TLS_BIN=${ROOKERY_TLS_BIN:-$DEFAULT_ROOKERY_TLS_BIN}
 ROOKERY_ARGS=${ROOKERY_ARGS:-}
 UWS_BIN=${UWS_BIN:-/tmp/uws/uws-peer}
-SCENARIOS=${SCENARIOS:-"echo-small echo-large fanout idle"}
-[ "$SCENARIOS" = all ] && SCENARIOS="echo-small echo-large fanout idle churn"
+SCENARIOS=${SCENARIOS:-"echo-small echo-rate echo-large fanout idle"}
+[ "$SCENARIOS" = all ] && SCENARIOS="echo-small echo-rate echo-large fanout idle churn"
 [ "$SCENARIOS" = wss ] && SCENARIOS="wss-echo-small wss-echo-large wss-fanout wss-idle"
 want_wss=0
 case " $SCENARIOS " in *" wss-"*) want_wss=1 ;; esac
@@ -72,6 +73,7 @@ WARMUP=${WARMUP:-1}
 DURATION=${DURATION:-5}
 HOLD=${HOLD:-3}
 FANOUT_WINDOW=${FANOUT_WINDOW:-128}
+RATE=${RATE:-50000}
 SERVER_CPU=${SERVER_CPU:-0}
 LOADGEN_CPU=${LOADGEN_CPU:-1}
 OUT_DIR=${OUT_DIR:-$BENCH_DIR/target/results/$(date +%Y%m%d-%H%M%S)}
@@ -302,7 +304,7 @@ runs_of() {
 total=0
 for scenario in $SCENARIOS; do
     case $scenario in
-        echo-small | echo-large | fanout | idle | churn | churn-tcp) ;;
+        echo-small | echo-rate | echo-large | fanout | idle | churn | churn-tcp) ;;
         wss-echo-small | wss-echo-large | wss-fanout | wss-idle) ;;
         *) die "unknown scenario '$scenario'" ;;
     esac
@@ -321,6 +323,7 @@ for scenario in $SCENARIOS; do
     extra=(--warmup "$WARMUP" --duration "$DURATION")
     case ${scenario#wss-} in
         fanout) extra+=(--inflight "$FANOUT_WINDOW") ;;
+        echo-rate) extra+=(--rate "$RATE") ;;
         idle) extra+=(--hold "$HOLD") ;;
         churn | churn-tcp)
             lg_scenario=churn
@@ -410,6 +413,7 @@ fmt() { # value format
 # is shown, higher/lower is better; -: context only).
 metrics_of() {
     case ${1#wss-} in
+        echo-rate) echo "msgs_per_s:messages/s_(offered_${RATE}/s):int:hi p50_us:latency_p50_(µs):int:lo p99_us:latency_p99_(µs):int:lo p999_us:latency_p99.9_(µs):int:lo server_cpu_pct:server_CPU_(%_of_a_core):%.0f:- server_cpu_us_per_msg:server_CPU_per_message_(µs):%.2f:lo loadgen_cpu_pct:loadgen_CPU_(%_of_a_core):%.0f:-" ;;
         echo-*) echo "msgs_per_s:messages/s:int:hi mb_per_s:MB/s_(payload_echoed):%.1f:hi p50_us:latency_p50_(µs):int:lo p99_us:latency_p99_(µs):int:lo server_cpu_pct:server_CPU_(%_of_a_core):%.0f:- server_cpu_us_per_msg:server_CPU_per_message_(µs):%.2f:lo loadgen_cpu_pct:loadgen_CPU_(%_of_a_core):%.0f:-" ;;
         fanout) echo "msgs_per_s:deliveries/s:int:hi mb_per_s:MB/s_(payload_delivered):%.1f:hi p50_us:delivery_latency_p50_(µs):int:lo p99_us:delivery_latency_p99_(µs):int:lo missed:missed_deliveries_(max_of_runs):max:- server_cpu_pct:server_CPU_(%_of_a_core):%.0f:- server_cpu_us_per_msg:server_CPU_per_delivery_(µs):%.3f:lo loadgen_cpu_pct:loadgen_CPU_(%_of_a_core):%.0f:-" ;;
         idle) echo "rss_per_conn_bytes:server_RSS_per_connection_(bytes):int:lo rss_after_kib:server_RSS_with_all_open_(KiB):int:lo connect_per_s:connections_set_up_per_second:int:hi" ;;

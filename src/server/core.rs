@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::poller::{Event, PollMode, Poller};
 use log::{debug, warn};
-use polling::{Event, PollMode, Poller};
 
 use crate::proto::connection::{Connection, Message, SendError, Settings, SharedFrame};
 use crate::proto::deflate::Codec;

@@ -15,6 +15,7 @@ mod batch;
 mod config;
 mod core;
 mod handler;
+mod poller;
 mod post;
 mod sink;
 mod slab;
@@ -30,7 +31,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use log::debug;
-use polling::{Events, Poller};
 
 use crate::proto::connection::Event;
 use crate::proto::http::{Request, Response};
@@ -38,6 +38,7 @@ use crate::proto::http::{Request, Response};
 pub use self::config::Config;
 use self::core::{Core, Timer, LISTENER_KEY};
 pub use self::handler::{Context, Handler, TimerId, Upgrade};
+use self::poller::{Events, Poller};
 use self::post::{Post, PostBox};
 pub use self::post::{PostError, Poster};
 pub use self::slab::ConnId;
@@ -240,10 +241,10 @@ impl<H: Handler> Server<H> {
             (a, b) => a.or(b),
         };
         self.events.clear();
-        match deadline {
-            Some(deadline) => self.core.poller.wait_deadline(&mut self.events, deadline),
-            None => self.core.poller.wait(&mut self.events, None),
-        }?;
+        // The deadline stays in the wheel; the poller gets a plain timeout
+        // (one `epoll_wait`, no timerfd: see `poller`).
+        let timeout = deadline.map(|d| d.saturating_duration_since(self.core.now));
+        self.core.poller.wait(&mut self.events, timeout)?;
         // The one reading of the clock this pass: every connection and timer
         // below sees the same instant.
         self.core.now = Instant::now();

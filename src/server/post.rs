@@ -28,7 +28,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use polling::Poller;
+use super::poller::Poller;
 
 use crate::proto::connection::Message;
 

@@ -41,6 +41,9 @@ usage: loadgen SCENARIO [options]
 
 scenarios:
   echo-small   100 connections x 16 in flight x 32-byte text (echo server)
+  echo-rate    echo-small's connections and messages at a fixed offered rate
+               (--rate, 50000 messages/s): the same load for every server,
+               for server CPU per message and latency (echo server)
   echo-large   10 connections x 4 in flight x 64 KiB binary (echo server)
   fanout       1000 subscribers + 1 publisher, 64-byte texts (chat server)
   idle         10000 idle connections, server RSS per connection (chat server)
@@ -56,7 +59,9 @@ options:
   --duration SECS      measurement window                    [5]
   --hold SECS          idle: how long to keep connections open [3]
   --connections N      connections (fanout: subscribers)
-  --inflight N         messages in flight per connection (fanout: publisher window)
+  --inflight N         messages in flight per connection (fanout: publisher window;
+                       echo-rate: at most that many outstanding per connection)
+  --rate N             echo-rate: messages per second offered, in all [50000]
   --size BYTES         payload size (>= 16)
   --text | --binary    payload type
   --welcome | --no-welcome   wait for a welcome text on every connection
@@ -76,6 +81,7 @@ churn options (with --url, --server-pid, --max-pending [128]):
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Scenario {
     EchoSmall,
+    EchoRate,
     EchoLarge,
     Fanout,
     Idle,
@@ -85,6 +91,7 @@ impl Scenario {
     fn name(self) -> &'static str {
         match self {
             Scenario::EchoSmall => "echo-small",
+            Scenario::EchoRate => "echo-rate",
             Scenario::EchoLarge => "echo-large",
             Scenario::Fanout => "fanout",
             Scenario::Idle => "idle",
@@ -94,6 +101,7 @@ impl Scenario {
     fn parse(s: &str) -> Option<Self> {
         [
             Scenario::EchoSmall,
+            Scenario::EchoRate,
             Scenario::EchoLarge,
             Scenario::Fanout,
             Scenario::Idle,
@@ -103,7 +111,10 @@ impl Scenario {
     }
 
     fn is_echo(self) -> bool {
-        matches!(self, Scenario::EchoSmall | Scenario::EchoLarge)
+        matches!(
+            self,
+            Scenario::EchoSmall | Scenario::EchoRate | Scenario::EchoLarge
+        )
     }
 }
 
@@ -120,6 +131,9 @@ struct Config {
     hold: Duration,
     conns: usize,
     inflight: usize,
+    /// echo-rate: messages per second offered (0: closed loop, every echo
+    /// is replaced at once).
+    rate: u64,
     size: usize,
     binary: bool,
     welcome: bool,
@@ -136,7 +150,7 @@ fn parse_args() -> Result<Config, String> {
     }
     let scenario = Scenario::parse(&first).ok_or_else(|| format!("unknown scenario '{first}'"))?;
     let (conns, inflight, size, binary) = match scenario {
-        Scenario::EchoSmall => (100, 16, 32, false),
+        Scenario::EchoSmall | Scenario::EchoRate => (100, 16, 32, false),
         Scenario::EchoLarge => (10, 4, 64 * 1024, true),
         Scenario::Fanout => (1000, 128, 64, false),
         Scenario::Idle => (10_000, 0, 16, false),
@@ -153,6 +167,11 @@ fn parse_args() -> Result<Config, String> {
         hold: Duration::from_secs(3),
         conns,
         inflight,
+        rate: if scenario == Scenario::EchoRate {
+            50_000
+        } else {
+            0
+        },
         size,
         binary,
         welcome: matches!(scenario, Scenario::Fanout | Scenario::Idle),
@@ -185,6 +204,7 @@ fn parse_args() -> Result<Config, String> {
             "--connect-timeout" => cfg.connect_timeout = secs(value(&flag)?, &flag)?,
             "--connections" => cfg.conns = num(value(&flag)?, &flag)?,
             "--inflight" => cfg.inflight = num(value(&flag)?, &flag)?,
+            "--rate" => cfg.rate = num(value(&flag)?, &flag)?.max(1) as u64,
             "--size" => cfg.size = num(value(&flag)?, &flag)?,
             "--max-pending" => cfg.max_pending = num(value(&flag)?, &flag)?.max(1),
             "--text" => cfg.binary = false,
@@ -209,6 +229,9 @@ fn parse_args() -> Result<Config, String> {
     }
     if scenario != Scenario::Idle && cfg.inflight == 0 {
         return Err("--inflight must be at least 1".into());
+    }
+    if scenario != Scenario::EchoRate {
+        cfg.rate = 0;
     }
     if scenario == Scenario::Fanout && cfg.binary {
         return Err("fanout relays text messages only".into());
@@ -396,6 +419,14 @@ struct Ctx {
     last_progress: Instant,
     fatal: Option<String>,
     fan: Fanout,
+    /// echo-rate: messages per second offered (0: closed loop).
+    rate: u64,
+    /// echo-rate: when pacing began, messages paced since, the next
+    /// connection in turn, and the per-connection cap on outstanding ones.
+    pace_start: Instant,
+    paced: u64,
+    pace_next: usize,
+    pace_cap: u64,
     /// `wss://`: protocol version and cipher suite of the first session.
     tls_info: Option<String>,
 }
@@ -422,6 +453,34 @@ enum Step {
 #[inline]
 fn nanos(d: Duration) -> u64 {
     d.as_nanos().min(u64::MAX as u128) as u64
+}
+
+/// echo-rate: sends what the schedule owes by now (message `k` is due at
+/// `pace_start + k / rate`), one message per connection in turn, skipping
+/// connections that already have `pace_cap` outstanding. A message goes out
+/// stamped with its due instant, not the instant it left: a server that
+/// falls behind shows in the latency instead of slowing the schedule down
+/// (no coordinated omission).
+fn pace(conns: &mut [Conn], reg: &Registry, ctx: &mut Ctx) {
+    let now = Instant::now();
+    let due = (now.saturating_duration_since(ctx.pace_start).as_nanos() * ctx.rate as u128
+        / 1_000_000_000) as u64;
+    let n = conns.len();
+    let mut skipped = 0;
+    while ctx.paced < due && skipped < n {
+        let c = &mut conns[ctx.pace_next];
+        ctx.pace_next = (ctx.pace_next + 1) % n;
+        if c.state != State::Open || c.app.send_seq - c.app.recv_seq >= ctx.pace_cap {
+            skipped += 1;
+            continue;
+        }
+        skipped = 0;
+        let at = ctx.pace_start
+            + Duration::from_nanos((ctx.paced as u128 * 1_000_000_000 / ctx.rate as u128) as u64);
+        send_echo(&mut c.app, &mut c.out, ctx, at);
+        ctx.paced += 1;
+        flush(c, reg, ctx);
+    }
 }
 
 fn send_echo(app: &mut App, out: &mut Out, ctx: &mut Ctx, now: Instant) {
@@ -486,7 +545,7 @@ fn on_data(app: &mut App, out: &mut Out, ctx: &mut Ctx, op: u8, payload: &[u8], 
                 ctx.bytes += payload.len() as u64;
                 ctx.hist.record(nanos(now - sent));
             }
-            if ctx.sending {
+            if ctx.sending && ctx.rate == 0 {
                 send_echo(app, out, ctx, now);
             }
         }
@@ -952,6 +1011,7 @@ struct Report {
     bytes: u64,
     p50_us: f64,
     p99_us: f64,
+    p999_us: f64,
     max_us: f64,
     hist_count: u64,
     loadgen_cpu: f64,
@@ -1027,6 +1087,11 @@ fn run(cfg: &Config) -> io::Result<(Report, Ctx)> {
             pub_idx: subscribers,
             started: false,
         },
+        rate: cfg.rate,
+        pace_start: start,
+        paced: 0,
+        pace_next: 0,
+        pace_cap: cfg.inflight as u64,
         tls_info: None,
     };
     let rbuf_size = match cfg.scenario {
@@ -1061,7 +1126,7 @@ fn run(cfg: &Config) -> io::Result<(Report, Ctx)> {
         while phase == Phase::Connect && conns.len() < total && ctx.pending < cfg.max_pending {
             let i = conns.len();
             let role = match cfg.scenario {
-                Scenario::EchoSmall | Scenario::EchoLarge => Role::Echo,
+                Scenario::EchoSmall | Scenario::EchoRate | Scenario::EchoLarge => Role::Echo,
                 Scenario::Fanout if i == subscribers => Role::Publisher,
                 Scenario::Fanout => Role::Subscriber,
                 Scenario::Idle => Role::Idle,
@@ -1104,9 +1169,13 @@ fn run(cfg: &Config) -> io::Result<(Report, Ctx)> {
         }
 
         let now = Instant::now();
-        let timeout = deadline
-            .saturating_duration_since(now)
-            .min(Duration::from_millis(100));
+        // Pacing wakes the loop every millisecond (epoll's resolution).
+        let tick = if ctx.rate > 0 && ctx.sending {
+            Duration::from_millis(1)
+        } else {
+            Duration::from_millis(100)
+        };
+        let timeout = deadline.saturating_duration_since(now).min(tick);
         if let Err(e) = poll.poll(&mut events, Some(timeout)) {
             if e.kind() != io::ErrorKind::Interrupted {
                 return Err(e);
@@ -1128,6 +1197,9 @@ fn run(cfg: &Config) -> io::Result<(Report, Ctx)> {
         if ctx.fan.started && phase != Phase::Closing {
             let p = ctx.fan.pub_idx;
             pump_publisher(&mut conns[p], poll.registry(), &mut ctx);
+        }
+        if ctx.rate > 0 && ctx.sending {
+            pace(&mut conns, poll.registry(), &mut ctx);
         }
 
         let now = Instant::now();
@@ -1161,6 +1233,9 @@ fn run(cfg: &Config) -> io::Result<(Report, Ctx)> {
                             ctx.fan.live = subscribers as u32;
                             let p = ctx.fan.pub_idx;
                             pump_publisher(&mut conns[p], poll.registry(), &mut ctx);
+                        } else if ctx.rate > 0 {
+                            ctx.pace_start = now;
+                            pace(&mut conns, poll.registry(), &mut ctx);
                         } else {
                             for c in conns.iter_mut() {
                                 for _ in 0..cfg.inflight {
@@ -1273,6 +1348,7 @@ fn run(cfg: &Config) -> io::Result<(Report, Ctx)> {
     rep.hist_count = ctx.hist.count();
     rep.p50_us = ctx.hist.quantile(0.50) as f64 / 1e3;
     rep.p99_us = ctx.hist.quantile(0.99) as f64 / 1e3;
+    rep.p999_us = ctx.hist.quantile(0.999) as f64 / 1e3;
     rep.max_us = ctx.hist.max() as f64 / 1e3;
     if secs > 0.0 {
         rep.loadgen_cpu = (window_end.1.saturating_sub(window_start.1)).as_secs_f64() / secs;
@@ -1337,6 +1413,15 @@ fn print_report(cfg: &Config, rep: &Report, ctx: &Ctx) {
         kv.push(("tls", info.replace(' ', "_")));
     }
     match cfg.scenario {
+        Scenario::EchoRate => println!(
+            "  {} connections (at most {} outstanding each) x {} B {kind}, {} messages/s offered; {:.2} s measured after {:.2} s warm-up",
+            cfg.conns,
+            cfg.inflight,
+            cfg.size,
+            cfg.rate,
+            rep.measured,
+            cfg.warmup.as_secs_f64()
+        ),
         Scenario::EchoSmall | Scenario::EchoLarge => println!(
             "  {} connections x {} in flight x {} B {kind}; {:.2} s measured after {:.2} s warm-up",
             cfg.conns,
@@ -1369,14 +1454,18 @@ fn print_report(cfg: &Config, rep: &Report, ctx: &Ctx) {
         println!("  {what:<14} {rate:.0}");
         println!("  MB/s           {mbs:.2} (payload received)");
         println!(
-            "  latency        p50 {:.0} us, p99 {:.0} us, max {:.0} us ({} samples)",
-            rep.p50_us, rep.p99_us, rep.max_us, rep.hist_count
+            "  latency        p50 {:.0} us, p99 {:.0} us, p99.9 {:.0} us, max {:.0} us ({} samples)",
+            rep.p50_us, rep.p99_us, rep.p999_us, rep.max_us, rep.hist_count
         );
         kv.push(("msgs", rep.msgs.to_string()));
         kv.push(("msgs_per_s", format!("{rate:.0}")));
         kv.push(("mb_per_s", format!("{mbs:.3}")));
         kv.push(("p50_us", format!("{:.1}", rep.p50_us)));
         kv.push(("p99_us", format!("{:.1}", rep.p99_us)));
+        kv.push(("p999_us", format!("{:.1}", rep.p999_us)));
+        if cfg.rate > 0 {
+            kv.push(("offered_per_s", cfg.rate.to_string()));
+        }
         kv.push(("max_us", format!("{:.1}", rep.max_us)));
     }
     if cfg.scenario == Scenario::Fanout {
