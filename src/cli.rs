@@ -75,6 +75,10 @@ pub(crate) struct Options {
     pub(crate) config: Config,
     /// The TLS certificate (chain) and key, PEM: https and wss.
     pub(crate) tls: Option<(PathBuf, PathBuf)>,
+    /// `--redis URL`: topics across nodes (feature `redis`).
+    pub(crate) redis: Option<String>,
+    /// `--redis-prefix`: channels are `PREFIX:room:R`.
+    pub(crate) redis_prefix: String,
 }
 
 /// What the command line asks for.
@@ -219,6 +223,10 @@ OPTIONS:
                               listening port (with --tls-key; builds with the
                               tls feature; SIGHUP re-reads both files)
     --tls-key FILE            its private key, PEM (PKCS#8, PKCS#1 or SEC1)
+    --redis URL               share rooms with the other nodes on this Redis
+                              (redis://[:PASSWORD@]HOST[:PORT][/DB]; builds with
+                              the redis feature; see docs/cluster.md)
+    --redis-prefix PREFIX     Redis channels are PREFIX:room:R    [default: rookery]
     -v, --verbose             more logging: -v debug, -vv (or more) trace
     -q, --quiet               less logging: -q warnings and errors, -qq errors only
                               (each -v and -q counts against the other: -vq is the default)
@@ -396,6 +404,8 @@ const VALUE_FLAGS: &[&str] = &[
     "--max-rooms",
     "--tls-cert",
     "--tls-key",
+    "--redis",
+    "--redis-prefix",
 ];
 
 /// Parses the arguments after the program name.
@@ -412,6 +422,8 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
         verbosity: Verbosity::Normal,
         config: Config::default(),
         tls: None,
+        redis: None,
+        redis_prefix: "rookery".into(),
     };
     let (mut tls_cert, mut tls_key) = (None, None);
     let (mut louder, mut quieter) = (0u32, 0u32);
@@ -452,6 +464,8 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
             match flag {
                 "--tls-cert" => tls_cert = Some(PathBuf::from(value)),
                 "--tls-key" => tls_key = Some(PathBuf::from(value)),
+                "--redis" => opts.redis = Some(value),
+                "--redis-prefix" => opts.redis_prefix = value,
                 _ => apply_value(&mut opts, flag, value)?,
             }
             continue;
@@ -506,6 +520,22 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
             })
         }
     };
+    if let Some(url) = &opts.redis {
+        #[cfg(feature = "redis")]
+        if let Err(e) = rookery::cluster::RedisConfig::from_url(url) {
+            return Err(CliError::Refused {
+                flag: "--redis",
+                value: url.clone(),
+                why: e.to_string(),
+            });
+        }
+        #[cfg(not(feature = "redis"))]
+        return Err(CliError::Refused {
+            flag: "--redis",
+            value: url.clone(),
+            why: "this build has no Redis: build with --features redis".into(),
+        });
+    }
     if opts.mode == Mode::Chat && opts.page && opts.config.path == "/" {
         return Err(CliError::Refused {
             flag: "--path",
