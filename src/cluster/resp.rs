@@ -73,13 +73,12 @@ impl Decoder {
         Decoder { max_bulk }
     }
 
-    /// The most bytes one reply may take on the wire (the buffer bound a
-    /// caller needs).
+    /// The most bytes one reply may take on the wire: its largest bulk
+    /// string and 64 KiB of headers and lines around it. A reply still
+    /// incomplete past it is refused, so this is the buffer bound a caller
+    /// needs.
     pub fn max_reply(&self) -> usize {
-        // A few headers and lines around the payloads of one array.
-        self.max_bulk
-            .saturating_add(MAX_LINE)
-            .saturating_mul(MAX_ELEMENTS.min(4))
+        self.max_bulk.saturating_add(64 * 1024)
     }
 
     /// Decodes one reply from the start of `input`: the reply and how many
@@ -87,7 +86,10 @@ impl Decoder {
     pub fn decode(&self, input: &[u8]) -> Result<Option<(Reply, usize)>, RespError> {
         let mut pos = 0;
         match self.value(input, &mut pos, 0)? {
+            Some(_) if pos > self.max_reply() => Err(RespError::TooLarge),
             Some(reply) => Ok(Some((reply, pos))),
+            // Everything in `input` belongs to this unfinished reply.
+            None if input.len() > self.max_reply() => Err(RespError::TooLarge),
             None => Ok(None),
         }
     }
