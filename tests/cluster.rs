@@ -459,3 +459,86 @@ fn fuzz_check_on_random_bytes_and_mangled_replies() {
         fuzz_resp::resp_decoder(&input);
     }
 }
+
+/// A library handler: every connection is on topic "news"; what it says is
+/// published there.
+struct News;
+
+impl rookery::Handler for News {
+    fn on_open(&mut self, ctx: &mut rookery::Context<'_>, conn: rookery::ConnId) {
+        let _ = ctx.subscribe(conn, "news");
+    }
+
+    fn on_message(
+        &mut self,
+        ctx: &mut rookery::Context<'_>,
+        _conn: rookery::ConnId,
+        msg: rookery::Message<'_>,
+    ) {
+        ctx.publish("news", msg);
+    }
+}
+
+/// A library server with a bridge, run on a thread until `stop`.
+fn library_node(url: &str) -> (String, rookery::StopHandle, std::thread::JoinHandle<()>) {
+    let mut cfg = rookery::cluster::RedisConfig::from_url(url).expect("url");
+    cfg.prefix = "lib".into();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let mut server =
+            rookery::Server::bind("127.0.0.1:0", rookery::Config::default(), News).expect("bind");
+        server.set_redis(cfg);
+        tx.send((server.local_addr(), server.stop_handle()))
+            .expect("send");
+        server.run().expect("run");
+    });
+    let (addr, stop) = rx.recv().expect("started");
+    (format!("ws://{addr}/chat"), stop, thread)
+}
+
+#[test]
+fn library_servers_with_a_bridge_share_topics() {
+    let Some(redis) = Redis::start(None) else {
+        return;
+    };
+    let (url1, stop1, t1) = library_node(&redis.url());
+    let (url2, stop2, t2) = library_node(&redis.url());
+    let mut a = connect(&url1);
+    let mut b = connect(&url2);
+    // Wait for both bridges: say something until the other side hears it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut probe = 0;
+    b.get_mut()
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    'wait: loop {
+        assert!(Instant::now() < deadline, "the bridges never connected");
+        say(&mut a, &format!("probe{probe}"));
+        assert_eq!(text(&mut a), format!("probe{probe}"));
+        probe += 1;
+        while let Ok(Message::Text(t)) = b.read() {
+            if t.starts_with("probe") {
+                break 'wait;
+            }
+        }
+    }
+    b.get_mut()
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    // a heard its probes once each (not again from Redis): its next
+    // message is b's. b may still have probes in flight.
+    say(&mut b, "from b");
+    assert_eq!(text(&mut a), "from b");
+    loop {
+        let got = text(&mut b);
+        if got == "from b" {
+            break;
+        }
+        assert!(got.starts_with("probe"), "{got}");
+    }
+    stop1.stop();
+    stop2.stop();
+    drop((a, b));
+    t1.join().expect("node 1");
+    t2.join().expect("node 2");
+}
