@@ -655,6 +655,37 @@ mod tests {
     }
 
     #[test]
+    fn redis_flags() {
+        let refused = |args: &[&str]| match run(args) {
+            Err(CliError::Refused { flag, why, .. }) => (flag, why),
+            other => panic!("not refused: {other:?}"),
+        };
+        #[cfg(not(feature = "redis"))]
+        assert_eq!(
+            refused(&["--redis", "redis://127.0.0.1"]),
+            (
+                "--redis",
+                "this build has no Redis: build with --features redis".to_string()
+            )
+        );
+        #[cfg(feature = "redis")]
+        {
+            let opts = run(&[
+                "--redis",
+                "redis://:pw@127.0.0.1:7/1",
+                "--redis-prefix",
+                "p",
+            ])
+            .unwrap();
+            assert_eq!(opts.redis.as_deref(), Some("redis://:pw@127.0.0.1:7/1"));
+            assert_eq!(opts.redis_prefix, "p");
+            assert_eq!(refused(&["--redis", "http://x"]).0, "--redis");
+            assert_eq!(refused(&["--redis", "redis://127.0.0.1:x"]).0, "--redis");
+        }
+        assert_eq!(run(&[]).unwrap().redis_prefix, "rookery");
+    }
+
+    #[test]
     fn every_flag_is_applied() {
         let opts = run(&[
             "--listen",
