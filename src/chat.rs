@@ -241,6 +241,27 @@ pub fn render_metrics(ctx: &Context<'_>, rooms: usize) -> String {
         "Bytes queued for all clients, not yet taken by their sockets.",
         ctx.total_backlog() as u64,
     );
+    #[cfg(feature = "redis")]
+    if let Some(redis) = ctx.redis_status() {
+        one(
+            "rookery_redis_connected",
+            "gauge",
+            "1 while both Redis connections are up and subscribed.",
+            u64::from(redis.connected),
+        );
+        one(
+            "rookery_redis_dropped_total",
+            "counter",
+            "Messages for Redis dropped because the queue (--max-backlog) was full.",
+            redis.dropped,
+        );
+        one(
+            "rookery_redis_backlog_bytes",
+            "gauge",
+            "Bytes of messages waiting for Redis.",
+            redis.queued_bytes as u64,
+        );
+    }
     let mut labelled = |name: &str,
                         help: &str,
                         label: &str,

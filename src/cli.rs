@@ -75,6 +75,10 @@ pub(crate) struct Options {
     pub(crate) config: Config,
     /// The TLS certificate (chain) and key, PEM: https and wss.
     pub(crate) tls: Option<(PathBuf, PathBuf)>,
+    /// `--redis URL`: topics across nodes (feature `redis`).
+    pub(crate) redis: Option<String>,
+    /// `--redis-prefix`: channels are `PREFIX:room:R`.
+    pub(crate) redis_prefix: String,
 }
 
 /// What the command line asks for.
@@ -233,6 +237,10 @@ OPTIONS:
                               listening port (with --tls-key; builds with the
                               tls feature; SIGHUP re-reads both files)
     --tls-key FILE            its private key, PEM (PKCS#8, PKCS#1 or SEC1)
+    --redis URL               share rooms with the other nodes on this Redis
+                              (redis://[:PASSWORD@]HOST[:PORT][/DB]; builds with
+                              the redis feature; see docs/cluster.md)
+    --redis-prefix PREFIX     Redis channels are PREFIX:room:R    [default: rookery]
     -v, --verbose             more logging: -v debug, -vv (or more) trace
     -q, --quiet               less logging: -q warnings and errors, -qq errors only
                               (each -v and -q counts against the other: -vq is the default)
@@ -410,6 +418,8 @@ const VALUE_FLAGS: &[&str] = &[
     "--max-rooms",
     "--tls-cert",
     "--tls-key",
+    "--redis",
+    "--redis-prefix",
 ];
 
 /// Parses the arguments after the program name.
@@ -426,6 +436,8 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
         verbosity: Verbosity::Normal,
         config: Config::default(),
         tls: None,
+        redis: None,
+        redis_prefix: "rookery".into(),
     };
     let (mut tls_cert, mut tls_key) = (None, None);
     let (mut louder, mut quieter) = (0u32, 0u32);
@@ -466,6 +478,8 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
             match flag {
                 "--tls-cert" => tls_cert = Some(PathBuf::from(value)),
                 "--tls-key" => tls_key = Some(PathBuf::from(value)),
+                "--redis" => opts.redis = Some(value),
+                "--redis-prefix" => opts.redis_prefix = value,
                 _ => apply_value(&mut opts, flag, value)?,
             }
             continue;
@@ -528,6 +542,22 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
             })
         }
     };
+    if let Some(url) = &opts.redis {
+        #[cfg(feature = "redis")]
+        if let Err(e) = rookery::cluster::RedisConfig::from_url(url) {
+            return Err(CliError::Refused {
+                flag: "--redis",
+                value: url.clone(),
+                why: e.to_string(),
+            });
+        }
+        #[cfg(not(feature = "redis"))]
+        return Err(CliError::Refused {
+            flag: "--redis",
+            value: url.clone(),
+            why: "this build has no Redis: build with --features redis".into(),
+        });
+    }
     if opts.mode == Mode::Chat && opts.page && opts.config.path == "/" {
         return Err(CliError::Refused {
             flag: "--path",
@@ -644,6 +674,37 @@ mod tests {
             (opts.history, opts.max_rooms, opts.metrics),
             (0, 1024, false)
         );
+    }
+
+    #[test]
+    fn redis_flags() {
+        let refused = |args: &[&str]| match run(args) {
+            Err(CliError::Refused { flag, why, .. }) => (flag, why),
+            other => panic!("not refused: {other:?}"),
+        };
+        #[cfg(not(feature = "redis"))]
+        assert_eq!(
+            refused(&["--redis", "redis://127.0.0.1"]),
+            (
+                "--redis",
+                "this build has no Redis: build with --features redis".to_string()
+            )
+        );
+        #[cfg(feature = "redis")]
+        {
+            let opts = run(&[
+                "--redis",
+                "redis://:pw@127.0.0.1:7/1",
+                "--redis-prefix",
+                "p",
+            ])
+            .unwrap();
+            assert_eq!(opts.redis.as_deref(), Some("redis://:pw@127.0.0.1:7/1"));
+            assert_eq!(opts.redis_prefix, "p");
+            assert_eq!(refused(&["--redis", "http://x"]).0, "--redis");
+            assert_eq!(refused(&["--redis", "redis://127.0.0.1:x"]).0, "--redis");
+        }
+        assert_eq!(run(&[]).unwrap().redis_prefix, "rookery");
     }
 
     #[test]

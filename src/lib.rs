@@ -57,6 +57,8 @@
 #![warn(unreachable_pub)]
 
 pub mod chat;
+#[cfg(feature = "redis")]
+pub mod cluster;
 pub mod echo;
 #[cfg(feature = "ffi")]
 pub mod ffi;

@@ -249,6 +249,24 @@ fn serve<H: Handler>(opts: &Options, tls: Tls, handler: H) -> io::Result<()> {
     }
     #[cfg(not(feature = "tls"))]
     let () = tls;
+    #[cfg(feature = "redis")]
+    if let Some(url) = &opts.redis {
+        // Checked when the flags were read; resolved again here.
+        match rookery::cluster::RedisConfig::from_url(url) {
+            Ok(mut redis) => {
+                redis.prefix = opts.redis_prefix.clone();
+                redis.max_backlog = opts.config.max_backlog;
+                redis.max_message = usize::try_from(opts.config.max_message).unwrap_or(usize::MAX);
+                server.set_redis(redis);
+            }
+            Err(e) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("--redis: {e}"),
+                ))
+            }
+        }
+    }
     rookery::stop_on_signals(server.stop_handle())?;
     let addr = server.local_addr();
     let mut stdout = io::stdout().lock();

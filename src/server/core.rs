@@ -136,6 +136,9 @@ pub(crate) struct Core {
     busy_rejects: usize,
     /// The loop's clock: read once per pass, and handed to every connection.
     pub now: Instant,
+    /// Topics across nodes (see `crate::cluster`), when attached.
+    #[cfg(feature = "redis")]
+    pub(crate) bridge: Option<Box<crate::cluster::Bridge>>,
     start: Instant,
     /// Broadcast frames not yet written (see [`Core::flush_batch`]).
     batch: Vec<u8>,
@@ -205,6 +208,8 @@ impl Core {
             open_count: 0,
             #[cfg(feature = "tls")]
             tls: None,
+            #[cfg(feature = "redis")]
+            bridge: None,
         };
         core.schedule_ping();
         Ok(core)
@@ -226,9 +231,16 @@ impl Core {
 
     /// When the loop must wake for the next timer, if any.
     pub(crate) fn next_wake(&self) -> Option<Instant> {
-        let due = self.wheel.now() + self.wheel.next_due()?;
-        let nanos = due.saturating_mul(TICK.as_nanos() as u64);
-        Some(self.start + Duration::from_nanos(nanos))
+        let wheel = self.wheel.next_due().map(|due| {
+            let nanos = (self.wheel.now() + due).saturating_mul(TICK.as_nanos() as u64);
+            self.start + Duration::from_nanos(nanos)
+        });
+        // The Redis bridge keeps its own few deadlines (backoff, replies).
+        #[cfg(feature = "redis")]
+        if let Some(bridge) = self.bridge.as_deref().and_then(|b| b.next_wake()) {
+            return Some(wheel.map_or(bridge, |w| w.min(bridge)));
+        }
+        wheel
     }
 
     /// Fires every timer due by the loop's clock.
@@ -906,6 +918,10 @@ impl Drop for Core {
         }
         if let Some(listener) = self.listener.take() {
             let _ = self.poller.delete(&listener);
+        }
+        #[cfg(feature = "redis")]
+        if let Some(mut bridge) = self.bridge.take() {
+            bridge.detach(&self.poller);
         }
     }
 }

@@ -134,8 +134,21 @@ impl Context<'_> {
     /// [`Context::broadcast`], consecutive publications are written to each
     /// member together, and every member receives messages in the order
     /// they were published or sent.
+    ///
+    /// With a Redis bridge attached (`Server::set_redis`, feature `redis`)
+    /// the message is also queued for the other nodes.
     pub fn publish(&mut self, topic: &str, msg: Message<'_>) -> usize {
+        #[cfg(feature = "redis")]
+        if let Some(bridge) = self.core.bridge.as_deref_mut() {
+            bridge.publish(topic, msg.opcode(), msg.as_bytes());
+        }
         self.core.publish(topic, msg.opcode(), msg.as_bytes())
+    }
+
+    /// The Redis bridge's state, `None` without a bridge.
+    #[cfg(feature = "redis")]
+    pub fn redis_status(&self) -> Option<crate::cluster::RedisStatus> {
+        self.core.bridge.as_deref().map(|b| b.status())
     }
 
     /// How many members `topic` has.

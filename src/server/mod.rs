@@ -15,7 +15,7 @@ mod batch;
 mod config;
 mod core;
 mod handler;
-mod poller;
+pub(crate) mod poller;
 mod post;
 mod sink;
 mod slab;
@@ -36,6 +36,9 @@ use crate::proto::connection::Event;
 use crate::proto::http::{Request, Response};
 
 pub use self::config::Config;
+/// The core, for the Redis bridge's hooks (`crate::cluster`).
+#[cfg(feature = "redis")]
+pub(crate) use self::core::Core as BridgeCore;
 use self::core::{Core, Timer, LISTENER_KEY};
 pub use self::handler::{Context, Handler, TimerId, Upgrade};
 use self::poller::{Events, Poller};
@@ -164,6 +167,19 @@ impl<H: Handler> Server<H> {
         self.core.tls = Some(config);
     }
 
+    /// Joins this server to the others that name the same Redis: what is
+    /// published to a topic here ([`Context::publish`]) is published to the
+    /// topic of the same name on every node, and the other way round (see
+    /// docs/cluster.md). The connections are made from the loop, with
+    /// backoff; the server serves local traffic whatever Redis does.
+    #[cfg(feature = "redis")]
+    pub fn set_redis(&mut self, config: crate::cluster::RedisConfig) {
+        let bridge = crate::cluster::Bridge::new(config, Instant::now());
+        if let Some(mut old) = self.core.bridge.replace(Box::new(bridge)) {
+            old.detach(&self.core.poller);
+        }
+    }
+
     /// A handle that makes the server re-read its certificate and key (see
     /// [`ReloadHandle`]).
     pub fn reload_handle(&self) -> ReloadHandle {
@@ -264,6 +280,12 @@ impl<H: Handler> Server<H> {
                 self.settle();
                 continue;
             }
+            #[cfg(feature = "redis")]
+            if crate::cluster::Bridge::owns(key) {
+                self.core.redis_ready(key);
+                self.settle();
+                continue;
+            }
             let Some(id) = self.core.slots.id_at(key) else {
                 continue;
             };
@@ -276,6 +298,11 @@ impl<H: Handler> Server<H> {
             self.settle();
         }
         self.ready = ready;
+        #[cfg(feature = "redis")]
+        {
+            self.core.redis_tick();
+            self.settle();
+        }
         self.run_timers();
         self.check_reload();
         self.check_stop();

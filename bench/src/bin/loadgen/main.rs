@@ -59,6 +59,8 @@ options:
   --duration SECS      measurement window                    [5]
   --hold SECS          idle: how long to keep connections open [3]
   --connections N      connections (fanout: subscribers)
+  --split-to ws://127.0.0.1:PORT/PATH   fanout: the second half of the subscribers
+                       connect to this server instead (another node of a cluster)
   --inflight N         messages in flight per connection (fanout: publisher window;
                        echo-rate: at most that many outstanding per connection)
   --rate N             echo-rate: messages per second offered, in all [50000]
@@ -121,6 +123,9 @@ impl Scenario {
 struct Config {
     scenario: Scenario,
     addr: SocketAddrV4,
+    /// fanout `--split-to`: the second half of the subscribers connect
+    /// here (another node of a cluster); the publisher stays on `addr`.
+    addr2: Option<SocketAddrV4>,
     url: String,
     /// `wss://`: the shared client configuration.
     tls: Option<tls::Tls>,
@@ -158,6 +163,7 @@ fn parse_args() -> Result<Config, String> {
     let mut cfg = Config {
         scenario,
         addr: "127.0.0.1:1984".parse().unwrap(),
+        addr2: None,
         url: String::new(),
         tls: None,
         request: Vec::new(),
@@ -194,6 +200,10 @@ fn parse_args() -> Result<Config, String> {
         };
         match flag.as_str() {
             "--url" => url = value("--url")?,
+            "--split-to" => {
+                let v = value("--split-to")?;
+                cfg.addr2 = Some(parse_url(&v)?.0);
+            }
             "--server-pid" => {
                 let v = value("--server-pid")?;
                 cfg.server_pid = Some(v.parse().map_err(|_| format!("bad pid '{v}'"))?);
@@ -1131,7 +1141,11 @@ fn run(cfg: &Config) -> io::Result<(Report, Ctx)> {
                 Scenario::Fanout => Role::Subscriber,
                 Scenario::Idle => Role::Idle,
             };
-            let mut sock = match TcpStream::connect(SocketAddr::V4(cfg.addr)) {
+            let target = match cfg.addr2 {
+                Some(addr2) if role == Role::Subscriber && i >= subscribers / 2 => addr2,
+                _ => cfg.addr,
+            };
+            let mut sock = match TcpStream::connect(SocketAddr::V4(target)) {
                 Ok(s) => s,
                 Err(e) => {
                     ctx.error(|| format!("connect #{i}: {e}"));

@@ -1,0 +1,544 @@
+//! Rooms across nodes through a real `redis-server` (SPEC §9, feature
+//! `redis`): two and three `rookery` processes on one Redis started here on
+//! a free port; delivery once each and in each sender's order, rooms kept
+//! apart; Redis killed and restarted; unreachable, wrong password, wrong
+//! database, silent and garbage-speaking Redis; the bounded queue; and the
+//! `resp_decoder` fuzz check on seeded random bytes.
+//!
+//! Without `redis-server` in PATH the Redis tests say so and pass, unless
+//! `ROOKERY_REQUIRE_REDIS` is set (`.ci/run` sets it): then they fail.
+
+#![cfg(feature = "redis")]
+
+mod common;
+
+#[path = "../fuzz/src/resp.rs"]
+mod fuzz_resp;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use tungstenite::Message;
+
+const WELCOME: &str = "Welcome to Rookery Chat!";
+
+/// A `redis-server` of our own on a port of our own.
+struct Redis {
+    port: u16,
+    password: Option<&'static str>,
+    child: Option<Child>,
+}
+
+impl Redis {
+    /// Starts one, or `None` (with a message) when redis-server is absent
+    /// and not required.
+    fn start(password: Option<&'static str>) -> Option<Redis> {
+        let found = Command::new("redis-server")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok();
+        if !found {
+            if std::env::var_os("ROOKERY_REQUIRE_REDIS").is_some() {
+                panic!("redis-server not found, and ROOKERY_REQUIRE_REDIS is set");
+            }
+            eprintln!("SKIPPED: redis-server is not installed (apt-get install redis-server)");
+            return None;
+        }
+        let mut redis = Redis {
+            port: free_port(),
+            password,
+            child: None,
+        };
+        redis.spawn();
+        Some(redis)
+    }
+
+    fn spawn(&mut self) {
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(pw) = self.password {
+            cmd.args(["--requirepass", pw]);
+        }
+        self.child = Some(cmd.spawn().expect("spawn redis-server"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL, and wait for it.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        match self.password {
+            Some(pw) => format!("redis://:{pw}@127.0.0.1:{}", self.port),
+            None => format!("redis://127.0.0.1:{}", self.port),
+        }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn node(url: &str, extra: &[&str]) -> Rookery {
+    let mut args = vec!["--ping-interval", "0", "--metrics", "--redis", url];
+    args.extend_from_slice(extra);
+    Rookery::start(&args)
+}
+
+/// The value of one metric line (`name value`).
+fn metric(node: &Rookery, name: &str) -> u64 {
+    let mut s = TcpStream::connect(node.addr).expect("connect");
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .expect("write");
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
+fn wait_connected(node: &Rookery, within: Duration) {
+    let deadline = Instant::now() + within;
+    while metric(node, "rookery_redis_connected") != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "not connected to Redis in {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn join(node: &Rookery, path: &str) -> Ws {
+    let mut ws = connect(&node.url(path));
+    assert_eq!(next_data(&mut ws), Message::text(WELCOME));
+    ws
+}
+
+fn text(ws: &mut Ws) -> String {
+    match next_data(ws) {
+        Message::Text(t) => t.to_string(),
+        other => panic!("expected text, got {other:?}"),
+    }
+}
+
+fn say(ws: &mut Ws, text: &str) {
+    ws.send(Message::text(text)).expect("send");
+}
+
+/// Reads `n` messages and checks that each sender's appear once each, in
+/// order (senders tag them `SENDER:i`).
+fn expect_in_sender_order(ws: &mut Ws, n: usize, per_sender: usize) {
+    let mut next_of = std::collections::HashMap::<String, usize>::new();
+    for _ in 0..n {
+        let got = text(ws);
+        let (sender, i) = got.split_once(':').expect("tagged");
+        let i: usize = i.parse().expect("number");
+        let want = next_of.entry(sender.to_string()).or_insert(0);
+        assert_eq!(i, *want, "from {sender}: got {i}, expected {want}");
+        *want += 1;
+    }
+    assert!(next_of.values().all(|&n| n == per_sender), "{next_of:?}");
+}
+
+/// Checks that the next message `ws` gets is `marker` (nothing came
+/// before it), by saying it in its own room.
+fn nothing_before(ws: &mut Ws, marker: &str) {
+    say(ws, marker);
+    assert_eq!(text(ws), marker);
+}
+
+#[test]
+fn two_nodes_every_member_gets_every_message_of_its_room_once_in_order() {
+    let Some(redis) = Redis::start(None) else {
+        return;
+    };
+    let (n1, n2) = (node(&redis.url(), &[]), node(&redis.url(), &[]));
+    wait_connected(&n1, Duration::from_secs(10));
+    wait_connected(&n2, Duration::from_secs(10));
+    let mut a1 = join(&n1, "/chat/kitchen");
+    let mut a2 = join(&n1, "/chat/kitchen");
+    let mut b1 = join(&n2, "/chat/kitchen");
+    let mut other = join(&n2, "/chat/hall");
+    let mut lobby = join(&n1, "/chat");
+    const N: usize = 100;
+    for i in 0..N {
+        say(&mut a1, &format!("a1:{i}"));
+        say(&mut b1, &format!("b1:{i}"));
+    }
+    for ws in [&mut a1, &mut a2, &mut b1] {
+        expect_in_sender_order(ws, 2 * N, N);
+    }
+    // Once each: the next message after them is a fresh one.
+    say(&mut a2, "a2:0");
+    for ws in [&mut a1, &mut a2, &mut b1] {
+        assert_eq!(text(ws), "a2:0");
+    }
+    nothing_before(&mut other, "hall:0");
+    nothing_before(&mut lobby, "lobby:0");
+}
+
+#[test]
+fn three_nodes_share_rooms_and_keep_them_apart() {
+    let Some(redis) = Redis::start(None) else {
+        return;
+    };
+    let nodes: Vec<Rookery> = (0..3).map(|_| node(&redis.url(), &[])).collect();
+    for n in &nodes {
+        wait_connected(n, Duration::from_secs(10));
+    }
+    let mut red: Vec<Ws> = nodes.iter().map(|n| join(n, "/chat/red")).collect();
+    let mut blue: Vec<Ws> = nodes.iter().map(|n| join(n, "/chat/blue")).collect();
+    const N: usize = 50;
+    for i in 0..N {
+        for (k, ws) in red.iter_mut().enumerate() {
+            say(ws, &format!("red{k}:{i}"));
+        }
+    }
+    for ws in red.iter_mut() {
+        expect_in_sender_order(ws, 3 * N, N);
+    }
+    say(&mut blue[2], "blue2:0");
+    for ws in blue.iter_mut() {
+        // The first thing blue members get is blue's: nothing of red leaked.
+        assert_eq!(text(ws), "blue2:0");
+    }
+}
+
+#[test]
+fn redis_killed_and_restarted_local_chat_goes_on_then_the_queue_arrives() {
+    let Some(mut redis) = Redis::start(None) else {
+        return;
+    };
+    let (n1, n2) = (node(&redis.url(), &[]), node(&redis.url(), &[]));
+    wait_connected(&n1, Duration::from_secs(10));
+    wait_connected(&n2, Duration::from_secs(10));
+    let mut a1 = join(&n1, "/chat/r");
+    let mut a2 = join(&n1, "/chat/r");
+    let mut b1 = join(&n2, "/chat/r");
+    say(&mut a1, "a1:0");
+    for ws in [&mut a1, &mut a2, &mut b1] {
+        assert_eq!(text(ws), "a1:0");
+    }
+    redis.kill();
+    // Local chat goes on on each node.
+    for i in 1..6 {
+        say(&mut a1, &format!("a1:{i}"));
+        assert_eq!(text(&mut a1), format!("a1:{i}"));
+        assert_eq!(text(&mut a2), format!("a1:{i}"));
+    }
+    say(&mut b1, "b1:0");
+    assert_eq!(text(&mut b1), "b1:0");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(metric(&n1, "rookery_redis_connected"), 0);
+    redis.spawn();
+    wait_connected(&n1, Duration::from_secs(10));
+    wait_connected(&n2, Duration::from_secs(10));
+    // What was said during the outage (within the bound) arrives.
+    for i in 1..6 {
+        assert_eq!(text(&mut b1), format!("a1:{i}"));
+    }
+    assert_eq!(text(&mut a1), "b1:0");
+    assert_eq!(text(&mut a2), "b1:0");
+    // And live cross-node chat is back.
+    say(&mut b1, "b1:1");
+    for ws in [&mut a1, &mut a2, &mut b1] {
+        assert_eq!(text(ws), "b1:1");
+    }
+    assert_eq!(metric(&n1, "rookery_redis_dropped_total"), 0);
+}
+
+#[test]
+fn past_the_backlog_messages_for_redis_are_dropped_and_counted() {
+    // A closed port: the node starts, serves locally, and queues.
+    let port = free_port();
+    let n = node(
+        &format!("redis://127.0.0.1:{port}"),
+        &["--max-backlog", "1KiB"],
+    );
+    let mut a = join(&n, "/chat/r");
+    let body = "x".repeat(100);
+    for i in 0..30 {
+        say(&mut a, &format!("a:{i}{body}"));
+        assert_eq!(text(&mut a), format!("a:{i}{body}"));
+    }
+    let dropped = metric(&n, "rookery_redis_dropped_total");
+    assert!(dropped > 20 && dropped < 30, "dropped {dropped}");
+    assert!(metric(&n, "rookery_redis_backlog_bytes") <= 1024);
+}
+
+#[test]
+fn redis_unreachable_at_start_is_logged_and_joined_once_it_comes() {
+    let Some(mut redis) = Redis::start(None) else {
+        return;
+    };
+    redis.kill();
+    let (n1, n2) = (node(&redis.url(), &[]), node(&redis.url(), &[]));
+    let mut a = join(&n1, "/chat/r");
+    say(&mut a, "a:0");
+    assert_eq!(text(&mut a), "a:0");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(metric(&n1, "rookery_redis_connected"), 0);
+    let mut n1 = n1;
+    assert!(
+        n1.stderr_text().contains("redis 127.0.0.1"),
+        "{}",
+        n1.stderr_text()
+    );
+    redis.spawn();
+    wait_connected(&n1, Duration::from_secs(10));
+    wait_connected(&n2, Duration::from_secs(10));
+    let mut b = join(&n2, "/chat/r");
+    // a:0 was queued; it arrives at most once (it may have gone out
+    // before b's node listened) — then live chat works.
+    say(&mut a, "a:1");
+    let first = text(&mut b);
+    if first == "a:0" {
+        assert_eq!(text(&mut b), "a:1");
+    } else {
+        assert_eq!(first, "a:1");
+    }
+}
+
+#[test]
+fn a_wrong_password_or_database_is_logged_never_fatal() {
+    let Some(redis) = Redis::start(Some("s3cret")) else {
+        return;
+    };
+    let port = redis.port;
+    let mut wrong_pw = node(&format!("redis://:nope@127.0.0.1:{port}"), &[]);
+    let mut wrong_db = node(&format!("redis://:s3cret@127.0.0.1:{port}/99"), &[]);
+    let right = node(&format!("redis://:s3cret@127.0.0.1:{port}/2"), &[]);
+    let right2 = node(&format!("redis://:s3cret@127.0.0.1:{port}/2"), &[]);
+    wait_connected(&right, Duration::from_secs(10));
+    wait_connected(&right2, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(700));
+    for n in [&mut wrong_pw, &mut wrong_db] {
+        let mut a = join(n, "/chat/r");
+        say(&mut a, "local");
+        assert_eq!(text(&mut a), "local");
+        assert_eq!(metric(n, "rookery_redis_connected"), 0);
+        assert!(n.child.try_wait().expect("try_wait").is_none(), "it exited");
+    }
+    let log = wrong_pw.stderr_text();
+    assert!(log.contains("Redis answered"), "{log}");
+    assert!(
+        log.contains("WRONGPASS") || log.contains("invalid"),
+        "{log}"
+    );
+    let log = wrong_db.stderr_text();
+    assert!(log.contains("DB index is out of range"), "{log}");
+    // AUTH and SELECT from the URL work: the two right nodes chat.
+    let mut x = join(&right, "/chat/r");
+    let mut y = join(&right2, "/chat/r");
+    say(&mut x, "x:0");
+    assert_eq!(text(&mut x), "x:0");
+    assert_eq!(text(&mut y), "x:0");
+}
+
+/// A fake Redis: accepts and hands each connection to `serve`.
+fn fake_redis(serve: fn(TcpStream)) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || serve(stream));
+        }
+    });
+    port
+}
+
+#[test]
+fn a_redis_speaking_garbage_is_logged_and_retried_local_chat_fine() {
+    let port = fake_redis(|mut s| {
+        let mut rng = fuzz_like_rng(s.peer_addr().map_or(1, |a| u64::from(a.port())));
+        let garbage: Vec<u8> = (0..4096).map(|_| rng() as u8).collect();
+        let _ = s.write_all(&garbage);
+        std::thread::sleep(Duration::from_secs(2));
+    });
+    let mut n = node(&format!("redis://127.0.0.1:{port}"), &[]);
+    let mut a = join(&n, "/chat/r");
+    for i in 0..20 {
+        say(&mut a, &format!("a:{i}"));
+        assert_eq!(text(&mut a), format!("a:{i}"));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(n.child.try_wait().expect("try_wait").is_none(), "it exited");
+    let log = n.stderr_text();
+    assert!(
+        log.contains("not RESP") || log.contains("unexpected reply"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_silent_redis_does_not_block_the_loop_and_is_given_up() {
+    let port = fake_redis(|mut s| {
+        // Reads everything, answers nothing.
+        let mut buf = [0u8; 4096];
+        while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+    });
+    let mut n = node(
+        &format!("redis://127.0.0.1:{port}"),
+        &["--max-backlog", "2KiB"],
+    );
+    let mut a = join(&n, "/chat/r");
+    let started = Instant::now();
+    for i in 0..40 {
+        say(&mut a, &format!("a:{i}{}", "y".repeat(100)));
+        assert_eq!(text(&mut a), format!("a:{i}{}", "y".repeat(100)));
+    }
+    assert!(metric(&n, "rookery_redis_backlog_bytes") <= 2048);
+    assert!(metric(&n, "rookery_redis_dropped_total") > 0);
+    let deadline = started + Duration::from_secs(12);
+    while !n.stderr_text().contains("no answer in time") {
+        assert!(
+            Instant::now() < deadline,
+            "never gave up: {}",
+            n.stderr_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn fuzz_like_rng(seed: u64) -> impl FnMut() -> u64 {
+    let mut x = seed | 1;
+    move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    }
+}
+
+/// The `resp_decoder` fuzz target's check on seeded random bytes and on
+/// mangled real replies, so every `cargo test --all-features` runs it.
+#[test]
+fn fuzz_check_on_random_bytes_and_mangled_replies() {
+    let mut next = fuzz_like_rng(0x5EED_F00D_B00C_1984);
+    let real: &[&[u8]] = &[
+        b"+OK\r\n:3\r\n*3\r\n$10\r\npsubscribe\r\n$14\r\nrookery:room:*\r\n:1\r\n",
+        b"*4\r\n$8\r\npmessage\r\n$1\r\np\r\n$14\r\nrookery:room:k\r\n$5\r\nhello\r\n",
+        b"-WRONGPASS invalid username-password pair\r\n$-1\r\n*-1\r\n*2\r\n*1\r\n:1\r\n$0\r\n\r\n",
+    ];
+    for round in 0..3000u32 {
+        let mut input = vec![next() as u8];
+        if round % 2 == 0 {
+            input.extend_from_slice(real[round as usize % real.len()]);
+            for _ in 0..(next() % 4) {
+                let at = 1 + (next() as usize) % (input.len() - 1);
+                input[at] = next() as u8;
+            }
+        } else {
+            let alphabet = b"+-:$*\r\n0123456789-x";
+            input.extend((0..next() % 600).map(|_| alphabet[(next() as usize) % alphabet.len()]));
+        }
+        fuzz_resp::resp_decoder(&input);
+    }
+}
+
+/// A library handler: every connection is on topic "news"; what it says is
+/// published there.
+struct News;
+
+impl rookery::Handler for News {
+    fn on_open(&mut self, ctx: &mut rookery::Context<'_>, conn: rookery::ConnId) {
+        let _ = ctx.subscribe(conn, "news");
+    }
+
+    fn on_message(
+        &mut self,
+        ctx: &mut rookery::Context<'_>,
+        _conn: rookery::ConnId,
+        msg: rookery::Message<'_>,
+    ) {
+        ctx.publish("news", msg);
+    }
+}
+
+/// A library server with a bridge, run on a thread until `stop`.
+fn library_node(url: &str) -> (String, rookery::StopHandle, std::thread::JoinHandle<()>) {
+    let mut cfg = rookery::cluster::RedisConfig::from_url(url).expect("url");
+    cfg.prefix = "lib".into();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let mut server =
+            rookery::Server::bind("127.0.0.1:0", rookery::Config::default(), News).expect("bind");
+        server.set_redis(cfg);
+        tx.send((server.local_addr(), server.stop_handle()))
+            .expect("send");
+        server.run().expect("run");
+    });
+    let (addr, stop) = rx.recv().expect("started");
+    (format!("ws://{addr}/chat"), stop, thread)
+}
+
+#[test]
+fn library_servers_with_a_bridge_share_topics() {
+    let Some(redis) = Redis::start(None) else {
+        return;
+    };
+    let (url1, stop1, t1) = library_node(&redis.url());
+    let (url2, stop2, t2) = library_node(&redis.url());
+    let mut a = connect(&url1);
+    let mut b = connect(&url2);
+    // Wait for both bridges: say something until the other side hears it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut probe = 0;
+    b.get_mut()
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    'wait: loop {
+        assert!(Instant::now() < deadline, "the bridges never connected");
+        say(&mut a, &format!("probe{probe}"));
+        assert_eq!(text(&mut a), format!("probe{probe}"));
+        probe += 1;
+        while let Ok(Message::Text(t)) = b.read() {
+            if t.starts_with("probe") {
+                break 'wait;
+            }
+        }
+    }
+    b.get_mut()
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    // a heard its probes once each (not again from Redis): its next
+    // message is b's. b may still have probes in flight.
+    say(&mut b, "from b");
+    assert_eq!(text(&mut a), "from b");
+    loop {
+        let got = text(&mut b);
+        if got == "from b" {
+            break;
+        }
+        assert!(got.starts_with("probe"), "{got}");
+    }
+    stop1.stop();
+    stop2.stop();
+    drop((a, b));
+    t1.join().expect("node 1");
+    t2.join().expect("node 2");
+}
