@@ -7,6 +7,9 @@
 //
 // Optional: ROOKERY_SCREENSHOT=/path/shot.png saves a picture of page 1
 // (taken at the end, pass or fail). CHROMIUM overrides /usr/bin/chromium.
+// ROOKERY_DEFLATE=1 (a server with --deflate) checks that Chromium
+// negotiated permessage-deflate on every socket and that a long, compressed
+// line goes through.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
@@ -25,6 +28,9 @@ setTimeout(() => {
 let browser, page1, page2, page3;
 const pageErrors = [];
 const socketUrls = [];
+const DEFLATE = process.env.ROOKERY_DEFLATE === "1";
+// The Sec-WebSocket-Extensions of each handshake answer, from DevTools.
+const socketExtensions = [];
 
 // "disconnected" contains "connected", so match the word on its own.
 const isConnected = () => {
@@ -50,6 +56,13 @@ async function openChat(viewport, fragment = "") {
   const page = await context.newPage();
   page.on("pageerror", (err) => pageErrors.push(String(err)));
   page.on("websocket", (ws) => socketUrls.push(ws.url()));
+  const cdp = await context.newCDPSession(page);
+  await cdp.send("Network.enable");
+  cdp.on("Network.webSocketHandshakeResponseReceived", (e) => {
+    const headers = Object.fromEntries(Object.entries(e.response.headers)
+      .map(([k, v]) => [k.toLowerCase(), v]));
+    socketExtensions.push(headers["sec-websocket-extensions"] ?? "");
+  });
   await page.goto(BASE_URL + fragment, { timeout: STEP_MS });
   return page;
 }
@@ -93,6 +106,23 @@ test("both pages connect and receive the welcome message", { timeout: 30_000 }, 
   // The fragment names the room: its socket goes to PATH/kitchen.
   const paths = socketUrls.map((u) => new URL(u).pathname).sort();
   assert.deepEqual(paths, ["/chat", "/chat/kitchen", "/chat/kitchen"]);
+});
+
+test("permessage-deflate is negotiated exactly when the server takes it", { timeout: 20_000 }, async () => {
+  assert.ok(socketExtensions.length >= 3, `handshakes seen: ${socketExtensions.length}`);
+  for (const ext of socketExtensions) {
+    if (DEFLATE) {
+      assert.match(ext, /^permessage-deflate; server_no_context_takeover; client_no_context_takeover$/);
+    } else {
+      assert.equal(ext, "", "no extension without --deflate");
+    }
+  }
+  // A line long enough to be compressed both ways (the server compresses
+  // from 64 bytes), and repetitive enough to shrink.
+  const text = `long line ${Date.now()} ` + "the kitchen is warm and the kettle is on; ".repeat(20).trim();
+  await page1.locator("#input").fill(text);
+  await page1.locator("#input").press("Enter");
+  await waitForMessage(page2, text);
 });
 
 test("each page shows its room's name", { timeout: 20_000 }, async () => {
