@@ -1,10 +1,10 @@
 //! permessage-deflate (RFC 7692): what the connection needs to compress
 //! and inflate messages, with memory that does not grow per connection.
 //!
-//! - [`negotiate`] reads the client's offers ([`offer`], feature `deflate`)
+//! - [`negotiate`] reads the client's offers (`offer`, feature `deflate`)
 //!   and gives the [`Agreement`] the `101` answers with;
 //! - [`Codec`] is what the loop hands a connection when it reads or sends:
-//!   one decompressor and the compressors ([`codec`], feature `deflate`),
+//!   one decompressor and the compressors (`codec`, feature `deflate`),
 //!   reset for every message, and one output buffer, for every connection of
 //!   the loop. A connection keeps only the window size it agreed to.
 //!
