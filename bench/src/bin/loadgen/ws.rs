@@ -17,11 +17,140 @@ pub const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 pub const ACCEPT: &[u8] = b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
 
 pub fn handshake_request(host: &str, path: &str) -> Vec<u8> {
+    handshake_request_with(host, path, false)
+}
+
+/// The permessage-deflate offer of `--deflate` (RFC 7692 section 7.1).
+pub const DEFLATE_OFFER: &str = "permessage-deflate; client_max_window_bits";
+
+/// The upgrade request, with the permessage-deflate offer if `deflate`.
+pub fn handshake_request_with(host: &str, path: &str, deflate: bool) -> Vec<u8> {
+    let ext = if deflate {
+        format!("Sec-WebSocket-Extensions: {DEFLATE_OFFER}\r\n")
+    } else {
+        String::new()
+    };
     format!(
         "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+         Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n{ext}\r\n"
     )
     .into_bytes()
+}
+
+/// Checks the `Sec-WebSocket-Extensions` answer to [`DEFLATE_OFFER`] in a
+/// `101` head: `Ok(true)` if the server took permessage-deflate with
+/// parameters we can honour, `Ok(false)` if it answered with no extension.
+/// We inflate every message on its own (one shared inflater, reset per
+/// message), so the server must promise `server_no_context_takeover`; we
+/// never compress, so `client_no_context_takeover` and the window bits are
+/// only checked for form.
+pub fn check_deflate_answer(head: &[u8]) -> Result<bool, String> {
+    let mut found = false;
+    for line in head.split(|&b| b == b'\n').skip(1) {
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        if !line[..colon].eq_ignore_ascii_case(b"sec-websocket-extensions") {
+            continue;
+        }
+        let value = String::from_utf8_lossy(line[colon + 1..].trim_ascii()).into_owned();
+        for ext in value.split(',') {
+            if found {
+                return Err(format!("more than one extension in the answer: {value}"));
+            }
+            let mut params = ext.split(';').map(str::trim);
+            if params.next() != Some("permessage-deflate") {
+                return Err(format!("extension not offered in the answer: {value}"));
+            }
+            let mut server_nct = false;
+            let mut seen: Vec<&str> = Vec::new();
+            for p in params {
+                let (name, arg) = match p.split_once('=') {
+                    Some((n, a)) => (n.trim(), Some(a.trim().trim_matches('"'))),
+                    None => (p, None),
+                };
+                if seen.contains(&name) {
+                    return Err(format!("parameter {name} twice in the answer: {value}"));
+                }
+                seen.push(name);
+                match (name, arg) {
+                    ("server_no_context_takeover", None) => server_nct = true,
+                    ("client_no_context_takeover", None) => {}
+                    ("server_max_window_bits" | "client_max_window_bits", Some(a))
+                        if matches!(a.parse::<u8>(), Ok(8..=15)) => {}
+                    _ => return Err(format!("bad parameter '{p}' in the answer: {value}")),
+                }
+            }
+            if !server_nct {
+                return Err(format!(
+                    "answer without server_no_context_takeover (the loadgen inflates each message alone): {value}"
+                ));
+            }
+            found = true;
+        }
+    }
+    Ok(found)
+}
+
+/// The sync-flush tail a compressed message is sent without (RFC 7692 7.2.1).
+const DEFLATE_TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
+
+/// Inflates compressed messages (raw DEFLATE, window 15), each on its own:
+/// one for the whole loadgen.
+pub struct Inflater {
+    z: flate2::Decompress,
+    input: Vec<u8>,
+}
+
+impl Inflater {
+    pub fn new() -> Self {
+        Inflater {
+            z: flate2::Decompress::new_with_window_bits(false, 15),
+            input: Vec::new(),
+        }
+    }
+
+    /// Replaces `out` with the inflated form of one message's payload (as
+    /// it came, without the tail), at most `limit` bytes.
+    pub fn inflate(
+        &mut self,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+        limit: usize,
+    ) -> Result<(), String> {
+        self.z.reset(false);
+        self.input.clear();
+        self.input.extend_from_slice(payload);
+        self.input.extend_from_slice(&DEFLATE_TAIL);
+        out.clear();
+        let mut at = 0;
+        loop {
+            if out.capacity() - out.len() < 1024 {
+                out.reserve(out.len().max(4096));
+            }
+            let (i0, o0) = (self.z.total_in(), self.z.total_out());
+            let st = self
+                .z
+                .decompress_vec(&self.input[at..], out, flate2::FlushDecompress::Sync)
+                .map_err(|e| format!("inflate: {e}"))?;
+            at += (self.z.total_in() - i0) as usize;
+            let produced = self.z.total_out() - o0;
+            if out.len() > limit {
+                return Err(format!("inflated message over {limit} bytes"));
+            }
+            if st == flate2::Status::StreamEnd {
+                return Ok(());
+            }
+            let room_left = out.len() < out.capacity();
+            if at == self.input.len() && room_left {
+                return Ok(());
+            }
+            if at < self.input.len() && produced == 0 && room_left && st == flate2::Status::BufError
+            {
+                return Err("inflate: no progress".into());
+            }
+        }
+    }
 }
 
 /// Position just past the "\r\n\r\n" ending an HTTP head, if complete.
@@ -442,6 +571,59 @@ mod tests {
             }
             assert_eq!(got, expect, "max {max}");
         }
+    }
+
+    #[test]
+    fn deflate_answer_check() {
+        let head = |ext: &str| {
+            format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n{ext}\r\n")
+                .into_bytes()
+        };
+        let rookery = head("Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover\r\n");
+        assert_eq!(check_deflate_answer(&rookery), Ok(true));
+        assert_eq!(check_deflate_answer(&head("")), Ok(false));
+        let bits = head("sec-websocket-extensions: permessage-deflate;server_no_context_takeover; server_max_window_bits=10\r\n");
+        assert_eq!(check_deflate_answer(&bits), Ok(true));
+        assert!(
+            check_deflate_answer(&head("Sec-WebSocket-Extensions: permessage-deflate\r\n"))
+                .is_err()
+        );
+        assert!(check_deflate_answer(&head(
+            "Sec-WebSocket-Extensions: x-webkit-deflate-frame\r\n"
+        ))
+        .is_err());
+        assert!(check_deflate_answer(&head("Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; server_max_window_bits=16\r\n")).is_err());
+        let req = String::from_utf8(handshake_request_with("h:1", "/c", true)).unwrap();
+        assert!(req.contains(
+            "\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n"
+        ));
+        assert_eq!(
+            handshake_request("h:1", "/c"),
+            handshake_request_with("h:1", "/c", false)
+        );
+    }
+
+    #[test]
+    fn inflate_roundtrip() {
+        use flate2::{Compress, Compression, FlushCompress};
+        let mut inf = Inflater::new();
+        let mut out = Vec::new();
+        for len in [0usize, 1, 60, 4096, 100_000] {
+            let msg: Vec<u8> = (0..len)
+                .map(|i| b"abcdefgh{}\":, "[(i * 7 + i / 13) % 14])
+                .collect();
+            let mut z = Compress::new_with_window_bits(Compression::new(6), false, 15);
+            let mut buf = Vec::with_capacity(len + 64);
+            z.compress_vec(&msg, &mut buf, FlushCompress::Sync).unwrap();
+            while !buf.ends_with(&DEFLATE_TAIL) || z.total_in() < len as u64 {
+                buf.reserve(1024);
+                z.compress_vec(&[], &mut buf, FlushCompress::Sync).unwrap();
+            }
+            buf.truncate(buf.len() - 4);
+            inf.inflate(&buf, &mut out, 1 << 20).unwrap();
+            assert_eq!(out, msg, "len {len}");
+        }
+        assert!(inf.inflate(&[0xff, 0xff, 0xff], &mut out, 1 << 20).is_err());
     }
 
     #[test]
