@@ -7,6 +7,7 @@
 //! buffer, so the steady state allocates nothing per message.
 
 mod churn;
+mod corpus;
 mod hist;
 mod sys;
 mod tls;
@@ -16,13 +17,14 @@ use hist::Hist;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Registry, Token};
 use rustls::ClientConnection;
+use std::collections::HashMap;
 use std::io::{self, Read};
 use std::net::{SocketAddr, SocketAddrV4};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use ws::{
-    check_response, head_end, parse_header, payload_header, Out, Premasked, OP_BINARY, OP_CLOSE,
-    OP_CONT, OP_PING, OP_PONG, OP_TEXT, PREMASK_MIN,
+    check_deflate_answer, check_response, head_end, parse_header, payload_header, Inflater, Out,
+    Premasked, OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, PREMASK_MIN,
 };
 
 /// Largest frame we accept from a server (a sanity bound, not a test).
@@ -68,6 +70,13 @@ options:
   --text | --binary    payload type
   --welcome | --no-welcome   wait for a welcome text on every connection
                        before starting (default: on for fanout and idle)
+  --payload pattern|chat|json   fanout: what the publisher sends [pattern]:
+                       pattern: --size bytes of pseudo-random letters;
+                       chat: varied chat lines of 60-120 bytes (plain and JSON);
+                       json: JSON documents of 3.9-4 KiB (a room's state)
+  --deflate            offer permessage-deflate (client_max_window_bits), require
+                       it in the answer (with server_no_context_takeover) and
+                       inflate messages with RSV1; we send plain frames
   --max-pending N      handshakes in progress at once         [64]
   --connect-timeout SECS                                      [30]
 
@@ -120,8 +129,19 @@ impl Scenario {
     }
 }
 
+/// `fanout --payload`: what the publisher's messages carry after the header.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Payload {
+    Pattern,
+    Chat,
+    Json,
+}
+
 struct Config {
     scenario: Scenario,
+    payload: Payload,
+    /// `--deflate`: offer permessage-deflate and inflate what comes compressed.
+    deflate: bool,
     addr: SocketAddrV4,
     /// fanout `--split-to`: the second half of the subscribers connect
     /// here (another node of a cluster); the publisher stays on `addr`.
@@ -162,6 +182,8 @@ fn parse_args() -> Result<Config, String> {
     };
     let mut cfg = Config {
         scenario,
+        payload: Payload::Pattern,
+        deflate: false,
         addr: "127.0.0.1:1984".parse().unwrap(),
         addr2: None,
         url: String::new(),
@@ -217,6 +239,16 @@ fn parse_args() -> Result<Config, String> {
             "--rate" => cfg.rate = num(value(&flag)?, &flag)?.max(1) as u64,
             "--size" => cfg.size = num(value(&flag)?, &flag)?,
             "--max-pending" => cfg.max_pending = num(value(&flag)?, &flag)?.max(1),
+            "--payload" => {
+                let v = value(&flag)?;
+                cfg.payload = match v.as_str() {
+                    "pattern" => Payload::Pattern,
+                    "chat" => Payload::Chat,
+                    "json" => Payload::Json,
+                    _ => return Err(format!("--payload: pattern, chat or json, not '{v}'")),
+                };
+            }
+            "--deflate" => cfg.deflate = true,
             "--text" => cfg.binary = false,
             "--binary" => cfg.binary = true,
             "--welcome" => cfg.welcome = true,
@@ -246,7 +278,10 @@ fn parse_args() -> Result<Config, String> {
     if scenario == Scenario::Fanout && cfg.binary {
         return Err("fanout relays text messages only".into());
     }
-    cfg.request = ws::handshake_request(hostport, path);
+    if scenario != Scenario::Fanout && cfg.payload != Payload::Pattern {
+        return Err("--payload is for fanout only".into());
+    }
+    cfg.request = ws::handshake_request_with(hostport, path, cfg.deflate);
     cfg.url = url;
     Ok(cfg)
 }
@@ -383,6 +418,12 @@ struct Conn {
     frag: Vec<u8>,
     frag_op: u8,
     in_frag: bool,
+    /// The message being reassembled came with RSV1 (compressed).
+    frag_z: bool,
+    /// Wire bytes (frame headers and payloads) of the message so far.
+    frag_wire: u64,
+    /// permessage-deflate was agreed on this connection.
+    deflate: bool,
     app: App,
 }
 
@@ -408,6 +449,17 @@ struct Ctx {
     data_op: u8,
     size: usize,
     pattern: Vec<u8>,
+    /// fanout `--payload chat|json`: message `seq` carries `bodies[seq %
+    /// len]` after its header (`None`: `pattern[16..size]`).
+    bodies: Option<Vec<Vec<u8>>>,
+    /// `--deflate`: the answer must take the offer.
+    want_deflate: bool,
+    /// `--deflate`: the shared inflater, behind a memo of recent messages.
+    memo: Memo,
+    /// Wire bytes of the counted messages (frame headers + payloads as
+    /// received, compressed or not), and how many of them came compressed.
+    wire_bytes: u64,
+    compressed: u64,
     /// Large bodies: pre-masked copies of `pattern[16..size]`.
     premasked: Option<Premasked>,
     wait_welcome: bool,
@@ -442,6 +494,15 @@ struct Ctx {
 }
 
 impl Ctx {
+    /// What message `seq` of the fan-out carries after its header.
+    #[inline]
+    fn body(&self, seq: u64) -> &[u8] {
+        match &self.bodies {
+            Some(b) => &b[(seq % b.len() as u64) as usize],
+            None => &self.pattern[16..self.size],
+        }
+    }
+
     fn error(&mut self, what: impl FnOnce() -> String) {
         self.errors += 1;
         if self.errors <= 10 {
@@ -508,8 +569,25 @@ fn send_echo(app: &mut App, out: &mut Out, ctx: &mut Ctx, now: Instant) {
     ctx.outstanding += 1;
 }
 
-/// A complete data message arrived on a connection.
-fn on_data(app: &mut App, out: &mut Out, ctx: &mut Ctx, op: u8, payload: &[u8], now: Instant) {
+/// The wire form of a message that arrived: its frames' bytes, and whether
+/// it was compressed.
+#[derive(Clone, Copy)]
+struct Wire {
+    bytes: u64,
+    compressed: bool,
+}
+
+/// A complete data message arrived on a connection (inflated, if it was
+/// compressed).
+fn on_data(
+    app: &mut App,
+    out: &mut Out,
+    ctx: &mut Ctx,
+    op: u8,
+    payload: &[u8],
+    wire: Wire,
+    now: Instant,
+) {
     if !app.seen_data {
         app.seen_data = true;
         // A chat server greets every connection first: skip that text.
@@ -553,6 +631,8 @@ fn on_data(app: &mut App, out: &mut Out, ctx: &mut Ctx, op: u8, payload: &[u8], 
             if ctx.measuring {
                 ctx.msgs += 1;
                 ctx.bytes += payload.len() as u64;
+                ctx.wire_bytes += wire.bytes;
+                ctx.compressed += u64::from(wire.compressed);
                 ctx.hist.record(nanos(now - sent));
             }
             if ctx.sending && ctx.rate == 0 {
@@ -560,11 +640,8 @@ fn on_data(app: &mut App, out: &mut Out, ctx: &mut Ctx, op: u8, payload: &[u8], 
             }
         }
         Role::Subscriber => {
-            let f = &mut ctx.fan;
             let expected = app.recv_seq;
-            let body_ok = op == OP_TEXT
-                && payload.len() == ctx.size
-                && payload[16..] == ctx.pattern[16..ctx.size];
+            let f = &ctx.fan;
             let seq = if payload.len() >= 16 && payload[..16] == payload_header(f.pub_id, expected)
             {
                 Some(expected)
@@ -581,6 +658,8 @@ fn on_data(app: &mut App, out: &mut Out, ctx: &mut Ctx, op: u8, payload: &[u8], 
                 ctx.error(|| format!("subscriber {id}: unexpected or out-of-order message (expected seq {expected})"));
                 return;
             };
+            let body_ok = op == OP_TEXT && payload.len() >= 16 && payload[16..] == *ctx.body(seq);
+            let f = &mut ctx.fan;
             for m in expected..seq {
                 f.pending[(m & f.mask) as usize] -= 1;
                 f.missed += 1;
@@ -592,6 +671,8 @@ fn on_data(app: &mut App, out: &mut Out, ctx: &mut Ctx, op: u8, payload: &[u8], 
             if ctx.measuring {
                 ctx.msgs += 1;
                 ctx.bytes += payload.len() as u64;
+                ctx.wire_bytes += wire.bytes;
+                ctx.compressed += u64::from(wire.compressed);
                 ctx.hist.record(nanos(now - sent));
             }
             if seq != expected {
@@ -599,14 +680,20 @@ fn on_data(app: &mut App, out: &mut Out, ctx: &mut Ctx, op: u8, payload: &[u8], 
                 ctx.error(|| format!("subscriber {id}: missed seq {expected}..{seq}"));
             }
             if !body_ok {
-                let id = app.id;
-                ctx.error(|| format!("subscriber {id} seq {seq}: payload mismatch"));
+                let (id, len, z) = (app.id, payload.len(), wire.compressed);
+                let want = 16 + ctx.body(seq).len();
+                ctx.error(|| {
+                    format!(
+                        "subscriber {id} seq {seq}: payload mismatch (opcode {op}, {len} bytes, {want} expected, compressed {z}, {} wire bytes)",
+                        wire.bytes
+                    )
+                });
             }
         }
         Role::Publisher => {
             // The sender gets its own messages back, in order.
             let ok = op == OP_TEXT
-                && payload.len() == ctx.size
+                && payload.len() == 16 + ctx.body(app.recv_seq).len()
                 && payload[..16] == payload_header(app.id, app.recv_seq);
             if !ok {
                 let (id, seq) = (app.id, app.recv_seq);
@@ -618,6 +705,106 @@ fn on_data(app: &mut App, out: &mut Out, ctx: &mut Ctx, op: u8, payload: &[u8], 
         }
         Role::Idle => ctx.unexpected += 1,
     }
+}
+
+/// Messages recently inflated, by their compressed bytes. A broadcast
+/// reaches every subscriber as the same compressed bytes, and one loadgen
+/// thread inflating each copy again (up to 1,000 times) would be the
+/// bottleneck of the run, not the server: each distinct compressed payload
+/// is inflated once, and a copy that compares equal, byte for byte, to one
+/// already inflated is given the same output, which is then verified like
+/// any other message. (Real clients inflate on their own CPUs.)
+struct Memo {
+    inflater: Inflater,
+    /// (compressed payload, inflated message), a ring.
+    slots: Vec<(Vec<u8>, Vec<u8>)>,
+    index: HashMap<u64, usize>,
+    next: usize,
+    inflations: u64,
+    hits: u64,
+}
+
+/// Slots of [`Memo`]: more than the messages in flight in the fan-out.
+const MEMO_SLOTS: usize = 1024;
+
+impl Memo {
+    fn new() -> Self {
+        Memo {
+            inflater: Inflater::new(),
+            slots: Vec::new(),
+            index: HashMap::new(),
+            next: 0,
+            inflations: 0,
+            hits: 0,
+        }
+    }
+
+    /// A hash of all of `z`, eight bytes at a time (equal keys are then
+    /// compared in full). Not just its ends: a dynamic Huffman block starts
+    /// with code tables that similar messages share.
+    fn key(z: &[u8]) -> u64 {
+        let mut h = 0x9E37_79B9_7F4A_7C15 ^ z.len() as u64;
+        let mut words = z.chunks_exact(8);
+        for w in &mut words {
+            let v = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+            h = (h ^ v).wrapping_mul(0xFF51_AFD7_ED55_8CCD).rotate_left(29);
+        }
+        for &b in words.remainder() {
+            h = (h ^ b as u64)
+                .wrapping_mul(0xFF51_AFD7_ED55_8CCD)
+                .rotate_left(29);
+        }
+        h
+    }
+
+    /// The slot holding the inflated form of `z`.
+    fn get(&mut self, z: &[u8]) -> Result<usize, String> {
+        let k = Self::key(z);
+        if let Some(&i) = self.index.get(&k) {
+            if self.slots[i].0 == z {
+                self.hits += 1;
+                return Ok(i);
+            }
+        }
+        let i = self.next;
+        self.next = (i + 1) % MEMO_SLOTS;
+        if i == self.slots.len() {
+            self.slots.push((Vec::new(), Vec::new()));
+        } else {
+            let old = Self::key(&self.slots[i].0);
+            if self.index.get(&old) == Some(&i) {
+                self.index.remove(&old);
+            }
+        }
+        let slot = &mut self.slots[i];
+        slot.0.clear();
+        if let Err(e) = self.inflater.inflate(z, &mut slot.1, MAX_FRAME) {
+            slot.1.clear();
+            return Err(e);
+        }
+        slot.0.extend_from_slice(z);
+        self.index.insert(k, i);
+        self.inflations += 1;
+        Ok(i)
+    }
+}
+
+/// A complete compressed message: inflates it (or finds it inflated) and
+/// hands it on to [`on_data`].
+fn on_compressed(
+    app: &mut App,
+    out: &mut Out,
+    ctx: &mut Ctx,
+    op: u8,
+    z: &[u8],
+    wire: Wire,
+    now: Instant,
+) -> Result<(), String> {
+    let i = ctx.memo.get(z)?;
+    let msg = std::mem::take(&mut ctx.memo.slots[i].1);
+    on_data(app, out, ctx, op, &msg, wire, now);
+    ctx.memo.slots[i].1 = msg;
+    Ok(())
 }
 
 /// Parses what is buffered: the handshake response, then frames.
@@ -632,6 +819,17 @@ fn process(c: &mut Conn, ctx: &mut Ctx, now: Instant) -> Step {
             Some(end) => {
                 if let Err(e) = check_response(&data[..end]) {
                     return Step::Fail(e);
+                }
+                if ctx.want_deflate {
+                    match check_deflate_answer(&data[..end]) {
+                        Ok(true) => c.deflate = true,
+                        Ok(false) => {
+                            return Step::Fail(
+                                "--deflate: the server did not take permessage-deflate".into(),
+                            )
+                        }
+                        Err(e) => return Step::Fail(format!("--deflate: {e}")),
+                    }
                 }
                 c.rstart += end;
                 c.state = State::Open;
@@ -649,7 +847,10 @@ fn process(c: &mut Conn, ctx: &mut Ctx, now: Instant) -> Step {
         }
         let b0 = c.rbuf[c.rstart];
         let b1 = c.rbuf[c.rstart + 1];
-        if b0 & 0x70 != 0 {
+        // RSV1 marks a compressed message, on its first frame only, when
+        // permessage-deflate was agreed (RFC 7692 section 6).
+        let rsv1_ok = c.deflate && matches!(b0 & 0x0F, OP_TEXT | OP_BINARY);
+        if b0 & 0x70 != 0 && !(b0 & 0x70 == 0x40 && rsv1_ok) {
             return Step::Fail("frame with reserved bits set".into());
         }
         if b1 & 0x80 != 0 {
@@ -694,6 +895,7 @@ fn process(c: &mut Conn, ctx: &mut Ctx, now: Instant) -> Step {
         c.rstart = p1;
         let fin = b0 & 0x80 != 0;
         let op = b0 & 0x0F;
+        let z = b0 & 0x40 != 0;
         match op {
             OP_PING => {
                 ctx.pings += 1;
@@ -730,8 +932,22 @@ fn process(c: &mut Conn, ctx: &mut Ctx, now: Instant) -> Step {
                     c.frag.extend_from_slice(&c.rbuf[p0..p1]);
                     c.frag_op = op;
                     c.in_frag = true;
+                    c.frag_z = z;
+                    c.frag_wire = total as u64;
                 } else if c.state == State::Open {
-                    on_data(&mut c.app, &mut c.out, ctx, op, &c.rbuf[p0..p1], now);
+                    let wire = Wire {
+                        bytes: total as u64,
+                        compressed: z,
+                    };
+                    if z {
+                        let (app, out) = (&mut c.app, &mut c.out);
+                        if let Err(e) = on_compressed(app, out, ctx, op, &c.rbuf[p0..p1], wire, now)
+                        {
+                            return Step::Fail(format!("compressed message of {len} bytes: {e}"));
+                        }
+                    } else {
+                        on_data(&mut c.app, &mut c.out, ctx, op, &c.rbuf[p0..p1], wire, now);
+                    }
                 }
             }
             OP_CONT => {
@@ -739,10 +955,25 @@ fn process(c: &mut Conn, ctx: &mut Ctx, now: Instant) -> Step {
                     return Step::Fail("continuation frame without a message".into());
                 }
                 c.frag.extend_from_slice(&c.rbuf[p0..p1]);
+                c.frag_wire += total as u64;
                 if fin {
                     c.in_frag = false;
                     if c.state == State::Open {
-                        on_data(&mut c.app, &mut c.out, ctx, c.frag_op, &c.frag, now);
+                        let wire = Wire {
+                            bytes: c.frag_wire,
+                            compressed: c.frag_z,
+                        };
+                        if c.frag_z {
+                            let (app, out, op) = (&mut c.app, &mut c.out, c.frag_op);
+                            if let Err(e) = on_compressed(app, out, ctx, op, &c.frag, wire, now) {
+                                let n = c.frag.len();
+                                return Step::Fail(format!(
+                                    "compressed fragmented message of {n} bytes: {e}"
+                                ));
+                            }
+                        } else {
+                            on_data(&mut c.app, &mut c.out, ctx, c.frag_op, &c.frag, wire, now);
+                        }
                     }
                 }
             }
@@ -988,11 +1219,11 @@ fn pump_publisher(c: &mut Conn, reg: &Registry, ctx: &mut Ctx) {
     while f.sent - f.completed < f.window {
         let seq = f.sent;
         let slot = (seq & f.mask) as usize;
-        c.out.frame(
-            OP_TEXT,
-            &payload_header(f.pub_id, seq),
-            &ctx.pattern[16..ctx.size],
-        );
+        let body = match &ctx.bodies {
+            Some(b) => &b[(seq % b.len() as u64) as usize],
+            None => &ctx.pattern[16..ctx.size],
+        };
+        c.out.frame(OP_TEXT, &payload_header(f.pub_id, seq), body);
         f.pending[slot] = f.live;
         f.times[slot] = now;
         f.sent += 1;
@@ -1066,6 +1297,15 @@ fn run(cfg: &Config) -> io::Result<(Report, Ctx)> {
         premasked: (cfg.size - 16 >= PREMASK_MIN)
             .then(|| Premasked::new(&pattern[16..cfg.size], 16, 0x2545_F491)),
         pattern,
+        bodies: match cfg.payload {
+            Payload::Pattern => None,
+            Payload::Chat => Some(corpus::chat_lines(256)),
+            Payload::Json => Some(corpus::json_docs(64)),
+        },
+        want_deflate: cfg.deflate,
+        memo: Memo::new(),
+        wire_bytes: 0,
+        compressed: 0,
         wait_welcome: cfg.welcome,
         sending: false,
         measuring: false,
@@ -1170,6 +1410,9 @@ fn run(cfg: &Config) -> io::Result<(Report, Ctx)> {
                 frag: Vec::new(),
                 frag_op: 0,
                 in_frag: false,
+                frag_z: false,
+                frag_wire: 0,
+                deflate: false,
                 app: App {
                     role,
                     id: i as u32,
@@ -1276,6 +1519,8 @@ fn run(cfg: &Config) -> io::Result<(Report, Ctx)> {
                     ctx.measuring = true;
                     ctx.msgs = 0;
                     ctx.bytes = 0;
+                    ctx.wire_bytes = 0;
+                    ctx.compressed = 0;
                     ctx.hist.clear();
                     window_start = snapshot(cfg.server_pid);
                     phase = Phase::Measure;
@@ -1444,14 +1689,30 @@ fn print_report(cfg: &Config, rep: &Report, ctx: &Ctx) {
             rep.measured,
             cfg.warmup.as_secs_f64()
         ),
-        Scenario::Fanout => println!(
-            "  {} subscribers + 1 publisher (window {} messages) x {} B text; {:.2} s measured after {:.2} s warm-up",
-            cfg.conns,
-            cfg.inflight,
-            cfg.size,
-            rep.measured,
-            cfg.warmup.as_secs_f64()
-        ),
+        Scenario::Fanout => {
+            let what = match cfg.payload {
+                Payload::Pattern => format!("{} B text", cfg.size),
+                Payload::Chat => format!(
+                    "chat lines of {}-{} B",
+                    corpus::CHAT_MIN,
+                    corpus::CHAT_MAX
+                ),
+                Payload::Json => "JSON documents of 3.9-4 KiB".to_string(),
+            };
+            println!(
+                "  {} subscribers + 1 publisher (window {} messages) x {what}; {:.2} s measured after {:.2} s warm-up",
+                cfg.conns,
+                cfg.inflight,
+                rep.measured,
+                cfg.warmup.as_secs_f64()
+            );
+            if cfg.payload != Payload::Pattern {
+                kv.push((
+                    "payload",
+                    format!("{:?}", cfg.payload).to_ascii_lowercase(),
+                ));
+            }
+        }
         Scenario::Idle => println!(
             "  {} idle connections held {:.2} s",
             cfg.conns, rep.measured
@@ -1481,6 +1742,26 @@ fn print_report(cfg: &Config, rep: &Report, ctx: &Ctx) {
             kv.push(("offered_per_s", cfg.rate.to_string()));
         }
         kv.push(("max_us", format!("{:.1}", rep.max_us)));
+        let n = rep.msgs.max(1) as f64;
+        let (wire, payload) = (ctx.wire_bytes as f64 / n, rep.bytes as f64 / n);
+        let zpct = ctx.compressed as f64 * 100.0 / n;
+        println!(
+            "  per message    {payload:.1} B payload, {wire:.1} B on the wire (frames as received), {zpct:.1} % compressed{}",
+            if cfg.deflate { " (permessage-deflate)" } else { "" }
+        );
+        kv.push(("deflate", u8::from(cfg.deflate).to_string()));
+        kv.push(("payload_bytes_per_msg", format!("{payload:.1}")));
+        kv.push(("wire_bytes_per_msg", format!("{wire:.1}")));
+        kv.push(("compressed_pct", format!("{zpct:.1}")));
+        if cfg.deflate {
+            let m = &ctx.memo;
+            println!(
+                "  inflated       {} distinct compressed messages, {} copies found inflated (whole run)",
+                m.inflations, m.hits
+            );
+            kv.push(("inflations", m.inflations.to_string()));
+            kv.push(("inflate_memo_hits", m.hits.to_string()));
+        }
     }
     if cfg.scenario == Scenario::Fanout {
         let f = &ctx.fan;
