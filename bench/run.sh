@@ -15,12 +15,21 @@
 #   SCENARIOS      "echo-small echo-rate echo-large fanout idle"; also "churn" and
 #                  "churn-tcp"; "all" = the four plus churn; and over TLS,
 #                  rookery only: "wss-echo-small wss-echo-large wss-fanout
-#                  wss-idle" ("wss" = those four)
+#                  wss-idle" ("wss" = those four); permessage-deflate, rookery
+#                  only, plain and --deflate interleaved: "fanout-deflate-chat
+#                  fanout-deflate-json" ("fanout-deflate" = those two)
 #   ROOKERY_TLS_BIN  rookery built with --features tls, for the wss-* scenarios
 #                  [<repo>/target/tls/release/rookery]
 #   BUILD_ROOKERY_TLS  1: cargo build --release --features tls --target-dir
 #                  target/tls first, 0: don't [1 when ROOKERY_TLS_BIN is the
 #                  default path and a wss-* scenario is asked for, else 0]
+#   ROOKERY_DEFLATE_BIN  rookery built with --features deflate, run with
+#                  --deflate in the fanout-deflate-* scenarios
+#                  [<repo>/target/deflate/release/rookery]
+#   BUILD_ROOKERY_DEFLATE  1: cargo build --release --features deflate
+#                  --target-dir target/deflate first, 0: don't [1 when
+#                  ROOKERY_DEFLATE_BIN is the default path and a
+#                  fanout-deflate-* scenario is asked for, else 0]
 #   SERVERS        "rookery [rookery-old] tokio-tungstenite fastwebsockets uws"
 #                  (rookery-old when ROOKERY_OLD_BIN is set)
 #   CHURN_TOTAL    churn: connections opened and closed in all    [1000000]
@@ -53,12 +62,24 @@ UWS_BIN=${UWS_BIN:-/tmp/uws/uws-peer}
 SCENARIOS=${SCENARIOS:-"echo-small echo-rate echo-large fanout idle"}
 [ "$SCENARIOS" = all ] && SCENARIOS="echo-small echo-rate echo-large fanout idle churn"
 [ "$SCENARIOS" = wss ] && SCENARIOS="wss-echo-small wss-echo-large wss-fanout wss-idle"
+SCENARIOS=" $SCENARIOS "
+SCENARIOS=${SCENARIOS// fanout-deflate / fanout-deflate-chat fanout-deflate-json }
+SCENARIOS=$(echo $SCENARIOS)
 want_wss=0
 case " $SCENARIOS " in *" wss-"*) want_wss=1 ;; esac
 if [ "$ROOKERY_TLS_BIN" = "$DEFAULT_ROOKERY_TLS_BIN" ]; then
     BUILD_ROOKERY_TLS=${BUILD_ROOKERY_TLS:-$want_wss}
 else
     BUILD_ROOKERY_TLS=${BUILD_ROOKERY_TLS:-0}
+fi
+DEFAULT_ROOKERY_DEFLATE_BIN=$REPO_DIR/target/deflate/release/rookery
+ROOKERY_DEFLATE_BIN=${ROOKERY_DEFLATE_BIN:-$DEFAULT_ROOKERY_DEFLATE_BIN}
+want_deflate=0
+case " $SCENARIOS " in *" fanout-deflate-"*) want_deflate=1 ;; esac
+if [ "$ROOKERY_DEFLATE_BIN" = "$DEFAULT_ROOKERY_DEFLATE_BIN" ]; then
+    BUILD_ROOKERY_DEFLATE=${BUILD_ROOKERY_DEFLATE:-$want_deflate}
+else
+    BUILD_ROOKERY_DEFLATE=${BUILD_ROOKERY_DEFLATE:-0}
 fi
 if [ -n "$ROOKERY_OLD_BIN" ]; then
     SERVERS=${SERVERS:-"rookery rookery-old tokio-tungstenite fastwebsockets uws"}
@@ -104,6 +125,22 @@ if [ "$BUILD_ROOKERY_TLS" = 1 ]; then
     say "== building rookery with TLS (release, --features tls) into $REPO_DIR/target/tls"
     if ! (cd "$REPO_DIR" && cargo build --release --features tls --target-dir target/tls --quiet); then
         say "run.sh: warning: rookery TLS build failed; using $ROOKERY_TLS_BIN only if it exists"
+    fi
+fi
+
+if [ "$BUILD_ROOKERY_DEFLATE" = 1 ]; then
+    say "== building rookery with permessage-deflate (release, --features deflate) into $REPO_DIR/target/deflate"
+    if ! (cd "$REPO_DIR" && cargo build --release --features deflate --target-dir target/deflate --quiet); then
+        say "run.sh: warning: rookery deflate build failed; using $ROOKERY_DEFLATE_BIN only if it exists"
+    fi
+fi
+deflate_ok=0
+if [ "$want_deflate" = 1 ]; then
+    if [ -x "$ROOKERY_DEFLATE_BIN" ]; then
+        deflate_ok=1
+    else
+        say "run.sh: rookery deflate binary not found at $ROOKERY_DEFLATE_BIN: the fanout-deflate-* scenarios run plain only"
+        say "        (build it with 'cargo build --release --features deflate --target-dir target/deflate', or set ROOKERY_DEFLATE_BIN)"
     fi
 fi
 
@@ -228,12 +265,14 @@ start_server() {
     local bin attempt port=
     SRV_PATH=/chat
     case $name in
-        rookery | rookery-old)
+        rookery | rookery-old | rookery-deflate)
             bin=$ROOKERY_BIN
             [ "$name" = rookery-old ] && bin=$ROOKERY_OLD_BIN
+            [ "$name" = rookery-deflate ] && bin=$ROOKERY_DEFLATE_BIN
             case $scenario in wss-*) bin=$ROOKERY_TLS_BIN ;; esac
             cmd=("$bin" --mode "$mode" --listen 127.0.0.1:0 --path /chat --max-connections 20000)
             case $scenario in wss-*) cmd+=(--tls-cert "$TLS_CERT" --tls-key "$TLS_KEY") ;; esac
+            [ "$name" = rookery-deflate ] && cmd+=(--deflate)
             # churn keeps every other default (handshake, idle and close
             # timeouts, pings): that is what it is meant to measure.
             case $scenario in churn*) ;; *) cmd+=(--idle-timeout 0) ;; esac
@@ -281,9 +320,17 @@ scenario_mode() {
 }
 
 # servers_of SCENARIO: the servers it runs on (wss-*: rookery only, if the TLS
-# binary and the certificate are there).
+# binary and the certificate are there; fanout-deflate-*: rookery, then the
+# deflate build with --deflate, if rookery was asked for).
 servers_of() {
     case $1 in
+        fanout-deflate-*)
+            for s in "${servers[@]}"; do
+                [ "$s" = rookery ] || continue
+                echo rookery
+                [ "$deflate_ok" = 1 ] && echo rookery-deflate
+            done
+            ;;
         wss-*)
             [ "$wss_ok" = 1 ] || return 0
             for s in "${servers[@]}"; do [ "$s" = rookery ] && echo rookery; done
@@ -306,6 +353,7 @@ for scenario in $SCENARIOS; do
     case $scenario in
         echo-small | echo-rate | echo-large | fanout | idle | churn | churn-tcp) ;;
         wss-echo-small | wss-echo-large | wss-fanout | wss-idle) ;;
+        fanout-deflate-chat | fanout-deflate-json) ;;
         *) die "unknown scenario '$scenario'" ;;
     esac
     total=$((total + $(runs_of "$scenario") * $(servers_of "$scenario" | wc -l)))
@@ -323,6 +371,10 @@ for scenario in $SCENARIOS; do
     extra=(--warmup "$WARMUP" --duration "$DURATION")
     case ${scenario#wss-} in
         fanout) extra+=(--inflight "$FANOUT_WINDOW") ;;
+        fanout-deflate-*)
+            lg_scenario=fanout
+            extra+=(--inflight "$FANOUT_WINDOW" --payload "${scenario#fanout-deflate-}")
+            ;;
         echo-rate) extra+=(--rate "$RATE") ;;
         idle) extra+=(--hold "$HOLD") ;;
         churn | churn-tcp)
@@ -339,8 +391,10 @@ for scenario in $SCENARIOS; do
                 printf '%s\t%s\t%s\tok\t0\n' "$scenario" "$server" "$round" >>"$RESULTS"
                 continue
             fi
+            per_server=()
+            [ "$server" = rookery-deflate ] && per_server=(--deflate)
             "${PIN_LOADGEN[@]}" "$LOADGEN" "$lg_scenario" --url "$scheme://$SRV_ADDR$SRV_PATH" \
-                --server-pid "$SRV_PID" "${extra[@]}" >"$OUT_DIR/$tag.loadgen.log" 2>&1
+                --server-pid "$SRV_PID" "${extra[@]}" "${per_server[@]}" >"$OUT_DIR/$tag.loadgen.log" 2>&1
             rc=$?
             alive "$SRV_PID" || say "run.sh: $server died during $scenario (see $OUT_DIR/$tag.server.log)"
             stop_server
@@ -369,6 +423,7 @@ for scenario in $SCENARIOS; do
                     summary="RSS $(get rss_start_kib) KiB at start, ${r10:-—} after round 10, $(get rss_last_kib) after round $(get rounds), ${rq:-—} after ${CHURN_QUIET} s quiet; $(get conn_per_s) conn/s"
                     ;;
                 fanout) summary="$(get msgs_per_s) deliveries/s, missed $(get missed)" ;;
+                fanout-deflate-*) summary="$(get msgs_per_s) deliveries/s, missed $(get missed), $(get wire_bytes_per_msg) wire B/delivery, $(get server_cpu_us_per_msg) us server CPU/delivery" ;;
                 *) summary="$(get msgs_per_s) msg/s, p99 $(get p99_us) us" ;;
             esac
             case $scenario in
@@ -415,6 +470,7 @@ metrics_of() {
     case ${1#wss-} in
         echo-rate) echo "msgs_per_s:messages/s_(offered_${RATE}/s):int:hi p50_us:latency_p50_(µs):int:lo p99_us:latency_p99_(µs):int:lo p999_us:latency_p99.9_(µs):int:lo server_cpu_pct:server_CPU_(%_of_a_core):%.0f:- server_cpu_us_per_msg:server_CPU_per_message_(µs):%.2f:lo loadgen_cpu_pct:loadgen_CPU_(%_of_a_core):%.0f:-" ;;
         echo-*) echo "msgs_per_s:messages/s:int:hi mb_per_s:MB/s_(payload_echoed):%.1f:hi p50_us:latency_p50_(µs):int:lo p99_us:latency_p99_(µs):int:lo server_cpu_pct:server_CPU_(%_of_a_core):%.0f:- server_cpu_us_per_msg:server_CPU_per_message_(µs):%.2f:lo loadgen_cpu_pct:loadgen_CPU_(%_of_a_core):%.0f:-" ;;
+        fanout-deflate-*) echo "msgs_per_s:deliveries/s:int:hi server_cpu_us_per_msg:server_CPU_per_delivery_(µs):%.3f:lo wire_bytes_per_msg:wire_bytes_per_delivery:%.1f:lo payload_bytes_per_msg:payload_bytes_per_delivery:%.1f:- compressed_pct:deliveries_compressed_(%):%.0f:- server_cpu_pct:server_CPU_(%_of_a_core):%.0f:- loadgen_cpu_pct:loadgen_CPU_(%_of_a_core):%.0f:- p50_us:delivery_latency_p50_(µs):int:lo p99_us:delivery_latency_p99_(µs):int:lo missed:missed_deliveries_(max_of_runs):max:-" ;;
         fanout) echo "msgs_per_s:deliveries/s:int:hi mb_per_s:MB/s_(payload_delivered):%.1f:hi p50_us:delivery_latency_p50_(µs):int:lo p99_us:delivery_latency_p99_(µs):int:lo missed:missed_deliveries_(max_of_runs):max:- server_cpu_pct:server_CPU_(%_of_a_core):%.0f:- server_cpu_us_per_msg:server_CPU_per_delivery_(µs):%.3f:lo loadgen_cpu_pct:loadgen_CPU_(%_of_a_core):%.0f:-" ;;
         idle) echo "rss_per_conn_bytes:server_RSS_per_connection_(bytes):int:lo rss_after_kib:server_RSS_with_all_open_(KiB):int:lo connect_per_s:connections_set_up_per_second:int:hi" ;;
         churn*) echo "rss_start_kib:server_RSS_at_start_(KiB):int:lo rss_round10_kib:RSS_after_round_10_(KiB):int:lo rss_round50_kib:RSS_after_round_50_(KiB):int:lo rss_last_kib:RSS_after_the_last_round_(KiB):int:lo rss_quiet_kib:RSS_after_the_quiet_spell_(KiB):int:lo growth_10_to_last_kib:growth_from_round_10_to_the_last_(KiB):int:- within_2mib:last_round_within_2_MiB_of_round_10_(1=yes):max:- conn_per_s:connections_opened_and_closed_per_second:int:hi" ;;
@@ -465,7 +521,7 @@ ratio_label() { [ "$1" = rookery-old ] && echo "new ÷ old" || echo "rookery ÷ 
     echo "$header |"
     echo "$rule|"
     for scenario in $SCENARIOS; do
-        case $scenario in wss-*) continue ;; esac
+        case $scenario in wss-* | fanout-deflate-*) continue ;; esac
         metrics=$(metrics_of "$scenario")
         metrics+=" errors:errors_(max_of_runs):max:- ok:runs_ok:count:-"
         for m in $metrics; do
@@ -580,6 +636,66 @@ ratio_label() { [ "$1" = rookery-old ] && echo "new ÷ old" || echo "rookery ÷ 
         echo
         echo "ws is the same scenario over plain TCP in this run (— if it was not asked for: add it to SCENARIOS)."
         echo "wss ÷ ws below 1 in throughput rows, above 1 in latency, CPU and memory rows, is what TLS costs."
+    fi
+
+    # permessage-deflate: rookery plain against the deflate build with --deflate.
+    deflate_list=()
+    for scenario in $SCENARIOS; do
+        case $scenario in fanout-deflate-*) deflate_list+=("$scenario") ;; esac
+    done
+    if [ ${#deflate_list[@]} -gt 0 ]; then
+        echo
+        echo "#### rookery chat fan-out: plain against permessage-deflate"
+        echo
+        if [ "$deflate_ok" = 1 ] && [ "$has_rookery" = 1 ]; then
+            echo "plain: \`$ROOKERY_BIN\`; deflate: \`$ROOKERY_DEFLATE_BIN --deflate\`, loadgen \`--deflate\`."
+        else
+            echo "**The deflate runs were skipped** (no deflate binary, or rookery not run)."
+        fi
+        echo
+        echo "| payload | metric | plain | deflate | deflate ÷ plain |"
+        echo "|---|---|---:|---:|---:|"
+        for scenario in "${deflate_list[@]}"; do
+            payload=${scenario#fanout-deflate-}
+            for m in $(metrics_of "$scenario") "errors:errors_(max_of_runs):max:-" "ok:runs_ok:count:-"; do
+                IFS=: read -r key label form kind <<<"$m"
+                label=${label//_/ }
+                row="| $payload | $label"
+                declare -A med=()
+                for sv in rookery rookery-deflate; do
+                    case $form in
+                        max) v=$(values "$scenario" "$sv" "$key" all | maximum) && cell=$(fmt "$v" int) ;;
+                        count)
+                            v=$(values "$scenario" "$sv" ok all | awk '$1 == 1 { n++ } END { print n + 0 }')
+                            cell="$v/$(values "$scenario" "$sv" ok all | wc -l)"
+                            [ "$cell" = 0/0 ] && cell=— v=
+                            ;;
+                        *)
+                            if [ "$(values "$scenario" "$sv" ok all | grep -c '^1$')" -gt 0 ]; then
+                                v=$(values "$scenario" "$sv" "$key" | median)
+                                cell=$(fmt "$v" "$form")
+                            else
+                                v=$(values "$scenario" "$sv" "$key" all | median)
+                                cell=$(fmt "$v" "$form")
+                                [ -z "$v" ] || cell+=" ✗"
+                            fi
+                            ;;
+                    esac
+                    med[$sv]=$v
+                    row+=" | $cell"
+                done
+                r=—
+                if [ "$kind" != - ] && [ -n "${med[rookery]:-}" ] && [ -n "${med[rookery-deflate]:-}" ]; then
+                    r=$(awk -v a="${med[rookery-deflate]}" -v b="${med[rookery]}" 'BEGIN { if (b + 0 == 0) print "—"; else printf "%.3g\n", a / b }')
+                fi
+                echo "$row | $r |"
+                unset med
+            done
+        done
+        echo
+        echo "chat: varied chat lines of 60-120 bytes (plain and JSON); json: JSON documents of 3.9-4 KiB."
+        echo "Wire bytes are the frames as received (header + payload, compressed or not); payload bytes"
+        echo "after inflating. deflate ÷ plain below 1 in CPU, bytes and latency rows is what compression saves."
     fi
 } >"$TABLE"
 
