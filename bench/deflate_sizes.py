@@ -6,9 +6,16 @@ context takeover), sync flush, the 00 00 ff ff tail stripped (RFC 7692
 src/proto/deflate/mod.rs right? python3 standard library only.
 
     python3 bench/deflate_sizes.py [SAMPLES]
+    python3 bench/deflate_sizes.py --zlib-rs bench/target/release/deflate-sizes [SAMPLES]
+
+By default Python's zlib compresses; with --zlib-rs the same lines go
+through bench's `deflate-sizes` (flate2 on zlib-rs, rookery's backend,
+`cargo build --release --bin deflate-sizes` in bench/), whose output
+differs from zlib's by a few bytes on short messages.
 """
 import random
 import statistics
+import subprocess
 import sys
 import zlib
 
@@ -64,23 +71,39 @@ def deflate(msg):
 
 
 def main():
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
+    args = sys.argv[1:]
+    rs = None
+    if args[:1] == ["--zlib-rs"]:
+        rs, args = args[1], args[2:]
+    n = int(args[0]) if args else 1000
     rng = random.Random(7692)
-    print("| plain bytes | compressed: median | mean | min–max | median ÷ plain | bytes saved (median) | smaller than plain |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+    sizes_of = {}
+    msgs = []
     for size in (32, 48, 64, 96, 128, 256):
-        sizes = []
         for _ in range(n):
             msg = line(rng, size)
             assert len(msg) == size
+            msgs.append((size, msg))
+    if rs:
+        feed = "".join(f"{size}\t{msg.hex()}\n" for size, msg in msgs)
+        got = subprocess.run([rs], input=feed, capture_output=True, text=True, check=True).stdout
+        for row in got.splitlines():
+            size, z = row.split("\t")
+            sizes_of.setdefault(int(size), []).append(int(z))
+    else:
+        for size, msg in msgs:
             z = deflate(msg)
             assert zlib.decompressobj(-15).decompress(z + b"\x00\x00\xff\xff") == msg
-            sizes.append(len(z))
+            sizes_of.setdefault(size, []).append(len(z))
+    print("| plain bytes | compressed: median | mean | min–max | median ÷ plain | bytes saved (median) | smaller than plain |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for size, sizes in sorted(sizes_of.items()):
         med = statistics.median(sizes)
         smaller = sum(1 for s in sizes if s < size) * 100 / n
         print(f"| {size} | {med:.0f} | {statistics.mean(sizes):.1f} | {min(sizes)}–{max(sizes)} | "
               f"{med / size:.2f} | {size - med:.0f} | {smaller:.0f} % |")
-    print(f"\n{n} lines per size; zlib {zlib.ZLIB_RUNTIME_VERSION}, level 6, raw, window 15, sync flush, tail stripped.")
+    lib = "zlib-rs (flate2, bench's deflate-sizes)" if rs else f"zlib {zlib.ZLIB_RUNTIME_VERSION}"
+    print(f"\n{n} lines per size; {lib}, level 6, raw, window 15, sync flush, tail stripped.")
 
 
 if __name__ == "__main__":
