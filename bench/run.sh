@@ -358,7 +358,7 @@ for scenario in $SCENARIOS; do
     esac
     total=$((total + $(runs_of "$scenario") * $(servers_of "$scenario" | wc -l)))
 done
-say "== $total runs: scenarios [$SCENARIOS] x $ROUNDS rounds (churn: 1) x servers [${servers[*]}]; $pinning"
+say "== $total runs: scenarios [$SCENARIOS] x $ROUNDS rounds (churn: 1) x servers [${servers[*]}]$([ "$want_deflate" = 1 ] && [ "$deflate_ok" = 1 ] && echo " (fanout-deflate-*: rookery and rookery-deflate)"); $pinning"
 say "   logs in $OUT_DIR"
 n=0
 started=$(date +%s)
