@@ -110,7 +110,7 @@ fn a_broadcast_goes_compressed_to_those_who_negotiated_and_plain_to_the_others()
     }
     // A compressed message in, the same line out to both: compressed (RSV1)
     // to one, plain to the other.
-    let line = "{\"kind\":\"chat\",\"text\":\"hello hello hello hello hello hello hello hello\"}";
+    let line = "{\"kind\":\"chat\",\"user\":\"ada\",\"text\":\"hello hello hello hello hello hello hello hello hello hello\"}";
     let z = Codec::default()
         .compress(15, line.as_bytes())
         .unwrap()

@@ -118,7 +118,7 @@ test("permessage-deflate is negotiated exactly when the server takes it", { time
     }
   }
   // A line long enough to be compressed both ways (the server compresses
-  // from 64 bytes), and repetitive enough to shrink.
+  // from 96 bytes), and repetitive enough to shrink.
   const text = `long line ${Date.now()} ` + "the kitchen is warm and the kettle is on; ".repeat(20).trim();
   await page1.locator("#input").fill(text);
   await page1.locator("#input").press("Enter");
