@@ -70,7 +70,9 @@ impl Streams {
                         // would pass it (checked below with a spare byte).
                         out.reserve_exact(1);
                     } else {
-                        let step = produced.max(INFLATE_STEP).min(limit - produced + 1);
+                        // `limit` may be usize::MAX (no limit to speak of).
+                        let room = (limit - produced).saturating_add(1);
+                        let step = produced.max(INFLATE_STEP).min(room);
                         out.reserve_exact(step);
                     }
                 }
@@ -239,6 +241,18 @@ mod tests {
         let mut out = Vec::new();
         codec.inflate(&z, &mut out, 8 << 20).unwrap();
         assert_eq!(out.len(), 8 << 20);
+    }
+
+    #[test]
+    fn no_limit_at_all_is_a_limit_too() {
+        // A --max-message of u64::MAX: the growth step must not overflow
+        // (a fuzzed connection found it).
+        let mut codec = Streams::default();
+        let mut z = Vec::new();
+        assert!(codec.deflate(15, &[b'x'; 100_000], &mut z));
+        let mut out = Vec::new();
+        codec.inflate(&z, &mut out, usize::MAX).unwrap();
+        assert_eq!(out, vec![b'x'; 100_000]);
     }
 
     #[test]
