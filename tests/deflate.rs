@@ -22,28 +22,12 @@ use rookery::proto::deflate::Codec;
 const ANSWER: &str = "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover\r\n";
 const OFFER: &str = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n";
 
-/// The Python with the test's packages: `ROOKERY_PYTHON` if set, else `python3`.
-fn python() -> String {
-    std::env::var("ROOKERY_PYTHON").unwrap_or_else(|_| "python3".to_string())
-}
-
 /// The next text message, skipping pings.
 fn next_text(ws: &mut Ws) -> String {
     match next_data(ws) {
         tungstenite::Message::Text(t) => t.to_string(),
         other => panic!("unexpected {other:?}"),
     }
-}
-
-/// Peak resident set size in KiB, from /proc.
-fn peak_kib(server: &Rookery) -> u64 {
-    let status =
-        std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
 }
 
 #[test]
@@ -137,7 +121,7 @@ fn bomb(server: &Rookery, bomb: &[u8], pieces: usize) -> u64 {
         read_frame(&mut stream).unwrap().1,
         b"Welcome to Rookery Chat!"
     );
-    let before = peak_kib(server);
+    let before = server.peak_rss_kib();
     let step = bomb.len().div_ceil(pieces);
     let chunks: Vec<&[u8]> = bomb.chunks(step).collect();
     for (i, chunk) in chunks.iter().enumerate() {
@@ -153,7 +137,7 @@ fn bomb(server: &Rookery, bomb: &[u8], pieces: usize) -> u64 {
         }
     }
     assert_eq!(read_close(&mut stream).unwrap(), Some(1009));
-    peak_kib(server).saturating_sub(before)
+    server.peak_rss_kib().saturating_sub(before)
 }
 
 /// A raw DEFLATE stream that inflates to `mib` MiB of zeros: one block of

@@ -245,9 +245,3 @@ fn without_the_flag_metrics_is_404() {
         404
     );
 }
-
-/// The Python with the test's packages: `ROOKERY_PYTHON` if set (the cross
-/// test sets it, as it puts Debian's tools first in `PATH`), else `python3`.
-fn python() -> String {
-    std::env::var("ROOKERY_PYTHON").unwrap_or_else(|_| "python3".to_string())
-}

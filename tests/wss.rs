@@ -313,9 +313,3 @@ fn a_missing_or_bad_file_exits_2_naming_its_flag() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("needs --tls-key"));
 }
-
-/// The Python with the test's packages: `ROOKERY_PYTHON` if set (the cross
-/// test sets it, as it puts Debian's tools first in `PATH`), else `python3`.
-fn python() -> String {
-    std::env::var("ROOKERY_PYTHON").unwrap_or_else(|_| "python3".to_string())
-}

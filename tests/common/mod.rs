@@ -27,6 +27,13 @@ pub fn rookery_command() -> Command {
     }
 }
 
+/// The Python with the tests' packages (`websockets`, `prometheus_client`):
+/// `ROOKERY_PYTHON` if set (the cross test sets it, as it puts Debian's
+/// tools first in `PATH`), else `python3`.
+pub fn python() -> String {
+    std::env::var("ROOKERY_PYTHON").unwrap_or_else(|_| "python3".to_string())
+}
+
 /// A `rookery` child process, killed when dropped.
 pub struct Rookery {
     pub child: Child,
@@ -114,11 +121,21 @@ impl Rookery {
 
     /// Resident set size in KiB, from /proc.
     pub fn rss_kib(&self) -> u64 {
+        self.status_kib("VmRSS:")
+    }
+
+    /// Peak resident set size in KiB, from /proc.
+    pub fn peak_rss_kib(&self) -> u64 {
+        self.status_kib("VmHWM:")
+    }
+
+    /// A `kB` field of /proc/PID/status (0 if unreadable).
+    fn status_kib(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .unwrap_or_default();
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap_or(0)
     }
