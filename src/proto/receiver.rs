@@ -280,6 +280,11 @@ impl Receiver {
         max_message: u64,
         compression: bool,
     ) -> Result<(usize, Option<Event>), ProtocolError> {
+        if self.frame.is_none() && self.header_len == 0 && self.message_opcode.is_none() {
+            if let Some(read) = self.read_whole_message(input, max_message) {
+                return read;
+            }
+        }
         let mut used = 0;
         let frame = match self.frame {
             Some(frame) => frame,
@@ -376,6 +381,57 @@ impl Receiver {
             _ => Event::Binary(payload),
         };
         Ok((used, Some(event)))
+    }
+
+    /// The common case, taken between messages: `input` starts with a whole
+    /// unfragmented, uncompressed text or binary frame with a 7- or 16-bit
+    /// length. Its checks are the general path's for exactly that header:
+    /// the first byte is FIN and an opcode with no reserved bit (so RSV1
+    /// never passes here), the mask bit is set, and the length is within
+    /// `max_message`. Returns `None` for anything else, which the general
+    /// path then reads (and refuses, if it must). Small messages cost about
+    /// a third of the general path's instructions this way (callgrind).
+    fn read_whole_message(
+        &mut self,
+        input: &mut [u8],
+        max_message: u64,
+    ) -> Option<Result<(usize, Option<Event>), ProtocolError>> {
+        let (&first, &second) = (input.first()?, input.get(1)?);
+        let text = match first {
+            0x81 => true,
+            0x82 => false,
+            _ => return None,
+        };
+        let (len, start) = match second {
+            0x80..=0xFD => (usize::from(second & 0x7F), 6),
+            0xFE => (
+                usize::from(u16::from_be_bytes([*input.get(2)?, *input.get(3)?])),
+                8,
+            ),
+            _ => return None,
+        };
+        let end: usize = start + len;
+        if end > input.len() || len as u64 > max_message {
+            return None;
+        }
+        if self.control.is_some() || self.message.capacity() != 0 {
+            self.start_frame();
+        }
+        let mask = [
+            input[start - 4],
+            input[start - 3],
+            input[start - 2],
+            input[start - 1],
+        ];
+        let payload = &mut input[start..end];
+        apply_mask(payload, mask, 0);
+        if text {
+            if !payload.is_ascii() && std::str::from_utf8(payload).is_err() {
+                return Some(Err(ProtocolError::InvalidUtf8));
+            }
+            return Some(Ok((end, Some(Event::Text(Payload::Input(start..end))))));
+        }
+        Some(Ok((end, Some(Event::Binary(Payload::Input(start..end))))))
     }
 
     /// Validates a completed control frame and frees the control buffer's
@@ -656,6 +712,39 @@ mod tests {
             let (seen, err) = run(&input, 1000, BIG);
             assert_eq!(err, None);
             assert_eq!(seen, [Seen::Binary(payload)], "len {len} in pieces");
+        }
+    }
+
+    /// A whole frame in one read takes `read_whole_message`; in pieces it
+    /// takes the general path. Both must give the same events and errors.
+    #[test]
+    fn the_whole_message_path_agrees_with_the_general_one() {
+        let mut unmasked = frame(0x82, b"x");
+        unmasked[1] &= 0x7F;
+        let mut cases: Vec<(Vec<u8>, u64)> = vec![
+            (frame(0x81, b"plain ascii text of thirty-two b"), BIG),
+            (frame(0x81, "h\u{e9}llo \u{1F600}".as_bytes()), BIG),
+            (frame(0x81, b"bad \xC3\x28 byte"), BIG),
+            (frame(0x81, b"cut \xE2\x82"), BIG),
+            (frame(0x81, &[b'a'; 126]), BIG),
+            (frame(0x82, &[7; 65535]), BIG),
+            (frame(0x82, &[7; 65536]), BIG),
+            (frame(0x82, &[7; 100]), 99),
+            (frame(0x82, &[7; 100]), 100),
+            (frame(0xC1, b"rsv1 without deflate"), BIG),
+            (frame(0x83, b"reserved opcode"), BIG),
+            (frame(0x02, b"first fragment"), BIG),
+            (unmasked, BIG),
+        ];
+        // Then a second message behind each, read in the same buffer.
+        for (input, _) in cases.iter_mut() {
+            input.extend(frame(0x81, b"next"));
+        }
+        for (input, max) in &cases {
+            let (seen, err) = run_all_splits(input, *max);
+            let (stepped, stepped_err) = run(input, 1, *max);
+            assert_eq!(err, stepped_err, "{:x?}", &input[..2]);
+            assert_eq!(seen, stepped, "{:x?}", &input[..2]);
         }
     }
 

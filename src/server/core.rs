@@ -560,7 +560,12 @@ impl Core {
         if result.is_ok() {
             self.stats.messages_sent += 1;
         }
-        self.touch(id);
+        // `touch`, with the lookup already made: this runs for every message.
+        if !slot.touched {
+            slot.touched = true;
+            self.touched.push(id);
+        }
+        count_membership(slot, &mut self.open_count);
         result
     }
 
@@ -698,10 +703,16 @@ impl Core {
     /// Called before any other send and before any connection joins or
     /// leaves the open set, so every member receives exactly the broadcasts
     /// made while it was open, in order with everything else it is sent.
+    #[inline]
     pub(crate) fn flush_batch(&mut self) {
-        if self.batch.is_empty() {
-            return;
+        // Inlined test, outlined work: every send asks, few have to flush.
+        if !self.batch.is_empty() {
+            self.write_batch();
         }
+    }
+
+    #[inline(never)]
+    fn write_batch(&mut self) {
         let batch = std::mem::take(&mut self.batch);
         let given = self.batch_given.take();
         let topic = self.batch_topic.take();
