@@ -207,12 +207,14 @@ impl std::error::Error for SendError {}
 pub enum Event<'a> {
     /// A request for a path other than the WebSocket path or one below it
     /// (see [`is_upgrade_path`]): answer it with [`Connection::respond`].
-    Request(Request),
+    /// Boxed, as is `Upgrade`'s: one allocation per request keeps the event
+    /// three words, which every message event is returned as.
+    Request(Box<Request>),
     /// A valid upgrade request for the WebSocket path or one below it
     /// (`PATH/NAME`; origin checked):
     /// answer it with [`Connection::accept`] or [`Connection::reject`]
     /// before feeding more input.
-    Upgrade(Request),
+    Upgrade(Box<Request>),
     /// A complete text message.
     Text(&'a str),
     /// A complete binary message.
@@ -388,7 +390,7 @@ impl Connection {
                 && request.header("Upgrade").is_some());
         if !candidate {
             self.phase = Phase::Deciding;
-            return Some(Event::Request(request));
+            return Some(Event::Request(Box::new(request)));
         }
         if let Err(e) = handshake::validate(&request) {
             self.respond_error(settings, now, e);
@@ -400,7 +402,7 @@ impl Connection {
             return None;
         }
         self.phase = Phase::Deciding;
-        Some(Event::Upgrade(request))
+        Some(Event::Upgrade(Box::new(request)))
     }
 
     fn refuse_request(&mut self, settings: &Settings, now: Instant, e: HttpError) {
