@@ -543,20 +543,13 @@ impl Core {
     /// large. Broadcasts made before reach it first.
     pub(crate) fn send(&mut self, id: ConnId, msg: Message<'_>) -> Result<(), SendError> {
         self.flush_batch();
+        if msg.as_bytes().len() >= DIRECT_MIN {
+            return self.send_direct(id, msg);
+        }
         let slot = self.slots.get_mut(id).ok_or(SendError::NotOpen)?;
-        let result = if msg.as_bytes().len() >= DIRECT_MIN {
-            let (conn, mut sink) = slot.split();
-            conn.send_through(
-                &self.settings,
-                self.now,
-                &mut self.codec,
-                &mut Counted::new(&mut sink, &mut self.stats),
-                msg,
-            )
-        } else {
-            slot.conn
-                .send(&self.settings, self.now, &mut self.codec, msg)
-        };
+        let result = slot
+            .conn
+            .send(&self.settings, self.now, &mut self.codec, msg);
         if result.is_ok() {
             self.stats.messages_sent += 1;
         }
@@ -566,6 +559,27 @@ impl Core {
             self.touched.push(id);
         }
         count_membership(slot, &mut self.open_count);
+        result
+    }
+
+    /// [`Core::send`] for a large message: written straight to the socket,
+    /// after what is queued. Kept out of line so that the small-message path,
+    /// which runs for every echo, stays a small function.
+    #[inline(never)]
+    fn send_direct(&mut self, id: ConnId, msg: Message<'_>) -> Result<(), SendError> {
+        let slot = self.slots.get_mut(id).ok_or(SendError::NotOpen)?;
+        let (conn, mut sink) = slot.split();
+        let result = conn.send_through(
+            &self.settings,
+            self.now,
+            &mut self.codec,
+            &mut Counted::new(&mut sink, &mut self.stats),
+            msg,
+        );
+        if result.is_ok() {
+            self.stats.messages_sent += 1;
+        }
+        self.touch(id);
         result
     }
 
@@ -663,7 +677,18 @@ impl Core {
     /// a protocol error), and a member that leaves must have had every
     /// broadcast made while it was one, before its close frame; the others
     /// get the batch when it is flushed.
+    #[inline]
     pub(crate) fn hand_batch_to(&mut self, id: ConnId) {
+        // Inlined test, outlined work: it runs before every frame read, and
+        // almost always the connection has had the batch (or there is none).
+        if matches!(self.batch_given, Some((given, n)) if given == id && n == self.batch.len()) {
+            return;
+        }
+        self.hand_batch_now(id);
+    }
+
+    #[inline(never)]
+    fn hand_batch_now(&mut self, id: ConnId) {
         let given = match self.batch_given {
             Some((given, n)) if given == id => n,
             _ => {
