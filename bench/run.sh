@@ -103,6 +103,7 @@ LOADGEN=$BENCH_DIR/target/release/loadgen
 RESULTS=$OUT_DIR/results.tsv
 TABLE=$OUT_DIR/table.md
 CHURN_SVG_PY=$BENCH_DIR/churn_svg.py
+RATIOS_SVG_PY=$BENCH_DIR/ratios_svg.py
 
 say() { printf '%s\n' "$*" >&2; }
 die() {
@@ -698,6 +699,17 @@ ratio_label() { [ "$1" = rookery-old ] && echo "new ÷ old" || echo "rookery ÷ 
         echo "after inflating. deflate ÷ plain below 1 in CPU, bytes and latency rows is what compression saves."
     fi
 } >"$TABLE"
+
+# ---------------------------------------------------------------- peers chart
+# rookery against each peer, scenario by scenario (bench/ratios_svg.py, from
+# the table just written; python3 standard library only).
+if [ "$has_rookery" = 1 ] && command -v python3 >/dev/null; then
+    for p in "${others[@]}"; do
+        if python3 "$RATIOS_SVG_PY" "$TABLE" "$p" "$OUT_DIR/ratios-$p.svg" 2>/dev/null; then
+            say "== rookery against $p, as a chart: $OUT_DIR/ratios-$p.svg"
+        fi
+    done
+fi
 
 # ---------------------------------------------------------------- churn curves
 # One TSV per churn scenario: round, connections so far, then RSS (KiB) per
