@@ -389,8 +389,9 @@ impl Receiver {
     /// the first byte is FIN and an opcode with no reserved bit (so RSV1
     /// never passes here), the mask bit is set, and the length is within
     /// `max_message`. Returns `None` for anything else, which the general
-    /// path then reads (and refuses, if it must). Small messages cost about
-    /// a third of the general path's instructions this way (callgrind).
+    /// path then reads (and refuses, if it must). A 32-byte text costs about
+    /// half the general path's instructions this way (callgrind, with the
+    /// unmasking and the ASCII check: ~120 against ~260).
     fn read_whole_message(
         &mut self,
         input: &mut [u8],
