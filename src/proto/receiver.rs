@@ -741,6 +741,9 @@ mod tests {
         for (input, _) in cases.iter_mut() {
             input.extend(frame(0x81, b"next"));
         }
+        // Byte by byte, the 64 KiB frames take minutes under Miri; the
+        // 126-byte one covers the 16-bit length there.
+        cases.retain(|(input, _)| !cfg!(miri) || input.len() < 1024);
         for (input, max) in &cases {
             let (seen, err) = run_all_splits(input, *max);
             let (stepped, stepped_err) = run(input, 1, *max);
