@@ -415,9 +415,7 @@ impl Receiver {
         if end > input.len() || len as u64 > max_message {
             return None;
         }
-        if self.control.is_some() || self.message.capacity() != 0 {
-            self.start_frame();
-        }
+        self.start_frame();
         let mask = [
             input[start - 4],
             input[start - 3],

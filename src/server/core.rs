@@ -416,12 +416,7 @@ impl Core {
         let Some(slot) = self.slots.get_mut(id) else {
             return;
         };
-        if !slot.touched {
-            slot.touched = true;
-            self.touched.push(id);
-        }
-        // With the same lookup: this runs for every message sent.
-        count_membership(slot, &mut self.open_count);
+        touch_slot(slot, id, &mut self.touched, &mut self.open_count);
     }
 
     /// The next connection to settle.
@@ -554,11 +549,7 @@ impl Core {
             self.stats.messages_sent += 1;
         }
         // `touch`, with the lookup already made: this runs for every message.
-        if !slot.touched {
-            slot.touched = true;
-            self.touched.push(id);
-        }
-        count_membership(slot, &mut self.open_count);
+        touch_slot(slot, id, &mut self.touched, &mut self.open_count);
         result
     }
 
@@ -700,9 +691,7 @@ impl Core {
                 return;
             }
         };
-        if given == self.batch.len() {
-            return;
-        }
+        // `hand_batch_to` returned already if `id` has had the whole batch.
         let for_it = match self.batch_topic {
             None => true,
             Some(topic) => self.topics.is_member(id, topic),
@@ -987,6 +976,17 @@ impl crate::proto::output::Sink for Counted<'_> {
 }
 
 /// Counts `slot` in or out of the open set as its connection now is.
+/// [`Core::touch`] for a slot already looked up: puts it on the list to
+/// settle, and keeps the open count in step, with that one lookup (this runs
+/// for every message sent).
+fn touch_slot(slot: &mut Slot, id: ConnId, touched: &mut Vec<ConnId>, open_count: &mut usize) {
+    if !slot.touched {
+        slot.touched = true;
+        touched.push(id);
+    }
+    count_membership(slot, open_count);
+}
+
 fn count_membership(slot: &mut Slot, open_count: &mut usize) {
     let open = slot.conn.is_open();
     if open != slot.member {
