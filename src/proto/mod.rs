@@ -17,8 +17,10 @@
 //! - [`connection`]: the whole life of one connection on top of all of these,
 //!   the state machine the server drives.
 
-// One exception, measured and explained where it is: the connection trusts
-// the receiver's UTF-8 validation (`connection::validated`).
+// Two exceptions, measured and explained where they are: the connection
+// trusts the receiver's UTF-8 validation (`connection::validated`), and a
+// reply is copied into the queue with one capacity check
+// (`output::put_frame`).
 #![deny(unsafe_code)]
 
 pub mod close;

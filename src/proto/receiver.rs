@@ -28,7 +28,7 @@ use std::fmt;
 use std::ops::Range;
 
 use super::close::{self, CloseFrameError};
-use super::frame::{apply_mask, OpCode, MAX_CONTROL_PAYLOAD};
+use super::frame::{apply_mask, unmask_checking_ascii, OpCode, MAX_CONTROL_PAYLOAD};
 use super::utf8::Utf8Validator;
 
 /// The largest message buffer kept for reuse after a message is delivered;
@@ -149,6 +149,31 @@ struct FrameState {
     len: u64,
     /// Payload bytes already consumed.
     done: u64,
+}
+
+/// A whole frame found at the start of the input by
+/// [`Receiver::read_simple_message`]: its payload is unmasked in place (and
+/// validated, for a text).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WholeFrame {
+    /// Bytes of input the frame took.
+    pub end: usize,
+    /// Where the payload is in the input.
+    pub payload: Range<usize>,
+    /// Text, or binary.
+    pub text: bool,
+    mask: [u8; 4],
+    /// Every payload byte is ASCII (so UTF-8).
+    ascii: bool,
+}
+
+impl WholeFrame {
+    /// Whether the payload (in `input`, unmasked) is UTF-8: ASCII, the
+    /// common case, was seen while unmasking.
+    #[inline(always)]
+    fn is_utf8(&self, input: &[u8]) -> bool {
+        self.ascii || std::str::from_utf8(&input[self.payload.clone()]).is_ok()
+    }
 }
 
 /// Decoder and assembler state for one connection.
@@ -280,7 +305,7 @@ impl Receiver {
         max_message: u64,
         compression: bool,
     ) -> Result<(usize, Option<Event>), ProtocolError> {
-        if self.frame.is_none() && self.header_len == 0 && self.message_opcode.is_none() {
+        if self.is_between_messages() {
             if let Some(read) = self.read_whole_message(input, max_message) {
                 return read;
             }
@@ -397,6 +422,53 @@ impl Receiver {
         input: &mut [u8],
         max_message: u64,
     ) -> Option<Result<(usize, Option<Event>), ProtocolError>> {
+        let frame = self.unmask_whole_frame(input, max_message)?;
+        let payload = Payload::Input(frame.payload.clone());
+        if frame.text && !frame.is_utf8(input) {
+            return Some(Err(ProtocolError::InvalidUtf8));
+        }
+        let event = if frame.text {
+            Event::Text(payload)
+        } else {
+            Event::Binary(payload)
+        };
+        Some(Ok((frame.end, Some(event))))
+    }
+
+    /// [`Receiver::read`] for a caller that takes the common case apart
+    /// from the rest: the whole message at the start of `input` if there is
+    /// one, taken exactly as `read` would take it (see
+    /// [`Receiver::read_whole_message`]), with its text validated.
+    /// Returns `None` for anything else, with `input` as it was, so that
+    /// `read` then reads it (and refuses it, if it must): an invalid text is
+    /// masked again.
+    #[inline(always)]
+    pub fn read_simple_message(
+        &mut self,
+        input: &mut [u8],
+        max_message: u64,
+    ) -> Option<WholeFrame> {
+        if !self.is_between_messages() {
+            return None;
+        }
+        let frame = self.unmask_whole_frame(input, max_message)?;
+        if frame.text && !frame.is_utf8(input) {
+            apply_mask(&mut input[frame.payload.clone()], frame.mask, 0);
+            return None;
+        }
+        Some(frame)
+    }
+
+    /// Whether no frame or message is under way.
+    #[inline]
+    fn is_between_messages(&self) -> bool {
+        self.frame.is_none() && self.header_len == 0 && self.message_opcode.is_none()
+    }
+
+    /// The whole-frame test of [`Receiver::read_whole_message`]: when
+    /// `input` starts with such a frame, its payload is unmasked in place.
+    #[inline(always)]
+    fn unmask_whole_frame(&mut self, input: &mut [u8], max_message: u64) -> Option<WholeFrame> {
         let (&first, &second) = (input.first()?, input.get(1)?);
         let text = match first {
             0x81 => true,
@@ -416,21 +488,15 @@ impl Receiver {
             return None;
         }
         self.start_frame();
-        let mask = [
-            input[start - 4],
-            input[start - 3],
-            input[start - 2],
-            input[start - 1],
-        ];
-        let payload = &mut input[start..end];
-        apply_mask(payload, mask, 0);
-        if text {
-            if !payload.is_ascii() && std::str::from_utf8(payload).is_err() {
-                return Some(Err(ProtocolError::InvalidUtf8));
-            }
-            return Some(Ok((end, Some(Event::Text(Payload::Input(start..end))))));
-        }
-        Some(Ok((end, Some(Event::Binary(Payload::Input(start..end))))))
+        let mask: [u8; 4] = input[start - 4..start].try_into().ok()?;
+        let ascii = unmask_checking_ascii(&mut input[start..end], mask);
+        Some(WholeFrame {
+            end,
+            payload: start..end,
+            text,
+            mask,
+            ascii,
+        })
     }
 
     /// Validates a completed control frame and frees the control buffer's

@@ -573,6 +573,16 @@ fn feed<H: Handler>(
         let Some(slot) = core.slots.get_mut(id) else {
             return;
         };
+        // The common case first, without the general path's event.
+        if let Some((used, message)) =
+            slot.conn
+                .read_message(&core.settings, core.now, &mut input[offset..])
+        {
+            offset += used;
+            core.stats.messages_received += 1;
+            handler.on_message(&mut Context { core }, id, message);
+            continue;
+        }
         let (used, event) = slot.conn.handle_input(
             &core.settings,
             core.now,

@@ -323,6 +323,36 @@ impl Connection {
 
     // ---- input -----------------------------------------------------------
 
+    /// The common case of [`Connection::handle_input`], taken apart for a
+    /// caller that wants it cheap: on an open connection between messages,
+    /// the message that `input` starts with, if it is one whole
+    /// unfragmented, uncompressed text or binary frame that `handle_input`
+    /// would accept, with how many bytes it took. For anything else, `None`,
+    /// having consumed nothing and changed nothing the general path would
+    /// see: call `handle_input` then. Either way the outcome is what
+    /// `handle_input` alone would give (`read_message_agrees_with_handle_input`).
+    #[inline(always)]
+    pub fn read_message<'a>(
+        &mut self,
+        settings: &Settings,
+        now: Instant,
+        input: &'a mut [u8],
+    ) -> Option<(usize, Message<'a>)> {
+        if !matches!(self.phase, Phase::Open(_)) {
+            return None;
+        }
+        let frame = self.rx.read_simple_message(input, settings.max_message)?;
+        self.time = Some(now);
+        let input: &'a [u8] = input;
+        let payload = &input[frame.payload];
+        let message = if frame.text {
+            Message::Text(validated(payload))
+        } else {
+            Message::Binary(payload)
+        };
+        Some((frame.end, message))
+    }
+
     /// Consumes bytes from `input` (unmasking frames in place) up to and
     /// including the next event, and returns how many it consumed and the
     /// event. Call again with the rest until everything is consumed; a call
@@ -1087,11 +1117,14 @@ fn validated(bytes: &[u8]) -> &str {
     );
     // SAFETY: `bytes` is the payload of an `RxEvent::Text`, resolved in the
     // buffer the event came from (the input of this `read`, untouched since,
-    // or the receiver's gathered message, moved out unchanged). The
-    // receiver returns `Text` only for a message whose every byte it has
-    // validated as UTF-8 (`Utf8Validator` across frames and reads, with the
-    // code point at the end complete, or `is_ascii`/`from_utf8` on a whole
-    // frame: `Receiver::read`).
+    // or the receiver's gathered message, moved out unchanged), or of a text
+    // `WholeFrame` in the input `Receiver::read_simple_message` was given,
+    // untouched since. The receiver returns `Text` only for a message whose
+    // every byte it has validated as UTF-8 (`Utf8Validator` across frames
+    // and reads, with the code point at the end complete, or
+    // the ASCII test made while unmasking or `from_utf8` on a whole frame:
+    // `Receiver::read`), and a text `WholeFrame` only once
+    // `WholeFrame::is_utf8` has passed it.
     unsafe { std::str::from_utf8_unchecked(bytes) }
 }
 

@@ -51,6 +51,9 @@ struct Peer {
     scratch: Vec<u8>,
     wire: Vec<u8>,
     t0: Instant,
+    /// Whether `feed` tries [`Connection::read_message`] before
+    /// `handle_input`, as the server does.
+    fast: bool,
 }
 
 impl Peer {
@@ -63,6 +66,7 @@ impl Peer {
             scratch: Vec::new(),
             wire: Vec::new(),
             t0,
+            fast: false,
         }
     }
 
@@ -77,6 +81,18 @@ impl Peer {
         let mut off = 0;
         let mut seen = Vec::new();
         while off < input.len() {
+            if self.fast {
+                if let Some((used, message)) =
+                    self.conn.read_message(&self.s, now, &mut input[off..])
+                {
+                    off += used;
+                    seen.push(match message {
+                        Message::Text(t) => Seen::Text(t.to_string()),
+                        Message::Binary(b) => Seen::Binary(b.to_vec()),
+                    });
+                    continue;
+                }
+            }
             let (used, event) = self.conn.handle_input(
                 &self.s,
                 now,
@@ -451,6 +467,96 @@ fn invalid_text_fails_at_the_bad_byte_even_mid_frame() {
         peer.feed(2, &rest[..1]),
         [Seen::Closed(1007, String::new())]
     );
+}
+
+#[test]
+fn read_message_agrees_with_handle_input() {
+    // Every kind of input the fast path takes, declines or must refuse, fed
+    // whole and byte by byte, to a connection that tries `read_message`
+    // first (as the server does) and to one that only uses `handle_input`:
+    // the same events, the same bytes sent, the same deadline.
+    let long = "x".repeat(126);
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("ascii text", client_frame(0x81, b"hello, world")),
+        ("utf-8 text", client_frame(0x81, "κόσμε".as_bytes())),
+        ("empty text", client_frame(0x81, b"")),
+        (
+            "binary, high bytes",
+            client_frame(0x82, &[0xff, 0x80, 0x00, 0x7f]),
+        ),
+        ("16-bit length", client_frame(0x81, long.as_bytes())),
+        (
+            "two in one read",
+            [client_frame(0x81, b"a"), client_frame(0x82, b"b")].concat(),
+        ),
+        ("invalid utf-8", client_frame(0x81, b"ok\xc3\x28")),
+        // Masked, it is ASCII: read twice without the mask put back, it
+        // would pass.
+        ("invalid utf-8, ascii when masked", {
+            let mut frame = Vec::new();
+            encode_client_frame(&mut frame, 0x81, [0x80; 4], b"\xc1\xc1");
+            frame
+        }),
+        (
+            "invalid utf-8 then text",
+            [client_frame(0x81, b"\xff"), client_frame(0x81, b"a")].concat(),
+        ),
+        ("over max_message", client_frame(0x81, b"eleven byte")),
+        (
+            "fragments around a ping",
+            [
+                client_frame(0x01, b"frag"),
+                client_frame(0x89, b"p"),
+                client_frame(0x80, b"ment"),
+                client_frame(0x81, b"next"),
+            ]
+            .concat(),
+        ),
+        ("reserved bit", client_frame(0xC1, b"rsv1")),
+        ("unmasked", vec![0x81, 0x01, b'a']),
+        ("continuation first", client_frame(0x80, b"c")),
+        (
+            "close, then data",
+            [close_frame(1000, "bye"), client_frame(0x81, b"late")].concat(),
+        ),
+    ];
+    for (name, input) in &cases {
+        for bytewise in [false, true] {
+            let s = Settings {
+                max_message: 10.max(long.len() as u64),
+                ..settings()
+            };
+            let s = if *name == "over max_message" {
+                Settings {
+                    max_message: 10,
+                    ..s
+                }
+            } else {
+                s
+            };
+            let mut outcomes = Vec::new();
+            for fast in [false, true] {
+                let mut peer = Peer::open(s.clone());
+                peer.sent();
+                peer.fast = fast;
+                let mut seen = Vec::new();
+                if bytewise {
+                    for (i, byte) in input.iter().enumerate() {
+                        seen.extend(peer.feed(10 + i as u64, &[*byte]));
+                    }
+                } else {
+                    seen.extend(peer.feed(10, input));
+                }
+                outcomes.push((seen, peer.sent(), peer.ms_until_timeout()));
+            }
+            assert_eq!(outcomes[0], outcomes[1], "{name}, byte by byte: {bytewise}");
+        }
+    }
+}
+
+/// A masked client close frame.
+fn close_frame(code: u16, reason: &str) -> Vec<u8> {
+    client_frame(0x88, &close_payload(code, reason))
 }
 
 #[test]
