@@ -218,13 +218,22 @@ impl ControlBuf {
 /// Appends `chunk` to a message buffer, growing it by doubling as `Vec`
 /// does, but never past `max_message` (which the message cannot exceed), so
 /// that a message near the limit costs the limit, not up to twice it.
-fn gather(buf: &mut Vec<u8>, chunk: &[u8], max_message: u64) {
+fn gather(buf: &mut Vec<u8>, chunk: &[u8], max_message: u64, rest: u64) {
     let needed = buf.len() + chunk.len();
     if needed > buf.capacity() {
         let limit = usize::try_from(max_message).unwrap_or(usize::MAX);
-        let target = buf
-            .capacity()
-            .saturating_mul(2)
+        // Room for the rest of the frame too, when it is at most three times
+        // what has come: a large frame over two or three reads is gathered
+        // without a reallocation's copy, and a peer that announces a large
+        // frame and sends little makes it allocate at most four times what
+        // it sent (doubling alone: twice).
+        let whole = usize::try_from(rest)
+            .ok()
+            .and_then(|rest| needed.checked_add(rest))
+            .filter(|&whole| whole <= needed.saturating_mul(4));
+        let target = whole
+            .unwrap_or(0)
+            .max(buf.capacity().saturating_mul(2))
             .max(needed)
             .min(limit.max(needed));
         buf.reserve_exact(target - buf.len());
@@ -373,7 +382,12 @@ impl Receiver {
         }
         let unfragmented = whole_frame_here && frame.fin && self.message_opcode.is_none();
         if !unfragmented {
-            gather(&mut self.message, chunk, max_message);
+            gather(
+                &mut self.message,
+                chunk,
+                max_message,
+                remaining - take as u64,
+            );
         }
         if !complete {
             if self.message_opcode.is_none() {
