@@ -934,8 +934,11 @@ impl Connection {
     /// largest message accepted can always be echoed; memory stays bounded by
     /// the cap plus one message.
     fn check_backlog(&mut self, settings: &Settings, now: Instant, was_behind: bool) {
+        if !was_behind {
+            return;
+        }
         let queued = self.out.len();
-        if was_behind && queued > settings.max_backlog && self.can_send() {
+        if queued > settings.max_backlog && self.can_send() {
             log::warn!(
                 "{queued} bytes queued, over the backlog limit of {}: closing (1008)",
                 settings.max_backlog
