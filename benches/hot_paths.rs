@@ -10,7 +10,9 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use rookery::proto::frame::{apply_mask, encode_client_frame, OpCode, ServerHeader};
+use rookery::proto::frame::{
+    apply_mask, encode_client_frame, unmask_checking_ascii, OpCode, ServerHeader,
+};
 use rookery::proto::receiver::Receiver;
 use rookery::proto::utf8::Utf8Validator;
 
@@ -82,6 +84,31 @@ fn main() {
     bench("unmask 1 MiB at odd offset", data.len() - 1, || {
         apply_mask(black_box(&mut data[1..]), [1, 2, 3, 4], 1)
     });
+    // A whole small text frame's unmasking with its ASCII test folded in,
+    // against the two passes, at both ends of `SHORT_PAYLOAD` and past it.
+    for len in [32, 128, 512] {
+        let mut small = vec![b'a'; len];
+        let times = (1 << 20) / len;
+        bench(
+            &format!("unmask {len} B checking ASCII"),
+            len * times,
+            || {
+                for _ in 0..times {
+                    black_box(unmask_checking_ascii(black_box(&mut small), [1, 2, 3, 4]));
+                }
+            },
+        );
+        bench(
+            &format!("unmask {len} B then is_ascii"),
+            len * times,
+            || {
+                for _ in 0..times {
+                    apply_mask(black_box(&mut small), [1, 2, 3, 4], 0);
+                    black_box(small.is_ascii());
+                }
+            },
+        );
+    }
 
     let ascii: Vec<u8> = (0..1 << 20).map(|i| b'a' + (i % 26) as u8).collect();
     let mixed: Vec<u8> = "κόσμε 𝄞 rookery ".repeat(1 << 16).into_bytes();

@@ -197,20 +197,34 @@ pub fn unmask_checking_ascii(data: &mut [u8], mask: [u8; 4]) -> bool {
     let key = u32::from_le_bytes(mask);
     let word = u64::from(key) | (u64::from(key) << 32);
     let mut seen = 0u64;
-    let mut chunks = data.chunks_exact_mut(8);
-    for chunk in &mut chunks {
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(chunk);
-        let plain = u64::from_le_bytes(bytes) ^ word;
-        seen |= plain;
-        chunk.copy_from_slice(&plain.to_le_bytes());
+    // Four words a step: LLVM's vectorized form of a one-word loop spent
+    // ~25 instructions deciding and setting up for a 32-byte message.
+    let mut blocks = data.chunks_exact_mut(32);
+    for block in &mut blocks {
+        for chunk in block.chunks_exact_mut(8) {
+            seen |= unmask_word(chunk, word);
+        }
+    }
+    let mut words = blocks.into_remainder().chunks_exact_mut(8);
+    for chunk in &mut words {
+        seen |= unmask_word(chunk, word);
     }
     let mut tail_seen = 0u8;
-    for (b, k) in chunks.into_remainder().iter_mut().zip(word.to_le_bytes()) {
+    for (b, k) in words.into_remainder().iter_mut().zip(word.to_le_bytes()) {
         *b ^= k;
         tail_seen |= *b;
     }
     seen & 0x8080_8080_8080_8080 == 0 && tail_seen < 0x80
+}
+
+/// Unmasks one eight-byte `chunk` with `word` and returns the plain word.
+#[inline(always)]
+fn unmask_word(chunk: &mut [u8], word: u64) -> u64 {
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(chunk);
+    let plain = u64::from_le_bytes(bytes) ^ word;
+    chunk.copy_from_slice(&plain.to_le_bytes());
+    plain
 }
 
 #[cfg(test)]

@@ -176,6 +176,12 @@ impl WholeFrame {
     }
 }
 
+/// Whole frames up to this payload length are unmasked with the ASCII test
+/// folded in ([`unmask_checking_ascii`]); longer ones take [`apply_mask`]
+/// (then `is_ascii`, for a text). `cargo bench --bench hot_paths`: 1.5x
+/// faster at 32 bytes, even at 128, 0.6x at 512.
+const SHORT_PAYLOAD: usize = 128;
+
 /// Decoder and assembler state for one connection.
 #[derive(Debug, Default)]
 pub struct Receiver {
@@ -503,7 +509,15 @@ impl Receiver {
         }
         self.start_frame();
         let mask: [u8; 4] = input[start - 4..start].try_into().ok()?;
-        let ascii = unmask_checking_ascii(&mut input[start..end], mask);
+        let payload = &mut input[start..end];
+        let ascii = if len <= SHORT_PAYLOAD {
+            unmask_checking_ascii(payload, mask)
+        } else {
+            // Vectorized unmasking is faster on long payloads, and a binary
+            // one needs no ASCII test.
+            apply_mask(payload, mask, 0);
+            text && payload.is_ascii()
+        };
         Some(WholeFrame {
             end,
             payload: start..end,
@@ -806,6 +820,14 @@ mod tests {
             (frame(0x81, b"bad \xC3\x28 byte"), BIG),
             (frame(0x81, b"cut \xE2\x82"), BIG),
             (frame(0x81, &[b'a'; 126]), BIG),
+            // Past SHORT_PAYLOAD: unmasked, then tested as ASCII or UTF-8.
+            (frame(0x81, &[b'a'; 300]), BIG),
+            (frame(0x81, "\u{e9}".repeat(150).as_bytes()), BIG),
+            (
+                frame(0x81, &[[b'a'; 299].as_slice(), b"\xff"].concat()),
+                BIG,
+            ),
+            (frame(0x82, &[0xff; 300]), BIG),
             (frame(0x82, &[7; 65535]), BIG),
             (frame(0x82, &[7; 65536]), BIG),
             (frame(0x82, &[7; 100]), 99),
@@ -819,9 +841,10 @@ mod tests {
         for (input, _) in cases.iter_mut() {
             input.extend(frame(0x81, b"next"));
         }
-        // Byte by byte, the 64 KiB frames take minutes under Miri; the
-        // 126-byte one covers the 16-bit length there.
-        cases.retain(|(input, _)| !cfg!(miri) || input.len() < 1024);
+        // Split every way, the long frames take minutes under Miri (safe
+        // code past SHORT_PAYLOAD); the 126-byte one covers the 16-bit
+        // length there.
+        cases.retain(|(input, _)| !cfg!(miri) || input.len() < 256);
         for (input, max) in &cases {
             let (seen, err) = run_all_splits(input, *max);
             let (stepped, stepped_err) = run(input, 1, *max);
