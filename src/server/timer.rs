@@ -13,7 +13,12 @@
 //! costs nothing. Entries are cancelled eagerly when their owner goes
 //! ([`TimerWheel::cancel`] scans one slot), so a closed connection leaves
 //! nothing behind in the wheel.
+//!
+//! The loop asks for the next deadline on every pass. The wheel keeps a
+//! lower bound on the earliest due tick, so that answer is usually that
+//! bound; the slots are scanned only once the bound has been reached.
 
+use std::cell::Cell;
 use std::time::Duration;
 
 /// The wheel's resolution.
@@ -39,6 +44,10 @@ pub(super) struct TimerWheel<T> {
     /// The last tick whose slot has been processed.
     now: Tick,
     len: usize,
+    /// No entry is due before this tick: the smallest tick scheduled since
+    /// the last scan, or the first occupied slot that scan found. A `Cell`,
+    /// as [`TimerWheel::next_due`] (a question) may tighten it.
+    earliest: Cell<Tick>,
 }
 
 impl<T> TimerWheel<T> {
@@ -48,6 +57,7 @@ impl<T> TimerWheel<T> {
             slots: (0..SLOTS).map(|_| Vec::new()).collect(),
             now: 0,
             len: 0,
+            earliest: Cell::new(0),
         }
     }
 
@@ -62,6 +72,7 @@ impl<T> TimerWheel<T> {
         let due = due.max(self.now + 1);
         self.slots[(due % SLOTS as Tick) as usize].push(Entry { due, what });
         self.len += 1;
+        self.earliest.set(self.earliest.get().min(due));
         due
     }
 
@@ -117,14 +128,26 @@ impl<T> TimerWheel<T> {
         }
     }
 
-    /// Ticks until the next slot that holds a timer, if any. The timer there
-    /// may belong to a later turn; waking early then is harmless.
+    /// Ticks until the wheel must next be advanced, if it holds a timer:
+    /// never past the earliest due one. It may be earlier (the slot's timer
+    /// may belong to a later turn, or the bound's may have been cancelled);
+    /// waking early then is harmless. The slots are scanned only when the
+    /// bound has been reached: it cost ~380 instructions a pass, on a loop
+    /// that at a low message rate makes a pass per message (callgrind).
     pub(super) fn next_due(&self) -> Option<Tick> {
         if self.len == 0 {
             return None;
         }
-        (1..=SLOTS as Tick)
-            .find(|d| !self.slots[((self.now + d) % SLOTS as Tick) as usize].is_empty())
+        let earliest = self.earliest.get();
+        if earliest > self.now {
+            return Some(earliest - self.now);
+        }
+        let due = (1..=SLOTS as Tick)
+            .find(|d| !self.slots[((self.now + d) % SLOTS as Tick) as usize].is_empty())?;
+        // Every entry is due after `now` and within one turn of its slot, so
+        // none is due before the first occupied slot.
+        self.earliest.set(self.now + due);
+        Some(due)
     }
 }
 
@@ -166,6 +189,50 @@ mod tests {
         assert_eq!(wheel.next_due(), Some(7));
         wheel.schedule_at(0, ());
         assert_eq!(wheel.next_due(), Some(1));
+    }
+
+    #[test]
+    fn next_due_is_never_past_the_earliest_timer() {
+        // Pseudo-random schedules, cancels and advances; after each, the
+        // answer is at most the earliest due tick.
+        let mut wheel = TimerWheel::new();
+        let mut filed: Vec<(Tick, u32)> = Vec::new();
+        let mut seed = 0x2545_f491_u32;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            seed
+        };
+        for step in 0..20_000u32 {
+            match next() % 4 {
+                0 | 1 => {
+                    let due = wheel.now() + Tick::from(next() % 3000);
+                    filed.push((wheel.schedule_at(due, step), step));
+                }
+                2 if !filed.is_empty() => {
+                    let (due, what) = filed.swap_remove(next() as usize % filed.len());
+                    assert!(wheel.cancel(due, |&w| w == what));
+                }
+                _ => {
+                    let to = wheel.now() + Tick::from(next() % 50);
+                    wheel.advance(to, |w| filed.retain(|&(_, f)| f != w));
+                }
+            }
+            let earliest = filed.iter().map(|&(due, _)| due).min();
+            match (wheel.next_due(), earliest) {
+                (None, None) => {}
+                (Some(d), Some(e)) => {
+                    assert!(d >= 1, "step {step}: a wake in the past");
+                    assert!(
+                        wheel.now() + d <= e,
+                        "step {step}: wakes at {} after {e}",
+                        wheel.now() + d
+                    );
+                }
+                other => panic!("step {step}: {other:?}"),
+            }
+        }
     }
 
     #[test]
