@@ -33,6 +33,9 @@ use super::timer::{Tick, TimerWheel, TICK};
 use super::topics::{TopicId, Topics};
 use super::Config;
 
+/// [`TICK`] in nanoseconds.
+const TICK_NANOS: u64 = TICK.as_nanos() as u64;
+
 /// The poller key of the listening socket.
 pub(crate) const LISTENER_KEY: usize = usize::MAX - 1;
 
@@ -219,20 +222,29 @@ impl Core {
 
     /// The first tick at or after `at`: a timer filed there never fires early.
     fn tick_at(&self, at: Instant) -> Tick {
-        let nanos = at.saturating_duration_since(self.start).as_nanos();
-        nanos.div_ceil(TICK.as_nanos()) as Tick
+        self.nanos_since_start(at).div_ceil(TICK_NANOS)
     }
 
     /// The tick that has fully begun at `now`.
     pub(crate) fn current_tick(&self) -> Tick {
-        let nanos = self.now.saturating_duration_since(self.start).as_nanos();
-        (nanos / TICK.as_nanos()) as Tick
+        self.nanos_since_start(self.now) / TICK_NANOS
+    }
+
+    /// Nanoseconds from the loop's start to `at` (0 before it), in a `u64`
+    /// (584 years): `Duration::as_nanos` is a `u128`, whose division was a
+    /// call of its own on the path of every settled connection.
+    fn nanos_since_start(&self, at: Instant) -> u64 {
+        let since = at.saturating_duration_since(self.start);
+        since
+            .as_secs()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(u64::from(since.subsec_nanos()))
     }
 
     /// When the loop must wake for the next timer, if any.
     pub(crate) fn next_wake(&self) -> Option<Instant> {
         let wheel = self.wheel.next_due().map(|due| {
-            let nanos = (self.wheel.now() + due).saturating_mul(TICK.as_nanos() as u64);
+            let nanos = (self.wheel.now() + due).saturating_mul(TICK_NANOS);
             self.start + Duration::from_nanos(nanos)
         });
         // The Redis bridge keeps its own few deadlines (backoff, replies).

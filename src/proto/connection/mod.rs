@@ -885,7 +885,9 @@ impl Connection {
                 }
             }
         };
-        self.out.push_rest(extra, written, shared);
+        if written < extra.iter().map(|part| part.len()).sum() {
+            self.out.push_rest(extra, written, shared);
+        }
         if !was_behind {
             self.behind = !self.out.is_empty();
         }
