@@ -192,6 +192,41 @@ impl OutQueue {
     /// queues the rest (see [`OutQueue::push_rest`]).
     pub fn write_through(&mut self, sink: &mut dyn Sink, extra: &[&[u8]]) -> io::Result<usize> {
         debug_assert!(extra.len() <= MAX_EXTRA);
+        if extra.is_empty() {
+            return self.write_one_chunk(sink);
+        }
+        self.write_chunks(sink, extra)
+    }
+
+    /// [`OutQueue::write_through`] with no extra bytes and at most one chunk
+    /// queued, the common case (a connection's replies to one read, merged):
+    /// one slice to the sink, without the vectored write's 32-slot array and
+    /// the walk over the chunks (~120 instructions of a reply's ~1,300 at a
+    /// low message rate, callgrind).
+    fn write_one_chunk(&mut self, sink: &mut dyn Sink) -> io::Result<usize> {
+        let Some(queue) = self.queue.as_ref() else {
+            return Ok(0);
+        };
+        if queue.chunks.len() != 1 {
+            return self.write_chunks(sink, &[]);
+        }
+        let bytes = &queue.chunks[0].bytes()[queue.front_written..];
+        loop {
+            match sink.send_vectored(&[IoSlice::new(bytes)]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(written) => {
+                    self.consume(written);
+                    return Ok(0);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// [`OutQueue::write_through`], the general way.
+    fn write_chunks(&mut self, sink: &mut dyn Sink, extra: &[&[u8]]) -> io::Result<usize> {
         loop {
             let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
             let mut n = 0;
