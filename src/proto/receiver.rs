@@ -458,7 +458,7 @@ impl Receiver {
     /// [`Receiver::read`] for a caller that takes the common case apart
     /// from the rest: the whole message at the start of `input` if there is
     /// one, taken exactly as `read` would take it (see
-    /// [`Receiver::read_whole_message`]), with its text validated.
+    /// `read_whole_message`), with its text validated.
     /// Returns `None` for anything else, with `input` as it was, so that
     /// `read` then reads it (and refuses it, if it must): an invalid text is
     /// masked again.
