@@ -178,9 +178,7 @@ pub fn apply_mask(data: &mut [u8], mask: [u8; 4], offset: u64) {
     let word = u64::from(key) | (u64::from(key) << 32);
     let mut chunks = data.chunks_exact_mut(8);
     for chunk in &mut chunks {
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(chunk);
-        chunk.copy_from_slice(&(u64::from_le_bytes(bytes) ^ word).to_le_bytes());
+        unmask_word(chunk, word);
     }
     // The tail starts at a multiple of eight, so the key's phase is unchanged.
     for (b, k) in chunks.into_remainder().iter_mut().zip(word.to_le_bytes()) {

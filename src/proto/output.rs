@@ -211,18 +211,10 @@ impl OutQueue {
             return self.write_chunks(sink, &[]);
         }
         let bytes = &queue.chunks[0].bytes()[queue.front_written..];
-        loop {
-            match sink.send_vectored(&[IoSlice::new(bytes)]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(written) => {
-                    self.consume(written);
-                    return Ok(0);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
+        if let Some(written) = send_once(sink, &[IoSlice::new(bytes)])? {
+            self.consume(written);
         }
+        Ok(0)
     }
 
     /// [`OutQueue::write_through`], the general way.
@@ -256,12 +248,8 @@ impl OutQueue {
             if n == 0 {
                 return Ok(0);
             }
-            let written = match sink.send_vectored(&slices[..n]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(written) => written,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
+            let Some(written) = send_once(sink, &slices[..n])? else {
+                return Ok(0);
             };
             let from_queue = written.min(queued);
             self.consume(from_queue);
@@ -285,6 +273,10 @@ impl OutQueue {
         written: usize,
         shared: Option<&mut Option<Rc<[u8]>>>,
     ) {
+        if written >= parts.iter().map(|part| part.len()).sum() {
+            // All taken (the common case): nothing to queue.
+            return;
+        }
         match shared {
             Some(slot) if written == 0 => {
                 let frame = slot.get_or_insert_with(|| parts.concat().into());
@@ -355,6 +347,21 @@ fn put_frame(buf: &mut Vec<u8>, header: &ServerHeader, payload: &[u8]) {
         std::ptr::copy_nonoverlapping(header.padded().as_ptr(), end, MAX_SERVER_HEADER);
         std::ptr::copy_nonoverlapping(payload.as_ptr(), end.add(header_len), payload.len());
         buf.set_len(at + header_len + payload.len());
+    }
+}
+
+/// One vectored write to `sink`, retried if interrupted: how many bytes it
+/// took (never 0: a sink that takes nothing is an error), or `None` if it
+/// would block.
+fn send_once(sink: &mut dyn Sink, slices: &[IoSlice<'_>]) -> io::Result<Option<usize>> {
+    loop {
+        match sink.send_vectored(slices) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(written) => return Ok(Some(written)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
     }
 }
 

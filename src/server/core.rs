@@ -987,7 +987,6 @@ impl crate::proto::output::Sink for Counted<'_> {
     }
 }
 
-/// Counts `slot` in or out of the open set as its connection now is.
 /// [`Core::touch`] for a slot already looked up: puts it on the list to
 /// settle, and keeps the open count in step, with that one lookup (this runs
 /// for every message sent).
@@ -999,6 +998,7 @@ fn touch_slot(slot: &mut Slot, id: ConnId, touched: &mut Vec<ConnId>, open_count
     count_membership(slot, open_count);
 }
 
+/// Counts `slot` in or out of the open set as its connection now is.
 fn count_membership(slot: &mut Slot, open_count: &mut usize) {
     let open = slot.conn.is_open();
     if open != slot.member {

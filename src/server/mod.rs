@@ -584,8 +584,7 @@ fn feed<H: Handler>(
                 .read_message(&core.settings, core.now, &mut input[offset..])
         {
             offset += used;
-            core.stats.messages_received += 1;
-            handler.on_message(&mut Context { core }, id, message);
+            hand_message(core, handler, id, message);
             continue;
         }
         let (used, event) = slot.conn.handle_input(
@@ -604,14 +603,8 @@ fn feed<H: Handler>(
             continue;
         };
         match event {
-            Event::Text(text) => {
-                core.stats.messages_received += 1;
-                handler.on_message(&mut Context { core }, id, crate::Message::Text(text));
-            }
-            Event::Binary(data) => {
-                core.stats.messages_received += 1;
-                handler.on_message(&mut Context { core }, id, crate::Message::Binary(data));
-            }
+            Event::Text(text) => hand_message(core, handler, id, crate::Message::Text(text)),
+            Event::Binary(data) => hand_message(core, handler, id, crate::Message::Binary(data)),
             Event::Closed { code, reason } => {
                 core.stats.count_close(code);
                 core.touch(id);
@@ -621,6 +614,18 @@ fn feed<H: Handler>(
             Event::Upgrade(request) => answer_upgrade(core, handler, id, &request),
         }
     }
+}
+
+/// Counts a received message and gives it to the handler.
+#[inline(always)]
+fn hand_message<H: Handler>(
+    core: &mut Core,
+    handler: &mut H,
+    id: ConnId,
+    message: crate::Message<'_>,
+) {
+    core.stats.messages_received += 1;
+    handler.on_message(&mut Context { core }, id, message);
 }
 
 /// Answers a plain HTTP request (the handler's answer, or `503` while

@@ -885,9 +885,7 @@ impl Connection {
                 }
             }
         };
-        if written < extra.iter().map(|part| part.len()).sum() {
-            self.out.push_rest(extra, written, shared);
-        }
+        self.out.push_rest(extra, written, shared);
         if !was_behind {
             self.behind = !self.out.is_empty();
         }
