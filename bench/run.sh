@@ -385,7 +385,14 @@ for scenario in $SCENARIOS; do
             ;;
     esac
     for round in $(seq "$(runs_of "$scenario")"); do
-        for server in "${run_servers[@]}"; do
+        # Even rounds run the servers in reverse order, so that no server
+        # always runs first (after a pause) or right after the same one.
+        order=("${run_servers[@]}")
+        if [ $((round % 2)) = 0 ]; then
+            order=()
+            for ((i = ${#run_servers[@]} - 1; i >= 0; i--)); do order+=("${run_servers[i]}"); done
+        fi
+        for server in "${order[@]}"; do
             n=$((n + 1))
             tag="$scenario.$server.$round"
             if ! start_server "$server" "$mode" "$OUT_DIR/$tag.server.log" "$scenario"; then
@@ -578,6 +585,49 @@ ratio_label() { [ "$1" = rookery-old ] && echo "new ÷ old" || echo "rookery ÷ 
 
     echo "server CPU comes from /proc/<pid>/stat over the measurement window (idle: over the hold);"
     echo "loadgen CPU from getrusage, to show the load generator is not the bottleneck."
+
+    # Round by round: each round runs the servers back to back, so a ratio
+    # within a round is taken under one state of the machine; the spread of
+    # those ratios says how far the medians' ratio can be trusted.
+    if [ "$has_rookery" = 1 ] && [ ${#others[@]} -gt 0 ] && [ "$ROUNDS" -gt 1 ]; then
+        echo
+        echo "#### Round by round"
+        echo
+        echo "Each round runs the servers back to back (odd rounds rookery first, even rounds last). Per"
+        echo "round, rookery's figure ÷ the other server's; then the median of those ratios, their range,"
+        echo "and in how many rounds rookery was ahead (rounds where both runs passed)."
+        echo
+        echo "| scenario | metric | vs | median ratio | lowest – highest | rookery ahead |"
+        echo "|---|---|---|---:|---:|---:|"
+        for scenario in $SCENARIOS; do
+            case $scenario in wss-* | fanout-deflate-* | churn*) continue ;; esac
+            for m in $(metrics_of "$scenario"); do
+                IFS=: read -r key label form kind <<<"$m"
+                case $key in msgs_per_s | mb_per_s | server_cpu_us_per_msg | p50_us | p99_us | rss_per_conn_bytes) ;; *) continue ;; esac
+                [ "$key" = mb_per_s ] && [ "$scenario" != echo-large ] && continue
+                [ "$key" = msgs_per_s ] && [ "$scenario" = echo-large ] && continue
+                label=${label//_/ }
+                for p in "${others[@]}"; do
+                    awk -F'\t' -v s="$scenario" -v p="$p" -v k="$key" -v kind="$kind" -v label="$label" '
+                        $1 == s && $4 == "ok" { if ($5 == 1) good[$2, $3] = 1; next }
+                        $1 == s && $4 == k && $2 == "rookery" { a[$3] = $5 }
+                        $1 == s && $4 == k && $2 == p { b[$3] = $5 }
+                        END {
+                            n = 0; ahead = 0
+                            for (r in a) {
+                                if (!(r in b) || !(("rookery", r) in good) || !((p, r) in good) || b[r] + 0 == 0) continue
+                                x = a[r] / b[r]; q[++n] = x
+                                if ((kind == "hi" && x > 1) || (kind == "lo" && x < 1)) ahead++
+                            }
+                            if (n == 0) exit
+                            for (i = 2; i <= n; i++) { v = q[i]; for (j = i - 1; j >= 1 && q[j] > v; j--) q[j + 1] = q[j]; q[j + 1] = v }
+                            med = (n % 2) ? q[(n + 1) / 2] : (q[n / 2] + q[n / 2 + 1]) / 2
+                            printf "| %s | %s | %s | %.3g | %.3g – %.3g | %d of %d |\n", s, label, p, med, q[1], q[n], ahead, n
+                        }' "$RESULTS"
+                done
+            done
+        done
+    fi
 
     # wss next to ws, rookery only: the cost of TLS.
     wss_list=()
