@@ -208,8 +208,10 @@ impl<H: Handler> Server<H> {
         if self.core.stop_flag.load(Ordering::SeqCst) && !self.core.stopping {
             return Some(Duration::ZERO);
         }
-        let wake = self.core.next_wake()?;
-        Some(wake.saturating_duration_since(Instant::now()))
+        // The wheel counts from the clock of the last pass; the program's
+        // own work since then is time already gone.
+        let wake = self.core.wake_in()?;
+        Some(wake.saturating_sub(Instant::now().saturating_duration_since(self.core.now)))
     }
 
     /// The handler.
@@ -230,7 +232,7 @@ impl<H: Handler> Server<H> {
     /// Runs `f` with a context, outside any callback (to send from code that
     /// is not a handler), then settles what it did.
     pub fn with_context<R>(&mut self, f: impl FnOnce(&mut Context<'_>, &mut H) -> R) -> R {
-        self.core.now = Instant::now();
+        self.core.set_clock(Instant::now());
         let result = f(
             &mut Context {
                 core: &mut self.core,
@@ -244,31 +246,41 @@ impl<H: Handler> Server<H> {
     /// Serves until stopped and every connection is closed (or the close
     /// timeout passed).
     pub fn run(&mut self) -> io::Result<()> {
-        while self.run_once(None)? {}
+        self.core.set_clock(Instant::now());
+        // Each pass's wait is timed from the clock read after the last wait:
+        // only that pass's own work (microseconds, a few milliseconds when
+        // it is busy, when the wait returns at once anyway) lies between, so
+        // a timer runs at most that late, against ticks of 10 ms.
+        while self.run_pass(None)? {}
         Ok(())
     }
 
     /// Waits for events at most `timeout` (`None`: until a timer or event),
     /// handles them, and returns whether the server is still running.
     pub fn run_once(&mut self, timeout: Option<Duration>) -> io::Result<bool> {
-        self.core.now = Instant::now();
+        // The caller may have been away for a while: time the wait afresh.
+        self.core.set_clock(Instant::now());
+        self.run_pass(timeout)
+    }
+
+    /// One pass: waits at most `timeout` and until the next timer, counted
+    /// from the loop's clock, then reads the clock and handles what came.
+    fn run_pass(&mut self, timeout: Option<Duration>) -> io::Result<bool> {
         self.check_stop();
         if self.core.stopping && self.core.slots.is_empty() {
             return Ok(false);
         }
-        let caller = timeout.map(|t| self.core.now + t);
-        let deadline = match (caller, self.core.next_wake()) {
+        let timeout = match (timeout, self.core.wake_in()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
         self.events.clear();
         // The deadline stays in the wheel; the poller gets a plain timeout
         // (one `epoll_wait`, no timerfd: see `poller`).
-        let timeout = deadline.map(|d| d.saturating_duration_since(self.core.now));
         self.core.poller.wait(&mut self.events, timeout)?;
         // The one reading of the clock this pass: every connection and timer
         // below sees the same instant.
-        self.core.now = Instant::now();
+        self.core.set_clock(Instant::now());
         self.deliver_posts();
         // Copy the keys out (into a reused vector): handling an event
         // borrows the server mutably.
