@@ -127,4 +127,20 @@ fn the_descriptor_and_timeout_for_another_loop() {
         t <= Duration::from_millis(210) && t >= Duration::from_millis(50),
         "{t:?}"
     );
+    // On Linux a pass arms the loop's timer, and the descriptor itself
+    // turns readable when it is due: a program that only polls it is woken.
+    #[cfg(target_os = "linux")]
+    {
+        assert!(server.run_once(Some(Duration::ZERO)).unwrap());
+        let mut pollfd = libc::pollfd {
+            fd: server.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let started = std::time::Instant::now();
+        // SAFETY: one valid pollfd, for the call's duration.
+        let n = unsafe { libc::poll(&mut pollfd, 1, 10_000) };
+        assert_eq!(n, 1, "the timer did not make the descriptor readable");
+        assert!(started.elapsed() >= Duration::from_millis(100));
+    }
 }

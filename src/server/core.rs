@@ -142,6 +142,9 @@ pub(crate) struct Core {
     pub now: Instant,
     /// `now` as nanoseconds since `start`, for the wheel's ticks.
     now_nanos: u64,
+    /// When the poller's timer is armed to fire (nanoseconds since
+    /// `start`), if it was armed; it may have fired since.
+    timer_armed: Option<u64>,
     /// Topics across nodes (see `crate::cluster`), when attached.
     #[cfg(feature = "redis")]
     pub(crate) bridge: Option<Box<crate::cluster::Bridge>>,
@@ -203,6 +206,7 @@ impl Core {
             busy_rejects: 0,
             now,
             now_nanos: 0,
+            timer_armed: None,
             start: now,
             batch: Vec::new(),
             batch_topic: None,
@@ -258,16 +262,61 @@ impl Core {
     /// How long from `now` the loop may sleep before its next timer is due
     /// (zero if one is due already; `None`: no timer pending).
     pub(crate) fn wake_in(&self) -> Option<Duration> {
-        let wheel = self.wheel.next_due().map(|due| {
-            let at = (self.wheel.now() + due).saturating_mul(TICK_NANOS);
-            Duration::from_nanos(at.saturating_sub(self.now_nanos))
-        });
+        self.wake_at()
+            .map(|at| Duration::from_nanos(at.saturating_sub(self.now_nanos)))
+    }
+
+    /// When the next timer is due, in nanoseconds since the start.
+    fn wake_at(&self) -> Option<u64> {
+        let wheel = self
+            .wheel
+            .next_due()
+            .map(|due| (self.wheel.now() + due).saturating_mul(TICK_NANOS));
         #[cfg(feature = "redis")]
         if let Some(bridge) = self.bridge.as_deref().and_then(|b| b.next_wake()) {
-            let bridge = bridge.saturating_duration_since(self.now);
+            let bridge = self.nanos_since_start(bridge);
             return Some(wheel.map_or(bridge, |w| w.min(bridge)));
         }
         wheel
+    }
+
+    /// How long the next wait may last at most, given the caller's
+    /// `timeout`: where the poller has a timer of its own, it is armed for
+    /// the next deadline (a syscall only when that deadline is earlier than
+    /// what is armed, or what is armed has passed) and the wait needs no
+    /// timeout for it; elsewhere the deadline is the wait's timeout.
+    pub(crate) fn wait_timeout(&mut self, timeout: Option<Duration>) -> Option<Duration> {
+        let Some(at) = self.wake_at() else {
+            return timeout;
+        };
+        let wake = Duration::from_nanos(at.saturating_sub(self.now_nanos));
+        let armed = Poller::HAS_TIMER && !wake.is_zero() && self.arm_timer(at, wake);
+        if armed {
+            return timeout;
+        }
+        Some(timeout.map_or(wake, |t| t.min(wake)))
+    }
+
+    /// Arms the poller's timer for `at` (`wake` from now) unless what is
+    /// armed fires between now and then; whether it is armed.
+    fn arm_timer(&mut self, at: u64, wake: Duration) -> bool {
+        if self
+            .timer_armed
+            .is_some_and(|armed| armed > self.now_nanos && armed <= at)
+        {
+            return true;
+        }
+        match self.poller.arm_timer(wake) {
+            Ok(()) => {
+                self.timer_armed = Some(at);
+                true
+            }
+            Err(e) => {
+                warn!("arming the loop's timer failed: {e}");
+                self.timer_armed = None;
+                false
+            }
+        }
     }
 
     /// Fires every timer due by the loop's clock.

@@ -270,13 +270,10 @@ impl<H: Handler> Server<H> {
         if self.core.stopping && self.core.slots.is_empty() {
             return Ok(false);
         }
-        let timeout = match (timeout, self.core.wake_in()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        // The deadline stays in the wheel; the poller's timer is armed for
+        // it when it changed (see `poller`).
+        let timeout = self.core.wait_timeout(timeout);
         self.events.clear();
-        // The deadline stays in the wheel; the poller gets a plain timeout
-        // (one `epoll_wait`, no timerfd: see `poller`).
         self.core.poller.wait(&mut self.events, timeout)?;
         // The one reading of the clock this pass: every connection and timer
         // below sees the same instant.

@@ -6,14 +6,22 @@
 //! then reads its eventfd and re-registers that, both oneshot), even with no
 //! timeout. When the server is not saturated a wait serves only a few
 //! events: at a fixed 100,000 echoes/s the server made 3.26 syscalls per
-//! message with them and 1.99 without (docs/performance.md). Here the loop's
-//! deadline (kept in the timer
-//! wheel) goes to `epoll_wait` as a millisecond timeout, rounded up so the
-//! loop never wakes before it, and the wake-up eventfd is registered once in
-//! level mode and read only when it fired: one syscall per wait.
+//! message with them and 1.99 without (docs/performance.md). Here the
+//! wake-up eventfd is registered once in level mode and read only when it
+//! fired: one syscall per wait.
+//!
+//! The loop's deadline (kept in the timer wheel) is a timerfd, registered
+//! once and armed only when the deadline moves earlier than what is armed
+//! or what is armed has passed ([`Poller::arm_timer`]), so `epoll_wait`
+//! itself sleeps without a timeout. A timeout there sets up and cancels a
+//! kernel timer on every sleep, which at a fixed 50,000 echoes/s (about one
+//! sleep for two messages) was 0.4 % of the server's CPU; the timerfd is
+//! armed once per deadline, read once when it fires.
 //!
 //! Elsewhere (not Linux) this is a thin wrapper around `polling::Poller`
-//! with the same methods, so the loop has one interface.
+//! with the same methods, so the loop has one interface; there it has no
+//! timer of its own ([`Poller::HAS_TIMER`]) and the loop passes its
+//! deadline to `wait` as a timeout.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
@@ -47,6 +55,11 @@ mod linux {
 
     /// The key of the wake-up eventfd; no slab key reaches it.
     const NOTIFY_KEY: u64 = u64::MAX;
+    /// The key of the deadline timerfd. The loop's own keys count down
+    /// from `usize::MAX - 1` (the listener, the Redis bridge's two
+    /// connections) and slab keys up from 0: neither reaches it.
+    const TIMER_KEY: u64 = u64::MAX - 64;
+    const _: () = assert!(crate::server::core::LISTENER_KEY as u64 > TIMER_KEY || usize::BITS < 64);
 
     /// How many readiness reports one wait takes at most.
     const EVENTS_CAPACITY: usize = 1024;
@@ -73,7 +86,7 @@ mod linux {
         pub(crate) fn iter(&self) -> impl Iterator<Item = Event> + '_ {
             self.list.iter().filter_map(|ev| {
                 let key = ev.u64;
-                if key == NOTIFY_KEY {
+                if key == NOTIFY_KEY || key == TIMER_KEY {
                     return None;
                 }
                 let flags = ev.events as libc::c_int;
@@ -90,10 +103,12 @@ mod linux {
         }
     }
 
-    /// An epoll instance in level-triggered mode, with an eventfd to wake it.
+    /// An epoll instance in level-triggered mode, with an eventfd to wake it
+    /// and a timerfd for the loop's deadline.
     pub(crate) struct Poller {
         epoll: OwnedFd,
         wake: OwnedFd,
+        timer: OwnedFd,
     }
 
     fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
@@ -133,14 +148,54 @@ mod linux {
                     libc::EFD_CLOEXEC | libc::EFD_NONBLOCK,
                 ))?)
             };
-            let poller = Poller { epoll, wake };
+            // SAFETY: as above.
+            let timer = unsafe {
+                OwnedFd::from_raw_fd(cvt(libc::timerfd_create(
+                    libc::CLOCK_MONOTONIC,
+                    libc::TFD_CLOEXEC | libc::TFD_NONBLOCK,
+                ))?)
+            };
+            let poller = Poller { epoll, wake, timer };
             poller.ctl(
                 libc::EPOLL_CTL_ADD,
                 poller.wake.as_raw_fd(),
                 libc::EPOLLIN as u32,
                 NOTIFY_KEY,
             )?;
+            poller.ctl(
+                libc::EPOLL_CTL_ADD,
+                poller.timer.as_raw_fd(),
+                libc::EPOLLIN as u32,
+                TIMER_KEY,
+            )?;
             Ok(poller)
+        }
+
+        /// Whether the poller keeps a deadline of its own (see `arm_timer`).
+        pub(crate) const HAS_TIMER: bool = true;
+
+        /// Makes a wait end `after` from now (the clock `Instant` reads),
+        /// replacing what was armed; a zero `after` is taken as one
+        /// nanosecond (zero would disarm). When it fires, the wait that sees
+        /// it reads it, so it is reported once.
+        pub(crate) fn arm_timer(&self, after: Duration) -> io::Result<()> {
+            let after = after.max(Duration::from_nanos(1));
+            let spec = libc::itimerspec {
+                it_interval: libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 0,
+                },
+                it_value: libc::timespec {
+                    tv_sec: libc::time_t::try_from(after.as_secs()).unwrap_or(libc::time_t::MAX),
+                    tv_nsec: after.subsec_nanos() as libc::c_long,
+                },
+            };
+            // SAFETY: `spec` is a valid itimerspec for the call's duration;
+            // the old value is not asked for (null).
+            cvt(unsafe {
+                libc::timerfd_settime(self.timer.as_raw_fd(), 0, &spec, std::ptr::null_mut())
+            })?;
+            Ok(())
         }
 
         fn ctl(&self, op: libc::c_int, fd: RawFd, events: u32, key: u64) -> io::Result<()> {
@@ -240,20 +295,30 @@ mod linux {
             };
             // SAFETY: the kernel initialised the first `n <= cap` entries.
             unsafe { events.list.set_len(n) };
-            if events.list.iter().any(|ev| ev.u64 == NOTIFY_KEY) {
-                let mut count = 0u64;
-                // SAFETY: reads at most 8 bytes into `count`. The eventfd
-                // is non-blocking; EAGAIN (another wait drained it) is fine.
-                unsafe {
-                    libc::read(
-                        self.wake.as_raw_fd(),
-                        (&mut count as *mut u64).cast(),
-                        std::mem::size_of::<u64>(),
-                    )
-                };
+            for ev in &events.list {
+                if ev.u64 == NOTIFY_KEY {
+                    drain(&self.wake);
+                } else if ev.u64 == TIMER_KEY {
+                    drain(&self.timer);
+                }
             }
             Ok(n)
         }
+    }
+
+    /// Reads the 8-byte counter of an eventfd or a timerfd, which makes it
+    /// stop reporting readable (both are in level mode).
+    fn drain(fd: &OwnedFd) {
+        let mut count = 0u64;
+        // SAFETY: reads at most 8 bytes into `count`. The descriptor is
+        // non-blocking; EAGAIN (nothing to read any more) is fine.
+        unsafe {
+            libc::read(
+                fd.as_raw_fd(),
+                (&mut count as *mut u64).cast(),
+                std::mem::size_of::<u64>(),
+            )
+        };
     }
 
     impl AsRawFd for Poller {
@@ -316,6 +381,13 @@ mod portable {
             self.0.notify()
         }
 
+        /// No timer of its own: the loop passes its deadline to `wait`.
+        pub(crate) const HAS_TIMER: bool = false;
+
+        pub(crate) fn arm_timer(&self, _after: Duration) -> io::Result<()> {
+            Err(io::Error::from(io::ErrorKind::Unsupported))
+        }
+
         pub(crate) fn wait(
             &self,
             events: &mut Events,
@@ -352,6 +424,38 @@ mod tests {
         assert_eq!(timeout_ms(Some(Duration::from_millis(5))), 5);
         assert_eq!(timeout_ms(Some(Duration::from_micros(5001))), 6);
         assert_eq!(timeout_ms(Some(Duration::from_secs(u64::MAX))), i32::MAX);
+    }
+
+    #[test]
+    fn the_timer_ends_a_wait_once_and_arming_it_again_replaces_it() {
+        if !Poller::HAS_TIMER {
+            return;
+        }
+        let poller = Poller::new().unwrap();
+        let mut events = Events::new();
+        // Armed far off, then again soon: the second replaces the first.
+        poller.arm_timer(Duration::from_secs(3600)).unwrap();
+        poller.arm_timer(Duration::from_millis(20)).unwrap();
+        let started = std::time::Instant::now();
+        // Ended by the timer, not by the wait's own (long) timeout; its
+        // report is the loop's own, not an event.
+        let n = poller
+            .wait(&mut events, Some(Duration::from_secs(60)))
+            .unwrap();
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_millis(19), "{waited:?}");
+        assert!(waited < Duration::from_secs(60), "{waited:?}");
+        assert_eq!(n, 1);
+        assert_eq!(events.iter().count(), 0);
+        // Read when it fired: not reported again.
+        let n = poller.wait(&mut events, Some(Duration::ZERO)).unwrap();
+        assert_eq!(n, 0);
+        // A zero wait arms it for the next instant (zero would disarm it).
+        poller.arm_timer(Duration::ZERO).unwrap();
+        let n = poller
+            .wait(&mut events, Some(Duration::from_secs(60)))
+            .unwrap();
+        assert_eq!(n, 1);
     }
 
     #[test]
