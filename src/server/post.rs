@@ -26,6 +26,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::poller::Poller;
@@ -92,6 +93,11 @@ struct Queue {
 
 struct Shared {
     queue: Mutex<Queue>,
+    /// Whether `queue` may hold posts: set under the lock by a post into an
+    /// empty queue, cleared under it by the loop taking them. The loop looks
+    /// at it without the lock, every pass; a post it misses that way has
+    /// woken the poller, so the next pass sees it.
+    pending: AtomicBool,
     poller: Arc<Poller>,
 }
 
@@ -133,6 +139,9 @@ impl Poster {
                 return Err(PostError::Full);
             }
             let was_empty = queue.posts.is_empty();
+            if was_empty {
+                self.shared.pending.store(true, Ordering::Release);
+            }
             queue.posts.push_back(Post {
                 conn,
                 text: msg.is_text(),
@@ -165,6 +174,7 @@ impl PostBox {
                     max_bytes,
                     closed: false,
                 }),
+                pending: AtomicBool::new(false),
                 poller,
             }),
         }
@@ -178,8 +188,14 @@ impl PostBox {
 
     /// Moves every waiting post into `into` (which should be empty), oldest
     /// first. Swaps the vectors, so the queue keeps `into`'s capacity.
+    /// Without posts, one load and no lock (a lock and an unlock, two
+    /// atomic read-modify-writes, were ~30 instructions of every pass).
     pub(crate) fn take_into(&self, into: &mut VecDeque<Post>) {
+        if !self.shared.pending.load(Ordering::Acquire) {
+            return;
+        }
         let mut queue = self.shared.lock();
+        self.shared.pending.store(false, Ordering::Relaxed);
         if queue.posts.is_empty() {
             return;
         }
@@ -199,6 +215,7 @@ impl Drop for PostBox {
         queue.closed = true;
         queue.posts = VecDeque::new();
         queue.bytes = 0;
+        self.shared.pending.store(false, Ordering::Relaxed);
     }
 }
 
@@ -221,6 +238,19 @@ mod tests {
         posts.take_into(&mut taken);
         assert_eq!(taken.len(), 2);
         assert!(taken[0].text && !taken[1].text);
+        // Nothing since: nothing taken (and no lock taken for it).
+        let mut more = VecDeque::new();
+        posts.take_into(&mut more);
+        assert!(more.is_empty());
+        // Posts after a take are seen by the next one, from any thread.
+        let other = poster.clone();
+        std::thread::spawn(move || other.post(None, Message::Text("a")).unwrap())
+            .join()
+            .unwrap();
+        poster.post(None, Message::Text("b")).unwrap();
+        posts.take_into(&mut more);
+        let got: Vec<_> = more.iter().map(|p| p.data.clone()).collect();
+        assert_eq!(got, [b"a".to_vec(), b"b".to_vec()]);
         // Emptied: a message over the bound goes into an empty queue.
         poster.post(None, Message::Binary(&[0; 100])).unwrap();
         posts.close();
