@@ -589,16 +589,9 @@ ratio_label() { [ "$1" = rookery-old ] && echo "new ÷ old" || echo "rookery ÷ 
     # Round by round: each round runs the servers back to back, so a ratio
     # within a round is taken under one state of the machine; the spread of
     # those ratios says how far the medians' ratio can be trusted.
+    # (Rows first: a run of churn alone, or of one round, has none.)
+    rounds_rows=
     if [ "$has_rookery" = 1 ] && [ ${#others[@]} -gt 0 ] && [ "$ROUNDS" -gt 1 ]; then
-        echo
-        echo "#### Round by round"
-        echo
-        echo "Each round runs the servers back to back (odd rounds rookery first, even rounds last). Per"
-        echo "round, rookery's figure ÷ the other server's; then the median of those ratios, their range,"
-        echo "and in how many rounds rookery was ahead (rounds where both runs passed)."
-        echo
-        echo "| scenario | metric | vs | median ratio | lowest – highest | rookery ahead |"
-        echo "|---|---|---|---:|---:|---:|"
         for scenario in $SCENARIOS; do
             case $scenario in wss-* | fanout-deflate-* | churn*) continue ;; esac
             for m in $(metrics_of "$scenario"); do
@@ -608,7 +601,7 @@ ratio_label() { [ "$1" = rookery-old ] && echo "new ÷ old" || echo "rookery ÷ 
                 [ "$key" = msgs_per_s ] && [ "$scenario" = echo-large ] && continue
                 label=${label//_/ }
                 for p in "${others[@]}"; do
-                    awk -F'\t' -v s="$scenario" -v p="$p" -v k="$key" -v kind="$kind" -v label="$label" '
+                    rounds_rows+=$(awk -F'\t' -v s="$scenario" -v p="$p" -v k="$key" -v kind="$kind" -v label="$label" '
                         $1 == s && $4 == "ok" { if ($5 == 1) good[$2, $3] = 1; next }
                         $1 == s && $4 == k && $2 == "rookery" { a[$3] = $5 }
                         $1 == s && $4 == k && $2 == p { b[$3] = $5 }
@@ -623,10 +616,23 @@ ratio_label() { [ "$1" = rookery-old ] && echo "new ÷ old" || echo "rookery ÷ 
                             for (i = 2; i <= n; i++) { v = q[i]; for (j = i - 1; j >= 1 && q[j] > v; j--) q[j + 1] = q[j]; q[j + 1] = v }
                             med = (n % 2) ? q[(n + 1) / 2] : (q[n / 2] + q[n / 2 + 1]) / 2
                             printf "| %s | %s | %s | %.3g | %.3g – %.3g | %d of %d |\n", s, label, p, med, q[1], q[n], ahead, n
-                        }' "$RESULTS"
+                        }' "$RESULTS")
+                    rounds_rows+=$'\n'
                 done
             done
         done
+    fi
+    if [ -n "${rounds_rows//$'\n'/}" ]; then
+        echo
+        echo "#### Round by round"
+        echo
+        echo "Each round runs the servers back to back (odd rounds rookery first, even rounds last). Per"
+        echo "round, rookery's figure ÷ the other server's; then the median of those ratios, their range,"
+        echo "and in how many rounds rookery was ahead (rounds where both runs passed)."
+        echo
+        echo "| scenario | metric | vs | median ratio | lowest – highest | rookery ahead |"
+        echo "|---|---|---|---:|---:|---:|"
+        printf '%s' "$rounds_rows" | grep -v '^$'
     fi
 
     # wss next to ws, rookery only: the cost of TLS.
