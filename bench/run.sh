@@ -601,7 +601,7 @@ ratio_label() { [ "$1" = rookery-old ] && echo "new ÷ old" || echo "rookery ÷ 
                 [ "$key" = msgs_per_s ] && [ "$scenario" = echo-large ] && continue
                 label=${label//_/ }
                 for p in "${others[@]}"; do
-                    rounds_rows+=$(awk -F'\t' -v s="$scenario" -v p="$p" -v k="$key" -v kind="$kind" -v label="$label" '
+                    round_row=$(awk -F'\t' -v s="$scenario" -v p="$p" -v k="$key" -v kind="$kind" -v label="$label" '
                         $1 == s && $4 == "ok" { if ($5 == 1) good[$2, $3] = 1; next }
                         $1 == s && $4 == k && $2 == "rookery" { a[$3] = $5 }
                         $1 == s && $4 == k && $2 == p { b[$3] = $5 }
@@ -617,12 +617,12 @@ ratio_label() { [ "$1" = rookery-old ] && echo "new ÷ old" || echo "rookery ÷ 
                             med = (n % 2) ? q[(n + 1) / 2] : (q[n / 2] + q[n / 2 + 1]) / 2
                             printf "| %s | %s | %s | %.3g | %.3g – %.3g | %d of %d |\n", s, label, p, med, q[1], q[n], ahead, n
                         }' "$RESULTS")
-                    rounds_rows+=$'\n'
+                    [ -n "$round_row" ] && rounds_rows+=$round_row$'\n'
                 done
             done
         done
     fi
-    if [ -n "${rounds_rows//$'\n'/}" ]; then
+    if [ -n "$rounds_rows" ]; then
         echo
         echo "#### Round by round"
         echo
@@ -632,7 +632,7 @@ ratio_label() { [ "$1" = rookery-old ] && echo "new ÷ old" || echo "rookery ÷ 
         echo
         echo "| scenario | metric | vs | median ratio | lowest – highest | rookery ahead |"
         echo "|---|---|---|---:|---:|---:|"
-        printf '%s' "$rounds_rows" | grep -v '^$'
+        printf '%s' "$rounds_rows"
     fi
 
     # wss next to ws, rookery only: the cost of TLS.
