@@ -215,7 +215,6 @@ impl Drop for PostBox {
         queue.closed = true;
         queue.posts = VecDeque::new();
         queue.bytes = 0;
-        self.shared.pending.store(false, Ordering::Relaxed);
     }
 }
 
