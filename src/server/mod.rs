@@ -508,13 +508,8 @@ impl<H: Handler> Server<H> {
     /// too.
     fn settle(&mut self) {
         self.core.flush_batch();
-        while let Some(id) = self.core.next_touched() {
-            if let Some(early) = self
-                .core
-                .slots
-                .get_mut(id)
-                .and_then(|slot| slot.conn.take_activation(self.core.now))
-            {
+        while let Some((id, activation)) = self.core.next_touched() {
+            if let Some(early) = activation {
                 self.open(id, early);
             }
             let (closed, _removed) = self.core.settle(id);
