@@ -420,7 +420,11 @@ impl Handler for Chat {
     fn on_close(&mut self, _ctx: &mut Context<'_>, conn: ConnId, code: u16, _reason: &str) {
         info!("Closed connection to {conn} (code {code})");
         // (The server takes it out of its topic itself.)
-        if let Some(name) = self.member_of.remove(&conn) {
+        let left = self.member_of.remove(&conn);
+        // A burst of members must not keep its map's table (512 KiB for
+        // 10,000) resident once it has gone.
+        crate::server::topics::release_spare(&mut self.member_of);
+        if let Some(name) = left {
             if let Some(room) = self.rooms.get_mut(&name) {
                 room.members = room.members.saturating_sub(1);
                 if room.members == 0 && room.history.is_empty() {

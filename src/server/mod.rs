@@ -21,7 +21,8 @@ mod sink;
 mod slab;
 mod stats;
 mod timer;
-mod topics;
+/// `release_spare` is also the chat's.
+pub(crate) mod topics;
 
 use std::collections::VecDeque;
 use std::io::{self, Read};

@@ -156,6 +156,7 @@ impl Topics {
         let (_, pos) = subs.topics.swap_remove(at);
         if subs.topics.is_empty() {
             self.by_conn.remove(&conn.index());
+            release_spare(&mut self.by_conn);
         }
         self.leave(topic, pos);
         true
@@ -173,6 +174,7 @@ impl Topics {
         for (topic, pos) in subs.topics {
             self.leave(topic, pos);
         }
+        release_spare(&mut self.by_conn);
     }
 
     /// Takes the member at `pos` out of `topic`, moving the last member into
@@ -199,6 +201,21 @@ impl Topics {
             self.topics[topic as usize] = None;
             self.free.push(topic);
         }
+    }
+}
+
+/// Gives back most of `map`'s table once it holds less than a quarter of
+/// what it has room for: a map keyed by connection grows to the peak of
+/// connections, and a `HashMap` keeps its capacity when it empties, so
+/// without this a burst of 10,000 members would stay resident (640 KiB for
+/// the subscriptions) after they left. Shrinking to twice the entries left
+/// costs one rehash of those, after at least as many removals. (`capacity`
+/// leaves out slots a removal marked as deleted, so this may come late,
+/// never early.)
+pub(crate) fn release_spare<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>) {
+    const KEEP: usize = 64;
+    if map.capacity() > KEEP && map.len() < map.capacity() / 4 {
+        map.shrink_to((map.len() * 2).max(KEEP));
     }
 }
 
@@ -270,5 +287,51 @@ mod tests {
         for n in 0..100 {
             assert_eq!(t.find(&format!("own{n}")).is_some(), n % 3 != 0);
         }
+    }
+
+    #[test]
+    fn a_burst_of_members_gives_its_table_back_when_it_leaves() {
+        let mut t = Topics::default();
+        for n in 0..10_000 {
+            t.subscribe(id(n), "room");
+        }
+        assert!(t.by_conn.capacity() >= 10_000);
+        // Members that stay keep their entries through the shrinking.
+        for n in 10..10_000 {
+            t.leave_all(id(n));
+        }
+        assert!(t.by_conn.capacity() < 1_000, "{}", t.by_conn.capacity());
+        assert_eq!(sorted(&t, "room"), (0..10).map(id).collect::<Vec<_>>());
+        for n in 0..10 {
+            assert!(t.is_member(id(n), t.find("room").unwrap()));
+            assert!(t.unsubscribe(id(n), "room"));
+        }
+        assert_eq!(t.by_conn.len(), 0);
+        assert!(t.by_conn.capacity() <= 64 * 2);
+    }
+
+    #[test]
+    fn a_map_is_shrunk_only_below_a_quarter_of_its_room() {
+        // Filled by insertions only: a removal can leave a tombstone, which
+        // `capacity` does not count.
+        let filled = |room: usize, n: u32| {
+            let mut m: HashMap<u32, ()> = HashMap::with_capacity(room);
+            m.extend((0..n).map(|k| (k, ())));
+            m
+        };
+        let mut m = filled(4_096, 2_000);
+        let room = m.capacity();
+        assert!(2_000 >= room / 4);
+        release_spare(&mut m);
+        assert_eq!(m.capacity(), room, "a quarter full is left alone");
+        let mut m = filled(4_096, 100);
+        let room = m.capacity();
+        release_spare(&mut m);
+        assert!(m.capacity() < room / 8, "{} of {room}", m.capacity());
+        assert!((0..100).all(|k| m.contains_key(&k)));
+        let mut small = filled(60, 0);
+        let small_room = small.capacity();
+        release_spare(&mut small);
+        assert_eq!(small.capacity(), small_room, "small maps are kept");
     }
 }
