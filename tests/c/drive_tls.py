@@ -12,10 +12,11 @@ plain drivers use: a sync client reads its socket in a background thread
 while the caller writes it from another, and before CPython 3.13 nothing
 keeps those two threads out of the one OpenSSL session at the same time
 (OpenSSL forbids it). Over TLS 1.3 the read thread meets the server's
-session tickets just as the request is written: the likely cause of the
-one CI run where a second client's handshake response never arrived
-within 5 s (not reproduced in 1,300 tries here). The asyncio client does
-all TLS work on one thread.
+session tickets just as the request is written. That is one candidate
+for the CI run where a second client's handshake response never came
+within 5 s (not reproduced in 1,300 tries here; the machine being frozen
+for a while is the other). The asyncio client does all TLS work on one
+thread, so the first cannot happen.
 """
 import argparse
 import asyncio
