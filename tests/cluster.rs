@@ -509,6 +509,7 @@ fn library_servers_with_a_bridge_share_topics() {
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut probe = 0;
     b.get_mut()
+        .0
         .set_read_timeout(Some(Duration::from_millis(200)))
         .expect("timeout");
     'wait: loop {
@@ -523,6 +524,7 @@ fn library_servers_with_a_bridge_share_topics() {
         }
     }
     b.get_mut()
+        .0
         .set_read_timeout(Some(Duration::from_secs(20)))
         .expect("timeout");
     // a heard its probes once each (not again from Redis): its next

@@ -194,7 +194,40 @@ impl Drop for InProcess {
     }
 }
 
-pub type Ws = tungstenite::WebSocket<TcpStream>;
+pub type Ws = tungstenite::WebSocket<Retrying>;
+
+/// A blocking socket whose reads and writes are tried again when
+/// interrupted. A socket with a read timeout fails a waiting read with
+/// EINTR, handler or none, when the process is stopped or frozen and then
+/// resumed (signal(7)); tungstenite passes that on as a failure, and one
+/// CI run lost a handshake to it (`connect: Io(... Interrupted ...)`).
+pub struct Retrying(pub TcpStream);
+
+impl Read for Retrying {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            match self.0.read(buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                other => return other,
+            }
+        }
+    }
+}
+
+impl Write for Retrying {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        loop {
+            match self.0.write(buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                other => return other,
+            }
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
 
 /// Connects a tungstenite client (an independent implementation) to `url`.
 pub fn connect(url: &str) -> Ws {
@@ -217,11 +250,13 @@ pub fn try_connect(url: &str) -> Result<Ws, Box<tungstenite::Error>> {
         max_frame_size: None,
         ..Default::default()
     };
-    let (ws, response) = tungstenite::client::client_with_config(url, stream, Some(config))
-        .map_err(|e| match e {
-            tungstenite::HandshakeError::Failure(e) => Box::new(e),
-            tungstenite::HandshakeError::Interrupted(_) => unreachable!("blocking socket"),
-        })?;
+    let (ws, response) =
+        tungstenite::client::client_with_config(url, Retrying(stream), Some(config)).map_err(
+            |e| match e {
+                tungstenite::HandshakeError::Failure(e) => Box::new(e),
+                tungstenite::HandshakeError::Interrupted(_) => unreachable!("blocking socket"),
+            },
+        )?;
     assert_eq!(response.status(), 101);
     Ok(ws)
 }
