@@ -16,6 +16,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use log::{debug, info, trace};
 
@@ -62,9 +63,12 @@ pub struct Chat {
     max_rooms: usize,
     /// How many messages each room keeps for newcomers.
     history: usize,
-    rooms: HashMap<String, Room>,
+    /// By name; the name is shared with `member_of`, so that a member costs
+    /// no allocation of its own (10,000 room names for 10,000 members used
+    /// to stay resident after they left).
+    rooms: HashMap<Arc<str>, Room>,
     /// Each open member's room.
-    member_of: HashMap<ConnId, String>,
+    member_of: HashMap<ConnId, Arc<str>>,
     /// Whether `GET /metrics` serves the metrics.
     metrics: bool,
     /// The room chosen by the upgrade being accepted (`on_open` follows
@@ -130,7 +134,7 @@ impl Chat {
         };
         let sent = ctx.publish(name, msg);
         if self.history > 0 {
-            if let Some(room) = self.rooms.get_mut(name) {
+            if let Some(room) = self.rooms.get_mut(&**name) {
                 if room.history.len() >= self.history {
                     room.history.pop_front();
                 }
@@ -365,7 +369,11 @@ impl Handler for Chat {
             _ => String::new(),
         };
         let _ = ctx.send_text(conn, &self.welcome);
-        let room = self.rooms.entry(name.clone()).or_default();
+        let name = match self.rooms.get_key_value(name.as_str()) {
+            Some((known, _)) => Arc::clone(known),
+            None => Arc::from(name),
+        };
+        let room = self.rooms.entry(Arc::clone(&name)).or_default();
         for kept in &room.history {
             let _ = match kept {
                 Kept::Text(t) => ctx.send_text(conn, t),
@@ -421,14 +429,14 @@ impl Handler for Chat {
         info!("Closed connection to {conn} (code {code})");
         // (The server takes it out of its topic itself.)
         let left = self.member_of.remove(&conn);
-        // A burst of members must not keep its map's table (512 KiB for
-        // 10,000) resident once it has gone.
+        // A burst of members must not keep its map's table (about 400 KiB
+        // for 10,000) resident once it has gone.
         crate::server::topics::release_spare(&mut self.member_of);
         if let Some(name) = left {
-            if let Some(room) = self.rooms.get_mut(&name) {
+            if let Some(room) = self.rooms.get_mut(&*name) {
                 room.members = room.members.saturating_sub(1);
                 if room.members == 0 && room.history.is_empty() {
-                    self.rooms.remove(&name);
+                    self.rooms.remove(&*name);
                 }
             }
         }
