@@ -16,6 +16,7 @@ use rookery::echo::Echo;
 use rookery::{Handler, Server};
 
 fn main() -> ExitCode {
+    fix_malloc_trim_threshold();
     let opts = match cli::parse(std::env::args_os().skip(1)) {
         Ok(Command::Run(opts)) => opts,
         Ok(Command::Help) => {
@@ -66,6 +67,33 @@ fn main() -> ExitCode {
 }
 
 /// Installs the logger: `-v`/`-q` set the level, `RUST_LOG` overrides it.
+/// Pins glibc's mmap threshold at 128 KiB, its documented default.
+///
+/// Left dynamic (glibc's default), the threshold and with it the trim
+/// threshold double each time a large mmapped block is freed, and the
+/// server frees such blocks by design: a slab or table grown for a burst
+/// of connections is given back when the burst ends. After one such free
+/// the heap's freed top is no longer returned to the kernel, and under
+/// churn RSS steps up by about 1.5 MiB at random rounds (200,000
+/// connections in rounds of 10,000 ended at 4,372 to 6,140 KiB; with the
+/// threshold fixed, 4,112 to 4,420 KiB, against uWebSockets' 4,220 to
+/// 4,296). Setting the threshold turns the dynamic rule off (mallopt(3)).
+///
+/// Only the `rookery` program does this: for the library and the C API
+/// the allocator's tuning is the embedding program's choice
+/// (`GLIBC_TUNABLES=glibc.malloc.mmap_threshold=131072` does the same
+/// without code).
+fn fix_malloc_trim_threshold() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt takes two plain ints and is called before any
+    // thread exists; M_MMAP_THRESHOLD with 128 KiB is within its range
+    // (at most 32 MiB on 64-bit). Its result (1 on success) only tells
+    // whether glibc took the value; nothing depends on it.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+    }
+}
+
 fn init_logging(verbosity: Verbosity) {
     let level = match verbosity {
         Verbosity::Errors => log::LevelFilter::Error,
