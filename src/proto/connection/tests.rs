@@ -772,3 +772,116 @@ mod deflate {
         );
     }
 }
+
+/// Echo through a socket that takes a little at a time and often nothing,
+/// driven as the server drives a connection (read while it wants input,
+/// small replies queued and large ones written straight through, output
+/// written when settled and when the socket turns writable): whatever the
+/// pieces, the peer gets every reply, whole and in order.
+#[test]
+fn echoes_through_a_throttled_socket_arrive_whole_and_in_order() {
+    /// Replies to `data` as the server's `Core::send` does.
+    fn echo(peer: &mut Peer, sink: &mut Throttled, data: &[u8]) {
+        let now = peer.at(1);
+        let msg = Message::Binary(data);
+        if data.len() >= 16 * 1024 {
+            peer.conn
+                .send_through(&peer.s, now, &mut peer.codec, sink, msg)
+        } else {
+            peer.conn.send(&peer.s, now, &mut peer.codec, msg)
+        }
+        .unwrap();
+    }
+    // xorshift: the same pieces on every run.
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move |below: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % below as u64) as usize
+    };
+    for round in 0..20 {
+        let s = Settings {
+            max_message: 1 << 20,
+            max_backlog: 1 << 30,
+            ..settings()
+        };
+        let mut peer = Peer::open(s);
+        let mut wire = Vec::new();
+        let mut want = Vec::new();
+        for i in 0u32..200 {
+            let len = [4, 100, 8 * 1024, 8 * 1024, 20 * 1024, 70_000][next(6)];
+            let mut payload = vec![(i % 251) as u8; len];
+            payload[..4].copy_from_slice(&i.to_be_bytes());
+            wire.extend_from_slice(&client_frame(0x82, &payload));
+            want.extend_from_slice(&server_frame(OpCode::Binary, &payload));
+        }
+        let mut sink = Throttled::new(0);
+        let mut fed = 0;
+        let mut checked = 0;
+        for pass in 0.. {
+            assert!(pass < 100_000, "round {round}: stuck");
+            // A read, if the connection takes input.
+            if fed < wire.len() && peer.conn.wants_read(&peer.s) {
+                let n = (next(64 * 1024) + 1).min(wire.len() - fed);
+                let mut input = wire[fed..fed + n].to_vec();
+                fed += n;
+                let mut off = 0;
+                while off < input.len() {
+                    let now = peer.at(1);
+                    if let Some((used, message)) =
+                        peer.conn.read_message(&peer.s, now, &mut input[off..])
+                    {
+                        off += used;
+                        let data = message.as_bytes().to_vec();
+                        echo(&mut peer, &mut sink, &data);
+                        continue;
+                    }
+                    let (used, event) = peer.conn.handle_input(
+                        &peer.s,
+                        now,
+                        &mut peer.codec,
+                        &mut input[off..],
+                        &mut peer.scratch,
+                    );
+                    off += used;
+                    match event {
+                        None => assert!(used > 0),
+                        Some(Event::Binary(b)) => {
+                            let data = b.to_vec();
+                            echo(&mut peer, &mut sink, &data);
+                        }
+                        Some(other) => panic!("round {round}: {other:?}"),
+                    }
+                }
+                // Settled: what is queued goes out unless the socket is full.
+                if peer.conn.has_output() && !peer.conn.wants_write() {
+                    peer.conn
+                        .write_to(&peer.s, peer.at(1), &mut sink, &[], None);
+                }
+            }
+            // The peer reads some; the socket turns writable.
+            if next(3) == 0 {
+                sink.room += next(40 * 1024);
+                if peer.conn.wants_write() {
+                    peer.conn.handle_writable(&peer.s, peer.at(1), &mut sink);
+                }
+            }
+            assert!(peer.conn.is_open(), "round {round}");
+            let got = &sink.got[checked..];
+            if let Some(at) = got.iter().zip(&want[checked..]).position(|(a, b)| a != b) {
+                panic!("round {round}: the output differs at byte {}", checked + at);
+            }
+            assert!(
+                sink.got.len() <= want.len(),
+                "round {round}: more than sent"
+            );
+            checked = sink.got.len();
+            if checked == want.len() {
+                break;
+            }
+        }
+        assert_eq!(fed, wire.len());
+        assert_eq!(peer.conn.backlog(), 0);
+    }
+}
