@@ -84,6 +84,11 @@ fn main() {
     bench("unmask 1 MiB at odd offset", data.len() - 1, || {
         apply_mask(black_box(&mut data[1..]), [1, 2, 3, 4], 1)
     });
+    // Echo large's message (docs/performance.md, the seventh pass).
+    let mut frame = big[..64 * 1024].to_vec();
+    bench("unmask 64 KiB", frame.len(), || {
+        apply_mask(black_box(&mut frame), [1, 2, 3, 4], 0)
+    });
     // A whole small text frame's unmasking with its ASCII test folded in,
     // against the two passes, at both ends of `SHORT_PAYLOAD` and past it.
     for len in [32, 128, 512] {
