@@ -89,8 +89,15 @@ fn run_until<H: Handler>(server: &mut Server<H>, mut done: impl FnMut(&mut Serve
 fn blocks<H: Handler>(handler: H, path: &str) -> (f64, isize) {
     let config = Config {
         path: path.to_string(),
+        // No timers: the wheel keeps a small list in each of its 1,024
+        // slots once used (bounded, and by design), and which slots a round
+        // uses depends on how long it took, not on its members. With a
+        // handshake deadline per connection, a round of 400 that took 70 ms
+        // left 7 blocks in new slots, and 19 on a loaded machine.
         ping_interval: Duration::ZERO,
         idle_timeout: Duration::ZERO,
+        handshake_timeout: Duration::ZERO,
+        close_timeout: Duration::ZERO,
         max_connections: 4 * MEMBERS,
         ..Config::default()
     };
@@ -145,8 +152,10 @@ fn a_chat_member_holds_no_block_of_its_own_and_leaves_none_behind() {
         "a chat member holds {:.3} blocks of its own",
         chat_each - echo_each
     );
+    // Every table has had its growth in the first round, and nothing in
+    // the second depends on the time (no timers), so the count is exact.
     assert!(
-        chat_left <= 4 && echo_left <= 4,
-        "{chat_left} / {echo_left}"
+        chat_left == 0 && echo_left == 0,
+        "left behind: chat {chat_left}, echo {echo_left}"
     );
 }
