@@ -52,6 +52,7 @@ fn main() -> ExitCode {
                 &opts.config.path,
             )
             .with_rooms(opts.max_rooms, opts.history)
+            .with_room_ttl(opts.room_ttl)
             .with_metrics(opts.metrics);
             serve(&opts, tls, chat)
         }

@@ -14,7 +14,9 @@
 mod batch;
 mod config;
 mod core;
+mod feed;
 mod handler;
+mod history;
 pub(crate) mod poller;
 mod post;
 mod sink;
@@ -42,6 +44,7 @@ pub use self::config::Config;
 pub(crate) use self::core::Core as BridgeCore;
 use self::core::{Core, Timer, LISTENER_KEY};
 pub use self::handler::{Context, Handler, TimerId, Upgrade};
+pub use self::history::History;
 use self::poller::{Events, Poller};
 use self::post::{Post, PostBox};
 pub use self::post::{PostError, Poster};
