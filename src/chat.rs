@@ -251,6 +251,12 @@ pub fn render_metrics(ctx: &Context<'_>, rooms: usize) -> String {
         "Bytes queued for all clients, not yet taken by their sockets.",
         ctx.total_backlog() as u64,
     );
+    one(
+        "rookery_compressed_bytes_total",
+        "counter",
+        "Message bytes handed to the compressor (permessage-deflate).",
+        ctx.bytes_compressed(),
+    );
     #[cfg(feature = "redis")]
     if let Some(redis) = ctx.redis_status() {
         one(
