@@ -10,7 +10,7 @@
 //!   (counted in `rookery_compressed_bytes_total`, not timed);
 //! - a room with history but no members makes way for a new one past
 //!   `--max-rooms`, least recently used first, and is forgotten after
-//!   `--room-ttl`.
+//!   `--room-ttl` (on a virtual clock: `Server::run_once_at`).
 
 mod common;
 
@@ -336,16 +336,65 @@ fn a_room_without_members_makes_way_least_recently_used_first() {
 }
 
 #[test]
-fn a_room_without_members_is_forgotten_after_the_ttl() {
-    let server = chat(&["--history", "5", "--room-ttl", "300ms"]);
-    fill(&server, "/chat/t", 2, 40);
-    assert_eq!(metric(&server, "rookery_rooms"), 1);
-    assert!(eventually(Duration::from_secs(5), || metric(
-        &server,
-        "rookery_rooms"
-    ) == 0));
-    let mut back = connect(&server.url("/chat/t"));
-    assert_eq!(text(&mut back), WELCOME);
-    back.send(Message::text("fresh")).unwrap();
-    assert_eq!(text(&mut back), "fresh", "the history outlived the TTL");
+fn a_room_without_members_is_forgotten_after_the_ttl_on_a_virtual_clock() {
+    let config = rookery::Config {
+        ping_interval: Duration::ZERO,
+        idle_timeout: Duration::ZERO,
+        ..rookery::Config::default()
+    };
+    let server = Virtual::start_with(config, || {
+        rookery::chat::Chat::new(WELCOME, false, false, "/chat")
+            .with_rooms(4, 5)
+            .with_room_ttl(Duration::from_secs(3600))
+            .with_metrics(true)
+    });
+    let rooms = || {
+        let mut stream = TcpStream::connect(server.addr).unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut page = String::new();
+        stream.read_to_string(&mut page).unwrap();
+        page.lines()
+            .find_map(|l| l.strip_prefix("rookery_rooms ")?.parse::<u64>().ok())
+            .unwrap()
+    };
+    let leave_a_message = |path: &str, text: &str| {
+        let mut ws = connect(&server.url(path));
+        assert_eq!(next_data(&mut ws), Message::text(WELCOME));
+        ws.send(Message::text(text)).unwrap();
+        assert_eq!(next_data(&mut ws), Message::text(text));
+        ws.close(None).unwrap();
+        let _ = expect_close(&mut ws);
+        server.settle();
+    };
+    leave_a_message("/chat/early", "kept in early");
+    server.advance(Duration::from_secs(1800));
+    leave_a_message("/chat/late", "kept in late");
+    assert_eq!(rooms(), 2);
+    // An hour after the first left, the first goes; the second half an
+    // hour later.
+    server.advance(Duration::from_secs(1799));
+    assert_eq!(rooms(), 2);
+    server.advance(Duration::from_secs(2));
+    assert_eq!(rooms(), 1);
+    let mut back = connect(&server.url("/chat/late"));
+    assert_eq!(next_data(&mut back), Message::text(WELCOME));
+    assert_eq!(next_data(&mut back), Message::text("kept in late"));
+    back.close(None).unwrap();
+    let _ = expect_close(&mut back);
+    server.settle();
+    // Its member came and went: its hour starts again from then.
+    server.advance(Duration::from_secs(3599));
+    assert_eq!(rooms(), 1);
+    server.advance(Duration::from_secs(2));
+    assert_eq!(rooms(), 0);
+    let mut fresh = connect(&server.url("/chat/early"));
+    assert_eq!(next_data(&mut fresh), Message::text(WELCOME));
+    fresh.send(Message::text("new")).unwrap();
+    assert_eq!(
+        next_data(&mut fresh),
+        Message::text("new"),
+        "history outlived the TTL"
+    );
 }
