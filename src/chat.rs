@@ -143,7 +143,10 @@ impl Chat {
         let sent = ctx.publish(name, msg);
         if let Some(history) = self.rooms.history_mut(name) {
             if history.capacity() > 0 {
-                history.push(msg);
+                // Encoded, and with permessage-deflate compressed, once
+                // here: a newcomer's replay then costs no more than
+                // sending the same bytes live.
+                history.push_frame(ctx.prepare_kept(msg));
             }
         }
         sent

@@ -99,6 +99,18 @@ impl Context<'_> {
         SharedFrame::new(msg)
     }
 
+    /// [`Context::prepare`] for a frame kept to be sent later (a history):
+    /// when the server takes permessage-deflate, the frame's compressed
+    /// form is made now too, once, so that sending it later costs no
+    /// compression.
+    pub fn prepare_kept(&mut self, msg: Message<'_>) -> SharedFrame {
+        let frame = SharedFrame::new(msg);
+        if self.core.settings.deflate {
+            frame.compress_now(&mut self.core.codec);
+        }
+        frame
+    }
+
     /// Sends a prepared frame to one connection.
     pub fn send_prepared(&mut self, conn: ConnId, frame: &SharedFrame) -> Result<(), SendError> {
         self.core.send_shared(conn, frame)

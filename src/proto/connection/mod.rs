@@ -168,6 +168,16 @@ impl SharedFrame {
         self.0.plain.is_empty()
     }
 
+    /// Makes the compressed variant now, if it is not made yet, rather
+    /// than when the first connection that takes it is sent the frame: for
+    /// a frame kept to be sent later (a history), so that the cost is paid
+    /// when it is kept, not on the path of a newcomer.
+    pub fn compress_now(&self, codec: &mut Codec) {
+        self.0
+            .deflated
+            .get_or_init(|| codec.compress_shared(&self.0.plain));
+    }
+
     /// The bytes for a connection that compresses with `window_bits` (0:
     /// it does not).
     fn bytes_for(&self, window_bits: u8, codec: &mut Codec) -> &Rc<[u8]> {
