@@ -401,3 +401,100 @@ fn a_room_without_members_is_forgotten_after_the_ttl_on_a_virtual_clock() {
         "history outlived the TTL"
     );
 }
+
+/// A library handler that sends its first newcomer 100 frames of
+/// 100,000 B with `Context::send_paced`, and answers `?` from anyone with the
+/// first newcomer's backlog and the frames still waiting for it (and
+/// `ping` with that, after pinging the first newcomer).
+struct Paced {
+    first: Option<rookery::ConnId>,
+}
+
+const PACED_FRAMES: usize = 100;
+const PACED_SIZE: usize = 100_000;
+
+impl rookery::Handler for Paced {
+    fn on_open(&mut self, ctx: &mut rookery::Context<'_>, conn: rookery::ConnId) {
+        if self.first.is_some() {
+            return;
+        }
+        self.first = Some(conn);
+        for n in 0..PACED_FRAMES {
+            let mut payload = vec![b'p'; PACED_SIZE];
+            payload[..4].copy_from_slice(&(n as u32).to_be_bytes());
+            let frame = ctx.prepare(rookery::Message::Binary(&payload));
+            ctx.send_paced(conn, &frame).unwrap();
+        }
+    }
+
+    fn on_message(
+        &mut self,
+        ctx: &mut rookery::Context<'_>,
+        conn: rookery::ConnId,
+        msg: rookery::Message<'_>,
+    ) {
+        let first = self.first.unwrap();
+        if msg == rookery::Message::Text("ping") {
+            // Waits behind the paced frames too, never meeting the slow
+            // consumer's check in a queue they filled.
+            ctx.ping(first, b"p").unwrap();
+        }
+        let report = format!(
+            "{} {} {}",
+            ctx.backlog(first).unwrap_or(0),
+            ctx.paced_waiting(first),
+            ctx.is_open(first)
+        );
+        let _ = ctx.send_text(conn, &report);
+    }
+}
+
+#[test]
+fn send_paced_holds_a_library_connection_to_the_backlog_limit_until_it_reads() {
+    let config = rookery::Config {
+        max_backlog: 256 * 1024,
+        ping_interval: Duration::ZERO,
+        ..rookery::Config::default()
+    };
+    let server = InProcess::start(config, Paced { first: None });
+    let stream = small_window(server.addr, 4096);
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let (mut slow, _) = tungstenite::client::client_with_config(
+        server.url("/chat"),
+        Retrying(stream),
+        Some(tungstenite::protocol::WebSocketConfig {
+            max_message_size: None,
+            max_frame_size: None,
+            ..Default::default()
+        }),
+    )
+    .unwrap();
+    let mut observer = connect(&server.url("/chat"));
+    let mut ask = |what: &str| {
+        observer.send(Message::text(what)).unwrap();
+        let report = text(&mut observer);
+        let mut parts = report.split(' ');
+        let backlog: usize = parts.next().unwrap().parse().unwrap();
+        let waiting: usize = parts.next().unwrap().parse().unwrap();
+        (backlog, waiting, parts.next() == Some("true"))
+    };
+    let (backlog, waiting, open) = ask("ping");
+    assert!(open);
+    assert!(
+        backlog <= 256 * 1024 + PACED_SIZE + 16,
+        "{backlog} queued for a connection that never read"
+    );
+    assert!(waiting > PACED_FRAMES / 4, "only {waiting} frames waiting");
+    for n in 0..PACED_FRAMES {
+        match next_data(&mut slow) {
+            Message::Binary(b) => {
+                assert_eq!(b.len(), PACED_SIZE);
+                assert_eq!(b[..4], (n as u32).to_be_bytes(), "frame {n}");
+            }
+            other => panic!("frame {n}: {other:?}"),
+        }
+    }
+    assert_eq!(ask("?"), (0, 0, true));
+}

@@ -12,13 +12,15 @@
 //! output, a reader that keeps reading gets all of it and is never closed
 //! for it, and one that does not read holds pointers, not copies.
 //!
-//! While a feed is not empty, everything else the connection is sent
-//! (broadcasts, publications, [`crate::Context::send`]) is appended to it,
-//! behind the paced frames, so the order of what the connection receives is
-//! the order it was sent. Those *live* bytes count against the backlog: a
-//! member that does not read while live traffic reaches it is closed
-//! (1008) once they pass `max_backlog`, as any slow consumer is. Pings and
-//! close frames are control frames and go straight to the queue.
+//! While a feed is not empty, and until the queue is under the limit again,
+//! everything else the connection is sent (broadcasts, publications,
+//! [`crate::Context::send`], pings) is appended to it, behind the paced
+//! frames, so the order of what the connection receives is the order it was
+//! sent, and nothing meets the slow consumer's check in a queue that paced
+//! frames filled. Those *live* bytes count against the backlog: a member
+//! that does not read while live traffic reaches it is closed (1008) once
+//! they pass `max_backlog`, as any slow consumer is. A close frame goes
+//! straight to the queue, and the feed is dropped.
 //!
 //! Feeds live in a map keyed by the connection's slot index (a flag in the
 //! slot says whether it has one), so a connection without one costs nothing.
