@@ -193,9 +193,9 @@ impl Core {
         listener.set_nonblocking(true)?;
         let local_addr = listener.local_addr()?;
         let poller = Arc::new(Poller::new()?);
-        // SAFETY: the listener is deleted from the poller before it is
-        // dropped (`begin_shutdown`, and `Drop for Core`).
-        unsafe { poller.add_with_mode(&listener, Event::readable(LISTENER_KEY), PollMode::Level)? };
+        // Deleted from the poller before it is dropped (`begin_shutdown`,
+        // and `Drop for Core`).
+        poller.add_with_mode(&listener, Event::readable(LISTENER_KEY), PollMode::Level)?;
         let now = Instant::now();
         let mut core = Core {
             poller,
@@ -437,12 +437,11 @@ impl Core {
         let Some(slot) = self.slots.get_mut(id) else {
             return;
         };
-        // SAFETY: the stream is deleted from the poller in `remove` before
-        // the slot (and its socket) is dropped.
-        let added = unsafe {
-            self.poller
-                .add_with_mode(&slot.stream, Event::readable(key), PollMode::Level)
-        };
+        // Deleted from the poller in `remove` before the slot (and its
+        // socket) is dropped.
+        let added = self
+            .poller
+            .add_with_mode(&slot.stream, Event::readable(key), PollMode::Level);
         if let Err(e) = added {
             warn!("cannot watch {peer}: {e}");
             self.slots.remove(id);
