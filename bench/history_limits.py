@@ -12,6 +12,9 @@ Python's standard library (a raw WebSocket client).
            and read their history. Reports the server's CPU time per join
            (utime + stime from /proc) and rookery_compressed_bytes_total
            where the binary has it.
+  stall    the same room z; a member of another room sends a message just
+           after 8 such newcomers sent their upgrades at once: how long its
+           echo takes.
   lockout  --history 5 --max-rooms 1024: 1,024 connect-send-close cycles
            to /chat/jN, then an upgrade on /chat: its status.
   reader   --history 8 (default limits): 8 x 1,048,000 B in room big; a
@@ -218,6 +221,29 @@ def deflate(binary):
         proc.wait()
 
 
+def stall(binary):
+    proc, addr = start(binary, "--deflate", "--history", "20")
+    try:
+        fill(addr, "/chat/z", (words(1_048_000, i) for i in range(20)))
+        member, status = upgrade(addr, "/chat/other")
+        assert status == 101
+        read_frame(member)
+        joiners = [upgrade(addr, "/chat/z", OFFER, read_head=False)[0] for _ in range(8)]
+        time.sleep(0.05)
+        t0 = time.monotonic()
+        send_text(member, "are you there?")
+        read_frame(member)
+        took = time.monotonic() - t0
+        print(f"stall: another room's echo while 8 newcomers that take compression join "
+              f"at once: {took * 1000:.0f} ms")
+        for s in joiners:
+            s.close()
+        member.close()
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def lockout(binary):
     proc, addr = start(binary, "--history", "5")
     try:
@@ -275,9 +301,11 @@ def main():
         print(__doc__)
         sys.exit(2)
     binary = sys.argv[1]
-    chosen = sys.argv[2:] or ["silent", "deflate", "lockout", "reader"]
+    chosen = sys.argv[2:] or ["silent", "deflate", "stall", "lockout", "reader"]
+    scenarios = {"silent": silent, "deflate": deflate, "stall": stall, "lockout": lockout,
+                 "reader": reader}
     for name in chosen:
-        {"silent": silent, "deflate": deflate, "lockout": lockout, "reader": reader}[name](binary)
+        scenarios[name](binary)
 
 
 if __name__ == "__main__":
