@@ -498,3 +498,27 @@ fn send_paced_holds_a_library_connection_to_the_backlog_limit_until_it_reads() {
     }
     assert_eq!(ask("?"), (0, 0, true));
 }
+
+#[test]
+fn a_room_ttl_too_long_for_the_clock_means_never() {
+    let server = Virtual::start_with(rookery::Config::default(), || {
+        rookery::chat::Chat::new(WELCOME, false, false, "/chat")
+            .with_rooms(4, 5)
+            .with_room_ttl(Duration::MAX)
+    });
+    for round in 0..2 {
+        let mut ws = connect(&server.url("/chat/long"));
+        assert_eq!(next_data(&mut ws), Message::text(WELCOME));
+        if round == 1 {
+            assert_eq!(next_data(&mut ws), Message::text("kept"));
+        }
+        ws.send(Message::text("kept")).unwrap();
+        assert_eq!(next_data(&mut ws), Message::text("kept"));
+        // Leaving arms the room's timer, a Duration::MAX away.
+        ws.close(None).unwrap();
+        let _ = expect_close(&mut ws);
+        server.settle();
+        server.advance(Duration::from_secs(3600 * 24 * 365));
+    }
+    assert!(!server.has_stopped());
+}

@@ -167,7 +167,8 @@ impl Rooms {
             return None;
         }
         while let Some(entry) = self.idle.first_entry() {
-            let due = entry.get().1 + self.ttl;
+            // A TTL past what an `Instant` can hold is never.
+            let due = entry.get().1.checked_add(self.ttl)?;
             if due > now {
                 return Some(due);
             }
@@ -273,5 +274,10 @@ mod tests {
         with_history(&mut forever, "x", t);
         assert_eq!(forever.expire(t + Duration::from_secs(1 << 30)), None);
         assert!(forever.contains("x"));
+        // Nor does a TTL too long for the clock panic: it is never.
+        let mut endless = Rooms::new(10, 5, Duration::MAX);
+        with_history(&mut endless, "x", t);
+        assert_eq!(endless.expire(t + Duration::from_secs(1 << 30)), None);
+        assert!(endless.contains("x"));
     }
 }

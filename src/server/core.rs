@@ -335,6 +335,10 @@ impl Core {
     }
 
     fn schedule(&mut self, after: Duration, what: Timer) -> Tick {
+        // A timer further off than a century (a `--room-ttl` of 10^15 h, a
+        // handler's `Duration::MAX`) fires in a century: `Instant` cannot
+        // add any span.
+        let after = after.min(Duration::from_secs(100 * 365 * 24 * 3600));
         let due = self.tick_at(self.now + after);
         self.wheel.schedule_at(due, what)
     }
