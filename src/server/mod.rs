@@ -418,6 +418,7 @@ impl<H: Handler> Server<H> {
             let n = match slot.stream.read(&mut self.read_buf) {
                 #[cfg(feature = "tls")]
                 Ok(n) if n > 0 && slot.tls.is_some() => {
+                    self.core.stats.bytes_received += n as u64;
                     self.read_tls(id, n);
                     if n < self.read_buf.len() {
                         break;
