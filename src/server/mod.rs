@@ -493,7 +493,22 @@ impl<H: Handler> Server<H> {
                 }
             }
             Err(e) => {
-                debug!("{id}: TLS: {e}");
+                // Debug only: anyone can send these, as often as they like.
+                // The peer's address says who (the connection was never
+                // logged as open); looked up only when it is logged.
+                if log::log_enabled!(log::Level::Debug) {
+                    let peer = self
+                        .core
+                        .peer_addr(id)
+                        .map_or_else(|| "?".to_string(), |p| p.to_string());
+                    match e {
+                        crate::tls::SessionError::NotTls => debug!(
+                            "{id}: {peer} sent bytes that are not TLS (plain http:// or ws:// \
+                             to the TLS port?); dropped"
+                        ),
+                        e => debug!("{id}: {peer}: {e}; dropped"),
+                    }
+                }
                 if let Some(slot) = self.core.slots.get_mut(id) {
                     let _ = slot.conn.kill();
                 }
