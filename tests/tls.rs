@@ -333,7 +333,7 @@ fn garbage_is_an_error_not_a_panic() {
             failed || server.is_handshaking(),
             "garbage either fails or waits for more"
         );
-        assert!(server.buffered_bytes() <= MAX_INCOMING + 4096);
+        assert!(server.buffered_bytes() <= MAX_HANDSHAKE_INCOMING + 4096);
     }
 }
 
@@ -477,7 +477,7 @@ fn an_endless_record_is_refused() {
         fed += 4096;
     }
     assert!(result.is_err(), "oversized record must fail");
-    assert!(server.buffered_bytes() <= MAX_INCOMING + 4096);
+    assert!(server.buffered_bytes() <= MAX_HANDSHAKE_INCOMING + 4096);
 }
 
 /// A real client whose ClientHello is about `size` bytes on the wire: it
