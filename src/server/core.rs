@@ -31,6 +31,7 @@ use super::slab::{ConnId, Slab};
 use super::stats::Stats;
 use super::timer::{Tick, TimerWheel, TICK};
 use super::topics::{TopicId, Topics};
+use super::user_data::UserData;
 use super::Config;
 
 /// [`TICK`] in nanoseconds.
@@ -131,6 +132,8 @@ pub(crate) struct Core {
     pub slots: Slab<Slot>,
     wheel: TimerWheel<Timer>,
     user_timers: Slab<(u64, Tick)>,
+    /// The handler's values, one per connection at most.
+    pub(crate) user_data: UserData,
     pub config: Config,
     pub settings: Settings,
     pub(crate) stop_flag: Arc<AtomicBool>,
@@ -198,6 +201,7 @@ impl Core {
             slots: Slab::default(),
             wheel: TimerWheel::new(),
             user_timers: Slab::default(),
+            user_data: UserData::default(),
             settings: config.settings(),
             config,
             stop_flag: Arc::new(AtomicBool::new(false)),

@@ -23,6 +23,7 @@ mod stats;
 mod timer;
 /// `release_spare` is also the chat's.
 pub(crate) mod topics;
+mod user_data;
 
 use std::collections::VecDeque;
 use std::io::{self, Read};
@@ -120,6 +121,8 @@ pub struct Server<H: Handler> {
     /// Messages posted from other threads, and the loop's buffer for them.
     posts: PostBox,
     posted: VecDeque<Post>,
+    /// Whether [`Handler::on_start`] was called.
+    started: bool,
 }
 
 impl<H: Handler> Server<H> {
@@ -150,6 +153,7 @@ impl<H: Handler> Server<H> {
             fired: Vec::new(),
             posts,
             posted: VecDeque::new(),
+            started: false,
         })
     }
 
@@ -169,6 +173,7 @@ impl<H: Handler> Server<H> {
     /// Makes the listener speak TLS (https and wss on the same port): every
     /// connection accepted from now on uses `config`.
     #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub fn set_tls(&mut self, config: crate::tls::TlsConfig) {
         self.core.tls = Some(config);
     }
@@ -179,6 +184,7 @@ impl<H: Handler> Server<H> {
     /// docs/cluster.md). The connections are made from the loop, with
     /// backoff; the server serves local traffic whatever Redis does.
     #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     pub fn set_redis(&mut self, config: crate::cluster::RedisConfig) {
         let bridge = crate::cluster::Bridge::new(config, Instant::now());
         if let Some(mut old) = self.core.bridge.replace(Box::new(bridge)) {
@@ -248,6 +254,7 @@ impl<H: Handler> Server<H> {
     /// timeout passed).
     pub fn run(&mut self) -> io::Result<()> {
         self.core.set_clock(Instant::now());
+        self.start();
         // Each pass's wait is timed from the clock read after the last wait:
         // only that pass's own work (microseconds, a few milliseconds when
         // it is busy, when the wait returns at once anyway) lies between, so
@@ -261,7 +268,20 @@ impl<H: Handler> Server<H> {
     pub fn run_once(&mut self, timeout: Option<Duration>) -> io::Result<bool> {
         // The caller may have been away for a while: time the wait afresh.
         self.core.set_clock(Instant::now());
+        self.start();
         self.run_pass(timeout)
+    }
+
+    /// Calls [`Handler::on_start`] before the first pass, and settles what
+    /// it did.
+    fn start(&mut self) {
+        if std::mem::replace(&mut self.started, true) {
+            return;
+        }
+        self.handler.on_start(&mut Context {
+            core: &mut self.core,
+        });
+        self.settle();
     }
 
     /// One pass: waits at most `timeout` and until the next timer, counted
@@ -513,7 +533,7 @@ impl<H: Handler> Server<H> {
             if let Some(early) = activation {
                 self.open(id, early);
             }
-            let (closed, _removed) = self.core.settle(id);
+            let (closed, removed) = self.core.settle(id);
             if let Some(code) = closed {
                 self.core.stats.count_close(code);
                 self.handler.on_close(
@@ -524,6 +544,10 @@ impl<H: Handler> Server<H> {
                     code,
                     "",
                 );
+            }
+            if removed {
+                // After `on_close`, which may still read it.
+                self.core.user_data.forget(id);
             }
             self.core.flush_batch();
         }
