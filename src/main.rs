@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use cli::{Command, Mode, Options, Verbosity};
-use rookery::chat::Chat;
+use rookery::chat::{Chat, ChatOptions};
 use rookery::echo::Echo;
 use rookery::{Handler, Server};
 
@@ -45,12 +45,12 @@ fn main() -> ExitCode {
     let tls = ();
     let result = match opts.mode {
         Mode::Chat => {
-            let chat = Chat::new(
-                &opts.welcome,
-                opts.allow_binary,
-                opts.page,
-                &opts.config.path,
-            )
+            let chat = Chat::new(ChatOptions {
+                welcome: opts.welcome.clone(),
+                allow_binary: opts.allow_binary,
+                page: opts.page,
+                path: opts.config.path.clone(),
+            })
             .with_rooms(opts.max_rooms, opts.history)
             .with_metrics(opts.metrics);
             serve(&opts, tls, chat)
