@@ -335,6 +335,9 @@ fn serving_line(opts: &Options, addr: SocketAddr) -> String {
     if all {
         line.push_str(" (all interfaces)");
     }
+    if opts.config.deflate {
+        line.push_str(" with permessage-deflate");
+    }
     if opts.mode == Mode::Chat && opts.page {
         line.push_str(&format!(", page at {http}://{authority}/"));
     }
@@ -463,6 +466,11 @@ mod tests {
         assert_eq!(
             line(&["--mode", "echo"], "[fe80::1]:80"),
             "serving echo on ws://[fe80::1]:80/chat"
+        );
+        #[cfg(feature = "deflate")]
+        assert_eq!(
+            line(&["--deflate"], "0.0.0.0:1984"),
+            "serving chat on ws://127.0.0.1:1984/chat (all interfaces) with permessage-deflate, page at http://127.0.0.1:1984/"
         );
     }
 

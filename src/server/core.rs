@@ -340,7 +340,11 @@ impl Core {
             return;
         };
         slot.timer = 0;
+        let handshaking = slot.conn.is_handshaking();
         slot.conn.handle_timeout(&self.settings, self.now);
+        if handshaking && slot.conn.is_finished() {
+            debug!("{id} ({}): handshake timed out", Peer(&slot.stream));
+        }
         self.touch(id);
     }
 
@@ -501,6 +505,12 @@ impl Core {
         }
         if slot.conn.take_backlog_closed() {
             self.stats.slow_consumer_closes += 1;
+            warn!(
+                "{id} ({}): {} bytes queued, over the backlog limit of {}: closing (1008)",
+                Peer(&slot.stream),
+                slot.conn.backlog(),
+                self.settings.max_backlog
+            );
         }
         let closed = slot.conn.take_closed();
         if slot.conn.is_finished() {
@@ -966,6 +976,19 @@ impl Drop for Core {
         #[cfg(feature = "redis")]
         if let Some(mut bridge) = self.bridge.take() {
             bridge.detach(&self.poller);
+        }
+    }
+}
+
+/// A connection's peer address in a log line (`?` once the socket has
+/// lost it).
+struct Peer<'a>(&'a TcpStream);
+
+impl std::fmt::Display for Peer<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.peer_addr() {
+            Ok(addr) => write!(f, "{addr}"),
+            Err(_) => f.write_str("?"),
         }
     }
 }

@@ -364,6 +364,17 @@ impl<H: Handler> Server<H> {
 
     fn check_stop(&mut self) {
         if self.core.stop_flag.load(Ordering::SeqCst) && !self.core.stopping {
+            let (count, wait) = (self.core.slots.len(), self.core.config.close_timeout);
+            let noun = if count == 1 {
+                "connection"
+            } else {
+                "connections"
+            };
+            if wait.is_zero() {
+                log::info!("stopping: closing {count} {noun} (not waiting for answers)");
+            } else {
+                log::info!("stopping: closing {count} {noun} (up to {wait:?})");
+            }
             // Posts accepted so far still go out, before the close frames.
             self.posts.close();
             self.deliver_posts();
