@@ -237,7 +237,25 @@ impl<H: Handler> Server<H> {
     }
 
     /// Runs `f` with a context, outside any callback (to send from code that
-    /// is not a handler), then settles what it did.
+    /// is not a handler), then settles what it did. A handler that sets
+    /// timers at start does it in [`Handler::on_start`] instead, which
+    /// every way of running the server calls.
+    ///
+    /// ```no_run
+    /// use rookery::{Config, ConnId, Context, Handler, Message, Server};
+    ///
+    /// struct Quiet;
+    ///
+    /// impl Handler for Quiet {
+    ///     fn on_message(&mut self, _ctx: &mut Context<'_>, _conn: ConnId, _msg: Message<'_>) {}
+    /// }
+    ///
+    /// let mut server = Server::bind("127.0.0.1:0", Config::default(), Quiet)?;
+    /// server.run_once(None)?;
+    /// let told = server.with_context(|ctx, _quiet| ctx.broadcast(Message::Text("news")));
+    /// println!("told {told} clients");
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn with_context<R>(&mut self, f: impl FnOnce(&mut Context<'_>, &mut H) -> R) -> R {
         self.core.set_clock(Instant::now());
         let result = f(
