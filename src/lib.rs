@@ -56,6 +56,8 @@
 // behind a cargo feature are labelled with it.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_op_in_unsafe_fn)]
+// Unsafe code only where it is needed: each place says why with `allow`.
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 #![warn(unreachable_pub)]
 
@@ -68,9 +70,11 @@ pub mod echo;
 // include/rookery.h and librookery.a, so it stays out of the documentation.
 #[cfg(feature = "ffi")]
 #[doc(hidden)]
+#[allow(unsafe_code)] // the C boundary: raw pointers from C, each use says why.
 pub mod ffi;
 pub mod proto;
 pub mod server;
+#[allow(unsafe_code)] // sigaction and async-signal-safe handlers.
 mod signals;
 #[cfg(feature = "tls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
