@@ -568,6 +568,26 @@ fn a_client_hello_over_8_kib_is_refused_at_once_whole_or_in_pieces() {
 }
 
 #[test]
+fn a_client_hello_in_one_byte_records_completes() {
+    let pair = pair();
+    let mut client = client(&pair.trust);
+    let hello = first_flight(&mut client);
+    // The same handshake bytes, one to a record: the first record is too
+    // short to announce the ClientHello's length.
+    let mut wire = Vec::new();
+    for record in hello.chunks(5 + 16 * 1024) {
+        for &b in &record[5..] {
+            wire.extend_from_slice(&[record[0], record[1], record[2], 0, 1, b]);
+        }
+    }
+    let mut server = TlsSession::new(&config(&pair)).unwrap();
+    for piece in wire.chunks_mut(7) {
+        server.read_tls(piece, &mut Vec::new()).unwrap();
+    }
+    assert!(server.wants_write(), "answered");
+}
+
+#[test]
 fn a_client_hello_in_many_small_records_is_kept_to_8_kib_at_most() {
     let pair = pair();
     // A ClientHello announcing 8,000 bytes, in records of 100 bytes: it

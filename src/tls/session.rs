@@ -560,8 +560,10 @@ impl TlsSession {
 
 /// What a ClientHello takes on the wire in one record (record header,
 /// handshake header, body), from its announced length in the first 9 bytes
-/// of the stream (`kept`, then `new`): `None` until 9 bytes have come, 0 if
-/// the first message is not a ClientHello (rustls refuses it).
+/// of the stream (`kept`, then `new`): `None` until 9 bytes have come, 0
+/// if they do not say (the first message is not a ClientHello, which
+/// rustls refuses, or the first record is too short to hold the handshake
+/// header, which the cap on unfinished bytes still bounds).
 fn client_hello_size(kept: &[u8], new: &[u8]) -> Option<usize> {
     const CLIENT_HELLO: u8 = 1;
     let mut head = [0u8; 9];
@@ -569,7 +571,8 @@ fn client_hello_size(kept: &[u8], new: &[u8]) -> Option<usize> {
     for b in head.iter_mut() {
         *b = *bytes.next()?;
     }
-    if head[5] != CLIENT_HELLO {
+    let record = usize::from(u16::from_be_bytes([head[3], head[4]]));
+    if head[5] != CLIENT_HELLO || record < 4 {
         return Some(0);
     }
     let body = usize::from(head[6]) << 16 | usize::from(head[7]) << 8 | usize::from(head[8]);
