@@ -201,13 +201,24 @@ fn plain_http_and_garbage_on_the_tls_port_are_dropped_and_others_go_on() {
     assert_eq!(next_text(&mut member), "still here");
     // Each is logged at debug with the peer's address: the plain HTTP
     // request and the noise as not TLS, the broken record as a TLS error.
-    let log = server.stderr_text();
-    for peer in [&peers[0], &peers[2]] {
-        let not_tls = format!("{peer} sent bytes that are not TLS (plain http://");
-        assert!(log.contains(&not_tls), "{peer}: {log}");
+    // (The lines reach `stderr_text` through a reader thread: wait for
+    // them a little.)
+    let expected = [
+        format!("{} sent bytes that are not TLS (plain http://", peers[0]),
+        format!("{}: TLS error: ", peers[1]),
+        format!("{} sent bytes that are not TLS (plain http://", peers[2]),
+    ];
+    let start = Instant::now();
+    let mut log = server.stderr_text();
+    while !expected.iter().all(|line| log.contains(line.as_str()))
+        && start.elapsed() < Duration::from_secs(5)
+    {
+        std::thread::sleep(Duration::from_millis(20));
+        log = server.stderr_text();
     }
-    let broken = format!("{}: TLS error: ", peers[1]);
-    assert!(log.contains(&broken), "{}: {log}", peers[1]);
+    for line in &expected {
+        assert!(log.contains(line.as_str()), "{line}: {log}");
+    }
 }
 
 /// The first `len` bytes of a real ClientHello.
