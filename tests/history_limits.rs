@@ -346,10 +346,13 @@ fn a_room_without_members_is_forgotten_after_the_ttl_on_a_virtual_clock() {
         ..rookery::Config::default()
     };
     let server = Virtual::start_with(config, || {
-        rookery::chat::Chat::new(WELCOME, false, false, "/chat")
-            .with_rooms(4, 5)
-            .with_room_ttl(Duration::from_secs(3600))
-            .with_metrics(true)
+        rookery::chat::Chat::new(rookery::chat::ChatOptions {
+            page: false,
+            ..rookery::chat::ChatOptions::default()
+        })
+        .with_rooms(4, 5)
+        .with_room_ttl(Duration::from_secs(3600))
+        .with_metrics(true)
     });
     let rooms = || {
         let mut stream = TcpStream::connect(server.addr).unwrap();
@@ -502,9 +505,12 @@ fn send_paced_holds_a_library_connection_to_the_backlog_limit_until_it_reads() {
 #[test]
 fn a_room_ttl_too_long_for_the_clock_means_never() {
     let server = Virtual::start_with(rookery::Config::default(), || {
-        rookery::chat::Chat::new(WELCOME, false, false, "/chat")
-            .with_rooms(4, 5)
-            .with_room_ttl(Duration::MAX)
+        rookery::chat::Chat::new(rookery::chat::ChatOptions {
+            page: false,
+            ..rookery::chat::ChatOptions::default()
+        })
+        .with_rooms(4, 5)
+        .with_room_ttl(Duration::MAX)
     });
     for round in 0..2 {
         let mut ws = connect(&server.url("/chat/long"));

@@ -989,21 +989,19 @@ impl Connection {
         }
         let queued = self.out.len();
         if queued > settings.max_backlog {
-            self.close_for_backlog(settings, now, queued);
+            self.close_for_backlog(settings, now);
         }
     }
 
-    /// Closes (1008) a peer that is behind with `queued` bytes waiting for
-    /// it, over the backlog limit, and marks it for
+    /// Closes (1008) a peer that is behind with more than the backlog
+    /// limit waiting for it, and marks it for
     /// [`Connection::take_backlog_closed`]. Nothing if it cannot send.
-    pub fn close_for_backlog(&mut self, settings: &Settings, now: Instant, queued: usize) {
+    pub fn close_for_backlog(&mut self, settings: &Settings, now: Instant) {
         if !self.can_send() {
             return;
         }
-        log::warn!(
-            "{queued} bytes queued, over the backlog limit of {}: closing (1008)",
-            settings.max_backlog
-        );
+        // Logged by whoever holds the connection, which can name it (see
+        // `Connection::take_backlog_closed`).
         // Open, so upgraded: the field means "closed for its backlog".
         self.head_request = true;
         let _ = self.close(
@@ -1056,7 +1054,7 @@ impl Connection {
         }
         match self.phase {
             Phase::Handshake(_) => {
-                log::debug!("handshake timed out");
+                // Logged by whoever holds the connection, which can name it.
                 self.finish(close::ABNORMAL);
             }
             Phase::Open(_) => {

@@ -468,7 +468,7 @@ fn paced_frames_skip_the_backlog_check_and_encode_matches_send() {
     assert_eq!(&encoded[..], &server_frame(OpCode::Text, b"hello")[..]);
     assert_eq!(&bytes[..], &server_frame(OpCode::Binary, &big)[..]);
     // The slow consumer's close, asked for by the caller.
-    peer.conn.close_for_backlog(&peer.s, peer.at(2), 5000);
+    peer.conn.close_for_backlog(&peer.s, peer.at(2));
     assert!(!peer.conn.is_open());
     assert!(peer.conn.take_backlog_closed());
     assert_eq!(peer.conn.queue_paced(&bytes), Err(SendError::NotOpen));
