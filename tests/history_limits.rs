@@ -528,3 +528,32 @@ fn a_room_ttl_too_long_for_the_clock_means_never() {
     }
     assert!(!server.has_stopped());
 }
+
+#[test]
+fn a_newcomer_that_reads_nothing_while_the_room_talks_is_closed_as_a_slow_consumer() {
+    let server = chat(&["--history", "8", "--max-backlog", "256KiB"]);
+    fill(&server, "/chat/busy", 8, 1_000_000);
+    // Its replay is pending (8 MB against a 4 KiB receive buffer) ...
+    let silent = small_window(server.addr, 4096);
+    (&silent)
+        .write_all(upgrade_request("/chat/busy", "").as_bytes())
+        .unwrap();
+    let mut talker = connect(&server.url("/chat/busy"));
+    assert_eq!(text(&mut talker), WELCOME);
+    for _ in 0..8 {
+        text(&mut talker);
+    }
+    assert_eq!(metric(&server, "rookery_slow_consumer_closes_total"), 0);
+    // ... and what the room says waits behind it, counted: 400 KB of it
+    // passes the 256 KiB limit.
+    for n in 0..10 {
+        let m = numbered(n, 40_000);
+        talker.send(Message::text(m.clone())).unwrap();
+        assert_eq!(text(&mut talker), m, "the talker is not held up");
+    }
+    assert!(eventually(Duration::from_secs(10), || metric(
+        &server,
+        "rookery_slow_consumer_closes_total"
+    ) == 1));
+    drop(silent);
+}
