@@ -11,8 +11,8 @@
 //! - [`close`]: close codes and the rules for the close frame's payload;
 //! - [`receiver`]: the frame decoder and message assembler that turns masked
 //!   client bytes into validated messages and control frames;
-//! - [`output`]: a connection's queued bytes and the one way they leave, into
-//!   a [`output::Sink`];
+//! - [`output`]: a connection's queued bytes, handed to the caller as data
+//!   (slices to send, then what went);
 //! - [`deflate`]: permessage-deflate (RFC 7692), the offer and the loop-wide codec;
 //! - [`connection`]: the whole life of one connection on top of all of these,
 //!   the state machine the server drives.

@@ -1,56 +1,30 @@
-//! A connection's outgoing bytes, and the one way they leave.
+//! A connection's outgoing bytes, as data.
 //!
 //! Everything a connection sends (its `101`, HTTP answers, data frames,
-//! pongs, close frames, broadcasts) ends in one [`OutQueue`], and
-//! [`OutQueue::write_through`] is the only path from there to a [`Sink`]:
-//! what is queued goes first, then any bytes the caller hands along (a large
-//! reply, a broadcast batch) in the same vectored write, and only what the
-//! sink refuses is kept. A broadcast frame that must wait is kept as a
-//! reference to its one shared encoding, so a slow member costs a pointer,
-//! not a copy. An empty queue is one null pointer: nothing stays allocated
-//! for an idle connection.
+//! pongs, close frames, broadcasts) ends in one [`OutQueue`]. The queue
+//! never writes: its owner asks for what is [`OutQueue::pending`] (slices
+//! for one vectored write), hands them to its transport, and says what went
+//! with [`OutQueue::consume`]. A large reply can follow the queue in that
+//! same write without being copied in; only what the transport refuses of
+//! it is queued ([`OutQueue::push_rest`]). A broadcast frame that must wait
+//! is kept as a reference to its one shared encoding, so a slow member
+//! costs a pointer, not a copy. An empty queue is one null pointer: nothing
+//! stays allocated for an idle connection.
 
 use std::collections::VecDeque;
-use std::io::{self, IoSlice};
 use std::rc::Rc;
 
 use super::frame::{ServerHeader, MAX_SERVER_HEADER};
 
-/// Where a connection's bytes go: a socket (the server's), a TLS session, or
-/// a buffer in a test. This is the only I/O a connection is handed, and it
-/// only ever calls these two methods.
-pub trait Sink {
-    /// Writes from `slices` in order, as `writev` does; returns the count.
-    /// `WouldBlock` means nothing could be written now.
-    fn send_vectored(&mut self, slices: &[IoSlice<'_>]) -> io::Result<usize>;
-
-    /// Ends the sending direction (TCP half-close) once everything is out.
-    fn shutdown_write(&mut self) {}
-}
-
-impl Sink for Vec<u8> {
-    fn send_vectored(&mut self, slices: &[IoSlice<'_>]) -> io::Result<usize> {
-        let mut n = 0;
-        for slice in slices {
-            self.extend_from_slice(slice);
-            n += slice.len();
-        }
-        Ok(n)
-    }
-}
-
-/// Most slices handed to one vectored write.
-const MAX_IOVECS: usize = 32;
+/// The most parts a transport write hands along after the queue (a frame
+/// header, its payload, and one more): what [`OutQueue::push_rest`] takes.
+pub const MAX_EXTRA: usize = 3;
 
 /// Small owned chunks are merged up to this size to keep the write short.
 const MERGE_LIMIT: usize = 16 * 1024;
 
 /// A shared frame shorter than this is copied rather than referenced.
 const SHARE_MIN: usize = 256;
-
-/// The most extra parts [`OutQueue::write_through`] takes: a frame header,
-/// its payload, and one more.
-pub const MAX_EXTRA: usize = 3;
 
 #[derive(Debug)]
 enum Chunk {
@@ -186,85 +160,24 @@ impl OutQueue {
         }
     }
 
-    /// Writes what is queued and then `extra` (at most [`MAX_EXTRA`] parts)
-    /// with one vectored write per round, until the sink blocks or the queue
-    /// is empty. Returns how many bytes of `extra` the sink took; the caller
-    /// queues the rest (see [`OutQueue::push_rest`]).
-    pub fn write_through(&mut self, sink: &mut dyn Sink, extra: &[&[u8]]) -> io::Result<usize> {
-        debug_assert!(extra.len() <= MAX_EXTRA);
-        if extra.is_empty() {
-            return self.write_one_chunk(sink);
-        }
-        self.write_chunks(sink, extra)
-    }
-
-    /// [`OutQueue::write_through`] with no extra bytes and at most one chunk
-    /// queued, the common case (a connection's replies to one read, merged):
-    /// one slice to the sink, without the vectored write's 32-slot array and
-    /// the walk over the chunks (~120 instructions of a reply's ~1,300 at a
-    /// low message rate, callgrind).
-    fn write_one_chunk(&mut self, sink: &mut dyn Sink) -> io::Result<usize> {
-        let Some(queue) = self.queue.as_ref() else {
-            return Ok(0);
-        };
-        if queue.chunks.len() != 1 {
-            return self.write_chunks(sink, &[]);
-        }
-        let bytes = &queue.chunks[0].bytes()[queue.front_written..];
-        if let Some(written) = send_once(sink, &[IoSlice::new(bytes)])? {
-            self.consume(written);
-        }
-        Ok(0)
-    }
-
-    /// [`OutQueue::write_through`], the general way.
-    fn write_chunks(&mut self, sink: &mut dyn Sink, extra: &[&[u8]]) -> io::Result<usize> {
-        loop {
-            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-            let mut n = 0;
-            let mut queued = 0;
-            if let Some(queue) = self.queue.as_ref() {
-                for (i, chunk) in queue.chunks.iter().take(MAX_IOVECS - MAX_EXTRA).enumerate() {
-                    let bytes = chunk.bytes();
-                    let bytes = if i == 0 {
-                        &bytes[queue.front_written..]
-                    } else {
-                        bytes
-                    };
-                    slices[n] = IoSlice::new(bytes);
-                    queued += bytes.len();
-                    n += 1;
-                }
-            }
-            // Only once every queued chunk fits in this write may the extra
-            // bytes follow it.
-            let all_queued = self.len() == queued;
-            if all_queued {
-                for part in extra.iter().filter(|p| !p.is_empty()) {
-                    slices[n] = IoSlice::new(part);
-                    n += 1;
-                }
-            }
-            if n == 0 {
-                return Ok(0);
-            }
-            let Some(written) = send_once(sink, &slices[..n])? else {
-                return Ok(0);
-            };
-            let from_queue = written.min(queued);
-            self.consume(from_queue);
-            if all_queued {
-                return Ok(written - from_queue);
-            }
-            if from_queue < queued {
-                // The sink is full.
-                return Ok(0);
-            }
+    /// What is queued, oldest first, as slices for one vectored write. The
+    /// caller hands them to its transport and reports what it took with
+    /// [`OutQueue::consume`].
+    pub fn pending(&self) -> PendingOutput<'_> {
+        match self.queue.as_deref() {
+            Some(queue) => PendingOutput {
+                chunks: queue.chunks.iter(),
+                skip: queue.front_written,
+            },
+            None => PendingOutput {
+                chunks: Default::default(),
+                skip: 0,
+            },
         }
     }
 
-    /// Queues what [`OutQueue::write_through`] left of `parts`: the bytes
-    /// past the first `written`. With `shared` set, a whole-frame remainder
+    /// Queues what the transport left of `parts` (bytes handed to it after
+    /// the queue's, in the same write): the bytes past the first `written`. With `shared` set, a whole-frame remainder
     /// is queued as a reference to that one buffer (made on first need from
     /// `parts`), so every member that must wait for a broadcast shares it.
     pub fn push_rest(
@@ -286,7 +199,8 @@ impl OutQueue {
         }
     }
 
-    fn consume(&mut self, mut written: usize) {
+    /// Forgets the first `written` queued bytes: the transport took them.
+    pub fn consume(&mut self, mut written: usize) {
         let Some(queue) = self.queue.as_mut() else {
             return;
         };
@@ -350,21 +264,6 @@ fn put_frame(buf: &mut Vec<u8>, header: &ServerHeader, payload: &[u8]) {
     }
 }
 
-/// One vectored write to `sink`, retried if interrupted: how many bytes it
-/// took (never 0: a sink that takes nothing is an error), or `None` if it
-/// would block.
-fn send_once(sink: &mut dyn Sink, slices: &[IoSlice<'_>]) -> io::Result<Option<usize>> {
-    loop {
-        match sink.send_vectored(slices) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(written) => return Ok(Some(written)),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
-}
-
 /// Skips the first `n` bytes of the concatenation of `parts` (at most
 /// [`MAX_EXTRA`]), returning what remains.
 fn skip<'a>(parts: &[&'a [u8]], mut n: usize) -> [&'a [u8]; MAX_EXTRA] {
@@ -377,42 +276,43 @@ fn skip<'a>(parts: &[&'a [u8]], mut n: usize) -> [&'a [u8]; MAX_EXTRA] {
     out
 }
 
-/// A sink that accepts at most `room` bytes, then blocks: for tests of the
-/// queue and of the connection.
-#[cfg(test)]
-pub(crate) struct Throttled {
-    pub(crate) room: usize,
-    pub(crate) got: Vec<u8>,
-    pub(crate) calls: usize,
+/// The queued bytes as slices, oldest first: see [`OutQueue::pending`].
+#[derive(Debug, Clone)]
+pub struct PendingOutput<'a> {
+    chunks: std::collections::vec_deque::Iter<'a, Chunk>,
+    /// Bytes of the next chunk already written (the front one only).
+    skip: usize,
 }
 
-#[cfg(test)]
-impl Throttled {
-    pub(crate) fn new(room: usize) -> Throttled {
-        Throttled {
-            room,
-            got: Vec::new(),
-            calls: 0,
-        }
+impl<'a> Iterator for PendingOutput<'a> {
+    type Item = &'a [u8];
+
+    #[inline]
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let bytes = &self.chunks.next()?.bytes()[self.skip..];
+        self.skip = 0;
+        Some(bytes)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.chunks.size_hint()
     }
 }
 
+impl ExactSizeIterator for PendingOutput<'_> {}
+
+/// Takes the pending bytes of `q` into `got` as a transport with `room`
+/// bytes would: for tests of the queue and of the connection.
 #[cfg(test)]
-impl Sink for Throttled {
-    fn send_vectored(&mut self, slices: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.calls += 1;
-        if self.room == 0 {
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        let mut n = 0;
-        for slice in slices {
-            let take = slice.len().min(self.room - n);
-            self.got.extend_from_slice(&slice[..take]);
-            n += take;
-        }
-        self.room -= n;
-        Ok(n)
+pub(crate) fn take_into(q: &mut OutQueue, got: &mut Vec<u8>, room: usize) -> usize {
+    let mut n = 0;
+    for bytes in q.pending() {
+        let take = bytes.len().min(room - n);
+        got.extend_from_slice(&bytes[..take]);
+        n += take;
     }
+    q.consume(n);
+    n
 }
 
 #[cfg(test)]
@@ -428,12 +328,11 @@ mod tests {
         q.push_copy(&[b"ef"]);
         q.push_shared(&shared, 990);
         assert_eq!(q.len(), 4 + 1000 + 2 + 10);
-        let mut sink = Throttled::new(3);
-        assert_eq!(q.write_through(&mut sink, &[]).unwrap(), 0);
+        let mut got = Vec::new();
+        assert_eq!(take_into(&mut q, &mut got, 3), 3);
         assert_eq!(q.len(), 1013);
         for _ in 0..20 {
-            sink.room = 97;
-            q.write_through(&mut sink, &[]).unwrap();
+            take_into(&mut q, &mut got, 97);
             if q.is_empty() {
                 break;
             }
@@ -443,7 +342,7 @@ mod tests {
         want.extend_from_slice(&[9; 1000]);
         want.extend_from_slice(b"ef");
         want.extend_from_slice(&[9; 10]);
-        assert_eq!(sink.got, want);
+        assert_eq!(got, want);
     }
 
     #[test]
@@ -461,29 +360,41 @@ mod tests {
             want.extend_from_slice(&payload);
         }
         assert_eq!(q.len(), want.len());
-        let mut sink = Vec::new();
-        q.write_through(&mut sink, &[]).unwrap();
+        let mut got = Vec::new();
+        take_into(&mut q, &mut got, usize::MAX);
         assert!(q.is_empty());
-        assert_eq!(sink, want);
+        assert_eq!(got, want);
     }
 
     #[test]
-    fn extra_bytes_follow_the_queue_in_one_write_and_only_the_refused_rest_is_kept() {
+    fn only_the_refused_rest_of_extra_bytes_is_kept() {
         let mut q = OutQueue::default();
-        q.push_copy(&[b"queued "]);
-        let mut sink = Throttled::new(10);
         let parts: [&[u8]; 2] = [b"head ", b"payload"];
-        let took = q.write_through(&mut sink, &parts).unwrap();
-        assert_eq!(sink.calls, 1, "one vectored write for queue and extra");
-        assert_eq!(sink.got, b"queued hea");
-        assert_eq!(took, 3);
-        assert!(q.is_empty());
-        q.push_rest(&parts, took, None);
+        q.push_rest(&parts, parts.concat().len(), None);
+        assert!(q.is_empty(), "all taken: nothing queued");
+        q.push_rest(&parts, 3, None);
         assert_eq!(q.len(), 9);
-        sink.room = 100;
-        assert_eq!(q.write_through(&mut sink, &[]).unwrap(), 0);
-        assert_eq!(sink.got, b"queued head payload");
+        let mut got = Vec::new();
+        take_into(&mut q, &mut got, 100);
+        assert_eq!(got, b"d payload");
         assert!(q.is_empty());
+    }
+
+    #[test]
+    fn pending_output_starts_past_what_was_taken_and_ends_empty() {
+        let mut q = OutQueue::default();
+        assert_eq!(q.pending().len(), 0);
+        let shared: Rc<[u8]> = vec![5u8; 1000].into();
+        q.push_copy(&[b"0123456789"]);
+        q.push_shared(&shared, 0);
+        q.consume(4);
+        let slices: Vec<&[u8]> = q.pending().collect();
+        assert_eq!(slices.len(), 2);
+        assert_eq!(slices[0], b"456789");
+        assert_eq!(slices[1].len(), 1000);
+        q.consume(1006);
+        assert!(q.is_empty());
+        assert_eq!(q.pending().len(), 0);
     }
 
     #[test]
@@ -492,9 +403,7 @@ mod tests {
         let mut shared = None;
         let mut queues: Vec<OutQueue> = (0..3).map(|_| OutQueue::default()).collect();
         for q in &mut queues {
-            let mut full = Throttled::new(0);
-            let took = q.write_through(&mut full, &[&batch]).unwrap();
-            q.push_rest(&[&batch], took, Some(&mut shared));
+            q.push_rest(&[&batch], 0, Some(&mut shared));
             assert_eq!(q.len(), 4096);
         }
         // One allocation for the three members: the Rc counts them.

@@ -28,11 +28,11 @@ use crate::proto::http::Response;
 use super::batch::DeflatedBatch;
 use super::feed::Feed;
 use super::handler::TimerId;
-use super::sink::SlotSink;
 use super::slab::{ConnId, Slab};
 use super::stats::Stats;
 use super::timer::{Tick, TimerWheel, TICK};
 use super::topics::{TopicId, Topics};
+use super::transmit;
 use super::user_data::UserData;
 use super::Config;
 
@@ -95,18 +95,6 @@ pub(crate) struct Slot {
 }
 
 impl Slot {
-    /// The connection and the sink its bytes go to, borrowed apart.
-    pub(crate) fn split(&mut self) -> (&mut Connection, SlotSink<'_>) {
-        (
-            &mut self.conn,
-            SlotSink {
-                stream: &mut self.stream,
-                #[cfg(feature = "tls")]
-                tls: self.tls.as_deref_mut(),
-            },
-        )
-    }
-
     /// Whether its TLS session holds ciphertext the socket has not taken.
     fn tls_wants_write(&self) -> bool {
         #[cfg(feature = "tls")]
@@ -120,7 +108,7 @@ impl Slot {
     fn flush_tls(&mut self) {
         #[cfg(feature = "tls")]
         if let Some(tls) = self.tls.as_deref_mut() {
-            if let Err(e) = super::sink::flush_tls(tls, &mut self.stream) {
+            if let Err(e) = transmit::flush_tls(tls, &self.stream) {
                 debug!("TLS write failed: {e}");
                 let _ = self.conn.kill();
             }
@@ -522,14 +510,7 @@ impl Core {
                 &mut self.stats,
             );
         } else if slot.conn.has_output() && !slot.conn.wants_write() {
-            let (conn, mut sink) = slot.split();
-            conn.write_to(
-                &self.settings,
-                self.now,
-                &mut Counted::new(&mut sink, &mut self.stats),
-                &[],
-                None,
-            );
+            transmit::flush(slot, &self.settings, self.now, &mut self.stats, &[], None);
         }
         if slot.conn.take_backlog_closed() {
             self.stats.slow_consumer_closes += 1;
@@ -621,17 +602,22 @@ impl Core {
         if slot.fed {
             return self.send_behind_feed(id, msg);
         }
-        let (conn, mut sink) = slot.split();
-        let result = conn.send_through(
-            &self.settings,
-            self.now,
-            &mut self.codec,
-            &mut Counted::new(&mut sink, &mut self.stats),
-            msg,
-        );
-        if result.is_ok() {
-            self.stats.messages_sent += 1;
-        }
+        let result = match slot.conn.message_parts(&mut self.codec, msg) {
+            Ok((header, payload)) => {
+                let parts = [header.as_bytes(), payload];
+                transmit::flush(
+                    slot,
+                    &self.settings,
+                    self.now,
+                    &mut self.stats,
+                    &parts,
+                    None,
+                );
+                self.stats.messages_sent += 1;
+                Ok(())
+            }
+            Err(e) => Err(e),
+        };
         self.touch(id);
         result
     }
@@ -933,11 +919,11 @@ impl Core {
                 continue;
             }
             let shared = if from == 0 { Some(shared) } else { None };
-            let (conn, mut sink) = slot.split();
-            conn.write_to(
+            transmit::flush(
+                slot,
                 &self.settings,
                 self.now,
-                &mut Counted::new(&mut sink, &mut self.stats),
+                &mut self.stats,
                 &[frames],
                 shared,
             );
@@ -962,12 +948,8 @@ impl Core {
         if let Some(slot) = self.slots.get_mut(id) {
             slot.flush_tls();
             if !slot.tls_wants_write() {
-                let (conn, mut sink) = slot.split();
-                conn.handle_writable(
-                    &self.settings,
-                    self.now,
-                    &mut Counted::new(&mut sink, &mut self.stats),
-                );
+                slot.conn.handle_writable();
+                transmit::flush(slot, &self.settings, self.now, &mut self.stats, &[], None);
             }
             self.touch(id);
         }
@@ -1143,30 +1125,6 @@ impl std::fmt::Display for Peer<'_> {
     }
 }
 
-/// A socket that counts the bytes it takes.
-struct Counted<'a> {
-    stream: &'a mut dyn crate::proto::output::Sink,
-    stats: &'a mut Stats,
-}
-
-impl<'a> Counted<'a> {
-    fn new(stream: &'a mut dyn crate::proto::output::Sink, stats: &'a mut Stats) -> Counted<'a> {
-        Counted { stream, stats }
-    }
-}
-
-impl crate::proto::output::Sink for Counted<'_> {
-    fn send_vectored(&mut self, slices: &[std::io::IoSlice<'_>]) -> io::Result<usize> {
-        let n = self.stream.send_vectored(slices)?;
-        self.stats.bytes_sent += n as u64;
-        Ok(n)
-    }
-
-    fn shutdown_write(&mut self) {
-        self.stream.shutdown_write();
-    }
-}
-
 /// Appends live bytes to the paced feed of `slot` (which has one): behind
 /// the paced frames, counted as backlog. Past `max_backlog` of them the
 /// connection is closed (1008) as a slow consumer, and its feed dropped.
@@ -1217,14 +1175,7 @@ fn pump(
         }
         slot.fed = false;
         if slot.conn.has_output() && !slot.conn.wants_write() {
-            let (conn, mut sink) = slot.split();
-            conn.write_to(
-                settings,
-                now,
-                &mut Counted::new(&mut sink, stats),
-                &[],
-                None,
-            );
+            transmit::flush(slot, settings, now, stats, &[], None);
         }
         return;
     };
@@ -1238,14 +1189,7 @@ fn pump(
         if !slot.conn.has_output() || slot.conn.wants_write() || slot.tls_wants_write() {
             break;
         }
-        let (conn, mut sink) = slot.split();
-        conn.write_to(
-            settings,
-            now,
-            &mut Counted::new(&mut sink, stats),
-            &[],
-            None,
-        );
+        transmit::flush(slot, settings, now, stats, &[], None);
         if feed.is_empty() || slot.conn.wants_write() || !slot.conn.can_send() {
             break;
         }

@@ -19,12 +19,12 @@ mod handler;
 mod history;
 pub(crate) mod poller;
 mod post;
-mod sink;
 mod slab;
 mod stats;
 mod timer;
 /// `release_spare` is also the chat's.
 pub(crate) mod topics;
+mod transmit;
 mod user_data;
 
 use std::collections::VecDeque;

@@ -7,10 +7,12 @@
 //! on a protocol error, its deadlines (handshake, idle, close) and the bytes
 //! it has yet to send. It never touches a socket or a clock: the caller
 //! passes the current [`Instant`] to every call that needs one, asks
-//! [`Connection::poll_timeout`] when it next needs attention, and moves its
-//! output with [`Connection::write_to`] into any [`Sink`]. A test drives it
-//! with a `Vec<u8>` and a made-up `Instant`; the server drives it with a
-//! socket and a timer wheel.
+//! [`Connection::poll_timeout`] when it next needs attention, and takes
+//! what it wants sent as data ([`Connection::pending_output`]), telling it
+//! what went ([`Connection::consumed`], [`Connection::end_write`]) or that
+//! the transport failed ([`Connection::write_failed`]): it never calls out.
+//! A test drives it with a `Vec<u8>` and a made-up `Instant`; the server
+//! drives it with a socket and a timer wheel.
 //!
 //! The life of a connection:
 //!
@@ -45,7 +47,7 @@ use super::deflate::{self, Codec, InflateError};
 use super::frame::{encode_close, encode_frame, OpCode, ServerHeader, MAX_CONTROL_PAYLOAD};
 use super::handshake::{self, HandshakeError};
 use super::http::{HeadReader, HttpError, Request, Response, Status};
-use super::output::{OutQueue, Sink};
+use super::output::{OutQueue, PendingOutput};
 use super::receiver::{Event as RxEvent, Payload, ProtocolError, Receiver};
 
 /// What a connection needs to know of the server's configuration. One value
@@ -313,7 +315,7 @@ pub struct Connection {
     /// Whether the caller knows this connection as upgraded and must be told
     /// once when it closes.
     upgraded: bool,
-    /// Whether the sink refused bytes that are still queued: the peer is
+    /// Whether the transport refused bytes that are still queued: the peer is
     /// behind, and the backlog cap applies to what is sent next.
     behind: bool,
     /// Whether our direction has been shut down.
@@ -772,23 +774,20 @@ impl Connection {
         (header, msg.as_bytes())
     }
 
-    /// Sends a message straight through `sink` after what is queued, in one
-    /// vectored write, queueing only what the sink refuses: a large reply is
-    /// never copied when the socket takes it.
-    pub fn send_through(
-        &mut self,
-        settings: &Settings,
-        now: Instant,
-        codec: &mut Codec,
-        sink: &mut dyn Sink,
-        msg: Message<'_>,
-    ) -> Result<(), SendError> {
+    /// The header and payload of `msg` as [`Connection::send`] would
+    /// queue it, for a caller that hands a large message to its transport
+    /// right after [`Connection::pending_output`], in the same write, so that
+    /// it is never copied when the transport takes it; the caller then gives
+    /// it to [`Connection::end_write`] with what was taken.
+    pub fn message_parts<'m>(
+        &self,
+        codec: &'m mut Codec,
+        msg: Message<'m>,
+    ) -> Result<(ServerHeader, &'m [u8]), SendError> {
         if !self.can_send() {
             return Err(SendError::NotOpen);
         }
-        let (header, payload) = self.frame(codec, msg);
-        self.write_to(settings, now, sink, &[header.as_bytes(), payload], None);
-        Ok(())
+        Ok(self.frame(codec, msg))
     }
 
     /// Queues a frame encoded once for many connections.
@@ -905,36 +904,51 @@ impl Connection {
         Ok(())
     }
 
-    /// Moves queued bytes, then `extra`, into `sink` in one vectored write,
-    /// queueing what it refuses (as one shared buffer for every member that
-    /// must wait, if `shared` is given: see [`super::output::OutQueue::push_rest`]).
-    /// A sink that fails finishes the connection. Once a draining
-    /// connection's output is all out, its sending direction is shut.
-    pub fn write_to(
-        &mut self,
-        settings: &Settings,
-        now: Instant,
-        sink: &mut dyn Sink,
-        extra: &[&[u8]],
-        shared: Option<&mut Option<Rc<[u8]>>>,
-    ) {
+    /// What it wants sent, oldest first: slices for one vectored write.
+    /// Report what the transport took with [`Connection::consumed`], then
+    /// end the write with [`Connection::end_write`].
+    pub fn pending_output(&self) -> PendingOutput<'_> {
+        self.out.pending()
+    }
+
+    /// The transport took the first `n` bytes of [`Connection::pending_output`].
+    pub fn consumed(&mut self, n: usize) {
+        self.out.consume(n);
+    }
+
+    /// The transport failed: the connection is finished (reported as 1006).
+    pub fn write_failed(&mut self, error: &std::io::Error) {
         if matches!(self.phase, Phase::Finished) {
             return;
         }
+        log::debug!("write failed: {error}");
+        self.finish(close::ABNORMAL);
+    }
+
+    /// Ends a write. `extra` are the parts handed to the transport after the
+    /// pending output (a large message from [`Connection::message_parts`],
+    /// frames shared by many; at most [`super::output::MAX_EXTRA`]), of which
+    /// it took `written`: the rest is queued (as one shared buffer for every
+    /// member that must wait, if `shared` is given: see
+    /// [`super::output::OutQueue::push_rest`]). A connection that did not
+    /// write because it was behind (see [`Connection::wants_write`]) passes
+    /// 0. Bytes left queued after a write mean the peer is behind, and the
+    /// backlog cap applies to what it is sent next.
+    ///
+    /// Returns whether the transport's sending direction is to be shut now
+    /// (the exchange is over and everything is out), once.
+    pub fn end_write(
+        &mut self,
+        settings: &Settings,
+        now: Instant,
+        extra: &[&[u8]],
+        written: usize,
+        shared: Option<&mut Option<Rc<[u8]>>>,
+    ) -> bool {
+        if matches!(self.phase, Phase::Finished) {
+            return false;
+        }
         let was_behind = self.behind;
-        let written = if was_behind {
-            // The sink refused bytes before: wait for it to drain.
-            0
-        } else {
-            match self.out.write_through(sink, extra) {
-                Ok(n) => n,
-                Err(e) => {
-                    log::debug!("write failed: {e}");
-                    self.finish(close::ABNORMAL);
-                    return;
-                }
-            }
-        };
         self.out.push_rest(extra, written, shared);
         if !was_behind {
             self.behind = !self.out.is_empty();
@@ -942,14 +956,14 @@ impl Connection {
         self.check_backlog(settings, now, was_behind);
         if self.out.is_empty() && matches!(self.phase, Phase::Draining) && !self.fin_sent {
             self.fin_sent = true;
-            sink.shutdown_write();
+            return true;
         }
+        false
     }
 
-    /// The sink can take bytes again: writes what is queued.
-    pub fn handle_writable(&mut self, settings: &Settings, now: Instant, sink: &mut dyn Sink) {
+    /// The transport can take bytes again: a write may follow.
+    pub fn handle_writable(&mut self) {
         self.behind = false;
-        self.write_to(settings, now, sink, &[], None);
     }
 
     /// Queues bytes for the peer, under the backlog cap.
@@ -978,7 +992,7 @@ impl Connection {
         self.out.push_copy(&[frame]);
     }
 
-    /// The cap applies to a peer that is behind: one whose sink refused
+    /// The cap applies to a peer that is behind: one whose transport refused
     /// bytes still queued when this output came. A single message larger
     /// than the cap, sent to a peer that has kept up, is let through, so the
     /// largest message accepted can always be echoed; memory stays bounded by
@@ -1122,18 +1136,19 @@ impl Connection {
         }
     }
 
-    /// Whether bytes wait for the sink to take them.
+    /// Whether bytes the transport refused are still queued: the next write
+    /// waits for [`Connection::handle_writable`].
     pub fn wants_write(&self) -> bool {
         self.behind
     }
 
-    /// Whether [`Connection::write_to`] has anything to do: bytes queued, or
-    /// a finished exchange whose sending direction is still to be shut.
+    /// Whether a write has anything to do: bytes queued, or a finished
+    /// exchange whose sending direction is still to be shut.
     pub fn has_output(&self) -> bool {
         !self.out.is_empty() || (matches!(self.phase, Phase::Draining) && !self.fin_sent)
     }
 
-    /// Bytes queued that the sink has not taken.
+    /// Bytes queued that the transport has not taken.
     pub fn backlog(&self) -> usize {
         self.out.len()
     }

@@ -5,7 +5,6 @@ use std::time::{Duration, Instant};
 
 use super::*;
 use crate::proto::frame::encode_client_frame;
-use crate::proto::output::Throttled;
 
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 const MASK: [u8; 4] = [1, 2, 3, 4];
@@ -33,6 +32,86 @@ fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A transport that takes at most `room` bytes, then refuses, driven as the
+/// server's `transmit::flush` drives a connection's output.
+struct Throttled {
+    room: usize,
+    got: Vec<u8>,
+    /// Whether the connection asked for its sending direction to be shut.
+    shut: bool,
+}
+
+impl Throttled {
+    fn new(room: usize) -> Throttled {
+        Throttled {
+            room,
+            got: Vec::new(),
+            shut: false,
+        }
+    }
+
+    /// Takes what fits of `bytes`; how much that was.
+    fn take(&mut self, bytes: &[u8]) -> usize {
+        let n = bytes.len().min(self.room);
+        self.got.extend_from_slice(&bytes[..n]);
+        self.room -= n;
+        n
+    }
+
+    /// One write: the connection's pending output, then `extra` once all of
+    /// that went, unless the connection waits for the transport to drain.
+    fn flush(&mut self, conn: &mut Connection, s: &Settings, now: Instant, extra: &[&[u8]]) {
+        if conn.is_finished() {
+            return;
+        }
+        let mut written = 0;
+        if !conn.wants_write() {
+            let mut n = 0;
+            let mut all = true;
+            let pending: Vec<Vec<u8>> = conn.pending_output().map(<[u8]>::to_vec).collect();
+            for bytes in &pending {
+                let took = self.take(bytes);
+                n += took;
+                if took < bytes.len() {
+                    all = false;
+                    break;
+                }
+            }
+            conn.consumed(n);
+            if all {
+                for part in extra {
+                    written += self.take(part);
+                }
+            }
+        }
+        if conn.end_write(s, now, extra, written, None) {
+            self.shut = true;
+        }
+    }
+
+    /// The transport can take more: a write follows.
+    fn writable(&mut self, conn: &mut Connection, s: &Settings, now: Instant) {
+        conn.handle_writable();
+        self.flush(conn, s, now, &[]);
+    }
+}
+
+/// Sends `msg` as the server sends a large one: handed to the transport
+/// right after the pending output, queued only as far as it is refused.
+fn send_through(
+    conn: &mut Connection,
+    s: &Settings,
+    now: Instant,
+    codec: &mut Codec,
+    sink: &mut Throttled,
+    msg: Message<'_>,
+) -> Result<(), SendError> {
+    let (header, payload) = conn.message_parts(codec, msg)?;
+    let payload = payload.to_vec();
+    sink.flush(conn, s, now, &[header.as_bytes(), &payload]);
+    Ok(())
+}
+
 /// What a test sees of an event, owned.
 #[derive(Debug, PartialEq, Eq)]
 enum Seen {
@@ -49,7 +128,7 @@ struct Peer {
     conn: Connection,
     codec: Codec,
     scratch: Vec<u8>,
-    wire: Vec<u8>,
+    wire: Throttled,
     t0: Instant,
     /// Whether `feed` tries [`Connection::read_message`] before
     /// `handle_input`, as the server does.
@@ -64,7 +143,7 @@ impl Peer {
             s,
             codec: Codec::default(),
             scratch: Vec::new(),
-            wire: Vec::new(),
+            wire: Throttled::new(usize::MAX),
             t0,
             fast: false,
         }
@@ -127,7 +206,7 @@ impl Peer {
 
     fn flush(&mut self, ms: u64) {
         let now = self.at(ms);
-        self.conn.write_to(&self.s, now, &mut self.wire, &[], None);
+        self.wire.flush(&mut self.conn, &self.s, now, &[]);
     }
 
     fn tick(&mut self, ms: u64) -> Option<u16> {
@@ -138,7 +217,7 @@ impl Peer {
 
     /// Takes what was sent so far.
     fn sent(&mut self) -> Vec<u8> {
-        std::mem::take(&mut self.wire)
+        std::mem::take(&mut self.wire.got)
     }
 
     fn open(s: Settings) -> Peer {
@@ -406,15 +485,16 @@ fn a_peer_that_does_not_read_is_closed_with_1008_past_the_backlog_limit() {
     let mut sink = Throttled::new(100);
     let big = [b'x'; 600];
     // One message larger than the socket takes: the peer is behind now.
-    peer.conn
-        .send_through(
-            &peer.s,
-            peer.at(1),
-            &mut peer.codec,
-            &mut sink,
-            Message::Binary(&big),
-        )
-        .unwrap();
+    let now = peer.at(1);
+    send_through(
+        &mut peer.conn,
+        &peer.s,
+        now,
+        &mut peer.codec,
+        &mut sink,
+        Message::Binary(&big),
+    )
+    .unwrap();
     assert!(peer.conn.wants_write());
     assert!(peer.conn.is_open(), "a single message is let through");
     peer.conn
@@ -428,7 +508,8 @@ fn a_peer_that_does_not_read_is_closed_with_1008_past_the_backlog_limit() {
     );
     // The close frame goes out once the socket drains.
     sink.room = usize::MAX / 2;
-    peer.conn.handle_writable(&peer.s, peer.at(4), &mut sink);
+    let now = peer.at(4);
+    sink.writable(&mut peer.conn, &peer.s, now);
     let tail = close_payload(1008, "backlog limit exceeded");
     assert!(
         sink.got.ends_with(&tail),
@@ -446,15 +527,16 @@ fn paced_frames_skip_the_backlog_check_and_encode_matches_send() {
     let mut peer = Peer::open(s);
     let mut sink = Throttled::new(100);
     let big = [b'x'; 600];
-    peer.conn
-        .send_through(
-            &peer.s,
-            peer.at(1),
-            &mut peer.codec,
-            &mut sink,
-            Message::Binary(&big),
-        )
-        .unwrap();
+    let now = peer.at(1);
+    send_through(
+        &mut peer.conn,
+        &peer.s,
+        now,
+        &mut peer.codec,
+        &mut sink,
+        Message::Binary(&big),
+    )
+    .unwrap();
     assert!(peer.conn.wants_write());
     // Behind, and over the cap: a paced frame is queued all the same (its
     // caller bounds what it queues), where a send would close.
@@ -473,26 +555,49 @@ fn paced_frames_skip_the_backlog_check_and_encode_matches_send() {
     assert!(peer.conn.take_backlog_closed());
     assert_eq!(peer.conn.queue_paced(&bytes), Err(SendError::NotOpen));
     sink.room = usize::MAX / 2;
-    peer.conn.handle_writable(&peer.s, peer.at(3), &mut sink);
+    let now = peer.at(3);
+    sink.writable(&mut peer.conn, &peer.s, now);
     assert!(sink
         .got
         .ends_with(&close_payload(1008, "backlog limit exceeded")));
 }
 
 #[test]
-fn a_failed_write_finishes_the_connection() {
-    struct Broken;
-    impl Sink for Broken {
-        fn send_vectored(&mut self, _: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
-            Err(std::io::ErrorKind::BrokenPipe.into())
-        }
-    }
+fn the_sending_direction_is_shut_once_the_close_answer_is_out() {
     let mut peer = Peer::open(settings());
     peer.conn
         .send(&peer.s, peer.at(1), &mut peer.codec, Message::Text("x"))
         .unwrap();
+    let mut sink = Throttled::new(3);
+    let now = peer.at(1);
+    sink.flush(&mut peer.conn, &peer.s, now, &[]);
+    assert!(!sink.shut, "open: never shut");
+    let mut input = client_frame(0x88, &close_payload(1000, ""));
+    let (_, event) =
+        peer.conn
+            .handle_input(&peer.s, now, &mut peer.codec, &mut input, &mut peer.scratch);
+    assert!(matches!(event, Some(Event::Closed { code: 1000, .. })));
+    // Draining: the rest of the reply and the close frame first.
+    sink.writable(&mut peer.conn, &peer.s, now);
+    assert!(!sink.shut, "output left: not shut yet");
+    assert!(peer.conn.wants_write());
+    sink.room = 100;
+    sink.writable(&mut peer.conn, &peer.s, now);
+    assert!(sink.shut, "all out: shut");
+    assert!(!peer.conn.has_output());
+    assert!(!peer.conn.end_write(&peer.s, now, &[], 0, None), "once");
+    assert!(sink.got.ends_with(&[0x88, 0x02, 0x03, 0xE8]));
+}
+
+#[test]
+fn a_failed_write_finishes_the_connection() {
+    let mut peer = Peer::open(settings());
     peer.conn
-        .write_to(&peer.s, peer.at(1), &mut Broken, &[], None);
+        .send(&peer.s, peer.at(1), &mut peer.codec, Message::Text("x"))
+        .unwrap();
+    assert_eq!(peer.conn.pending_output().len(), 1);
+    peer.conn
+        .write_failed(&std::io::ErrorKind::BrokenPipe.into());
     assert!(peer.conn.is_finished());
     assert_eq!(peer.conn.take_closed(), Some(close::ABNORMAL));
 }
@@ -827,8 +932,7 @@ fn echoes_through_a_throttled_socket_arrive_whole_and_in_order() {
         let now = peer.at(1);
         let msg = Message::Binary(data);
         if data.len() >= 16 * 1024 {
-            peer.conn
-                .send_through(&peer.s, now, &mut peer.codec, sink, msg)
+            send_through(&mut peer.conn, &peer.s, now, &mut peer.codec, sink, msg)
         } else {
             peer.conn.send(&peer.s, now, &mut peer.codec, msg)
         }
@@ -906,15 +1010,16 @@ fn echoes_through_a_throttled_socket_arrive_whole_and_in_order() {
                 }
                 // Settled: what is queued goes out unless the socket is full.
                 if peer.conn.has_output() && !peer.conn.wants_write() {
-                    peer.conn
-                        .write_to(&peer.s, peer.at(1), &mut sink, &[], None);
+                    let now = peer.at(1);
+                    sink.flush(&mut peer.conn, &peer.s, now, &[]);
                 }
             }
             // The peer reads some; the socket turns writable.
             if next(3) == 0 {
                 sink.room += next(40 * 1024);
                 if peer.conn.wants_write() {
-                    peer.conn.handle_writable(&peer.s, peer.at(1), &mut sink);
+                    let now = peer.at(1);
+                    sink.writable(&mut peer.conn, &peer.s, now);
                 }
             }
             assert!(peer.conn.is_open(), "round {round}");

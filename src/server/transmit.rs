@@ -1,0 +1,295 @@
+//! Moving a connection's output to its socket: the one place bytes meet
+//! the kernel on the way out.
+//!
+//! A connection never writes: it holds what it wants sent as data
+//! ([`Connection::pending_output`]). [`flush`] takes those slices (and, after
+//! them, a large message or a broadcast batch handed along without being
+//! queued), encrypts them if the slot has a TLS session, writes them with
+//! one `sendmsg`, and tells the connection what went ([`Connection::consumed`],
+//! [`Connection::end_write`]) or that the socket failed
+//! ([`Connection::write_failed`]); the connection decides what that means
+//! (backlog, half-close).
+
+use std::io::{self, IoSlice};
+use std::net::{Shutdown, TcpStream};
+use std::rc::Rc;
+use std::time::Instant;
+
+use crate::proto::connection::{Connection, Settings};
+
+use super::core::Slot;
+use super::stats::Stats;
+
+/// Most slices handed to one `sendmsg`.
+const MAX_IOVECS: usize = 32;
+
+/// Writes what the connection of `slot` has pending and then `extra` (at
+/// most [`crate::proto::output::MAX_EXTRA`] parts), one `sendmsg` per round
+/// until the socket refuses bytes or everything is out, and queues what it
+/// refused of `extra` (as one buffer shared by every member that must wait,
+/// if `shared` is given). A connection that is behind writes nothing until
+/// its socket is writable again; `extra` is then queued whole. A connection
+/// whose exchange is over and whose output is all out has its sending
+/// direction shut.
+pub(crate) fn flush(
+    slot: &mut Slot,
+    settings: &Settings,
+    now: Instant,
+    stats: &mut Stats,
+    extra: &[&[u8]],
+    shared: Option<&mut Option<Rc<[u8]>>>,
+) {
+    if slot.conn.is_finished() {
+        return;
+    }
+    let written = if slot.conn.wants_write() {
+        0
+    } else {
+        match write(slot, stats, extra) {
+            Ok(n) => n,
+            Err(e) => {
+                slot.conn.write_failed(&e);
+                return;
+            }
+        }
+    };
+    if slot.conn.end_write(settings, now, extra, written, shared) {
+        shutdown_write(slot);
+    }
+}
+
+/// The writes of [`flush`]: returns how many bytes of `extra` went.
+fn write(slot: &mut Slot, stats: &mut Stats, extra: &[&[u8]]) -> io::Result<usize> {
+    let conn = &mut slot.conn;
+    #[cfg(feature = "tls")]
+    if let Some(tls) = slot.tls.as_deref_mut() {
+        return write_rounds(conn, stats, extra, |slices| {
+            tls_send(tls, &slot.stream, slices)
+        });
+    }
+    let stream = &slot.stream;
+    {
+        // The common case (a connection's replies to one read, merged into
+        // one chunk): one slice to `send`, without the 32-slot array and the
+        // walk over the chunks.
+        let mut pending = conn.pending_output();
+        if extra.is_empty() && pending.len() <= 1 {
+            let Some(bytes) = pending.next() else {
+                return Ok(0);
+            };
+            if let Some(n) = send_once(|s| send_slices(stream, s), &[IoSlice::new(bytes)])? {
+                stats.bytes_sent += n as u64;
+                conn.consumed(n);
+            }
+            return Ok(0);
+        }
+    }
+    write_rounds(conn, stats, extra, |slices| send_slices(stream, slices))
+}
+
+/// Vectored writes through `send` of what `conn` has pending, then `extra`
+/// once all of it fits in one write, until `send` blocks or everything is
+/// out. Returns how many bytes of `extra` went.
+fn write_rounds(
+    conn: &mut Connection,
+    stats: &mut Stats,
+    extra: &[&[u8]],
+    mut send: impl FnMut(&[IoSlice<'_>]) -> io::Result<usize>,
+) -> io::Result<usize> {
+    loop {
+        let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+        let mut n = 0;
+        let mut queued = 0;
+        let mut pending = conn.pending_output();
+        for bytes in pending
+            .by_ref()
+            .take(MAX_IOVECS - crate::proto::output::MAX_EXTRA)
+        {
+            slices[n] = IoSlice::new(bytes);
+            queued += bytes.len();
+            n += 1;
+        }
+        // Only once every queued chunk fits in this write may the extra
+        // bytes follow it.
+        let all_queued = pending.len() == 0;
+        if all_queued {
+            for part in extra.iter().filter(|p| !p.is_empty()) {
+                slices[n] = IoSlice::new(part);
+                n += 1;
+            }
+        }
+        if n == 0 {
+            return Ok(0);
+        }
+        let Some(written) = send_once(&mut send, &slices[..n])? else {
+            return Ok(0);
+        };
+        stats.bytes_sent += written as u64;
+        let from_queue = written.min(queued);
+        conn.consumed(from_queue);
+        if all_queued {
+            return Ok(written - from_queue);
+        }
+        if from_queue < queued {
+            // The socket is full.
+            return Ok(0);
+        }
+    }
+}
+
+/// One write through `send`, retried if interrupted: how many bytes it
+/// took (never 0: a socket that takes nothing is an error), or `None` if it
+/// would block.
+fn send_once(
+    mut send: impl FnMut(&[IoSlice<'_>]) -> io::Result<usize>,
+    slices: &[IoSlice<'_>],
+) -> io::Result<Option<usize>> {
+    loop {
+        match send(slices) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(written) => return Ok(Some(written)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// `send` (one buffer) or `sendmsg` with `MSG_NOSIGNAL`: a peer that reset
+/// its connection must give us `EPIPE`, not a `SIGPIPE` that kills a C host
+/// program which, unlike Rust's runtime, does not ignore that signal.
+pub(crate) fn send_slices(stream: &TcpStream, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+    use rustix::net::{send, sendmsg, SendAncillaryBuffer, SendFlags};
+    let sent = if let [one] = slices {
+        // One buffer (the usual echo batch): `send`, which spares the
+        // kernel copying in a `msghdr` and an iovec array.
+        send(stream, one, SendFlags::NOSIGNAL)
+    } else {
+        sendmsg(
+            stream,
+            slices,
+            &mut SendAncillaryBuffer::default(),
+            SendFlags::NOSIGNAL,
+        )
+    };
+    sent.map_err(io::Error::from)
+}
+
+/// Ends the sending direction of `slot`: the clean end of its TLS session
+/// first, if it has one (what the socket refuses of it is lost with the
+/// half-close, as an unread close frame is), then the TCP half-close.
+fn shutdown_write(slot: &mut Slot) {
+    #[cfg(feature = "tls")]
+    if let Some(tls) = slot.tls.as_deref_mut() {
+        tls.close();
+        let _ = flush_tls(tls, &slot.stream);
+    }
+    let _ = slot.stream.shutdown(Shutdown::Write);
+}
+
+/// The most plaintext taken into a TLS session per write: what the socket
+/// refuses of its ciphertext waits in the session, so this bounds it.
+#[cfg(feature = "tls")]
+const TLS_WRITE_MAX: usize = 64 * 1024;
+
+/// Encrypts what is handed over and writes the ciphertext. A session still
+/// holding ciphertext the socket refused takes nothing more (`WouldBlock`),
+/// so that plaintext waits in the connection's queue, where the backlog cap
+/// applies.
+#[cfg(feature = "tls")]
+fn tls_send(
+    tls: &mut crate::tls::TlsSession,
+    stream: &TcpStream,
+    slices: &[IoSlice<'_>],
+) -> io::Result<usize> {
+    if !flush_tls(tls, stream)? {
+        return Err(io::ErrorKind::WouldBlock.into());
+    }
+    let mut bufs: [&[u8]; MAX_IOVECS] = [&[]; MAX_IOVECS];
+    let mut n = 0;
+    let mut taken = 0;
+    for slice in slices.iter().take(bufs.len()) {
+        let take = slice.len().min(TLS_WRITE_MAX - taken);
+        bufs[n] = &slice[..take];
+        n += 1;
+        taken += take;
+        if taken == TLS_WRITE_MAX {
+            break;
+        }
+    }
+    tls.write_plaintext_vectored(&bufs[..n])
+        .map_err(|e| io::Error::new(io::ErrorKind::BrokenPipe, e.to_string()))?;
+    flush_tls(tls, stream)?;
+    Ok(taken)
+}
+
+/// Writes the session's pending ciphertext. Returns whether all of it went.
+#[cfg(feature = "tls")]
+pub(crate) fn flush_tls(tls: &mut crate::tls::TlsSession, stream: &TcpStream) -> io::Result<bool> {
+    loop {
+        let pending = tls.pending_output();
+        if pending.is_empty() {
+            return Ok(true);
+        }
+        match send_slices(stream, &[IoSlice::new(pending)]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => tls.consumed(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A write to a socket whose sending side is shut gets `EPIPE`. With
+    /// plain `writev` it would also raise SIGPIPE, which kills a C host
+    /// program; the check runs in a forked child with SIGPIPE at its
+    /// default action so that a signal shows in its exit status.
+    #[test]
+    #[allow(unsafe_code)] // fork, signal, _exit, waitpid: the check needs a child process.
+    fn a_closed_socket_gives_epipe_not_sigpipe() {
+        use std::net::TcpListener;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let ours = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (_theirs, _) = listener.accept().unwrap();
+        ours.shutdown(Shutdown::Write).unwrap();
+        // SAFETY: the child only makes async-signal-safe calls (signal,
+        // sendmsg, _exit) before it exits; the parent waits for it.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            // SAFETY: restores the default action in the forked child only.
+            let code = unsafe {
+                libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+                // One buffer goes through `send`, two through `sendmsg`.
+                let one = send_slices(&ours, &[IoSlice::new(b"x")]);
+                let two = send_slices(&ours, &[IoSlice::new(b"x"), IoSlice::new(b"y")]);
+                match (one, two) {
+                    (Err(a), Err(b))
+                        if a.raw_os_error() == Some(libc::EPIPE)
+                            && b.raw_os_error() == Some(libc::EPIPE) =>
+                    {
+                        0
+                    }
+                    _ => 1,
+                }
+            };
+            // SAFETY: ends the forked child without running the parent's
+            // atexit handlers or unwinding its test harness.
+            unsafe { libc::_exit(code) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for the child forked above.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert!(
+            libc::WIFEXITED(status),
+            "child killed by signal {}",
+            libc::WTERMSIG(status)
+        );
+        assert_eq!(libc::WEXITSTATUS(status), 0, "expected EPIPE");
+    }
+}
