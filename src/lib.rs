@@ -62,6 +62,7 @@ pub mod cluster;
 pub mod echo;
 #[cfg(feature = "ffi")]
 pub mod ffi;
+mod log_text;
 pub mod proto;
 pub mod server;
 mod signals;
