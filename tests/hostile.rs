@@ -627,6 +627,39 @@ fn origin_outside_the_allow_list_gets_403() {
     assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
 }
 
+#[test]
+fn two_origins_get_400_and_a_default_port_matches_the_entry_without_it() {
+    let server = Rookery::start(&[
+        "--allow-origin",
+        "https://good.example",
+        "--allow-origin",
+        "http://plain.example",
+        "-q",
+    ]);
+    let head_for = |extra: &str| {
+        let mut s = tcp(server.port);
+        s.write_all(request(extra).as_bytes()).unwrap();
+        read_head(&mut s)
+    };
+    // Only the first was checked once: allowed then evil got 101.
+    for extra in [
+        "Origin: https://good.example\r\nOrigin: https://evil.example\r\n",
+        "Origin: https://evil.example\r\nOrigin: https://good.example\r\n",
+        "Origin: https://good.example\r\norigin: https://good.example\r\n",
+    ] {
+        let head = head_for(extra);
+        assert!(head.starts_with("HTTP/1.1 400 "), "{extra:?}: {head}");
+    }
+    for origin in ["https://good.example:443", "http://plain.example:80"] {
+        let head = head_for(&format!("Origin: {origin}\r\n"));
+        assert!(head.starts_with("HTTP/1.1 101 "), "{origin}: {head}");
+    }
+    for origin in ["https://good.example:8443", "http://plain.example:443"] {
+        let head = head_for(&format!("Origin: {origin}\r\n"));
+        assert!(head.starts_with("HTTP/1.1 403 "), "{origin}: {head}");
+    }
+}
+
 // ---- message size limit ------------------------------------------------------------------
 
 /// A header announcing 2^40 bytes is answered with 1009 at once, and the
