@@ -70,6 +70,7 @@ mod signals;
 pub mod tls;
 
 pub use proto::connection::{Message, SendError, SharedFrame};
+pub use proto::rate::Rate;
 pub use server::{
     Config, ConnId, Context, Handler, ReloadHandle, Server, Stats, StopHandle, TimerId, Upgrade,
 };

@@ -597,6 +597,33 @@ fn connection_over_the_limit_gets_503_and_the_others_are_untouched() {
     assert!(admitted, "no room made when a member left");
 }
 
+// ---- rates ---------------------------------------------------------------------------
+
+/// A client flooding the chat is closed with 1008 once past its burst, and
+/// a member that reads gets at most that burst of it and stays open.
+#[test]
+fn a_flooder_is_closed_1008_by_the_rate_limit_and_a_member_is_not() {
+    let server = Rookery::start(&["--rate-limit", "20/s:40", "-q"]);
+    let mut member = chat_member(&server);
+    let mut flooder = raw_upgrade(server.port);
+    let flood: Vec<u8> = (0..1000).flat_map(|_| masked(0x81, b"flood")).collect();
+    // The server may close before taking it all: a failed write is fine.
+    let _ = flooder.write_all(&flood);
+    assert_eq!(read_close_code(&mut flooder), 1008);
+    drop(flooder);
+    member.send(Message::text("still here")).unwrap();
+    let mut floods = 0;
+    loop {
+        match read_text(&mut member).as_str() {
+            "flood" => floods += 1,
+            "still here" => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    // 40 at once, and what a second refilled if the flood was slow to come.
+    assert!((40..=62).contains(&floods), "{floods} floods relayed");
+}
+
 // ---- origin allow-list ----------------------------------------------------------------
 
 #[test]
