@@ -624,6 +624,90 @@ fn a_flooder_is_closed_1008_by_the_rate_limit_and_a_member_is_not() {
     assert!((40..=62).contains(&floods), "{floods} floods relayed");
 }
 
+/// A TCP connection to 127.0.0.1:`port` from the loopback address
+/// 127.0.0.`host` (Linux routes all of 127/8 to the loopback interface).
+fn tcp_from(host: u8, port: u16) -> TcpStream {
+    let sockaddr = |a: [u8; 4], port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(a),
+        },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: plain socket calls on a descriptor we own (the stream owns it
+    // from the start); the addresses outlive the calls that read them.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket: {}", io::Error::last_os_error());
+        let stream = TcpStream::from_raw_fd(fd);
+        let local = sockaddr([127, 0, 0, host], 0);
+        let rc = libc::bind(fd, (&local as *const libc::sockaddr_in).cast(), len);
+        assert_eq!(rc, 0, "bind: {}", io::Error::last_os_error());
+        let remote = sockaddr([127, 0, 0, 1], port);
+        let rc = libc::connect(fd, (&remote as *const libc::sockaddr_in).cast(), len);
+        assert_eq!(rc, 0, "connect: {}", io::Error::last_os_error());
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        stream
+    }
+}
+
+/// One address trickling handshakes holds at most its share of the
+/// connections: past `--max-connections-per-ip` it gets 503, while other
+/// addresses still get in and a slot it gives up is its own again.
+#[test]
+fn one_address_gets_503_past_its_share_and_others_still_get_in() {
+    let server = Rookery::start(&[
+        "--max-connections",
+        "100",
+        "--max-connections-per-ip",
+        "3",
+        "-q",
+    ]);
+    // Three handshakes begun and never finished hold their slots.
+    let mut tricklers: Vec<TcpStream> = (0..3)
+        .map(|_| {
+            let mut s = tcp_from(1, server.port);
+            s.write_all(b"GET /chat HTTP/1.1\r\nHost: x\r\n").unwrap();
+            s
+        })
+        .collect();
+    for _ in 0..5 {
+        let mut fourth = tcp_from(1, server.port);
+        let _ = fourth.write_all(request("").as_bytes());
+        let head = read_head(&mut fourth);
+        assert!(head.starts_with("HTTP/1.1 503 "), "{head}");
+    }
+    // Another address is not affected, up to its own share.
+    let mut others: Vec<TcpStream> = (0..3)
+        .map(|_| raw_upgrade_over(tcp_from(2, server.port)))
+        .collect();
+    let mut over = tcp_from(2, server.port);
+    let _ = over.write_all(request("").as_bytes());
+    assert!(read_head(&mut over).starts_with("HTTP/1.1 503 "));
+    // An upgraded connection counts as well as a handshake: one closes,
+    // and its address has a slot again.
+    reset(others.pop().expect("three upgraded"));
+    assert!(
+        wait_until(PATIENCE, || {
+            let mut s = tcp_from(2, server.port);
+            s.write_all(request("").as_bytes()).is_ok()
+                && read_head(&mut s).starts_with("HTTP/1.1 101 ")
+        }),
+        "no slot given back to 127.0.0.2"
+    );
+    reset(tricklers.pop().expect("three handshakes"));
+    assert!(
+        wait_until(PATIENCE, || {
+            let mut s = tcp_from(1, server.port);
+            s.write_all(request("").as_bytes()).is_ok()
+                && read_head(&mut s).starts_with("HTTP/1.1 101 ")
+        }),
+        "no slot given back to 127.0.0.1"
+    );
+}
+
 // ---- origin allow-list ----------------------------------------------------------------
 
 #[test]

@@ -15,6 +15,7 @@ mod batch;
 mod config;
 mod core;
 mod handler;
+mod per_ip;
 pub(crate) mod poller;
 mod post;
 mod sink;
