@@ -29,6 +29,9 @@ fn help_explains_every_flag_with_its_default() {
         "--max-message",
         "--max-backlog",
         "--max-connections",
+        "--max-connections-per-ip",
+        "--rate-limit",
+        "--rate-limit-bytes",
         "--allow-origin",
         "--allow-binary",
         "--no-page",
@@ -70,6 +73,10 @@ fn a_bad_flag_or_value_is_one_line_and_exit_2() {
         (&["--max-message", "huge"][..], "--max-message"),
         (&["--mode", "relay"][..], "--mode"),
         (&["--listen"][..], "--listen"),
+        (&["--rate-limit", "fast"][..], "--rate-limit"),
+        (&["--rate-limit", "10/m"][..], "--rate-limit"),
+        (&["--rate-limit-bytes", "1MiB:lots"][..], "--rate-limit-bytes"),
+        (&["--max-connections-per-ip", "-3"][..], "--max-connections-per-ip"),
     ] {
         let out = rookery(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
