@@ -75,8 +75,14 @@ fn a_bad_flag_or_value_is_one_line_and_exit_2() {
         (&["--listen"][..], "--listen"),
         (&["--rate-limit", "fast"][..], "--rate-limit"),
         (&["--rate-limit", "10/m"][..], "--rate-limit"),
-        (&["--rate-limit-bytes", "1MiB:lots"][..], "--rate-limit-bytes"),
-        (&["--max-connections-per-ip", "-3"][..], "--max-connections-per-ip"),
+        (
+            &["--rate-limit-bytes", "1MiB:lots"][..],
+            "--rate-limit-bytes",
+        ),
+        (
+            &["--max-connections-per-ip", "-3"][..],
+            "--max-connections-per-ip",
+        ),
     ] {
         let out = rookery(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
