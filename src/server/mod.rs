@@ -98,7 +98,8 @@ impl StopHandle {
 /// Makes a running [`Server`] re-read its TLS certificate and key, from any
 /// thread or from a signal handler (SIGHUP): [`ReloadHandle::reload`] only
 /// stores a flag and wakes the poller, both async-signal-safe. The loop
-/// reloads at the end of its pass. Without TLS it does nothing.
+/// reloads at the end of its pass. Without TLS it logs (info) that there is
+/// nothing to reload, and does nothing else.
 #[derive(Clone)]
 pub struct ReloadHandle {
     poller: Arc<Poller>,
