@@ -3,7 +3,8 @@
 //! cannot hold every connection slot, whether with upgraded connections or
 //! with handshakes it trickles.
 //!
-//! An IPv4 address counts as itself; an IPv6 address counts whole (all 128
+//! An IPv4 address counts as itself (the same as its IPv4-mapped IPv6 form,
+//! as a dual-stack listener sees it); an IPv6 address counts whole (all 128
 //! bits), so a client with a /64 of its own can use one address per
 //! connection. Both maps give their memory back as they empty
 //! ([`super::topics::release_spare`]), so a burst of addresses does not stay
@@ -16,23 +17,33 @@ use super::slab::ConnId;
 use super::topics::release_spare;
 
 /// How many connections each address has, and each counted connection's
-/// address.
+/// address. Addresses are kept as IPv6 (an IPv4 one mapped, `::ffff:a.b.c.d`)
+/// in a `u128`: plain integers hash with less code than `IpAddr`.
 #[derive(Debug, Default)]
 pub(crate) struct PerIp {
-    counts: HashMap<IpAddr, u32>,
-    addresses: HashMap<ConnId, IpAddr>,
+    counts: HashMap<u128, u32>,
+    addresses: HashMap<ConnId, u128>,
+}
+
+/// `ip` as one integer, an IPv4 address mapped into IPv6.
+fn key(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().into(),
+        IpAddr::V6(v6) => v6.into(),
+    }
 }
 
 impl PerIp {
     /// Whether `ip` already has `limit` connections or more.
     pub(crate) fn is_full(&self, ip: IpAddr, limit: usize) -> bool {
         self.counts
-            .get(&ip)
+            .get(&key(ip))
             .is_some_and(|&n| usize::try_from(n).unwrap_or(usize::MAX) >= limit)
     }
 
     /// Counts connection `id`, from `ip`.
     pub(crate) fn add(&mut self, id: ConnId, ip: IpAddr) {
+        let ip = key(ip);
         if self.addresses.insert(id, ip).is_none() {
             let n = self.counts.entry(ip).or_default();
             *n = n.saturating_add(1);
@@ -84,6 +95,8 @@ mod tests {
         assert!(!p.is_full(a, 3));
         assert!(!p.is_full(b, 2));
         assert!(!p.is_full(b2, 1), "IPv6 counts by the whole address");
+        let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
+        assert!(p.is_full(mapped, 2), "IPv4 mapped in IPv6 is the same address");
         p.remove(id(1));
         assert!(!p.is_full(a, 2));
         p.remove(id(1)); // not counted any more: nothing happens
