@@ -32,6 +32,7 @@ use super::slab::{ConnId, Slab};
 use super::stats::Stats;
 use super::timer::{Tick, TimerWheel, TICK};
 use super::topics::{TopicId, Topics};
+use super::user_data::UserData;
 use super::Config;
 
 /// [`TICK`] in nanoseconds.
@@ -132,6 +133,8 @@ pub(crate) struct Core {
     pub slots: Slab<Slot>,
     wheel: TimerWheel<Timer>,
     user_timers: Slab<(u64, Tick)>,
+    /// The handler's values, one per connection at most.
+    pub(crate) user_data: UserData,
     pub config: Config,
     pub settings: Settings,
     pub(crate) stop_flag: Arc<AtomicBool>,
@@ -201,6 +204,7 @@ impl Core {
             slots: Slab::default(),
             wheel: TimerWheel::new(),
             user_timers: Slab::default(),
+            user_data: UserData::default(),
             settings: config.settings(),
             config,
             stop_flag: Arc::new(AtomicBool::new(false)),
@@ -348,7 +352,11 @@ impl Core {
             return;
         };
         slot.timer = 0;
+        let handshaking = slot.conn.is_handshaking();
         slot.conn.handle_timeout(&self.settings, self.now);
+        if handshaking && slot.conn.is_finished() {
+            debug!("{id} ({}): handshake timed out", Peer(&slot.stream));
+        }
         self.touch(id);
     }
 
@@ -519,6 +527,12 @@ impl Core {
         }
         if slot.conn.take_backlog_closed() {
             self.stats.slow_consumer_closes += 1;
+            warn!(
+                "{id} ({}): {} bytes queued, over the backlog limit of {}: closing (1008)",
+                Peer(&slot.stream),
+                slot.conn.backlog(),
+                self.settings.max_backlog
+            );
         }
         let closed = slot.conn.take_closed();
         if slot.conn.is_finished() {
@@ -986,6 +1000,19 @@ impl Drop for Core {
         #[cfg(feature = "redis")]
         if let Some(mut bridge) = self.bridge.take() {
             bridge.detach(&self.poller);
+        }
+    }
+}
+
+/// A connection's peer address in a log line (`?` once the socket has
+/// lost it).
+struct Peer<'a>(&'a TcpStream);
+
+impl std::fmt::Display for Peer<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.peer_addr() {
+            Ok(addr) => write!(f, "{addr}"),
+            Err(_) => f.write_str("?"),
         }
     }
 }
