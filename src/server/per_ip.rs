@@ -96,7 +96,10 @@ mod tests {
         assert!(!p.is_full(b, 2));
         assert!(!p.is_full(b2, 1), "IPv6 counts by the whole address");
         let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
-        assert!(p.is_full(mapped, 2), "IPv4 mapped in IPv6 is the same address");
+        assert!(
+            p.is_full(mapped, 2),
+            "IPv4 mapped in IPv6 is the same address"
+        );
         p.remove(id(1));
         assert!(!p.is_full(a, 2));
         p.remove(id(1)); // not counted any more: nothing happens
