@@ -31,7 +31,7 @@
 
 use std::time::{Duration, Instant};
 
-use rookery::proto::connection::{Connection, Event as ConnEvent, Message, Settings};
+use rookery::proto::connection::{Connection, Event as ConnEvent, Message, Notice, Settings};
 use rookery::proto::deflate::Codec;
 use rookery::proto::frame::apply_mask;
 use rookery::proto::handshake;
@@ -992,15 +992,18 @@ pub fn connection(data: &[u8]) {
                 }
                 _ => {
                     let _ = conn.activate();
-                    if let Some(mut early) = conn.take_activation(now) {
-                        // Fed later with the rest of the wire.
-                        wire.splice(fed..fed, early.drain(..));
-                    }
                 }
             },
         }
-        if conn.take_closed().is_some() {
-            closed += 1;
+        while let Some(notice) = conn.poll_event(now) {
+            match notice {
+                Notice::Activated(mut early) => {
+                    // Fed later with the rest of the wire.
+                    wire.splice(fed..fed, early.drain(..));
+                }
+                Notice::Closed(_) => closed += 1,
+                _ => {}
+            }
         }
         assert!(closed <= 1, "the end reported twice");
     }

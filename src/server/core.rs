@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use super::poller::{Event, PollMode, Poller};
 use log::{debug, warn};
 
-use crate::proto::connection::{Connection, Message, SendError, Settings, SharedFrame};
+use crate::proto::connection::{Connection, Message, Notice, SendError, Settings, SharedFrame};
 use crate::proto::deflate::Codec;
 use crate::proto::frame::{encode_frame, OpCode, ServerHeader, MAX_CONTROL_PAYLOAD};
 use crate::proto::http::Response;
@@ -115,6 +115,18 @@ impl Slot {
             }
         }
     }
+}
+
+/// What settling a connection left for the handler (see [`Core::settle`]).
+#[derive(Debug, Default)]
+pub(crate) struct Settled {
+    /// It was activated: it is open now, and these bytes came with its
+    /// request.
+    pub activated: Option<Vec<u8>>,
+    /// It ended without its input saying so, with this close code.
+    pub closed: Option<u16>,
+    /// It is gone from the slab.
+    pub removed: bool,
 }
 
 /// The loop's state, minus the handler and its buffers.
@@ -487,30 +499,31 @@ impl Core {
         touch_slot(slot, id, &mut self.touched, &mut self.open_count);
     }
 
-    /// The next connection to settle, with what arrived with its request if
-    /// it was activated since (see [`Connection::take_activation`]): taken
-    /// with the same lookup.
-    pub(crate) fn next_touched(&mut self) -> Option<(ConnId, Option<Vec<u8>>)> {
+    /// The next connection to settle.
+    pub(crate) fn next_touched(&mut self) -> Option<ConnId> {
         while let Some(id) = self.touched.pop() {
             if let Some(slot) = self.slots.get_mut(id) {
                 slot.touched = false;
-                return Some((id, slot.conn.take_activation(self.now)));
+                return Some(id);
             }
         }
         None
     }
 
-    /// Writes what `id` has queued, and brings its poller interest and its
-    /// wheel entry in line with what it now wants. Returns the close code
-    /// owed to the handler and whether the connection was removed.
+    /// Writes what `id` has queued, acts on what its connection reports
+    /// ([`Connection::poll_event`]), and brings its poller interest and its
+    /// wheel entry in line with what it now wants. Returns what the handler
+    /// is owed.
     ///
     /// One slab lookup for all of it: this runs for every connection a pass
     /// touched, and a lookup per step (membership, interest, timer) made it
     /// 436 instructions a message where this is 407 (callgrind, echoes at
     /// 5,000/s).
-    pub(crate) fn settle(&mut self, id: ConnId) -> (Option<u16>, bool) {
+    pub(crate) fn settle(&mut self, id: ConnId) -> Settled {
+        let mut settled = Settled::default();
         let Some(slot) = self.slots.get_mut(id) else {
-            return (None, true);
+            settled.removed = true;
+            return settled;
         };
         if slot.tls_wants_write() {
             slot.flush_tls();
@@ -527,24 +540,31 @@ impl Core {
         } else if slot.conn.has_output() && !slot.conn.wants_write() {
             transmit::flush(slot, &self.settings, self.now, &mut self.stats, &[], None);
         }
-        if slot.conn.take_backlog_closed() {
-            self.stats.slow_consumer_closes += 1;
-            warn!(
-                "{id} ({}): {} bytes queued, over the backlog limit of {}: closing (1008)",
-                Peer(&slot.stream),
-                slot.conn.backlog(),
-                self.settings.max_backlog
-            );
+        while let Some(notice) = slot.conn.poll_event(self.now) {
+            match notice {
+                Notice::Refused(status) => self.stats.count_refusal(status),
+                Notice::Activated(early) => settled.activated = Some(early),
+                Notice::BacklogExceeded => {
+                    self.stats.slow_consumer_closes += 1;
+                    warn!(
+                        "{id} ({}): {} bytes queued, over the backlog limit of {}: closing (1008)",
+                        Peer(&slot.stream),
+                        slot.conn.backlog(),
+                        self.settings.max_backlog
+                    );
+                }
+                Notice::Closed(code) => settled.closed = Some(code),
+            }
         }
-        let closed = slot.conn.take_closed();
         if slot.conn.is_finished() {
             self.remove(id);
-            return (closed, true);
+            settled.removed = true;
+            return settled;
         }
         count_membership(slot, &mut self.open_count);
         sync_interest(slot, id, &self.poller, &self.settings);
         sync_timer(slot, id, &mut self.wheel, &self.settings, self.start);
-        (closed, false)
+        settled
     }
 
     /// Closes the socket of a finished connection and forgets it.
@@ -566,9 +586,6 @@ impl Core {
         if slot.fed {
             self.feeds.remove(&id.index());
             super::topics::release_spare(&mut self.feeds);
-        }
-        if let Some(status) = slot.conn.refused() {
-            self.stats.count_refusal(status);
         }
         if slot.timer != 0 {
             self.wheel

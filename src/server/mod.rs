@@ -624,12 +624,9 @@ impl<H: Handler> Server<H> {
     /// too.
     fn settle(&mut self) {
         self.core.flush_batch();
-        while let Some((id, activation)) = self.core.next_touched() {
-            if let Some(early) = activation {
-                self.open(id, early);
-            }
-            let (closed, removed) = self.core.settle(id);
-            if let Some(code) = closed {
+        while let Some(id) = self.core.next_touched() {
+            let settled = self.core.settle(id);
+            if let Some(code) = settled.closed {
                 self.core.stats.count_close(code);
                 self.handler.on_close(
                     &mut Context {
@@ -640,9 +637,11 @@ impl<H: Handler> Server<H> {
                     "",
                 );
             }
-            if removed {
+            if settled.removed {
                 // After `on_close`, which may still read it.
                 self.core.user_data.forget(id);
+            } else if let Some(early) = settled.activated {
+                self.open(id, early);
             }
             self.core.flush_batch();
         }

@@ -35,7 +35,8 @@
 //! a message that spanned reads is moved when it completes), never from the
 //! connection: the caller may act on any connection while it holds an event.
 //! Ends that are not caused by input (a kill, a close deadline, a failed
-//! write) are reported once by [`Connection::take_closed`].
+//! write) are reported once by [`Connection::poll_event`], with the other
+//! things the caller is owed (an activation, a refusal, a backlog close).
 
 use std::cell::OnceCell;
 use std::fmt;
@@ -249,8 +250,8 @@ pub enum Event<'a> {
     /// The WebSocket is closed: `code` is the one of the close frame that
     /// began the closing handshake (the peer's, with its reason, 1005 if its
     /// frame had no code; ours if we began; the one we failed the connection
-    /// with). Comes once per upgraded connection, here or from
-    /// [`Connection::take_closed`].
+    /// with). Comes once per upgraded connection, here or as
+    /// [`Notice::Closed`].
     Closed {
         /// The close code.
         code: u16,
@@ -313,28 +314,73 @@ pub struct Connection {
     /// while reading the head, closing or draining, the deadline (`None`:
     /// that timer is off).
     time: Option<Instant>,
-    /// Once upgraded, the code of our close frame, reported when the peer
-    /// answers it; before, the status a request or an upgrade was refused
-    /// with (0: none). One field for both keeps the connection small.
-    close_code: u16,
-    /// The close code owed to the caller by [`Connection::take_closed`]
+    /// The code of our close frame, reported when the peer answers it
     /// (0: none).
+    close_code: u16,
+    /// The status a request or an upgrade was refused with, owed to the
+    /// caller as [`Notice::Refused`] (0: none).
+    refused: u16,
+    /// The close code owed to the caller as [`Notice::Closed`] (0: none).
     unreported: u16,
-    /// Whether the caller knows this connection as upgraded and must be told
-    /// once when it closes.
-    upgraded: bool,
-    /// Whether the transport refused bytes that are still queued: the peer is
-    /// behind, and the backlog cap applies to what is sent next.
-    behind: bool,
-    /// Whether our direction has been shut down.
-    fin_sent: bool,
-    /// Before the upgrade, whether the request was `HEAD` (answers carry no
-    /// body); once upgraded (always after a `GET`), whether it was closed
-    /// (1008) for its backlog. One field for both keeps the connection small.
-    head_request: bool,
+    /// What it is, as bits (see [`UPGRADED`] and the others): one byte for
+    /// five answers keeps the connection small.
+    flags: u8,
+}
+
+/// A bit of [`Connection`]'s flags: the caller knows this connection as
+/// upgraded and must be told once when it closes.
+const UPGRADED: u8 = 1;
+/// A flag: the transport refused bytes that are still queued; the peer is
+/// behind, and the backlog cap applies to what is sent next.
+const BEHIND: u8 = 2;
+/// A flag: our sending direction has been shut down.
+const FIN_SENT: u8 = 4;
+/// A flag: the request was `HEAD` (answers carry no body).
+const HEAD_REQUEST: u8 = 8;
+/// A flag: it was closed (1008) for its backlog, and owes the caller
+/// [`Notice::BacklogExceeded`].
+const BACKLOG_EXCEEDED: u8 = 16;
+
+/// What a connection tells its caller apart from its input's events:
+/// [`Connection::poll_event`] hands them out, oldest kind first.
+#[derive(Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Notice {
+    /// A request or an upgrade was refused with this HTTP status (a bad
+    /// request, a failed handshake check, a rejected upgrade).
+    Refused(u16),
+    /// A connection accepted with `delayed` was activated: it is open now,
+    /// and these bytes, which arrived with the request, are to be fed to
+    /// [`Connection::handle_input`].
+    Activated(Vec<u8>),
+    /// It was closed (1008) for a backlog over the limit.
+    BacklogExceeded,
+    /// An upgraded connection ended without its input saying so (a kill, a
+    /// deadline, a failed write), with this close code (input-caused ends
+    /// come as [`Event::Closed`] instead). Once per connection.
+    Closed(u16),
 }
 
 impl Connection {
+    fn flag(&self, bit: u8) -> bool {
+        self.flags & bit != 0
+    }
+
+    fn set_flag(&mut self, bit: u8, on: bool) {
+        if on {
+            self.flags |= bit;
+        } else {
+            self.flags &= !bit;
+        }
+    }
+
+    /// Whether `bit` was set, clearing it.
+    fn take_flag(&mut self, bit: u8) -> bool {
+        let was = self.flag(bit);
+        self.flags &= !bit;
+        was
+    }
+
     /// A connection just accepted, at `now`.
     pub fn new(settings: &Settings, now: Instant) -> Connection {
         Connection {
@@ -343,11 +389,9 @@ impl Connection {
             out: OutQueue::default(),
             time: after(now, settings.handshake_timeout),
             close_code: 0,
+            refused: 0,
             unreported: 0,
-            upgraded: false,
-            behind: false,
-            fin_sent: false,
-            head_request: false,
+            flags: 0,
         }
     }
 
@@ -454,7 +498,7 @@ impl Connection {
         now: Instant,
         request: Request,
     ) -> Option<Event<'static>> {
-        self.head_request = request.method() == "HEAD";
+        self.set_flag(HEAD_REQUEST, request.method() == "HEAD");
         // Below the WebSocket path only upgrade attempts are the handler's
         // to decide; a plain request there is like one for any other path.
         let candidate = request.path() == settings.path
@@ -469,7 +513,7 @@ impl Connection {
             return None;
         }
         if !handshake::origin_allowed(&request, &settings.allowed_origins) {
-            self.head_request = false;
+            self.set_flag(HEAD_REQUEST, false);
             self.respond_error(settings, now, HandshakeError::OriginNotAllowed);
             return None;
         }
@@ -479,14 +523,14 @@ impl Connection {
 
     fn refuse_request(&mut self, settings: &Settings, now: Instant, e: HttpError) {
         log::debug!("bad request: {e}");
-        self.close_code = e.status();
+        self.refused = e.status();
         self.write_response(settings, now, &Response::status(e.status()));
     }
 
     fn respond_error(&mut self, settings: &Settings, now: Instant, e: HandshakeError) {
         log::debug!("refused upgrade: {e}");
         let response = e.response();
-        self.close_code = response.status;
+        self.refused = response.status;
         self.write_response(settings, now, &response);
     }
 
@@ -690,10 +734,10 @@ impl Connection {
 
     /// The event that tells the caller an upgraded connection is closed, once.
     fn report<'a>(&mut self, code: u16, reason: &'a str) -> Option<Event<'a>> {
-        if !self.upgraded {
+        if !self.flag(UPGRADED) {
             return None;
         }
-        self.upgraded = false;
+        self.set_flag(UPGRADED, false);
         self.unreported = 0;
         self.close_code = 0;
         Some(Event::Closed { code, reason })
@@ -749,7 +793,7 @@ impl Connection {
             agreement.map(|_| &extensions[..]),
         );
         self.queue(settings, now, &[&reply]);
-        self.upgraded = true;
+        self.set_flag(UPGRADED, true);
         self.time = Some(now);
         self.phase = if delayed {
             Phase::Pending(Box::new(Pending {
@@ -773,8 +817,8 @@ impl Connection {
         if !matches!(self.phase, Phase::Deciding) {
             return Err(SendError::NotDeciding);
         }
-        self.head_request = false;
-        self.close_code = response.status;
+        self.set_flag(HEAD_REQUEST, false);
+        self.refused = response.status;
         self.write_response(settings, now, response);
         Ok(())
     }
@@ -797,13 +841,13 @@ impl Connection {
 
     fn write_response(&mut self, settings: &Settings, now: Instant, response: &Response) {
         let mut bytes = Vec::new();
-        response.write_to(&mut bytes, self.head_request);
+        response.write_to(&mut bytes, self.flag(HEAD_REQUEST));
         self.out.push_copy(&[&bytes]);
         self.drain(settings, now);
     }
 
     /// Activates a connection accepted with `delayed`: frames will be read.
-    /// The caller learns it from [`Connection::take_activation`].
+    /// The caller learns it from [`Notice::Activated`].
     pub fn activate(&mut self) -> Result<(), SendError> {
         match &mut self.phase {
             Phase::Pending(pending) if !pending.activated => {
@@ -812,23 +856,6 @@ impl Connection {
             }
             _ => Err(SendError::NotPending),
         }
-    }
-
-    /// After [`Connection::activate`]: opens the connection and returns the
-    /// bytes that arrived with the request, to be fed to
-    /// [`Connection::handle_input`]. `None` if no activation is pending.
-    pub fn take_activation(&mut self, now: Instant) -> Option<Vec<u8>> {
-        let Phase::Pending(pending) = &mut self.phase else {
-            return None;
-        };
-        if !pending.activated {
-            return None;
-        }
-        let early = std::mem::take(&mut pending.early);
-        let limiter = pending.limiter.take();
-        self.phase = Phase::Open(pending.deflate, limiter);
-        self.time = Some(now);
-        Some(early)
     }
 
     // ---- output ------------------------------------------------------------
@@ -892,7 +919,7 @@ impl Connection {
         if !self.can_send() {
             return Err(SendError::NotOpen);
         }
-        let was_behind = self.behind;
+        let was_behind = self.flag(BEHIND);
         self.out
             .push_shared(frame.bytes_for(self.deflate(), codec), 0);
         self.check_backlog(settings, now, was_behind);
@@ -1039,14 +1066,14 @@ impl Connection {
         if matches!(self.phase, Phase::Finished) {
             return false;
         }
-        let was_behind = self.behind;
+        let was_behind = self.flag(BEHIND);
         self.out.push_rest(extra, written, shared);
         if !was_behind {
-            self.behind = !self.out.is_empty();
+            self.set_flag(BEHIND, !self.out.is_empty());
         }
         self.check_backlog(settings, now, was_behind);
-        if self.out.is_empty() && matches!(self.phase, Phase::Draining) && !self.fin_sent {
-            self.fin_sent = true;
+        if self.out.is_empty() && matches!(self.phase, Phase::Draining) && !self.flag(FIN_SENT) {
+            self.set_flag(FIN_SENT, true);
             return true;
         }
         false
@@ -1054,12 +1081,12 @@ impl Connection {
 
     /// The transport can take bytes again: a write may follow.
     pub fn handle_writable(&mut self) {
-        self.behind = false;
+        self.set_flag(BEHIND, false);
     }
 
     /// Queues bytes for the peer, under the backlog cap.
     fn queue(&mut self, settings: &Settings, now: Instant, parts: &[&[u8]]) {
-        let was_behind = self.behind;
+        let was_behind = self.flag(BEHIND);
         self.out.push_copy(parts);
         self.check_backlog(settings, now, was_behind);
     }
@@ -1072,7 +1099,7 @@ impl Connection {
         header: &ServerHeader,
         payload: &[u8],
     ) {
-        let was_behind = self.behind;
+        let was_behind = self.flag(BEHIND);
         self.out.push_frame(header, payload);
         self.check_backlog(settings, now, was_behind);
     }
@@ -1099,16 +1126,15 @@ impl Connection {
     }
 
     /// Closes (1008) a peer that is behind with more than the backlog
-    /// limit waiting for it, and marks it for
-    /// [`Connection::take_backlog_closed`]. Nothing if it cannot send.
+    /// limit waiting for it, and owes the caller
+    /// [`Notice::BacklogExceeded`]. Nothing if it cannot send.
     pub fn close_for_backlog(&mut self, settings: &Settings, now: Instant) {
         if !self.can_send() {
             return;
         }
         // Logged by whoever holds the connection, which can name it (see
-        // `Connection::take_backlog_closed`).
-        // Open, so upgraded: the field means "closed for its backlog".
-        self.head_request = true;
+        // `Notice::BacklogExceeded`).
+        self.set_flag(BACKLOG_EXCEEDED, true);
         let _ = self.close(
             settings,
             now,
@@ -1118,23 +1144,6 @@ impl Connection {
     }
 
     // ---- time ----------------------------------------------------------------
-
-    /// The status of the error response it refused a request or an upgrade
-    /// with (a bad request, a failed handshake check, a rejected upgrade),
-    /// if it did.
-    pub fn refused(&self) -> Option<u16> {
-        (!self.upgraded && self.close_code != 0).then_some(self.close_code)
-    }
-
-    /// Whether it was closed (1008) for a backlog over the limit since
-    /// this was last asked (ask before [`Connection::take_closed`]).
-    pub fn take_backlog_closed(&mut self) -> bool {
-        let closed = self.upgraded && self.head_request;
-        if closed {
-            self.head_request = false;
-        }
-        closed
-    }
 
     /// When the connection next needs [`Connection::handle_timeout`], if ever.
     pub fn poll_timeout(&self, settings: &Settings) -> Option<Instant> {
@@ -1176,13 +1185,29 @@ impl Connection {
 
     // ---- state -----------------------------------------------------------------
 
-    /// The close code owed to the caller, once: for an upgraded connection
-    /// that ended by a kill, a deadline or a failed write (input-caused ends
-    /// come as [`Event::Closed`] instead).
-    pub fn take_closed(&mut self) -> Option<u16> {
+    /// The next thing the caller is owed that is not an event of its input
+    /// (see [`Notice`]), each once. Ask after acting on the connection (its
+    /// input, a write, a deadline, an activation), until `None`. An
+    /// activation opens the connection here, at `now`.
+    pub fn poll_event(&mut self, now: Instant) -> Option<Notice> {
+        if self.refused != 0 {
+            return Some(Notice::Refused(std::mem::take(&mut self.refused)));
+        }
+        if let Phase::Pending(pending) = &mut self.phase {
+            if pending.activated {
+                let early = std::mem::take(&mut pending.early);
+                let limiter = pending.limiter.take();
+                self.phase = Phase::Open(pending.deflate, limiter);
+                self.time = Some(now);
+                return Some(Notice::Activated(early));
+            }
+        }
+        if self.take_flag(BACKLOG_EXCEEDED) {
+            return Some(Notice::BacklogExceeded);
+        }
         match std::mem::take(&mut self.unreported) {
             0 => None,
-            code => Some(code),
+            code => Some(Notice::Closed(code)),
         }
     }
 
@@ -1230,13 +1255,13 @@ impl Connection {
     /// Whether bytes the transport refused are still queued: the next write
     /// waits for [`Connection::handle_writable`].
     pub fn wants_write(&self) -> bool {
-        self.behind
+        self.flag(BEHIND)
     }
 
     /// Whether a write has anything to do: bytes queued, or a finished
     /// exchange whose sending direction is still to be shut.
     pub fn has_output(&self) -> bool {
-        !self.out.is_empty() || (matches!(self.phase, Phase::Draining) && !self.fin_sent)
+        !self.out.is_empty() || (matches!(self.phase, Phase::Draining) && !self.flag(FIN_SENT))
     }
 
     /// Bytes queued that the transport has not taken.
@@ -1258,8 +1283,8 @@ impl Connection {
     }
 
     fn finish(&mut self, code: u16) {
-        if self.upgraded {
-            self.upgraded = false;
+        if self.flag(UPGRADED) {
+            self.set_flag(UPGRADED, false);
             self.unreported = code;
             self.close_code = 0;
         }

@@ -112,6 +112,37 @@ fn send_through(
     Ok(())
 }
 
+/// The notices a test asks about one at a time, taken through
+/// [`Connection::poll_event`] (any other notice polled on the way is
+/// dropped).
+trait Notices {
+    fn take_closed(&mut self) -> Option<u16>;
+    fn take_activation(&mut self, now: Instant) -> Option<Vec<u8>>;
+    fn take_backlog_closed(&mut self) -> bool;
+}
+
+impl Notices for Connection {
+    fn take_closed(&mut self) -> Option<u16> {
+        let now = Instant::now();
+        std::iter::from_fn(|| self.poll_event(now)).find_map(|n| match n {
+            Notice::Closed(code) => Some(code),
+            _ => None,
+        })
+    }
+
+    fn take_activation(&mut self, now: Instant) -> Option<Vec<u8>> {
+        std::iter::from_fn(|| self.poll_event(now)).find_map(|n| match n {
+            Notice::Activated(early) => Some(early),
+            _ => None,
+        })
+    }
+
+    fn take_backlog_closed(&mut self) -> bool {
+        let now = Instant::now();
+        std::iter::from_fn(|| self.poll_event(now)).any(|n| n == Notice::BacklogExceeded)
+    }
+}
+
 /// What a test sees of an event, owned.
 #[derive(Debug, PartialEq, Eq)]
 enum Seen {
@@ -587,6 +618,30 @@ fn the_sending_direction_is_shut_once_the_close_answer_is_out() {
     assert!(!peer.conn.has_output());
     assert!(!peer.conn.end_write(&peer.s, now, &[], 0, None), "once");
     assert!(sink.got.ends_with(&[0x88, 0x02, 0x03, 0xE8]));
+}
+
+#[test]
+fn notices_come_once_each_in_order() {
+    // A refused request: its status, once.
+    let mut peer = Peer::new(settings());
+    peer.feed(0, b"GET /chat HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(peer.conn.poll_event(peer.at(0)), Some(Notice::Refused(400)));
+    assert_eq!(peer.conn.poll_event(peer.at(0)), None);
+    // A backlog close, then the end of the connection it led to.
+    let s = Settings {
+        max_backlog: 10,
+        ..settings()
+    };
+    let mut peer = Peer::open(s);
+    assert_eq!(peer.conn.poll_event(peer.at(1)), None);
+    peer.conn.close_for_backlog(&peer.s, peer.at(1));
+    peer.conn.kill().unwrap();
+    let now = peer.at(2);
+    let notices: Vec<Notice> = std::iter::from_fn(|| peer.conn.poll_event(now)).collect();
+    assert_eq!(
+        notices,
+        [Notice::BacklogExceeded, Notice::Closed(close::ABNORMAL)]
+    );
 }
 
 #[test]
