@@ -64,6 +64,8 @@ pub mod echo;
 pub mod ffi;
 pub mod proto;
 pub mod server;
+#[cfg(target_os = "linux")]
+pub mod service;
 mod signals;
 #[cfg(feature = "tls")]
 pub mod tls;

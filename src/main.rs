@@ -4,6 +4,7 @@
 #![warn(unreachable_pub)]
 
 mod cli;
+mod startup;
 
 use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -268,13 +269,16 @@ type Tls = Option<rookery::tls::TlsConfig>;
 type Tls = ();
 
 fn serve<H: Handler>(opts: &Options, tls: Tls, handler: H) -> io::Result<()> {
-    let mut server = Server::bind(&opts.listen, opts.config.clone(), handler)
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {}: {e}", opts.listen)))?;
+    let listener = startup::listener(&opts.listen)?;
+    let handler = startup::notified(handler)?;
+    let mut server = Server::from_listener(listener, opts.config.clone(), handler)?;
     #[cfg(feature = "tls")]
     if let Some(tls) = tls {
         server.set_tls(tls);
-        rookery::reload_on_sighup(server.reload_handle())?;
     }
+    // Also without TLS: a reload is then only announced to the service
+    // manager, and SIGHUP does not end the server.
+    rookery::reload_on_sighup(server.reload_handle())?;
     #[cfg(not(feature = "tls"))]
     let () = tls;
     #[cfg(feature = "redis")]
@@ -302,6 +306,7 @@ fn serve<H: Handler>(opts: &Options, tls: Tls, handler: H) -> io::Result<()> {
     stdout.flush()?;
     drop(stdout);
     log::info!("{}", serving_line(opts, addr));
+    server.with_context(|ctx, handler| handler.start(ctx));
     server.run()?;
     log::info!("stopped");
     Ok(())

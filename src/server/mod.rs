@@ -340,6 +340,12 @@ impl<H: Handler> Server<H> {
         if asked {
             debug!("reload asked for, but there is no TLS to reload");
         }
+        if asked {
+            self.handler.on_reload(&mut Context {
+                core: &mut self.core,
+            });
+            self.settle();
+        }
     }
 
     fn check_stop(&mut self) {
@@ -347,6 +353,9 @@ impl<H: Handler> Server<H> {
             // Posts accepted so far still go out, before the close frames.
             self.posts.close();
             self.deliver_posts();
+            self.handler.on_shutdown(&mut Context {
+                core: &mut self.core,
+            });
             self.core.begin_shutdown();
             self.settle();
         }
