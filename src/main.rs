@@ -4,6 +4,8 @@
 #![warn(unreachable_pub)]
 
 mod cli;
+#[cfg(test)]
+mod man;
 mod startup;
 
 use std::io::{self, Write};
@@ -21,7 +23,7 @@ fn main() -> ExitCode {
     let opts = match cli::parse(std::env::args_os().skip(1)) {
         Ok(Command::Run(opts)) => opts,
         Ok(Command::Help) => {
-            print!("{}", cli::HELP);
+            print!("{}", cli::help());
             return ExitCode::SUCCESS;
         }
         Ok(Command::Version) => {
