@@ -238,7 +238,15 @@ impl Core {
     /// tick and the wait's timeout come from them with plain integer
     /// arithmetic, where each `Instant` difference was ~40 instructions of a
     /// pass (callgrind, at one or two messages a pass).
+    ///
+    /// The clock never runs back: a `now` earlier than the last one (the
+    /// wall clock read by [`crate::Server::with_context`] after a pass on a
+    /// virtual clock that runs ahead, see [`crate::Server::run_once_at`])
+    /// leaves it where it is.
     pub(crate) fn set_clock(&mut self, now: Instant) {
+        if now < self.now {
+            return;
+        }
         self.now = now;
         self.now_nanos = self.nanos_since_start(now);
     }
