@@ -56,7 +56,8 @@
  * LOGGING
  *   The first rk_server_new installs a logger on stderr filtered by the
  *   RUST_LOG environment variable (unset: errors only; RUST_LOG=debug for
- *   everything).
+ *   everything). rk_set_log sends the lines to a function of yours instead
+ *   (syslog, a file, a ring buffer); from then on nothing goes to stderr.
  */
 #ifndef ROOKERY_H
 #define ROOKERY_H
@@ -117,6 +118,31 @@ enum rk_error {
 /* A static, NUL-terminated English description of an error code; "unknown
  * error" for any other value. Never NULL. */
 const char *rk_strerror(int err);
+
+/* ---- logging -------------------------------------------------------------- */
+
+/* Log levels, for rk_set_log. */
+enum rk_log_level {
+    RK_LOG_ERROR = 1,
+    RK_LOG_WARN = 2,
+    RK_LOG_INFO = 3,
+    RK_LOG_DEBUG = 4,
+    RK_LOG_TRACE = 5
+};
+
+/* Receives one log line: level 1 (RK_LOG_ERROR) to 5 (RK_LOG_TRACE), line
+ * NUL-terminated, without a newline, control characters escaped (\n, \x1b),
+ * valid during the call only; user as given to rk_set_log. */
+typedef void (*rk_log_fn)(int level, const char *line, void *user);
+
+/* Routes the library's log lines up to max_level (RK_LOG_ERROR ..
+ * RK_LOG_TRACE; 0: none) to fn; from then on nothing is written to stderr,
+ * whatever RUST_LOG says. fn NULL drops every line. Call it before
+ * rk_server_new to miss nothing; call it again to change fn, user or the
+ * level (not from inside fn). THREADING: fn runs on the thread that logs
+ * (the loop's, or one inside rk_post), one call at a time; a line logged
+ * by an rk_ call made from inside fn is dropped. */
+void rk_set_log(rk_log_fn fn, void *user, int max_level);
 
 /* ---- options -------------------------------------------------------------- */
 

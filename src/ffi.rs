@@ -72,6 +72,9 @@ use std::time::Duration;
 
 use log::{debug, error};
 
+mod logging;
+pub use self::logging::{rk_log_fn, rk_set_log};
+
 use crate::proto::http::{Request, Response};
 use crate::{
     Config, ConnId, Context, Handler, Message, PostError, Poster, SendError, Server, StopHandle,
@@ -744,8 +747,9 @@ pub unsafe extern "C" fn rk_server_new(
     err: *mut c_int,
 ) -> *mut rk_server {
     let (server, code) = guard("rk_server_new", (ptr::null_mut(), RK_EPANIC), || {
-        // A C program has no other way to see the library's log lines.
-        let _ = env_logger::try_init();
+        // A C program has no other way to see the library's log lines
+        // (stderr, or its own function after rk_set_log).
+        logging::install();
         // SAFETY: per this function's contract.
         let addr = match unsafe { c_str(listen_addr) } {
             Ok(addr) => addr,
