@@ -276,8 +276,27 @@ int rk_server_set_tls(rk_server *s, const char *cert_pem_file, const char *key_p
 
 /* Sets the callbacks (the struct is copied; cb must not be NULL) and the
  * user pointer passed to them. Allowed at any time, from a callback too; the
- * next event uses the new ones. Returns RK_OK or RK_EINVAL. */
+ * next event uses the new ones. Returns RK_OK or RK_EINVAL.
+ *
+ * rk_callbacks grows at its end as the API grows, so the macro below passes
+ * the program's sizeof(rk_callbacks) to rk_server_set_callbacks_sized: a
+ * program built against an older header (a shorter struct) runs against a
+ * newer library, which takes the members past its size as NULL. The
+ * function of this name reads the six members above (on_open .. on_timer),
+ * for programs built before the macro; its address, &rk_server_set_callbacks,
+ * is that function. */
 int rk_server_set_callbacks(rk_server *s, const rk_callbacks *cb, void *user);
+
+/* As rk_server_set_callbacks, with cb pointing to size bytes: the first
+ * members of rk_callbacks (size a multiple of a pointer's size, else
+ * RK_EINVAL). Members beyond size are NULL. A struct longer than this
+ * library's (a newer header) is taken if the members it does not know are
+ * NULL, else refused with RK_ENOTSUP. */
+int rk_server_set_callbacks_sized(rk_server *s, const rk_callbacks *cb, size_t size,
+                                  void *user);
+
+#define rk_server_set_callbacks(s, cb, user) \
+    rk_server_set_callbacks_sized((s), (cb), sizeof(rk_callbacks), (user))
 
 /* The TCP port the server listens on (useful after binding port 0); 0 if s
  * is NULL. */
