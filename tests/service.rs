@@ -312,8 +312,9 @@ impl Handler for Blocking {
 
 #[test]
 fn the_watchdog_pings_come_from_the_loop_and_stop_while_it_is_blocked() {
-    for abstract_name in [false, true] {
-        let (socket, value, path) = manager(abstract_name, "lib");
+    // A path here; the binary's test above takes both kinds of address.
+    {
+        let (socket, value, path) = manager(false, "lib");
         let value = std::ffi::OsString::from(value);
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
@@ -417,4 +418,57 @@ fn without_a_notifier_the_wrapper_only_passes_calls_on() {
     assert_eq!(expect_close(&mut ws), Some(1001));
     drop(ws);
     thread.join().unwrap();
+}
+
+/// The datagrams waiting on `socket`, without waiting.
+fn drain(socket: &UnixDatagram) -> Vec<String> {
+    socket.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 512];
+    let mut got = Vec::new();
+    while let Ok(n) = socket.recv(&mut buf) {
+        got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    got
+}
+
+#[test]
+fn on_the_loops_clock_one_ping_per_period_and_none_caught_up() {
+    let (socket, value, _) = manager(true, "virtual");
+    let value = std::ffi::OsString::from(value);
+    let config = Config {
+        ping_interval: Duration::ZERO,
+        ..Config::default()
+    };
+    let handler = Notified::new(
+        Echo,
+        Some(Notifier::new(&value).unwrap()),
+        Some(Duration::from_millis(50)),
+    );
+    let mut server = Server::bind("127.0.0.1:0", config, handler).unwrap();
+    server.with_context(|ctx, h| h.start(ctx));
+    let start = Instant::now();
+    assert_eq!(drain(&socket), ["READY=1"]);
+    let pass = |server: &mut Server<_>, at: Duration| {
+        assert!(server
+            .run_once_at(start + at, Some(Duration::ZERO))
+            .unwrap());
+    };
+    // 250 ms of the loop's clock in passes of 10 ms: a ping per 50 ms (the
+    // wheel's 10 ms ticks may push one past the end).
+    for step in 1..=25 {
+        pass(&mut server, Duration::from_millis(10 * step));
+    }
+    let pings = drain(&socket);
+    assert!(
+        (4..=5).contains(&pings.len()) && pings.iter().all(|p| p == "WATCHDOG=1"),
+        "{pings:?}"
+    );
+    // A loop away for 500 ms pings once when it is back, not ten times:
+    // the pings say it runs now, they do not make up for lost time.
+    pass(&mut server, Duration::from_millis(750));
+    assert_eq!(drain(&socket), ["WATCHDOG=1"]);
+    pass(&mut server, Duration::from_millis(790));
+    assert_eq!(drain(&socket), Vec::<String>::new());
+    pass(&mut server, Duration::from_millis(810));
+    assert_eq!(drain(&socket), ["WATCHDOG=1"]);
 }
