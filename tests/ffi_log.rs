@@ -71,7 +71,18 @@ fn make_the_library_log() {
 /// Runs the case `name` in a child process with `RUST_LOG=debug`; returns
 /// its stderr.
 fn child(name: &str) -> String {
-    let out = Command::new(std::env::current_exe().unwrap())
+    // Through ROOKERY_TEST_RUNNER when set (qemu-user in scripts/cross-test:
+    // a cross-built test binary cannot be exec'd directly there).
+    let exe = std::env::current_exe().unwrap();
+    let mut cmd = match std::env::var("ROOKERY_TEST_RUNNER") {
+        Ok(runner) if !runner.is_empty() => {
+            let mut c = Command::new(runner);
+            c.arg(exe);
+            c
+        }
+        _ => Command::new(exe),
+    };
+    let out = cmd
         .args(["--exact", "cases", "--nocapture", "--test-threads=1"])
         .env("ROOKERY_LOG_CASE", name)
         .env("RUST_LOG", "debug")
