@@ -10,6 +10,7 @@
 use std::cell::{Cell, RefCell};
 use std::ffi::{c_char, c_int, c_void};
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, Once, OnceLock};
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
@@ -40,6 +41,10 @@ static STDERR: OnceLock<env_logger::Logger> = OnceLock::new();
 
 static INSTALL: Once = Once::new();
 
+/// Whether [`Route`] is the process's logger (not some logger the
+/// embedding program installed first, whose level is its own business).
+static ROUTED: AtomicBool = AtomicBool::new(false);
+
 thread_local! {
     /// Set while this thread is inside the program's log function: a line
     /// logged from there (an rk_ call made by the function) is dropped
@@ -61,6 +66,7 @@ fn stderr() -> &'static env_logger::Logger {
 pub(crate) fn install() {
     INSTALL.call_once(|| {
         if log::set_logger(&Route).is_ok() {
+            ROUTED.store(true, Ordering::SeqCst);
             log::set_max_level(stderr().filter());
         }
     });
@@ -174,6 +180,8 @@ fn level_filter(max_level: c_int) -> LevelFilter {
 /// change the function, its pointer or the level (not from inside `log`).
 /// `log` is called on the thread that logs (the loop's, or one calling
 /// `rk_post`), one call at a time; a line logged from inside it is dropped.
+/// (In a process whose own `log` logger was installed first, the lines go
+/// to that logger, and this call changes nothing.)
 ///
 /// # Safety
 ///
@@ -190,7 +198,9 @@ pub unsafe extern "C" fn rk_set_log(log: rk_log_fn, user: *mut c_void, max_level
     };
     *sink = Some(Sink { log, user, max });
     drop(sink);
-    log::set_max_level(if log.is_some() { max } else { LevelFilter::Off });
+    if ROUTED.load(Ordering::SeqCst) {
+        log::set_max_level(if log.is_some() { max } else { LevelFilter::Off });
+    }
 }
 
 #[cfg(test)]
