@@ -222,7 +222,11 @@ pub(crate) const FLAGS: &[Flag] = &[
         names: "--path",
         arg: "PATH",
         default: "/chat",
-        help: &["WebSocket path (/ only with --no-page)"],
+        help: &[
+            "WebSocket path",
+            "(/ only with --no-page or --mode echo; no",
+            "trailing / otherwise: rooms are PATH/NAME)",
+        ],
     },
     Flag {
         names: "--mode",
@@ -317,7 +321,8 @@ pub(crate) const FLAGS: &[Flag] = &[
         default: "0",
         help: &[
             "messages each chat room keeps for newcomers",
-            "(0: none; memory: at most N x --max-message per room)",
+            "(0: none; at most 100000; memory: at most",
+            "N x --max-message per room)",
         ],
     },
     Flag {
@@ -411,7 +416,8 @@ pub(crate) const FLAGS: &[Flag] = &[
 pub(crate) const NOTES: &str = "\
 DUR is a number with a unit: 250ms, 5s, 2m, 1h, or 0 (what 0 means is
 given for each flag above).
-SIZE is bytes, or a number with KiB, MiB, GiB (or KB, MB, GB: powers of 1000).
+SIZE is bytes (65536), or a number with KiB, MiB, GiB (powers of 1024; also
+K, M, G) or KB, MB, GB (powers of 1000): 64KiB, 1MiB, 10MB.
 
 Logs go to stderr, each line stamped with the UTC time (not when stderr is
 the systemd journal, which stamps lines itself).
@@ -513,6 +519,18 @@ pub(crate) fn parse_size(text: &str) -> Option<u64> {
 fn path_problem(path: &str) -> Option<String> {
     if !path.starts_with('/') {
         return Some("expected a path starting with '/', e.g. /chat".into());
+    }
+    // Rooms are PATH/NAME: under `/chat/` they would be `/chat//NAME`,
+    // which no client asks for. Refused rather than trimmed, so that the
+    // URL clients are given is the one the server answers.
+    if path.len() > 1 && path.ends_with('/') {
+        return Some(format!(
+            "a path cannot end with '/' (rooms are PATH/NAME): write '{}'",
+            match path.trim_end_matches('/') {
+                "" => "/".to_string(),
+                trimmed => shown(trimmed),
+            }
+        ));
     }
     let bad = path
         .chars()
@@ -1106,6 +1124,14 @@ mod tests {
             (
                 &["--path", "/", "--mode", "chat"],
                 "invalid value '/' for --path: the chat page is served at /",
+            ),
+            (
+                &["--path", "/chat/"],
+                "invalid value '/chat/' for --path: a path cannot end with '/' (rooms are PATH/NAME): write '/chat'",
+            ),
+            (
+                &["--path", "/a/b//", "--mode", "echo"],
+                "invalid value '/a/b//' for --path: a path cannot end with '/' (rooms are PATH/NAME): write '/a/b'",
             ),
             (
                 &["--listen", "nowhere"],

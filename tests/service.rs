@@ -332,7 +332,6 @@ fn the_watchdog_pings_come_from_the_loop_and_stop_while_it_is_blocked() {
         let thread = std::thread::spawn(move || {
             let mut server = Server::from_listener(listener, Config::default(), handler).unwrap();
             tx.send(server.stop_handle()).unwrap();
-            server.with_context(|ctx, h| h.start(ctx));
             server.run().unwrap();
         });
         let stop = rx.recv().unwrap();
@@ -399,7 +398,10 @@ fn without_a_notifier_the_wrapper_only_passes_calls_on() {
             Notified::new(Echo, None, Some(Duration::from_millis(10))),
         )
         .unwrap();
-        server.with_context(|ctx, h| h.start(ctx));
+        // The first pass calls on_start.
+        server
+            .run_once_at(std::time::Instant::now(), Some(Duration::ZERO))
+            .unwrap();
         let armed = server.next_timeout();
         tx.send((server.local_addr(), server.stop_handle(), armed))
             .unwrap();
@@ -445,14 +447,15 @@ fn on_the_loops_clock_one_ping_per_period_and_none_caught_up() {
         Some(Duration::from_millis(50)),
     );
     let mut server = Server::bind("127.0.0.1:0", config, handler).unwrap();
-    server.with_context(|ctx, h| h.start(ctx));
     let start = Instant::now();
-    assert_eq!(drain(&socket), ["READY=1"]);
     let pass = |server: &mut Server<_>, at: Duration| {
         assert!(server
             .run_once_at(start + at, Some(Duration::ZERO))
             .unwrap());
     };
+    assert_eq!(drain(&socket), Vec::<String>::new(), "not before it runs");
+    pass(&mut server, Duration::ZERO);
+    assert_eq!(drain(&socket), ["READY=1"]);
     // 250 ms of the loop's clock in passes of 10 ms: a ping per 50 ms (the
     // wheel's 10 ms ticks may push one past the end).
     for step in 1..=25 {

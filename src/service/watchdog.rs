@@ -38,18 +38,6 @@ impl<H: Handler> Notified<H> {
         }
     }
 
-    /// Sends `READY=1` and arms the watchdog's first ping. Call it once the
-    /// server listens, before it runs (through
-    /// [`Server::with_context`](crate::Server::with_context)): connections
-    /// are accepted from the first pass on, so readiness comes before the
-    /// first one.
-    pub fn start(&mut self, ctx: &mut Context<'_>) {
-        if let Some(n) = &self.notifier {
-            n.ready();
-        }
-        self.arm(ctx);
-    }
-
     /// The wrapped handler.
     pub fn inner(&self) -> &H {
         &self.inner
@@ -63,6 +51,17 @@ impl<H: Handler> Notified<H> {
 }
 
 impl<H: Handler> Handler for Notified<H> {
+    /// Sends `READY=1` and arms the watchdog's first ping: the server
+    /// listens already, and calls this before its first pass, so readiness
+    /// comes before the first connection is accepted.
+    fn on_start(&mut self, ctx: &mut Context<'_>) {
+        if let Some(n) = &self.notifier {
+            n.ready();
+        }
+        self.arm(ctx);
+        self.inner.on_start(ctx);
+    }
+
     fn on_upgrade(&mut self, ctx: &mut Context<'_>, conn: ConnId, req: &Request) -> Upgrade {
         self.inner.on_upgrade(ctx, conn, req)
     }
