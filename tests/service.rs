@@ -4,6 +4,7 @@
 //! notification protocol against a datagram socket bound by the test (a
 //! path, and an abstract `@name`), for the `rookery` binary and for the
 //! library's `Notified` wrapper.
+#![cfg(target_os = "linux")]
 
 mod common;
 

@@ -5,6 +5,7 @@
 //! `SystemCallFilter=` allows. Skipped, with a message, when
 //! systemd-analyze (Debian package `systemd`) or strace is missing, unless
 //! `ROOKERY_REQUIRE_SYSTEMD=1` (then it fails).
+#![cfg(target_os = "linux")]
 
 mod common;
 
