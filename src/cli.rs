@@ -67,6 +67,8 @@ pub(crate) struct Options {
     pub(crate) history: usize,
     /// The most chat rooms at once.
     pub(crate) max_rooms: usize,
+    /// How long a chat room with history but no members is kept.
+    pub(crate) room_ttl: Duration,
     /// Whether `GET /metrics` serves the Prometheus metrics.
     pub(crate) metrics: bool,
     /// Logging level.
@@ -331,7 +333,17 @@ pub(crate) const FLAGS: &[Flag] = &[
         default: "1024",
         help: &[
             "an upgrade that would create one more room gets 503",
-            "(PATH joins the default room, PATH/NAME room NAME)",
+            "(PATH joins the default room, never refused; PATH/NAME",
+            "room NAME; a room without members makes way first)",
+        ],
+    },
+    Flag {
+        names: "--room-ttl",
+        arg: "DUR",
+        default: "1h",
+        help: &[
+            "forget a room with history but no members after DUR",
+            "(0: only when a new room needs its place)",
         ],
     },
     Flag {
@@ -645,6 +657,7 @@ const VALUE_FLAGS: &[&str] = &[
     "--allow-origin",
     "--history",
     "--max-rooms",
+    "--room-ttl",
     "--tls-cert",
     "--tls-key",
     "--redis",
@@ -661,6 +674,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
         page: true,
         history: 0,
         max_rooms: rookery::chat::DEFAULT_MAX_ROOMS,
+        room_ttl: rookery::chat::DEFAULT_ROOM_TTL,
         metrics: false,
         verbosity: Verbosity::Normal,
         config: Config::default(),
@@ -866,6 +880,7 @@ fn apply_value(opts: &mut Options, flag: &'static str, value: String) -> Result<
                 .filter(|&n: &usize| n > 0)
                 .ok_or_else(|| invalid("a whole number of at least 1"))?;
         }
+        "--room-ttl" => opts.room_ttl = duration()?,
         "--allow-origin" => match parse_origin(&value) {
             Ok(origin) => config.allowed_origins.push(origin),
             Err(why) => return Err(CliError::Refused { flag, value, why }),
@@ -903,6 +918,7 @@ mod tests {
             (opts.history, opts.max_rooms, opts.metrics),
             (0, 1024, false)
         );
+        assert_eq!(opts.room_ttl, Duration::from_secs(3600));
     }
 
     #[test]
@@ -968,6 +984,8 @@ mod tests {
             "--history",
             "5",
             "--max-rooms=2",
+            "--room-ttl",
+            "90s",
             "--metrics",
             "-v",
         ])
@@ -986,6 +1004,8 @@ mod tests {
         assert_eq!(opts.config.allowed_origins, ["https://a", "https://b"]);
         assert!(opts.allow_binary && !opts.page);
         assert_eq!((opts.history, opts.max_rooms, opts.metrics), (5, 2, true));
+        assert_eq!(opts.room_ttl, Duration::from_secs(90));
+        assert_eq!(run(&["--room-ttl", "0"]).unwrap().room_ttl, Duration::ZERO);
         assert_eq!(opts.verbosity, Verbosity::Verbose);
         assert_eq!(run(&["-v", "-v"]).unwrap().verbosity, Verbosity::Trace);
         assert_eq!(run(&["-q"]).unwrap().verbosity, Verbosity::Quiet);

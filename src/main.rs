@@ -56,6 +56,7 @@ fn main() -> ExitCode {
                 path: opts.config.path.clone(),
             })
             .with_rooms(opts.max_rooms, opts.history)
+            .with_room_ttl(opts.room_ttl)
             .with_metrics(opts.metrics);
             serve(&opts, tls, chat)
         }

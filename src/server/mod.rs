@@ -14,7 +14,9 @@
 mod batch;
 mod config;
 mod core;
+mod feed;
 mod handler;
+mod history;
 pub(crate) mod poller;
 mod post;
 mod sink;
@@ -43,6 +45,7 @@ pub use self::config::Config;
 pub(crate) use self::core::Core as BridgeCore;
 use self::core::{Core, Timer, LISTENER_KEY};
 pub use self::handler::{Context, Handler, TimerId, Upgrade};
+pub use self::history::History;
 use self::poller::{Events, Poller};
 use self::post::{Post, PostBox};
 pub use self::post::{PostError, Poster};
@@ -521,6 +524,7 @@ impl<H: Handler> Server<H> {
             let n = match slot.stream.read(&mut self.read_buf) {
                 #[cfg(feature = "tls")]
                 Ok(n) if n > 0 && slot.tls.is_some() => {
+                    self.core.stats.bytes_received += n as u64;
                     self.read_tls(id, n);
                     if n < self.read_buf.len() {
                         break;
@@ -595,7 +599,22 @@ impl<H: Handler> Server<H> {
                 }
             }
             Err(e) => {
-                debug!("{id}: TLS: {e}");
+                // Debug only: anyone can send these, as often as they like.
+                // The peer's address says who (the connection was never
+                // logged as open); looked up only when it is logged.
+                if log::log_enabled!(log::Level::Debug) {
+                    let peer = self
+                        .core
+                        .peer_addr(id)
+                        .map_or_else(|| "?".to_string(), |p| p.to_string());
+                    match e {
+                        crate::tls::SessionError::NotTls => debug!(
+                            "{id}: {peer} sent bytes that are not TLS (plain http:// or ws:// \
+                             to the TLS port?); dropped"
+                        ),
+                        e => debug!("{id}: {peer}: {e}; dropped"),
+                    }
+                }
                 if let Some(slot) = self.core.slots.get_mut(id) {
                     let _ = slot.conn.kill();
                 }
