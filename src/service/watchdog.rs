@@ -114,3 +114,33 @@ impl<H: Handler> Handler for Notified<H> {
         self.inner.on_shutdown(ctx);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The `fn NAME(` of the trait or impl that starts at `start` in `src`.
+    fn methods(src: &str, start: &str) -> Vec<String> {
+        let body = &src[src.find(start).expect("start")..];
+        let body = &body[..body.find("\n}\n").expect("end")];
+        let mut names: Vec<String> = body
+            .lines()
+            .filter_map(|l| l.strip_prefix("    fn "))
+            .filter_map(|l| l.split('(').next())
+            .map(String::from)
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn every_handler_method_is_passed_on() {
+        // A method added to Handler later would otherwise take its default
+        // here and never reach the wrapped handler.
+        let trait_methods = methods(include_str!("../server/handler.rs"), "pub trait Handler {");
+        let wrapper = methods(
+            include_str!("watchdog.rs"),
+            "impl<H: Handler> Handler for Notified<H> {",
+        );
+        assert!(trait_methods.len() >= 10, "{trait_methods:?}");
+        assert_eq!(wrapper, trait_methods);
+    }
+}
