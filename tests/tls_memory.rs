@@ -3,8 +3,8 @@
 //!
 //! `cargo test --features tls --test tls_memory -- --nocapture` prints the
 //! figures that docs/tls.md quotes; the test fails if an idle established
-//! session (rustls' unbuffered API, as `TlsSession` uses it) goes over the
-//! 8 KiB budget of SPEC.md section 6.
+//! session (rustls' unbuffered API, as `TlsSession` uses it) costs more than
+//! 8 KiB (heap kept plus `size_of`), the most an idle wss connection may.
 
 #![cfg(feature = "tls")]
 
