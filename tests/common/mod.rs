@@ -102,14 +102,20 @@ pub fn require(tool: Tool, what: &str, probe: impl FnOnce() -> bool) -> bool {
     false
 }
 
-/// Prints a skip line where a plain `cargo test` shows it. `eprintln!` in a
-/// test is captured and shown only for a failing test or with
-/// `--nocapture`; a skip is news in a passing run, so the line goes to the
-/// process's stderr directly, which the harness does not capture.
+/// Prints a skip line with `eprintln!`, which the test harness captures and
+/// shows for a failing test and with `--nocapture`; and, unless the output
+/// is not captured anyway, once more straight to the process's stderr,
+/// which the harness does not capture, so that a plain passing
+/// `cargo test` shows the skip too.
 fn skipped(line: &str) {
-    let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "{line}");
-    let _ = err.flush();
+    eprintln!("{line}");
+    let nocapture = std::env::args().any(|a| a == "--nocapture" || a == "--no-capture")
+        || std::env::var("RUST_TEST_NOCAPTURE").is_ok_and(|v| v != "0");
+    if !nocapture {
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "{line}");
+        let _ = err.flush();
+    }
 }
 
 /// Whether `program` runs (with `args`, e.g. `--version`) and exits 0.
