@@ -67,6 +67,8 @@ pub(crate) struct Options {
     pub(crate) history: usize,
     /// The most chat rooms at once.
     pub(crate) max_rooms: usize,
+    /// How long a chat room with history but no members is kept.
+    pub(crate) room_ttl: Duration,
     /// Whether `GET /metrics` serves the Prometheus metrics.
     pub(crate) metrics: bool,
     /// Logging level.
@@ -204,7 +206,9 @@ USAGE:
 
 OPTIONS:
     --listen ADDR:PORT        address to listen on (port 0 picks one)  [default: 127.0.0.1:1984]
-    --path PATH               WebSocket path (/ only with --no-page)    [default: /chat]
+    --path PATH               WebSocket path                            [default: /chat]
+                              (/ only with --no-page or --mode echo; no
+                              trailing / otherwise: rooms are PATH/NAME)
     --mode chat|echo          chat: relay every text to everyone; echo: back to sender  [default: chat]
     --welcome TEXT            text sent to each new chat connection     [default: Welcome to Rookery Chat!]
     --ping-interval DUR       ping every open connection this often     [default: 5s]
@@ -226,9 +230,13 @@ OPTIONS:
     --allow-binary            relay binary messages instead of closing with 1003
     --no-page                 do not serve the chat page at GET /
     --history N               messages each chat room keeps for newcomers  [default: 0]
-                              (0: none; memory: at most N x --max-message per room)
+                              (0: none; at most 100000; memory: at most
+                              N x --max-message per room)
     --max-rooms N             an upgrade that would create one more room gets 503  [default: 1024]
-                              (PATH joins the default room, PATH/NAME room NAME)
+                              (PATH joins the default room, never refused; PATH/NAME
+                              room NAME; a room without members makes way first)
+    --room-ttl DUR            forget a room with history but no members after DUR  [default: 1h]
+                              (0: only when a new room needs its place)
     --metrics                 serve Prometheus metrics at GET /metrics
     --deflate                 take browsers' permessage-deflate offers: messages
                               compressed one by one, one compressor for all
@@ -249,7 +257,8 @@ OPTIONS:
 
 DUR is a number with a unit: 250ms, 5s, 2m, 1h, or 0 (what 0 means is
 given for each flag above).
-SIZE is bytes, or a number with KiB, MiB, GiB (or KB, MB, GB: powers of 1000).
+SIZE is bytes (65536), or a number with KiB, MiB, GiB (powers of 1024; also
+K, M, G) or KB, MB, GB (powers of 1000): 64KiB, 1MiB, 10MB.
 Logs go to stderr, each line stamped with the UTC time (not when stderr is
 the systemd journal, which stamps lines itself).
 RUST_LOG, when set, overrides -v and -q (e.g. RUST_LOG=debug).
@@ -302,6 +311,18 @@ pub(crate) fn parse_size(text: &str) -> Option<u64> {
 fn path_problem(path: &str) -> Option<String> {
     if !path.starts_with('/') {
         return Some("expected a path starting with '/', e.g. /chat".into());
+    }
+    // Rooms are PATH/NAME: under `/chat/` they would be `/chat//NAME`,
+    // which no client asks for. Refused rather than trimmed, so that the
+    // URL clients are given is the one the server answers.
+    if path.len() > 1 && path.ends_with('/') {
+        return Some(format!(
+            "a path cannot end with '/' (rooms are PATH/NAME): write '{}'",
+            match path.trim_end_matches('/') {
+                "" => "/".to_string(),
+                trimmed => shown(trimmed),
+            }
+        ));
     }
     let bad = path
         .chars()
@@ -416,6 +437,7 @@ const VALUE_FLAGS: &[&str] = &[
     "--allow-origin",
     "--history",
     "--max-rooms",
+    "--room-ttl",
     "--tls-cert",
     "--tls-key",
     "--redis",
@@ -432,6 +454,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
         page: true,
         history: 0,
         max_rooms: rookery::chat::DEFAULT_MAX_ROOMS,
+        room_ttl: rookery::chat::DEFAULT_ROOM_TTL,
         metrics: false,
         verbosity: Verbosity::Normal,
         config: Config::default(),
@@ -637,6 +660,7 @@ fn apply_value(opts: &mut Options, flag: &'static str, value: String) -> Result<
                 .filter(|&n: &usize| n > 0)
                 .ok_or_else(|| invalid("a whole number of at least 1"))?;
         }
+        "--room-ttl" => opts.room_ttl = duration()?,
         "--allow-origin" => match parse_origin(&value) {
             Ok(origin) => config.allowed_origins.push(origin),
             Err(why) => return Err(CliError::Refused { flag, value, why }),
@@ -674,6 +698,7 @@ mod tests {
             (opts.history, opts.max_rooms, opts.metrics),
             (0, 1024, false)
         );
+        assert_eq!(opts.room_ttl, Duration::from_secs(3600));
     }
 
     #[test]
@@ -739,6 +764,8 @@ mod tests {
             "--history",
             "5",
             "--max-rooms=2",
+            "--room-ttl",
+            "90s",
             "--metrics",
             "-v",
         ])
@@ -757,6 +784,8 @@ mod tests {
         assert_eq!(opts.config.allowed_origins, ["https://a", "https://b"]);
         assert!(opts.allow_binary && !opts.page);
         assert_eq!((opts.history, opts.max_rooms, opts.metrics), (5, 2, true));
+        assert_eq!(opts.room_ttl, Duration::from_secs(90));
+        assert_eq!(run(&["--room-ttl", "0"]).unwrap().room_ttl, Duration::ZERO);
         assert_eq!(opts.verbosity, Verbosity::Verbose);
         assert_eq!(run(&["-v", "-v"]).unwrap().verbosity, Verbosity::Trace);
         assert_eq!(run(&["-q"]).unwrap().verbosity, Verbosity::Quiet);
@@ -895,6 +924,14 @@ mod tests {
             (
                 &["--path", "/", "--mode", "chat"],
                 "invalid value '/' for --path: the chat page is served at /",
+            ),
+            (
+                &["--path", "/chat/"],
+                "invalid value '/chat/' for --path: a path cannot end with '/' (rooms are PATH/NAME): write '/chat'",
+            ),
+            (
+                &["--path", "/a/b//", "--mode", "echo"],
+                "invalid value '/a/b//' for --path: a path cannot end with '/' (rooms are PATH/NAME): write '/a/b'",
             ),
             (
                 &["--listen", "nowhere"],

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use cli::{Command, Mode, Options, Verbosity};
-use rookery::chat::Chat;
+use rookery::chat::{Chat, ChatOptions};
 use rookery::echo::Echo;
 use rookery::{Handler, Server};
 
@@ -46,13 +46,14 @@ fn main() -> ExitCode {
     let tls = ();
     let result = match opts.mode {
         Mode::Chat => {
-            let chat = Chat::new(
-                &opts.welcome,
-                opts.allow_binary,
-                opts.page,
-                &opts.config.path,
-            )
+            let chat = Chat::new(ChatOptions {
+                welcome: opts.welcome.clone(),
+                allow_binary: opts.allow_binary,
+                page: opts.page,
+                path: opts.config.path.clone(),
+            })
             .with_rooms(opts.max_rooms, opts.history)
+            .with_room_ttl(opts.room_ttl)
             .with_metrics(opts.metrics);
             serve(&opts, tls, chat)
         }
@@ -337,6 +338,9 @@ fn serving_line(opts: &Options, addr: SocketAddr) -> String {
     if all {
         line.push_str(" (all interfaces)");
     }
+    if opts.config.deflate {
+        line.push_str(" with permessage-deflate");
+    }
     if opts.mode == Mode::Chat && opts.page {
         line.push_str(&format!(", page at {http}://{authority}/"));
     }
@@ -465,6 +469,11 @@ mod tests {
         assert_eq!(
             line(&["--mode", "echo"], "[fe80::1]:80"),
             "serving echo on ws://[fe80::1]:80/chat"
+        );
+        #[cfg(feature = "deflate")]
+        assert_eq!(
+            line(&["--deflate"], "0.0.0.0:1984"),
+            "serving chat on ws://127.0.0.1:1984/chat (all interfaces) with permessage-deflate, page at http://127.0.0.1:1984/"
         );
     }
 

@@ -158,6 +158,26 @@ impl SharedFrame {
         }))
     }
 
+    /// The encoded frame's length, uncompressed.
+    pub fn len(&self) -> usize {
+        self.0.plain.len()
+    }
+
+    /// Whether the frame is empty (never: a frame has a header).
+    pub fn is_empty(&self) -> bool {
+        self.0.plain.is_empty()
+    }
+
+    /// Makes the compressed variant now, if it is not made yet, rather
+    /// than when the first connection that takes it is sent the frame: for
+    /// a frame kept to be sent later (a history), so that the cost is paid
+    /// when it is kept, not on the path of a newcomer.
+    pub fn compress_now(&self, codec: &mut Codec) {
+        self.0
+            .deflated
+            .get_or_init(|| codec.compress_shared(&self.0.plain));
+    }
+
     /// The bytes for a connection that compresses with `window_bits` (0:
     /// it does not).
     fn bytes_for(&self, window_bits: u8, codec: &mut Codec) -> &Rc<[u8]> {
@@ -789,6 +809,36 @@ impl Connection {
         Ok(())
     }
 
+    /// The bytes of `frame` as this connection takes them: its compressed
+    /// variant (made on the first need, once for every connection) if it
+    /// negotiated the shared window, else the plain frame.
+    pub fn shared_bytes(&self, codec: &mut Codec, frame: &SharedFrame) -> Rc<[u8]> {
+        Rc::clone(frame.bytes_for(self.deflate(), codec))
+    }
+
+    /// `msg` encoded as [`Connection::send`] would queue it (compressed
+    /// when that pays), as one buffer: for a caller that must hold it back
+    /// behind other output (the server's paced feed).
+    pub fn encode(&self, codec: &mut Codec, msg: Message<'_>) -> Rc<[u8]> {
+        let (header, payload) = self.frame(codec, msg);
+        let mut bytes = Vec::with_capacity(header.as_bytes().len() + payload.len());
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.extend_from_slice(payload);
+        bytes.into()
+    }
+
+    /// Queues encoded frame bytes (from [`Connection::shared_bytes`] or
+    /// [`Connection::encode`]) without the backlog check: for a caller that
+    /// bounds what it queues itself, as the server's paced feed does (it
+    /// hands a connection more only while its backlog is under the limit).
+    pub fn queue_paced(&mut self, bytes: &Rc<[u8]>) -> Result<(), SendError> {
+        if !self.can_send() {
+            return Err(SendError::NotOpen);
+        }
+        self.out.push_shared(bytes, 0);
+        Ok(())
+    }
+
     /// Whether it takes the compressed variant of broadcasts and shared
     /// frames (see [`deflate::SHARED_WINDOW_BITS`]).
     pub fn takes_shared_deflate(&self) -> bool {
@@ -938,20 +988,28 @@ impl Connection {
             return;
         }
         let queued = self.out.len();
-        if queued > settings.max_backlog && self.can_send() {
-            log::warn!(
-                "{queued} bytes queued, over the backlog limit of {}: closing (1008)",
-                settings.max_backlog
-            );
-            // Open, so upgraded: the field means "closed for its backlog".
-            self.head_request = true;
-            let _ = self.close(
-                settings,
-                now,
-                close::POLICY_VIOLATION,
-                "backlog limit exceeded",
-            );
+        if queued > settings.max_backlog {
+            self.close_for_backlog(settings, now);
         }
+    }
+
+    /// Closes (1008) a peer that is behind with more than the backlog
+    /// limit waiting for it, and marks it for
+    /// [`Connection::take_backlog_closed`]. Nothing if it cannot send.
+    pub fn close_for_backlog(&mut self, settings: &Settings, now: Instant) {
+        if !self.can_send() {
+            return;
+        }
+        // Logged by whoever holds the connection, which can name it (see
+        // `Connection::take_backlog_closed`).
+        // Open, so upgraded: the field means "closed for its backlog".
+        self.head_request = true;
+        let _ = self.close(
+            settings,
+            now,
+            close::POLICY_VIOLATION,
+            "backlog limit exceeded",
+        );
     }
 
     // ---- time ----------------------------------------------------------------
@@ -996,7 +1054,7 @@ impl Connection {
         }
         match self.phase {
             Phase::Handshake(_) => {
-                log::debug!("handshake timed out");
+                // Logged by whoever holds the connection, which can name it.
                 self.finish(close::ABNORMAL);
             }
             Phase::Open(_) => {

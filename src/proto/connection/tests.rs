@@ -438,6 +438,48 @@ fn a_peer_that_does_not_read_is_closed_with_1008_past_the_backlog_limit() {
 }
 
 #[test]
+fn paced_frames_skip_the_backlog_check_and_encode_matches_send() {
+    let s = Settings {
+        max_backlog: 1000,
+        ..settings()
+    };
+    let mut peer = Peer::open(s);
+    let mut sink = Throttled::new(100);
+    let big = [b'x'; 600];
+    peer.conn
+        .send_through(
+            &peer.s,
+            peer.at(1),
+            &mut peer.codec,
+            &mut sink,
+            Message::Binary(&big),
+        )
+        .unwrap();
+    assert!(peer.conn.wants_write());
+    // Behind, and over the cap: a paced frame is queued all the same (its
+    // caller bounds what it queues), where a send would close.
+    let frame = SharedFrame::new(Message::Binary(&big));
+    let bytes = peer.conn.shared_bytes(&mut peer.codec, &frame);
+    peer.conn.queue_paced(&bytes).unwrap();
+    assert!(peer.conn.is_open());
+    assert!(peer.conn.backlog() > 1000);
+    // What `encode` makes is the frame `send` would queue.
+    let encoded = peer.conn.encode(&mut peer.codec, Message::Text("hello"));
+    assert_eq!(&encoded[..], &server_frame(OpCode::Text, b"hello")[..]);
+    assert_eq!(&bytes[..], &server_frame(OpCode::Binary, &big)[..]);
+    // The slow consumer's close, asked for by the caller.
+    peer.conn.close_for_backlog(&peer.s, peer.at(2));
+    assert!(!peer.conn.is_open());
+    assert!(peer.conn.take_backlog_closed());
+    assert_eq!(peer.conn.queue_paced(&bytes), Err(SendError::NotOpen));
+    sink.room = usize::MAX / 2;
+    peer.conn.handle_writable(&peer.s, peer.at(3), &mut sink);
+    assert!(sink
+        .got
+        .ends_with(&close_payload(1008, "backlog limit exceeded")));
+}
+
+#[test]
 fn a_failed_write_finishes_the_connection() {
     struct Broken;
     impl Sink for Broken {
