@@ -46,6 +46,8 @@ pub enum Tool {
     Curl,
     /// `nm` (binutils), to list the C library's symbols.
     Nm,
+    /// `make`, to check the C example's Makefile.
+    Make,
 }
 
 impl Tool {
@@ -58,6 +60,7 @@ impl Tool {
             Tool::Openssl => "ROOKERY_REQUIRE_OPENSSL",
             Tool::Curl => "ROOKERY_REQUIRE_CURL",
             Tool::Nm => "ROOKERY_REQUIRE_NM",
+            Tool::Make => "ROOKERY_REQUIRE_MAKE",
         }
     }
 
@@ -72,6 +75,7 @@ impl Tool {
             Tool::Openssl => "apt-get install openssl",
             Tool::Curl => "apt-get install curl",
             Tool::Nm => "apt-get install binutils",
+            Tool::Make => "apt-get install make",
         }
     }
 }
