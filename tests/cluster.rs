@@ -1,12 +1,12 @@
-//! Rooms across nodes through a real `redis-server` (SPEC §9, feature
-//! `redis`): two and three `rookery` processes on one Redis started here on
+//! Rooms across nodes through a real `redis-server` (feature `redis`): two and three `rookery` processes on one Redis started here on
 //! a free port; delivery once each and in each sender's order, rooms kept
 //! apart; Redis killed and restarted; unreachable, wrong password, wrong
 //! database, silent and garbage-speaking Redis; the bounded queue; and the
 //! `resp_decoder` fuzz check on seeded random bytes.
 //!
-//! Without `redis-server` in PATH the Redis tests say so and pass, unless
-//! `ROOKERY_REQUIRE_REDIS` is set (`.ci/run` sets it): then they fail.
+//! Without `redis-server` in PATH the Redis tests print `SKIPPED: ...` and
+//! pass, unless `ROOKERY_REQUIRE_REDIS=1` is set (`.ci/run` sets it): then
+//! they fail (`common::require`).
 
 #![cfg(feature = "redis")]
 
@@ -36,16 +36,7 @@ impl Redis {
     /// Starts one, or `None` (with a message) when redis-server is absent
     /// and not required.
     fn start(password: Option<&'static str>) -> Option<Redis> {
-        let found = Command::new("redis-server")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .status()
-            .is_ok();
-        if !found {
-            if std::env::var_os("ROOKERY_REQUIRE_REDIS").is_some() {
-                panic!("redis-server not found, and ROOKERY_REQUIRE_REDIS is set");
-            }
-            eprintln!("SKIPPED: redis-server is not installed (apt-get install redis-server)");
+        if !require_program(Tool::Redis, "redis-server", &["--version"]) {
             return None;
         }
         let mut redis = Redis {
