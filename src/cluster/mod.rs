@@ -57,7 +57,7 @@ const RESUME_GRACE: Duration = Duration::from_secs(1);
 const OUT_CHUNK: usize = 64 * 1024;
 /// Bytes of commands written and not yet acknowledged, at most (plus one
 /// command): what a connection given up can leave of unknown fate.
-const INFLIGHT_MAX: usize = 256 * 1024;
+const INFLIGHT_MAX: usize = 64 * 1024;
 /// Bytes read from one Redis socket at most per readiness (per pass).
 pub const READ_PER_PASS: usize = 64 * 1024;
 /// A subscribed connection silent this long is sent a PING, so that a
@@ -510,12 +510,20 @@ impl Bridge {
 
     /// Gives both links up, logs why, and retries after the backoff.
     /// Commands handed to the publishing link go back to the front of the
-    /// queue if some of their bytes were still unwritten (Redis cannot have
-    /// run them); those written whole and not acknowledged are counted as
+    /// queue if some of their bytes never reached Redis's host (still in
+    /// our output, or in the kernel's send queue unacknowledged by the
+    /// peer, which the reset below discards): Redis cannot have run them.
+    /// Those it received whole and did not acknowledge are counted as
     /// dropped (Redis may have published them: sending them again could
     /// deliver them twice).
     fn fail(&mut self, poller: &Poller, now: Instant, e: &LinkError) {
-        let unwritten = self.publ.as_ref().map_or(0, |l| l.out.len());
+        let unwritten = self
+            .publ
+            .as_ref()
+            .map_or(0, |l| l.out.len() + unacknowledged(&l.stream));
+        if let Some(link) = &self.publ {
+            reset_on_close(&link.stream);
+        }
         for link in [self.sub.take(), self.publ.take()].into_iter().flatten() {
             let _ = poller.delete(&link.stream);
         }
@@ -900,6 +908,47 @@ fn open_envelope(data: &[u8], node: u64) -> Option<Incoming> {
         opcode,
         payload: payload.to_vec(),
     })
+}
+
+/// Bytes in `stream`'s send queue that the peer has not acknowledged
+/// (`SIOCOUTQ`; 0 where unknown).
+fn unacknowledged(stream: &TcpStream) -> usize {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let mut n: libc::c_int = 0;
+        // SAFETY: SIOCOUTQ (= TIOCOUTQ) on a TCP socket we own writes one
+        // int to the pointer given, which lives across the call.
+        let rc = unsafe { libc::ioctl(stream.as_raw_fd(), libc::TIOCOUTQ, &mut n) };
+        if rc == 0 {
+            return usize::try_from(n).unwrap_or(0);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = stream;
+    0
+}
+
+/// Makes closing `stream` send a reset and discard its unsent bytes
+/// (`SO_LINGER` 0), so that what [`unacknowledged`] counted never reaches
+/// Redis after the connection is given up.
+fn reset_on_close(stream: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt(2) with a valid `linger` of the size given, on a
+    // socket we own.
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
 }
 
 /// A node id unlikely to repeat: the clock, the process id and a stack
