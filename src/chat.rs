@@ -50,6 +50,45 @@ struct Room {
     history: VecDeque<Kept>,
 }
 
+/// The welcome text of [`ChatOptions::default`].
+pub const DEFAULT_WELCOME: &str = "Welcome to Rookery Chat!";
+
+/// What a [`Chat`] is made with ([`Chat::new`]); the default is the
+/// `rookery` command's chat.
+///
+/// ```
+/// use rookery::chat::ChatOptions;
+///
+/// let options = ChatOptions { page: false, ..ChatOptions::default() };
+/// assert_eq!(options.welcome, "Welcome to Rookery Chat!");
+/// assert_eq!(options.path, "/chat");
+/// assert!(!options.allow_binary);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatOptions {
+    /// The first message each new member is sent.
+    pub welcome: String,
+    /// Relay binary messages (else a member that sends one is closed with
+    /// 1003).
+    pub allow_binary: bool,
+    /// Serve the chat page at `GET /`.
+    pub page: bool,
+    /// The WebSocket path, the server's [`crate::Config::path`]: the page
+    /// connects to it, and rooms are below it (`PATH/NAME`).
+    pub path: String,
+}
+
+impl Default for ChatOptions {
+    fn default() -> ChatOptions {
+        ChatOptions {
+            welcome: DEFAULT_WELCOME.to_string(),
+            allow_binary: false,
+            page: true,
+            path: crate::Config::default().path,
+        }
+    }
+}
+
 /// The chat broadcaster.
 #[derive(Debug, Clone)]
 pub struct Chat {
@@ -77,14 +116,39 @@ pub struct Chat {
 }
 
 impl Chat {
-    /// A chat that greets with `welcome` and serves its page for the
-    /// WebSocket path `ws_path`, if `page` is set.
-    pub fn new(welcome: &str, allow_binary: bool, page: bool, ws_path: &str) -> Chat {
-        Chat {
-            welcome: welcome.to_string(),
+    /// A chat made with `options`; rooms and history are set with
+    /// [`Chat::with_rooms`], metrics with [`Chat::with_metrics`]. Give the
+    /// server the same path ([`crate::Config::path`] and
+    /// [`ChatOptions::path`]).
+    ///
+    /// ```no_run
+    /// use rookery::chat::{Chat, ChatOptions};
+    /// use rookery::{Config, Server};
+    ///
+    /// let chat = Chat::new(ChatOptions {
+    ///     welcome: "Hello from the board".into(),
+    ///     allow_binary: true,
+    ///     path: "/ws".into(),
+    ///     ..ChatOptions::default()
+    /// })
+    /// .with_rooms(16, 20);
+    /// let config = Config { path: "/ws".into(), ..Config::default() };
+    /// let mut server = Server::bind("127.0.0.1:1984", config, chat)?;
+    /// server.run()?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn new(options: ChatOptions) -> Chat {
+        let ChatOptions {
+            welcome,
             allow_binary,
-            page: page.then(|| render_page(ws_path).into_bytes()),
-            ws_path: ws_path.to_string(),
+            page,
+            path,
+        } = options;
+        Chat {
+            welcome,
+            allow_binary,
+            page: page.then(|| render_page(&path).into_bytes()),
+            ws_path: path,
             max_rooms: DEFAULT_MAX_ROOMS,
             history: 0,
             rooms: HashMap::new(),
@@ -512,7 +576,10 @@ mod tests {
 
     #[test]
     fn room_names_and_paths() {
-        let chat = Chat::new("hi", false, false, "/chat");
+        let chat = Chat::new(ChatOptions {
+            page: false,
+            ..ChatOptions::default()
+        });
         assert_eq!(chat.room_for("/chat"), Some(""));
         assert_eq!(chat.room_for("/chat/kitchen"), Some("kitchen"));
         assert_eq!(chat.room_for("/chat/a.b_c-D9"), Some("a.b_c-D9"));

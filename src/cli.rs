@@ -204,7 +204,9 @@ USAGE:
 
 OPTIONS:
     --listen ADDR:PORT        address to listen on (port 0 picks one)  [default: 127.0.0.1:1984]
-    --path PATH               WebSocket path (/ only with --no-page)    [default: /chat]
+    --path PATH               WebSocket path                            [default: /chat]
+                              (/ only with --no-page or --mode echo; no
+                              trailing / otherwise: rooms are PATH/NAME)
     --mode chat|echo          chat: relay every text to everyone; echo: back to sender  [default: chat]
     --welcome TEXT            text sent to each new chat connection     [default: Welcome to Rookery Chat!]
     --ping-interval DUR       ping every open connection this often     [default: 5s]
@@ -226,7 +228,8 @@ OPTIONS:
     --allow-binary            relay binary messages instead of closing with 1003
     --no-page                 do not serve the chat page at GET /
     --history N               messages each chat room keeps for newcomers  [default: 0]
-                              (0: none; memory: at most N x --max-message per room)
+                              (0: none; at most 100000; memory: at most
+                              N x --max-message per room)
     --max-rooms N             an upgrade that would create one more room gets 503  [default: 1024]
                               (PATH joins the default room, PATH/NAME room NAME)
     --metrics                 serve Prometheus metrics at GET /metrics
@@ -249,7 +252,8 @@ OPTIONS:
 
 DUR is a number with a unit: 250ms, 5s, 2m, 1h, or 0 (what 0 means is
 given for each flag above).
-SIZE is bytes, or a number with KiB, MiB, GiB (or KB, MB, GB: powers of 1000).
+SIZE is bytes (65536), or a number with KiB, MiB, GiB (powers of 1024; also
+K, M, G) or KB, MB, GB (powers of 1000): 64KiB, 1MiB, 10MB.
 Logs go to stderr, each line stamped with the UTC time (not when stderr is
 the systemd journal, which stamps lines itself).
 RUST_LOG, when set, overrides -v and -q (e.g. RUST_LOG=debug).
@@ -302,6 +306,18 @@ pub(crate) fn parse_size(text: &str) -> Option<u64> {
 fn path_problem(path: &str) -> Option<String> {
     if !path.starts_with('/') {
         return Some("expected a path starting with '/', e.g. /chat".into());
+    }
+    // Rooms are PATH/NAME: under `/chat/` they would be `/chat//NAME`,
+    // which no client asks for. Refused rather than trimmed, so that the
+    // URL clients are given is the one the server answers.
+    if path.len() > 1 && path.ends_with('/') {
+        return Some(format!(
+            "a path cannot end with '/' (rooms are PATH/NAME): write '{}'",
+            match path.trim_end_matches('/') {
+                "" => "/".to_string(),
+                trimmed => shown(trimmed),
+            }
+        ));
     }
     let bad = path
         .chars()
@@ -895,6 +911,14 @@ mod tests {
             (
                 &["--path", "/", "--mode", "chat"],
                 "invalid value '/' for --path: the chat page is served at /",
+            ),
+            (
+                &["--path", "/chat/"],
+                "invalid value '/chat/' for --path: a path cannot end with '/' (rooms are PATH/NAME): write '/chat'",
+            ),
+            (
+                &["--path", "/a/b//", "--mode", "echo"],
+                "invalid value '/a/b//' for --path: a path cannot end with '/' (rooms are PATH/NAME): write '/a/b'",
             ),
             (
                 &["--listen", "nowhere"],

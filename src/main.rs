@@ -2,6 +2,7 @@
 //! echo service with `--mode echo`. See `rookery --help`.
 
 #![warn(unreachable_pub)]
+#![deny(unsafe_code)]
 
 mod cli;
 
@@ -11,7 +12,7 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use cli::{Command, Mode, Options, Verbosity};
-use rookery::chat::Chat;
+use rookery::chat::{Chat, ChatOptions};
 use rookery::echo::Echo;
 use rookery::{Handler, Server};
 
@@ -45,12 +46,12 @@ fn main() -> ExitCode {
     let tls = ();
     let result = match opts.mode {
         Mode::Chat => {
-            let chat = Chat::new(
-                &opts.welcome,
-                opts.allow_binary,
-                opts.page,
-                &opts.config.path,
-            )
+            let chat = Chat::new(ChatOptions {
+                welcome: opts.welcome.clone(),
+                allow_binary: opts.allow_binary,
+                page: opts.page,
+                path: opts.config.path.clone(),
+            })
             .with_rooms(opts.max_rooms, opts.history)
             .with_metrics(opts.metrics);
             serve(&opts, tls, chat)
@@ -83,6 +84,7 @@ fn main() -> ExitCode {
 /// the allocator's tuning is the embedding program's choice
 /// (`GLIBC_TUNABLES=glibc.malloc.mmap_threshold=131072` does the same
 /// without code).
+#[allow(unsafe_code)] // mallopt, below.
 fn fix_malloc_trim_threshold() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt takes two plain ints and is called before any
@@ -335,6 +337,9 @@ fn serving_line(opts: &Options, addr: SocketAddr) -> String {
     if all {
         line.push_str(" (all interfaces)");
     }
+    if opts.config.deflate {
+        line.push_str(" with permessage-deflate");
+    }
     if opts.mode == Mode::Chat && opts.page {
         line.push_str(&format!(", page at {http}://{authority}/"));
     }
@@ -463,6 +468,11 @@ mod tests {
         assert_eq!(
             line(&["--mode", "echo"], "[fe80::1]:80"),
             "serving echo on ws://[fe80::1]:80/chat"
+        );
+        #[cfg(feature = "deflate")]
+        assert_eq!(
+            line(&["--deflate"], "0.0.0.0:1984"),
+            "serving chat on ws://127.0.0.1:1984/chat (all interfaces) with permessage-deflate, page at http://127.0.0.1:1984/"
         );
     }
 

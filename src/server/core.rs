@@ -31,6 +31,7 @@ use super::slab::{ConnId, Slab};
 use super::stats::Stats;
 use super::timer::{Tick, TimerWheel, TICK};
 use super::topics::{TopicId, Topics};
+use super::user_data::UserData;
 use super::Config;
 
 /// [`TICK`] in nanoseconds.
@@ -131,6 +132,8 @@ pub(crate) struct Core {
     pub slots: Slab<Slot>,
     wheel: TimerWheel<Timer>,
     user_timers: Slab<(u64, Tick)>,
+    /// The handler's values, one per connection at most.
+    pub(crate) user_data: UserData,
     pub config: Config,
     pub settings: Settings,
     pub(crate) stop_flag: Arc<AtomicBool>,
@@ -187,9 +190,9 @@ impl Core {
         listener.set_nonblocking(true)?;
         let local_addr = listener.local_addr()?;
         let poller = Arc::new(Poller::new()?);
-        // SAFETY: the listener is deleted from the poller before it is
-        // dropped (`begin_shutdown`, and `Drop for Core`).
-        unsafe { poller.add_with_mode(&listener, Event::readable(LISTENER_KEY), PollMode::Level)? };
+        // Deleted from the poller before it is dropped (`begin_shutdown`,
+        // and `Drop for Core`).
+        poller.add_with_mode(&listener, Event::readable(LISTENER_KEY), PollMode::Level)?;
         let now = Instant::now();
         let mut core = Core {
             poller,
@@ -198,6 +201,7 @@ impl Core {
             slots: Slab::default(),
             wheel: TimerWheel::new(),
             user_timers: Slab::default(),
+            user_data: UserData::default(),
             settings: config.settings(),
             config,
             stop_flag: Arc::new(AtomicBool::new(false)),
@@ -238,7 +242,15 @@ impl Core {
     /// tick and the wait's timeout come from them with plain integer
     /// arithmetic, where each `Instant` difference was ~40 instructions of a
     /// pass (callgrind, at one or two messages a pass).
+    ///
+    /// The clock never runs back: a `now` earlier than the last one (the
+    /// wall clock read by [`crate::Server::with_context`] after a pass on a
+    /// virtual clock that runs ahead, see [`crate::Server::run_once_at`])
+    /// leaves it where it is.
     pub(crate) fn set_clock(&mut self, now: Instant) {
+        if now < self.now {
+            return;
+        }
         self.now = now;
         self.now_nanos = self.nanos_since_start(now);
     }
@@ -336,7 +348,11 @@ impl Core {
             return;
         };
         slot.timer = 0;
+        let handshaking = slot.conn.is_handshaking();
         slot.conn.handle_timeout(&self.settings, self.now);
+        if handshaking && slot.conn.is_finished() {
+            debug!("{id} ({}): handshake timed out", Peer(&slot.stream));
+        }
         self.touch(id);
     }
 
@@ -421,12 +437,11 @@ impl Core {
         let Some(slot) = self.slots.get_mut(id) else {
             return;
         };
-        // SAFETY: the stream is deleted from the poller in `remove` before
-        // the slot (and its socket) is dropped.
-        let added = unsafe {
-            self.poller
-                .add_with_mode(&slot.stream, Event::readable(key), PollMode::Level)
-        };
+        // Deleted from the poller in `remove` before the slot (and its
+        // socket) is dropped.
+        let added = self
+            .poller
+            .add_with_mode(&slot.stream, Event::readable(key), PollMode::Level);
         if let Err(e) = added {
             warn!("cannot watch {peer}: {e}");
             self.slots.remove(id);
@@ -497,6 +512,12 @@ impl Core {
         }
         if slot.conn.take_backlog_closed() {
             self.stats.slow_consumer_closes += 1;
+            warn!(
+                "{id} ({}): {} bytes queued, over the backlog limit of {}: closing (1008)",
+                Peer(&slot.stream),
+                slot.conn.backlog(),
+                self.settings.max_backlog
+            );
         }
         let closed = slot.conn.take_closed();
         if slot.conn.is_finished() {
@@ -962,6 +983,19 @@ impl Drop for Core {
         #[cfg(feature = "redis")]
         if let Some(mut bridge) = self.bridge.take() {
             bridge.detach(&self.poller);
+        }
+    }
+}
+
+/// A connection's peer address in a log line (`?` once the socket has
+/// lost it).
+struct Peer<'a>(&'a TcpStream);
+
+impl std::fmt::Display for Peer<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.peer_addr() {
+            Ok(addr) => write!(f, "{addr}"),
+            Err(_) => f.write_str("?"),
         }
     }
 }

@@ -8,6 +8,7 @@
 //! activates) is settled when the callback has returned, so callbacks never
 //! nest.
 
+use std::any::Any;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -145,8 +146,48 @@ impl Context<'_> {
         self.core.publish(topic, msg.opcode(), msg.as_bytes())
     }
 
+    /// Sends a text message to the members of `topic`, as
+    /// [`Context::publish`] does. Returns how many members the topic has.
+    ///
+    /// ```
+    /// use rookery::{ConnId, Context, Handler, Message};
+    ///
+    /// /// Every text goes to everyone in the topic `all`.
+    /// struct Relay;
+    ///
+    /// impl Handler for Relay {
+    ///     fn on_open(&mut self, ctx: &mut Context<'_>, conn: ConnId) {
+    ///         let _ = ctx.subscribe(conn, "all");
+    ///         ctx.publish_text("all", "someone joined");
+    ///     }
+    ///
+    ///     fn on_message(&mut self, ctx: &mut Context<'_>, _conn: ConnId, msg: Message<'_>) {
+    ///         if let Message::Text(text) = msg {
+    ///             ctx.publish_text("all", text);
+    ///         }
+    ///     }
+    /// }
+    /// ```
+    pub fn publish_text(&mut self, topic: &str, text: &str) -> usize {
+        self.publish(topic, Message::Text(text))
+    }
+
+    /// Sends a binary message to the members of `topic`, as
+    /// [`Context::publish`] does. Returns how many members the topic has.
+    ///
+    /// ```
+    /// # use rookery::Context;
+    /// fn share_reading(ctx: &mut Context<'_>, reading: [u8; 4]) {
+    ///     ctx.publish_binary("sensors", &reading);
+    /// }
+    /// ```
+    pub fn publish_binary(&mut self, topic: &str, data: &[u8]) -> usize {
+        self.publish(topic, Message::Binary(data))
+    }
+
     /// The Redis bridge's state, `None` without a bridge.
     #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     pub fn redis_status(&self) -> Option<crate::cluster::RedisStatus> {
         self.core.bridge.as_deref().map(|b| b.status())
     }
@@ -247,12 +288,141 @@ impl Context<'_> {
     pub fn config(&self) -> &Config {
         &self.core.config
     }
+
+    /// Attaches `value` to `conn`, in place of any value it had (of any
+    /// type): the handler's own state for that connection, e.g. a user
+    /// name or the room it joined, kept without a map of its own. It may be
+    /// set from [`Handler::on_upgrade`] on; it is dropped when the
+    /// connection is gone, after [`Handler::on_close`] (which can still
+    /// read it). [`SendError::NotOpen`] for an unknown or stale connection.
+    ///
+    /// One value per connection: for several, attach a struct. The value
+    /// is boxed, one allocation; a connection without one costs nothing.
+    ///
+    /// ```
+    /// use rookery::{ConnId, Context, Handler, Message, Request, Upgrade};
+    ///
+    /// /// Greets by the name given in the path (`/chat?name=Ada`).
+    /// struct Greeter;
+    ///
+    /// /// What the handler keeps for each connection.
+    /// struct Member {
+    ///     name: String,
+    ///     messages: u32,
+    /// }
+    ///
+    /// impl Handler for Greeter {
+    ///     fn on_upgrade(&mut self, ctx: &mut Context<'_>, conn: ConnId, req: &Request) -> Upgrade {
+    ///         let name = req.target().split_once("name=").map_or("anonymous", |(_, n)| n);
+    ///         let member = Member { name: name.to_string(), messages: 0 };
+    ///         let _ = ctx.set_user_data(conn, member);
+    ///         Upgrade::accept()
+    ///     }
+    ///
+    ///     fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, _msg: Message<'_>) {
+    ///         let Some(member) = ctx.user_data_mut::<Member>(conn) else {
+    ///             return;
+    ///         };
+    ///         member.messages += 1;
+    ///         let reply = format!("{}: message {}", member.name, member.messages);
+    ///         let _ = ctx.send_text(conn, &reply);
+    ///     }
+    ///
+    ///     fn on_close(&mut self, ctx: &mut Context<'_>, conn: ConnId, _code: u16, _reason: &str) {
+    ///         if let Some(member) = ctx.user_data::<Member>(conn) {
+    ///             println!("{} left after {} messages", member.name, member.messages);
+    ///         }
+    ///     }
+    /// }
+    /// ```
+    pub fn set_user_data<T: Any>(&mut self, conn: ConnId, value: T) -> Result<(), SendError> {
+        if self.core.slots.get(conn).is_none() {
+            return Err(SendError::NotOpen);
+        }
+        self.core.user_data.set(conn, Box::new(value));
+        Ok(())
+    }
+
+    /// The value attached to `conn` with [`Context::set_user_data`], if it
+    /// has one of type `T`.
+    ///
+    /// ```
+    /// # use rookery::{ConnId, Context};
+    /// fn name_of<'c>(ctx: &'c Context<'_>, conn: ConnId) -> &'c str {
+    ///     ctx.user_data::<String>(conn).map_or("?", String::as_str)
+    /// }
+    /// ```
+    pub fn user_data<T: Any>(&self, conn: ConnId) -> Option<&T> {
+        self.core.user_data.get(conn)
+    }
+
+    /// The value attached to `conn`, mutably, if it has one of type `T`.
+    /// It borrows the context: copy out what a send needs first (see
+    /// [`Context::set_user_data`]).
+    ///
+    /// ```
+    /// # use rookery::{ConnId, Context};
+    /// fn count_message(ctx: &mut Context<'_>, conn: ConnId) {
+    ///     if let Some(count) = ctx.user_data_mut::<u64>(conn) {
+    ///         *count += 1;
+    ///     }
+    /// }
+    /// ```
+    pub fn user_data_mut<T: Any>(&mut self, conn: ConnId) -> Option<&mut T> {
+        self.core.user_data.get_mut(conn)
+    }
+
+    /// Takes the value attached to `conn` away, if it has one of type `T`
+    /// (a value of another type stays attached).
+    ///
+    /// ```
+    /// # use rookery::{ConnId, Context};
+    /// fn forget_name(ctx: &mut Context<'_>, conn: ConnId) -> Option<String> {
+    ///     ctx.take_user_data::<String>(conn)
+    /// }
+    /// ```
+    pub fn take_user_data<T: Any>(&mut self, conn: ConnId) -> Option<T> {
+        self.core.user_data.take(conn)
+    }
 }
 
 /// The application: decides on upgrades and reacts to connections,
 /// messages and timers. Every method but [`Handler::on_message`] has a
 /// default.
 pub trait Handler {
+    /// Called once, when the server first runs ([`crate::Server::run`] or
+    /// the first [`crate::Server::run_once`]), before it waits for
+    /// anything: the place to set the handler's first timers, which need a
+    /// [`Context`] that no connection has brought yet. Not called again
+    /// after a stop. The default does nothing.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use rookery::{ConnId, Context, Handler, Message};
+    ///
+    /// /// Tells every client the time since start, each second.
+    /// struct Clock {
+    ///     seconds: u64,
+    /// }
+    ///
+    /// impl Handler for Clock {
+    ///     fn on_start(&mut self, ctx: &mut Context<'_>) {
+    ///         ctx.set_timer(Duration::from_secs(1), 0);
+    ///     }
+    ///
+    ///     fn on_timer(&mut self, ctx: &mut Context<'_>, _token: u64) {
+    ///         self.seconds += 1;
+    ///         ctx.broadcast(Message::Text(&format!("{} s", self.seconds)));
+    ///         ctx.set_timer(Duration::from_secs(1), 0);
+    ///     }
+    ///
+    ///     fn on_message(&mut self, _ctx: &mut Context<'_>, _conn: ConnId, _msg: Message<'_>) {}
+    /// }
+    /// ```
+    fn on_start(&mut self, ctx: &mut Context<'_>) {
+        let _ = ctx;
+    }
+
     /// A valid upgrade request reached the WebSocket path, or a path below
     /// it (`PATH/NAME`; origin and protocol version already checked).
     /// Choose a subprotocol among

@@ -23,6 +23,7 @@ mod stats;
 mod timer;
 /// `release_spare` is also the chat's.
 pub(crate) mod topics;
+mod user_data;
 
 use std::collections::VecDeque;
 use std::io::{self, Read};
@@ -62,6 +63,15 @@ const READS_PER_EVENT: usize = 1;
 
 /// The capacity of the list of fired timers kept between passes.
 const FIRED_KEEP: usize = 1024;
+
+/// Where a pass's time comes from.
+#[derive(Debug, Clone, Copy)]
+enum Clock {
+    /// The wall clock, read once after the wait.
+    Wall,
+    /// An instant the caller keeps ([`Server::run_once_at`]).
+    Given(Instant),
+}
 
 /// The loop-wide message buffer's capacity kept between messages; a larger
 /// one (left by a large fragmented message) is freed.
@@ -120,6 +130,8 @@ pub struct Server<H: Handler> {
     /// Messages posted from other threads, and the loop's buffer for them.
     posts: PostBox,
     posted: VecDeque<Post>,
+    /// Whether [`Handler::on_start`] was called.
+    started: bool,
 }
 
 impl<H: Handler> Server<H> {
@@ -150,6 +162,7 @@ impl<H: Handler> Server<H> {
             fired: Vec::new(),
             posts,
             posted: VecDeque::new(),
+            started: false,
         })
     }
 
@@ -169,6 +182,7 @@ impl<H: Handler> Server<H> {
     /// Makes the listener speak TLS (https and wss on the same port): every
     /// connection accepted from now on uses `config`.
     #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub fn set_tls(&mut self, config: crate::tls::TlsConfig) {
         self.core.tls = Some(config);
     }
@@ -179,6 +193,7 @@ impl<H: Handler> Server<H> {
     /// docs/cluster.md). The connections are made from the loop, with
     /// backoff; the server serves local traffic whatever Redis does.
     #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     pub fn set_redis(&mut self, config: crate::cluster::RedisConfig) {
         let bridge = crate::cluster::Bridge::new(config, Instant::now());
         if let Some(mut old) = self.core.bridge.replace(Box::new(bridge)) {
@@ -231,7 +246,25 @@ impl<H: Handler> Server<H> {
     }
 
     /// Runs `f` with a context, outside any callback (to send from code that
-    /// is not a handler), then settles what it did.
+    /// is not a handler), then settles what it did. A handler that sets
+    /// timers at start does it in [`Handler::on_start`] instead, which
+    /// every way of running the server calls.
+    ///
+    /// ```no_run
+    /// use rookery::{Config, ConnId, Context, Handler, Message, Server};
+    ///
+    /// struct Quiet;
+    ///
+    /// impl Handler for Quiet {
+    ///     fn on_message(&mut self, _ctx: &mut Context<'_>, _conn: ConnId, _msg: Message<'_>) {}
+    /// }
+    ///
+    /// let mut server = Server::bind("127.0.0.1:0", Config::default(), Quiet)?;
+    /// server.run_once(None)?;
+    /// let told = server.with_context(|ctx, _quiet| ctx.broadcast(Message::Text("news")));
+    /// println!("told {told} clients");
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn with_context<R>(&mut self, f: impl FnOnce(&mut Context<'_>, &mut H) -> R) -> R {
         self.core.set_clock(Instant::now());
         let result = f(
@@ -248,11 +281,12 @@ impl<H: Handler> Server<H> {
     /// timeout passed).
     pub fn run(&mut self) -> io::Result<()> {
         self.core.set_clock(Instant::now());
+        self.start();
         // Each pass's wait is timed from the clock read after the last wait:
         // only that pass's own work (microseconds, a few milliseconds when
         // it is busy, when the wait returns at once anyway) lies between, so
         // a timer runs at most that late, against ticks of 10 ms.
-        while self.run_pass(None)? {}
+        while self.run_pass(Clock::Wall, None)? {}
         Ok(())
     }
 
@@ -261,24 +295,73 @@ impl<H: Handler> Server<H> {
     pub fn run_once(&mut self, timeout: Option<Duration>) -> io::Result<bool> {
         // The caller may have been away for a while: time the wait afresh.
         self.core.set_clock(Instant::now());
-        self.run_pass(timeout)
+        self.start();
+        self.run_pass(Clock::Wall, timeout)
     }
 
-    /// One pass: waits at most `timeout` and until the next timer, counted
-    /// from the loop's clock, then reads the clock and handles what came.
-    fn run_pass(&mut self, timeout: Option<Duration>) -> io::Result<bool> {
+    /// One pass on a clock the caller keeps (a test, a simulation): waits
+    /// at most `timeout` of real time for socket events, then handles what
+    /// came and fires every timer due by `now`. The wall clock is not read
+    /// and timers do not end the wait (they run on the given clock), so a
+    /// test moves `now` an hour ahead and sees the idle timeouts, pings,
+    /// room expiries and backoffs of that hour at once, without sleeping.
+    ///
+    /// `now` never runs back: an earlier one than the last pass's (or the
+    /// start's) counts as the last one. Returns whether the server is still
+    /// running.
+    ///
+    /// ```no_run
+    /// use std::time::{Duration, Instant};
+    /// # use rookery::{Config, Server, echo::Echo};
+    /// let mut server = Server::bind("127.0.0.1:0", Config::default(), Echo)?;
+    /// let start = Instant::now();
+    /// // An hour passes for the server in one pass: every deadline of that
+    /// // hour is handled now.
+    /// server.run_once_at(start + Duration::from_secs(3600), Some(Duration::ZERO))?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn run_once_at(&mut self, now: Instant, timeout: Option<Duration>) -> io::Result<bool> {
+        self.start();
+        self.run_pass(Clock::Given(now), timeout)
+    }
+
+    /// Calls [`Handler::on_start`] before the first pass, and settles what
+    /// it did.
+    fn start(&mut self) {
+        if std::mem::replace(&mut self.started, true) {
+            return;
+        }
+        self.handler.on_start(&mut Context {
+            core: &mut self.core,
+        });
+        self.settle();
+    }
+
+    /// One pass: waits at most `timeout` and, on the wall clock, until the
+    /// next timer, counted from the loop's clock; then takes the pass's one
+    /// reading of the clock and handles what came.
+    fn run_pass(&mut self, clock: Clock, timeout: Option<Duration>) -> io::Result<bool> {
         self.check_stop();
         if self.core.stopping && self.core.slots.is_empty() {
             return Ok(false);
         }
-        // The deadline stays in the wheel; the poller's timer is armed for
-        // it when it changed (see `poller`).
-        let timeout = self.core.wait_timeout(timeout);
         self.events.clear();
-        self.core.poller.wait(&mut self.events, timeout)?;
+        let now = match clock {
+            Clock::Wall => {
+                // The deadline stays in the wheel; the poller's timer is
+                // armed for it when it changed (see `poller`).
+                let timeout = self.core.wait_timeout(timeout);
+                self.core.poller.wait(&mut self.events, timeout)?;
+                Instant::now()
+            }
+            Clock::Given(now) => {
+                self.core.poller.wait(&mut self.events, timeout)?;
+                now
+            }
+        };
         // The one reading of the clock this pass: every connection and timer
         // below sees the same instant.
-        self.core.set_clock(Instant::now());
+        self.core.set_clock(now);
         self.deliver_posts();
         // Copy the keys out (into a reused vector): handling an event
         // borrows the server mutably.
@@ -344,6 +427,17 @@ impl<H: Handler> Server<H> {
 
     fn check_stop(&mut self) {
         if self.core.stop_flag.load(Ordering::SeqCst) && !self.core.stopping {
+            let (count, wait) = (self.core.slots.len(), self.core.config.close_timeout);
+            let noun = if count == 1 {
+                "connection"
+            } else {
+                "connections"
+            };
+            if wait.is_zero() {
+                log::info!("stopping: closing {count} {noun} (not waiting for answers)");
+            } else {
+                log::info!("stopping: closing {count} {noun} (up to {wait:?})");
+            }
             // Posts accepted so far still go out, before the close frames.
             self.posts.close();
             self.deliver_posts();
@@ -513,7 +607,7 @@ impl<H: Handler> Server<H> {
             if let Some(early) = activation {
                 self.open(id, early);
             }
-            let (closed, _removed) = self.core.settle(id);
+            let (closed, removed) = self.core.settle(id);
             if let Some(code) = closed {
                 self.core.stats.count_close(code);
                 self.handler.on_close(
@@ -524,6 +618,10 @@ impl<H: Handler> Server<H> {
                     code,
                     "",
                 );
+            }
+            if removed {
+                // After `on_close`, which may still read it.
+                self.core.user_data.forget(id);
             }
             self.core.flush_batch();
         }

@@ -939,10 +939,8 @@ impl Connection {
         }
         let queued = self.out.len();
         if queued > settings.max_backlog && self.can_send() {
-            log::warn!(
-                "{queued} bytes queued, over the backlog limit of {}: closing (1008)",
-                settings.max_backlog
-            );
+            // Logged by whoever holds the connection, which can name it
+            // (see `Connection::take_backlog_closed`).
             // Open, so upgraded: the field means "closed for its backlog".
             self.head_request = true;
             let _ = self.close(
@@ -996,7 +994,7 @@ impl Connection {
         }
         match self.phase {
             Phase::Handshake(_) => {
-                log::debug!("handshake timed out");
+                // Logged by whoever holds the connection, which can name it.
                 self.finish(close::ABNORMAL);
             }
             Phase::Open(_) => {

@@ -15,8 +15,10 @@
 use std::rc::Rc;
 
 #[cfg(feature = "deflate")]
+#[cfg_attr(docsrs, doc(cfg(feature = "deflate")))]
 pub mod codec;
 #[cfg(feature = "deflate")]
+#[cfg_attr(docsrs, doc(cfg(feature = "deflate")))]
 pub mod offer;
 
 /// Messages shorter than this are sent uncompressed even on a connection
