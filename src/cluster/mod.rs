@@ -911,14 +911,15 @@ fn open_envelope(data: &[u8], node: u64) -> Option<Incoming> {
 }
 
 /// Bytes in `stream`'s send queue that the peer has not acknowledged
-/// (`SIOCOUTQ`; 0 where unknown).
+/// (`SIOCOUTQ`; 0 where unknown). rustix has no safe call for it.
+#[allow(unsafe_code)]
 fn unacknowledged(stream: &TcpStream) -> usize {
     #[cfg(target_os = "linux")]
     {
         use std::os::fd::AsRawFd;
         let mut n: libc::c_int = 0;
         // SAFETY: SIOCOUTQ (= TIOCOUTQ) on a TCP socket we own writes one
-        // int to the pointer given, which lives across the call.
+        // int through the pointer given, to `n`, which outlives the call.
         let rc = unsafe { libc::ioctl(stream.as_raw_fd(), libc::TIOCOUTQ, &mut n) };
         if rc == 0 {
             return usize::try_from(n).unwrap_or(0);
@@ -933,22 +934,7 @@ fn unacknowledged(stream: &TcpStream) -> usize {
 /// (`SO_LINGER` 0), so that what [`unacknowledged`] counted never reaches
 /// Redis after the connection is given up.
 fn reset_on_close(stream: &TcpStream) {
-    use std::os::fd::AsRawFd;
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: setsockopt(2) with a valid `linger` of the size given, on a
-    // socket we own.
-    unsafe {
-        libc::setsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&linger as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        );
-    }
+    let _ = rustix::net::sockopt::set_socket_linger(stream, Some(Duration::ZERO));
 }
 
 /// A node id unlikely to repeat: the clock, the process id and a stack
