@@ -241,8 +241,9 @@ OPTIONS:
                               tls feature; SIGHUP re-reads both files)
     --tls-key FILE            its private key, PEM (PKCS#8, PKCS#1 or SEC1)
     --redis URL               share rooms with the other nodes on this Redis
-                              (redis://[:PASSWORD@]HOST[:PORT][/DB]; builds with
-                              the redis feature; see docs/cluster.md)
+                              (redis://[[USER]:PASSWORD@]HOST[:PORT][/DB];
+                              builds with the redis feature; see
+                              docs/cluster.md)
     --redis-prefix PREFIX     Redis channels are PREFIX:room:R    [default: rookery]
     -v, --verbose             more logging: -v debug, -vv (or more) trace
     -q, --quiet               less logging: -q warnings and errors, -qq errors only
