@@ -280,11 +280,8 @@ pub(crate) struct Bridge {
     pub dropped: u64,
     /// Messages from Redis over `max_message`, dropped.
     oversized: u64,
-    /// The last failure logged, how often it repeated since, and when it
-    /// was last logged at WARN.
-    last_error: Option<String>,
-    repeats: u64,
-    warned_at: Option<Instant>,
+    /// What the log said about failed tries.
+    failures: Failures,
     backoff: Duration,
     retry_at: Option<Instant>,
     /// When the current try or the oldest owed reply began.
@@ -324,9 +321,7 @@ impl Bridge {
             inflight_bytes: 0,
             dropped: 0,
             oversized: 0,
-            last_error: None,
-            repeats: 0,
-            warned_at: None,
+            failures: Failures::default(),
             backoff: BACKOFF_MIN,
             retry_at: Some(now),
             waiting_since: None,
@@ -538,26 +533,22 @@ impl Bridge {
                 "; {lost} publications not acknowledged, counted as dropped"
             ));
         }
-        let repeated = self.last_error.as_deref() == Some(text.as_str());
-        let recently = self.warned_at.is_some_and(|t| now < t + REPEAT_LOG_EVERY);
-        if repeated && recently && what.is_empty() {
-            self.repeats += 1;
-            debug!(
+        match self.failures.failed(&text, now, !what.is_empty()) {
+            Say::Quiet => debug!(
                 "redis {}: {text}; retrying in {:?}",
                 self.cfg.addr, self.backoff
-            );
-        } else {
-            let again = match std::mem::take(&mut self.repeats) {
-                0 => String::new(),
-                n => format!(" (and {n} times more since the last such line)"),
-            };
-            warn!(
-                "redis {}: {text}{again}{what}; retrying in {:?}",
-                self.cfg.addr, self.backoff
-            );
-            self.warned_at = Some(now);
+            ),
+            Say::Warn { again } => {
+                let again = match again {
+                    0 => String::new(),
+                    n => format!(" (and {n} times more since the last such line)"),
+                };
+                warn!(
+                    "redis {}: {text}{again}{what}; retrying in {:?}",
+                    self.cfg.addr, self.backoff
+                );
+            }
         }
-        self.last_error = Some(text);
         self.waiting_since = None;
         self.resume_at = None;
         self.retry_at = Some(now + self.backoff);
@@ -713,20 +704,19 @@ impl Bridge {
     /// failure, so that `-q` shows the recovery too), and the queue goes
     /// out after the grace.
     fn on_up(&mut self, now: Instant) {
-        if self.last_error.take().is_some() {
-            let also = match self.repeats {
-                0 => String::new(),
-                n => format!(" (after {n} more failed tries not shown)"),
-            };
-            warn!(
-                "redis {}: connected and subscribed again{also}",
-                self.cfg.addr
-            );
-        } else {
-            info!("redis {}: connected and subscribed", self.cfg.addr);
+        match self.failures.recovered() {
+            Some(unshown) => {
+                let also = match unshown {
+                    0 => String::new(),
+                    n => format!(" (after {n} more failed tries not shown)"),
+                };
+                warn!(
+                    "redis {}: connected and subscribed again{also}",
+                    self.cfg.addr
+                );
+            }
+            None => info!("redis {}: connected and subscribed", self.cfg.addr),
         }
-        self.repeats = 0;
-        self.warned_at = None;
         self.backoff = BACKOFF_MIN;
         if !self.queue.is_empty() {
             self.resume_at = Some(now + RESUME_GRACE);
@@ -852,6 +842,56 @@ fn flush(link: &mut Link) -> Result<(), LinkError> {
     }
     link.out.drain(..written);
     Ok(())
+}
+
+/// What the log says about failed tries: the first failure, and any unlike
+/// the one before, at WARN; the same one again within [`REPEAT_LOG_EVERY`]
+/// of the last WARN at debug level, counted in the next WARN line. Never
+/// hidden at `-q`, never a line per retry.
+#[derive(Debug, Default)]
+struct Failures {
+    last: Option<String>,
+    /// Failures since the last WARN, not shown at WARN.
+    unshown: u64,
+    warned_at: Option<Instant>,
+}
+
+/// How to log one failure.
+#[derive(Debug, PartialEq, Eq)]
+enum Say {
+    /// At WARN, with how many times it repeated unshown since the last.
+    Warn { again: u64 },
+    /// At debug level.
+    Quiet,
+}
+
+impl Failures {
+    /// A failure, `text` as logged; `news`: it carries something to say
+    /// (publications queued again or dropped) whatever the text.
+    fn failed(&mut self, text: &str, now: Instant, news: bool) -> Say {
+        let repeated = self.last.as_deref() == Some(text);
+        let recently = self.warned_at.is_some_and(|t| now < t + REPEAT_LOG_EVERY);
+        if !repeated {
+            self.last = Some(text.to_string());
+        }
+        if repeated && recently && !news {
+            self.unshown += 1;
+            return Say::Quiet;
+        }
+        self.warned_at = Some(now);
+        Say::Warn {
+            again: std::mem::take(&mut self.unshown),
+        }
+    }
+
+    /// Up again: `Some(failures not shown)` if a failure was logged since
+    /// the last time up (the recovery is worth a WARN then).
+    fn recovered(&mut self) -> Option<u64> {
+        let was_failing = self.last.take().is_some();
+        self.warned_at = None;
+        let unshown = std::mem::take(&mut self.unshown);
+        was_failing.then_some(unshown)
+    }
 }
 
 /// What a `pmessage` push carries.
@@ -1091,6 +1131,52 @@ mod tests {
         assert_eq!(b.dropped, 1);
         assert_eq!((b.inflight.len(), b.inflight_bytes), (0, 0));
         assert_eq!(b.queued, 50 + lens[2]);
+    }
+
+    #[test]
+    fn repeated_failures_are_warned_once_a_minute_and_counted_never_hidden() {
+        let t0 = Instant::now();
+        let mut f = Failures::default();
+        let refused = "Connection refused (os error 111)";
+        assert_eq!(f.failed(refused, t0, false), Say::Warn { again: 0 });
+        for s in 1..5 {
+            let at = t0 + Duration::from_secs(s * 5);
+            assert_eq!(f.failed(refused, at, false), Say::Quiet);
+        }
+        // Another failure is news at once; and so is the first again.
+        let t1 = t0 + Duration::from_secs(30);
+        assert_eq!(
+            f.failed("no answer in time", t1, false),
+            Say::Warn { again: 4 }
+        );
+        assert_eq!(f.failed(refused, t1, false), Say::Warn { again: 0 });
+        assert_eq!(
+            f.failed(refused, t1 + Duration::from_secs(59), false),
+            Say::Quiet
+        );
+        assert_eq!(
+            f.failed(refused, t1 + Duration::from_secs(59), true),
+            Say::Warn { again: 1 }
+        );
+        assert_eq!(
+            f.failed(refused, t1 + Duration::from_secs(60), false),
+            Say::Quiet
+        );
+        assert_eq!(
+            f.failed(refused, t1 + Duration::from_secs(119), false),
+            Say::Warn { again: 1 }
+        );
+        assert_eq!(
+            f.failed(refused, t1 + Duration::from_secs(120), false),
+            Say::Quiet
+        );
+        // Connecting again after failures is worth a WARN, with the count.
+        assert_eq!(f.recovered(), Some(1));
+        assert_eq!(f.recovered(), None);
+        assert_eq!(
+            f.failed(refused, t1 + Duration::from_secs(121), false),
+            Say::Warn { again: 0 }
+        );
     }
 
     #[test]
