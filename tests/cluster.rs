@@ -458,10 +458,19 @@ fn fuzz_like_rng(seed: u64) -> impl FnMut() -> u64 {
 #[test]
 fn fuzz_check_on_random_bytes_and_mangled_replies() {
     let mut next = fuzz_like_rng(0x5EED_F00D_B00C_1984);
+    // A message whose data is over the harness's bulk limit (skipped),
+    // then one that is not.
+    let oversized = [
+        &b"*4\r\n$8\r\npmessage\r\n$1\r\np\r\n$1\r\nk\r\n$600\r\n"[..],
+        &[b'z'; 600],
+        b"\r\n*4\r\n$8\r\npmessage\r\n$1\r\np\r\n$1\r\nk\r\n$2\r\nok\r\n",
+    ]
+    .concat();
     let real: &[&[u8]] = &[
         b"+OK\r\n:3\r\n*3\r\n$10\r\npsubscribe\r\n$14\r\nrookery:room:*\r\n:1\r\n",
         b"*4\r\n$8\r\npmessage\r\n$1\r\np\r\n$14\r\nrookery:room:k\r\n$5\r\nhello\r\n",
         b"-WRONGPASS invalid username-password pair\r\n$-1\r\n*-1\r\n*2\r\n*1\r\n:1\r\n$0\r\n\r\n",
+        &oversized,
     ];
     for round in 0..3000u32 {
         let mut input = vec![next() as u8];
