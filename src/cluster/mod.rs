@@ -12,9 +12,9 @@
 //! publishing connection, so a node's messages keep their order; while
 //! Redis is away, publications wait in a queue of at most `max_backlog`
 //! bytes and later ones are dropped and counted; a publication handed to a
-//! connection that is then given up is queued again if none of it was
-//! written, and counted as dropped otherwise (it may or may not have been
-//! published: publishing it again could deliver it twice).
+//! connection that is then given up is queued again if Redis's host did
+//! not take all of it, and counted as dropped otherwise (it may or may not
+//! have been published: publishing it again could deliver it twice).
 //!
 //! Limits (SPEC 14, docs/security.md): each readiness of a socket reads at
 //! most [`READ_PER_PASS`] bytes, and what it decodes is delivered locally
@@ -270,12 +270,13 @@ pub(crate) struct Bridge {
     publ: Option<Link>,
     /// Encoded PUBLISH commands not yet handed to the socket.
     queue: VecDeque<Vec<u8>>,
-    /// Their bytes (at most the queue's bound).
+    /// Their bytes: at most `max_backlog`, or one command if larger, plus
+    /// what a link given up put back.
     queued: usize,
     /// Commands handed to the publishing socket, not yet acknowledged, in
     /// order (each `:N` reply acknowledges the first).
     inflight: VecDeque<Vec<u8>>,
-    /// Their bytes (at most the queue's bound, plus one command).
+    /// Their bytes (at most [`INFLIGHT_MAX`], plus one command).
     inflight_bytes: usize,
     pub dropped: u64,
     /// Messages from Redis over `max_message`, dropped.
