@@ -72,9 +72,6 @@ pub mod echo;
 #[doc(hidden)]
 #[allow(unsafe_code)] // the C boundary: raw pointers from C, each use says why.
 pub mod ffi;
-// Used by the Redis bridge today; meant for every log line that quotes
-// network text.
-#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 mod log_text;
 pub mod proto;
 pub mod server;
@@ -86,6 +83,7 @@ pub mod tls;
 
 pub use proto::connection::{Message, SendError, SharedFrame};
 pub use proto::http::{Request, Response};
+pub use proto::rate::Rate;
 pub use server::{
     Config, ConnId, Context, Handler, ReloadHandle, Server, Stats, StopHandle, TimerId, Upgrade,
 };

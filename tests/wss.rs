@@ -175,7 +175,7 @@ fn read_to_eof(stream: &mut TcpStream, limit: Duration) -> (Vec<u8>, bool) {
 #[test]
 fn plain_http_and_garbage_on_the_tls_port_are_dropped_and_others_go_on() {
     let files = Files::new("garbage");
-    let server = start(&files, &[]);
+    let mut server = start(&files, &["-v"]);
     let mut member = wss(server.addr, &files.pair.trust);
     assert_eq!(next_text(&mut member), "Welcome to Rookery Chat!");
     let inputs: [&[u8]; 3] = [
@@ -183,8 +183,10 @@ fn plain_http_and_garbage_on_the_tls_port_are_dropped_and_others_go_on() {
         b"\x16\x03\x01\x00\x05hello, not a client hello at all",
         &[0xAB; 3000],
     ];
+    let mut peers = Vec::new();
     for input in inputs {
         let mut tcp = TcpStream::connect(server.addr).unwrap();
+        peers.push(tcp.local_addr().unwrap().to_string());
         tcp.write_all(input).unwrap();
         let (reply, eof) = read_to_eof(&mut tcp, Duration::from_secs(3));
         assert!(eof, "not dropped after {:?}", &input[..8]);
@@ -197,6 +199,26 @@ fn plain_http_and_garbage_on_the_tls_port_are_dropped_and_others_go_on() {
     }
     member.send(Message::text("still here")).unwrap();
     assert_eq!(next_text(&mut member), "still here");
+    // Each is logged at debug with the peer's address: the plain HTTP
+    // request and the noise as not TLS, the broken record as a TLS error.
+    // (The lines reach `stderr_text` through a reader thread: wait for
+    // them a little.)
+    let expected = [
+        format!("{} sent bytes that are not TLS (plain http://", peers[0]),
+        format!("{}: TLS error: ", peers[1]),
+        format!("{} sent bytes that are not TLS (plain http://", peers[2]),
+    ];
+    let start = Instant::now();
+    let mut log = server.stderr_text();
+    while !expected.iter().all(|line| log.contains(line.as_str()))
+        && start.elapsed() < Duration::from_secs(5)
+    {
+        std::thread::sleep(Duration::from_millis(20));
+        log = server.stderr_text();
+    }
+    for line in &expected {
+        assert!(log.contains(line.as_str()), "{line}: {log}");
+    }
 }
 
 /// The first `len` bytes of a real ClientHello.

@@ -100,9 +100,46 @@ impl Context<'_> {
         SharedFrame::new(msg)
     }
 
+    /// [`Context::prepare`] for a frame kept to be sent later (a history):
+    /// when the server takes permessage-deflate, the frame's compressed
+    /// form is made now too, once, so that sending it later costs no
+    /// compression.
+    pub fn prepare_kept(&mut self, msg: Message<'_>) -> SharedFrame {
+        let frame = SharedFrame::new(msg);
+        if self.core.settings.deflate {
+            frame.compress_now(&mut self.core.codec);
+        }
+        frame
+    }
+
     /// Sends a prepared frame to one connection.
     pub fn send_prepared(&mut self, conn: ConnId, frame: &SharedFrame) -> Result<(), SendError> {
         self.core.send_shared(conn, frame)
+    }
+
+    /// Sends a prepared frame to one connection as fast as its socket takes
+    /// it, and no faster: queued at once while the connection's backlog is
+    /// under [`Config::max_backlog`], else kept (as a pointer to the one
+    /// encoding, not a copy) until the socket has taken enough. So a
+    /// connection is never sent more than `max_backlog` plus one frame this
+    /// way before it has read what came before, and never closed for it;
+    /// one that does not read holds pointers only (its idle timeout ends it
+    /// as any other). With permessage-deflate, the frame is compressed once
+    /// for every connection it is sent to. For replaying a log to a
+    /// newcomer (see [`super::History`]).
+    ///
+    /// Until every paced frame has been queued, whatever else `conn` is
+    /// sent (broadcasts, publications, [`Context::send`]) waits behind
+    /// them, in order, and counts against its backlog: past `max_backlog`
+    /// of that, it is closed with 1008 as any slow consumer is.
+    pub fn send_paced(&mut self, conn: ConnId, frame: &SharedFrame) -> Result<(), SendError> {
+        self.core.send_paced(conn, frame)
+    }
+
+    /// How many frames sent with [`Context::send_paced`] still wait for
+    /// `conn`'s socket to drain (0 for an unknown connection).
+    pub fn paced_waiting(&self, conn: ConnId) -> usize {
+        self.core.paced_waiting(conn)
     }
 
     /// Sends a message to every open connection, encoding it once. Returns
@@ -239,6 +276,20 @@ impl Context<'_> {
     /// Cancels a timer; `false` if it already fired or was cancelled.
     pub fn cancel_timer(&mut self, timer: TimerId) -> bool {
         self.core.cancel_timer(timer)
+    }
+
+    /// The loop's clock: the instant read once for this pass, which every
+    /// connection and timer of the pass sees.
+    pub fn now(&self) -> std::time::Instant {
+        self.core.now
+    }
+
+    /// Payload bytes the loop's compressor has been handed so far
+    /// (permessage-deflate; always 0 without the feature `deflate`): what
+    /// compressing has cost, e.g. to check that a message sent to many is
+    /// compressed once.
+    pub fn bytes_compressed(&self) -> u64 {
+        self.core.codec.bytes_compressed()
     }
 
     /// The peer's address.

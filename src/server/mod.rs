@@ -14,7 +14,10 @@
 mod batch;
 mod config;
 mod core;
+mod feed;
 mod handler;
+mod history;
+mod per_ip;
 pub(crate) mod poller;
 mod post;
 mod sink;
@@ -43,6 +46,7 @@ pub use self::config::Config;
 pub(crate) use self::core::Core as BridgeCore;
 use self::core::{Core, Timer, LISTENER_KEY};
 pub use self::handler::{Context, Handler, TimerId, Upgrade};
+pub use self::history::History;
 use self::poller::{Events, Poller};
 use self::post::{Post, PostBox};
 pub use self::post::{PostError, Poster};
@@ -98,7 +102,8 @@ impl StopHandle {
 /// Makes a running [`Server`] re-read its TLS certificate and key, from any
 /// thread or from a signal handler (SIGHUP): [`ReloadHandle::reload`] only
 /// stores a flag and wakes the poller, both async-signal-safe. The loop
-/// reloads at the end of its pass. Without TLS it does nothing.
+/// reloads at the end of its pass. Without TLS it logs (info) that there is
+/// nothing to reload, and does nothing else.
 #[derive(Clone)]
 pub struct ReloadHandle {
     poller: Arc<Poller>,
@@ -411,18 +416,18 @@ impl<H: Handler> Server<H> {
     /// connections use the new pair; a pair that does not load leaves the old
     /// one in place, with a warning.
     fn check_reload(&mut self) {
-        let asked = self.core.reload_flag.swap(false, Ordering::SeqCst);
+        if !self.core.reload_flag.swap(false, Ordering::SeqCst) {
+            return;
+        }
         #[cfg(feature = "tls")]
-        if let Some(tls) = self.core.tls.as_mut().filter(|_| asked) {
+        if let Some(tls) = self.core.tls.as_mut() {
             match tls.reload() {
                 Ok(()) => log::info!("reloaded the TLS certificate and key"),
                 Err(e) => log::warn!("TLS reload failed, keeping the old pair: {e}"),
             }
+            return;
         }
-        #[cfg(not(feature = "tls"))]
-        if asked {
-            debug!("reload asked for, but there is no TLS to reload");
-        }
+        log::info!("SIGHUP (a reload) ignored: there is no TLS certificate to re-read");
     }
 
     fn check_stop(&mut self) {
@@ -512,6 +517,7 @@ impl<H: Handler> Server<H> {
             let n = match slot.stream.read(&mut self.read_buf) {
                 #[cfg(feature = "tls")]
                 Ok(n) if n > 0 && slot.tls.is_some() => {
+                    self.core.stats.bytes_received += n as u64;
                     self.read_tls(id, n);
                     if n < self.read_buf.len() {
                         break;
@@ -586,7 +592,22 @@ impl<H: Handler> Server<H> {
                 }
             }
             Err(e) => {
-                debug!("{id}: TLS: {e}");
+                // Debug only: anyone can send these, as often as they like.
+                // The peer's address says who (the connection was never
+                // logged as open); looked up only when it is logged.
+                if log::log_enabled!(log::Level::Debug) {
+                    let peer = self
+                        .core
+                        .peer_addr(id)
+                        .map_or_else(|| "?".to_string(), |p| p.to_string());
+                    match e {
+                        crate::tls::SessionError::NotTls => debug!(
+                            "{id}: {peer} sent bytes that are not TLS (plain http:// or ws:// \
+                             to the TLS port?); dropped"
+                        ),
+                        e => debug!("{id}: {peer}: {e}; dropped"),
+                    }
+                }
                 if let Some(slot) = self.core.slots.get_mut(id) {
                     let _ = slot.conn.kill();
                 }

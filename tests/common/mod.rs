@@ -208,13 +208,23 @@ pub struct Virtual {
 
 impl Virtual {
     pub fn start<H: Handler + Send + 'static>(config: Config, handler: H) -> Virtual {
+        Virtual::start_with(config, move || handler)
+    }
+
+    /// [`Virtual::start`] with a handler made on the server's thread, for
+    /// one that may not cross threads (the chat: its history is shared
+    /// frames, `Rc`s).
+    pub fn start_with<H: Handler + 'static>(
+        config: Config,
+        make: impl FnOnce() -> H + Send + 'static,
+    ) -> Virtual {
         use std::sync::atomic::Ordering;
         let now = std::sync::Arc::new(std::sync::Mutex::new(Instant::now()));
         let passes = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let (tx, rx) = std::sync::mpsc::channel();
         let (clock, count) = (now.clone(), passes.clone());
         let thread = std::thread::spawn(move || {
-            let mut server = Server::bind("127.0.0.1:0", config, handler).expect("bind");
+            let mut server = Server::bind("127.0.0.1:0", config, make()).expect("bind");
             // The clock starts with the server's, so that "5 s from the
             // start" is 5 s of advances.
             *clock.lock().expect("clock") = Instant::now();
