@@ -53,6 +53,8 @@
 //! as the `rookery` command does.
 
 #![forbid(unsafe_op_in_unsafe_fn)]
+// Unsafe code only where it is needed: each place says why with `allow`.
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 #![warn(unreachable_pub)]
 
@@ -61,9 +63,11 @@ pub mod chat;
 pub mod cluster;
 pub mod echo;
 #[cfg(feature = "ffi")]
+#[allow(unsafe_code)] // the C boundary: raw pointers from C, each use says why.
 pub mod ffi;
 pub mod proto;
 pub mod server;
+#[allow(unsafe_code)] // sigaction and async-signal-safe handlers.
 mod signals;
 #[cfg(feature = "tls")]
 pub mod tls;

@@ -2,6 +2,7 @@
 //! echo service with `--mode echo`. See `rookery --help`.
 
 #![warn(unreachable_pub)]
+#![deny(unsafe_code)]
 
 mod cli;
 
@@ -83,6 +84,7 @@ fn main() -> ExitCode {
 /// the allocator's tuning is the embedding program's choice
 /// (`GLIBC_TUNABLES=glibc.malloc.mmap_threshold=131072` does the same
 /// without code).
+#[allow(unsafe_code)] // mallopt, below.
 fn fix_malloc_trim_threshold() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt takes two plain ints and is called before any

@@ -679,74 +679,27 @@ fn node_id() -> u64 {
 /// A non-blocking TCP connect (the loop never waits for it), registered
 /// for readiness under `key`.
 fn open(poller: &Poller, addr: SocketAddr, key: usize) -> io::Result<TcpStream> {
-    use std::os::fd::FromRawFd;
-    let domain = if addr.is_ipv4() {
-        libc::AF_INET
+    use rustix::net::{socket_with, AddressFamily, SocketFlags, SocketType};
+    let family = if addr.is_ipv4() {
+        AddressFamily::INET
     } else {
-        libc::AF_INET6
+        AddressFamily::INET6
     };
-    // SAFETY: a plain socket(2) call; the descriptor is owned below.
-    let fd = unsafe {
-        libc::socket(
-            domain,
-            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
+    let fd = socket_with(
+        family,
+        SocketType::STREAM,
+        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+        None,
+    )?;
+    match rustix::net::connect(&fd, &addr) {
+        Ok(()) | Err(rustix::io::Errno::INPROGRESS) => {}
+        Err(e) => return Err(e.into()),
     }
-    // SAFETY: `fd` is a fresh socket nobody else owns.
-    let stream = unsafe { TcpStream::from_raw_fd(fd) };
-    let rc = match addr {
-        SocketAddr::V4(a) => {
-            let sa = libc::sockaddr_in {
-                sin_family: libc::AF_INET as libc::sa_family_t,
-                sin_port: a.port().to_be(),
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from_ne_bytes(a.ip().octets()),
-                },
-                sin_zero: [0; 8],
-            };
-            // SAFETY: `sa` is a valid sockaddr_in of the size given.
-            unsafe {
-                libc::connect(
-                    fd,
-                    (&sa as *const libc::sockaddr_in).cast(),
-                    std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-                )
-            }
-        }
-        SocketAddr::V6(a) => {
-            let sa = libc::sockaddr_in6 {
-                sin6_family: libc::AF_INET6 as libc::sa_family_t,
-                sin6_port: a.port().to_be(),
-                sin6_flowinfo: a.flowinfo(),
-                sin6_addr: libc::in6_addr {
-                    s6_addr: a.ip().octets(),
-                },
-                sin6_scope_id: a.scope_id(),
-            };
-            // SAFETY: `sa` is a valid sockaddr_in6 of the size given.
-            unsafe {
-                libc::connect(
-                    fd,
-                    (&sa as *const libc::sockaddr_in6).cast(),
-                    std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
-                )
-            }
-        }
-    };
-    if rc < 0 {
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EINPROGRESS) {
-            return Err(e);
-        }
-    }
+    let stream = TcpStream::from(fd);
     let _ = stream.set_nodelay(true);
-    // SAFETY: the stream is deleted from the poller before it is dropped
-    // (`Bridge::fail`, and the bridge is dropped with the server's poller).
-    unsafe { poller.add_with_mode(&stream, Event::all(key), PollMode::Level)? };
+    // Deleted from the poller before it is dropped (`Bridge::fail`, and the
+    // bridge is dropped with the server's poller).
+    poller.add_with_mode(&stream, Event::all(key), PollMode::Level)?;
     Ok(stream)
 }
 

@@ -187,9 +187,9 @@ impl Core {
         listener.set_nonblocking(true)?;
         let local_addr = listener.local_addr()?;
         let poller = Arc::new(Poller::new()?);
-        // SAFETY: the listener is deleted from the poller before it is
-        // dropped (`begin_shutdown`, and `Drop for Core`).
-        unsafe { poller.add_with_mode(&listener, Event::readable(LISTENER_KEY), PollMode::Level)? };
+        // Deleted from the poller before it is dropped (`begin_shutdown`,
+        // and `Drop for Core`).
+        poller.add_with_mode(&listener, Event::readable(LISTENER_KEY), PollMode::Level)?;
         let now = Instant::now();
         let mut core = Core {
             poller,
@@ -238,7 +238,15 @@ impl Core {
     /// tick and the wait's timeout come from them with plain integer
     /// arithmetic, where each `Instant` difference was ~40 instructions of a
     /// pass (callgrind, at one or two messages a pass).
+    ///
+    /// The clock never runs back: a `now` earlier than the last one (the
+    /// wall clock read by [`crate::Server::with_context`] after a pass on a
+    /// virtual clock that runs ahead, see [`crate::Server::run_once_at`])
+    /// leaves it where it is.
     pub(crate) fn set_clock(&mut self, now: Instant) {
+        if now < self.now {
+            return;
+        }
         self.now = now;
         self.now_nanos = self.nanos_since_start(now);
     }
@@ -421,12 +429,11 @@ impl Core {
         let Some(slot) = self.slots.get_mut(id) else {
             return;
         };
-        // SAFETY: the stream is deleted from the poller in `remove` before
-        // the slot (and its socket) is dropped.
-        let added = unsafe {
-            self.poller
-                .add_with_mode(&slot.stream, Event::readable(key), PollMode::Level)
-        };
+        // Deleted from the poller in `remove` before the slot (and its
+        // socket) is dropped.
+        let added = self
+            .poller
+            .add_with_mode(&slot.stream, Event::readable(key), PollMode::Level);
         if let Err(e) = added {
             warn!("cannot watch {peer}: {e}");
             self.slots.remove(id);

@@ -63,6 +63,15 @@ const READS_PER_EVENT: usize = 1;
 /// The capacity of the list of fired timers kept between passes.
 const FIRED_KEEP: usize = 1024;
 
+/// Where a pass's time comes from.
+#[derive(Debug, Clone, Copy)]
+enum Clock {
+    /// The wall clock, read once after the wait.
+    Wall,
+    /// An instant the caller keeps ([`Server::run_once_at`]).
+    Given(Instant),
+}
+
 /// The loop-wide message buffer's capacity kept between messages; a larger
 /// one (left by a large fragmented message) is freed.
 const SCRATCH_KEEP: usize = 64 * 1024;
@@ -252,7 +261,7 @@ impl<H: Handler> Server<H> {
         // only that pass's own work (microseconds, a few milliseconds when
         // it is busy, when the wait returns at once anyway) lies between, so
         // a timer runs at most that late, against ticks of 10 ms.
-        while self.run_pass(None)? {}
+        while self.run_pass(Clock::Wall, None)? {}
         Ok(())
     }
 
@@ -261,24 +270,59 @@ impl<H: Handler> Server<H> {
     pub fn run_once(&mut self, timeout: Option<Duration>) -> io::Result<bool> {
         // The caller may have been away for a while: time the wait afresh.
         self.core.set_clock(Instant::now());
-        self.run_pass(timeout)
+        self.run_pass(Clock::Wall, timeout)
     }
 
-    /// One pass: waits at most `timeout` and until the next timer, counted
-    /// from the loop's clock, then reads the clock and handles what came.
-    fn run_pass(&mut self, timeout: Option<Duration>) -> io::Result<bool> {
+    /// One pass on a clock the caller keeps (a test, a simulation): waits
+    /// at most `timeout` of real time for socket events, then handles what
+    /// came and fires every timer due by `now`. The wall clock is not read
+    /// and timers do not end the wait (they run on the given clock), so a
+    /// test moves `now` an hour ahead and sees the idle timeouts, pings,
+    /// room expiries and backoffs of that hour at once, without sleeping.
+    ///
+    /// `now` never runs back: an earlier one than the last pass's (or the
+    /// start's) counts as the last one. Returns whether the server is still
+    /// running.
+    ///
+    /// ```no_run
+    /// use std::time::{Duration, Instant};
+    /// # use rookery::{Config, Server, echo::Echo};
+    /// let mut server = Server::bind("127.0.0.1:0", Config::default(), Echo)?;
+    /// let start = Instant::now();
+    /// // An hour passes for the server in one pass: every deadline of that
+    /// // hour is handled now.
+    /// server.run_once_at(start + Duration::from_secs(3600), Some(Duration::ZERO))?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn run_once_at(&mut self, now: Instant, timeout: Option<Duration>) -> io::Result<bool> {
+        self.run_pass(Clock::Given(now), timeout)
+    }
+
+    /// One pass: waits at most `timeout` and, on the wall clock, until the
+    /// next timer, counted from the loop's clock; then takes the pass's one
+    /// reading of the clock and handles what came.
+    fn run_pass(&mut self, clock: Clock, timeout: Option<Duration>) -> io::Result<bool> {
         self.check_stop();
         if self.core.stopping && self.core.slots.is_empty() {
             return Ok(false);
         }
-        // The deadline stays in the wheel; the poller's timer is armed for
-        // it when it changed (see `poller`).
-        let timeout = self.core.wait_timeout(timeout);
         self.events.clear();
-        self.core.poller.wait(&mut self.events, timeout)?;
+        let now = match clock {
+            Clock::Wall => {
+                // The deadline stays in the wheel; the poller's timer is
+                // armed for it when it changed (see `poller`).
+                let timeout = self.core.wait_timeout(timeout);
+                self.core.poller.wait(&mut self.events, timeout)?;
+                Instant::now()
+            }
+            Clock::Given(now) => {
+                self.core.poller.wait(&mut self.events, timeout)?;
+                now
+            }
+        };
         // The one reading of the clock this pass: every connection and timer
         // below sees the same instant.
-        self.core.set_clock(Instant::now());
+        self.core.set_clock(now);
         self.deliver_posts();
         // Copy the keys out (into a reused vector): handling an event
         // borrows the server mutably.

@@ -51,7 +51,13 @@ fn timeout_ms(timeout: Option<Duration>) -> i32 {
 #[cfg(target_os = "linux")]
 mod linux {
     use super::*;
-    use std::os::fd::{FromRawFd, OwnedFd};
+    use rustix::event::epoll::{self, EventData, EventFlags};
+    use rustix::event::{eventfd, EventfdFlags};
+    use rustix::time::{
+        timerfd_create, timerfd_settime, Itimerspec, TimerfdClockId, TimerfdFlags,
+        TimerfdTimerFlags, Timespec,
+    };
+    use std::os::fd::OwnedFd;
 
     /// The key of the wake-up eventfd; no slab key reaches it.
     const NOTIFY_KEY: u64 = u64::MAX;
@@ -66,7 +72,7 @@ mod linux {
 
     /// Readiness reports of one wait.
     pub(crate) struct Events {
-        list: Vec<libc::epoll_event>,
+        list: Vec<epoll::Event>,
     }
 
     impl Events {
@@ -85,19 +91,19 @@ mod linux {
         /// `polling`, so the loop reads and writes and sees the failure).
         pub(crate) fn iter(&self) -> impl Iterator<Item = Event> + '_ {
             self.list.iter().filter_map(|ev| {
-                let key = ev.u64;
+                let (flags, key) = (ev.flags, ev.data.u64());
                 if key == NOTIFY_KEY || key == TIMER_KEY {
                     return None;
                 }
-                let flags = ev.events as libc::c_int;
-                let readable = flags
-                    & (libc::EPOLLIN
-                        | libc::EPOLLHUP
-                        | libc::EPOLLERR
-                        | libc::EPOLLRDHUP
-                        | libc::EPOLLPRI)
-                    != 0;
-                let writable = flags & (libc::EPOLLOUT | libc::EPOLLHUP | libc::EPOLLERR) != 0;
+                let readable = flags.intersects(
+                    EventFlags::IN
+                        | EventFlags::HUP
+                        | EventFlags::ERR
+                        | EventFlags::RDHUP
+                        | EventFlags::PRI,
+                );
+                let writable =
+                    flags.intersects(EventFlags::OUT | EventFlags::HUP | EventFlags::ERR);
                 Some(Event::new(key as usize, readable, writable))
             })
         }
@@ -111,64 +117,43 @@ mod linux {
         timer: OwnedFd,
     }
 
-    fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
-        if ret < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(ret)
-        }
-    }
-
-    fn interest(ev: Event, mode: PollMode) -> io::Result<u32> {
+    fn interest(ev: Event, mode: PollMode) -> io::Result<EventFlags> {
         if !matches!(mode, PollMode::Level) {
             // The loop registers everything in level mode; nothing else is
             // implemented here.
             return Err(io::Error::from(io::ErrorKind::Unsupported));
         }
-        let mut flags = 0;
+        let mut flags = EventFlags::empty();
         if ev.readable {
-            flags |= libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLPRI;
+            flags |= EventFlags::IN | EventFlags::RDHUP | EventFlags::PRI;
         }
         if ev.writable {
-            flags |= libc::EPOLLOUT;
+            flags |= EventFlags::OUT;
         }
-        Ok(flags as u32)
+        Ok(flags)
     }
 
     impl Poller {
         pub(crate) fn new() -> io::Result<Poller> {
-            // SAFETY: plain syscalls; each descriptor returned is checked and
-            // owned at once by an `OwnedFd`, which closes it.
-            let epoll =
-                unsafe { OwnedFd::from_raw_fd(cvt(libc::epoll_create1(libc::EPOLL_CLOEXEC))?) };
-            // SAFETY: as above.
-            let wake = unsafe {
-                OwnedFd::from_raw_fd(cvt(libc::eventfd(
-                    0,
-                    libc::EFD_CLOEXEC | libc::EFD_NONBLOCK,
-                ))?)
-            };
-            // SAFETY: as above.
-            let timer = unsafe {
-                OwnedFd::from_raw_fd(cvt(libc::timerfd_create(
-                    libc::CLOCK_MONOTONIC,
-                    libc::TFD_CLOEXEC | libc::TFD_NONBLOCK,
-                ))?)
-            };
-            let poller = Poller { epoll, wake, timer };
-            poller.ctl(
-                libc::EPOLL_CTL_ADD,
-                poller.wake.as_raw_fd(),
-                libc::EPOLLIN as u32,
-                NOTIFY_KEY,
+            let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
+            let wake = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
+            let timer = timerfd_create(
+                TimerfdClockId::Monotonic,
+                TimerfdFlags::CLOEXEC | TimerfdFlags::NONBLOCK,
             )?;
-            poller.ctl(
-                libc::EPOLL_CTL_ADD,
-                poller.timer.as_raw_fd(),
-                libc::EPOLLIN as u32,
-                TIMER_KEY,
+            epoll::add(
+                &epoll,
+                &wake,
+                EventData::new_u64(NOTIFY_KEY),
+                EventFlags::IN,
             )?;
-            Ok(poller)
+            epoll::add(
+                &epoll,
+                &timer,
+                EventData::new_u64(TIMER_KEY),
+                EventFlags::IN,
+            )?;
+            Ok(Poller { epoll, wake, timer })
         }
 
         /// Whether the poller keeps a deadline of its own (see `arm_timer`).
@@ -180,52 +165,37 @@ mod linux {
         /// it reads it, so it is reported once.
         pub(crate) fn arm_timer(&self, after: Duration) -> io::Result<()> {
             let after = after.max(Duration::from_nanos(1));
-            let spec = libc::itimerspec {
-                it_interval: libc::timespec {
+            let spec = Itimerspec {
+                it_interval: Timespec {
                     tv_sec: 0,
                     tv_nsec: 0,
                 },
-                it_value: libc::timespec {
-                    tv_sec: libc::time_t::try_from(after.as_secs()).unwrap_or(libc::time_t::MAX),
-                    tv_nsec: after.subsec_nanos() as libc::c_long,
+                it_value: Timespec {
+                    tv_sec: i64::try_from(after.as_secs()).unwrap_or(i64::MAX),
+                    tv_nsec: i64::from(after.subsec_nanos()),
                 },
             };
-            // SAFETY: `spec` is a valid itimerspec for the call's duration;
-            // the old value is not asked for (null).
-            cvt(unsafe {
-                libc::timerfd_settime(self.timer.as_raw_fd(), 0, &spec, std::ptr::null_mut())
-            })?;
+            timerfd_settime(&self.timer, TimerfdTimerFlags::empty(), &spec)?;
             Ok(())
         }
 
-        fn ctl(&self, op: libc::c_int, fd: RawFd, events: u32, key: u64) -> io::Result<()> {
-            let mut ev = libc::epoll_event { events, u64: key };
-            // SAFETY: `ev` is a valid epoll_event for the call's duration;
-            // the kernel checks both descriptors.
-            cvt(unsafe { libc::epoll_ctl(self.epoll.as_raw_fd(), op, fd, &mut ev) })?;
-            Ok(())
-        }
-
-        /// Registers `source` with `interest`.
-        ///
-        /// # Safety
-        ///
-        /// The source must be deleted before it is closed (the same
-        /// contract as `polling::Poller::add_with_mode`): epoll would keep
-        /// reporting a closed descriptor's open file under a stale key.
-        pub(crate) unsafe fn add_with_mode(
+        /// Registers `source` with `interest`. The loop deletes a source
+        /// before it closes it: epoll would keep reporting a closed
+        /// descriptor's open file (shared by a `dup`) under a stale key.
+        pub(crate) fn add_with_mode(
             &self,
             source: impl AsFd,
             interest: Event,
             mode: PollMode,
         ) -> io::Result<()> {
             let flags = self::interest(interest, mode)?;
-            self.ctl(
-                libc::EPOLL_CTL_ADD,
-                source.as_fd().as_raw_fd(),
+            epoll::add(
+                &self.epoll,
+                source,
+                EventData::new_u64(interest.key as u64),
                 flags,
-                interest.key as u64,
-            )
+            )?;
+            Ok(())
         }
 
         pub(crate) fn modify_with_mode(
@@ -235,34 +205,28 @@ mod linux {
             mode: PollMode,
         ) -> io::Result<()> {
             let flags = self::interest(interest, mode)?;
-            self.ctl(
-                libc::EPOLL_CTL_MOD,
-                source.as_fd().as_raw_fd(),
+            epoll::modify(
+                &self.epoll,
+                source,
+                EventData::new_u64(interest.key as u64),
                 flags,
-                interest.key as u64,
-            )
+            )?;
+            Ok(())
         }
 
         pub(crate) fn delete(&self, source: impl AsFd) -> io::Result<()> {
-            self.ctl(libc::EPOLL_CTL_DEL, source.as_fd().as_raw_fd(), 0, 0)
+            epoll::delete(&self.epoll, source)?;
+            Ok(())
         }
 
         /// Wakes the current or next wait. Async-signal-safe: one `write`.
         pub(crate) fn notify(&self) -> io::Result<()> {
-            let one: u64 = 1;
-            // SAFETY: writes the 8 bytes of `one`, which outlives the call.
-            let n = unsafe {
-                libc::write(
-                    self.wake.as_raw_fd(),
-                    (&one as *const u64).cast(),
-                    std::mem::size_of::<u64>(),
-                )
-            };
-            // EAGAIN: the counter is saturated, so a wake-up is pending anyway.
-            if n < 0 && io::Error::last_os_error().kind() != io::ErrorKind::WouldBlock {
-                return Err(io::Error::last_os_error());
+            match rustix::io::write(&self.wake, &1u64.to_ne_bytes()) {
+                // EAGAIN: the counter is saturated, so a wake-up is pending
+                // anyway.
+                Ok(_) | Err(rustix::io::Errno::AGAIN) => Ok(()),
+                Err(e) => Err(e.into()),
             }
-            Ok(())
         }
 
         /// Waits at most `timeout` (`None`: until something is ready, or a
@@ -274,31 +238,28 @@ mod linux {
             timeout: Option<Duration>,
         ) -> io::Result<usize> {
             events.list.clear();
-            let cap = events.list.capacity().min(i32::MAX as usize);
-            let ms = timeout_ms(timeout);
-            // SAFETY: the kernel writes at most `cap` entries into the
-            // vector's spare capacity, which has room for `cap`.
-            let n = unsafe {
-                libc::epoll_wait(
-                    self.epoll.as_raw_fd(),
-                    events.list.as_mut_ptr(),
-                    cap as libc::c_int,
-                    ms,
-                )
-            };
-            let n = match cvt(n) {
-                Ok(n) => n as usize,
+            // Whole milliseconds, rounded up, as `epoll_wait` counts them on
+            // kernels before 5.11 (`epoll_pwait2`).
+            let timeout = timeout.map(|t| {
+                let ms = timeout_ms(Some(t));
+                Timespec {
+                    tv_sec: i64::from(ms / 1000),
+                    tv_nsec: i64::from(ms % 1000) * 1_000_000,
+                }
+            });
+            let spare = rustix::buffer::spare_capacity(&mut events.list);
+            let n = match epoll::wait(&self.epoll, spare, timeout.as_ref()) {
+                Ok(n) => n,
                 // A signal (the stop handler) woke us: report nothing, the
                 // loop looks at its flags and comes back.
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
-                Err(e) => return Err(e),
+                Err(rustix::io::Errno::INTR) => 0,
+                Err(e) => return Err(e.into()),
             };
-            // SAFETY: the kernel initialised the first `n <= cap` entries.
-            unsafe { events.list.set_len(n) };
             for ev in &events.list {
-                if ev.u64 == NOTIFY_KEY {
+                let key = ev.data.u64();
+                if key == NOTIFY_KEY {
                     drain(&self.wake);
-                } else if ev.u64 == TIMER_KEY {
+                } else if key == TIMER_KEY {
                     drain(&self.timer);
                 }
             }
@@ -307,18 +268,11 @@ mod linux {
     }
 
     /// Reads the 8-byte counter of an eventfd or a timerfd, which makes it
-    /// stop reporting readable (both are in level mode).
+    /// stop reporting readable (both are in level mode). The descriptor is
+    /// non-blocking; EAGAIN (nothing to read any more) is fine.
     fn drain(fd: &OwnedFd) {
-        let mut count = 0u64;
-        // SAFETY: reads at most 8 bytes into `count`. The descriptor is
-        // non-blocking; EAGAIN (nothing to read any more) is fine.
-        unsafe {
-            libc::read(
-                fd.as_raw_fd(),
-                (&mut count as *mut u64).cast(),
-                std::mem::size_of::<u64>(),
-            )
-        };
+        let mut count = [0u8; 8];
+        let _ = rustix::io::read(fd, &mut count);
     }
 
     impl AsRawFd for Poller {
@@ -348,16 +302,19 @@ mod portable {
             polling::Poller::new().map(Poller)
         }
 
-        /// # Safety
-        ///
-        /// As `polling::Poller::add_with_mode`: delete before closing.
-        pub(crate) unsafe fn add_with_mode(
+        /// Registers `source` with `interest`; the loop deletes it before
+        /// closing it.
+        #[allow(unsafe_code)]
+        pub(crate) fn add_with_mode(
             &self,
             source: impl AsFd,
             interest: Event,
             mode: PollMode,
         ) -> io::Result<()> {
-            // SAFETY: the caller keeps the contract above.
+            // SAFETY: `polling` asks that a source be deleted before it is
+            // closed; every caller in the crate does so (a connection's
+            // slot, the listener and the Redis links are deleted in their
+            // removal paths before their sockets drop).
             unsafe {
                 self.0
                     .add_with_mode(source.as_fd().as_raw_fd(), interest, mode)
@@ -464,12 +421,9 @@ mod tests {
         let mut events = Events::new();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
-        // SAFETY: deleted below, before the listener is dropped.
-        unsafe {
-            poller
-                .add_with_mode(&listener, Event::readable(7), PollMode::Level)
-                .unwrap()
-        };
+        poller
+            .add_with_mode(&listener, Event::readable(7), PollMode::Level)
+            .unwrap();
         poller.wait(&mut events, Some(Duration::ZERO)).unwrap();
         assert_eq!(events.iter().count(), 0);
 

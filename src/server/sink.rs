@@ -3,7 +3,6 @@
 
 use std::io::{self, IoSlice};
 use std::net::{Shutdown, TcpStream};
-use std::os::fd::AsRawFd;
 
 use crate::proto::output::Sink;
 
@@ -12,42 +11,20 @@ impl Sink for TcpStream {
     /// give us `EPIPE`, not a `SIGPIPE` that kills a C host program which,
     /// unlike Rust's runtime, does not ignore that signal.
     fn send_vectored(&mut self, slices: &[IoSlice<'_>]) -> io::Result<usize> {
-        if let [one] = slices {
+        use rustix::net::{send, sendmsg, SendAncillaryBuffer, SendFlags};
+        let sent = if let [one] = slices {
             // One buffer (the usual echo batch): `send`, which spares the
             // kernel copying in a `msghdr` and an iovec array.
-            // SAFETY: the pointer and length describe `one`, which outlives
-            // the call and which the kernel only reads; the descriptor
-            // belongs to `self` and is open.
-            let sent = unsafe {
-                libc::send(
-                    self.as_raw_fd(),
-                    one.as_ptr().cast(),
-                    one.len(),
-                    libc::MSG_NOSIGNAL,
-                )
-            };
-            return if sent < 0 {
-                Err(io::Error::last_os_error())
-            } else {
-                Ok(sent as usize)
-            };
-        }
-        // SAFETY: `msghdr` is plain data, so all-zero is a valid value; the
-        // iovec pointer and count describe `slices`, and `IoSlice` is
-        // documented to be ABI-compatible with `iovec` on Unix; `slices` and
-        // the buffers they point into outlive the call, and the kernel only
-        // reads them. The descriptor belongs to `self` and is open.
-        let sent = unsafe {
-            let mut msg: libc::msghdr = std::mem::zeroed();
-            msg.msg_iov = slices.as_ptr() as *mut libc::iovec;
-            msg.msg_iovlen = slices.len() as _;
-            libc::sendmsg(self.as_raw_fd(), &msg, libc::MSG_NOSIGNAL)
-        };
-        if sent < 0 {
-            Err(io::Error::last_os_error())
+            send(&*self, one, SendFlags::NOSIGNAL)
         } else {
-            Ok(sent as usize)
-        }
+            sendmsg(
+                &*self,
+                slices,
+                &mut SendAncillaryBuffer::default(),
+                SendFlags::NOSIGNAL,
+            )
+        };
+        sent.map_err(io::Error::from)
     }
 
     fn shutdown_write(&mut self) {
@@ -150,6 +127,7 @@ mod tests {
     /// program; the check runs in a forked child with SIGPIPE at its
     /// default action so that a signal shows in its exit status.
     #[test]
+    #[allow(unsafe_code)] // fork, signal, _exit, waitpid: the check needs a child process.
     fn a_closed_socket_gives_epipe_not_sigpipe() {
         use std::net::TcpListener;
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();

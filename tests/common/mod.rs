@@ -194,6 +194,102 @@ impl Drop for InProcess {
     }
 }
 
+/// An in-process server on its own thread and on a virtual clock: each pass
+/// is `run_once_at(now)` with the clock this value keeps, so a test moves
+/// time forward with [`Virtual::advance`] and sees every deadline of that
+/// span handled at once, without sleeping. Stopped when dropped.
+pub struct Virtual {
+    pub addr: SocketAddr,
+    now: std::sync::Arc<std::sync::Mutex<Instant>>,
+    passes: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    stop: StopHandle,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Virtual {
+    pub fn start<H: Handler + Send + 'static>(config: Config, handler: H) -> Virtual {
+        use std::sync::atomic::Ordering;
+        let now = std::sync::Arc::new(std::sync::Mutex::new(Instant::now()));
+        let passes = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (clock, count) = (now.clone(), passes.clone());
+        let thread = std::thread::spawn(move || {
+            let mut server = Server::bind("127.0.0.1:0", config, handler).expect("bind");
+            // The clock starts with the server's, so that "5 s from the
+            // start" is 5 s of advances.
+            *clock.lock().expect("clock") = Instant::now();
+            tx.send((server.local_addr(), server.stop_handle()))
+                .expect("send");
+            loop {
+                let at = *clock.lock().expect("clock");
+                // The real wait only bounds how soon a pass notices a moved
+                // clock; no deadline depends on it.
+                let running = server
+                    .run_once_at(at, Some(Duration::from_millis(1)))
+                    .expect("pass");
+                count.fetch_add(1, Ordering::SeqCst);
+                if !running {
+                    break;
+                }
+            }
+        });
+        let (addr, stop) = rx.recv().expect("server started");
+        Virtual {
+            addr,
+            now,
+            passes,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("ws://{}{}", self.addr, path)
+    }
+
+    /// Moves the server's clock `by` forward and returns once a whole pass
+    /// ran on the new time (its timers fired and what they sent is written).
+    pub fn advance(&self, by: Duration) {
+        *self.now.lock().expect("clock") += by;
+        self.settle();
+    }
+
+    /// Returns once a whole pass began and ended after this call (what the
+    /// sockets had by now is handled).
+    pub fn settle(&self) {
+        use std::sync::atomic::Ordering;
+        let seen = self.passes.load(Ordering::SeqCst);
+        while self.passes.load(Ordering::SeqCst) < seen + 2 {
+            if self.thread.as_ref().is_some_and(|t| t.is_finished()) {
+                return;
+            }
+            std::thread::yield_now();
+        }
+    }
+
+    /// Asks the server to stop (it then runs until its connections closed).
+    pub fn request_stop(&self) {
+        self.stop.stop();
+    }
+
+    /// Whether the server's loop has ended.
+    pub fn has_stopped(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+}
+
+impl Drop for Virtual {
+    fn drop(&mut self) {
+        self.stop.stop();
+        // A stopping server waits for its connections' close handshakes on
+        // the virtual clock: move it past any close timeout.
+        *self.now.lock().expect("clock") += Duration::from_secs(3600);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 pub type Ws = tungstenite::WebSocket<Retrying>;
 
 /// A blocking socket whose reads and writes are tried again when
