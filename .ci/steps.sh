@@ -39,15 +39,16 @@ _ci_args() {
   ci_cmd=("$@")
 }
 
-_ci_end() { # NAME START STATUS [LOG]
-  local secs=$((SECONDS - $2)) result=ok
+_ci_end() { # NAME START STATUS [LOG [END]]
+  local end=${5:-$SECONDS} result=ok secs
+  secs=$((end - $2))
   if [ "$3" -ne 0 ]; then
     result="FAILED ($3)"
     ci_failed+=("$1")
     ci_failed_logs+=("${4:-}")
   fi
   ci_rows+=("$1|$(($2 - ci_t0))|$secs|$result")
-  printf '=== %s: %s after %ss (at %ss)\n' "$1" "$result" "$secs" "$((SECONDS - ci_t0))"
+  printf '=== %s: %s after %ss (at %ss)\n' "$1" "$result" "$secs" "$((end - ci_t0))"
 }
 
 step() {
@@ -61,11 +62,22 @@ step() {
   [ "$status" -eq 0 ] || exit 1
 }
 
+# _ci_job LOG CMD...: runs CMD in a child (so `set -e` holds inside it) and
+# notes the second it ended in LOG.end, since join may only reap it later.
+_ci_job() {
+  local log=$1 status=0
+  shift
+  ("$@") &
+  wait $! || status=$?
+  echo "$SECONDS" >"$log.end"
+  return "$status"
+}
+
 bg() {
   _ci_args "$@"
   local log pid
   log=$CI_LOG_DIR/$(printf '%s' "$ci_name" | tr -c 'A-Za-z0-9._-' '_').log
-  ("${ci_cmd[@]}") </dev/null >"$log" 2>&1 &
+  _ci_job "$log" "${ci_cmd[@]}" </dev/null >"$log" 2>&1 &
   pid=$!
   ci_bg_name[$pid]=$ci_name ci_bg_start[$pid]=$SECONDS ci_bg_log[$pid]=$log
   printf '\n=== %s: started in the background (at %ss; log %s)\n' \
@@ -90,7 +102,8 @@ join() {
     [ -n "$pid" ] || { echo "ci: wait -n returned no job" >&2; exit 2; }
     printf '\n=== %s: log\n' "${ci_bg_name[$pid]}"
     cat "${ci_bg_log[$pid]}"
-    _ci_end "${ci_bg_name[$pid]}" "${ci_bg_start[$pid]}" "$status" "${ci_bg_log[$pid]}"
+    _ci_end "${ci_bg_name[$pid]}" "${ci_bg_start[$pid]}" "$status" "${ci_bg_log[$pid]}" \
+      "$(cat "${ci_bg_log[$pid]}.end" 2>/dev/null || echo "$SECONDS")"
     unset "ci_bg_name[$pid]" "ci_bg_start[$pid]" "ci_bg_log[$pid]"
   done
   [ ${#ci_failed[@]} -eq "$before" ] || exit 1
