@@ -2,27 +2,36 @@
 //! WebSocket examples, with rooms.
 //!
 //! An upgrade on the WebSocket path joins the default room, one on
-//! `PATH/NAME` joins room `NAME` (1 to 64 bytes of `A-Z a-z 0-9 . _ -`, else
-//! `404`); a room is a topic of the server ([`Context::publish`]). Each new
-//! connection is sent the welcome text, then the room's history (the last
-//! `history` messages, if kept), and only then joins its room; every text
-//! message goes to every member of the sender's room, sender included, in
-//! arrival order, encoded once; binary messages are refused with 1003
-//! unless relaying them is allowed. A room exists while it has members or
-//! history, and an upgrade that would create a room past `max_rooms` is
-//! refused with `503`. Pings, pongs, idle timeouts and the
+//! `PATH/NAME` joins room `NAME` (1 to 64 bytes of `A-Z a-z 0-9 . _ -`, but
+//! not `.` or `..`; else `404`); a room is a topic of the server
+//! ([`Context::publish`]). Each new connection is sent the welcome text,
+//! then the room's history (the last `history` messages, if kept, encoded
+//! once and paced by the newcomer's socket: [`crate::server::History`]),
+//! and only then joins its room; every text message goes to every member
+//! of the sender's room, sender included, in arrival order, encoded once;
+//! binary messages are refused with 1003 unless relaying them is allowed.
+//! Which rooms exist is `rooms`' business: a room with history but no
+//! members is forgotten after a while, or to make way for a new one, and an
+//! upgrade that would create a room past `max_rooms` when none can make way
+//! is refused with `503` (never one for the default room). Pings, pongs,
+//! idle timeouts and the
 //! closing handshake are the server's business, configured in
 //! [`crate::Config`]. `GET /` serves the chat page.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
+use std::time::Duration;
 
 use log::{debug, info, trace};
 
 use crate::proto::close;
 use crate::proto::http::{Request, Response};
-use crate::{ConnId, Context, Handler, Message, Upgrade};
+use crate::{ConnId, Context, Handler, Message, TimerId, Upgrade};
+
+mod rooms;
+
+use self::rooms::Rooms;
 
 /// The most characters of a client's text that one log line shows.
 const LOG_EXCERPT: usize = 200;
@@ -36,22 +45,53 @@ pub const MAX_ROOM_NAME: usize = 64;
 /// The default for [`Chat::with_rooms`]' `max_rooms`.
 pub const DEFAULT_MAX_ROOMS: usize = 1024;
 
-/// One message kept in a room's history.
-#[derive(Debug, Clone)]
-enum Kept {
-    Text(Box<str>),
-    Binary(Box<[u8]>),
+/// The default for [`Chat::with_room_ttl`]: an hour.
+pub const DEFAULT_ROOM_TTL: Duration = Duration::from_secs(3600);
+
+/// The token of the timer that forgets idle rooms.
+const SWEEP_TOKEN: u64 = 0x726f_6f6d; // "room"
+
+/// The welcome text of [`ChatOptions::default`].
+pub const DEFAULT_WELCOME: &str = "Welcome to Rookery Chat!";
+
+/// What a [`Chat`] is made with ([`Chat::new`]); the default is the
+/// `rookery` command's chat.
+///
+/// ```
+/// use rookery::chat::ChatOptions;
+///
+/// let options = ChatOptions { page: false, ..ChatOptions::default() };
+/// assert_eq!(options.welcome, "Welcome to Rookery Chat!");
+/// assert_eq!(options.path, "/chat");
+/// assert!(!options.allow_binary);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatOptions {
+    /// The first message each new member is sent.
+    pub welcome: String,
+    /// Relay binary messages (else a member that sends one is closed with
+    /// 1003).
+    pub allow_binary: bool,
+    /// Serve the chat page at `GET /`.
+    pub page: bool,
+    /// The WebSocket path, the server's [`crate::Config::path`]: the page
+    /// connects to it, and rooms are below it (`PATH/NAME`).
+    pub path: String,
 }
 
-/// A room: its members are the subscribers of the topic of the same name.
-#[derive(Debug, Clone, Default)]
-struct Room {
-    members: usize,
-    history: VecDeque<Kept>,
+impl Default for ChatOptions {
+    fn default() -> ChatOptions {
+        ChatOptions {
+            welcome: DEFAULT_WELCOME.to_string(),
+            allow_binary: false,
+            page: true,
+            path: crate::Config::default().path,
+        }
+    }
 }
 
 /// The chat broadcaster.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Chat {
     welcome: String,
     allow_binary: bool,
@@ -59,14 +99,12 @@ pub struct Chat {
     page: Option<Vec<u8>>,
     /// The WebSocket path: rooms are below it.
     ws_path: String,
-    /// The most rooms at once.
-    max_rooms: usize,
-    /// How many messages each room keeps for newcomers.
-    history: usize,
-    /// By name; the name is shared with `member_of`, so that a member costs
-    /// no allocation of its own (10,000 room names for 10,000 members used
-    /// to stay resident after they left).
-    rooms: HashMap<Arc<str>, Room>,
+    /// The rooms, their members' counts and their histories; a room's name
+    /// is shared with `member_of`, so that a member costs no allocation of
+    /// its own.
+    rooms: Rooms,
+    /// The timer that forgets idle rooms, while one is armed.
+    sweep: Option<TimerId>,
     /// Each open member's room.
     member_of: HashMap<ConnId, Arc<str>>,
     /// Whether `GET /metrics` serves the metrics.
@@ -77,30 +115,64 @@ pub struct Chat {
 }
 
 impl Chat {
-    /// A chat that greets with `welcome` and serves its page for the
-    /// WebSocket path `ws_path`, if `page` is set.
-    pub fn new(welcome: &str, allow_binary: bool, page: bool, ws_path: &str) -> Chat {
-        Chat {
-            welcome: welcome.to_string(),
+    /// A chat made with `options`; rooms and history are set with
+    /// [`Chat::with_rooms`], metrics with [`Chat::with_metrics`]. Give the
+    /// server the same path ([`crate::Config::path`] and
+    /// [`ChatOptions::path`]).
+    ///
+    /// ```no_run
+    /// use rookery::chat::{Chat, ChatOptions};
+    /// use rookery::{Config, Server};
+    ///
+    /// let chat = Chat::new(ChatOptions {
+    ///     welcome: "Hello from the board".into(),
+    ///     allow_binary: true,
+    ///     path: "/ws".into(),
+    ///     ..ChatOptions::default()
+    /// })
+    /// .with_rooms(16, 20);
+    /// let config = Config { path: "/ws".into(), ..Config::default() };
+    /// let mut server = Server::bind("127.0.0.1:1984", config, chat)?;
+    /// server.run()?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn new(options: ChatOptions) -> Chat {
+        let ChatOptions {
+            welcome,
             allow_binary,
-            page: page.then(|| render_page(ws_path).into_bytes()),
-            ws_path: ws_path.to_string(),
-            max_rooms: DEFAULT_MAX_ROOMS,
-            history: 0,
-            rooms: HashMap::new(),
+            page,
+            path,
+        } = options;
+        Chat {
+            welcome,
+            allow_binary,
+            page: page.then(|| render_page(&path).into_bytes()),
+            ws_path: path,
+            rooms: Rooms::new(DEFAULT_MAX_ROOMS, 0, DEFAULT_ROOM_TTL),
+            sweep: None,
             member_of: HashMap::new(),
             metrics: false,
             joining: None,
         }
     }
 
-    /// The same chat with at most `max_rooms` rooms at once (an upgrade
-    /// that would create one more is refused with `503`), each keeping its
-    /// last `history` messages for newcomers (0: none). History costs at
-    /// most `max_rooms × history × max_message` bytes.
+    /// The same chat with at most `max_rooms` rooms at once, each keeping
+    /// its last `history` messages for newcomers (0: none). An upgrade that
+    /// would create one room more forgets the least recently used room
+    /// without members, or, if every room has members, is refused with
+    /// `503`; the default room is not counted and never refused. History costs at most `(max_rooms + 1) × history ×
+    /// max_message` bytes, twice that with permessage-deflate (each
+    /// message's compressed variant is kept beside it once made).
     pub fn with_rooms(mut self, max_rooms: usize, history: usize) -> Chat {
-        self.max_rooms = max_rooms;
-        self.history = history;
+        self.rooms = Rooms::new(max_rooms, history, self.rooms.ttl());
+        self
+    }
+
+    /// The same chat forgetting a room with history but no members after
+    /// `ttl` without members (zero: only when a new room needs its place).
+    /// Call after [`Chat::with_rooms`]. The default is an hour.
+    pub fn with_room_ttl(mut self, ttl: Duration) -> Chat {
+        self.rooms = Rooms::new(self.rooms.max_rooms(), self.rooms.history_capacity(), ttl);
         self
     }
 
@@ -133,15 +205,12 @@ impl Chat {
             return 0;
         };
         let sent = ctx.publish(name, msg);
-        if self.history > 0 {
-            if let Some(room) = self.rooms.get_mut(&**name) {
-                if room.history.len() >= self.history {
-                    room.history.pop_front();
-                }
-                room.history.push_back(match msg {
-                    Message::Text(t) => Kept::Text(t.into()),
-                    Message::Binary(b) => Kept::Binary(b.into()),
-                });
+        if let Some(history) = self.rooms.history_mut(name) {
+            if history.capacity() > 0 {
+                // Encoded, and with permessage-deflate compressed, once
+                // here: a newcomer's replay then costs no more than
+                // sending the same bytes live.
+                history.push_frame(ctx.prepare_kept(msg));
             }
         }
         sent
@@ -161,9 +230,13 @@ impl Chat {
     }
 }
 
-/// Whether `name` may name a room: 1 to 64 bytes of `A-Z a-z 0-9 . _ -`.
+/// Whether `name` may name a room: 1 to 64 bytes of `A-Z a-z 0-9 . _ -`,
+/// but not `.` or `..` (which a browser or a proxy would take for the path
+/// itself or its parent).
 pub fn valid_room_name(name: &str) -> bool {
     (1..=MAX_ROOM_NAME).contains(&name.len())
+        && name != "."
+        && name != ".."
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
@@ -245,6 +318,12 @@ pub fn render_metrics(ctx: &Context<'_>, rooms: usize) -> String {
         "Bytes queued for all clients, not yet taken by their sockets.",
         ctx.total_backlog() as u64,
     );
+    one(
+        "rookery_compressed_bytes_total",
+        "counter",
+        "Message bytes handed to the compressor (permessage-deflate).",
+        ctx.bytes_compressed(),
+    );
     #[cfg(feature = "redis")]
     if let Some(redis) = ctx.redis_status() {
         one(
@@ -256,14 +335,20 @@ pub fn render_metrics(ctx: &Context<'_>, rooms: usize) -> String {
         one(
             "rookery_redis_dropped_total",
             "counter",
-            "Messages for Redis dropped because the queue (--max-backlog) was full.",
+            "Messages for Redis dropped: the queue (--max-backlog) was full, or the connection was given up before Redis acknowledged them.",
             redis.dropped,
         );
         one(
             "rookery_redis_backlog_bytes",
             "gauge",
-            "Bytes of messages waiting for Redis.",
+            "Bytes of messages waiting for Redis or for its acknowledgement.",
             redis.queued_bytes as u64,
+        );
+        one(
+            "rookery_redis_oversized_total",
+            "counter",
+            "Messages from Redis dropped because they were larger than --max-message.",
+            redis.oversized,
         );
     }
     let mut labelled = |name: &str,
@@ -332,8 +417,11 @@ impl Handler for Chat {
             debug!("{conn}: no such room, answering 404");
             return Upgrade::reject(404);
         };
-        if !self.rooms.contains_key(name) && self.rooms.len() >= self.max_rooms {
-            debug!("{conn}: {} rooms already, answering 503", self.rooms.len());
+        if !self.rooms.admit(name) {
+            debug!(
+                "{conn}: {} rooms already, all with members: answering 503",
+                self.rooms.len()
+            );
             return Upgrade::reject(503);
         }
         self.joining = Some((conn, name.to_string()));
@@ -369,18 +457,11 @@ impl Handler for Chat {
             _ => String::new(),
         };
         let _ = ctx.send_text(conn, &self.welcome);
-        let name = match self.rooms.get_key_value(name.as_str()) {
-            Some((known, _)) => Arc::clone(known),
-            None => Arc::from(name),
-        };
-        let room = self.rooms.entry(Arc::clone(&name)).or_default();
-        for kept in &room.history {
-            let _ = match kept {
-                Kept::Text(t) => ctx.send_text(conn, t),
-                Kept::Binary(b) => ctx.send_binary(conn, b),
-            };
-        }
-        room.members += 1;
+        let (name, history) = self.rooms.join(&name);
+        // Paced: queued as the newcomer's socket takes it, never more than
+        // the backlog limit and one message at a time; what the room says
+        // meanwhile waits behind it.
+        let _ = history.replay(ctx, conn);
         let _ = ctx.subscribe(conn, &name);
         self.member_of.insert(conn, name);
     }
@@ -425,7 +506,7 @@ impl Handler for Chat {
         }
     }
 
-    fn on_close(&mut self, _ctx: &mut Context<'_>, conn: ConnId, code: u16, _reason: &str) {
+    fn on_close(&mut self, ctx: &mut Context<'_>, conn: ConnId, code: u16, _reason: &str) {
         info!("Closed connection to {conn} (code {code})");
         // (The server takes it out of its topic itself.)
         let left = self.member_of.remove(&conn);
@@ -433,55 +514,36 @@ impl Handler for Chat {
         // for 10,000) resident once it has gone.
         crate::server::topics::release_spare(&mut self.member_of);
         if let Some(name) = left {
-            if let Some(room) = self.rooms.get_mut(&*name) {
-                room.members = room.members.saturating_sub(1);
-                if room.members == 0 && room.history.is_empty() {
-                    self.rooms.remove(&*name);
-                }
+            let idle = self.rooms.leave(&name, ctx.now());
+            if idle && self.sweep.is_none() && !self.rooms.ttl().is_zero() {
+                self.sweep = Some(ctx.set_timer(self.rooms.ttl(), SWEEP_TOKEN));
             }
+        }
+    }
+
+    fn on_timer(&mut self, ctx: &mut Context<'_>, token: u64) {
+        if token != SWEEP_TOKEN {
+            return;
+        }
+        self.sweep = None;
+        let now = ctx.now();
+        if let Some(due) = self.rooms.expire(now) {
+            // The wheel's ticks are 10 ms: a timer never fires early, but
+            // one due in less than a tick is no use.
+            let wait = due
+                .saturating_duration_since(now)
+                .max(Duration::from_millis(10));
+            self.sweep = Some(ctx.set_timer(wait, SWEEP_TOKEN));
         }
     }
 }
 
-/// `text` as a log line may show it: escaped so that it holds no control
-/// character (`\n`, `\t`, `\x1b`, `\u{9b}`; a backslash doubled, and the
-/// characters that reorder or break lines as `\u{202e}`, `\u{2028}`), and
-/// at most `limit` characters long, never cutting an escape in two. The
+/// `text` as a log line may show it: escaped (see [`crate::log_text`]:
+/// controls, bidirectional and other format characters, line separators)
+/// and at most `limit` characters long, never cutting an escape in two. The
 /// flag tells whether something was left off.
 fn excerpt(text: &str, limit: usize) -> (String, bool) {
-    let mut out = String::with_capacity(text.len().min(limit));
-    let mut shown = 0;
-    let mut piece = String::new();
-    for c in text.chars() {
-        piece.clear();
-        match c {
-            '\\' => piece.push_str("\\\\"),
-            '\n' => piece.push_str("\\n"),
-            '\r' => piece.push_str("\\r"),
-            '\t' => piece.push_str("\\t"),
-            c if c.is_ascii_control() => {
-                let _ = write!(piece, "\\x{:02x}", c as u32);
-            }
-            c if c.is_control() || is_layout_control(c) => {
-                let _ = write!(piece, "\\u{{{:x}}}", c as u32);
-            }
-            c => piece.push(c),
-        }
-        let len = piece.chars().count();
-        if shown + len > limit {
-            return (out, true);
-        }
-        out.push_str(&piece);
-        shown += len;
-    }
-    (out, false)
-}
-
-/// Characters that, printed raw, move text around in a terminal or an
-/// editor: the bidirectional embeddings, overrides and isolates, and the
-/// Unicode line and paragraph separators.
-fn is_layout_control(c: char) -> bool {
-    matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{2028}' | '\u{2029}')
+    crate::log_text::excerpt_for_log(text, limit)
 }
 
 #[cfg(test)]
@@ -506,7 +568,10 @@ mod tests {
 
     #[test]
     fn room_names_and_paths() {
-        let chat = Chat::new("hi", false, false, "/chat");
+        let chat = Chat::new(ChatOptions {
+            page: false,
+            ..ChatOptions::default()
+        });
         assert_eq!(chat.room_for("/chat"), Some(""));
         assert_eq!(chat.room_for("/chat/kitchen"), Some("kitchen"));
         assert_eq!(chat.room_for("/chat/a.b_c-D9"), Some("a.b_c-D9"));
@@ -523,19 +588,28 @@ mod tests {
             "/chat/é",
             "/chatx",
             "/",
+            "/chat/.",
+            "/chat/..",
         ] {
             assert_eq!(chat.room_for(bad), None, "{bad}");
         }
         assert_eq!(chat.room_for(&format!("/chat/{}", "x".repeat(65))), None);
+        // Dots are allowed, only the two names of the path itself are not.
+        assert_eq!(chat.room_for("/chat/..."), Some("..."));
+        assert_eq!(chat.room_for("/chat/.a"), Some(".a"));
     }
 
     #[test]
     fn log_excerpts_escape_control_characters_and_stop_at_the_limit() {
         assert_eq!(excerpt("hello", 200), ("hello".to_string(), false));
         assert_eq!(
-            excerpt("a\nb\r\tc\\d\u{1b}[31m\u{7f}\u{9b}\u{202e}\u{2028}é", 200),
+            excerpt(
+                "a\nb\r\tc\\d\u{1b}[31m\u{7f}\u{9b}\u{202e}\u{2028}\u{200f}\u{61c}é",
+                200
+            ),
             (
-                "a\\nb\\r\\tc\\\\d\\x1b[31m\\x7f\\u{9b}\\u{202e}\\u{2028}é".to_string(),
+                "a\\nb\\r\\tc\\\\d\\x1b[31m\\x7f\\u{9b}\\u{202e}\\u{2028}\\u{200f}\\u{61c}é"
+                    .to_string(),
                 false
             )
         );

@@ -1,5 +1,6 @@
 //! The echo service: every message goes back to its sender only. This is
-//! what the conformance suite runs against (`rookery --mode echo`).
+//! what the conformance suite runs against (`rookery --mode echo`). Opens
+//! and closes are logged at info, as the chat logs them.
 
 use crate::{ConnId, Context, Handler, Message};
 
@@ -8,6 +9,18 @@ use crate::{ConnId, Context, Handler, Message};
 pub struct Echo;
 
 impl Handler for Echo {
+    /// Logged at info, as the chat logs it.
+    fn on_open(&mut self, ctx: &mut Context<'_>, conn: ConnId) {
+        match ctx.peer_addr(conn) {
+            Some(addr) => log::info!("Opened connection to {conn} ({addr})"),
+            None => log::info!("Opened connection to {conn}"),
+        }
+    }
+
+    fn on_close(&mut self, _ctx: &mut Context<'_>, conn: ConnId, code: u16, _reason: &str) {
+        log::info!("Closed connection to {conn} (code {code})");
+    }
+
     fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, msg: Message<'_>) {
         log::trace!(
             "{conn}: echoing {} of {} bytes",

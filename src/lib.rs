@@ -52,6 +52,9 @@
 //! [`stop_on_signals`] installs SIGINT and SIGTERM handlers that use it,
 //! as the `rookery` command does.
 
+// On docs.rs (`--cfg docsrs`, see `[package.metadata.docs.rs]`), items
+// behind a cargo feature are labelled with it.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_op_in_unsafe_fn)]
 // Unsafe code only where it is needed: each place says why with `allow`.
 #![deny(unsafe_code)]
@@ -60,19 +63,30 @@
 
 pub mod chat;
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod cluster;
 pub mod echo;
+// The C API's Rust side, for capi/ and tests/ffi.rs only: C programs use
+// include/rookery.h and librookery.a, so it stays out of the documentation.
 #[cfg(feature = "ffi")]
+#[doc(hidden)]
 #[allow(unsafe_code)] // the C boundary: raw pointers from C, each use says why.
 pub mod ffi;
+mod log_text;
 pub mod proto;
 pub mod server;
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)] // descriptors passed by systemd, getsockopt, clock_gettime.
+pub mod service;
 #[allow(unsafe_code)] // sigaction and async-signal-safe handlers.
 mod signals;
 #[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub mod tls;
 
 pub use proto::connection::{Message, SendError, SharedFrame};
+pub use proto::http::{Request, Response};
+pub use proto::rate::Rate;
 pub use server::{
     Config, ConnId, Context, Handler, ReloadHandle, Server, Stats, StopHandle, TimerId, Upgrade,
 };

@@ -5,6 +5,9 @@
 #![deny(unsafe_code)]
 
 mod cli;
+#[cfg(test)]
+mod man;
+mod startup;
 
 use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -12,7 +15,7 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use cli::{Command, Mode, Options, Verbosity};
-use rookery::chat::Chat;
+use rookery::chat::{Chat, ChatOptions};
 use rookery::echo::Echo;
 use rookery::{Handler, Server};
 
@@ -21,7 +24,7 @@ fn main() -> ExitCode {
     let opts = match cli::parse(std::env::args_os().skip(1)) {
         Ok(Command::Run(opts)) => opts,
         Ok(Command::Help) => {
-            print!("{}", cli::HELP);
+            print!("{}", cli::help());
             return ExitCode::SUCCESS;
         }
         Ok(Command::Version) => {
@@ -46,13 +49,14 @@ fn main() -> ExitCode {
     let tls = ();
     let result = match opts.mode {
         Mode::Chat => {
-            let chat = Chat::new(
-                &opts.welcome,
-                opts.allow_binary,
-                opts.page,
-                &opts.config.path,
-            )
+            let chat = Chat::new(ChatOptions {
+                welcome: opts.welcome.clone(),
+                allow_binary: opts.allow_binary,
+                page: opts.page,
+                path: opts.config.path.clone(),
+            })
             .with_rooms(opts.max_rooms, opts.history)
+            .with_room_ttl(opts.room_ttl)
             .with_metrics(opts.metrics);
             serve(&opts, tls, chat)
         }
@@ -270,15 +274,22 @@ type Tls = Option<rookery::tls::TlsConfig>;
 type Tls = ();
 
 fn serve<H: Handler>(opts: &Options, tls: Tls, handler: H) -> io::Result<()> {
-    let mut server = Server::bind(&opts.listen, opts.config.clone(), handler)
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {}: {e}", opts.listen)))?;
+    let listener = startup::listener(&opts.listen)?;
+    let handler = startup::notified(handler)?;
+    let mut server = Server::from_listener(listener, opts.config.clone(), handler)?;
     #[cfg(feature = "tls")]
     if let Some(tls) = tls {
         server.set_tls(tls);
-        rookery::reload_on_sighup(server.reload_handle())?;
     }
+    // Also without TLS: a reload is then only announced to the service
+    // manager, and SIGHUP does not end the server.
+    rookery::reload_on_sighup(server.reload_handle())?;
     #[cfg(not(feature = "tls"))]
     let () = tls;
+    // With TLS, SIGHUP re-reads the pair; without, it is logged and
+    // ignored: its default action would end the server without a close
+    // frame to anyone (e.g. when the terminal it was started from closes).
+    rookery::reload_on_sighup(server.reload_handle())?;
     #[cfg(feature = "redis")]
     if let Some(url) = &opts.redis {
         // Checked when the flags were read; resolved again here.
@@ -336,6 +347,9 @@ fn serving_line(opts: &Options, addr: SocketAddr) -> String {
     );
     if all {
         line.push_str(" (all interfaces)");
+    }
+    if opts.config.deflate {
+        line.push_str(" with permessage-deflate");
     }
     if opts.mode == Mode::Chat && opts.page {
         line.push_str(&format!(", page at {http}://{authority}/"));
@@ -465,6 +479,11 @@ mod tests {
         assert_eq!(
             line(&["--mode", "echo"], "[fe80::1]:80"),
             "serving echo on ws://[fe80::1]:80/chat"
+        );
+        #[cfg(feature = "deflate")]
+        assert_eq!(
+            line(&["--deflate"], "0.0.0.0:1984"),
+            "serving chat on ws://127.0.0.1:1984/chat (all interfaces) with permessage-deflate, page at http://127.0.0.1:1984/"
         );
     }
 

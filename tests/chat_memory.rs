@@ -16,7 +16,7 @@ use std::net::TcpStream;
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
 
-use rookery::chat::Chat;
+use rookery::chat::{Chat, ChatOptions};
 use rookery::echo::Echo;
 use rookery::{Config, Handler, Server};
 
@@ -138,7 +138,11 @@ fn blocks<H: Handler>(handler: H, path: &str) -> (f64, isize) {
 fn a_chat_member_holds_no_block_of_its_own_and_leaves_none_behind() {
     // Echo answers upgrades on its path only; the chat below its path.
     let (echo_each, echo_left) = blocks(Echo, "/chat/lobby");
-    let chat = Chat::new("welcome", false, false, "/chat");
+    let chat = Chat::new(ChatOptions {
+        welcome: "welcome".into(),
+        page: false,
+        ..ChatOptions::default()
+    });
     let (chat_each, chat_left) = blocks(chat, "/chat");
     println!(
         "blocks per open connection: echo {echo_each:.3}, chat {chat_each:.3}; \

@@ -10,7 +10,7 @@
 //! the boundary; and that `include/rookery.h` declares every exported `rk_`
 //! symbol.
 //!
-//! SPEC section 10: `rk_post` from 4 threads × 100,000 messages (order per
+//! Posts, timers and the rest: `rk_post` from 4 threads × 100,000 messages (order per
 //! thread, nothing lost, `RK_EAGAIN` retried), its errors, broadcasts and
 //! posts around a stop; timers set, fired and cancelled; `on_upgrade`
 //! (request accessors, refusal, subprotocol, per-connection data, peer,
@@ -23,6 +23,8 @@
 //! cannot unwind at all (Rust aborts the process), so it cannot be tested;
 //! the hook exercises the same `catch_unwind` path from inside the handler.
 
+mod common;
+
 use std::cell::RefCell;
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::net::TcpStream;
@@ -31,6 +33,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::{require_program, Tool};
 use rookery::ffi::*;
 use tungstenite::{Message as WsMessage, WebSocket};
 
@@ -419,7 +422,47 @@ fn options_and_path_before_start_only() {
             RK_ENOTSUP
         };
         assert_eq!(rk_server_set_option(s, RK_OPT_DEFLATE, 1), deflate);
-        assert_eq!(rk_server_set_option(s, 10, 1), RK_EINVAL);
+        // Bursts only after their rate, which resets them.
+        assert_eq!(
+            rk_server_set_option(s, RK_OPT_RATE_LIMIT_BURST, 10),
+            RK_EINVAL
+        );
+        assert_eq!(rk_server_set_option(s, RK_OPT_RATE_LIMIT, 5), RK_OK);
+        assert_eq!(
+            rk_server_set_option(s, RK_OPT_RATE_LIMIT_BURST, 0),
+            RK_EINVAL
+        );
+        assert_eq!(rk_server_set_option(s, RK_OPT_RATE_LIMIT_BURST, 10), RK_OK);
+        assert_eq!(
+            rk_server_set_option(s, RK_OPT_RATE_LIMIT_BYTES_BURST, 10),
+            RK_EINVAL
+        );
+        assert_eq!(
+            rk_server_set_option(s, RK_OPT_RATE_LIMIT_BYTES, 1 << 20),
+            RK_OK
+        );
+        assert_eq!(
+            rk_server_set_option(s, RK_OPT_RATE_LIMIT_BYTES_BURST, 4 << 20),
+            RK_OK
+        );
+        assert_eq!(
+            rk_server_set_option(s, RK_OPT_RATE_LIMIT_BYTES, 1 << 41),
+            RK_EINVAL
+        );
+        assert_eq!(rk_server_set_option(s, RK_OPT_RATE_LIMIT, 0), RK_OK);
+        assert_eq!(
+            rk_server_set_option(s, RK_OPT_RATE_LIMIT_BURST, 10),
+            RK_EINVAL
+        );
+        assert_eq!(
+            rk_server_set_option(s, RK_OPT_MAX_CONNECTIONS_PER_IP, 0),
+            RK_OK
+        );
+        assert_eq!(
+            rk_server_set_option(s, RK_OPT_MAX_CONNECTIONS_PER_IP, 8),
+            RK_OK
+        );
+        assert_eq!(rk_server_set_option(s, 15, 1), RK_EINVAL);
         assert_eq!(rk_server_set_option(s, -1, 1), RK_EINVAL);
         let bad = CString::new("chat").unwrap();
         assert_eq!(rk_server_set_path(s, bad.as_ptr()), RK_EINVAL);
@@ -759,8 +802,8 @@ fn a_panic_inside_is_caught_at_the_boundary() {
     assert_ne!(srv.port(), 0);
 }
 
-// ---- SPEC section 10: posts, timers, upgrades, HTTP answers, per-connection data,
-// ---- running from another event loop --------------------------------------------
+// ---- posts, timers, upgrades, HTTP answers, per-connection data, running from
+// ---- another event loop ---------------------------------------------------------
 
 /// What the section-10 callbacks saw and are told to do.
 #[derive(Default)]
@@ -1457,10 +1500,15 @@ fn header_functions() -> Vec<String> {
     names
 }
 
-/// The `extern "C"` functions `src/ffi.rs` exports.
+/// The `extern "C"` functions `src/ffi.rs` and its modules (`src/ffi/`)
+/// export.
 fn source_exports() -> Vec<String> {
-    let src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/ffi.rs"))
+    let mut src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/ffi.rs"))
         .expect("read src/ffi.rs");
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/ffi");
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        src += &std::fs::read_to_string(entry.path()).expect("read src/ffi/");
+    }
     let mut names: Vec<String> = src
         .split("#[no_mangle]")
         .skip(1)
@@ -1516,8 +1564,11 @@ fn header_declares_every_exported_symbol() {
             .filter(|out| !out.stdout.is_empty())
             .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
     };
+    if !require_program(Tool::Nm, "nm", &["--version"]) {
+        return;
+    }
     let (Some(table), Some(index)) = (nm(&["-g", "--defined-only"]), nm(&["-s"])) else {
-        eprintln!("nm not available: nm check skipped");
+        eprintln!("nm listed nothing for {}: nm check skipped", lib.display());
         return;
     };
     let from_table = table.lines().filter_map(|l| {

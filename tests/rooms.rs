@@ -1,8 +1,9 @@
-//! Chat rooms and history (SPEC §8) through the binary, with tungstenite
+//! Chat rooms and history through the binary, with tungstenite
 //! clients: rooms are isolated, ordered per sender, capped by
-//! `--max-rooms` (503), named by the rules (else 404), and `--history`
-//! hands a newcomer the last messages with no gap and no duplicate at the
-//! seam with live ones.
+//! `--max-rooms` (503, never for the default room; a room without members
+//! makes way), named by the rules (else 404), and `--history` hands a
+//! newcomer the last messages with no gap and no duplicate at the seam with
+//! live ones.
 
 mod common;
 
@@ -116,9 +117,14 @@ fn max_rooms_refuses_one_more_with_503_and_bad_names_with_404() {
     // Joining an existing room is fine; a third room is not.
     let _a2 = join(&server, "/chat/a");
     assert_eq!(refused_with(&server, "/chat/c"), 503);
-    assert_eq!(refused_with(&server, "/chat"), 503);
+    // The default room is never refused for the limit.
+    let mut lobby = join(&server, "/chat");
+    lobby.send(Message::text("lobby")).unwrap();
+    assert_eq!(text(&mut lobby), "lobby");
     for bad in [
         "/chat/",
+        "/chat/.",
+        "/chat/..",
         "/chat/a%20b",
         "/chat/a/b",
         "/chat/caf%C3%A9",

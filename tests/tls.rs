@@ -4,6 +4,7 @@
 
 #![cfg(feature = "tls")]
 
+mod common;
 mod tls_support;
 
 #[path = "../fuzz/src/tls.rs"]
@@ -12,7 +13,10 @@ mod fuzz_check;
 use std::fs;
 use std::path::Path;
 
-use rookery::tls::{PemFile, SessionError, TlsConfig, TlsError, TlsSession, MAX_INCOMING};
+use common::{require_program, Tool};
+use rookery::tls::{
+    PemFile, SessionError, TlsConfig, TlsError, TlsSession, MAX_HANDSHAKE_INCOMING, MAX_INCOMING,
+};
 use tls_support::*;
 
 #[test]
@@ -331,7 +335,7 @@ fn garbage_is_an_error_not_a_panic() {
             failed || server.is_handshaking(),
             "garbage either fails or waits for more"
         );
-        assert!(server.buffered_bytes() <= MAX_INCOMING + 4096);
+        assert!(server.buffered_bytes() <= MAX_HANDSHAKE_INCOMING + 4096);
     }
 }
 
@@ -475,7 +479,141 @@ fn an_endless_record_is_refused() {
         fed += 4096;
     }
     assert!(result.is_err(), "oversized record must fail");
-    assert!(server.buffered_bytes() <= MAX_INCOMING + 4096);
+    assert!(server.buffered_bytes() <= MAX_HANDSHAKE_INCOMING + 4096);
+}
+
+/// A real client whose ClientHello is about `size` bytes on the wire: it
+/// offers `http/1.1` after enough long made-up ALPN protocols.
+fn client_with_hello_of(
+    trust: &rustls::pki_types::CertificateDer<'static>,
+    size: usize,
+) -> rustls::ClientConnection {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(trust.clone()).unwrap();
+    let mut cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let mut base = client(trust);
+    let mut hello = Vec::new();
+    base.write_tls(&mut hello).unwrap();
+    let mut alpn: Vec<Vec<u8>> = Vec::new();
+    let mut len = hello.len();
+    while len + 201 <= size {
+        alpn.push(format!("x-{:0198}", alpn.len()).into_bytes());
+        len += 201;
+    }
+    alpn.push(b"http/1.1".to_vec());
+    cfg.alpn_protocols = alpn;
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    rustls::ClientConnection::new(std::sync::Arc::new(cfg), name).unwrap()
+}
+
+/// The ClientHello `client` sends first.
+fn first_flight(client: &mut rustls::ClientConnection) -> Vec<u8> {
+    let mut hello = Vec::new();
+    while client.wants_write() {
+        client.write_tls(&mut hello).unwrap();
+    }
+    hello
+}
+
+#[test]
+fn a_client_hello_of_7_kib_completes_in_small_pieces() {
+    let pair = pair();
+    let mut probe = client_with_hello_of(&pair.trust, 7 * 1024);
+    let size = first_flight(&mut probe).len();
+    assert!((6 * 1024..MAX_HANDSHAKE_INCOMING).contains(&size), "{size}");
+    let mut client = client_with_hello_of(&pair.trust, 7 * 1024);
+    let mut server = TlsSession::new(&config(&pair)).unwrap();
+    pump(&mut client, &mut server, 100);
+    assert!(!server.is_handshaking());
+    assert_eq!(server.alpn_protocol(), Some(&b"http/1.1"[..]));
+    assert_eq!(server.buffered_bytes(), 0);
+}
+
+#[test]
+fn a_client_hello_over_8_kib_is_refused_at_once_whole_or_in_pieces() {
+    let pair = pair();
+    let mut client = client_with_hello_of(&pair.trust, 9 * 1024);
+    let hello = first_flight(&mut client);
+    assert!(hello.len() > MAX_HANDSHAKE_INCOMING, "{}", hello.len());
+    // A ClientHello announcing 65,000 bytes, its first 16 KiB record.
+    let mut huge = vec![0x16, 3, 1, 0x40, 0, 1, 0, 0xFD, 0xE8, 3, 3];
+    huge.resize(5 + 16 * 1024, 0);
+    for wire in [hello, huge] {
+        let mut whole = wire.clone();
+        let mut server = TlsSession::new(&config(&pair)).unwrap();
+        let e = server.read_tls(&mut whole, &mut Vec::new()).unwrap_err();
+        assert!(matches!(e, SessionError::TooLarge), "{e:?}");
+        assert_eq!(server.buffered_bytes(), 0);
+        assert!(!server.wants_write());
+        // In pieces: refused once the length is in, nothing kept.
+        let mut server = TlsSession::new(&config(&pair)).unwrap();
+        let mut pieces = wire.clone();
+        let mut result = Ok(Default::default());
+        let mut fed = 0;
+        for piece in pieces.chunks_mut(4) {
+            result = server.read_tls(piece, &mut Vec::new());
+            fed += piece.len();
+            if result.is_err() {
+                break;
+            }
+        }
+        assert!(matches!(result, Err(SessionError::TooLarge)), "{result:?}");
+        assert!(fed <= 12, "refused after {fed} bytes");
+        assert_eq!(server.buffered_bytes(), 0);
+    }
+}
+
+#[test]
+fn a_client_hello_in_one_byte_records_completes() {
+    let pair = pair();
+    let mut client = client(&pair.trust);
+    let hello = first_flight(&mut client);
+    // The same handshake bytes, one to a record: the first record is too
+    // short to announce the ClientHello's length.
+    let mut wire = Vec::new();
+    for record in hello.chunks(5 + 16 * 1024) {
+        for &b in &record[5..] {
+            wire.extend_from_slice(&[record[0], record[1], record[2], 0, 1, b]);
+        }
+    }
+    let mut server = TlsSession::new(&config(&pair)).unwrap();
+    for piece in wire.chunks_mut(7) {
+        server.read_tls(piece, &mut Vec::new()).unwrap();
+    }
+    assert!(server.wants_write(), "answered");
+}
+
+#[test]
+fn a_client_hello_in_many_small_records_is_kept_to_8_kib_at_most() {
+    let pair = pair();
+    // A ClientHello announcing 8,000 bytes, in records of 100 bytes: it
+    // fits the announced limit, but its records take more than 8 KiB. All
+    // but its last byte: it never completes.
+    let mut message = vec![1, 0, 0x1F, 0x40, 3, 3];
+    message.resize(4 + 8000, 0);
+    let mut wire = Vec::new();
+    for record in message.chunks(100) {
+        wire.extend_from_slice(&[0x16, 3, 1, 0, record.len() as u8]);
+        wire.extend_from_slice(record);
+    }
+    assert!(wire.len() > MAX_HANDSHAKE_INCOMING);
+    wire.pop();
+    let mut server = TlsSession::new(&config(&pair)).unwrap();
+    let mut result = Ok(Default::default());
+    for piece in wire.chunks_mut(1000) {
+        result = server.read_tls(piece, &mut Vec::new());
+        assert!(server.buffered_bytes() <= MAX_HANDSHAKE_INCOMING);
+        if result.is_err() {
+            break;
+        }
+    }
+    assert!(matches!(result, Err(SessionError::TooLarge)), "{result:?}");
 }
 
 // --- keys and certificates -------------------------------------------------
@@ -557,8 +695,8 @@ fn certificate_chain_with_intermediate() {
 
 #[test]
 fn rsa_pkcs1_and_pkcs8_and_openssl_sec1_keys() {
-    if !have_openssl() {
-        eprintln!("skipped: no openssl binary to make RSA keys (rcgen on ring cannot)");
+    // rcgen on ring cannot make RSA keys: openssl makes them.
+    if !require_program(Tool::Openssl, "openssl", &["version"]) {
         return;
     }
     let dir = temp_dir("openssl");

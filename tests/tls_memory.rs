@@ -1,10 +1,14 @@
-//! What an idle TLS session costs, measured with a counting allocator:
-//! the heap that server-side calls allocate and keep, plus `size_of`.
+//! What TLS costs the server's heap, measured with a counting allocator:
+//! an idle session (the heap that server-side calls allocate and keep,
+//! plus `size_of`), and a connection stuck half-way through its handshake
+//! (a whole server in this process, real sockets).
 //!
 //! `cargo test --features tls --test tls_memory -- --nocapture` prints the
-//! figures that docs/tls.md quotes; the test fails if an idle established
-//! session (rustls' unbuffered API, as `TlsSession` uses it) goes over the
-//! 8 KiB budget of SPEC.md section 6.
+//! figures that docs/tls.md and docs/security.md quote; the tests fail if
+//! an idle established session (rustls' unbuffered API, as `TlsSession`
+//! uses it) costs more than 8 KiB (heap kept plus `size_of`), the most an
+//! idle wss connection may, or a half handshake goes over the budget of
+//! docs/security.md.
 
 #![cfg(feature = "tls")]
 
@@ -12,30 +16,54 @@ mod tls_support;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::io::Write;
-use std::sync::atomic::{AtomicIsize, Ordering};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
 
-use rookery::tls::TlsSession;
+use rookery::echo::Echo;
+use rookery::tls::{TlsSession, MAX_HANDSHAKE_INCOMING};
+use rookery::{Config, Server as WsServer};
 use rustls::ClientConnection;
 use tls_support::*;
 
 /// Counts the bytes allocated and freed while `COUNTING` is set on the
-/// current thread; everything else passes straight to the system.
+/// current thread, in that thread's counters (tests run on threads of
+/// their own); everything else passes straight to the system.
 struct Counting;
 
 thread_local! {
     static COUNTING: Cell<bool> = const { Cell::new(false) };
+    static NET_BYTES: Cell<isize> = const { Cell::new(0) };
+    static PEAK_BYTES: Cell<isize> = const { Cell::new(0) };
 }
-static NET: AtomicIsize = AtomicIsize::new(0);
-static PEAK: AtomicIsize = AtomicIsize::new(0);
+
+/// This thread's counted bytes: net allocated, and the peak since reset.
+struct Counter;
+
+impl Counter {
+    fn net(&self) -> isize {
+        NET_BYTES.with(Cell::get)
+    }
+    fn peak(&self) -> isize {
+        PEAK_BYTES.with(Cell::get)
+    }
+    fn reset_peak(&self) {
+        PEAK_BYTES.with(|p| p.set(self.net()));
+    }
+}
+
+const NET: Counter = Counter;
 
 fn counting() -> bool {
     COUNTING.try_with(|c| c.get()).unwrap_or(false)
 }
 
 fn add(n: isize) {
-    let now = NET.fetch_add(n, Ordering::Relaxed) + n;
-    PEAK.fetch_max(now, Ordering::Relaxed);
+    let _ = NET_BYTES.try_with(|net| {
+        let now = net.get() + n;
+        net.set(now);
+        let _ = PEAK_BYTES.try_with(|p| p.set(p.get().max(now)));
+    });
 }
 
 // SAFETY: every method forwards to `System` with the caller's arguments
@@ -182,19 +210,19 @@ fn measure(
     make_server: &dyn Fn() -> Box<dyn Server>,
 ) -> (isize, isize) {
     let mut kept = Vec::new();
-    NET.store(0, Ordering::Relaxed);
+    let start = NET.net();
     let mut peak = 0;
     for _ in 0..n {
         let mut client = make_client();
-        let before = NET.load(Ordering::Relaxed);
-        PEAK.store(before, Ordering::Relaxed);
+        let before = NET.net();
+        NET.reset_peak();
         let mut server = counted(make_server);
         client_send(&mut client, REQUEST);
         settle(&mut client, &mut *server);
-        peak = peak.max(PEAK.load(Ordering::Relaxed) - before);
+        peak = peak.max(NET.peak() - before);
         kept.push((client, server));
     }
-    let net = NET.load(Ordering::Relaxed) / n as isize;
+    let net = (NET.net() - start) / n as isize;
     drop(kept);
     (net, peak)
 }
@@ -252,4 +280,141 @@ fn idle_session_bytes() {
         total <= 8 * 1024,
         "an idle wss session costs {total} bytes, over the 8 KiB budget"
     );
+}
+
+/// A ClientHello's handshake message announcing `announced` bytes of body
+/// (a plausible start, then zeros), cut into handshake records of 16 KiB as
+/// a client would send it: the whole of it on the wire.
+fn announced_hello(announced: usize) -> Vec<u8> {
+    let mut message = vec![1];
+    message.extend_from_slice(&(announced as u32).to_be_bytes()[1..]);
+    message.extend_from_slice(&[3, 3]);
+    message.resize(4 + announced, 0);
+    let mut wire = Vec::new();
+    for record in message.chunks(16 * 1024) {
+        wire.extend_from_slice(&[0x16, 3, 1]);
+        wire.extend_from_slice(&(record.len() as u16).to_be_bytes());
+        wire.extend_from_slice(record);
+    }
+    wire
+}
+
+/// Whether the server has closed `c` (EOF or reset); `c` is non-blocking.
+fn closed_by_server(c: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 256];
+    match c.read(&mut buf) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+    }
+}
+
+/// Opens `clients.len()` connections to `server`, each sending its bytes
+/// (as far as the server takes them: it may drop a connection first) and
+/// then nothing; runs the server (counted) until every byte is written or
+/// refused and the server has read nothing new for a few passes, all on
+/// the server's clock `now` (no deadline passes meanwhile, however long it
+/// takes). Returns the sockets, kept open.
+fn half_handshakes(server: &mut WsServer<Echo>, now: Instant, clients: &[&[u8]]) -> Vec<TcpStream> {
+    let addr = server.local_addr();
+    let mut peers: Vec<(TcpStream, &[u8])> = Vec::with_capacity(clients.len());
+    let received = |s: &mut WsServer<Echo>| s.with_context(|ctx, _| ctx.stats().bytes_received);
+    for &bytes in clients {
+        let c = TcpStream::connect(addr).unwrap();
+        c.set_nonblocking(true).unwrap();
+        peers.push((c, bytes));
+        counted(|| server.run_once_at(now, Some(Duration::ZERO))).unwrap();
+    }
+    let start = Instant::now();
+    let mut last = received(server);
+    let mut quiet = 0;
+    while quiet < 3 {
+        assert!(start.elapsed() < Duration::from_secs(20), "server stalled");
+        for (c, rest) in peers.iter_mut() {
+            match c.write(rest) {
+                Ok(n) => *rest = &rest[n..],
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                // Dropped by the server: the rest is refused.
+                Err(_) => *rest = &[],
+            }
+        }
+        counted(|| server.run_once_at(now, Some(Duration::from_millis(10)))).unwrap();
+        let now = received(server);
+        let written = peers.iter().all(|(_, rest)| rest.is_empty());
+        quiet = if now == last && written { quiet + 1 } else { 0 };
+        last = now;
+    }
+    peers.into_iter().map(|(c, _)| c).collect()
+}
+
+/// A connection that sends part of a ClientHello and then nothing: what
+/// the server keeps for it, and that it gives all of it back once the
+/// handshake timeout has closed the connection. Two kinds of peer: one
+/// that announces a ClientHello of 65,000 bytes and sends all but the
+/// last 100 bytes of it over four 16 KiB records (rustls joins a handshake
+/// message in the caller's buffer, so before the cap the session kept all
+/// of it, 66,962 bytes per connection counted here, until the timeout),
+/// and one that sends all but the last byte of the largest ClientHello the
+/// session takes (`MAX_HANDSHAKE_INCOMING`), the worst a stuck handshake
+/// can cost.
+#[test]
+fn a_stuck_half_handshake_holds_a_bounded_heap_and_gives_it_back() {
+    const EACH: usize = 100;
+    /// The budget of docs/security.md for a connection in its TLS
+    /// handshake, all of the server's heap for it included.
+    const BUDGET: isize = MAX_HANDSHAKE_INCOMING as isize + 3 * 1024;
+    let pair = pair();
+    let tls = config(&pair);
+    let config = Config {
+        // Nothing but the handshake timeout runs.
+        ping_interval: Duration::ZERO,
+        idle_timeout: Duration::ZERO,
+        close_timeout: Duration::ZERO,
+        handshake_timeout: Duration::from_secs(5),
+        max_connections: 4 * EACH,
+        ..Config::default()
+    };
+    let mut server = WsServer::bind("127.0.0.1:0", config, Echo).unwrap();
+    server.set_tls(tls);
+    let mut huge = announced_hello(65_000);
+    huge.truncate(huge.len() - 100);
+    // The largest ClientHello the session takes (8 KiB with its headers),
+    // all but its last byte.
+    let mut most = announced_hello(MAX_HANDSHAKE_INCOMING - 9);
+    assert_eq!(most.len(), MAX_HANDSHAKE_INCOMING);
+    most.pop();
+    let mut now = Instant::now();
+    // Round 0 warms up every table the server keeps (its slots, the timer
+    // wheel's slots); round 1 is the one measured.
+    for round in 0..2 {
+        for (name, bytes) in [("65,000 B announced", &huge), ("8 KiB - 1 sent", &most)] {
+            let before = NET.net();
+            let mut sockets = half_handshakes(&mut server, now, &vec![&bytes[..]; EACH]);
+            let each = (NET.net() - before) / EACH as isize;
+            // The handshake timeout passes, on the server's clock.
+            now += Duration::from_secs(6);
+            let start = Instant::now();
+            while !sockets.iter_mut().all(closed_by_server) {
+                assert!(start.elapsed() < Duration::from_secs(20), "not closed");
+                counted(|| server.run_once_at(now, Some(Duration::from_millis(5)))).unwrap();
+            }
+            drop(sockets);
+            let left = NET.net() - before;
+            if round == 1 {
+                eprintln!(
+                    "tls_memory: half handshake, {name}: {each} heap bytes per connection; {left} left once all {EACH} were closed"
+                );
+                assert!(
+                    each <= BUDGET,
+                    "{name}: a half handshake holds {each} bytes, over {BUDGET}"
+                );
+                // The timer wheel may keep a slot's list a little longer
+                // than it was: bytes, not a connection's worth.
+                assert!(
+                    left < 64 * EACH as isize,
+                    "{name}: {left} bytes not given back"
+                );
+            }
+        }
+    }
 }

@@ -1,7 +1,7 @@
 //! The `rookery` command over TLS: the page over https and the chat over
-//! wss on one port, with clients nobody here wrote (tungstenite over rustls,
-//! Python `websockets`, curl), hostile bytes on the TLS port, the handshake
-//! deadline, and SIGHUP reloads.
+//! wss on one port, with clients nobody here wrote (tungstenite over rustls;
+//! Python `websockets` and curl where installed), hostile bytes on the TLS
+//! port, the handshake deadline, and SIGHUP reloads.
 
 #![cfg(feature = "tls")]
 
@@ -112,6 +112,24 @@ fn chat_over_wss_and_the_page_over_https_on_one_port() {
     assert_eq!(next_text(&mut b), big);
 
     // Python's websockets, trusting the test certificate.
+    if require_python("websockets.asyncio.client") {
+        python_chats_over_wss(&files, server.addr);
+        assert_eq!(next_text(&mut a), "from python");
+    }
+
+    // curl, verifying the certificate.
+    if require_program(Tool::Curl, "curl", &["--version"]) {
+        curl_gets_the_page_over_https(&files, server.addr);
+    }
+    assert!(server.stderr_text().contains(&format!(
+        "serving chat on wss://127.0.0.1:{}/chat",
+        server.addr.port()
+    )));
+}
+
+/// Python's `websockets` joins over wss, gets the welcome, and says
+/// `from python`.
+fn python_chats_over_wss(files: &Files, addr: SocketAddr) {
     let script = format!(
         "import asyncio, ssl, websockets\n\
          async def main():\n\
@@ -122,7 +140,7 @@ fn chat_over_wss_and_the_page_over_https_on_one_port() {
          \x20       print(await ws.recv())\n\
          asyncio.run(main())\n",
         path(&files.cert()),
-        server.addr.port()
+        addr.port()
     );
     let out = Command::new(python())
         .args(["-c", &script])
@@ -137,12 +155,13 @@ fn chat_over_wss_and_the_page_over_https_on_one_port() {
         String::from_utf8_lossy(&out.stdout),
         "Welcome to Rookery Chat!\nfrom python\n"
     );
-    assert_eq!(next_text(&mut a), "from python");
+}
 
-    // curl, verifying the certificate.
+/// curl fetches the page over https, verifying the test certificate.
+fn curl_gets_the_page_over_https(files: &Files, addr: SocketAddr) {
     let out = Command::new("curl")
         .args(["-sS", "--cacert", &path(&files.cert())])
-        .arg(format!("https://localhost:{}/", server.addr.port()))
+        .arg(format!("https://localhost:{}/", addr.port()))
         .output()
         .unwrap();
     assert!(
@@ -151,10 +170,6 @@ fn chat_over_wss_and_the_page_over_https_on_one_port() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("<!DOCTYPE html>"));
-    assert!(server.stderr_text().contains(&format!(
-        "serving chat on wss://127.0.0.1:{}/chat",
-        server.addr.port()
-    )));
 }
 
 /// Reads until EOF or `limit`; returns what came and whether EOF came.
@@ -175,7 +190,7 @@ fn read_to_eof(stream: &mut TcpStream, limit: Duration) -> (Vec<u8>, bool) {
 #[test]
 fn plain_http_and_garbage_on_the_tls_port_are_dropped_and_others_go_on() {
     let files = Files::new("garbage");
-    let server = start(&files, &[]);
+    let mut server = start(&files, &["-v"]);
     let mut member = wss(server.addr, &files.pair.trust);
     assert_eq!(next_text(&mut member), "Welcome to Rookery Chat!");
     let inputs: [&[u8]; 3] = [
@@ -183,8 +198,10 @@ fn plain_http_and_garbage_on_the_tls_port_are_dropped_and_others_go_on() {
         b"\x16\x03\x01\x00\x05hello, not a client hello at all",
         &[0xAB; 3000],
     ];
+    let mut peers = Vec::new();
     for input in inputs {
         let mut tcp = TcpStream::connect(server.addr).unwrap();
+        peers.push(tcp.local_addr().unwrap().to_string());
         tcp.write_all(input).unwrap();
         let (reply, eof) = read_to_eof(&mut tcp, Duration::from_secs(3));
         assert!(eof, "not dropped after {:?}", &input[..8]);
@@ -197,6 +214,26 @@ fn plain_http_and_garbage_on_the_tls_port_are_dropped_and_others_go_on() {
     }
     member.send(Message::text("still here")).unwrap();
     assert_eq!(next_text(&mut member), "still here");
+    // Each is logged at debug with the peer's address: the plain HTTP
+    // request and the noise as not TLS, the broken record as a TLS error.
+    // (The lines reach `stderr_text` through a reader thread: wait for
+    // them a little.)
+    let expected = [
+        format!("{} sent bytes that are not TLS (plain http://", peers[0]),
+        format!("{}: TLS error: ", peers[1]),
+        format!("{} sent bytes that are not TLS (plain http://", peers[2]),
+    ];
+    let start = Instant::now();
+    let mut log = server.stderr_text();
+    while !expected.iter().all(|line| log.contains(line.as_str()))
+        && start.elapsed() < Duration::from_secs(5)
+    {
+        std::thread::sleep(Duration::from_millis(20));
+        log = server.stderr_text();
+    }
+    for line in &expected {
+        assert!(log.contains(line.as_str()), "{line}: {log}");
+    }
 }
 
 /// The first `len` bytes of a real ClientHello.

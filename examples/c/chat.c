@@ -42,6 +42,12 @@ static void on_signal(int signo)
     rk_server_stop(g_server); /* async-signal-safe */
 }
 
+/* A connection id as the library's own log lines write it, "#SLOT.GEN":
+ * the low 32 bits are the slot, the high 32 bits the slot's generation
+ * (docs/c-api.md). As one number, every id would read 4294967296 or more. */
+#define CONN_FMT "#%lu.%lu"
+#define CONN_ARGS(c) (unsigned long)((c) & 0xffffffffu), (unsigned long)((c) >> 32)
+
 static void on_open(rk_server *s, uint64_t conn, void *user)
 {
     (void)user;
@@ -49,9 +55,9 @@ static void on_open(rk_server *s, uint64_t conn, void *user)
      * broadcasts happen on this same thread, in other callbacks. */
     int rc = rk_send(s, conn, (const uint8_t *)WELCOME, sizeof WELCOME - 1, 1);
     if (rc < 0)
-        fprintf(stderr, "cannot welcome %llu: %s\n", (unsigned long long)conn,
+        fprintf(stderr, "cannot welcome " CONN_FMT ": %s\n", CONN_ARGS(conn),
                 rk_strerror(rc));
-    fprintf(stderr, "Opened connection to %llu\n", (unsigned long long)conn);
+    fprintf(stderr, "Opened connection to " CONN_FMT "\n", CONN_ARGS(conn));
 }
 
 static void on_message(rk_server *s, uint64_t conn, const uint8_t *data,
@@ -63,8 +69,8 @@ static void on_message(rk_server *s, uint64_t conn, const uint8_t *data,
         rk_close(s, conn, 1003, "binary messages are not supported");
         return;
     }
-    fprintf(stderr, "Received message '%.*s' from %llu\n", (int)len,
-            (const char *)data, (unsigned long long)conn);
+    fprintf(stderr, "Received message '%.*s' from " CONN_FMT "\n", (int)len,
+            (const char *)data, CONN_ARGS(conn));
     int sent = rk_broadcast(s, data, len, 1);
     if (sent < 0)
         fprintf(stderr, "broadcast failed: %s\n", rk_strerror(sent));
@@ -74,8 +80,8 @@ static void on_close(rk_server *s, uint64_t conn, uint16_t code, void *user)
 {
     (void)s;
     (void)user;
-    fprintf(stderr, "Closed connection to %llu (code %u)\n",
-            (unsigned long long)conn, (unsigned)code);
+    fprintf(stderr, "Closed connection to " CONN_FMT " (code %u)\n",
+            CONN_ARGS(conn), (unsigned)code);
 }
 
 /* Prints "listening on HOST:PORT", HOST taken from the address given. */

@@ -9,6 +9,7 @@
 //! poller's interest in step with what it wants, and closes the socket when
 //! it is finished.
 
+use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::rc::Rc;
@@ -21,16 +22,19 @@ use log::{debug, warn};
 
 use crate::proto::connection::{Connection, Message, SendError, Settings, SharedFrame};
 use crate::proto::deflate::Codec;
-use crate::proto::frame::{OpCode, ServerHeader};
+use crate::proto::frame::{encode_frame, OpCode, ServerHeader, MAX_CONTROL_PAYLOAD};
 use crate::proto::http::Response;
 
 use super::batch::DeflatedBatch;
+use super::feed::Feed;
 use super::handler::TimerId;
+use super::per_ip::PerIp;
 use super::sink::SlotSink;
 use super::slab::{ConnId, Slab};
 use super::stats::Stats;
 use super::timer::{Tick, TimerWheel, TICK};
 use super::topics::{TopicId, Topics};
+use super::user_data::UserData;
 use super::Config;
 
 /// [`TICK`] in nanoseconds.
@@ -84,6 +88,8 @@ pub(crate) struct Slot {
     member: bool,
     /// Whether it was accepted only to be told `503`.
     busy_reject: bool,
+    /// Whether it has a paced feed (see [`super::feed`]) in `Core::feeds`.
+    fed: bool,
     /// Its TLS session, on a TLS listener: plaintext between it and `conn`.
     #[cfg(feature = "tls")]
     pub tls: Option<Box<crate::tls::TlsSession>>,
@@ -131,6 +137,8 @@ pub(crate) struct Core {
     pub slots: Slab<Slot>,
     wheel: TimerWheel<Timer>,
     user_timers: Slab<(u64, Tick)>,
+    /// The handler's values, one per connection at most.
+    pub(crate) user_data: UserData,
     pub config: Config,
     pub settings: Settings,
     pub(crate) stop_flag: Arc<AtomicBool>,
@@ -171,6 +179,10 @@ pub(crate) struct Core {
     touched: Vec<ConnId>,
     /// Connections counted as open.
     open_count: usize,
+    /// The paced feeds, by slot index (see [`super::feed`]).
+    feeds: HashMap<usize, Feed>,
+    /// Connections by address, with `max_connections_per_ip`.
+    per_ip: PerIp,
     /// The certificate and key new connections use, on a TLS listener.
     #[cfg(feature = "tls")]
     pub tls: Option<crate::tls::TlsConfig>,
@@ -198,6 +210,7 @@ impl Core {
             slots: Slab::default(),
             wheel: TimerWheel::new(),
             user_timers: Slab::default(),
+            user_data: UserData::default(),
             settings: config.settings(),
             config,
             stop_flag: Arc::new(AtomicBool::new(false)),
@@ -217,6 +230,8 @@ impl Core {
             batch_given: None,
             touched: Vec::new(),
             open_count: 0,
+            feeds: HashMap::new(),
+            per_ip: PerIp::default(),
             #[cfg(feature = "tls")]
             tls: None,
             #[cfg(feature = "redis")]
@@ -328,6 +343,10 @@ impl Core {
     }
 
     fn schedule(&mut self, after: Duration, what: Timer) -> Tick {
+        // A timer further off than a century (a `--room-ttl` of 10^15 h, a
+        // handler's `Duration::MAX`) fires in a century: `Instant` cannot
+        // add any span.
+        let after = after.min(Duration::from_secs(100 * 365 * 24 * 3600));
         let due = self.tick_at(self.now + after);
         self.wheel.schedule_at(due, what)
     }
@@ -344,7 +363,11 @@ impl Core {
             return;
         };
         slot.timer = 0;
+        let handshaking = slot.conn.is_handshaking();
         slot.conn.handle_timeout(&self.settings, self.now);
+        if handshaking && slot.conn.is_finished() {
+            debug!("{id} ({}): handshake timed out", Peer(&slot.stream));
+        }
         self.touch(id);
     }
 
@@ -400,7 +423,9 @@ impl Core {
         let _ = stream.set_nodelay(true);
         self.stats.connections_accepted += 1;
         let live = self.slots.len() - self.busy_rejects;
-        let busy = live >= self.config.max_connections;
+        let per_ip = self.config.max_connections_per_ip;
+        let crowded = per_ip > 0 && self.per_ip.is_full(peer.ip(), per_ip);
+        let busy = live >= self.config.max_connections || crowded;
         if busy && self.busy_rejects >= MAX_BUSY_REJECTS {
             debug!("dropping {peer}: at the connection limit");
             return;
@@ -422,6 +447,7 @@ impl Core {
             touched: false,
             member: false,
             busy_reject: busy,
+            fed: false,
             #[cfg(feature = "tls")]
             tls,
         });
@@ -443,13 +469,22 @@ impl Core {
         if busy {
             self.busy_rejects += 1;
             self.stats.count_refusal(503);
-            debug!(
-                "{id}: over {} connections, answering 503",
-                self.config.max_connections
-            );
+            if crowded {
+                debug!(
+                    "{id}: {} has {per_ip} connections already, answering 503",
+                    peer.ip()
+                );
+            } else {
+                debug!(
+                    "{id}: over {} connections, answering 503",
+                    self.config.max_connections
+                );
+            }
             let _ = slot
                 .conn
                 .respond(&self.settings, self.now, &Response::status(503));
+        } else if per_ip > 0 {
+            self.per_ip.add(id, peer.ip());
         }
         self.touch(id);
     }
@@ -492,7 +527,16 @@ impl Core {
         if slot.tls_wants_write() {
             slot.flush_tls();
         }
-        if slot.conn.has_output() && !slot.conn.wants_write() {
+        if slot.fed {
+            pump(
+                slot,
+                id,
+                &mut self.feeds,
+                &self.settings,
+                self.now,
+                &mut self.stats,
+            );
+        } else if slot.conn.has_output() && !slot.conn.wants_write() {
             let (conn, mut sink) = slot.split();
             conn.write_to(
                 &self.settings,
@@ -504,6 +548,12 @@ impl Core {
         }
         if slot.conn.take_backlog_closed() {
             self.stats.slow_consumer_closes += 1;
+            warn!(
+                "{id} ({}): {} bytes queued, over the backlog limit of {}: closing (1008)",
+                Peer(&slot.stream),
+                slot.conn.backlog(),
+                self.settings.max_backlog
+            );
         }
         let closed = slot.conn.take_closed();
         if slot.conn.is_finished() {
@@ -532,6 +582,10 @@ impl Core {
         if slot.member {
             self.open_count -= 1;
         }
+        if slot.fed {
+            self.feeds.remove(&id.index());
+            super::topics::release_spare(&mut self.feeds);
+        }
         if let Some(status) = slot.conn.refused() {
             self.stats.count_refusal(status);
         }
@@ -544,6 +598,8 @@ impl Core {
         }
         if slot.busy_reject {
             self.busy_rejects -= 1;
+        } else if self.config.max_connections_per_ip > 0 {
+            self.per_ip.remove(id);
         }
         debug!("{id} removed");
     }
@@ -559,6 +615,9 @@ impl Core {
             return self.send_direct(id, msg);
         }
         let slot = self.slots.get_mut(id).ok_or(SendError::NotOpen)?;
+        if slot.fed {
+            return self.send_behind_feed(id, msg);
+        }
         let result = slot
             .conn
             .send(&self.settings, self.now, &mut self.codec, msg);
@@ -576,6 +635,9 @@ impl Core {
     #[inline(never)]
     fn send_direct(&mut self, id: ConnId, msg: Message<'_>) -> Result<(), SendError> {
         let slot = self.slots.get_mut(id).ok_or(SendError::NotOpen)?;
+        if slot.fed {
+            return self.send_behind_feed(id, msg);
+        }
         let (conn, mut sink) = slot.split();
         let result = conn.send_through(
             &self.settings,
@@ -594,9 +656,18 @@ impl Core {
     pub(crate) fn send_shared(&mut self, id: ConnId, frame: &SharedFrame) -> Result<(), SendError> {
         self.flush_batch();
         let slot = self.slots.get_mut(id).ok_or(SendError::NotOpen)?;
-        let result = slot
-            .conn
-            .send_shared(&self.settings, self.now, &mut self.codec, frame);
+        let result = if slot.fed {
+            if slot.conn.can_send() {
+                let bytes = slot.conn.shared_bytes(&mut self.codec, frame);
+                feed_live(slot, id, &mut self.feeds, &self.settings, self.now, bytes);
+                Ok(())
+            } else {
+                Err(SendError::NotOpen)
+            }
+        } else {
+            slot.conn
+                .send_shared(&self.settings, self.now, &mut self.codec, frame)
+        };
         if result.is_ok() {
             self.stats.messages_sent += 1;
         }
@@ -604,9 +675,82 @@ impl Core {
         result
     }
 
+    /// [`Core::send`] to a connection with a paced feed: the message is
+    /// encoded for it and waits behind the feed, counted as backlog.
+    #[inline(never)]
+    fn send_behind_feed(&mut self, id: ConnId, msg: Message<'_>) -> Result<(), SendError> {
+        let slot = self.slots.get_mut(id).ok_or(SendError::NotOpen)?;
+        if !slot.conn.can_send() {
+            return Err(SendError::NotOpen);
+        }
+        let bytes = slot.conn.encode(&mut self.codec, msg);
+        feed_live(slot, id, &mut self.feeds, &self.settings, self.now, bytes);
+        self.stats.messages_sent += 1;
+        self.touch(id);
+        Ok(())
+    }
+
+    /// Sends a frame encoded once for many as the connection's socket takes
+    /// it (see [`super::feed`]): queued at once while its backlog is under
+    /// the limit and nothing waits in its feed, else kept in its feed as a
+    /// pointer until the backlog drains. Never closes the connection.
+    pub(crate) fn send_paced(&mut self, id: ConnId, frame: &SharedFrame) -> Result<(), SendError> {
+        self.flush_batch();
+        let slot = self.slots.get_mut(id).ok_or(SendError::NotOpen)?;
+        if !slot.conn.can_send() {
+            return Err(SendError::NotOpen);
+        }
+        let bytes = slot.conn.shared_bytes(&mut self.codec, frame);
+        if !slot.fed && slot.conn.backlog() < self.settings.max_backlog {
+            slot.conn.queue_paced(&bytes)?;
+        } else {
+            let index = id.index();
+            match self.feeds.get_mut(&index) {
+                Some(feed) if slot.fed && feed.conn == id => feed.push_paced(bytes),
+                _ => {
+                    let mut feed = Feed::new(id);
+                    feed.push_paced(bytes);
+                    self.feeds.insert(index, feed);
+                    slot.fed = true;
+                }
+            }
+        }
+        self.stats.messages_sent += 1;
+        touch_slot(slot, id, &mut self.touched, &mut self.open_count);
+        Ok(())
+    }
+
+    /// How many frames wait in `id`'s paced feed (0: none, or no feed).
+    pub(crate) fn paced_waiting(&self, id: ConnId) -> usize {
+        match self.slots.get(id) {
+            Some(slot) if slot.fed => self
+                .feeds
+                .get(&id.index())
+                .filter(|f| f.conn == id)
+                .map_or(0, Feed::len),
+            _ => 0,
+        }
+    }
+
     pub(crate) fn ping(&mut self, id: ConnId, payload: &[u8]) -> Result<(), SendError> {
         self.flush_batch();
         let slot = self.slots.get_mut(id).ok_or(SendError::NotOpen)?;
+        if slot.fed && slot.conn.can_send() && payload.len() <= MAX_CONTROL_PAYLOAD {
+            // Behind the feed too: straight into a queue that holds paced
+            // frames past the limit, it would meet the slow consumer's check.
+            let mut frame = Vec::with_capacity(2 + payload.len());
+            encode_frame(&mut frame, OpCode::Ping, payload);
+            feed_live(
+                slot,
+                id,
+                &mut self.feeds,
+                &self.settings,
+                self.now,
+                frame.into(),
+            );
+            self.touch(id);
+            return Ok(());
+        }
         let result = slot.conn.ping(&self.settings, self.now, payload);
         self.touch(id);
         result
@@ -727,7 +871,12 @@ impl Core {
             } else {
                 &self.batch[given..]
             };
-            slot.conn.send_frames(&self.settings, self.now, frames);
+            if slot.fed {
+                let bytes = Rc::from(frames);
+                feed_live(slot, id, &mut self.feeds, &self.settings, self.now, bytes);
+            } else {
+                slot.conn.send_frames(&self.settings, self.now, frames);
+            }
         }
         self.batch_given = Some((id, self.batch.len()));
     }
@@ -788,6 +937,18 @@ impl Core {
             } else {
                 (&batch[from..], &mut shared)
             };
+            if slot.fed {
+                // Behind its paced feed, as one shared buffer for every
+                // member that has one.
+                let bytes = if from == 0 {
+                    Rc::clone(shared.get_or_insert_with(|| Rc::from(frames)))
+                } else {
+                    Rc::from(frames)
+                };
+                feed_live(slot, id, &mut self.feeds, &self.settings, self.now, bytes);
+                self.touch(id);
+                continue;
+            }
             let shared = if from == 0 { Some(shared) } else { None };
             let (conn, mut sink) = slot.split();
             conn.write_to(
@@ -930,8 +1091,22 @@ impl Core {
         self.slots.get(id).is_some_and(|s| s.conn.is_open())
     }
 
+    /// Bytes queued for `id` that its socket has not taken, and live bytes
+    /// waiting behind its paced feed.
     pub(crate) fn backlog(&self, id: ConnId) -> Option<usize> {
-        Some(self.slots.get(id)?.conn.backlog())
+        let slot = self.slots.get(id)?;
+        Some(slot.conn.backlog() + self.live_behind_feed(id, slot))
+    }
+
+    /// Live bytes waiting in the paced feed of `id` (0 without one).
+    fn live_behind_feed(&self, id: ConnId, slot: &Slot) -> usize {
+        if !slot.fed {
+            return 0;
+        }
+        self.feeds
+            .get(&id.index())
+            .filter(|f| f.conn == id)
+            .map_or(0, Feed::live_bytes)
     }
 
     pub(crate) fn open_connections(&self) -> usize {
@@ -943,8 +1118,7 @@ impl Core {
     pub(crate) fn total_backlog(&self) -> usize {
         (0..self.slots.slot_count())
             .filter_map(|i| self.slots.id_at(i))
-            .filter_map(|id| self.slots.get(id))
-            .map(|slot| slot.conn.backlog())
+            .filter_map(|id| self.backlog(id))
             .sum()
     }
 
@@ -973,6 +1147,19 @@ impl Drop for Core {
     }
 }
 
+/// A connection's peer address in a log line (`?` once the socket has
+/// lost it).
+struct Peer<'a>(&'a TcpStream);
+
+impl std::fmt::Display for Peer<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.peer_addr() {
+            Ok(addr) => write!(f, "{addr}"),
+            Err(_) => f.write_str("?"),
+        }
+    }
+}
+
 /// A socket that counts the bytes it takes.
 struct Counted<'a> {
     stream: &'a mut dyn crate::proto::output::Sink,
@@ -994,6 +1181,96 @@ impl crate::proto::output::Sink for Counted<'_> {
 
     fn shutdown_write(&mut self) {
         self.stream.shutdown_write();
+    }
+}
+
+/// Appends live bytes to the paced feed of `slot` (which has one): behind
+/// the paced frames, counted as backlog. Past `max_backlog` of them the
+/// connection is closed (1008) as a slow consumer, and its feed dropped.
+fn feed_live(
+    slot: &mut Slot,
+    id: ConnId,
+    feeds: &mut HashMap<usize, Feed>,
+    settings: &Settings,
+    now: Instant,
+    bytes: Rc<[u8]>,
+) {
+    let Some(feed) = feeds.get_mut(&id.index()).filter(|f| f.conn == id) else {
+        // A flag without its feed (cannot happen): send it plainly.
+        slot.fed = false;
+        let _ = slot.conn.queue_paced(&bytes);
+        return;
+    };
+    let live = feed.push_live(bytes);
+    if live > settings.max_backlog {
+        feeds.remove(&id.index());
+        slot.fed = false;
+        slot.conn.close_for_backlog(settings, now);
+    }
+}
+
+/// Moves frames from the paced feed of `slot` to its queue while its
+/// backlog is under the limit, writing them to its socket, until the socket
+/// refuses bytes or the feed is empty; the feed goes once it is empty and
+/// the backlog is under the limit (until then, what else the connection is
+/// sent waits behind it: a queue over the limit must not meet the slow
+/// consumer's check with output of its own). Stands in for the plain write
+/// of [`Core::settle`].
+fn pump(
+    slot: &mut Slot,
+    id: ConnId,
+    feeds: &mut HashMap<usize, Feed>,
+    settings: &Settings,
+    now: Instant,
+    stats: &mut Stats,
+) {
+    let limit = settings.max_backlog;
+    let feed = feeds.get_mut(&id.index()).filter(|f| f.conn == id);
+    let Some(feed) = feed.filter(|_| slot.conn.can_send()) else {
+        // Closing, or a flag without its feed: what is queued still goes.
+        if feeds.get(&id.index()).is_some_and(|f| f.conn == id) {
+            feeds.remove(&id.index());
+            super::topics::release_spare(feeds);
+        }
+        slot.fed = false;
+        if slot.conn.has_output() && !slot.conn.wants_write() {
+            let (conn, mut sink) = slot.split();
+            conn.write_to(
+                settings,
+                now,
+                &mut Counted::new(&mut sink, stats),
+                &[],
+                None,
+            );
+        }
+        return;
+    };
+    loop {
+        while slot.conn.backlog() < limit {
+            let Some(bytes) = feed.pop() else {
+                break;
+            };
+            let _ = slot.conn.queue_paced(&bytes);
+        }
+        if !slot.conn.has_output() || slot.conn.wants_write() || slot.tls_wants_write() {
+            break;
+        }
+        let (conn, mut sink) = slot.split();
+        conn.write_to(
+            settings,
+            now,
+            &mut Counted::new(&mut sink, stats),
+            &[],
+            None,
+        );
+        if feed.is_empty() || slot.conn.wants_write() || !slot.conn.can_send() {
+            break;
+        }
+    }
+    if (feed.is_empty() && slot.conn.backlog() < limit) || !slot.conn.can_send() {
+        feeds.remove(&id.index());
+        super::topics::release_spare(feeds);
+        slot.fed = false;
     }
 }
 

@@ -8,6 +8,7 @@
 //! activates) is settled when the callback has returned, so callbacks never
 //! nest.
 
+use std::any::Any;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -99,9 +100,46 @@ impl Context<'_> {
         SharedFrame::new(msg)
     }
 
+    /// [`Context::prepare`] for a frame kept to be sent later (a history):
+    /// when the server takes permessage-deflate, the frame's compressed
+    /// form is made now too, once, so that sending it later costs no
+    /// compression.
+    pub fn prepare_kept(&mut self, msg: Message<'_>) -> SharedFrame {
+        let frame = SharedFrame::new(msg);
+        if self.core.settings.deflate {
+            frame.compress_now(&mut self.core.codec);
+        }
+        frame
+    }
+
     /// Sends a prepared frame to one connection.
     pub fn send_prepared(&mut self, conn: ConnId, frame: &SharedFrame) -> Result<(), SendError> {
         self.core.send_shared(conn, frame)
+    }
+
+    /// Sends a prepared frame to one connection as fast as its socket takes
+    /// it, and no faster: queued at once while the connection's backlog is
+    /// under [`Config::max_backlog`], else kept (as a pointer to the one
+    /// encoding, not a copy) until the socket has taken enough. So a
+    /// connection is never sent more than `max_backlog` plus one frame this
+    /// way before it has read what came before, and never closed for it;
+    /// one that does not read holds pointers only (its idle timeout ends it
+    /// as any other). With permessage-deflate, the frame is compressed once
+    /// for every connection it is sent to. For replaying a log to a
+    /// newcomer (see [`super::History`]).
+    ///
+    /// Until every paced frame has been queued, whatever else `conn` is
+    /// sent (broadcasts, publications, [`Context::send`]) waits behind
+    /// them, in order, and counts against its backlog: past `max_backlog`
+    /// of that, it is closed with 1008 as any slow consumer is.
+    pub fn send_paced(&mut self, conn: ConnId, frame: &SharedFrame) -> Result<(), SendError> {
+        self.core.send_paced(conn, frame)
+    }
+
+    /// How many frames sent with [`Context::send_paced`] still wait for
+    /// `conn`'s socket to drain (0 for an unknown connection).
+    pub fn paced_waiting(&self, conn: ConnId) -> usize {
+        self.core.paced_waiting(conn)
     }
 
     /// Sends a message to every open connection, encoding it once. Returns
@@ -145,8 +183,48 @@ impl Context<'_> {
         self.core.publish(topic, msg.opcode(), msg.as_bytes())
     }
 
+    /// Sends a text message to the members of `topic`, as
+    /// [`Context::publish`] does. Returns how many members the topic has.
+    ///
+    /// ```
+    /// use rookery::{ConnId, Context, Handler, Message};
+    ///
+    /// /// Every text goes to everyone in the topic `all`.
+    /// struct Relay;
+    ///
+    /// impl Handler for Relay {
+    ///     fn on_open(&mut self, ctx: &mut Context<'_>, conn: ConnId) {
+    ///         let _ = ctx.subscribe(conn, "all");
+    ///         ctx.publish_text("all", "someone joined");
+    ///     }
+    ///
+    ///     fn on_message(&mut self, ctx: &mut Context<'_>, _conn: ConnId, msg: Message<'_>) {
+    ///         if let Message::Text(text) = msg {
+    ///             ctx.publish_text("all", text);
+    ///         }
+    ///     }
+    /// }
+    /// ```
+    pub fn publish_text(&mut self, topic: &str, text: &str) -> usize {
+        self.publish(topic, Message::Text(text))
+    }
+
+    /// Sends a binary message to the members of `topic`, as
+    /// [`Context::publish`] does. Returns how many members the topic has.
+    ///
+    /// ```
+    /// # use rookery::Context;
+    /// fn share_reading(ctx: &mut Context<'_>, reading: [u8; 4]) {
+    ///     ctx.publish_binary("sensors", &reading);
+    /// }
+    /// ```
+    pub fn publish_binary(&mut self, topic: &str, data: &[u8]) -> usize {
+        self.publish(topic, Message::Binary(data))
+    }
+
     /// The Redis bridge's state, `None` without a bridge.
     #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     pub fn redis_status(&self) -> Option<crate::cluster::RedisStatus> {
         self.core.bridge.as_deref().map(|b| b.status())
     }
@@ -200,6 +278,20 @@ impl Context<'_> {
         self.core.cancel_timer(timer)
     }
 
+    /// The loop's clock: the instant read once for this pass, which every
+    /// connection and timer of the pass sees.
+    pub fn now(&self) -> std::time::Instant {
+        self.core.now
+    }
+
+    /// Payload bytes the loop's compressor has been handed so far
+    /// (permessage-deflate; always 0 without the feature `deflate`): what
+    /// compressing has cost, e.g. to check that a message sent to many is
+    /// compressed once.
+    pub fn bytes_compressed(&self) -> u64 {
+        self.core.codec.bytes_compressed()
+    }
+
     /// The peer's address.
     pub fn peer_addr(&self, conn: ConnId) -> Option<SocketAddr> {
         self.core.peer_addr(conn)
@@ -247,12 +339,141 @@ impl Context<'_> {
     pub fn config(&self) -> &Config {
         &self.core.config
     }
+
+    /// Attaches `value` to `conn`, in place of any value it had (of any
+    /// type): the handler's own state for that connection, e.g. a user
+    /// name or the room it joined, kept without a map of its own. It may be
+    /// set from [`Handler::on_upgrade`] on; it is dropped when the
+    /// connection is gone, after [`Handler::on_close`] (which can still
+    /// read it). [`SendError::NotOpen`] for an unknown or stale connection.
+    ///
+    /// One value per connection: for several, attach a struct. The value
+    /// is boxed, one allocation; a connection without one costs nothing.
+    ///
+    /// ```
+    /// use rookery::{ConnId, Context, Handler, Message, Request, Upgrade};
+    ///
+    /// /// Greets by the name given in the path (`/chat?name=Ada`).
+    /// struct Greeter;
+    ///
+    /// /// What the handler keeps for each connection.
+    /// struct Member {
+    ///     name: String,
+    ///     messages: u32,
+    /// }
+    ///
+    /// impl Handler for Greeter {
+    ///     fn on_upgrade(&mut self, ctx: &mut Context<'_>, conn: ConnId, req: &Request) -> Upgrade {
+    ///         let name = req.target().split_once("name=").map_or("anonymous", |(_, n)| n);
+    ///         let member = Member { name: name.to_string(), messages: 0 };
+    ///         let _ = ctx.set_user_data(conn, member);
+    ///         Upgrade::accept()
+    ///     }
+    ///
+    ///     fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, _msg: Message<'_>) {
+    ///         let Some(member) = ctx.user_data_mut::<Member>(conn) else {
+    ///             return;
+    ///         };
+    ///         member.messages += 1;
+    ///         let reply = format!("{}: message {}", member.name, member.messages);
+    ///         let _ = ctx.send_text(conn, &reply);
+    ///     }
+    ///
+    ///     fn on_close(&mut self, ctx: &mut Context<'_>, conn: ConnId, _code: u16, _reason: &str) {
+    ///         if let Some(member) = ctx.user_data::<Member>(conn) {
+    ///             println!("{} left after {} messages", member.name, member.messages);
+    ///         }
+    ///     }
+    /// }
+    /// ```
+    pub fn set_user_data<T: Any>(&mut self, conn: ConnId, value: T) -> Result<(), SendError> {
+        if self.core.slots.get(conn).is_none() {
+            return Err(SendError::NotOpen);
+        }
+        self.core.user_data.set(conn, Box::new(value));
+        Ok(())
+    }
+
+    /// The value attached to `conn` with [`Context::set_user_data`], if it
+    /// has one of type `T`.
+    ///
+    /// ```
+    /// # use rookery::{ConnId, Context};
+    /// fn name_of<'c>(ctx: &'c Context<'_>, conn: ConnId) -> &'c str {
+    ///     ctx.user_data::<String>(conn).map_or("?", String::as_str)
+    /// }
+    /// ```
+    pub fn user_data<T: Any>(&self, conn: ConnId) -> Option<&T> {
+        self.core.user_data.get(conn)
+    }
+
+    /// The value attached to `conn`, mutably, if it has one of type `T`.
+    /// It borrows the context: copy out what a send needs first (see
+    /// [`Context::set_user_data`]).
+    ///
+    /// ```
+    /// # use rookery::{ConnId, Context};
+    /// fn count_message(ctx: &mut Context<'_>, conn: ConnId) {
+    ///     if let Some(count) = ctx.user_data_mut::<u64>(conn) {
+    ///         *count += 1;
+    ///     }
+    /// }
+    /// ```
+    pub fn user_data_mut<T: Any>(&mut self, conn: ConnId) -> Option<&mut T> {
+        self.core.user_data.get_mut(conn)
+    }
+
+    /// Takes the value attached to `conn` away, if it has one of type `T`
+    /// (a value of another type stays attached).
+    ///
+    /// ```
+    /// # use rookery::{ConnId, Context};
+    /// fn forget_name(ctx: &mut Context<'_>, conn: ConnId) -> Option<String> {
+    ///     ctx.take_user_data::<String>(conn)
+    /// }
+    /// ```
+    pub fn take_user_data<T: Any>(&mut self, conn: ConnId) -> Option<T> {
+        self.core.user_data.take(conn)
+    }
 }
 
 /// The application: decides on upgrades and reacts to connections,
 /// messages and timers. Every method but [`Handler::on_message`] has a
 /// default.
 pub trait Handler {
+    /// Called once, when the server first runs ([`crate::Server::run`] or
+    /// the first [`crate::Server::run_once`]), before it waits for
+    /// anything: the place to set the handler's first timers, which need a
+    /// [`Context`] that no connection has brought yet. Not called again
+    /// after a stop. The default does nothing.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use rookery::{ConnId, Context, Handler, Message};
+    ///
+    /// /// Tells every client the time since start, each second.
+    /// struct Clock {
+    ///     seconds: u64,
+    /// }
+    ///
+    /// impl Handler for Clock {
+    ///     fn on_start(&mut self, ctx: &mut Context<'_>) {
+    ///         ctx.set_timer(Duration::from_secs(1), 0);
+    ///     }
+    ///
+    ///     fn on_timer(&mut self, ctx: &mut Context<'_>, _token: u64) {
+    ///         self.seconds += 1;
+    ///         ctx.broadcast(Message::Text(&format!("{} s", self.seconds)));
+    ///         ctx.set_timer(Duration::from_secs(1), 0);
+    ///     }
+    ///
+    ///     fn on_message(&mut self, _ctx: &mut Context<'_>, _conn: ConnId, _msg: Message<'_>) {}
+    /// }
+    /// ```
+    fn on_start(&mut self, ctx: &mut Context<'_>) {
+        let _ = ctx;
+    }
+
     /// A valid upgrade request reached the WebSocket path, or a path below
     /// it (`PATH/NAME`; origin and protocol version already checked).
     /// Choose a subprotocol among
@@ -303,5 +524,20 @@ pub trait Handler {
     /// A timer set with [`Context::set_timer`] fired.
     fn on_timer(&mut self, ctx: &mut Context<'_>, token: u64) {
         let _ = (ctx, token);
+    }
+
+    /// A reload was asked for ([`ReloadHandle::reload`](crate::ReloadHandle),
+    /// SIGHUP through [`reload_on_sighup`](crate::reload_on_sighup)) and the
+    /// server did its own part (the TLS pair): reload what the handler
+    /// keeps. Called on the loop, at the end of the pass that saw the ask.
+    fn on_reload(&mut self, ctx: &mut Context<'_>) {
+        let _ = ctx;
+    }
+
+    /// The graceful shutdown begins ([`StopHandle::stop`](crate::StopHandle),
+    /// SIGTERM through [`stop_on_signals`](crate::stop_on_signals)): called
+    /// once, before the close frames go out; connections are still open.
+    fn on_shutdown(&mut self, ctx: &mut Context<'_>) {
+        let _ = ctx;
     }
 }

@@ -14,7 +14,10 @@
 mod batch;
 mod config;
 mod core;
+mod feed;
 mod handler;
+mod history;
+mod per_ip;
 pub(crate) mod poller;
 mod post;
 mod sink;
@@ -23,6 +26,7 @@ mod stats;
 mod timer;
 /// `release_spare` is also the chat's.
 pub(crate) mod topics;
+mod user_data;
 
 use std::collections::VecDeque;
 use std::io::{self, Read};
@@ -42,6 +46,7 @@ pub use self::config::Config;
 pub(crate) use self::core::Core as BridgeCore;
 use self::core::{Core, Timer, LISTENER_KEY};
 pub use self::handler::{Context, Handler, TimerId, Upgrade};
+pub use self::history::History;
 use self::poller::{Events, Poller};
 use self::post::{Post, PostBox};
 pub use self::post::{PostError, Poster};
@@ -97,7 +102,8 @@ impl StopHandle {
 /// Makes a running [`Server`] re-read its TLS certificate and key, from any
 /// thread or from a signal handler (SIGHUP): [`ReloadHandle::reload`] only
 /// stores a flag and wakes the poller, both async-signal-safe. The loop
-/// reloads at the end of its pass. Without TLS it does nothing.
+/// reloads at the end of its pass. Without TLS it logs (info) that there is
+/// nothing to reload, and does nothing else.
 #[derive(Clone)]
 pub struct ReloadHandle {
     poller: Arc<Poller>,
@@ -129,6 +135,8 @@ pub struct Server<H: Handler> {
     /// Messages posted from other threads, and the loop's buffer for them.
     posts: PostBox,
     posted: VecDeque<Post>,
+    /// Whether [`Handler::on_start`] was called.
+    started: bool,
 }
 
 impl<H: Handler> Server<H> {
@@ -159,6 +167,7 @@ impl<H: Handler> Server<H> {
             fired: Vec::new(),
             posts,
             posted: VecDeque::new(),
+            started: false,
         })
     }
 
@@ -178,6 +187,7 @@ impl<H: Handler> Server<H> {
     /// Makes the listener speak TLS (https and wss on the same port): every
     /// connection accepted from now on uses `config`.
     #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub fn set_tls(&mut self, config: crate::tls::TlsConfig) {
         self.core.tls = Some(config);
     }
@@ -188,6 +198,7 @@ impl<H: Handler> Server<H> {
     /// docs/cluster.md). The connections are made from the loop, with
     /// backoff; the server serves local traffic whatever Redis does.
     #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     pub fn set_redis(&mut self, config: crate::cluster::RedisConfig) {
         let bridge = crate::cluster::Bridge::new(config, Instant::now());
         if let Some(mut old) = self.core.bridge.replace(Box::new(bridge)) {
@@ -240,7 +251,25 @@ impl<H: Handler> Server<H> {
     }
 
     /// Runs `f` with a context, outside any callback (to send from code that
-    /// is not a handler), then settles what it did.
+    /// is not a handler), then settles what it did. A handler that sets
+    /// timers at start does it in [`Handler::on_start`] instead, which
+    /// every way of running the server calls.
+    ///
+    /// ```no_run
+    /// use rookery::{Config, ConnId, Context, Handler, Message, Server};
+    ///
+    /// struct Quiet;
+    ///
+    /// impl Handler for Quiet {
+    ///     fn on_message(&mut self, _ctx: &mut Context<'_>, _conn: ConnId, _msg: Message<'_>) {}
+    /// }
+    ///
+    /// let mut server = Server::bind("127.0.0.1:0", Config::default(), Quiet)?;
+    /// server.run_once(None)?;
+    /// let told = server.with_context(|ctx, _quiet| ctx.broadcast(Message::Text("news")));
+    /// println!("told {told} clients");
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn with_context<R>(&mut self, f: impl FnOnce(&mut Context<'_>, &mut H) -> R) -> R {
         self.core.set_clock(Instant::now());
         let result = f(
@@ -257,6 +286,7 @@ impl<H: Handler> Server<H> {
     /// timeout passed).
     pub fn run(&mut self) -> io::Result<()> {
         self.core.set_clock(Instant::now());
+        self.start();
         // Each pass's wait is timed from the clock read after the last wait:
         // only that pass's own work (microseconds, a few milliseconds when
         // it is busy, when the wait returns at once anyway) lies between, so
@@ -270,6 +300,7 @@ impl<H: Handler> Server<H> {
     pub fn run_once(&mut self, timeout: Option<Duration>) -> io::Result<bool> {
         // The caller may have been away for a while: time the wait afresh.
         self.core.set_clock(Instant::now());
+        self.start();
         self.run_pass(Clock::Wall, timeout)
     }
 
@@ -295,7 +326,20 @@ impl<H: Handler> Server<H> {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn run_once_at(&mut self, now: Instant, timeout: Option<Duration>) -> io::Result<bool> {
+        self.start();
         self.run_pass(Clock::Given(now), timeout)
+    }
+
+    /// Calls [`Handler::on_start`] before the first pass, and settles what
+    /// it did.
+    fn start(&mut self) {
+        if std::mem::replace(&mut self.started, true) {
+            return;
+        }
+        self.handler.on_start(&mut Context {
+            core: &mut self.core,
+        });
+        self.settle();
     }
 
     /// One pass: waits at most `timeout` and, on the wall clock, until the
@@ -372,25 +416,47 @@ impl<H: Handler> Server<H> {
     /// connections use the new pair; a pair that does not load leaves the old
     /// one in place, with a warning.
     fn check_reload(&mut self) {
-        let asked = self.core.reload_flag.swap(false, Ordering::SeqCst);
+        if !self.core.reload_flag.swap(false, Ordering::SeqCst) {
+            return;
+        }
+        self.reload_tls();
+        self.handler.on_reload(&mut Context {
+            core: &mut self.core,
+        });
+        self.settle();
+    }
+
+    fn reload_tls(&mut self) {
         #[cfg(feature = "tls")]
-        if let Some(tls) = self.core.tls.as_mut().filter(|_| asked) {
+        if let Some(tls) = self.core.tls.as_mut() {
             match tls.reload() {
                 Ok(()) => log::info!("reloaded the TLS certificate and key"),
                 Err(e) => log::warn!("TLS reload failed, keeping the old pair: {e}"),
             }
+            return;
         }
-        #[cfg(not(feature = "tls"))]
-        if asked {
-            debug!("reload asked for, but there is no TLS to reload");
-        }
+        log::info!("SIGHUP (a reload) ignored: there is no TLS certificate to re-read");
     }
 
     fn check_stop(&mut self) {
         if self.core.stop_flag.load(Ordering::SeqCst) && !self.core.stopping {
+            let (count, wait) = (self.core.slots.len(), self.core.config.close_timeout);
+            let noun = if count == 1 {
+                "connection"
+            } else {
+                "connections"
+            };
+            if wait.is_zero() {
+                log::info!("stopping: closing {count} {noun} (not waiting for answers)");
+            } else {
+                log::info!("stopping: closing {count} {noun} (up to {wait:?})");
+            }
             // Posts accepted so far still go out, before the close frames.
             self.posts.close();
             self.deliver_posts();
+            self.handler.on_shutdown(&mut Context {
+                core: &mut self.core,
+            });
             self.core.begin_shutdown();
             self.settle();
         }
@@ -462,6 +528,7 @@ impl<H: Handler> Server<H> {
             let n = match slot.stream.read(&mut self.read_buf) {
                 #[cfg(feature = "tls")]
                 Ok(n) if n > 0 && slot.tls.is_some() => {
+                    self.core.stats.bytes_received += n as u64;
                     self.read_tls(id, n);
                     if n < self.read_buf.len() {
                         break;
@@ -536,7 +603,22 @@ impl<H: Handler> Server<H> {
                 }
             }
             Err(e) => {
-                debug!("{id}: TLS: {e}");
+                // Debug only: anyone can send these, as often as they like.
+                // The peer's address says who (the connection was never
+                // logged as open); looked up only when it is logged.
+                if log::log_enabled!(log::Level::Debug) {
+                    let peer = self
+                        .core
+                        .peer_addr(id)
+                        .map_or_else(|| "?".to_string(), |p| p.to_string());
+                    match e {
+                        crate::tls::SessionError::NotTls => debug!(
+                            "{id}: {peer} sent bytes that are not TLS (plain http:// or ws:// \
+                             to the TLS port?); dropped"
+                        ),
+                        e => debug!("{id}: {peer}: {e}; dropped"),
+                    }
+                }
                 if let Some(slot) = self.core.slots.get_mut(id) {
                     let _ = slot.conn.kill();
                 }
@@ -557,7 +639,7 @@ impl<H: Handler> Server<H> {
             if let Some(early) = activation {
                 self.open(id, early);
             }
-            let (closed, _removed) = self.core.settle(id);
+            let (closed, removed) = self.core.settle(id);
             if let Some(code) = closed {
                 self.core.stats.count_close(code);
                 self.handler.on_close(
@@ -568,6 +650,10 @@ impl<H: Handler> Server<H> {
                     code,
                     "",
                 );
+            }
+            if removed {
+                // After `on_close`, which may still read it.
+                self.core.user_data.forget(id);
             }
             self.core.flush_batch();
         }

@@ -61,4 +61,4 @@ mod config;
 mod session;
 
 pub use config::{PemFile, TlsConfig, TlsError, ALPN_HTTP11, MAX_PEM_FILE, SESSION_CACHE_ENTRIES};
-pub use session::{ReadOutcome, SessionError, TlsSession, MAX_INCOMING};
+pub use session::{ReadOutcome, SessionError, TlsSession, MAX_HANDSHAKE_INCOMING, MAX_INCOMING};

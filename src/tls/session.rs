@@ -13,11 +13,33 @@ use super::TlsConfig;
 /// starts with one (`0x16`, then the version `0x03 0x0?`).
 const HANDSHAKE_RECORD: u8 = 0x16;
 
-/// The most ciphertext kept between two reads: a handshake message may be
-/// joined from records up to 64 KiB in all (rustls' own limit), plus one
-/// record. rustls refuses more before this is reached; this is the
-/// backstop that bounds [`TlsSession::buffered_bytes`] whatever the peer sends.
-pub const MAX_INCOMING: usize = 64 * 1024 + 18 * 1024;
+/// The most unfinished ciphertext a session keeps between two reads once
+/// the handshake is done: one record of the largest size rustls accepts
+/// (16 KiB of plaintext, 2 KiB of room for encryption, a 5-byte header).
+/// A peer that leaves more unfinished (a handshake message joined from
+/// several records, which after the handshake is never a legitimate one)
+/// fails with [`SessionError::TooLarge`]. With [`MAX_HANDSHAKE_INCOMING`],
+/// this bounds what [`TlsSession::buffered_bytes`] keeps of the peer's
+/// bytes, whatever it sends.
+pub const MAX_INCOMING: usize = 16 * 1024 + 2048 + 5;
+
+/// The most unfinished ciphertext a session keeps between two reads while
+/// the handshake is on: what a client can have the server hold with a
+/// ClientHello that never completes. rustls joins a handshake message of
+/// up to 64 KiB from as many records, in the caller's buffer, so without
+/// this a ClientHello announcing 65,000 bytes and cut short kept about
+/// 64 KiB per connection until the handshake timeout. A real ClientHello
+/// is about 0.5 to 2 KiB (a post-quantum key share included); one that
+/// announces more than fits in 8 KiB with its headers is refused at its
+/// first 9 bytes ([`SessionError::TooLarge`]), as an HTTP request head
+/// over 8 KiB is, and so is any handshake flight left unfinished past
+/// 8 KiB (a ClientHello cut into many small records).
+pub const MAX_HANDSHAKE_INCOMING: usize = 8 * 1024;
+
+/// The most of a read joined to an unfinished record at a time (the rest
+/// is joined in further pieces): bounds the session's transient buffer
+/// within one [`TlsSession::read_tls`] call, whatever the read's size.
+const JOIN_PIECE: usize = 64 * 1024;
 
 /// Room reserved per record when encrypting, before asking rustls for the
 /// exact size: header (5) + explicit nonce (8, TLS 1.2 GCM) + content type
@@ -43,8 +65,9 @@ pub enum SessionError {
     /// The peer broke the TLS protocol (a malformed or undecryptable record,
     /// a failed handshake, a fatal alert from the peer, ...).
     Tls(rustls::Error),
-    /// The peer kept sending an incomplete record or handshake message
-    /// beyond [`MAX_INCOMING`] bytes.
+    /// The peer left more of an unfinished record or handshake message
+    /// than the session keeps: [`MAX_HANDSHAKE_INCOMING`] bytes during the
+    /// handshake (a ClientHello that large), [`MAX_INCOMING`] after it.
     TooLarge,
     /// Plaintext was given after [`TlsSession::close`], or after the
     /// session failed or closed.
@@ -56,10 +79,9 @@ impl fmt::Display for SessionError {
         match self {
             SessionError::NotTls => f.write_str("not a TLS connection"),
             SessionError::Tls(e) => write!(f, "TLS error: {e}"),
-            SessionError::TooLarge => write!(
-                f,
-                "TLS peer sent more than {MAX_INCOMING} bytes of an unfinished record"
-            ),
+            SessionError::TooLarge => {
+                f.write_str("TLS peer left too large an unfinished record or handshake message")
+            }
             SessionError::Closed => f.write_str("TLS session already closed"),
         }
     }
@@ -89,7 +111,10 @@ pub struct ReadOutcome {
 enum Phase {
     /// No byte seen yet.
     Fresh,
-    /// Bytes seen, handshake or traffic under way.
+    /// The first byte was a handshake record's; the ClientHello's length is
+    /// not known yet (fewer than 9 bytes came).
+    Hello,
+    /// The ClientHello's length was checked; handshake or traffic under way.
     Open,
     /// `close` was asked for; no more plaintext is accepted.
     Closing,
@@ -188,7 +213,19 @@ impl TlsSession {
                 self.fail_silently();
                 return Err(SessionError::NotTls);
             }
-            self.phase = Phase::Open;
+            self.phase = Phase::Hello;
+        }
+        if self.phase == Phase::Hello {
+            // Refuse a ClientHello the session would not keep, from its
+            // announced length, before any of it is kept: the same refusal
+            // whether it comes in one read or in many.
+            if let Some(size) = client_hello_size(&self.incoming, ciphertext) {
+                if size > MAX_HANDSHAKE_INCOMING {
+                    self.fail_silently();
+                    return Err(SessionError::TooLarge);
+                }
+                self.phase = Phase::Open;
+            }
         }
         let was_peer_closed = self.peer_closed;
         let before = plaintext.len();
@@ -198,12 +235,7 @@ impl TlsSession {
         // a bounded piece at a time, until the session's own buffer is
         // empty again; the rest is processed where it lies.
         while !self.incoming.is_empty() && !rest.is_empty() && result.is_ok() {
-            let room = MAX_INCOMING.saturating_sub(self.incoming.len());
-            if room == 0 {
-                self.fail_silently();
-                return Err(SessionError::TooLarge);
-            }
-            let take = room.min(rest.len());
+            let take = JOIN_PIECE.min(rest.len());
             let (piece, tail) = mem::take(&mut rest).split_at_mut(take);
             rest = tail;
             let mut incoming = mem::take(&mut self.incoming);
@@ -212,8 +244,15 @@ impl TlsSession {
             result = r;
             if result.is_ok() && used < incoming.len() {
                 incoming.drain(..used);
-                if incoming.capacity() > 2 * incoming.len() + 4096 {
-                    // A large flight is done with: do not keep its room.
+                if incoming.len() > self.incoming_limit() {
+                    self.fail_silently();
+                    return Err(SessionError::TooLarge);
+                }
+                if incoming.capacity() > self.incoming_limit()
+                    || incoming.capacity() > 2 * incoming.len() + 4096
+                {
+                    // Keep no more room than the unfinished part needs: a
+                    // large read joined in pieces is done with.
                     incoming.shrink_to_fit();
                 }
                 self.incoming = incoming;
@@ -221,11 +260,11 @@ impl TlsSession {
         }
         if self.incoming.is_empty() && !rest.is_empty() && result.is_ok() {
             // The usual case: process in the caller's buffer, keep only the
-            // unfinished tail.
+            // unfinished tail (copied into a buffer of its exact size).
             let (used, r) = self.process(rest, plaintext, &mut &[][..]);
             result = r;
             if result.is_ok() && used < rest.len() {
-                if rest.len() - used > MAX_INCOMING {
+                if rest.len() - used > self.incoming_limit() {
                     self.fail_silently();
                     return Err(SessionError::TooLarge);
                 }
@@ -396,6 +435,16 @@ impl TlsSession {
         self.incoming.capacity() + self.outgoing.capacity() + self.early_plaintext.capacity()
     }
 
+    /// The most unfinished ciphertext kept between reads in the current
+    /// phase.
+    fn incoming_limit(&self) -> usize {
+        if self.conn.is_handshaking() {
+            MAX_HANDSHAKE_INCOMING
+        } else {
+            MAX_INCOMING
+        }
+    }
+
     /// Marks the session failed with nothing to send.
     fn fail_silently(&mut self) {
         self.phase = Phase::Failed;
@@ -507,6 +556,27 @@ impl TlsSession {
             let _ = encode_into(&mut self.outgoing, |out| e.encode(out));
         }
     }
+}
+
+/// What a ClientHello takes on the wire in one record (record header,
+/// handshake header, body), from its announced length in the first 9 bytes
+/// of the stream (`kept`, then `new`): `None` until 9 bytes have come, 0
+/// if they do not say (the first message is not a ClientHello, which
+/// rustls refuses, or the first record is too short to hold the handshake
+/// header, which the cap on unfinished bytes still bounds).
+fn client_hello_size(kept: &[u8], new: &[u8]) -> Option<usize> {
+    const CLIENT_HELLO: u8 = 1;
+    let mut head = [0u8; 9];
+    let mut bytes = kept.iter().chain(new);
+    for b in head.iter_mut() {
+        *b = *bytes.next()?;
+    }
+    let record = usize::from(u16::from_be_bytes([head[3], head[4]]));
+    if head[5] != CLIENT_HELLO || record < 4 {
+        return Some(0);
+    }
+    let body = usize::from(head[6]) << 16 | usize::from(head[7]) << 8 | usize::from(head[8]);
+    Some(head.len() + body)
 }
 
 /// Either error of `queue_close_notify`, in `encode`'s terms.

@@ -46,6 +46,7 @@ use super::frame::{encode_close, encode_frame, OpCode, ServerHeader, MAX_CONTROL
 use super::handshake::{self, HandshakeError};
 use super::http::{HeadReader, HttpError, Request, Response, Status};
 use super::output::{OutQueue, Sink};
+use super::rate::{Limiter, Limits};
 use super::receiver::{Event as RxEvent, Payload, ProtocolError, Receiver};
 
 /// What a connection needs to know of the server's configuration. One value
@@ -74,6 +75,9 @@ pub struct Settings {
     /// Whether a client's permessage-deflate offer is taken (RFC 7692; only
     /// with feature `deflate`, else no offer ever is).
     pub deflate: bool,
+    /// What an open connection may send, in messages and in (inflated)
+    /// payload bytes a second; past either it is closed with 1008.
+    pub rate_limits: Limits,
 }
 
 impl Default for Settings {
@@ -87,6 +91,7 @@ impl Default for Settings {
             idle_timeout: Duration::from_secs(15),
             close_timeout: Duration::from_secs(5),
             deflate: false,
+            rate_limits: Limits::default(),
         }
     }
 }
@@ -156,6 +161,26 @@ impl SharedFrame {
             plain: bytes.into(),
             deflated: OnceCell::new(),
         }))
+    }
+
+    /// The encoded frame's length, uncompressed.
+    pub fn len(&self) -> usize {
+        self.0.plain.len()
+    }
+
+    /// Whether the frame is empty (never: a frame has a header).
+    pub fn is_empty(&self) -> bool {
+        self.0.plain.is_empty()
+    }
+
+    /// Makes the compressed variant now, if it is not made yet, rather
+    /// than when the first connection that takes it is sent the frame: for
+    /// a frame kept to be sent later (a history), so that the cost is paid
+    /// when it is kept, not on the path of a newcomer.
+    pub fn compress_now(&self, codec: &mut Codec) {
+        self.0
+            .deflated
+            .get_or_init(|| codec.compress_shared(&self.0.plain));
     }
 
     /// The bytes for a connection that compresses with `window_bits` (0:
@@ -243,9 +268,10 @@ enum Phase {
     /// Upgraded, waiting for activation; input is kept, not read.
     Pending(Box<Pending>),
     /// Exchanging messages, compressed with this window (bits; 0: no
-    /// permessage-deflate). Kept in the phase, where it fits in the tag's
-    /// padding, so the connection stays its size.
-    Open(u8),
+    /// permessage-deflate), and counted by the limiter if there are rate
+    /// limits. Kept in the phase, where they fit beside the other phases'
+    /// boxes, so the connection stays its size.
+    Open(u8, Option<Box<Limiter>>),
     /// We sent a close frame and wait for the peer's; its data is dropped.
     /// The window, as in `Open`, so the peer's compressed frames in flight
     /// still parse.
@@ -266,6 +292,8 @@ struct Pending {
     activated: bool,
     /// The compression window agreed, for `Open` once activated.
     deflate: u8,
+    /// The rate limiter, for `Open` once activated.
+    limiter: Option<Box<Limiter>>,
 }
 
 /// Output beyond which a connection stops taking input, so that a client
@@ -338,10 +366,22 @@ impl Connection {
         now: Instant,
         input: &'a mut [u8],
     ) -> Option<(usize, Message<'a>)> {
-        if !matches!(self.phase, Phase::Open(_)) {
+        let Phase::Open(_, limiter) = &self.phase else {
             return None;
+        };
+        // A message over a rate limit is left to `handle_input`, which
+        // closes the connection for it.
+        let most = match limiter {
+            None => settings.max_message,
+            Some(limiter) => limiter
+                .allowance(&settings.rate_limits, now)?
+                .min(settings.max_message),
+        };
+        let frame = self.rx.read_simple_message(input, most)?;
+        if let Phase::Open(_, Some(limiter)) = &mut self.phase {
+            // Within the allowance: this counts it.
+            limiter.take(&settings.rate_limits, now, frame.payload.len() as u64);
         }
-        let frame = self.rx.read_simple_message(input, settings.max_message)?;
         self.time = Some(now);
         let input: &'a [u8] = input;
         let payload = &input[frame.payload];
@@ -373,7 +413,7 @@ impl Connection {
         input: &'a mut [u8],
         scratch: &'a mut Vec<u8>,
     ) -> (usize, Option<Event<'a>>) {
-        if !input.is_empty() && matches!(self.phase, Phase::Open(_)) {
+        if !input.is_empty() && matches!(self.phase, Phase::Open(..)) {
             self.time = Some(now);
         }
         match &mut self.phase {
@@ -394,7 +434,7 @@ impl Connection {
                 pending.early.extend_from_slice(input);
                 (input.len(), None)
             }
-            Phase::Open(_) | Phase::Closing(_) => {
+            Phase::Open(..) | Phase::Closing(_) => {
                 self.read_frames(settings, now, codec, input, scratch)
             }
             Phase::Draining | Phase::Finished => (input.len(), None),
@@ -456,7 +496,7 @@ impl Connection {
         input: &'a mut [u8],
         scratch: &'a mut Vec<u8>,
     ) -> (usize, Option<Event<'a>>) {
-        let open = matches!(self.phase, Phase::Open(_));
+        let open = matches!(self.phase, Phase::Open(..));
         let (used, event) = match self
             .rx
             .read(input, settings.max_message, self.deflate() != 0)
@@ -472,10 +512,23 @@ impl Connection {
             // Closing: RFC 6455 lets us drop data after our close frame.
             RxEvent::Text(_) | RxEvent::Binary(_) | RxEvent::Deflated { .. } if !open => None,
             RxEvent::Deflated { text, payload } => {
+                // Inflated no further than the rate limits allow: a small
+                // frame that inflates to a megabyte costs only what the
+                // limit lets through.
+                let Some(allowed) = self.rate_allowance(settings, now) else {
+                    return (used, self.rate_exceeded(settings, now));
+                };
                 scratch.clear();
-                let limit = usize::try_from(settings.max_message).unwrap_or(usize::MAX);
+                let most = allowed.min(settings.max_message);
+                let limit = usize::try_from(most).unwrap_or(usize::MAX);
                 let inflated = codec.inflate(self.rx.payload(input, &payload), scratch, limit);
+                if inflated.is_ok() {
+                    self.count_message(settings, now, scratch.len());
+                }
                 match inflated {
+                    Err(InflateError::TooBig) if allowed < settings.max_message => {
+                        self.rate_exceeded(settings, now)
+                    }
                     Err(InflateError::TooBig) => {
                         self.fail(settings, now, ProtocolError::MessageTooBig)
                     }
@@ -489,11 +542,19 @@ impl Connection {
                     },
                 }
             }
-            RxEvent::Text(payload) => Some(Event::Text(validated(
-                self.take_payload(input, payload, scratch),
-            ))),
+            RxEvent::Text(payload) => {
+                let bytes = self.take_payload(input, payload, scratch);
+                match self.count_message(settings, now, bytes.len()) {
+                    true => Some(Event::Text(validated(bytes))),
+                    false => self.rate_exceeded(settings, now),
+                }
+            }
             RxEvent::Binary(payload) => {
-                Some(Event::Binary(self.take_payload(input, payload, scratch)))
+                let bytes = self.take_payload(input, payload, scratch);
+                match self.count_message(settings, now, bytes.len()) {
+                    true => Some(Event::Binary(bytes)),
+                    false => self.rate_exceeded(settings, now),
+                }
             }
             RxEvent::Ping(payload) => {
                 if open {
@@ -522,6 +583,50 @@ impl Connection {
             }
         };
         (used, event)
+    }
+
+    /// The largest message the rate limits let through at `now` (`None`:
+    /// none at all; no limits: any).
+    fn rate_allowance(&self, settings: &Settings, now: Instant) -> Option<u64> {
+        match &self.phase {
+            Phase::Open(_, Some(limiter)) => limiter.allowance(&settings.rate_limits, now),
+            _ => Some(u64::MAX),
+        }
+    }
+
+    /// Counts a message of `len` bytes received at `now` against the rate
+    /// limits; whether it is within them.
+    fn count_message(&mut self, settings: &Settings, now: Instant, len: usize) -> bool {
+        match &mut self.phase {
+            Phase::Open(_, Some(limiter)) => limiter.take(&settings.rate_limits, now, len as u64),
+            _ => true,
+        }
+    }
+
+    /// Closes the connection (1008) for a message over a rate limit; the
+    /// message is dropped, and [`Event::Closed`] follows the peer's answer.
+    fn rate_exceeded(&mut self, settings: &Settings, now: Instant) -> Option<Event<'static>> {
+        let limits = &settings.rate_limits;
+        log::warn!(
+            "over the rate limit ({} messages/s, {} bytes/s): closing (1008)",
+            limits.messages.map_or("any".into(), |r| format!(
+                "{} burst {}",
+                r.per_second(),
+                r.burst()
+            )),
+            limits.bytes.map_or("any".into(), |r| format!(
+                "{} burst {}",
+                r.per_second(),
+                r.burst()
+            )),
+        );
+        let _ = self.close(
+            settings,
+            now,
+            close::POLICY_VIOLATION,
+            "rate limit exceeded",
+        );
+        None
     }
 
     /// The payload of a data event: in the input, or the gathered message,
@@ -630,6 +735,10 @@ impl Connection {
             agreement.write_answer(&mut extensions);
         }
         let window = agreement.map_or(0, |a| a.window_bits);
+        let limiter = settings
+            .rate_limits
+            .is_set()
+            .then(|| Box::new(Limiter::default()));
         let mut reply = Vec::with_capacity(160 + extensions.len());
         handshake::write_accept(
             &mut reply,
@@ -643,10 +752,11 @@ impl Connection {
         self.phase = if delayed {
             Phase::Pending(Box::new(Pending {
                 deflate: window,
+                limiter,
                 ..Pending::default()
             }))
         } else {
-            Phase::Open(window)
+            Phase::Open(window, limiter)
         };
         Ok(())
     }
@@ -713,7 +823,8 @@ impl Connection {
             return None;
         }
         let early = std::mem::take(&mut pending.early);
-        self.phase = Phase::Open(pending.deflate);
+        let limiter = pending.limiter.take();
+        self.phase = Phase::Open(pending.deflate, limiter);
         self.time = Some(now);
         Some(early)
     }
@@ -786,6 +897,36 @@ impl Connection {
         self.out
             .push_shared(frame.bytes_for(self.deflate(), codec), 0);
         self.check_backlog(settings, now, was_behind);
+        Ok(())
+    }
+
+    /// The bytes of `frame` as this connection takes them: its compressed
+    /// variant (made on the first need, once for every connection) if it
+    /// negotiated the shared window, else the plain frame.
+    pub fn shared_bytes(&self, codec: &mut Codec, frame: &SharedFrame) -> Rc<[u8]> {
+        Rc::clone(frame.bytes_for(self.deflate(), codec))
+    }
+
+    /// `msg` encoded as [`Connection::send`] would queue it (compressed
+    /// when that pays), as one buffer: for a caller that must hold it back
+    /// behind other output (the server's paced feed).
+    pub fn encode(&self, codec: &mut Codec, msg: Message<'_>) -> Rc<[u8]> {
+        let (header, payload) = self.frame(codec, msg);
+        let mut bytes = Vec::with_capacity(header.as_bytes().len() + payload.len());
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.extend_from_slice(payload);
+        bytes.into()
+    }
+
+    /// Queues encoded frame bytes (from [`Connection::shared_bytes`] or
+    /// [`Connection::encode`]) without the backlog check: for a caller that
+    /// bounds what it queues itself, as the server's paced feed does (it
+    /// hands a connection more only while its backlog is under the limit).
+    pub fn queue_paced(&mut self, bytes: &Rc<[u8]>) -> Result<(), SendError> {
+        if !self.can_send() {
+            return Err(SendError::NotOpen);
+        }
+        self.out.push_shared(bytes, 0);
         Ok(())
     }
 
@@ -938,20 +1079,28 @@ impl Connection {
             return;
         }
         let queued = self.out.len();
-        if queued > settings.max_backlog && self.can_send() {
-            log::warn!(
-                "{queued} bytes queued, over the backlog limit of {}: closing (1008)",
-                settings.max_backlog
-            );
-            // Open, so upgraded: the field means "closed for its backlog".
-            self.head_request = true;
-            let _ = self.close(
-                settings,
-                now,
-                close::POLICY_VIOLATION,
-                "backlog limit exceeded",
-            );
+        if queued > settings.max_backlog {
+            self.close_for_backlog(settings, now);
         }
+    }
+
+    /// Closes (1008) a peer that is behind with more than the backlog
+    /// limit waiting for it, and marks it for
+    /// [`Connection::take_backlog_closed`]. Nothing if it cannot send.
+    pub fn close_for_backlog(&mut self, settings: &Settings, now: Instant) {
+        if !self.can_send() {
+            return;
+        }
+        // Logged by whoever holds the connection, which can name it (see
+        // `Connection::take_backlog_closed`).
+        // Open, so upgraded: the field means "closed for its backlog".
+        self.head_request = true;
+        let _ = self.close(
+            settings,
+            now,
+            close::POLICY_VIOLATION,
+            "backlog limit exceeded",
+        );
     }
 
     // ---- time ----------------------------------------------------------------
@@ -976,7 +1125,7 @@ impl Connection {
     /// When the connection next needs [`Connection::handle_timeout`], if ever.
     pub fn poll_timeout(&self, settings: &Settings) -> Option<Instant> {
         match self.phase {
-            Phase::Open(_) => self
+            Phase::Open(..) => self
                 .time
                 .and_then(|heard| after(heard, settings.idle_timeout)),
             Phase::Handshake(_) | Phase::Closing(_) | Phase::Draining => self.time,
@@ -996,10 +1145,10 @@ impl Connection {
         }
         match self.phase {
             Phase::Handshake(_) => {
-                log::debug!("handshake timed out");
+                // Logged by whoever holds the connection, which can name it.
                 self.finish(close::ABNORMAL);
             }
-            Phase::Open(_) => {
+            Phase::Open(..) => {
                 log::debug!("idle for {:?}, closing", settings.idle_timeout);
                 let _ = self.close(settings, now, close::GOING_AWAY, "idle timeout");
             }
@@ -1025,19 +1174,19 @@ impl Connection {
 
     /// Whether messages may be sent (open, or accepted and not yet active).
     pub fn can_send(&self) -> bool {
-        matches!(self.phase, Phase::Open(_) | Phase::Pending(_))
+        matches!(self.phase, Phase::Open(..) | Phase::Pending(_))
     }
 
     /// Whether the connection is open for messages both ways.
     pub fn is_open(&self) -> bool {
-        matches!(self.phase, Phase::Open(_))
+        matches!(self.phase, Phase::Open(..))
     }
 
     /// The window (bits) it compresses messages with, once permessage-deflate
     /// is agreed (0: not agreed).
     fn deflate(&self) -> u8 {
         match &self.phase {
-            Phase::Open(window) | Phase::Closing(window) => *window,
+            Phase::Open(window, _) | Phase::Closing(window) => *window,
             Phase::Pending(pending) => pending.deflate,
             _ => 0,
         }
@@ -1058,7 +1207,7 @@ impl Connection {
         match self.phase {
             Phase::Deciding | Phase::Pending(_) | Phase::Finished => false,
             Phase::Draining => true,
-            Phase::Handshake(_) | Phase::Open(_) | Phase::Closing(_) => {
+            Phase::Handshake(_) | Phase::Open(..) | Phase::Closing(_) => {
                 self.out.len() < READ_PAUSE.min(settings.max_backlog.max(1))
             }
         }

@@ -15,8 +15,10 @@
 use std::rc::Rc;
 
 #[cfg(feature = "deflate")]
+#[cfg_attr(docsrs, doc(cfg(feature = "deflate")))]
 pub mod codec;
 #[cfg(feature = "deflate")]
+#[cfg_attr(docsrs, doc(cfg(feature = "deflate")))]
 pub mod offer;
 
 /// Messages shorter than this are sent uncompressed even on a connection
@@ -88,6 +90,9 @@ pub struct Codec {
     /// The last compressed message ([`Codec::compress`]).
     #[cfg(feature = "deflate")]
     out: Vec<u8>,
+    /// Payload bytes handed to the compressor so far.
+    #[cfg(feature = "deflate")]
+    compressed: u64,
 }
 
 /// Compressed output kept between messages; a larger buffer is freed.
@@ -121,6 +126,7 @@ impl Codec {
             if payload.len() < COMPRESS_MIN {
                 return None;
             }
+            self.compressed += payload.len() as u64;
             if self.out.capacity() > OUT_KEEP {
                 self.out = Vec::new();
             }
@@ -134,6 +140,16 @@ impl Codec {
             let _ = (window_bits, payload);
             None
         }
+    }
+
+    /// Payload bytes handed to the compressor since the codec was made
+    /// (whether or not they came out smaller): what compressing has cost,
+    /// e.g. to check that a message sent to many is compressed once.
+    pub fn bytes_compressed(&self) -> u64 {
+        #[cfg(feature = "deflate")]
+        return self.compressed;
+        #[cfg(not(feature = "deflate"))]
+        0
     }
 
     /// Appends `frame` (one unfragmented data frame of ours, as
