@@ -264,6 +264,7 @@ struct UpgradeCall {
     protocol: Option<String>,
 }
 
+#[cfg(feature = "internals")]
 thread_local! {
     /// Test hook: the handle whose next message makes the handler panic
     /// (see [`test_hook_panic_on_next_message`]). Kept out of `rk_server`
@@ -334,10 +335,13 @@ impl Handler for FfiHandler {
     }
 
     fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, msg: Message<'_>) {
-        let owner: *const rk_server = self.owner;
-        if !owner.is_null() && PANIC_ON_MESSAGE.with(|p| p.get()) == owner {
-            PANIC_ON_MESSAGE.with(|p| p.set(ptr::null()));
-            panic!("test hook: panic in on_message");
+        #[cfg(feature = "internals")]
+        {
+            let owner: *const rk_server = self.owner;
+            if !owner.is_null() && PANIC_ON_MESSAGE.with(|p| p.get()) == owner {
+                PANIC_ON_MESSAGE.with(|p| p.set(ptr::null()));
+                panic!("test hook: panic in on_message");
+            }
         }
         let data = msg.as_bytes();
         let is_text = c_int::from(msg.is_text());
@@ -1656,11 +1660,13 @@ pub unsafe extern "C" fn rk_server_timeout_ms(s: *const rk_server) -> c_int {
 
 /// Test hook, not part of the C API: the next message `s` receives makes
 /// the Rust handler panic before any callback runs, so that tests can check
-/// the panic is caught at the boundary. Hidden, unstable.
+/// the panic is caught at the boundary. Hidden, unstable, and only in
+/// builds with the feature `internals` (never librookery.a).
 ///
 /// # Safety
 ///
 /// `s` is NULL or a live handle.
+#[cfg(feature = "internals")]
 #[doc(hidden)]
 pub unsafe fn test_hook_panic_on_next_message(s: *mut rk_server) {
     // SAFETY: per this function's contract.
