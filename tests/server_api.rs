@@ -199,7 +199,11 @@ fn timers_fire_and_cancelled_ones_do_not() {
     server.settle();
     // The cancelled timer (50 ms) is past; the other (100 ms) not yet.
     server.advance(Duration::from_millis(80));
-    assert!(logged(&log).iter().all(|e| e != "timer"), "{:?}", logged(&log));
+    assert!(
+        logged(&log).iter().all(|e| e != "timer"),
+        "{:?}",
+        logged(&log)
+    );
     server.advance(Duration::from_millis(40));
     assert_eq!(next_data(&mut ws), WsMessage::text("tick"));
     server.advance(Duration::from_secs(10));
