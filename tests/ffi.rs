@@ -689,10 +689,10 @@ fn stop_before_run_and_racing_the_start() {
         let handle = SendPtr(srv.0);
         let stopper = thread::spawn(move || {
             let handle = handle;
-            if i % 2 == 0 {
+            // Some stop at once, others after a varying number of
+            // yields: before, during and after the lazy start.
+            for _ in 0..(i % 7) * 50 {
                 thread::yield_now();
-            } else {
-                thread::sleep(Duration::from_micros(200 * (i % 7)));
             }
             // SAFETY: safe from any thread; joined before the free.
             unsafe { rk_server_stop(handle.0) };
