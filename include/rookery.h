@@ -155,6 +155,26 @@ typedef enum rk_option {
      * RK_ENOTSUP when librookery.a was built without it (build it with
      * --features deflate). */
     RK_OPT_DEFLATE = 9,
+    /* The most connections at once from one IP address, handshakes included
+     * (an IPv6 address counts whole); more are answered 503 (default 0 =
+     * no limit). */
+    RK_OPT_MAX_CONNECTIONS_PER_IP = 10,
+    /* The most messages a second an open connection may send; past it (and
+     * its burst) the connection is closed with 1008 (default 0 = no limit).
+     * Setting it sets the burst to the same number. */
+    RK_OPT_RATE_LIMIT = 11,
+    /* The burst of RK_OPT_RATE_LIMIT, in messages: set it after that option
+     * (RK_EINVAL while there is no rate limit; at least 1). */
+    RK_OPT_RATE_LIMIT_BURST = 12,
+    /* The most payload bytes a second an open connection may send, a
+     * compressed message counted inflated; past it (and its burst) the
+     * connection is closed with 1008 (default 0 = no limit). Setting it
+     * sets the burst to the same number. */
+    RK_OPT_RATE_LIMIT_BYTES = 13,
+    /* The burst of RK_OPT_RATE_LIMIT_BYTES, in bytes, which is also the
+     * largest message that passes: set it after that option (RK_EINVAL
+     * while there is no byte rate limit; at least 1). */
+    RK_OPT_RATE_LIMIT_BYTES_BURST = 14,
     /* Not an option: keeps the enum as wide as int (-fshort-enums). */
     RK_OPT_FORCE_INT_ = 0x7fffffff
 } rk_option;

@@ -9,6 +9,7 @@ use std::net::ToSocketAddrs;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use rookery::proto::rate::Rate;
 use rookery::Config;
 
 /// Which handler the binary runs.
@@ -224,6 +225,14 @@ OPTIONS:
     --max-message SIZE        largest message accepted, else close 1009 [default: 1MiB]
     --max-backlog SIZE        most bytes queued per client, else close 1008  [default: 1MiB]
     --max-connections N       more connections get 503                  [default: 1024]
+    --max-connections-per-ip N  more connections from one IP address get 503,
+                              handshakes included (0: no limit)        [default: 0]
+    --rate-limit N[/s][:BURST]  close (1008) a connection that sends more than N
+                              messages a second, bursts up to BURST (default N)
+                              (0: no limit)                            [default: 0]
+    --rate-limit-bytes SIZE[/s][:BURST]  the same over message bytes, compressed
+                              ones counted inflated; BURST (a SIZE, default SIZE)
+                              is also the largest message that passes  [default: 0]
     --allow-origin ORIGIN     accept browsers only from ORIGIN (repeatable; else 403)  [default: any]
                               ORIGIN: scheme://host[:port], scheme http or https, no path
                               (e.g. https://a.example); * allows any
@@ -265,6 +274,8 @@ RUST_LOG, when set, overrides -v and -q (e.g. RUST_LOG=debug).
 SIGINT or SIGTERM stops accepting, closes every connection with 1001, waits
 at most --close-timeout for their answers and exits 0; a second SIGINT or
 SIGTERM meanwhile exits at once with status 130.
+SIGHUP re-reads the TLS certificate and key; without TLS it is logged and
+ignored (it never stops the server).
 ";
 
 /// Parses a duration: `250ms`, `5s`, `2m`, `1h`, or `0`.
@@ -303,6 +314,26 @@ pub(crate) fn parse_size(text: &str) -> Option<u64> {
         _ => return None,
     };
     n.checked_mul(factor)
+}
+
+/// Parses a rate: `N`, `N/s`, `N:BURST` or `N/s:BURST`, each number read
+/// by `number` (a count, or a SIZE); `0` alone is no limit (`Ok(None)`).
+/// The burst defaults to `N`.
+fn parse_rate(text: &str, number: fn(&str) -> Option<u64>) -> Result<Option<Rate>, ()> {
+    if text == "0" {
+        return Ok(None);
+    }
+    let (average, burst) = match text.split_once(':') {
+        Some((average, burst)) => (average, Some(burst)),
+        None => (text, None),
+    };
+    let average = average.strip_suffix("/s").unwrap_or(average);
+    let per_second = number(average).ok_or(())?;
+    let burst = match burst {
+        Some(burst) => number(burst).ok_or(())?,
+        None => per_second,
+    };
+    Rate::new(per_second, burst).map(Some).ok_or(())
 }
 
 /// Why `path` cannot be a WebSocket path, if it cannot: it must be
@@ -434,6 +465,9 @@ const VALUE_FLAGS: &[&str] = &[
     "--max-message",
     "--max-backlog",
     "--max-connections",
+    "--max-connections-per-ip",
+    "--rate-limit",
+    "--rate-limit-bytes",
     "--allow-origin",
     "--history",
     "--max-rooms",
@@ -646,6 +680,31 @@ fn apply_value(opts: &mut Options, flag: &'static str, value: String) -> Result<
                 .filter(|&n: &usize| n > 0)
                 .ok_or_else(|| invalid("a whole number of at least 1"))?;
         }
+        "--max-connections-per-ip" => {
+            config.max_connections_per_ip = value
+                .parse()
+                .map_err(|_| invalid("a whole number (0: no limit)"))?;
+        }
+        "--rate-limit" => {
+            let count = |n: &str| {
+                n.bytes()
+                    .all(|b| b.is_ascii_digit())
+                    .then(|| n.parse::<u64>().ok())
+                    .flatten()
+            };
+            config.rate_limit = parse_rate(&value, count).map_err(|()| {
+                invalid(
+                    "messages a second and a burst, like 100, 100/s or 100/s:500 (at least 1 each, at most 2^40; 0: no limit)",
+                )
+            })?;
+        }
+        "--rate-limit-bytes" => {
+            config.rate_limit_bytes = parse_rate(&value, parse_size).map_err(|()| {
+                invalid(
+                    "bytes a second and a burst, like 64KiB, 1MiB/s or 1MiB/s:4MiB (at least 1 each, at most 1TiB; 0: no limit)",
+                )
+            })?;
+        }
         "--history" => {
             opts.history = value
                 .parse()
@@ -694,6 +753,9 @@ mod tests {
         assert_eq!(opts.config.idle_timeout, Duration::from_secs(15));
         assert_eq!(opts.config.max_message, 1 << 20);
         assert_eq!(opts.config.max_connections, 1024);
+        assert_eq!(opts.config.max_connections_per_ip, 0, "off");
+        assert_eq!(opts.config.rate_limit, None, "off");
+        assert_eq!(opts.config.rate_limit_bytes, None, "off");
         assert_eq!(
             (opts.history, opts.max_rooms, opts.metrics),
             (0, 1024, false)
@@ -789,6 +851,101 @@ mod tests {
         assert_eq!(opts.verbosity, Verbosity::Verbose);
         assert_eq!(run(&["-v", "-v"]).unwrap().verbosity, Verbosity::Trace);
         assert_eq!(run(&["-q"]).unwrap().verbosity, Verbosity::Quiet);
+    }
+
+    #[test]
+    fn rate_limits_and_the_per_address_cap() {
+        let config = |args: &[&str]| run(args).unwrap().config;
+        let rate = |n, burst| Rate::new(n, burst);
+        for (given, want) in [
+            ("100", rate(100, 100)),
+            ("100/s", rate(100, 100)),
+            ("100:500", rate(100, 500)),
+            ("100/s:500", rate(100, 500)),
+            ("1/s:1", rate(1, 1)),
+            ("0", None),
+        ] {
+            assert_eq!(config(&["--rate-limit", given]).rate_limit, want, "{given}");
+        }
+        for (given, want) in [
+            ("64KiB", rate(65536, 65536)),
+            ("1MiB/s", rate(1 << 20, 1 << 20)),
+            ("1MiB/s:4MiB", rate(1 << 20, 4 << 20)),
+            ("1000:2000", rate(1000, 2000)),
+            ("0", None),
+        ] {
+            assert_eq!(
+                config(&["--rate-limit-bytes", given]).rate_limit_bytes,
+                want,
+                "{given}"
+            );
+        }
+        assert_eq!(
+            config(&["--max-connections-per-ip=8"]).max_connections_per_ip,
+            8
+        );
+        assert_eq!(
+            config(&["--max-connections-per-ip", "0"]).max_connections_per_ip,
+            0
+        );
+        for (args, want) in [
+            (
+                &["--rate-limit", "x"][..],
+                "invalid value 'x' for --rate-limit: expected messages a second",
+            ),
+            (
+                &["--rate-limit", "10/m"],
+                "invalid value '10/m' for --rate-limit",
+            ),
+            (
+                &["--rate-limit", "10:0"],
+                "invalid value '10:0' for --rate-limit",
+            ),
+            (
+                &["--rate-limit", "0:10"],
+                "invalid value '0:10' for --rate-limit",
+            ),
+            (
+                &["--rate-limit", "+5"],
+                "invalid value '+5' for --rate-limit",
+            ),
+            (
+                &["--rate-limit", "10:"],
+                "invalid value '10:' for --rate-limit",
+            ),
+            (
+                &["--rate-limit", "/s"],
+                "invalid value '/s' for --rate-limit",
+            ),
+            (
+                &["--rate-limit", "2000000000000"],
+                "invalid value '2000000000000' for --rate-limit",
+            ),
+            (&["--rate-limit"], "flag --rate-limit needs a value"),
+            (
+                &["--rate-limit-bytes", "1TB"],
+                "invalid value '1TB' for --rate-limit-bytes: expected bytes a second",
+            ),
+            (
+                &["--rate-limit-bytes", "1MiB:x"],
+                "invalid value '1MiB:x' for --rate-limit-bytes",
+            ),
+            (
+                &["--rate-limit-bytes", "2GiB/s:2TB"],
+                "invalid value '2GiB/s:2TB' for --rate-limit-bytes",
+            ),
+            (
+                &["--max-connections-per-ip", "-1"],
+                "invalid value '-1' for --max-connections-per-ip",
+            ),
+            (
+                &["--max-connections-per-ip", "many"],
+                "invalid value 'many' for --max-connections-per-ip",
+            ),
+        ] {
+            let err = run(args).unwrap_err().to_string();
+            assert!(err.starts_with(want), "{args:?}: {err}");
+        }
     }
 
     #[test]

@@ -148,6 +148,19 @@ pub const RK_OPT_MAX_POSTED: rk_option = 8;
 /// Take clients' permessage-deflate offers (RFC 7692): 0 (default) or 1.
 /// `RK_ENOTSUP` in a library built without the `deflate` feature.
 pub const RK_OPT_DEFLATE: rk_option = 9;
+/// The most connections at once from one IP address, handshakes included;
+/// more are answered `503` (default 0 = no limit).
+pub const RK_OPT_MAX_CONNECTIONS_PER_IP: rk_option = 10;
+/// The most messages a second an open connection may send, else close 1008
+/// (default 0 = no limit); sets the burst to the same number.
+pub const RK_OPT_RATE_LIMIT: rk_option = 11;
+/// The burst of [`RK_OPT_RATE_LIMIT`] (set after it; at least 1).
+pub const RK_OPT_RATE_LIMIT_BURST: rk_option = 12;
+/// The most payload bytes a second (inflated) an open connection may send,
+/// else close 1008 (default 0 = no limit); sets the burst to the same number.
+pub const RK_OPT_RATE_LIMIT_BYTES: rk_option = 13;
+/// The burst of [`RK_OPT_RATE_LIMIT_BYTES`] (set after it; at least 1).
+pub const RK_OPT_RATE_LIMIT_BYTES_BURST: rk_option = 14;
 
 /// The largest value a `_MS` option takes (`UINT32_MAX` ms, about 49 days).
 const MAX_MS: u64 = u32::MAX as u64;
@@ -899,7 +912,17 @@ pub unsafe extern "C" fn rk_server_set_option(
             MaxConnections(usize),
             MaxPosted(usize),
             Deflate(bool),
+            PerIp(usize),
+            Rate(Option<crate::Rate>),
+            RateBurst(u64),
+            RateBytes(Option<crate::Rate>),
+            RateBytesBurst(u64),
         }
+        // A rate of `value` a second, as much at once; 0: none.
+        let rate = || match value {
+            0 => Ok(None),
+            n => crate::Rate::new(n, n).map(Some).ok_or(RK_EINVAL),
+        };
         let set = match opt {
             RK_OPT_PING_INTERVAL_MS => Set::Ping(ms()?),
             RK_OPT_IDLE_TIMEOUT_MS => Set::Idle(ms()?),
@@ -912,6 +935,13 @@ pub unsafe extern "C" fn rk_server_set_option(
             RK_OPT_DEFLATE if value > 1 => return Err(RK_EINVAL),
             RK_OPT_DEFLATE if value == 1 && !cfg!(feature = "deflate") => return Err(RK_ENOTSUP),
             RK_OPT_DEFLATE => Set::Deflate(value == 1),
+            RK_OPT_MAX_CONNECTIONS_PER_IP => {
+                Set::PerIp(usize::try_from(value).map_err(|_| RK_EINVAL)?)
+            }
+            RK_OPT_RATE_LIMIT => Set::Rate(rate()?),
+            RK_OPT_RATE_LIMIT_BURST => Set::RateBurst(value),
+            RK_OPT_RATE_LIMIT_BYTES => Set::RateBytes(rate()?),
+            RK_OPT_RATE_LIMIT_BYTES_BURST => Set::RateBytesBurst(value),
             _ => return Err(RK_EINVAL),
         };
         configurable(s)?;
@@ -926,9 +956,25 @@ pub unsafe extern "C" fn rk_server_set_option(
             Set::MaxConnections(n) => config.max_connections = n,
             Set::MaxPosted(n) => config.max_posted = n,
             Set::Deflate(on) => config.deflate = on,
+            Set::PerIp(n) => config.max_connections_per_ip = n,
+            Set::Rate(rate) => config.rate_limit = rate,
+            Set::RateBytes(rate) => config.rate_limit_bytes = rate,
+            Set::RateBurst(burst) => {
+                config.rate_limit = Some(with_burst(config.rate_limit, burst)?)
+            }
+            Set::RateBytesBurst(burst) => {
+                config.rate_limit_bytes = Some(with_burst(config.rate_limit_bytes, burst)?);
+            }
         }
         Ok(RK_OK)
     })
+}
+
+/// `rate` with its burst set to `burst`: `RK_EINVAL` without a rate, or
+/// for a burst out of range.
+fn with_burst(rate: Option<crate::Rate>, burst: u64) -> Result<crate::Rate, c_int> {
+    rate.and_then(|r| crate::Rate::new(r.per_second(), burst))
+        .ok_or(RK_EINVAL)
 }
 
 /// Sets the callbacks (copied) and the pointer passed to them. Allowed at

@@ -276,10 +276,13 @@ fn serve<H: Handler>(opts: &Options, tls: Tls, handler: H) -> io::Result<()> {
     #[cfg(feature = "tls")]
     if let Some(tls) = tls {
         server.set_tls(tls);
-        rookery::reload_on_sighup(server.reload_handle())?;
     }
     #[cfg(not(feature = "tls"))]
     let () = tls;
+    // With TLS, SIGHUP re-reads the pair; without, it is logged and
+    // ignored: its default action would end the server without a close
+    // frame to anyone (e.g. when the terminal it was started from closes).
+    rookery::reload_on_sighup(server.reload_handle())?;
     #[cfg(feature = "redis")]
     if let Some(url) = &opts.redis {
         // Checked when the flags were read; resolved again here.

@@ -8,6 +8,7 @@
 //! - [`handshake`]: RFC 6455 §4.2 validation of an upgrade request and the `101` reply;
 //! - [`close`]: close codes and the rules for the close frame's payload;
 //! - [`deflate`]: permessage-deflate (RFC 7692), the offer and the loop-wide codec;
+//! - [`rate`]: token buckets over a client's messages and bytes;
 //! - [`connection`]: the whole life of one connection on top of all of these,
 //!   the state machine the server drives; its bytes leave into a [`Sink`].
 //!
@@ -28,6 +29,7 @@ pub mod connection;
 pub mod deflate;
 pub mod handshake;
 pub mod http;
+pub mod rate;
 
 /// Declares internal modules: crate-private, or public but hidden and
 /// unstable with the feature `internals` (for fuzz/, benches/ and tests/).
