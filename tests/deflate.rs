@@ -14,7 +14,6 @@ mod common;
 use std::io::Write;
 use std::net::TcpStream;
 use std::process::Command;
-use std::time::Duration;
 
 use common::*;
 use rookery::proto::deflate::Codec;
