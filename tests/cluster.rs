@@ -67,11 +67,15 @@ impl Redis {
             cmd.args(["--requirepass", pw]);
         }
         self.child = Some(cmd.spawn().expect("spawn redis-server"));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let port = self.port;
+        assert!(
+            eventually(Duration::from_secs(10), || TcpStream::connect((
+                "127.0.0.1",
+                port
+            ))
+            .is_ok()),
+            "redis-server did not start"
+        );
     }
 
     /// SIGKILL, and wait for it.
@@ -122,14 +126,10 @@ fn metric(node: &Rookery, name: &str) -> u64 {
 }
 
 fn wait_connected(node: &Rookery, within: Duration) {
-    let deadline = Instant::now() + within;
-    while metric(node, "rookery_redis_connected") != 1 {
-        assert!(
-            Instant::now() < deadline,
-            "not connected to Redis in {within:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert!(
+        eventually(within, || metric(node, "rookery_redis_connected") == 1),
+        "not connected to Redis in {within:?}"
+    );
 }
 
 fn join(node: &Rookery, path: &str) -> Ws {
