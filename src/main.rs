@@ -5,6 +5,9 @@
 #![deny(unsafe_code)]
 
 mod cli;
+#[cfg(test)]
+mod man;
+mod startup;
 
 use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -21,7 +24,7 @@ fn main() -> ExitCode {
     let opts = match cli::parse(std::env::args_os().skip(1)) {
         Ok(Command::Run(opts)) => opts,
         Ok(Command::Help) => {
-            print!("{}", cli::HELP);
+            print!("{}", cli::help());
             return ExitCode::SUCCESS;
         }
         Ok(Command::Version) => {
@@ -271,12 +274,16 @@ type Tls = Option<rookery::tls::TlsConfig>;
 type Tls = ();
 
 fn serve<H: Handler>(opts: &Options, tls: Tls, handler: H) -> io::Result<()> {
-    let mut server = Server::bind(&opts.listen, opts.config.clone(), handler)
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {}: {e}", opts.listen)))?;
+    let listener = startup::listener(&opts.listen)?;
+    let handler = startup::notified(handler)?;
+    let mut server = Server::from_listener(listener, opts.config.clone(), handler)?;
     #[cfg(feature = "tls")]
     if let Some(tls) = tls {
         server.set_tls(tls);
     }
+    // Also without TLS: a reload is then only announced to the service
+    // manager, and SIGHUP does not end the server.
+    rookery::reload_on_sighup(server.reload_handle())?;
     #[cfg(not(feature = "tls"))]
     let () = tls;
     // With TLS, SIGHUP re-reads the pair; without, it is logged and

@@ -1497,10 +1497,15 @@ fn header_functions() -> Vec<String> {
     names
 }
 
-/// The `extern "C"` functions `src/ffi.rs` exports.
+/// The `extern "C"` functions `src/ffi.rs` and its modules (`src/ffi/`)
+/// export.
 fn source_exports() -> Vec<String> {
-    let src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/ffi.rs"))
+    let mut src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/ffi.rs"))
         .expect("read src/ffi.rs");
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/ffi");
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        src += &std::fs::read_to_string(entry.path()).expect("read src/ffi/");
+    }
     let mut names: Vec<String> = src
         .split("#[no_mangle]")
         .skip(1)

@@ -409,6 +409,14 @@ impl<H: Handler> Server<H> {
         if !self.core.reload_flag.swap(false, Ordering::SeqCst) {
             return;
         }
+        self.reload_tls();
+        self.handler.on_reload(&mut Context {
+            core: &mut self.core,
+        });
+        self.settle();
+    }
+
+    fn reload_tls(&mut self) {
         #[cfg(feature = "tls")]
         if let Some(tls) = self.core.tls.as_mut() {
             match tls.reload() {
@@ -436,6 +444,9 @@ impl<H: Handler> Server<H> {
             // Posts accepted so far still go out, before the close frames.
             self.posts.close();
             self.deliver_posts();
+            self.handler.on_shutdown(&mut Context {
+                core: &mut self.core,
+            });
             self.core.begin_shutdown();
             self.settle();
         }
