@@ -153,7 +153,9 @@ pub(crate) struct Core {
     /// When the poller's timer is armed to fire (nanoseconds since
     /// `start`), if it was armed; it may have fired since.
     timer_armed: Option<u64>,
-    /// Another source of readiness, when attached (see `super::source`).
+    /// Another source of readiness, when attached (see `super::source`;
+    /// compiled in only with a feature that brings one, `redis`).
+    #[cfg(feature = "redis")]
     pub(crate) source: Option<Box<dyn super::source::Source>>,
     start: Instant,
     /// Broadcast frames not yet written (see [`Core::flush_batch`]).
@@ -233,6 +235,7 @@ impl Core {
             per_ip: PerIp::default(),
             #[cfg(feature = "tls")]
             tls: None,
+            #[cfg(feature = "redis")]
             source: None,
         };
         core.schedule_ping();
@@ -287,6 +290,7 @@ impl Core {
             .wheel
             .next_due()
             .map(|due| (self.wheel.now() + due).saturating_mul(TICK_NANOS));
+        #[cfg(feature = "redis")]
         if let Some(source) = self.source.as_deref().and_then(|s| s.next_wake()) {
             let source = self.nanos_since_start(source);
             return Some(wheel.map_or(source, |w| w.min(source)));
@@ -1137,6 +1141,7 @@ impl Drop for Core {
         if let Some(listener) = self.listener.take() {
             let _ = self.poller.delete(&listener);
         }
+        #[cfg(feature = "redis")]
         if let Some(mut source) = self.source.take() {
             source.detach(&self.poller);
         }

@@ -176,6 +176,7 @@ impl Context<'_> {
     /// With a Redis bridge attached (`Server::set_redis`, feature `redis`)
     /// the message is also queued for the other nodes.
     pub fn publish(&mut self, topic: &str, msg: Message<'_>) -> usize {
+        #[cfg(feature = "redis")]
         self.core
             .source_published(topic, msg.opcode(), msg.as_bytes());
         self.core.publish(topic, msg.opcode(), msg.as_bytes())

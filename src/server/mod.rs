@@ -22,6 +22,7 @@ pub(crate) mod poller;
 mod post;
 mod sink;
 mod slab;
+#[cfg(feature = "redis")]
 pub(crate) mod source;
 mod stats;
 mod timer;
@@ -49,6 +50,7 @@ use self::poller::{Events, Poller};
 use self::post::{Post, PostBox};
 pub use self::post::{PostError, Poster};
 pub use self::slab::ConnId;
+#[cfg(feature = "redis")]
 pub(crate) use self::source::Source;
 pub use self::stats::{Stats, REFUSAL_STATUSES};
 
@@ -193,7 +195,7 @@ impl<H: Handler> Server<H> {
 
     /// Attaches another source of readiness (see [`source`]), detaching
     /// the one it replaces.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    #[cfg(feature = "redis")]
     pub(crate) fn set_source(&mut self, source: Box<dyn Source>) {
         self.core.set_source(source);
     }
@@ -375,6 +377,7 @@ impl<H: Handler> Server<H> {
                 self.settle();
                 continue;
             }
+            #[cfg(feature = "redis")]
             if self.core.source_owns(key) {
                 self.core.source_ready(key);
                 self.settle();
@@ -392,6 +395,7 @@ impl<H: Handler> Server<H> {
             self.settle();
         }
         self.ready = ready;
+        #[cfg(feature = "redis")]
         if self.core.source.is_some() {
             self.core.source_tick();
             self.settle();

@@ -3,7 +3,9 @@
 //! keys of its own, a deadline of its own, and a hook on every local
 //! publication. The server owns at most one, knows it only through
 //! [`Source`], and hands it the poller, the pass's clock and a way to
-//! publish locally. The Redis bridge (`crate::cluster`) is one.
+//! publish locally. The Redis bridge (`crate::cluster`) is one, and the only
+//! one so far: the facility is compiled in with the feature `redis` only,
+//! which keeps the default binary as small as without it.
 
 use std::any::Any;
 use std::time::Instant;
@@ -46,7 +48,6 @@ pub(crate) trait Source: Any {
 
 impl Core {
     /// Attaches `source`, detaching the one it replaces.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn set_source(&mut self, source: Box<dyn Source>) {
         if let Some(mut old) = self.source.replace(source) {
             old.detach(&self.poller);
@@ -54,7 +55,6 @@ impl Core {
     }
 
     /// The attached source, if it is a `T`.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn source_as<T: Source>(&self) -> Option<&T> {
         self.source.as_deref()?.as_any().downcast_ref()
     }
