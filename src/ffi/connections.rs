@@ -1,5 +1,5 @@
-//! What a C program does to connections: send, broadcast, close and kill
-//! (SPEC section 7), and each connection's user pointer and peer address.
+//! What a C program does to connections: send, broadcast, close and kill,
+//! and each connection's user pointer and peer address.
 
 use super::*;
 

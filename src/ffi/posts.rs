@@ -1,9 +1,7 @@
 //! Messages posted from other threads (`rk_post`) and the loop's timers
-//! (`rk_set_timer`, `rk_cancel_timer`), SPEC section 10.
+//! (`rk_set_timer`, `rk_cancel_timer`).
 
 use super::*;
-
-// ---- posts from other threads, timers (SPEC section 10) ---------------------------
 
 /// Queues a copy of a message for `conn` (0: every connection open when the
 /// loop sends it) and wakes the loop, which sends posts in the order they

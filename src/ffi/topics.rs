@@ -1,9 +1,7 @@
-//! Topics (SPEC section 8): subscribing and unsubscribing connections,
+//! Topics: subscribing and unsubscribing connections,
 //! publishing to a topic's members.
 
 use super::*;
-
-// ---- topics (SPEC §8) ----------------------------------------------------------
 
 /// Subscribes connection `conn` to `topic` (a UTF-8 C string; any name):
 /// it receives what [`rk_publish`] sends to `topic` from now on, in order
