@@ -323,11 +323,13 @@ fn redis_unreachable_at_start_is_logged_and_joined_once_it_comes() {
     wait_connected(&n1, Duration::from_secs(10));
     wait_connected(&n2, Duration::from_secs(10));
     // The line is written as the state changes; the pipe may lag a little.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !n1.stderr_text().contains("connected and subscribed again") {
-        assert!(Instant::now() < deadline, "{}", n1.stderr_text());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert!(
+        eventually(Duration::from_secs(5), || n1
+            .stderr_text()
+            .contains("connected and subscribed again")),
+        "{}",
+        n1.stderr_text()
+    );
     let mut b = join(&n2, "/chat/r");
     // a:0 was queued; it arrives at most once (it may have gone out
     // before b's node listened) — then live chat works.
@@ -667,14 +669,13 @@ fn a_stopped_redis_loses_no_publication_uncounted() {
     );
     assert!(up == 0 || queued > 0, "connected {up}, queued {queued}");
     // The reply timeout gives the publishing link up.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while metric(&n1, "rookery_redis_connected") != 0 {
-        assert!(
-            Instant::now() < deadline,
-            "still connected to a stopped Redis"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    assert!(
+        eventually(Duration::from_secs(15), || metric(
+            &n1,
+            "rookery_redis_connected"
+        ) == 0),
+        "still connected to a stopped Redis"
+    );
     redis.signal(libc::SIGCONT);
     wait_connected(&n1, Duration::from_secs(15));
     say(&mut a, "after");
@@ -727,11 +728,13 @@ fn an_acl_user_in_the_url_is_sent_with_auth() {
     say(&mut x, "x:0");
     assert_eq!(text(&mut y), "x:0");
     assert_eq!(metric(&wrong, "rookery_redis_connected"), 0);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !wrong.stderr_text().contains("WRONGPASS") {
-        assert!(Instant::now() < deadline, "{}", wrong.stderr_text());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert!(
+        eventually(Duration::from_secs(10), || wrong
+            .stderr_text()
+            .contains("WRONGPASS")),
+        "{}",
+        wrong.stderr_text()
+    );
 }
 
 #[test]
@@ -754,15 +757,18 @@ fn redis_text_in_the_log_has_format_characters_escaped() {
         let mut buf = [0u8; 256];
         let _ = s.read(&mut buf);
         let _ = s.write_all("-ERR evil\u{202e}gnp.exe\u{200b}\u{2066}x\r\n".as_bytes());
-        std::thread::sleep(Duration::from_secs(2));
+        // Held open until the node hangs up on it.
+        while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
     });
     // `-q`: the first failure is a warning.
     let mut n = node(&format!("redis://:pw@127.0.0.1:{port}"), &["-q"]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !n.stderr_text().contains("Redis answered") {
-        assert!(Instant::now() < deadline, "{}", n.stderr_text());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert!(
+        eventually(Duration::from_secs(10), || n
+            .stderr_text()
+            .contains("Redis answered")),
+        "{}",
+        n.stderr_text()
+    );
     let log = n.stderr_text();
     assert!(
         log.contains("evil\\u{202e}gnp.exe\\u{200b}\\u{2066}x"),
@@ -782,8 +788,9 @@ fn flooding_redis(s: TcpStream) {
     let mut buf = [0u8; 512];
     let n = s.read(&mut buf).unwrap_or(0);
     if !buf[..n].windows(10).any(|w| w == b"PSUBSCRIBE") {
-        // The publishing connection: hold it.
-        std::thread::sleep(Duration::from_secs(4));
+        // The publishing connection: held until the node hangs up.
+        let _ = s.set_read_timeout(None);
+        while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
         return;
     }
     let _ = s.write_all(b"*3\r\n$10\r\npsubscribe\r\n$14\r\nrookery:room:*\r\n:1\r\n");

@@ -1324,7 +1324,11 @@ mod tests {
                 after = Some(m.payload);
                 break;
             }
-            std::thread::sleep(Duration::from_millis(1));
+            // Until the writer's next bytes (or what is left) are readable.
+            let mut events = crate::server::poller::Events::new();
+            poller
+                .wait(&mut events, Some(Duration::from_millis(100)))
+                .unwrap();
         }
         writer.join().unwrap();
         assert_eq!(after.as_deref(), Some(&b"after"[..]));
