@@ -998,7 +998,7 @@ impl Connection {
 
     /// Moves queued bytes, then `extra`, into `sink` in one vectored write,
     /// queueing what it refuses (as one shared buffer for every member that
-    /// must wait, if `shared` is given: see [`super::output::OutQueue::push_rest`]).
+    /// must wait, if `shared` is given: see `OutQueue::push_rest`).
     /// A sink that fails finishes the connection. Once a draining
     /// connection's output is all out, its sending direction is shut.
     pub fn write_to(
