@@ -190,9 +190,12 @@ impl Chat {
     /// its last `history` messages for newcomers (0: none). An upgrade that
     /// would create one room more forgets the least recently used room
     /// without members, or, if every room has members, is refused with
-    /// `503`; the default room is not counted and never refused. History costs at most `(max_rooms + 1) × history ×
-    /// max_message` bytes, twice that with permessage-deflate (each
-    /// message's compressed variant is kept beside it once made).
+    /// `503`; the default room is not counted and never refused. History
+    /// keeps each message twice, as its plain frame and as its `rookery.v1`
+    /// envelope (at most 6 bytes per byte of text, for a text of control
+    /// characters, plus about 70), so it costs at most `(max_rooms + 1) ×
+    /// history × 8 × max_message` bytes, twice that with permessage-deflate
+    /// (each frame's compressed variant is kept beside it once made).
     pub fn with_rooms(mut self, max_rooms: usize, history: usize) -> Chat {
         self.rooms = Rooms::new(max_rooms, history, self.rooms.ttl());
         self

@@ -453,3 +453,35 @@ fn get(server: &Rookery, path: &str) -> String {
         .map(|(_, b)| b.to_string())
         .unwrap_or_default()
 }
+
+#[test]
+fn a_paced_resume_of_large_messages_keeps_the_live_ones_behind_it() {
+    const SIZE: usize = 50_000;
+    let server = chat(&["--history", "20", "--max-backlog", "64KiB"]);
+    let (ws, epoch, _) = join_v1(&server, "/chat/big");
+    let body = |n: usize| format!("{n:06}:{}", "y".repeat(SIZE));
+    let mut talker = join_plain(&server, "/chat/big");
+    for n in 1..=20 {
+        talker.send(Message::text(body(n))).unwrap();
+        assert_eq!(text(&mut talker), body(n));
+    }
+    drop(ws);
+    // 1 MB of replay, far more than the socket and --max-backlog take: it
+    // waits in the feed while the room goes on.
+    let (mut back, _, latest) = join_v1(&server, &format!("/chat/big?since={epoch}:0"));
+    assert_eq!(latest, 20);
+    for n in 21..=30 {
+        talker.send(Message::text(body(n))).unwrap();
+        assert_eq!(text(&mut talker), body(n));
+    }
+    for n in 1..=20u64 {
+        assert_eq!(text(&mut back), message(&epoch, n, &body(n as usize)));
+    }
+    assert_eq!(
+        text(&mut back),
+        format!(r#"{{"type":"recovered","epoch":"{epoch}","offset":20,"missed":20}}"#)
+    );
+    for n in 21..=30u64 {
+        assert_eq!(text(&mut back), message(&epoch, n, &body(n as usize)));
+    }
+}

@@ -206,6 +206,28 @@ mod tests {
     }
 
     #[test]
+    fn a_room_made_again_counts_again_under_a_new_epoch() {
+        let mut rooms = Rooms::new(4, 5, Duration::from_secs(60));
+        let t = Instant::now();
+        let name = with_history(&mut rooms, "r", t);
+        let (_, room) = rooms.join(&name);
+        let first = room.history.epoch().clone();
+        assert_eq!(room.history.last_offset(), 1);
+        assert_eq!(
+            room.envelopes.epoch(),
+            &first,
+            "both encodings share the room's epoch"
+        );
+        assert_eq!(&*room.v1_topic, "v1/r");
+        assert!(rooms.leave(&name, t));
+        rooms.expire(t + Duration::from_secs(60));
+        assert!(!rooms.contains("r"));
+        let (_, again) = rooms.join("r");
+        assert_ne!(again.history.epoch(), &first);
+        assert_eq!(again.history.last_offset(), 0);
+    }
+
+    #[test]
     fn the_default_room_is_never_refused() {
         let mut rooms = Rooms::new(2, 5, Duration::ZERO);
         for name in ["a", "b"] {
