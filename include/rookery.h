@@ -56,7 +56,8 @@
  * LOGGING
  *   The first rk_server_new installs a logger on stderr filtered by the
  *   RUST_LOG environment variable (unset: errors only; RUST_LOG=debug for
- *   everything).
+ *   everything). rk_set_log sends the lines to a function of yours instead
+ *   (syslog, a file, a ring buffer); from then on nothing goes to stderr.
  */
 #ifndef ROOKERY_H
 #define ROOKERY_H
@@ -118,6 +119,31 @@ enum rk_error {
  * error" for any other value. Never NULL. */
 const char *rk_strerror(int err);
 
+/* ---- logging -------------------------------------------------------------- */
+
+/* Log levels, for rk_set_log. */
+enum rk_log_level {
+    RK_LOG_ERROR = 1,
+    RK_LOG_WARN = 2,
+    RK_LOG_INFO = 3,
+    RK_LOG_DEBUG = 4,
+    RK_LOG_TRACE = 5
+};
+
+/* Receives one log line: level 1 (RK_LOG_ERROR) to 5 (RK_LOG_TRACE), line
+ * NUL-terminated, without a newline, control characters escaped (\n, \x1b),
+ * valid during the call only; user as given to rk_set_log. */
+typedef void (*rk_log_fn)(int level, const char *line, void *user);
+
+/* Routes the library's log lines up to max_level (RK_LOG_ERROR ..
+ * RK_LOG_TRACE; 0: none) to fn; from then on nothing is written to stderr,
+ * whatever RUST_LOG says. fn NULL drops every line. Call it before
+ * rk_server_new to miss nothing; call it again to change fn, user or the
+ * level (not from inside fn). THREADING: fn runs on the thread that logs
+ * (the loop's, or one inside rk_post), one call at a time; a line logged
+ * by an rk_ call made from inside fn is dropped. */
+void rk_set_log(rk_log_fn fn, void *user, int max_level);
+
 /* ---- options -------------------------------------------------------------- */
 
 /* Limits and timers, for rk_server_set_option. The defaults are those of the
@@ -155,6 +181,26 @@ typedef enum rk_option {
      * RK_ENOTSUP when librookery.a was built without it (build it with
      * --features deflate). */
     RK_OPT_DEFLATE = 9,
+    /* The most connections at once from one IP address, handshakes included
+     * (an IPv6 address counts whole); more are answered 503 (default 0 =
+     * no limit). */
+    RK_OPT_MAX_CONNECTIONS_PER_IP = 10,
+    /* The most messages a second an open connection may send; past it (and
+     * its burst) the connection is closed with 1008 (default 0 = no limit).
+     * Setting it sets the burst to the same number. */
+    RK_OPT_RATE_LIMIT = 11,
+    /* The burst of RK_OPT_RATE_LIMIT, in messages: set it after that option
+     * (RK_EINVAL while there is no rate limit; at least 1). */
+    RK_OPT_RATE_LIMIT_BURST = 12,
+    /* The most payload bytes a second an open connection may send, a
+     * compressed message counted inflated; past it (and its burst) the
+     * connection is closed with 1008 (default 0 = no limit). Setting it
+     * sets the burst to the same number. */
+    RK_OPT_RATE_LIMIT_BYTES = 13,
+    /* The burst of RK_OPT_RATE_LIMIT_BYTES, in bytes, which is also the
+     * largest message that passes: set it after that option (RK_EINVAL
+     * while there is no byte rate limit; at least 1). */
+    RK_OPT_RATE_LIMIT_BYTES_BURST = 14,
     /* Not an option: keeps the enum as wide as int (-fshort-enums). */
     RK_OPT_FORCE_INT_ = 0x7fffffff
 } rk_option;
@@ -250,8 +296,27 @@ int rk_server_set_tls(rk_server *s, const char *cert_pem_file, const char *key_p
 
 /* Sets the callbacks (the struct is copied; cb must not be NULL) and the
  * user pointer passed to them. Allowed at any time, from a callback too; the
- * next event uses the new ones. Returns RK_OK or RK_EINVAL. */
+ * next event uses the new ones. Returns RK_OK or RK_EINVAL.
+ *
+ * rk_callbacks grows at its end as the API grows, so the macro below passes
+ * the program's sizeof(rk_callbacks) to rk_server_set_callbacks_sized: a
+ * program built against an older header (a shorter struct) runs against a
+ * newer library, which takes the members past its size as NULL. The
+ * function of this name reads the six members above (on_open .. on_timer),
+ * for programs built before the macro; its address, &rk_server_set_callbacks,
+ * is that function. */
 int rk_server_set_callbacks(rk_server *s, const rk_callbacks *cb, void *user);
+
+/* As rk_server_set_callbacks, with cb pointing to size bytes: the first
+ * members of rk_callbacks (size a multiple of a pointer's size, else
+ * RK_EINVAL). Members beyond size are NULL. A struct longer than this
+ * library's (a newer header) is taken if the members it does not know are
+ * NULL, else refused with RK_ENOTSUP. */
+int rk_server_set_callbacks_sized(rk_server *s, const rk_callbacks *cb, size_t size,
+                                  void *user);
+
+#define rk_server_set_callbacks(s, cb, user) \
+    rk_server_set_callbacks_sized((s), (cb), sizeof(rk_callbacks), (user))
 
 /* The TCP port the server listens on (useful after binding port 0); 0 if s
  * is NULL. */

@@ -649,45 +649,12 @@ impl Handler for Chat {
     }
 }
 
-/// `text` as a log line may show it: escaped so that it holds no control
-/// character (`\n`, `\t`, `\x1b`, `\u{9b}`; a backslash doubled, and the
-/// characters that reorder or break lines as `\u{202e}`, `\u{2028}`), and
-/// at most `limit` characters long, never cutting an escape in two. The
+/// `text` as a log line may show it: escaped (see [`crate::log_text`]:
+/// controls, bidirectional and other format characters, line separators)
+/// and at most `limit` characters long, never cutting an escape in two. The
 /// flag tells whether something was left off.
 fn excerpt(text: &str, limit: usize) -> (String, bool) {
-    let mut out = String::with_capacity(text.len().min(limit));
-    let mut shown = 0;
-    let mut piece = String::new();
-    for c in text.chars() {
-        piece.clear();
-        match c {
-            '\\' => piece.push_str("\\\\"),
-            '\n' => piece.push_str("\\n"),
-            '\r' => piece.push_str("\\r"),
-            '\t' => piece.push_str("\\t"),
-            c if c.is_ascii_control() => {
-                let _ = write!(piece, "\\x{:02x}", c as u32);
-            }
-            c if c.is_control() || is_layout_control(c) => {
-                let _ = write!(piece, "\\u{{{:x}}}", c as u32);
-            }
-            c => piece.push(c),
-        }
-        let len = piece.chars().count();
-        if shown + len > limit {
-            return (out, true);
-        }
-        out.push_str(&piece);
-        shown += len;
-    }
-    (out, false)
-}
-
-/// Characters that, printed raw, move text around in a terminal or an
-/// editor: the bidirectional embeddings, overrides and isolates, and the
-/// Unicode line and paragraph separators.
-fn is_layout_control(c: char) -> bool {
-    matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{2028}' | '\u{2029}')
+    crate::log_text::excerpt_for_log(text, limit)
 }
 
 #[cfg(test)]
@@ -747,9 +714,13 @@ mod tests {
     fn log_excerpts_escape_control_characters_and_stop_at_the_limit() {
         assert_eq!(excerpt("hello", 200), ("hello".to_string(), false));
         assert_eq!(
-            excerpt("a\nb\r\tc\\d\u{1b}[31m\u{7f}\u{9b}\u{202e}\u{2028}é", 200),
+            excerpt(
+                "a\nb\r\tc\\d\u{1b}[31m\u{7f}\u{9b}\u{202e}\u{2028}\u{200f}\u{61c}é",
+                200
+            ),
             (
-                "a\\nb\\r\\tc\\\\d\\x1b[31m\\x7f\\u{9b}\\u{202e}\\u{2028}é".to_string(),
+                "a\\nb\\r\\tc\\\\d\\x1b[31m\\x7f\\u{9b}\\u{202e}\\u{2028}\\u{200f}\\u{61c}é"
+                    .to_string(),
                 false
             )
         );

@@ -9,6 +9,7 @@ use std::net::ToSocketAddrs;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use rookery::proto::rate::Rate;
 use rookery::Config;
 
 /// Which handler the binary runs.
@@ -197,75 +198,332 @@ pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:1984";
 /// The default welcome text.
 pub(crate) const DEFAULT_WELCOME: &str = "Welcome to Rookery Chat!";
 
-/// The `--help` text.
-pub(crate) const HELP: &str = "\
-rookery — a single-threaded WebSocket chat server (RFC 6455)
+/// One flag of the command line, as `--help` and the man page
+/// (`docs/rookery.1`, see `man.rs`) both show it: adding a flag is one
+/// entry here (and its parsing below).
+pub(crate) struct Flag {
+    /// The flag's names: `--listen`, or `-v, --verbose`.
+    pub(crate) names: &'static str,
+    /// Its value's placeholder (`ADDR:PORT`), or `""` for a switch.
+    pub(crate) arg: &'static str,
+    /// Its default, or `""` when there is none to show.
+    pub(crate) default: &'static str,
+    /// What it does, one line per line of `--help` (the man page fills
+    /// them into one paragraph).
+    pub(crate) help: &'static [&'static str],
+}
 
-USAGE:
-    rookery [OPTIONS]
+/// Every flag, in the order `--help` lists them.
+pub(crate) const FLAGS: &[Flag] = &[
+    Flag {
+        names: "--listen",
+        arg: "ADDR:PORT",
+        default: "127.0.0.1:1984",
+        help: &["address to listen on (port 0 picks one)"],
+    },
+    Flag {
+        names: "--path",
+        arg: "PATH",
+        default: "/chat",
+        help: &[
+            "WebSocket path",
+            "(/ only with --no-page or --mode echo; no",
+            "trailing / otherwise: rooms are PATH/NAME)",
+        ],
+    },
+    Flag {
+        names: "--mode",
+        arg: "chat|echo",
+        default: "chat",
+        help: &["chat: relay every text to everyone; echo: back to sender"],
+    },
+    Flag {
+        names: "--welcome",
+        arg: "TEXT",
+        default: "Welcome to Rookery Chat!",
+        help: &["text sent to each new chat connection"],
+    },
+    Flag {
+        names: "--ping-interval",
+        arg: "DUR",
+        default: "5s",
+        help: &["ping every open connection this often", "(0: no pings)"],
+    },
+    Flag {
+        names: "--idle-timeout",
+        arg: "DUR",
+        default: "15s",
+        help: &[
+            "close (1001) connections silent this long",
+            "(0: silence never closes a connection)",
+        ],
+    },
+    Flag {
+        names: "--handshake-timeout",
+        arg: "DUR",
+        default: "5s",
+        help: &[
+            "drop connections that have not upgraded",
+            "by then (0: no limit; not for the open internet)",
+        ],
+    },
+    Flag {
+        names: "--close-timeout",
+        arg: "DUR",
+        default: "5s",
+        help: &[
+            "how long a peer may take to answer our",
+            "close frame, and the most a shutdown waits (0: a",
+            "shutdown sends its close frames and exits without",
+            "waiting; any other close still waits 1s)",
+        ],
+    },
+    Flag {
+        names: "--max-message",
+        arg: "SIZE",
+        default: "1MiB",
+        help: &["largest message accepted, else close 1009"],
+    },
+    Flag {
+        names: "--max-backlog",
+        arg: "SIZE",
+        default: "1MiB",
+        help: &["most bytes queued per client, else close 1008"],
+    },
+    Flag {
+        names: "--max-connections",
+        arg: "N",
+        default: "1024",
+        help: &["more connections get 503"],
+    },
+    Flag {
+        names: "--max-connections-per-ip",
+        arg: "N",
+        default: "0",
+        help: &[
+            "more connections from one IP address get 503,",
+            "handshakes included (0: no limit)",
+        ],
+    },
+    Flag {
+        names: "--rate-limit",
+        arg: "N[/s][:BURST]",
+        default: "0",
+        help: &[
+            "close (1008) a connection that sends more than N",
+            "messages a second, bursts up to BURST (default N)",
+            "(0: no limit)",
+        ],
+    },
+    Flag {
+        names: "--rate-limit-bytes",
+        arg: "SIZE[/s][:BURST]",
+        default: "0",
+        help: &[
+            "the same over message bytes, compressed",
+            "ones counted inflated; BURST (a SIZE, default SIZE)",
+            "is also the largest message that passes",
+        ],
+    },
+    Flag {
+        names: "--allow-origin",
+        arg: "ORIGIN",
+        default: "any",
+        help: &[
+            "accept browsers only from ORIGIN (repeatable; else 403)",
+            "ORIGIN: scheme://host[:port], scheme http or https, no path",
+            "(e.g. https://a.example); * allows any",
+        ],
+    },
+    Flag {
+        names: "--allow-binary",
+        arg: "",
+        default: "",
+        help: &["relay binary messages instead of closing with 1003"],
+    },
+    Flag {
+        names: "--no-page",
+        arg: "",
+        default: "",
+        help: &["do not serve the chat page at GET /"],
+    },
+    Flag {
+        names: "--history",
+        arg: "N",
+        default: "0",
+        help: &[
+            "messages each chat room keeps for newcomers",
+            "(0: none; at most 100000; memory: at most",
+            "N x --max-message per room)",
+        ],
+    },
+    Flag {
+        names: "--max-rooms",
+        arg: "N",
+        default: "1024",
+        help: &[
+            "an upgrade that would create one more room gets 503",
+            "(PATH joins the default room, never refused; PATH/NAME",
+            "room NAME; a room without members makes way first)",
+        ],
+    },
+    Flag {
+        names: "--room-ttl",
+        arg: "DUR",
+        default: "1h",
+        help: &[
+            "forget a room with history but no members after DUR",
+            "(0: only when a new room needs its place)",
+        ],
+    },
+    Flag {
+        names: "--metrics",
+        arg: "",
+        default: "",
+        help: &["serve Prometheus metrics at GET /metrics"],
+    },
+    Flag {
+        names: "--deflate",
+        arg: "",
+        default: "",
+        help: &[
+            "take browsers' permessage-deflate offers: messages",
+            "compressed one by one, one compressor for all",
+            "(builds with the deflate feature)",
+        ],
+    },
+    Flag {
+        names: "--tls-cert",
+        arg: "FILE",
+        default: "",
+        help: &[
+            "TLS certificate (chain), PEM: https and wss on the",
+            "listening port (with --tls-key; builds with the",
+            "tls feature; SIGHUP re-reads both files)",
+        ],
+    },
+    Flag {
+        names: "--tls-key",
+        arg: "FILE",
+        default: "",
+        help: &["its private key, PEM (PKCS#8, PKCS#1 or SEC1)"],
+    },
+    Flag {
+        names: "--redis",
+        arg: "URL",
+        default: "",
+        help: &[
+            "share rooms with the other nodes on this Redis",
+            "(redis://[:PASSWORD@]HOST[:PORT][/DB]; builds with",
+            "the redis feature; see docs/cluster.md)",
+        ],
+    },
+    Flag {
+        names: "--redis-prefix",
+        arg: "PREFIX",
+        default: "rookery",
+        help: &["Redis channels are PREFIX:room:R"],
+    },
+    Flag {
+        names: "-v, --verbose",
+        arg: "",
+        default: "",
+        help: &["more logging: -v debug, -vv (or more) trace"],
+    },
+    Flag {
+        names: "-q, --quiet",
+        arg: "",
+        default: "",
+        help: &[
+            "less logging: -q warnings and errors, -qq errors only",
+            "(each -v and -q counts against the other: -vq is the default)",
+        ],
+    },
+    Flag {
+        names: "-h, --help",
+        arg: "",
+        default: "",
+        help: &["print this help"],
+    },
+    Flag {
+        names: "-V, --version",
+        arg: "",
+        default: "",
+        help: &["print the version"],
+    },
+];
 
-OPTIONS:
-    --listen ADDR:PORT        address to listen on (port 0 picks one)  [default: 127.0.0.1:1984]
-    --path PATH               WebSocket path                            [default: /chat]
-                              (/ only with --no-page or --mode echo; no
-                              trailing / otherwise: rooms are PATH/NAME)
-    --mode chat|echo          chat: relay every text to everyone; echo: back to sender  [default: chat]
-    --welcome TEXT            text sent to each new chat connection     [default: Welcome to Rookery Chat!]
-    --ping-interval DUR       ping every open connection this often     [default: 5s]
-                              (0: no pings)
-    --idle-timeout DUR        close (1001) connections silent this long [default: 15s]
-                              (0: silence never closes a connection)
-    --handshake-timeout DUR   drop connections that have not upgraded   [default: 5s]
-                              by then (0: no limit; not for the open internet)
-    --close-timeout DUR       how long a peer may take to answer our    [default: 5s]
-                              close frame, and the most a shutdown waits (0: a
-                              shutdown sends its close frames and exits without
-                              waiting; any other close still waits 1s)
-    --max-message SIZE        largest message accepted, else close 1009 [default: 1MiB]
-    --max-backlog SIZE        most bytes queued per client, else close 1008  [default: 1MiB]
-    --max-connections N       more connections get 503                  [default: 1024]
-    --allow-origin ORIGIN     accept browsers only from ORIGIN (repeatable; else 403)  [default: any]
-                              ORIGIN: scheme://host[:port], scheme http or https, no path
-                              (e.g. https://a.example); * allows any
-    --allow-binary            relay binary messages instead of closing with 1003
-    --no-page                 do not serve the chat page at GET /
-    --history N               messages each chat room keeps for newcomers  [default: 0]
-                              (0: none; at most 100000; memory: at most
-                              N x --max-message per room)
-    --max-rooms N             an upgrade that would create one more room gets 503  [default: 1024]
-                              (PATH joins the default room, never refused; PATH/NAME
-                              room NAME; a room without members makes way first)
-    --room-ttl DUR            forget a room with history but no members after DUR  [default: 1h]
-                              (0: only when a new room needs its place)
-    --metrics                 serve Prometheus metrics at GET /metrics
-    --deflate                 take browsers' permessage-deflate offers: messages
-                              compressed one by one, one compressor for all
-                              (builds with the deflate feature)
-    --tls-cert FILE           TLS certificate (chain), PEM: https and wss on the
-                              listening port (with --tls-key; builds with the
-                              tls feature; SIGHUP re-reads both files)
-    --tls-key FILE            its private key, PEM (PKCS#8, PKCS#1 or SEC1)
-    --redis URL               share rooms with the other nodes on this Redis
-                              (redis://[:PASSWORD@]HOST[:PORT][/DB]; builds with
-                              the redis feature; see docs/cluster.md)
-    --redis-prefix PREFIX     Redis channels are PREFIX:room:R    [default: rookery]
-    -v, --verbose             more logging: -v debug, -vv (or more) trace
-    -q, --quiet               less logging: -q warnings and errors, -qq errors only
-                              (each -v and -q counts against the other: -vq is the default)
-    -h, --help                print this help
-    -V, --version             print the version
-
+/// What `--help` says after the flags, and the man page in its DETAILS
+/// section: paragraphs separated by blank lines.
+pub(crate) const NOTES: &str = "\
 DUR is a number with a unit: 250ms, 5s, 2m, 1h, or 0 (what 0 means is
 given for each flag above).
 SIZE is bytes (65536), or a number with KiB, MiB, GiB (powers of 1024; also
 K, M, G) or KB, MB, GB (powers of 1000): 64KiB, 1MiB, 10MB.
+
 Logs go to stderr, each line stamped with the UTC time (not when stderr is
 the systemd journal, which stamps lines itself).
 RUST_LOG, when set, overrides -v and -q (e.g. RUST_LOG=debug).
+
 SIGINT or SIGTERM stops accepting, closes every connection with 1001, waits
 at most --close-timeout for their answers and exits 0; a second SIGINT or
 SIGTERM meanwhile exits at once with status 130.
+SIGHUP re-reads the TLS certificate and key; without TLS it is logged and
+ignored (it never stops the server).
+
+Under systemd: a listening socket passed by socket activation (LISTEN_PID,
+LISTEN_FDS; the one named rookery, else the first) is served instead of
+--listen; with NOTIFY_SOCKET the server reports READY=1 once serving,
+RELOADING=1 and READY=1 around SIGHUP, STOPPING=1 at SIGTERM, and WATCHDOG=1
+every half of WATCHDOG_USEC from its loop.
 ";
+
+/// The one-line summary, first in `--help` and the man page's NAME.
+pub(crate) const SUMMARY: &str = "a single-threaded WebSocket chat server (RFC 6455)";
+
+/// The `--help` text: the summary, [`FLAGS`] in two columns, [`NOTES`].
+pub(crate) fn help() -> String {
+    use std::fmt::Write as _;
+
+    let mut out = format!("rookery — {SUMMARY}\n\nUSAGE:\n    rookery [OPTIONS]\n\nOPTIONS:\n");
+    for flag in FLAGS {
+        let left = match flag.arg {
+            "" => flag.names.to_string(),
+            arg => format!("{} {arg}", flag.names),
+        };
+        let mut lines = flag.help.iter();
+        let first = lines.next().copied().unwrap_or_default();
+        if left.chars().count() > 25 {
+            // A long flag takes a line of its own; its help starts below.
+            let _ = writeln!(out, "    {left}");
+            let _ = write!(out, "{:30}{first}", "");
+            if !flag.default.is_empty() {
+                let _ = write!(out, "  [default: {}]", flag.default);
+            }
+        } else if flag.default.is_empty() {
+            let _ = write!(out, "    {left:<25} {first}");
+        } else {
+            // Defaults line up where the first line is short enough.
+            let gap = if first.chars().count() < 41 {
+                " "
+            } else {
+                "  "
+            };
+            let _ = write!(
+                out,
+                "    {left:<25} {first:<41}{gap}[default: {}]",
+                flag.default
+            );
+        }
+        out.push('\n');
+        for line in lines {
+            let _ = writeln!(out, "{:30}{line}", "");
+        }
+    }
+    out.push('\n');
+    out.push_str(NOTES);
+    out
+}
 
 /// Parses a duration: `250ms`, `5s`, `2m`, `1h`, or `0`.
 pub(crate) fn parse_duration(text: &str) -> Option<Duration> {
@@ -303,6 +561,26 @@ pub(crate) fn parse_size(text: &str) -> Option<u64> {
         _ => return None,
     };
     n.checked_mul(factor)
+}
+
+/// Parses a rate: `N`, `N/s`, `N:BURST` or `N/s:BURST`, each number read
+/// by `number` (a count, or a SIZE); `0` alone is no limit (`Ok(None)`).
+/// The burst defaults to `N`.
+fn parse_rate(text: &str, number: fn(&str) -> Option<u64>) -> Result<Option<Rate>, ()> {
+    if text == "0" {
+        return Ok(None);
+    }
+    let (average, burst) = match text.split_once(':') {
+        Some((average, burst)) => (average, Some(burst)),
+        None => (text, None),
+    };
+    let average = average.strip_suffix("/s").unwrap_or(average);
+    let per_second = number(average).ok_or(())?;
+    let burst = match burst {
+        Some(burst) => number(burst).ok_or(())?,
+        None => per_second,
+    };
+    Rate::new(per_second, burst).map(Some).ok_or(())
 }
 
 /// Why `path` cannot be a WebSocket path, if it cannot: it must be
@@ -434,6 +712,9 @@ const VALUE_FLAGS: &[&str] = &[
     "--max-message",
     "--max-backlog",
     "--max-connections",
+    "--max-connections-per-ip",
+    "--rate-limit",
+    "--rate-limit-bytes",
     "--allow-origin",
     "--history",
     "--max-rooms",
@@ -646,6 +927,31 @@ fn apply_value(opts: &mut Options, flag: &'static str, value: String) -> Result<
                 .filter(|&n: &usize| n > 0)
                 .ok_or_else(|| invalid("a whole number of at least 1"))?;
         }
+        "--max-connections-per-ip" => {
+            config.max_connections_per_ip = value
+                .parse()
+                .map_err(|_| invalid("a whole number (0: no limit)"))?;
+        }
+        "--rate-limit" => {
+            let count = |n: &str| {
+                n.bytes()
+                    .all(|b| b.is_ascii_digit())
+                    .then(|| n.parse::<u64>().ok())
+                    .flatten()
+            };
+            config.rate_limit = parse_rate(&value, count).map_err(|()| {
+                invalid(
+                    "messages a second and a burst, like 100, 100/s or 100/s:500 (at least 1 each, at most 2^40; 0: no limit)",
+                )
+            })?;
+        }
+        "--rate-limit-bytes" => {
+            config.rate_limit_bytes = parse_rate(&value, parse_size).map_err(|()| {
+                invalid(
+                    "bytes a second and a burst, like 64KiB, 1MiB/s or 1MiB/s:4MiB (at least 1 each, at most 1TiB; 0: no limit)",
+                )
+            })?;
+        }
         "--history" => {
             opts.history = value
                 .parse()
@@ -694,6 +1000,9 @@ mod tests {
         assert_eq!(opts.config.idle_timeout, Duration::from_secs(15));
         assert_eq!(opts.config.max_message, 1 << 20);
         assert_eq!(opts.config.max_connections, 1024);
+        assert_eq!(opts.config.max_connections_per_ip, 0, "off");
+        assert_eq!(opts.config.rate_limit, None, "off");
+        assert_eq!(opts.config.rate_limit_bytes, None, "off");
         assert_eq!(
             (opts.history, opts.max_rooms, opts.metrics),
             (0, 1024, false)
@@ -789,6 +1098,101 @@ mod tests {
         assert_eq!(opts.verbosity, Verbosity::Verbose);
         assert_eq!(run(&["-v", "-v"]).unwrap().verbosity, Verbosity::Trace);
         assert_eq!(run(&["-q"]).unwrap().verbosity, Verbosity::Quiet);
+    }
+
+    #[test]
+    fn rate_limits_and_the_per_address_cap() {
+        let config = |args: &[&str]| run(args).unwrap().config;
+        let rate = |n, burst| Rate::new(n, burst);
+        for (given, want) in [
+            ("100", rate(100, 100)),
+            ("100/s", rate(100, 100)),
+            ("100:500", rate(100, 500)),
+            ("100/s:500", rate(100, 500)),
+            ("1/s:1", rate(1, 1)),
+            ("0", None),
+        ] {
+            assert_eq!(config(&["--rate-limit", given]).rate_limit, want, "{given}");
+        }
+        for (given, want) in [
+            ("64KiB", rate(65536, 65536)),
+            ("1MiB/s", rate(1 << 20, 1 << 20)),
+            ("1MiB/s:4MiB", rate(1 << 20, 4 << 20)),
+            ("1000:2000", rate(1000, 2000)),
+            ("0", None),
+        ] {
+            assert_eq!(
+                config(&["--rate-limit-bytes", given]).rate_limit_bytes,
+                want,
+                "{given}"
+            );
+        }
+        assert_eq!(
+            config(&["--max-connections-per-ip=8"]).max_connections_per_ip,
+            8
+        );
+        assert_eq!(
+            config(&["--max-connections-per-ip", "0"]).max_connections_per_ip,
+            0
+        );
+        for (args, want) in [
+            (
+                &["--rate-limit", "x"][..],
+                "invalid value 'x' for --rate-limit: expected messages a second",
+            ),
+            (
+                &["--rate-limit", "10/m"],
+                "invalid value '10/m' for --rate-limit",
+            ),
+            (
+                &["--rate-limit", "10:0"],
+                "invalid value '10:0' for --rate-limit",
+            ),
+            (
+                &["--rate-limit", "0:10"],
+                "invalid value '0:10' for --rate-limit",
+            ),
+            (
+                &["--rate-limit", "+5"],
+                "invalid value '+5' for --rate-limit",
+            ),
+            (
+                &["--rate-limit", "10:"],
+                "invalid value '10:' for --rate-limit",
+            ),
+            (
+                &["--rate-limit", "/s"],
+                "invalid value '/s' for --rate-limit",
+            ),
+            (
+                &["--rate-limit", "2000000000000"],
+                "invalid value '2000000000000' for --rate-limit",
+            ),
+            (&["--rate-limit"], "flag --rate-limit needs a value"),
+            (
+                &["--rate-limit-bytes", "1TB"],
+                "invalid value '1TB' for --rate-limit-bytes: expected bytes a second",
+            ),
+            (
+                &["--rate-limit-bytes", "1MiB:x"],
+                "invalid value '1MiB:x' for --rate-limit-bytes",
+            ),
+            (
+                &["--rate-limit-bytes", "2GiB/s:2TB"],
+                "invalid value '2GiB/s:2TB' for --rate-limit-bytes",
+            ),
+            (
+                &["--max-connections-per-ip", "-1"],
+                "invalid value '-1' for --max-connections-per-ip",
+            ),
+            (
+                &["--max-connections-per-ip", "many"],
+                "invalid value 'many' for --max-connections-per-ip",
+            ),
+        ] {
+            let err = run(args).unwrap_err().to_string();
+            assert!(err.starts_with(want), "{args:?}: {err}");
+        }
     }
 
     #[test]
@@ -1045,8 +1449,18 @@ mod tests {
                 .iter()
                 .chain(&["--allow-binary", "--no-page", "--quiet", "--verbose"])
         {
-            assert!(HELP.contains(flag), "help does not explain {flag}");
+            assert!(help().contains(flag), "help does not explain {flag}");
         }
+    }
+
+    #[test]
+    fn the_help_table_names_exactly_the_flags_that_take_a_value() {
+        let with_arg: Vec<&str> = FLAGS
+            .iter()
+            .filter(|f| !f.arg.is_empty())
+            .map(|f| f.names)
+            .collect();
+        assert_eq!(with_arg, VALUE_FLAGS, "FLAGS and VALUE_FLAGS disagree");
     }
 
     #[test]

@@ -72,6 +72,9 @@ use std::time::Duration;
 
 use log::{debug, error};
 
+mod logging;
+pub use self::logging::{rk_log_fn, rk_set_log};
+
 use crate::proto::http::{Request, Response};
 use crate::{
     Config, ConnId, Context, Handler, Message, PostError, Poster, SendError, Server, StopHandle,
@@ -148,6 +151,19 @@ pub const RK_OPT_MAX_POSTED: rk_option = 8;
 /// Take clients' permessage-deflate offers (RFC 7692): 0 (default) or 1.
 /// `RK_ENOTSUP` in a library built without the `deflate` feature.
 pub const RK_OPT_DEFLATE: rk_option = 9;
+/// The most connections at once from one IP address, handshakes included;
+/// more are answered `503` (default 0 = no limit).
+pub const RK_OPT_MAX_CONNECTIONS_PER_IP: rk_option = 10;
+/// The most messages a second an open connection may send, else close 1008
+/// (default 0 = no limit); sets the burst to the same number.
+pub const RK_OPT_RATE_LIMIT: rk_option = 11;
+/// The burst of [`RK_OPT_RATE_LIMIT`] (set after it; at least 1).
+pub const RK_OPT_RATE_LIMIT_BURST: rk_option = 12;
+/// The most payload bytes a second (inflated) an open connection may send,
+/// else close 1008 (default 0 = no limit); sets the burst to the same number.
+pub const RK_OPT_RATE_LIMIT_BYTES: rk_option = 13;
+/// The burst of [`RK_OPT_RATE_LIMIT_BYTES`] (set after it; at least 1).
+pub const RK_OPT_RATE_LIMIT_BYTES_BURST: rk_option = 14;
 
 /// The largest value a `_MS` option takes (`UINT32_MAX` ms, about 49 days).
 const MAX_MS: u64 = u32::MAX as u64;
@@ -744,8 +760,9 @@ pub unsafe extern "C" fn rk_server_new(
     err: *mut c_int,
 ) -> *mut rk_server {
     let (server, code) = guard("rk_server_new", (ptr::null_mut(), RK_EPANIC), || {
-        // A C program has no other way to see the library's log lines.
-        let _ = env_logger::try_init();
+        // A C program has no other way to see the library's log lines
+        // (stderr, or its own function after rk_set_log).
+        logging::install();
         // SAFETY: per this function's contract.
         let addr = match unsafe { c_str(listen_addr) } {
             Ok(addr) => addr,
@@ -895,7 +912,17 @@ pub unsafe extern "C" fn rk_server_set_option(
             MaxConnections(usize),
             MaxPosted(usize),
             Deflate(bool),
+            PerIp(usize),
+            Rate(Option<crate::Rate>),
+            RateBurst(u64),
+            RateBytes(Option<crate::Rate>),
+            RateBytesBurst(u64),
         }
+        // A rate of `value` a second, as much at once; 0: none.
+        let rate = || match value {
+            0 => Ok(None),
+            n => crate::Rate::new(n, n).map(Some).ok_or(RK_EINVAL),
+        };
         let set = match opt {
             RK_OPT_PING_INTERVAL_MS => Set::Ping(ms()?),
             RK_OPT_IDLE_TIMEOUT_MS => Set::Idle(ms()?),
@@ -908,6 +935,13 @@ pub unsafe extern "C" fn rk_server_set_option(
             RK_OPT_DEFLATE if value > 1 => return Err(RK_EINVAL),
             RK_OPT_DEFLATE if value == 1 && !cfg!(feature = "deflate") => return Err(RK_ENOTSUP),
             RK_OPT_DEFLATE => Set::Deflate(value == 1),
+            RK_OPT_MAX_CONNECTIONS_PER_IP => {
+                Set::PerIp(usize::try_from(value).map_err(|_| RK_EINVAL)?)
+            }
+            RK_OPT_RATE_LIMIT => Set::Rate(rate()?),
+            RK_OPT_RATE_LIMIT_BURST => Set::RateBurst(value),
+            RK_OPT_RATE_LIMIT_BYTES => Set::RateBytes(rate()?),
+            RK_OPT_RATE_LIMIT_BYTES_BURST => Set::RateBytesBurst(value),
             _ => return Err(RK_EINVAL),
         };
         configurable(s)?;
@@ -922,32 +956,131 @@ pub unsafe extern "C" fn rk_server_set_option(
             Set::MaxConnections(n) => config.max_connections = n,
             Set::MaxPosted(n) => config.max_posted = n,
             Set::Deflate(on) => config.deflate = on,
+            Set::PerIp(n) => config.max_connections_per_ip = n,
+            Set::Rate(rate) => config.rate_limit = rate,
+            Set::RateBytes(rate) => config.rate_limit_bytes = rate,
+            Set::RateBurst(burst) => {
+                config.rate_limit = Some(with_burst(config.rate_limit, burst)?)
+            }
+            Set::RateBytesBurst(burst) => {
+                config.rate_limit_bytes = Some(with_burst(config.rate_limit_bytes, burst)?);
+            }
         }
         Ok(RK_OK)
     })
 }
 
-/// Sets the callbacks (copied) and the pointer passed to them. Allowed at
-/// any time, from a callback too; the next event uses the new ones.
+/// `rate` with its burst set to `burst`: `RK_EINVAL` without a rate, or
+/// for a burst out of range.
+fn with_burst(rate: Option<crate::Rate>, burst: u64) -> Result<crate::Rate, c_int> {
+    rate.and_then(|r| crate::Rate::new(r.per_second(), burst))
+        .ok_or(RK_EINVAL)
+}
+
+/// The size of `rk_callbacks` in the headers before it could grow: six
+/// function pointers (`on_open` .. `on_timer`). The symbol
+/// [`rk_server_set_callbacks`], which programs built with those headers
+/// call, reads this much and no more, for good; the header now maps the
+/// name to [`rk_server_set_callbacks_sized`] with the program's
+/// `sizeof(rk_callbacks)`, so members appended later are never read past
+/// the end of an older program's struct.
+pub const RK_CALLBACKS_FROZEN_SIZE: usize = 6 * std::mem::size_of::<usize>();
+
+/// Sets the callbacks (copied) and the pointer passed to them, reading the
+/// six members of the headers that had no size (see
+/// [`RK_CALLBACKS_FROZEN_SIZE`]): the entry point of programs built before
+/// [`rk_server_set_callbacks_sized`]. Allowed at any time, from a callback
+/// too; the next event uses the new ones.
 ///
 /// # Safety
 ///
-/// `s` is NULL or a live handle; `cb` is NULL or points to an
-/// `rk_callbacks` whose non-NULL members are valid functions.
+/// `s` is NULL or a live handle; `cb` is NULL or points to at least
+/// [`RK_CALLBACKS_FROZEN_SIZE`] bytes of an `rk_callbacks` whose non-NULL
+/// members are valid functions.
 #[no_mangle]
 pub unsafe extern "C" fn rk_server_set_callbacks(
     s: *mut rk_server,
     cb: *const rk_callbacks,
     user: *mut c_void,
 ) -> c_int {
-    guard_int("rk_server_set_callbacks", || {
+    // SAFETY: per this function's contract.
+    unsafe {
+        set_callbacks(
+            "rk_server_set_callbacks",
+            s,
+            cb,
+            RK_CALLBACKS_FROZEN_SIZE,
+            user,
+        )
+    }
+}
+
+/// Sets the callbacks from a struct of `size` bytes, the
+/// `sizeof(rk_callbacks)` of the header the program was built with (the
+/// header's `rk_server_set_callbacks` macro passes it): members past it
+/// are NULL, so a program built against an older, shorter struct runs. A
+/// longer struct (a newer header than this library) is taken if the
+/// members this library does not know are all NULL, else refused with
+/// `RK_ENOTSUP`. `RK_EINVAL` for a size that is not a whole number of
+/// members.
+///
+/// # Safety
+///
+/// `s` is NULL or a live handle; `cb` is NULL or points to `size` readable
+/// bytes laid out as the first members of `rk_callbacks`, the non-NULL
+/// ones valid functions.
+#[no_mangle]
+pub unsafe extern "C" fn rk_server_set_callbacks_sized(
+    s: *mut rk_server,
+    cb: *const rk_callbacks,
+    size: usize,
+    user: *mut c_void,
+) -> c_int {
+    // SAFETY: per this function's contract.
+    unsafe { set_callbacks("rk_server_set_callbacks_sized", s, cb, size, user) }
+}
+
+/// The callbacks of the first `size` bytes at `cb`, the rest NULL.
+///
+/// # Safety
+///
+/// As [`rk_server_set_callbacks_sized`].
+unsafe fn set_callbacks(
+    what: &'static str,
+    s: *mut rk_server,
+    cb: *const rk_callbacks,
+    size: usize,
+    user: *mut c_void,
+) -> c_int {
+    guard_int(what, || {
         // SAFETY: per this function's contract.
         let s = unsafe { handle(s) }?;
-        // SAFETY: per this function's contract; `rk_callbacks` is `Copy`
-        // and every bit pattern of its members (nullable function pointers)
-        // the C side can build is valid.
-        let cb = unsafe { cb.as_ref() }.ok_or(RK_EINVAL)?;
-        s.callbacks.set(*cb);
+        if cb.is_null() || !size.is_multiple_of(std::mem::size_of::<usize>()) {
+            return Err(RK_EINVAL);
+        }
+        let ours = std::mem::size_of::<rk_callbacks>();
+        let bytes = cb.cast::<u8>();
+        if size > ours {
+            // SAFETY: the caller gave `size` readable bytes at `cb`.
+            let newer = unsafe { std::slice::from_raw_parts(bytes.add(ours), size - ours) };
+            if newer.iter().any(|&b| b != 0) {
+                return Err(RK_ENOTSUP);
+            }
+        }
+        let mut callbacks = rk_callbacks::default();
+        // SAFETY: at most `size` bytes are read from `cb` (the caller's
+        // promise) and at most `size_of::<rk_callbacks>()` written into
+        // `callbacks`; both are whole nullable function pointers (size is
+        // a multiple of a pointer's size, checked above), and every bit
+        // pattern the C side can give such a member is valid.
+        unsafe {
+            ptr::copy_nonoverlapping(
+                bytes,
+                (&mut callbacks as *mut rk_callbacks).cast::<u8>(),
+                size.min(ours),
+            );
+        }
+        s.callbacks.set(callbacks);
         s.user.set(user);
         Ok(RK_OK)
     })

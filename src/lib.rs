@@ -72,8 +72,12 @@ pub mod echo;
 #[doc(hidden)]
 #[allow(unsafe_code)] // the C boundary: raw pointers from C, each use says why.
 pub mod ffi;
+mod log_text;
 pub mod proto;
 pub mod server;
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)] // descriptors passed by systemd, getsockopt, clock_gettime.
+pub mod service;
 #[allow(unsafe_code)] // sigaction and async-signal-safe handlers.
 mod signals;
 #[cfg(feature = "tls")]
@@ -82,6 +86,7 @@ pub mod tls;
 
 pub use proto::connection::{Message, SendError, SharedFrame};
 pub use proto::http::{Request, Response};
+pub use proto::rate::Rate;
 pub use server::{
     Config, ConnId, Context, Handler, ReloadHandle, Server, Stats, StopHandle, TimerId, Upgrade,
 };

@@ -5,6 +5,9 @@
 #![deny(unsafe_code)]
 
 mod cli;
+#[cfg(test)]
+mod man;
+mod startup;
 
 use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -21,7 +24,7 @@ fn main() -> ExitCode {
     let opts = match cli::parse(std::env::args_os().skip(1)) {
         Ok(Command::Run(opts)) => opts,
         Ok(Command::Help) => {
-            print!("{}", cli::HELP);
+            print!("{}", cli::help());
             return ExitCode::SUCCESS;
         }
         Ok(Command::Version) => {
@@ -271,15 +274,22 @@ type Tls = Option<rookery::tls::TlsConfig>;
 type Tls = ();
 
 fn serve<H: Handler>(opts: &Options, tls: Tls, handler: H) -> io::Result<()> {
-    let mut server = Server::bind(&opts.listen, opts.config.clone(), handler)
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {}: {e}", opts.listen)))?;
+    let listener = startup::listener(&opts.listen)?;
+    let handler = startup::notified(handler)?;
+    let mut server = Server::from_listener(listener, opts.config.clone(), handler)?;
     #[cfg(feature = "tls")]
     if let Some(tls) = tls {
         server.set_tls(tls);
-        rookery::reload_on_sighup(server.reload_handle())?;
     }
+    // Also without TLS: a reload is then only announced to the service
+    // manager, and SIGHUP does not end the server.
+    rookery::reload_on_sighup(server.reload_handle())?;
     #[cfg(not(feature = "tls"))]
     let () = tls;
+    // With TLS, SIGHUP re-reads the pair; without, it is logged and
+    // ignored: its default action would end the server without a close
+    // frame to anyone (e.g. when the terminal it was started from closes).
+    rookery::reload_on_sighup(server.reload_handle())?;
     #[cfg(feature = "redis")]
     if let Some(url) = &opts.redis {
         // Checked when the flags were read; resolved again here.

@@ -115,8 +115,9 @@ static IN_RELOAD: AtomicUsize = AtomicUsize::new(0);
 
 /// Makes SIGHUP call [`ReloadHandle::reload`] on `handle`: the server
 /// re-reads its TLS certificate and key, and keeps the old pair (with a
-/// warning) if the new one does not load. SIGHUP never stops the server. A
-/// second call replaces the handle.
+/// warning) if the new one does not load; a server without TLS logs the
+/// signal (info) and carries on. SIGHUP never stops the server. A second
+/// call replaces the handle.
 pub fn reload_on_sighup(handle: ReloadHandle) -> io::Result<()> {
     let new = Box::into_raw(Box::new(handle));
     let old = RELOAD.swap(new, Ordering::SeqCst);

@@ -353,3 +353,33 @@ fn message_text_is_not_logged_at_the_default_level() {
     assert!(!log.contains("Received message"), "{log}");
     assert!(!log.contains("xxxxxxxx"), "{log}");
 }
+
+#[test]
+fn bidi_and_invisible_format_characters_are_escaped_in_the_log() {
+    // Right-to-left and Arabic letter marks, an override, a zero-width
+    // space, a byte order mark, a soft hyphen and a tag character: each
+    // reorders or hides what a reader of the log sees.
+    let text = "a\u{200f}b\u{61c}c\u{202e}d\u{200b}e\u{feff}f\u{ad}g\u{e0041}h";
+    let log = log_of_one_message(&["-v"], text);
+    let line = log
+        .lines()
+        .find(|l| l.contains("Received message '"))
+        .unwrap_or_else(|| panic!("no message line in {log}"));
+    assert!(
+        line.contains(
+            "Received message 'a\\u{200f}b\\u{61c}c\\u{202e}d\\u{200b}e\\u{feff}f\\u{ad}g\\u{e0041}h' from #"
+        ),
+        "{line}"
+    );
+    for c in [
+        '\u{200f}',
+        '\u{61c}',
+        '\u{202e}',
+        '\u{200b}',
+        '\u{feff}',
+        '\u{ad}',
+        '\u{e0041}',
+    ] {
+        assert!(!log.contains(c), "raw U+{:04X} in {log}", u32::from(c));
+    }
+}

@@ -29,6 +29,9 @@ fn help_explains_every_flag_with_its_default() {
         "--max-message",
         "--max-backlog",
         "--max-connections",
+        "--max-connections-per-ip",
+        "--rate-limit",
+        "--rate-limit-bytes",
         "--allow-origin",
         "--allow-binary",
         "--no-page",
@@ -70,6 +73,16 @@ fn a_bad_flag_or_value_is_one_line_and_exit_2() {
         (&["--max-message", "huge"][..], "--max-message"),
         (&["--mode", "relay"][..], "--mode"),
         (&["--listen"][..], "--listen"),
+        (&["--rate-limit", "fast"][..], "--rate-limit"),
+        (&["--rate-limit", "10/m"][..], "--rate-limit"),
+        (
+            &["--rate-limit-bytes", "1MiB:lots"][..],
+            "--rate-limit-bytes",
+        ),
+        (
+            &["--max-connections-per-ip", "-3"][..],
+            "--max-connections-per-ip",
+        ),
     ] {
         let out = rookery(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
@@ -389,4 +402,29 @@ fn help_says_what_0_means_for_each_timer_and_what_a_second_signal_does() {
     ] {
         assert!(help.contains(meaning), "--help lacks {meaning:?}");
     }
+}
+
+#[test]
+fn sighup_without_tls_is_logged_and_ignored() {
+    let mut server = common::Rookery::start(&["--mode", "echo"]);
+    let mut ws = common::connect(&server.url("/chat"));
+    server.signal(libc::SIGHUP);
+    // Its default action ended the process, and every member with it.
+    assert!(
+        common::eventually(std::time::Duration::from_secs(10), || server
+            .stderr_text()
+            .contains("SIGHUP (a reload) ignored")),
+        "{}",
+        server.stderr_text()
+    );
+    assert!(server.child.try_wait().unwrap().is_none(), "still running");
+    ws.send(tungstenite::Message::text("after")).unwrap();
+    assert_eq!(
+        common::next_data(&mut ws),
+        tungstenite::Message::text("after")
+    );
+    drop(ws);
+    server.signal(libc::SIGTERM);
+    let status = server.wait_exit(std::time::Duration::from_secs(10));
+    assert_eq!(status.and_then(|s| s.code()), Some(0));
 }

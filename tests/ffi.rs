@@ -419,7 +419,47 @@ fn options_and_path_before_start_only() {
             RK_ENOTSUP
         };
         assert_eq!(rk_server_set_option(s, RK_OPT_DEFLATE, 1), deflate);
-        assert_eq!(rk_server_set_option(s, 10, 1), RK_EINVAL);
+        // Bursts only after their rate, which resets them.
+        assert_eq!(
+            rk_server_set_option(s, RK_OPT_RATE_LIMIT_BURST, 10),
+            RK_EINVAL
+        );
+        assert_eq!(rk_server_set_option(s, RK_OPT_RATE_LIMIT, 5), RK_OK);
+        assert_eq!(
+            rk_server_set_option(s, RK_OPT_RATE_LIMIT_BURST, 0),
+            RK_EINVAL
+        );
+        assert_eq!(rk_server_set_option(s, RK_OPT_RATE_LIMIT_BURST, 10), RK_OK);
+        assert_eq!(
+            rk_server_set_option(s, RK_OPT_RATE_LIMIT_BYTES_BURST, 10),
+            RK_EINVAL
+        );
+        assert_eq!(
+            rk_server_set_option(s, RK_OPT_RATE_LIMIT_BYTES, 1 << 20),
+            RK_OK
+        );
+        assert_eq!(
+            rk_server_set_option(s, RK_OPT_RATE_LIMIT_BYTES_BURST, 4 << 20),
+            RK_OK
+        );
+        assert_eq!(
+            rk_server_set_option(s, RK_OPT_RATE_LIMIT_BYTES, 1 << 41),
+            RK_EINVAL
+        );
+        assert_eq!(rk_server_set_option(s, RK_OPT_RATE_LIMIT, 0), RK_OK);
+        assert_eq!(
+            rk_server_set_option(s, RK_OPT_RATE_LIMIT_BURST, 10),
+            RK_EINVAL
+        );
+        assert_eq!(
+            rk_server_set_option(s, RK_OPT_MAX_CONNECTIONS_PER_IP, 0),
+            RK_OK
+        );
+        assert_eq!(
+            rk_server_set_option(s, RK_OPT_MAX_CONNECTIONS_PER_IP, 8),
+            RK_OK
+        );
+        assert_eq!(rk_server_set_option(s, 15, 1), RK_EINVAL);
         assert_eq!(rk_server_set_option(s, -1, 1), RK_EINVAL);
         let bad = CString::new("chat").unwrap();
         assert_eq!(rk_server_set_path(s, bad.as_ptr()), RK_EINVAL);
@@ -1457,10 +1497,15 @@ fn header_functions() -> Vec<String> {
     names
 }
 
-/// The `extern "C"` functions `src/ffi.rs` exports.
+/// The `extern "C"` functions `src/ffi.rs` and its modules (`src/ffi/`)
+/// export.
 fn source_exports() -> Vec<String> {
-    let src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/ffi.rs"))
+    let mut src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/ffi.rs"))
         .expect("read src/ffi.rs");
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/ffi");
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        src += &std::fs::read_to_string(entry.path()).expect("read src/ffi/");
+    }
     let mut names: Vec<String> = src
         .split("#[no_mangle]")
         .skip(1)

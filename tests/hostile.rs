@@ -597,6 +597,123 @@ fn connection_over_the_limit_gets_503_and_the_others_are_untouched() {
     assert!(admitted, "no room made when a member left");
 }
 
+// ---- rates ---------------------------------------------------------------------------
+
+/// A client flooding the chat is closed with 1008 once past its burst, and
+/// a member that reads gets at most that burst of it and stays open.
+#[test]
+fn a_flooder_is_closed_1008_by_the_rate_limit_and_a_member_is_not() {
+    let server = Rookery::start(&["--rate-limit", "20/s:40", "-q"]);
+    let mut member = chat_member(&server);
+    let mut flooder = raw_upgrade(server.port);
+    let upgraded = Instant::now();
+    let flood: Vec<u8> = (0..1000).flat_map(|_| masked(0x81, b"flood")).collect();
+    // The server may close before taking it all: a failed write is fine.
+    let _ = flooder.write_all(&flood);
+    assert_eq!(read_close_code(&mut flooder), 1008);
+    // What the bucket refilled by the time the flooder was closed, at most.
+    let refilled = (upgraded.elapsed().as_secs_f64() * 20.0).ceil() as usize;
+    drop(flooder);
+    member.send(Message::text("still here")).unwrap();
+    let mut floods = 0;
+    loop {
+        match read_text(&mut member).as_str() {
+            "flood" => floods += 1,
+            "still here" => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    // The burst of 40, and what refilled while the flood came in.
+    assert!(
+        (40..=40 + refilled).contains(&floods),
+        "{floods} floods relayed, {refilled} refilled"
+    );
+}
+
+/// A TCP connection to 127.0.0.1:`port` from the loopback address
+/// 127.0.0.`host` (Linux routes all of 127/8 to the loopback interface).
+fn tcp_from(host: u8, port: u16) -> TcpStream {
+    let sockaddr = |a: [u8; 4], port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(a),
+        },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: plain socket calls on a descriptor we own (the stream owns it
+    // from the start); the addresses outlive the calls that read them.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket: {}", io::Error::last_os_error());
+        let stream = TcpStream::from_raw_fd(fd);
+        let local = sockaddr([127, 0, 0, host], 0);
+        let rc = libc::bind(fd, (&local as *const libc::sockaddr_in).cast(), len);
+        assert_eq!(rc, 0, "bind: {}", io::Error::last_os_error());
+        let remote = sockaddr([127, 0, 0, 1], port);
+        let rc = libc::connect(fd, (&remote as *const libc::sockaddr_in).cast(), len);
+        assert_eq!(rc, 0, "connect: {}", io::Error::last_os_error());
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        stream
+    }
+}
+
+/// One address trickling handshakes holds at most its share of the
+/// connections: past `--max-connections-per-ip` it gets 503, while other
+/// addresses still get in and a slot it gives up is its own again.
+#[test]
+fn one_address_gets_503_past_its_share_and_others_still_get_in() {
+    let server = Rookery::start(&[
+        "--max-connections",
+        "100",
+        "--max-connections-per-ip",
+        "3",
+        "-q",
+    ]);
+    // Three handshakes begun and never finished hold their slots.
+    let mut tricklers: Vec<TcpStream> = (0..3)
+        .map(|_| {
+            let mut s = tcp_from(1, server.port);
+            s.write_all(b"GET /chat HTTP/1.1\r\nHost: x\r\n").unwrap();
+            s
+        })
+        .collect();
+    for _ in 0..5 {
+        let mut fourth = tcp_from(1, server.port);
+        let _ = fourth.write_all(request("").as_bytes());
+        let head = read_head(&mut fourth);
+        assert!(head.starts_with("HTTP/1.1 503 "), "{head}");
+    }
+    // Another address is not affected, up to its own share.
+    let mut others: Vec<TcpStream> = (0..3)
+        .map(|_| raw_upgrade_over(tcp_from(2, server.port)))
+        .collect();
+    let mut over = tcp_from(2, server.port);
+    let _ = over.write_all(request("").as_bytes());
+    assert!(read_head(&mut over).starts_with("HTTP/1.1 503 "));
+    // An upgraded connection counts as well as a handshake: one closes,
+    // and its address has a slot again.
+    reset(others.pop().expect("three upgraded"));
+    assert!(
+        wait_until(PATIENCE, || {
+            let mut s = tcp_from(2, server.port);
+            s.write_all(request("").as_bytes()).is_ok()
+                && read_head(&mut s).starts_with("HTTP/1.1 101 ")
+        }),
+        "no slot given back to 127.0.0.2"
+    );
+    reset(tricklers.pop().expect("three handshakes"));
+    assert!(
+        wait_until(PATIENCE, || {
+            let mut s = tcp_from(1, server.port);
+            s.write_all(request("").as_bytes()).is_ok()
+                && read_head(&mut s).starts_with("HTTP/1.1 101 ")
+        }),
+        "no slot given back to 127.0.0.1"
+    );
+}
+
 // ---- origin allow-list ----------------------------------------------------------------
 
 #[test]
@@ -625,6 +742,39 @@ fn origin_outside_the_allow_list_gets_403() {
     // Not a browser (no Origin): the list does not apply.
     let head = status(None);
     assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+}
+
+#[test]
+fn two_origins_get_400_and_a_default_port_matches_the_entry_without_it() {
+    let server = Rookery::start(&[
+        "--allow-origin",
+        "https://good.example",
+        "--allow-origin",
+        "http://plain.example",
+        "-q",
+    ]);
+    let head_for = |extra: &str| {
+        let mut s = tcp(server.port);
+        s.write_all(request(extra).as_bytes()).unwrap();
+        read_head(&mut s)
+    };
+    // Only the first was checked once: allowed then evil got 101.
+    for extra in [
+        "Origin: https://good.example\r\nOrigin: https://evil.example\r\n",
+        "Origin: https://evil.example\r\nOrigin: https://good.example\r\n",
+        "Origin: https://good.example\r\norigin: https://good.example\r\n",
+    ] {
+        let head = head_for(extra);
+        assert!(head.starts_with("HTTP/1.1 400 "), "{extra:?}: {head}");
+    }
+    for origin in ["https://good.example:443", "http://plain.example:80"] {
+        let head = head_for(&format!("Origin: {origin}\r\n"));
+        assert!(head.starts_with("HTTP/1.1 101 "), "{origin}: {head}");
+    }
+    for origin in ["https://good.example:8443", "http://plain.example:443"] {
+        let head = head_for(&format!("Origin: {origin}\r\n"));
+        assert!(head.starts_with("HTTP/1.1 403 "), "{origin}: {head}");
+    }
 }
 
 // ---- message size limit ------------------------------------------------------------------

@@ -196,3 +196,38 @@ fn a_handler_timer_fires_at_its_time() {
     let (first, payload) = read_frame(&mut stream).expect("timer's message");
     assert_eq!((first, payload.as_slice()), (0x81, &b"fired"[..]));
 }
+
+#[test]
+fn a_sender_at_the_rate_limit_is_never_closed_and_one_past_its_burst_is() {
+    let server = Virtual::start(
+        Config {
+            rate_limit: rookery::Rate::new(10, 5),
+            ..config()
+        },
+        Echo,
+    );
+    // One message every 100 ms for 10 s of the server's time: all echoed.
+    let mut steady = upgraded(&server);
+    for i in 0..100 {
+        steady
+            .write_all(&client_frame(0x81, b"tick"))
+            .expect("write");
+        let (first, payload) = read_frame(&mut steady).expect("echo");
+        assert_eq!((first, payload.as_slice()), (0x81, &b"tick"[..]), "{i}");
+        server.advance(Duration::from_millis(100));
+    }
+    // Six at once: the burst of five is echoed, the sixth closes it.
+    let mut burst = upgraded(&server);
+    let six: Vec<u8> = (0..6).flat_map(|_| client_frame(0x81, b"x")).collect();
+    burst.write_all(&six).expect("write");
+    for _ in 0..5 {
+        assert_eq!(read_frame(&mut burst).expect("echo").0, 0x81);
+    }
+    assert_eq!(read_close(&mut burst).expect("close frame"), Some(1008));
+    // The steady one is still open and still within its rate.
+    steady
+        .write_all(&client_frame(0x81, b"tock"))
+        .expect("write");
+    let (first, payload) = read_frame(&mut steady).expect("echo");
+    assert_eq!((first, payload.as_slice()), (0x81, &b"tock"[..]));
+}

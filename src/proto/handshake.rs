@@ -30,6 +30,9 @@ pub enum HandshakeError {
     BadKey,
     /// `Origin` is not in the allowed list.
     OriginNotAllowed,
+    /// More than one `Origin` header: which one a check should believe is
+    /// anyone's guess, so none is.
+    RepeatedOrigin,
 }
 
 impl HandshakeError {
@@ -65,6 +68,7 @@ impl fmt::Display for HandshakeError {
             HandshakeError::UnsupportedVersion => "Sec-WebSocket-Version is not 13",
             HandshakeError::BadKey => "Sec-WebSocket-Key is not base64 of 16 bytes",
             HandshakeError::OriginNotAllowed => "Origin not allowed",
+            HandshakeError::RepeatedOrigin => "more than one Origin header",
         })
     }
 }
@@ -102,20 +106,56 @@ pub fn validate(req: &Request) -> Result<&str, HandshakeError> {
     if keys.next().is_some() || !is_valid_key(key) {
         return Err(HandshakeError::BadKey);
     }
+    let origins = req
+        .headers()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("Origin"))
+        .count();
+    if origins > 1 {
+        return Err(HandshakeError::RepeatedOrigin);
+    }
     Ok(key)
 }
 
 /// Whether `origin` passes an allow-list; an empty list allows every origin.
 /// Browsers always send `Origin`, so with a list set a request without one
 /// (a non-browser client) is allowed: the list guards against cross-site pages,
-/// not against programs that can forge any header.
+/// not against programs that can forge any header. The entries are written
+/// without their scheme's default port (as `--allow-origin` stores them);
+/// the request's origin is compared without it too, so that
+/// `https://a.example:443` matches `https://a.example`. A request with more
+/// than one `Origin` never gets here: [`validate`] refuses it.
 pub fn origin_allowed(req: &Request, allowed: &[String]) -> bool {
     match req.header("Origin") {
         _ if allowed.is_empty() => true,
         None => true,
-        Some(origin) => allowed
-            .iter()
-            .any(|a| a == "*" || a.eq_ignore_ascii_case(origin)),
+        Some(origin) => {
+            let origin = without_default_port(origin);
+            allowed
+                .iter()
+                .any(|a| a == "*" || without_default_port(a).eq_ignore_ascii_case(origin))
+        }
+    }
+}
+
+/// `origin` without a trailing `:443` for `https` or `:80` for `http`
+/// (scheme in any case; the port as digits, leading zeros allowed).
+fn without_default_port(origin: &str) -> &str {
+    let Some((rest, port)) = origin.rsplit_once(':') else {
+        return origin;
+    };
+    if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) || !rest.contains("://") {
+        return origin;
+    }
+    let default = if rest.len() >= 8 && rest[..8].eq_ignore_ascii_case("https://") {
+        443
+    } else if rest.len() >= 7 && rest[..7].eq_ignore_ascii_case("http://") {
+        80
+    } else {
+        return origin;
+    };
+    match port.parse::<u16>() {
+        Ok(n) if n == default => rest,
+        _ => origin,
     }
 }
 
@@ -287,6 +327,40 @@ mod tests {
         assert!(!origin_allowed(&req, &["https://evil.example".into()]));
         assert!(origin_allowed(&req, &["*".into()]));
         assert!(origin_allowed(&with(""), &["https://evil.example".into()]));
+    }
+
+    #[test]
+    fn a_default_port_in_the_origin_matches_the_entry_without_it() {
+        let allowed = |origin: &str, entry: &str| {
+            origin_allowed(&with(&format!("Origin: {origin}")), &[entry.into()])
+        };
+        assert!(allowed("https://a.example:443", "https://a.example"));
+        assert!(allowed("HTTPS://A.example:443", "https://a.example"));
+        assert!(allowed("http://a.example:80", "http://a.example"));
+        assert!(allowed("http://[::1]:80", "http://[::1]"));
+        assert!(allowed("https://a.example:0443", "https://a.example"));
+        // Another port, or the other scheme's default, is another origin.
+        assert!(!allowed("https://a.example:80", "https://a.example"));
+        assert!(!allowed("http://a.example:443", "http://a.example"));
+        assert!(!allowed("https://a.example:8443", "https://a.example"));
+        assert!(allowed("https://a.example:8443", "https://a.example:8443"));
+        assert!(!allowed("https://a.example:", "https://a.example"));
+        assert!(!allowed("https://evil.example:443", "https://a.example"));
+        // An entry a library user wrote with the default port matches too.
+        assert!(allowed("https://a.example", "https://a.example:443"));
+        assert!(allowed("https://a.example:443", "https://a.example:443"));
+        assert_eq!(without_default_port("https:443"), "https:443");
+        assert_eq!(without_default_port("null"), "null");
+    }
+
+    #[test]
+    fn more_than_one_origin_is_refused_with_400() {
+        let two = with("Origin: https://good.example\r\nOrigin: https://evil.example");
+        assert_eq!(validate(&two), Err(HandshakeError::RepeatedOrigin));
+        assert_eq!(HandshakeError::RepeatedOrigin.status(), 400);
+        let same = with("Origin: https://good.example\r\norigin: https://good.example");
+        assert_eq!(validate(&same), Err(HandshakeError::RepeatedOrigin));
+        assert!(validate(&with("Origin: https://good.example")).is_ok());
     }
 
     #[test]

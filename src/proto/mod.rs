@@ -14,6 +14,7 @@
 //! - [`output`]: a connection's queued bytes and the one way they leave, into
 //!   a [`output::Sink`];
 //! - [`deflate`]: permessage-deflate (RFC 7692), the offer and the loop-wide codec;
+//! - [`rate`]: token buckets over a client's messages and bytes;
 //! - [`connection`]: the whole life of one connection on top of all of these,
 //!   the state machine the server drives.
 
@@ -30,5 +31,6 @@ pub mod frame;
 pub mod handshake;
 pub mod http;
 pub mod output;
+pub mod rate;
 pub mod receiver;
 pub mod utf8;

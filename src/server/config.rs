@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::proto::rate::{Limits, Rate};
+
 /// Limits, timers and options for a [`crate::Server`]. `Default` gives the
 /// `rookery` command's defaults; a zero duration turns that timer off.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +28,19 @@ pub struct Config {
     pub max_backlog: usize,
     /// The most connections at once, handshakes included (default 1024).
     pub max_connections: usize,
+    /// The most connections at once from one IP address, handshakes
+    /// included (an IPv6 address counts whole); a further one is answered
+    /// `503` (default 0: no limit).
+    pub max_connections_per_ip: usize,
+    /// The most messages a second an open connection may send, with a
+    /// burst; past it the connection is closed with 1008 (default `None`:
+    /// no limit).
+    pub rate_limit: Option<Rate>,
+    /// The most payload bytes a second an open connection may send,
+    /// counting a compressed message at its inflated size, with a burst
+    /// (which is also the largest message that can pass); past it the
+    /// connection is closed with 1008 (default `None`: no limit).
+    pub rate_limit_bytes: Option<Rate>,
     /// Origins allowed to upgrade; empty allows all (default empty).
     pub allowed_origins: Vec<String>,
     /// The most bytes that posts from other threads ([`crate::Poster`]) may
@@ -49,6 +64,9 @@ impl Default for Config {
             max_message: 1 << 20,
             max_backlog: 1 << 20,
             max_connections: 1024,
+            max_connections_per_ip: 0,
+            rate_limit: None,
+            rate_limit_bytes: None,
             allowed_origins: Vec::new(),
             max_posted: 1 << 20,
             deflate: false,
@@ -68,6 +86,10 @@ impl Config {
             idle_timeout: self.idle_timeout,
             close_timeout: self.close_timeout,
             deflate: self.deflate,
+            rate_limits: Limits {
+                messages: self.rate_limit,
+                bytes: self.rate_limit_bytes,
+            },
         }
     }
 }

@@ -28,6 +28,7 @@ use crate::proto::http::Response;
 use super::batch::DeflatedBatch;
 use super::feed::Feed;
 use super::handler::TimerId;
+use super::per_ip::PerIp;
 use super::sink::SlotSink;
 use super::slab::{ConnId, Slab};
 use super::stats::Stats;
@@ -180,6 +181,8 @@ pub(crate) struct Core {
     open_count: usize,
     /// The paced feeds, by slot index (see [`super::feed`]).
     feeds: HashMap<usize, Feed>,
+    /// Connections by address, with `max_connections_per_ip`.
+    per_ip: PerIp,
     /// The certificate and key new connections use, on a TLS listener.
     #[cfg(feature = "tls")]
     pub tls: Option<crate::tls::TlsConfig>,
@@ -228,6 +231,7 @@ impl Core {
             touched: Vec::new(),
             open_count: 0,
             feeds: HashMap::new(),
+            per_ip: PerIp::default(),
             #[cfg(feature = "tls")]
             tls: None,
             #[cfg(feature = "redis")]
@@ -419,7 +423,9 @@ impl Core {
         let _ = stream.set_nodelay(true);
         self.stats.connections_accepted += 1;
         let live = self.slots.len() - self.busy_rejects;
-        let busy = live >= self.config.max_connections;
+        let per_ip = self.config.max_connections_per_ip;
+        let crowded = per_ip > 0 && self.per_ip.is_full(peer.ip(), per_ip);
+        let busy = live >= self.config.max_connections || crowded;
         if busy && self.busy_rejects >= MAX_BUSY_REJECTS {
             debug!("dropping {peer}: at the connection limit");
             return;
@@ -463,13 +469,22 @@ impl Core {
         if busy {
             self.busy_rejects += 1;
             self.stats.count_refusal(503);
-            debug!(
-                "{id}: over {} connections, answering 503",
-                self.config.max_connections
-            );
+            if crowded {
+                debug!(
+                    "{id}: {} has {per_ip} connections already, answering 503",
+                    peer.ip()
+                );
+            } else {
+                debug!(
+                    "{id}: over {} connections, answering 503",
+                    self.config.max_connections
+                );
+            }
             let _ = slot
                 .conn
                 .respond(&self.settings, self.now, &Response::status(503));
+        } else if per_ip > 0 {
+            self.per_ip.add(id, peer.ip());
         }
         self.touch(id);
     }
@@ -583,6 +598,8 @@ impl Core {
         }
         if slot.busy_reject {
             self.busy_rejects -= 1;
+        } else if self.config.max_connections_per_ip > 0 {
+            self.per_ip.remove(id);
         }
         debug!("{id} removed");
     }

@@ -533,4 +533,19 @@ pub trait Handler {
     fn on_timer(&mut self, ctx: &mut Context<'_>, token: u64) {
         let _ = (ctx, token);
     }
+
+    /// A reload was asked for ([`ReloadHandle::reload`](crate::ReloadHandle),
+    /// SIGHUP through [`reload_on_sighup`](crate::reload_on_sighup)) and the
+    /// server did its own part (the TLS pair): reload what the handler
+    /// keeps. Called on the loop, at the end of the pass that saw the ask.
+    fn on_reload(&mut self, ctx: &mut Context<'_>) {
+        let _ = ctx;
+    }
+
+    /// The graceful shutdown begins ([`StopHandle::stop`](crate::StopHandle),
+    /// SIGTERM through [`stop_on_signals`](crate::stop_on_signals)): called
+    /// once, before the close frames go out; connections are still open.
+    fn on_shutdown(&mut self, ctx: &mut Context<'_>) {
+        let _ = ctx;
+    }
 }

@@ -17,6 +17,7 @@ mod core;
 mod feed;
 mod handler;
 mod history;
+mod per_ip;
 pub(crate) mod poller;
 mod post;
 mod sink;
@@ -101,7 +102,8 @@ impl StopHandle {
 /// Makes a running [`Server`] re-read its TLS certificate and key, from any
 /// thread or from a signal handler (SIGHUP): [`ReloadHandle::reload`] only
 /// stores a flag and wakes the poller, both async-signal-safe. The loop
-/// reloads at the end of its pass. Without TLS it does nothing.
+/// reloads at the end of its pass. Without TLS it logs (info) that there is
+/// nothing to reload, and does nothing else.
 #[derive(Clone)]
 pub struct ReloadHandle {
     poller: Arc<Poller>,
@@ -414,18 +416,26 @@ impl<H: Handler> Server<H> {
     /// connections use the new pair; a pair that does not load leaves the old
     /// one in place, with a warning.
     fn check_reload(&mut self) {
-        let asked = self.core.reload_flag.swap(false, Ordering::SeqCst);
+        if !self.core.reload_flag.swap(false, Ordering::SeqCst) {
+            return;
+        }
+        self.reload_tls();
+        self.handler.on_reload(&mut Context {
+            core: &mut self.core,
+        });
+        self.settle();
+    }
+
+    fn reload_tls(&mut self) {
         #[cfg(feature = "tls")]
-        if let Some(tls) = self.core.tls.as_mut().filter(|_| asked) {
+        if let Some(tls) = self.core.tls.as_mut() {
             match tls.reload() {
                 Ok(()) => log::info!("reloaded the TLS certificate and key"),
                 Err(e) => log::warn!("TLS reload failed, keeping the old pair: {e}"),
             }
+            return;
         }
-        #[cfg(not(feature = "tls"))]
-        if asked {
-            debug!("reload asked for, but there is no TLS to reload");
-        }
+        log::info!("SIGHUP (a reload) ignored: there is no TLS certificate to re-read");
     }
 
     fn check_stop(&mut self) {
@@ -444,6 +454,9 @@ impl<H: Handler> Server<H> {
             // Posts accepted so far still go out, before the close frames.
             self.posts.close();
             self.deliver_posts();
+            self.handler.on_shutdown(&mut Context {
+                core: &mut self.core,
+            });
             self.core.begin_shutdown();
             self.settle();
         }

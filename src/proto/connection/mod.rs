@@ -46,6 +46,7 @@ use super::frame::{encode_close, encode_frame, OpCode, ServerHeader, MAX_CONTROL
 use super::handshake::{self, HandshakeError};
 use super::http::{HeadReader, HttpError, Request, Response, Status};
 use super::output::{OutQueue, Sink};
+use super::rate::{Limiter, Limits};
 use super::receiver::{Event as RxEvent, Payload, ProtocolError, Receiver};
 
 /// What a connection needs to know of the server's configuration. One value
@@ -74,6 +75,9 @@ pub struct Settings {
     /// Whether a client's permessage-deflate offer is taken (RFC 7692; only
     /// with feature `deflate`, else no offer ever is).
     pub deflate: bool,
+    /// What an open connection may send, in messages and in (inflated)
+    /// payload bytes a second; past either it is closed with 1008.
+    pub rate_limits: Limits,
 }
 
 impl Default for Settings {
@@ -87,6 +91,7 @@ impl Default for Settings {
             idle_timeout: Duration::from_secs(15),
             close_timeout: Duration::from_secs(5),
             deflate: false,
+            rate_limits: Limits::default(),
         }
     }
 }
@@ -263,9 +268,10 @@ enum Phase {
     /// Upgraded, waiting for activation; input is kept, not read.
     Pending(Box<Pending>),
     /// Exchanging messages, compressed with this window (bits; 0: no
-    /// permessage-deflate). Kept in the phase, where it fits in the tag's
-    /// padding, so the connection stays its size.
-    Open(u8),
+    /// permessage-deflate), and counted by the limiter if there are rate
+    /// limits. Kept in the phase, where they fit beside the other phases'
+    /// boxes, so the connection stays its size.
+    Open(u8, Option<Box<Limiter>>),
     /// We sent a close frame and wait for the peer's; its data is dropped.
     /// The window, as in `Open`, so the peer's compressed frames in flight
     /// still parse.
@@ -286,6 +292,8 @@ struct Pending {
     activated: bool,
     /// The compression window agreed, for `Open` once activated.
     deflate: u8,
+    /// The rate limiter, for `Open` once activated.
+    limiter: Option<Box<Limiter>>,
 }
 
 /// Output beyond which a connection stops taking input, so that a client
@@ -358,10 +366,22 @@ impl Connection {
         now: Instant,
         input: &'a mut [u8],
     ) -> Option<(usize, Message<'a>)> {
-        if !matches!(self.phase, Phase::Open(_)) {
+        let Phase::Open(_, limiter) = &self.phase else {
             return None;
+        };
+        // A message over a rate limit is left to `handle_input`, which
+        // closes the connection for it.
+        let most = match limiter {
+            None => settings.max_message,
+            Some(limiter) => limiter
+                .allowance(&settings.rate_limits, now)?
+                .min(settings.max_message),
+        };
+        let frame = self.rx.read_simple_message(input, most)?;
+        if let Phase::Open(_, Some(limiter)) = &mut self.phase {
+            // Within the allowance: this counts it.
+            limiter.take(&settings.rate_limits, now, frame.payload.len() as u64);
         }
-        let frame = self.rx.read_simple_message(input, settings.max_message)?;
         self.time = Some(now);
         let input: &'a [u8] = input;
         let payload = &input[frame.payload];
@@ -393,7 +413,7 @@ impl Connection {
         input: &'a mut [u8],
         scratch: &'a mut Vec<u8>,
     ) -> (usize, Option<Event<'a>>) {
-        if !input.is_empty() && matches!(self.phase, Phase::Open(_)) {
+        if !input.is_empty() && matches!(self.phase, Phase::Open(..)) {
             self.time = Some(now);
         }
         match &mut self.phase {
@@ -414,7 +434,7 @@ impl Connection {
                 pending.early.extend_from_slice(input);
                 (input.len(), None)
             }
-            Phase::Open(_) | Phase::Closing(_) => {
+            Phase::Open(..) | Phase::Closing(_) => {
                 self.read_frames(settings, now, codec, input, scratch)
             }
             Phase::Draining | Phase::Finished => (input.len(), None),
@@ -476,7 +496,7 @@ impl Connection {
         input: &'a mut [u8],
         scratch: &'a mut Vec<u8>,
     ) -> (usize, Option<Event<'a>>) {
-        let open = matches!(self.phase, Phase::Open(_));
+        let open = matches!(self.phase, Phase::Open(..));
         let (used, event) = match self
             .rx
             .read(input, settings.max_message, self.deflate() != 0)
@@ -492,10 +512,23 @@ impl Connection {
             // Closing: RFC 6455 lets us drop data after our close frame.
             RxEvent::Text(_) | RxEvent::Binary(_) | RxEvent::Deflated { .. } if !open => None,
             RxEvent::Deflated { text, payload } => {
+                // Inflated no further than the rate limits allow: a small
+                // frame that inflates to a megabyte costs only what the
+                // limit lets through.
+                let Some(allowed) = self.rate_allowance(settings, now) else {
+                    return (used, self.rate_exceeded(settings, now));
+                };
                 scratch.clear();
-                let limit = usize::try_from(settings.max_message).unwrap_or(usize::MAX);
+                let most = allowed.min(settings.max_message);
+                let limit = usize::try_from(most).unwrap_or(usize::MAX);
                 let inflated = codec.inflate(self.rx.payload(input, &payload), scratch, limit);
+                if inflated.is_ok() {
+                    self.count_message(settings, now, scratch.len());
+                }
                 match inflated {
+                    Err(InflateError::TooBig) if allowed < settings.max_message => {
+                        self.rate_exceeded(settings, now)
+                    }
                     Err(InflateError::TooBig) => {
                         self.fail(settings, now, ProtocolError::MessageTooBig)
                     }
@@ -509,11 +542,19 @@ impl Connection {
                     },
                 }
             }
-            RxEvent::Text(payload) => Some(Event::Text(validated(
-                self.take_payload(input, payload, scratch),
-            ))),
+            RxEvent::Text(payload) => {
+                let bytes = self.take_payload(input, payload, scratch);
+                match self.count_message(settings, now, bytes.len()) {
+                    true => Some(Event::Text(validated(bytes))),
+                    false => self.rate_exceeded(settings, now),
+                }
+            }
             RxEvent::Binary(payload) => {
-                Some(Event::Binary(self.take_payload(input, payload, scratch)))
+                let bytes = self.take_payload(input, payload, scratch);
+                match self.count_message(settings, now, bytes.len()) {
+                    true => Some(Event::Binary(bytes)),
+                    false => self.rate_exceeded(settings, now),
+                }
             }
             RxEvent::Ping(payload) => {
                 if open {
@@ -542,6 +583,50 @@ impl Connection {
             }
         };
         (used, event)
+    }
+
+    /// The largest message the rate limits let through at `now` (`None`:
+    /// none at all; no limits: any).
+    fn rate_allowance(&self, settings: &Settings, now: Instant) -> Option<u64> {
+        match &self.phase {
+            Phase::Open(_, Some(limiter)) => limiter.allowance(&settings.rate_limits, now),
+            _ => Some(u64::MAX),
+        }
+    }
+
+    /// Counts a message of `len` bytes received at `now` against the rate
+    /// limits; whether it is within them.
+    fn count_message(&mut self, settings: &Settings, now: Instant, len: usize) -> bool {
+        match &mut self.phase {
+            Phase::Open(_, Some(limiter)) => limiter.take(&settings.rate_limits, now, len as u64),
+            _ => true,
+        }
+    }
+
+    /// Closes the connection (1008) for a message over a rate limit; the
+    /// message is dropped, and [`Event::Closed`] follows the peer's answer.
+    fn rate_exceeded(&mut self, settings: &Settings, now: Instant) -> Option<Event<'static>> {
+        let limits = &settings.rate_limits;
+        log::warn!(
+            "over the rate limit ({} messages/s, {} bytes/s): closing (1008)",
+            limits.messages.map_or("any".into(), |r| format!(
+                "{} burst {}",
+                r.per_second(),
+                r.burst()
+            )),
+            limits.bytes.map_or("any".into(), |r| format!(
+                "{} burst {}",
+                r.per_second(),
+                r.burst()
+            )),
+        );
+        let _ = self.close(
+            settings,
+            now,
+            close::POLICY_VIOLATION,
+            "rate limit exceeded",
+        );
+        None
     }
 
     /// The payload of a data event: in the input, or the gathered message,
@@ -650,6 +735,10 @@ impl Connection {
             agreement.write_answer(&mut extensions);
         }
         let window = agreement.map_or(0, |a| a.window_bits);
+        let limiter = settings
+            .rate_limits
+            .is_set()
+            .then(|| Box::new(Limiter::default()));
         let mut reply = Vec::with_capacity(160 + extensions.len());
         handshake::write_accept(
             &mut reply,
@@ -663,10 +752,11 @@ impl Connection {
         self.phase = if delayed {
             Phase::Pending(Box::new(Pending {
                 deflate: window,
+                limiter,
                 ..Pending::default()
             }))
         } else {
-            Phase::Open(window)
+            Phase::Open(window, limiter)
         };
         Ok(())
     }
@@ -733,7 +823,8 @@ impl Connection {
             return None;
         }
         let early = std::mem::take(&mut pending.early);
-        self.phase = Phase::Open(pending.deflate);
+        let limiter = pending.limiter.take();
+        self.phase = Phase::Open(pending.deflate, limiter);
         self.time = Some(now);
         Some(early)
     }
@@ -1034,7 +1125,7 @@ impl Connection {
     /// When the connection next needs [`Connection::handle_timeout`], if ever.
     pub fn poll_timeout(&self, settings: &Settings) -> Option<Instant> {
         match self.phase {
-            Phase::Open(_) => self
+            Phase::Open(..) => self
                 .time
                 .and_then(|heard| after(heard, settings.idle_timeout)),
             Phase::Handshake(_) | Phase::Closing(_) | Phase::Draining => self.time,
@@ -1057,7 +1148,7 @@ impl Connection {
                 // Logged by whoever holds the connection, which can name it.
                 self.finish(close::ABNORMAL);
             }
-            Phase::Open(_) => {
+            Phase::Open(..) => {
                 log::debug!("idle for {:?}, closing", settings.idle_timeout);
                 let _ = self.close(settings, now, close::GOING_AWAY, "idle timeout");
             }
@@ -1083,19 +1174,19 @@ impl Connection {
 
     /// Whether messages may be sent (open, or accepted and not yet active).
     pub fn can_send(&self) -> bool {
-        matches!(self.phase, Phase::Open(_) | Phase::Pending(_))
+        matches!(self.phase, Phase::Open(..) | Phase::Pending(_))
     }
 
     /// Whether the connection is open for messages both ways.
     pub fn is_open(&self) -> bool {
-        matches!(self.phase, Phase::Open(_))
+        matches!(self.phase, Phase::Open(..))
     }
 
     /// The window (bits) it compresses messages with, once permessage-deflate
     /// is agreed (0: not agreed).
     fn deflate(&self) -> u8 {
         match &self.phase {
-            Phase::Open(window) | Phase::Closing(window) => *window,
+            Phase::Open(window, _) | Phase::Closing(window) => *window,
             Phase::Pending(pending) => pending.deflate,
             _ => 0,
         }
@@ -1116,7 +1207,7 @@ impl Connection {
         match self.phase {
             Phase::Deciding | Phase::Pending(_) | Phase::Finished => false,
             Phase::Draining => true,
-            Phase::Handshake(_) | Phase::Open(_) | Phase::Closing(_) => {
+            Phase::Handshake(_) | Phase::Open(..) | Phase::Closing(_) => {
                 self.out.len() < READ_PAUSE.min(settings.max_backlog.max(1))
             }
         }

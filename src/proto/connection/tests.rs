@@ -601,6 +601,115 @@ fn close_frame(code: u16, reason: &str) -> Vec<u8> {
     client_frame(0x88, &close_payload(code, reason))
 }
 
+/// A close frame with `code` and `reason`, as the server sends it.
+fn server_close(code: u16, reason: &str) -> Vec<u8> {
+    server_frame(OpCode::Close, &close_payload(code, reason))
+}
+
+#[test]
+fn a_sender_over_the_message_rate_is_closed_with_1008_and_one_within_it_never() {
+    use crate::proto::rate::{Limits, Rate};
+    let limited = Settings {
+        rate_limits: Limits {
+            messages: Rate::new(10, 3),
+            bytes: None,
+        },
+        ..settings()
+    };
+    for fast in [false, true] {
+        // A burst of 3 at once, then one every 100 ms: all pass.
+        let mut steady = Peer::open(limited.clone());
+        steady.fast = fast;
+        let three: Vec<u8> = (0..3).flat_map(|_| client_frame(0x81, b"hi")).collect();
+        assert_eq!(steady.feed(10, &three).len(), 3);
+        for i in 1..=200 {
+            assert_eq!(
+                steady.feed(10 + 100 * i, &client_frame(0x81, b"hi")),
+                [Seen::Text("hi".into())],
+                "message {i} at {} ms",
+                10 + 100 * i
+            );
+        }
+        assert!(steady.conn.is_open());
+        steady.sent();
+
+        // A fourth in the same instant is over: closed, the message dropped,
+        // and what follows it is not read as messages.
+        let mut flood = Peer::open(limited.clone());
+        flood.fast = fast;
+        let five: Vec<u8> = (0..5).flat_map(|_| client_frame(0x81, b"hi")).collect();
+        let hi = || Seen::Text("hi".into());
+        assert_eq!(flood.feed(10, &five), [hi(), hi(), hi()]);
+        assert!(!flood.conn.is_open());
+        assert_eq!(flood.sent(), server_close(1008, "rate limit exceeded"));
+        assert_eq!(
+            flood.feed(20, &client_frame(0x88, &close_payload(1008, ""))),
+            [Seen::Closed(1008, String::new())]
+        );
+    }
+}
+
+#[test]
+fn a_sender_over_the_byte_rate_is_closed_with_1008_fragmented_or_not() {
+    use crate::proto::rate::{Limits, Rate};
+    let limited = Settings {
+        rate_limits: Limits {
+            messages: None,
+            bytes: Rate::new(1000, 1000),
+        },
+        ..settings()
+    };
+    for fast in [false, true] {
+        let mut peer = Peer::open(limited.clone());
+        peer.fast = fast;
+        assert_eq!(peer.feed(0, &client_frame(0x82, &[1; 600])).len(), 1);
+        // 400 left at once; 100 more each 100 ms.
+        assert_eq!(peer.feed(100, &client_frame(0x82, &[1; 500])).len(), 1);
+        assert!(peer.conn.is_open());
+        // A fragmented message counts whole, when it completes.
+        let mut parts = client_frame(0x02, &[1; 300]);
+        parts.extend(client_frame(0x80, &[1; 300]));
+        assert_eq!(peer.feed(500, &parts), []);
+        assert!(!peer.conn.is_open());
+        assert_eq!(peer.sent(), server_close(1008, "rate limit exceeded"));
+    }
+    // A single message over the burst never passes.
+    let mut big = Peer::open(limited);
+    assert_eq!(big.feed(60_000, &client_frame(0x82, &[1; 1001])), []);
+    assert_eq!(big.sent(), server_close(1008, "rate limit exceeded"));
+}
+
+#[test]
+fn a_delayed_upgrade_keeps_its_limiter_until_activated() {
+    use crate::proto::rate::{Limits, Rate};
+    let s = Settings {
+        rate_limits: Limits {
+            messages: Rate::new(1, 1),
+            bytes: None,
+        },
+        ..settings()
+    };
+    let mut peer = Peer::new(s.clone());
+    let mut input = upgrade_request("/chat");
+    let len = input.len();
+    let now = peer.at(0);
+    let (used, event) =
+        peer.conn
+            .handle_input(&s, now, &mut peer.codec, &mut input, &mut peer.scratch);
+    assert_eq!(used, len);
+    let Some(Event::Upgrade(req)) = event else {
+        panic!("no upgrade");
+    };
+    peer.conn.accept(&s, now, &req, None, true).unwrap();
+    peer.conn.activate().unwrap();
+    assert_eq!(peer.conn.take_activation(now), Some(Vec::new()));
+    peer.flush(0);
+    peer.sent();
+    let two: Vec<u8> = (0..2).flat_map(|_| client_frame(0x81, b"x")).collect();
+    assert_eq!(peer.feed(0, &two), [Seen::Text("x".into())]);
+    assert_eq!(peer.sent(), server_close(1008, "rate limit exceeded"));
+}
+
 #[test]
 fn upgrade_paths_are_the_ws_path_and_below_it() {
     use super::is_upgrade_path;
@@ -721,6 +830,57 @@ mod deflate {
             peer.scratch.capacity()
         );
         assert_eq!(frames(&peer.sent()), [(0x88, vec![0x03, 0xF1])]);
+    }
+
+    #[test]
+    fn inflated_bytes_count_against_the_byte_rate_and_are_not_inflated_past_it() {
+        use crate::proto::rate::{Limits, Rate};
+        // The report: 1,034-byte frames that each inflate to about 1 MiB.
+        let mut peer = Peer::new(Settings {
+            deflate: true,
+            max_message: 1 << 20,
+            rate_limits: Limits {
+                messages: None,
+                bytes: Rate::new(64 * 1024, 64 * 1024),
+            },
+            ..settings()
+        });
+        peer.feed(0, &offering(OFFER));
+        peer.sent();
+        let small = vec![b'a'; 60 * 1024];
+        assert_eq!(
+            peer.feed(1, &client_frame(0xC2, &compressed(&small))),
+            [Seen::Binary(small)]
+        );
+        let bomb = compressed(&vec![0u8; (1 << 20) - 16]);
+        assert!(bomb.len() < 2048, "{}", bomb.len());
+        assert_eq!(peer.feed(2, &client_frame(0xC2, &bomb)), []);
+        assert!(!peer.conn.is_open());
+        assert!(
+            peer.scratch.capacity() <= 64 * 1024 + 1,
+            "inflated no further than the allowance: {}",
+            peer.scratch.capacity()
+        );
+        assert_eq!(
+            frames(&peer.sent()),
+            [(0x88, close_payload(1008, "rate limit exceeded"))]
+        );
+        // Past max_message it is still 1009, limit or no limit.
+        let mut peer = Peer::new(Settings {
+            deflate: true,
+            max_message: 1000,
+            rate_limits: Limits {
+                messages: None,
+                bytes: Rate::new(1 << 20, 1 << 20),
+            },
+            ..settings()
+        });
+        peer.feed(0, &offering(OFFER));
+        peer.sent();
+        assert_eq!(
+            peer.feed(1, &client_frame(0xC2, &compressed(&[0; 2000]))),
+            [Seen::Closed(1009, String::new())]
+        );
     }
 
     #[test]
