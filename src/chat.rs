@@ -328,6 +328,19 @@ impl Chat {
     }
 }
 
+/// Whether the server is joined to others through Redis. Offsets there
+/// are not yet the cluster's, and what other nodes publish reaches this
+/// node's plain members only: a client that offers `rookery.v1` is then
+/// answered without it, and gets plain frames (the page reads both).
+fn clustered(ctx: &Context<'_>) -> bool {
+    #[cfg(feature = "redis")]
+    if ctx.redis_status().is_some() {
+        return true;
+    }
+    let _ = ctx;
+    false
+}
+
 /// Whether `name` may name a room: 1 to 64 bytes of `A-Z a-z 0-9 . _ -`,
 /// but not `.` or `..` (which a browser or a proxy would take for the path
 /// itself or its parent).
@@ -504,7 +517,7 @@ impl Handler for Chat {
         self.on_http(req)
     }
 
-    fn on_upgrade(&mut self, _ctx: &mut Context<'_>, conn: ConnId, req: &Request) -> Upgrade {
+    fn on_upgrade(&mut self, ctx: &mut Context<'_>, conn: ConnId, req: &Request) -> Upgrade {
         let Some(name) = self.room_for(req.path()) else {
             debug!("{conn}: no such room, answering 404");
             return Upgrade::reject(404);
@@ -523,7 +536,7 @@ impl Handler for Chat {
             );
             return Upgrade::reject(503);
         }
-        let v1 = offered_protocols(req).any(|p| p == envelope::PROTOCOL);
+        let v1 = offered_protocols(req).any(|p| p == envelope::PROTOCOL) && !clustered(ctx);
         self.joining = Some(Joining {
             conn,
             room: name.to_string(),

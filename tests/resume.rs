@@ -485,3 +485,29 @@ fn a_paced_resume_of_large_messages_keeps_the_live_ones_behind_it() {
         assert_eq!(text(&mut back), message(&epoch, n, &body(n as usize)));
     }
 }
+
+/// With `--redis` the offsets are not the cluster's yet, and other nodes'
+/// messages reach plain members only: the offer is declined, the client
+/// gets plain frames (the page reads both).
+#[cfg(feature = "redis")]
+#[test]
+fn with_redis_the_offer_is_declined_and_the_client_gets_plain_frames() {
+    // Nothing listens on port 1: the bridge is attached and retrying.
+    let server = chat(&["--history", "5", "--redis", "redis://127.0.0.1:1"]);
+    let (mut raw, head) = raw_upgrade(
+        server.addr,
+        "/chat/c",
+        "Sec-WebSocket-Protocol: rookery.v1\r\n",
+    );
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(
+        !head.to_ascii_lowercase().contains("sec-websocket-protocol"),
+        "{head}"
+    );
+    assert_eq!(
+        read_frame(&mut raw).unwrap(),
+        (0x81, WELCOME.as_bytes().to_vec())
+    );
+    raw.write_all(&client_frame(0x81, b"plain")).unwrap();
+    assert_eq!(read_frame(&mut raw).unwrap(), (0x81, b"plain".to_vec()));
+}
