@@ -254,8 +254,15 @@ impl Chat {
                 sent += ctx.publish_local(&room.v1_topic, Message::Text(&envelope));
             }
             if kept {
-                room.envelopes
-                    .push_frame(ctx.prepare_kept(Message::Text(&envelope)));
+                // Compressed now only where v1 members come: a room of
+                // plain members pays no compression for envelopes nobody
+                // may read (they are compressed once, on first use, if so).
+                let frame = if room.v1_seen {
+                    ctx.prepare_kept(Message::Text(&envelope))
+                } else {
+                    ctx.prepare(Message::Text(&envelope))
+                };
+                room.envelopes.push_frame(frame);
             }
         }
         if kept {
@@ -274,6 +281,7 @@ impl Chat {
     /// `recovered`, or a `gap` and the room's history, and subscribes it.
     fn open_v1(&mut self, ctx: &mut Context<'_>, conn: ConnId, name: &str, since: Option<Since>) {
         let (name, room) = self.rooms.join(name);
+        room.v1_seen = true;
         let (epoch, last) = (room.history.epoch(), room.history.last_offset());
         let welcome = envelope::welcome(&self.welcome, &name, epoch, last);
         let _ = ctx.send_text(conn, &welcome);

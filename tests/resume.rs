@@ -511,3 +511,28 @@ fn with_redis_the_offer_is_declined_and_the_client_gets_plain_frames() {
     raw.write_all(&client_frame(0x81, b"plain")).unwrap();
     assert_eq!(read_frame(&mut raw).unwrap(), (0x81, b"plain".to_vec()));
 }
+
+/// With `--deflate` a kept envelope is compressed once when kept, but only
+/// in a room a `rookery.v1` member joined: a room of plain members pays
+/// for its plain frames only (tests/history_limits.rs counts those).
+#[cfg(feature = "deflate")]
+#[test]
+fn with_deflate_envelopes_are_compressed_when_kept_where_v1_members_come() {
+    let server = chat(&["--deflate", "--history", "10", "--metrics"]);
+    let compressed = || {
+        let body = get(&server, "/metrics");
+        let line = body
+            .lines()
+            .find(|l| l.starts_with("rookery_compressed_bytes_total "))
+            .unwrap_or_else(|| panic!("{body}"))
+            .to_string();
+        line.rsplit(' ').next().unwrap().parse::<u64>().unwrap()
+    };
+    let (_v1, epoch, _) = join_v1(&server, "/chat/z");
+    let start = compressed();
+    talk(&server, "/chat/z", &"x".repeat(1000), 3);
+    let envelopes: u64 = (1..=3u64)
+        .map(|n| message(&epoch, n, &format!("{}{}", "x".repeat(1000), n - 1)).len() as u64)
+        .sum();
+    assert_eq!(compressed() - start, 3 * 1001 + envelopes);
+}

@@ -28,6 +28,9 @@ pub(super) struct Room {
     pub(super) envelopes: History,
     /// The topic of its `rookery.v1` members.
     pub(super) v1_topic: Arc<str>,
+    /// Whether a `rookery.v1` member ever joined it (then envelopes are
+    /// compressed, with permessage-deflate, when kept; else on first use).
+    pub(super) v1_seen: bool,
     /// Its key among the idle rooms, while it is one.
     idle: Option<u64>,
 }
@@ -122,7 +125,7 @@ impl Rooms {
 
     /// A member joins `name` (the room is made if need be, with a new
     /// epoch): the room's own name, to share, and the room.
-    pub(super) fn join(&mut self, name: &str) -> (Arc<str>, &Room) {
+    pub(super) fn join(&mut self, name: &str) -> (Arc<str>, &mut Room) {
         let name = match self.rooms.get_key_value(name) {
             Some((known, _)) => Arc::clone(known),
             None => Arc::from(name),
@@ -135,6 +138,7 @@ impl Rooms {
                 envelopes: History::with_epoch(history, plain.epoch().clone()),
                 history: plain,
                 v1_topic: super::envelope::topic(&name).into(),
+                v1_seen: false,
                 idle: None,
             }
         });
