@@ -323,6 +323,7 @@ fn a_thousand_messages_published_during_a_resume_arrive_contiguous_none_twice() 
     drop(ws);
     let url = server.url("/chat/seam");
     let (started, halfway) = std::sync::mpsc::channel();
+    let (resuming, resumed) = std::sync::mpsc::channel::<()>();
     let talker = std::thread::spawn(move || {
         let mut ws = connect(&url);
         assert_eq!(next_data(&mut ws), Message::text(WELCOME));
@@ -331,8 +332,10 @@ fn a_thousand_messages_published_during_a_resume_arrive_contiguous_none_twice() 
         }
         for i in 0..DURING {
             ws.send(Message::text(format!("new{i}"))).unwrap();
-            if i == DURING / 4 {
+            if i == DURING / 2 {
+                // The other half only once the resume has begun.
                 started.send(()).unwrap();
+                resumed.recv().unwrap();
             }
         }
         for i in 0..DURING {
@@ -343,10 +346,11 @@ fn a_thousand_messages_published_during_a_resume_arrive_contiguous_none_twice() 
     // then the rest as it comes.
     halfway.recv().unwrap();
     let (mut back, _, latest) = join_v1(&server, &format!("/chat/seam?since={epoch}:10"));
+    resuming.send(()).unwrap();
     let total = (BEFORE + DURING) as u64;
     let mut expected = 11;
     let mut recovered = None;
-    while expected <= total {
+    while expected <= total || recovered.is_none() {
         let got = text(&mut back);
         if got.contains(r#""type":"recovered""#) {
             assert!(recovered.is_none(), "twice: {got}");
