@@ -482,7 +482,7 @@ int rk_server_timeout_ms(const rk_server *s);
  * before freeing). */
 void rk_server_free(rk_server *s);
 
-/* ---- Topics (SPEC section 8) -------------------------------------------
+/* ---- Topics ------------------------------------------------------------
  *
  * A connection may subscribe to any number of topics (any UTF-8 name; a
  * topic exists while it has subscribers). rk_publish encodes a message once

@@ -454,14 +454,20 @@ pub fn render_metrics(ctx: &Context<'_>, rooms: usize) -> String {
         one(
             "rookery_redis_dropped_total",
             "counter",
-            "Messages for Redis dropped because the queue (--max-backlog) was full.",
+            "Messages for Redis dropped: the queue (--max-backlog) was full, or the connection was given up before Redis acknowledged them.",
             redis.dropped,
         );
         one(
             "rookery_redis_backlog_bytes",
             "gauge",
-            "Bytes of messages waiting for Redis.",
+            "Bytes of messages waiting for Redis or for its acknowledgement.",
             redis.queued_bytes as u64,
+        );
+        one(
+            "rookery_redis_oversized_total",
+            "counter",
+            "Messages from Redis dropped because they were larger than --max-message.",
+            redis.oversized,
         );
     }
     let mut labelled = |name: &str,

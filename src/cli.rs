@@ -414,8 +414,8 @@ pub(crate) const FLAGS: &[Flag] = &[
         default: "",
         help: &[
             "share rooms with the other nodes on this Redis",
-            "(redis://[:PASSWORD@]HOST[:PORT][/DB]; builds with",
-            "the redis feature; see docs/cluster.md)",
+            "(redis://[[USER]:PASSWORD@]HOST[:PORT][/DB];",
+            "builds with the redis feature; see docs/cluster.md)",
         ],
     },
     Flag {

@@ -1332,7 +1332,7 @@ pub extern "C" fn rk_strerror(err: c_int) -> *const c_char {
     text.as_ptr().cast()
 }
 
-// ---- posts from other threads, timers (SPEC section 10) ---------------------------
+// ---- posts from other threads, timers --------------------------------------------
 
 /// Queues a copy of a message for `conn` (0: every connection open when the
 /// loop sends it) and wakes the loop, which sends posts in the order they
@@ -1802,7 +1802,7 @@ pub unsafe fn test_hook_panic_on_next_message(s: *mut rk_server) {
     }
 }
 
-// ---- topics (SPEC §8) ----------------------------------------------------------
+// ---- topics ---------------------------------------------------------------------
 
 /// Subscribes connection `conn` to `topic` (a UTF-8 C string; any name):
 /// it receives what [`rk_publish`] sends to `topic` from now on, in order

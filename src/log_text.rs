@@ -85,7 +85,7 @@ pub(crate) fn push_for_log(out: &mut String, c: char) {
 /// `text` with every character a log line must not show raw escaped (see
 /// the module's documentation), whole: for text already bounded in length
 /// (the chat's own lines cut client text with [`excerpt_for_log`]).
-#[allow(dead_code)] // kept with its table for text from Redis (`crate::cluster`)
+#[cfg_attr(not(feature = "redis"), allow(dead_code))] // the Redis bridge's error text (`crate::cluster`)
 pub(crate) fn escape_for_log(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {

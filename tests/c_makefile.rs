@@ -3,9 +3,13 @@
 //! repository's root, where the Makefile runs cargo), else under target/.
 //! Checked with `make -n`, which prints the commands without running them.
 //! Without make the test prints `SKIPPED: make not found` and passes,
-//! unless `ROOKERY_REQUIRE_MAKE=1` (CI) makes it fail.
+//! unless `ROOKERY_REQUIRE_MAKE=1` (CI) makes it fail (`common::require`).
+
+mod common;
 
 use std::process::Command;
+
+use common::{require_program, Tool};
 
 /// The commands `make -n chat` would run, with `CARGO_TARGET_DIR` as
 /// given (`None`: unset), or `None` without make.
@@ -19,16 +23,10 @@ fn planned(target_dir: Option<&str>) -> Option<String> {
     if let Some(dir) = target_dir {
         make.env("CARGO_TARGET_DIR", dir);
     }
-    let out = match make.output() {
-        Ok(out) => out,
-        Err(_) if std::env::var_os("ROOKERY_REQUIRE_MAKE").is_some() => {
-            panic!("make not found, and ROOKERY_REQUIRE_MAKE is set")
-        }
-        Err(_) => {
-            println!("SKIPPED: make not found");
-            return None;
-        }
-    };
+    if !require_program(Tool::Make, "make", &["--version"]) {
+        return None;
+    }
+    let out = make.output().expect("run make");
     assert!(out.status.success(), "{out:?}");
     Some(String::from_utf8(out.stdout).unwrap())
 }

@@ -1,7 +1,8 @@
 //! permessage-deflate end to end, against the `rookery` binary with
-//! `--deflate`: Python `websockets` (which offers compression by default)
-//! chatting with a client that offers nothing, decompression bombs, and the
-//! memory of idle connections with and without compression.
+//! `--deflate`: Python `websockets` (which offers compression by default;
+//! skipped where it is not installed) chatting with a client that offers
+//! nothing, decompression bombs, and the memory of idle connections with
+//! and without compression.
 //!
 //! The figures the bomb and idle tests measure are printed with
 //! `cargo test --features deflate --test deflate -- --nocapture`
@@ -32,6 +33,9 @@ fn next_text(ws: &mut Ws) -> String {
 
 #[test]
 fn python_websockets_negotiates_and_chats_with_a_client_that_offers_nothing() {
+    if !require_python("websockets.asyncio.client") {
+        return;
+    }
     let server = Rookery::start(&["--deflate", "--ping-interval", "0"]);
     // A client that offers no extension: tungstenite.
     let mut plain = connect(&server.url("/chat"));

@@ -10,7 +10,7 @@
 //! the boundary; and that `include/rookery.h` declares every exported `rk_`
 //! symbol.
 //!
-//! SPEC section 10: `rk_post` from 4 threads × 100,000 messages (order per
+//! Posts, timers and the rest: `rk_post` from 4 threads × 100,000 messages (order per
 //! thread, nothing lost, `RK_EAGAIN` retried), its errors, broadcasts and
 //! posts around a stop; timers set, fired and cancelled; `on_upgrade`
 //! (request accessors, refusal, subprotocol, per-connection data, peer,
@@ -23,6 +23,8 @@
 //! cannot unwind at all (Rust aborts the process), so it cannot be tested;
 //! the hook exercises the same `catch_unwind` path from inside the handler.
 
+mod common;
+
 use std::cell::RefCell;
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::net::TcpStream;
@@ -31,6 +33,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::{require_program, Tool};
 use rookery::ffi::*;
 use tungstenite::{Message as WsMessage, WebSocket};
 
@@ -799,8 +802,8 @@ fn a_panic_inside_is_caught_at_the_boundary() {
     assert_ne!(srv.port(), 0);
 }
 
-// ---- SPEC section 10: posts, timers, upgrades, HTTP answers, per-connection data,
-// ---- running from another event loop --------------------------------------------
+// ---- posts, timers, upgrades, HTTP answers, per-connection data, running from
+// ---- another event loop ---------------------------------------------------------
 
 /// What the section-10 callbacks saw and are told to do.
 #[derive(Default)]
@@ -1561,8 +1564,11 @@ fn header_declares_every_exported_symbol() {
             .filter(|out| !out.stdout.is_empty())
             .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
     };
+    if !require_program(Tool::Nm, "nm", &["--version"]) {
+        return;
+    }
     let (Some(table), Some(index)) = (nm(&["-g", "--defined-only"]), nm(&["-s"])) else {
-        eprintln!("nm not available: nm check skipped");
+        eprintln!("nm listed nothing for {}: nm check skipped", lib.display());
         return;
     };
     let from_table = table.lines().filter_map(|l| {

@@ -1,5 +1,5 @@
-//! The C API's topics (`rk_subscribe`, `rk_unsubscribe`, `rk_publish`,
-//! SPEC §8) through their `extern "C"` functions, called from Rust as a C
+//! The C API's topics (`rk_subscribe`, `rk_unsubscribe`, `rk_publish`)
+//! through their `extern "C"` functions, called from Rust as a C
 //! program would: NULL and invalid arguments, counts, members only, and a
 //! closed connection leaving its topics.
 

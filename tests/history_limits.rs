@@ -1,4 +1,4 @@
-//! History and rooms under the limits live traffic obeys (SPEC §14),
+//! History and rooms under the limits live traffic obeys,
 //! through the binary over real sockets:
 //!
 //! - replay is paced by the newcomer's socket: newcomers that never read
@@ -200,16 +200,7 @@ fn a_reader_gets_every_large_history_message_and_stays_open() {
 #[test]
 fn a_python_reader_gets_every_large_history_message_and_stays_open() {
     const MESSAGE: usize = 1_048_000;
-    let have = std::process::Command::new(python())
-        .args(["-c", "import websockets"])
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !have {
-        if std::env::var_os("ROOKERY_REQUIRE_PYTHON").is_some() {
-            panic!("python3 with websockets not found, and ROOKERY_REQUIRE_PYTHON is set");
-        }
-        eprintln!("SKIPPED: python3 with websockets not found (pip install websockets)");
+    if !require_python("websockets.asyncio.client") {
         return;
     }
     let server = chat(&["--history", "8"]);

@@ -1,9 +1,12 @@
-//! `--metrics` (SPEC §8): `GET /metrics` parsed by a real Prometheus text
-//! parser (PyPI `prometheus-client`'s `text_string_to_metric_families`),
-//! its counters checked against the traffic the test made, a slow consumer
-//! closed for its backlog counted, and `/metrics` a 404 without the flag.
+//! `--metrics`: `GET /metrics` parsed by a strict parser of the Prometheus
+//! text format (`tests/prometheus_text`), its families checked against the
+//! table in `docs/chat.md`, its counters against the traffic the test made;
+//! a slow consumer closed for its backlog counted; `/metrics` a 404 without
+//! the flag. Where Python has PyPI `prometheus-client`, its parser
+//! (`text_string_to_metric_families`) reads every scrape too and must agree.
 
 mod common;
+mod prometheus_text;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -29,6 +32,7 @@ for family in text_string_to_metric_families(sys.stdin.read()):
 
 struct Scrape {
     head: String,
+    /// Family (as its `TYPE` line names it) → type.
     families: HashMap<String, String>,
     samples: HashMap<String, f64>,
 }
@@ -54,18 +58,40 @@ fn scrape(addr: SocketAddr) -> Scrape {
     stream.read_to_end(&mut raw).unwrap();
     let raw = String::from_utf8(raw).unwrap();
     let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let parsed = prometheus_text::parse(body)
+        .unwrap_or_else(|e| panic!("not the Prometheus text format: {e:?}\n{body}"));
+    if python_parser_available() {
+        agree_with_prometheus_client(body, &parsed);
+    }
+    Scrape {
+        head: head.to_string(),
+        families: parsed.families,
+        samples: parsed.samples,
+    }
+}
+
+/// Whether prometheus-client is there (looked for once per test binary).
+fn python_parser_available() -> bool {
+    static FOUND: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *FOUND.get_or_init(|| require_python("prometheus_client.parser"))
+}
+
+/// prometheus-client's reading of `body` must be the same as ours: the same
+/// samples with the same values, and the same families (it names a counter
+/// family without its `_total`).
+fn agree_with_prometheus_client(body: &str, ours: &prometheus_text::Exposition) {
     let mut py = Command::new(python())
         .args(["-c", PARSE])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .expect("python3");
+        .expect("python");
     py.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
     let out = py.wait_with_output().unwrap();
     assert!(
         out.status.success(),
-        "prometheus-client failed to parse (pip install prometheus-client):\n{body}"
+        "prometheus-client failed to parse:\n{body}"
     );
     let mut families = HashMap::new();
     let mut samples = HashMap::new();
@@ -76,16 +102,42 @@ fn scrape(addr: SocketAddr) -> Scrape {
                 families.insert(name.to_string(), kind.to_string());
             }
             ["sample", key, value] => {
-                samples.insert(key.to_string(), value.parse().unwrap());
+                samples.insert(key.to_string(), value.parse::<f64>().unwrap());
             }
             _ => panic!("{line}"),
         }
     }
-    Scrape {
-        head: head.to_string(),
-        families,
-        samples,
-    }
+    assert_eq!(samples, ours.samples, "prometheus-client and ours differ");
+    let theirs_named_ours: HashMap<String, String> = families
+        .into_iter()
+        .map(|(name, kind)| {
+            let name = if kind == "counter" {
+                format!("{name}_total")
+            } else {
+                name
+            };
+            (name, kind)
+        })
+        .collect();
+    assert_eq!(theirs_named_ours, ours.families);
+}
+
+/// The metrics table of `docs/chat.md`: name → type.
+fn documented_metrics() -> HashMap<String, String> {
+    let doc = include_str!("../docs/chat.md");
+    let table = doc
+        .split("## Metrics")
+        .nth(1)
+        .expect("docs/chat.md has a Metrics section");
+    table
+        .lines()
+        .filter_map(|line| {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            let name = cells.get(1)?.strip_prefix("`rookery_")?;
+            let name = name.trim_end_matches('`').split('{').next()?;
+            Some((format!("rookery_{name}"), cells.get(2)?.to_string()))
+        })
+        .collect()
 }
 
 fn join(server: &Rookery, path: &str) -> Ws {
@@ -108,9 +160,8 @@ fn metrics_count_the_traffic_the_test_made() {
     assert_eq!(first.get("rookery_connections_accepted_total{}"), 1.0);
     assert_eq!(first.get("rookery_connections_open{}"), 0.0);
     assert_eq!(first.get("rookery_rooms{}"), 0.0);
-    assert_eq!(first.families["rookery_connections_open"], "gauge");
-    assert_eq!(first.families["rookery_messages_sent"], "counter");
-    assert_eq!(first.families["rookery_backlog_bytes"], "gauge");
+    // Every family, with the type docs/chat.md gives it, and no other.
+    assert_eq!(first.families, documented_metrics());
 
     let mut a = join(&server, "/chat");
     let mut b = join(&server, "/chat");

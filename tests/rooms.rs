@@ -1,4 +1,4 @@
-//! Chat rooms and history (SPEC §8) through the binary, with tungstenite
+//! Chat rooms and history through the binary, with tungstenite
 //! clients: rooms are isolated, ordered per sender, capped by
 //! `--max-rooms` (503, never for the default room; a room without members
 //! makes way), named by the rules (else 404), and `--history` hands a

@@ -6,8 +6,9 @@
 //! `cargo test --features tls --test tls_memory -- --nocapture` prints the
 //! figures that docs/tls.md and docs/security.md quote; the tests fail if
 //! an idle established session (rustls' unbuffered API, as `TlsSession`
-//! uses it) goes over the 8 KiB budget of SPEC.md section 6, or a half
-//! handshake over the budget of docs/security.md.
+//! uses it) costs more than 8 KiB (heap kept plus `size_of`), the most an
+//! idle wss connection may, or a half handshake goes over the budget of
+//! docs/security.md.
 
 #![cfg(feature = "tls")]
 

@@ -1,7 +1,7 @@
 //! The `rookery` command over TLS: the page over https and the chat over
-//! wss on one port, with clients nobody here wrote (tungstenite over rustls,
-//! Python `websockets`, curl), hostile bytes on the TLS port, the handshake
-//! deadline, and SIGHUP reloads.
+//! wss on one port, with clients nobody here wrote (tungstenite over rustls;
+//! Python `websockets` and curl where installed), hostile bytes on the TLS
+//! port, the handshake deadline, and SIGHUP reloads.
 
 #![cfg(feature = "tls")]
 
@@ -112,6 +112,24 @@ fn chat_over_wss_and_the_page_over_https_on_one_port() {
     assert_eq!(next_text(&mut b), big);
 
     // Python's websockets, trusting the test certificate.
+    if require_python("websockets.asyncio.client") {
+        python_chats_over_wss(&files, server.addr);
+        assert_eq!(next_text(&mut a), "from python");
+    }
+
+    // curl, verifying the certificate.
+    if require_program(Tool::Curl, "curl", &["--version"]) {
+        curl_gets_the_page_over_https(&files, server.addr);
+    }
+    assert!(server.stderr_text().contains(&format!(
+        "serving chat on wss://127.0.0.1:{}/chat",
+        server.addr.port()
+    )));
+}
+
+/// Python's `websockets` joins over wss, gets the welcome, and says
+/// `from python`.
+fn python_chats_over_wss(files: &Files, addr: SocketAddr) {
     let script = format!(
         "import asyncio, ssl, websockets\n\
          async def main():\n\
@@ -122,7 +140,7 @@ fn chat_over_wss_and_the_page_over_https_on_one_port() {
          \x20       print(await ws.recv())\n\
          asyncio.run(main())\n",
         path(&files.cert()),
-        server.addr.port()
+        addr.port()
     );
     let out = Command::new(python())
         .args(["-c", &script])
@@ -137,12 +155,13 @@ fn chat_over_wss_and_the_page_over_https_on_one_port() {
         String::from_utf8_lossy(&out.stdout),
         "Welcome to Rookery Chat!\nfrom python\n"
     );
-    assert_eq!(next_text(&mut a), "from python");
+}
 
-    // curl, verifying the certificate.
+/// curl fetches the page over https, verifying the test certificate.
+fn curl_gets_the_page_over_https(files: &Files, addr: SocketAddr) {
     let out = Command::new("curl")
         .args(["-sS", "--cacert", &path(&files.cert())])
-        .arg(format!("https://localhost:{}/", server.addr.port()))
+        .arg(format!("https://localhost:{}/", addr.port()))
         .output()
         .unwrap();
     assert!(
@@ -151,10 +170,6 @@ fn chat_over_wss_and_the_page_over_https_on_one_port() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("<!DOCTYPE html>"));
-    assert!(server.stderr_text().contains(&format!(
-        "serving chat on wss://127.0.0.1:{}/chat",
-        server.addr.port()
-    )));
 }
 
 /// Reads until EOF or `limit`; returns what came and whether EOF came.

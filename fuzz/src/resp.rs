@@ -8,8 +8,10 @@
 //! Layout: byte 0 seeds the piece sizes; the rest is what Redis sent.
 //! Invariants: no panic; a reply never claims more bytes than it was given;
 //! decoding a growing buffer gives the same replies as decoding it whole
-//! (the decoder is incremental: `Ok(None)` only ever means "more bytes");
-//! the buffer a caller must keep stays under `max_reply`.
+//! (the decoder is incremental: `Ok(None)` only ever means "more bytes"),
+//! the bytes of an oversized bulk string it says to skip being discarded
+//! as they come, as the bridge does; the buffer a caller must keep stays
+//! under `max_reply`.
 
 use rookery::cluster::resp::{Decoder, Reply};
 
@@ -43,17 +45,21 @@ fn decode_all(
     let mut buf = Vec::new();
     let mut replies = Vec::new();
     let mut fed = 0;
+    let mut skip = 0usize;
     loop {
         loop {
             match decoder.decode(&buf) {
-                Ok(Some((reply, used))) => {
+                Ok(Some(got)) => {
+                    let used = got.used;
                     assert!(
                         used > 0 && used <= buf.len(),
                         "claimed {used} of {}",
                         buf.len()
                     );
-                    buf.drain(..used);
-                    replies.push(reply);
+                    let now = got.skip.min(buf.len() - used);
+                    buf.drain(..used + now);
+                    skip = got.skip - now;
+                    replies.push(got.reply);
                 }
                 Ok(None) => break,
                 Err(e) => return (replies, Some(e)),
@@ -64,7 +70,9 @@ fn decode_all(
             return (replies, None);
         }
         let n = piece(bytes.len() - fed).min(bytes.len() - fed);
-        buf.extend_from_slice(&bytes[fed..fed + n]);
+        let dropped = skip.min(n);
+        skip -= dropped;
+        buf.extend_from_slice(&bytes[fed + dropped..fed + n]);
         fed += n;
     }
 }

@@ -11,7 +11,17 @@
 //! Guarantees (see docs/cluster.md): at most once across nodes; one
 //! publishing connection, so a node's messages keep their order; while
 //! Redis is away, publications wait in a queue of at most `max_backlog`
-//! bytes and later ones are dropped and counted.
+//! bytes and later ones are dropped and counted; a publication handed to a
+//! connection that is then given up is queued again if Redis's host did
+//! not take all of it, and counted as dropped otherwise (it may or may not
+//! have been published: publishing it again could deliver it twice).
+//!
+//! Limits (SPEC 14, docs/security.md): each readiness of a socket reads at
+//! most [`READ_PER_PASS`] bytes, and what it decodes is delivered locally
+//! before the pass goes on, so a flooding Redis costs each pass a bounded
+//! amount of work and memory and the rest waits in the kernel (TCP pushes
+//! back on Redis). A message from Redis larger than `max_message` is
+//! skipped as it arrives and counted, and the link stays up.
 
 pub mod resp;
 
@@ -23,6 +33,8 @@ use std::time::{Duration, Instant};
 
 use crate::server::poller::{Event, PollMode, Poller};
 use log::{debug, info, warn};
+
+use crate::log_text::escape_for_log;
 
 use crate::proto::frame::OpCode;
 use resp::{encode_command, Decoder, Reply};
@@ -43,6 +55,21 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 const RESUME_GRACE: Duration = Duration::from_secs(1);
 /// Bytes moved from the queue to a socket's output at most at a time.
 const OUT_CHUNK: usize = 64 * 1024;
+/// Bytes of commands written and not yet acknowledged, at most (plus one
+/// command): what a connection given up can leave of unknown fate.
+const INFLIGHT_MAX: usize = 64 * 1024;
+/// Bytes read from one Redis socket at most per readiness (per pass).
+pub const READ_PER_PASS: usize = 64 * 1024;
+/// A subscribed connection silent this long is sent a PING, so that a
+/// stopped Redis is noticed (within this and [`REPLY_TIMEOUT`]) even by a
+/// node that publishes nothing.
+const PING_IDLE: Duration = Duration::from_secs(10);
+/// An identical failure is logged at WARN at most this often (the others
+/// at debug level, counted in the next WARN line).
+const REPEAT_LOG_EVERY: Duration = Duration::from_secs(60);
+/// The envelope's bytes besides the payload, at most: version, flags,
+/// origin, the room name's length and a 255-byte room name.
+const ENVELOPE_MAX: usize = 11 + 255;
 /// The envelope's first byte (and version).
 const ENVELOPE_V1: u8 = 1;
 /// Envelope flag: the payload is binary.
@@ -53,6 +80,8 @@ const FLAG_BINARY: u8 = 1;
 pub enum UrlError {
     /// It does not start with `redis://`.
     Scheme,
+    /// `rediss://`: TLS to Redis, which the bridge does not speak.
+    Tls,
     /// No host.
     Host,
     /// A port that is not a number.
@@ -66,7 +95,12 @@ pub enum UrlError {
 impl fmt::Display for UrlError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            UrlError::Scheme => f.write_str("expected redis://[:PASSWORD@]HOST[:PORT][/DB]"),
+            UrlError::Scheme => {
+                f.write_str("expected redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]")
+            }
+            UrlError::Tls => f.write_str(
+                "TLS to Redis (rediss://) is not supported: use redis://, through a TLS tunnel (e.g. stunnel) if the link needs encryption",
+            ),
             UrlError::Host => f.write_str("no host"),
             UrlError::Port => f.write_str("bad port"),
             UrlError::Db => f.write_str("bad database number"),
@@ -82,6 +116,8 @@ impl std::error::Error for UrlError {}
 pub struct RedisConfig {
     /// Redis's address (resolved once, when the URL is read).
     pub addr: SocketAddr,
+    /// `AUTH` user (Redis 6 ACL), if any: `AUTH USER PASSWORD`.
+    pub username: Option<String>,
     /// `AUTH` password, if any.
     pub password: Option<String>,
     /// `SELECT` database, if any.
@@ -90,24 +126,32 @@ pub struct RedisConfig {
     pub prefix: String,
     /// Bytes of publications kept while Redis is away.
     pub max_backlog: usize,
-    /// The largest message accepted from Redis.
+    /// The largest message published to Redis and accepted from it (the
+    /// envelope comes on top: see docs/cluster.md).
     pub max_message: usize,
 }
 
 impl RedisConfig {
-    /// Reads `redis://[:PASSWORD@]HOST[:PORT][/DB]` (resolving the host
-    /// now, with the system resolver), with prefix `rookery`, a 1 MiB queue
-    /// and 1 MiB messages.
+    /// Reads `redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]` (resolving the
+    /// host now, with the system resolver), with prefix `rookery`, a 1 MiB
+    /// queue and 1 MiB messages. `PASSWORD@` without a colon is a password
+    /// too. `rediss://` is refused: the bridge does not speak TLS.
     pub fn from_url(url: &str) -> Result<RedisConfig, UrlError> {
+        if url.starts_with("rediss://") {
+            return Err(UrlError::Tls);
+        }
         let rest = url.strip_prefix("redis://").ok_or(UrlError::Scheme)?;
         let (auth, rest) = match rest.rsplit_once('@') {
             Some((auth, rest)) => (Some(auth), rest),
             None => (None, rest),
         };
-        // `:PASSWORD` (Redis has no user before 6; `user:pw` keeps the pw).
-        let password = auth
-            .map(|a| a.split_once(':').map_or(a, |(_, pw)| pw).to_string())
-            .filter(|p| !p.is_empty());
+        let (username, password) = match auth.map(|a| a.split_once(':')) {
+            Some(Some((user, pw))) => (Some(user), Some(pw)),
+            Some(None) => (None, auth),
+            None => (None, None),
+        };
+        let username = username.filter(|u| !u.is_empty()).map(str::to_string);
+        let password = password.filter(|p| !p.is_empty()).map(str::to_string);
         let (hostport, db) = match rest.split_once('/') {
             Some((hp, "")) => (hp, None),
             Some((hp, db)) => (hp, Some(db.parse().map_err(|_| UrlError::Db)?)),
@@ -130,6 +174,7 @@ impl RedisConfig {
             .ok_or_else(|| UrlError::Resolve("no address".into()))?;
         Ok(RedisConfig {
             addr,
+            username,
             password,
             db,
             prefix: "rookery".into(),
@@ -144,10 +189,15 @@ impl RedisConfig {
 pub struct RedisStatus {
     /// Both connections up and subscribed.
     pub connected: bool,
-    /// Publications dropped because the queue was full.
+    /// Publications dropped: the queue was full, the message was larger
+    /// than `max_message`, or it was written to a connection that was
+    /// given up before Redis acknowledged it.
     pub dropped: u64,
-    /// Bytes of publications waiting for Redis.
+    /// Bytes of publications waiting for Redis or for its acknowledgement.
     pub queued_bytes: usize,
+    /// Messages from Redis dropped because they were larger than
+    /// `max_message` (the connection stays up).
+    pub oversized: u64,
 }
 
 /// What a sent command's reply is for.
@@ -157,6 +207,7 @@ enum Expect {
     Select,
     Subscribe,
     Publish,
+    Ping,
 }
 
 /// One socket to Redis with its buffers.
@@ -170,6 +221,10 @@ struct Link {
     ready: bool,
     /// Whether WRITE interest is registered.
     writing: bool,
+    /// Bytes of an oversized bulk string still to discard as they come.
+    skip: usize,
+    /// When it last read anything (or was opened).
+    heard: Instant,
 }
 
 /// A message from another node, to be published locally.
@@ -197,7 +252,7 @@ impl fmt::Display for LinkError {
             LinkError::Io(e) => write!(f, "{e}"),
             LinkError::Closed => f.write_str("connection closed by Redis"),
             LinkError::Protocol(e) => write!(f, "not RESP: {e}"),
-            LinkError::Refused(e) => write!(f, "Redis answered: {e}"),
+            LinkError::Refused(e) => write!(f, "Redis answered: {}", escape_for_log(e)),
             LinkError::Unexpected => f.write_str("unexpected reply"),
             LinkError::Timeout => f.write_str("no answer in time"),
         }
@@ -215,16 +270,25 @@ pub(crate) struct Bridge {
     publ: Option<Link>,
     /// Encoded PUBLISH commands not yet handed to the socket.
     queue: VecDeque<Vec<u8>>,
+    /// Their bytes: at most `max_backlog`, or one command if larger, plus
+    /// what a link given up put back.
     queued: usize,
+    /// Commands handed to the publishing socket, not yet acknowledged, in
+    /// order (each `:N` reply acknowledges the first).
+    inflight: VecDeque<Vec<u8>>,
+    /// Their bytes (at most [`INFLIGHT_MAX`], plus one command).
+    inflight_bytes: usize,
     pub dropped: u64,
+    /// Messages from Redis over `max_message`, dropped.
+    oversized: u64,
+    /// What the log said about failed tries.
+    failures: Failures,
     backoff: Duration,
     retry_at: Option<Instant>,
     /// When the current try or the oldest owed reply began.
     waiting_since: Option<Instant>,
     /// When the queue may go out (after resubscribing).
     resume_at: Option<Instant>,
-    /// Whether a try has ever succeeded (for the log's level).
-    was_up: bool,
     incoming: Vec<Incoming>,
 }
 
@@ -240,7 +304,9 @@ impl Bridge {
             pattern.push(b);
         }
         pattern.push(b'*');
-        let decoder = Decoder::new(cfg.max_message.saturating_add(1024));
+        // The envelope of a message of `max_message` bytes is the largest
+        // bulk string a node of the same `max_message` publishes.
+        let decoder = Decoder::new(cfg.max_message.saturating_add(ENVELOPE_MAX));
         debug!("redis: node id {node:016x}");
         Bridge {
             cfg,
@@ -252,12 +318,15 @@ impl Bridge {
             publ: None,
             queue: VecDeque::new(),
             queued: 0,
+            inflight: VecDeque::new(),
+            inflight_bytes: 0,
             dropped: 0,
+            oversized: 0,
+            failures: Failures::default(),
             backoff: BACKOFF_MIN,
             retry_at: Some(now),
             waiting_since: None,
             resume_at: None,
-            was_up: false,
             incoming: Vec::new(),
         }
     }
@@ -272,7 +341,8 @@ impl Bridge {
         RedisStatus {
             connected: self.is_up(),
             dropped: self.dropped,
-            queued_bytes: self.queued,
+            queued_bytes: self.queued + self.inflight_bytes,
+            oversized: self.oversized,
         }
     }
 
@@ -288,6 +358,11 @@ impl Bridge {
             debug!("redis: topic name over 255 bytes is not bridged");
             return;
         };
+        if payload.len() > self.cfg.max_message {
+            // No node with the same limit would take it.
+            self.dropped += 1;
+            return;
+        }
         let mut envelope = Vec::with_capacity(11 + topic.len() + payload.len());
         envelope.push(ENVELOPE_V1);
         envelope.push(if binary { FLAG_BINARY } else { 0 });
@@ -299,7 +374,10 @@ impl Bridge {
         channel.extend_from_slice(topic.as_bytes());
         let mut cmd = Vec::with_capacity(envelope.len() + channel.len() + 32);
         encode_command(&mut cmd, &[b"PUBLISH", &channel, &envelope]);
-        if self.queued + cmd.len() > self.cfg.max_backlog {
+        // An empty queue takes any message of up to `max_message`, however
+        // small `max_backlog` is: with the envelope, a message of exactly
+        // `--max-message` is over `--max-backlog`'s default of the same size.
+        if !self.queue.is_empty() && self.queued + cmd.len() > self.cfg.max_backlog {
             self.dropped += 1;
             return;
         }
@@ -310,7 +388,12 @@ impl Bridge {
     /// When the bridge needs the loop to wake.
     pub(crate) fn next_wake(&self) -> Option<Instant> {
         let owed = self.waiting_since.map(|t| t + REPLY_TIMEOUT);
-        [self.retry_at, owed, self.resume_at]
+        let ping = self
+            .sub
+            .as_ref()
+            .filter(|l| l.ready && l.expect.is_empty())
+            .map(|l| l.heard + PING_IDLE);
+        [self.retry_at, owed, self.resume_at, ping]
             .into_iter()
             .flatten()
             .min()
@@ -348,6 +431,19 @@ impl Bridge {
         if self.resume_at.is_some_and(|t| t <= now) {
             self.resume_at = None;
         }
+        if let Some(link) = self.sub.as_mut() {
+            if link.ready && link.expect.is_empty() && link.heard + PING_IDLE <= now {
+                // Silent for a while: make it answer (REPLY_TIMEOUT applies).
+                encode_command(&mut link.out, &[b"PING"]);
+                link.expect.push_back(Expect::Ping);
+                link.heard = now;
+                self.waiting_since.get_or_insert(now);
+                if let Err(e) = flush(link) {
+                    self.fail(poller, now, &e);
+                    return;
+                }
+            }
+        }
         if let Err(e) = self.pump(poller, now) {
             self.fail(poller, now, &e);
         }
@@ -357,9 +453,18 @@ impl Bridge {
         debug!("redis: connecting to {}", self.cfg.addr);
         let mut handshake = Vec::new();
         let mut expect = VecDeque::new();
-        if let Some(pw) = &self.cfg.password {
-            encode_command(&mut handshake, &[b"AUTH", pw.as_bytes()]);
-            expect.push_back(Expect::Auth);
+        match (&self.cfg.username, &self.cfg.password) {
+            (Some(user), Some(pw)) => {
+                encode_command(&mut handshake, &[b"AUTH", user.as_bytes(), pw.as_bytes()]);
+                expect.push_back(Expect::Auth);
+            }
+            (None, Some(pw)) => {
+                encode_command(&mut handshake, &[b"AUTH", pw.as_bytes()]);
+                expect.push_back(Expect::Auth);
+            }
+            // A user without a password: Redis's `default` user, or one
+            // with `nopass`; nothing to send.
+            (_, None) => {}
         }
         if let Some(db) = self.cfg.db {
             encode_command(&mut handshake, &[b"SELECT", db.to_string().as_bytes()]);
@@ -382,6 +487,8 @@ impl Bridge {
                     ready: exp.is_empty(),
                     expect: exp,
                     writing: true,
+                    skip: 0,
+                    heard: now,
                 }),
                 Err(e) => {
                     for link in links {
@@ -397,26 +504,79 @@ impl Bridge {
         self.waiting_since = Some(now);
     }
 
+    /// Gives both links up, logs why, and retries after the backoff.
+    /// Commands handed to the publishing link go back to the front of the
+    /// queue if some of their bytes never reached Redis's host (still in
+    /// our output, or in the kernel's send queue unacknowledged by the
+    /// peer, which the reset below discards): Redis cannot have run them.
+    /// Those it received whole and did not acknowledge are counted as
+    /// dropped (Redis may have published them: sending them again could
+    /// deliver them twice).
     fn fail(&mut self, poller: &Poller, now: Instant, e: &LinkError) {
-        if self.was_up || self.backoff == BACKOFF_MIN {
-            warn!(
-                "redis {}: {e}; retrying in {:?}",
-                self.cfg.addr, self.backoff
-            );
-        } else {
-            info!(
-                "redis {}: {e}; retrying in {:?}",
-                self.cfg.addr, self.backoff
-            );
+        let unwritten = self
+            .publ
+            .as_ref()
+            .map_or(0, |l| l.out.len() + unacknowledged(&l.stream));
+        if let Some(link) = &self.publ {
+            reset_on_close(&link.stream);
         }
-        self.was_up = false;
         for link in [self.sub.take(), self.publ.take()].into_iter().flatten() {
             let _ = poller.delete(&link.stream);
+        }
+        let (requeued, lost) = self.give_back(unwritten);
+        let text = e.to_string();
+        let mut what = String::new();
+        if requeued > 0 {
+            what.push_str(&format!("; {requeued} publications queued again"));
+        }
+        if lost > 0 {
+            what.push_str(&format!(
+                "; {lost} publications not acknowledged, counted as dropped"
+            ));
+        }
+        match self.failures.failed(&text, now, !what.is_empty()) {
+            Say::Quiet => debug!(
+                "redis {}: {text}; retrying in {:?}",
+                self.cfg.addr, self.backoff
+            ),
+            Say::Warn { again } => {
+                let again = match again {
+                    0 => String::new(),
+                    n => format!(" (and {n} times more since the last such line)"),
+                };
+                warn!(
+                    "redis {}: {text}{again}{what}; retrying in {:?}",
+                    self.cfg.addr, self.backoff
+                );
+            }
         }
         self.waiting_since = None;
         self.resume_at = None;
         self.retry_at = Some(now + self.backoff);
         self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+    }
+
+    /// Empties the in-flight list (see [`Bridge::fail`]): the last commands,
+    /// `unwritten` bytes' worth, back to the queue's front in order, the
+    /// others counted as dropped. Returns how many of each.
+    fn give_back(&mut self, unwritten: usize) -> (usize, u64) {
+        let mut left = unwritten;
+        let mut requeued = 0;
+        while left > 0 {
+            let Some(cmd) = self.inflight.pop_back() else {
+                break;
+            };
+            left = left.saturating_sub(cmd.len());
+            self.inflight_bytes -= cmd.len();
+            self.queued += cmd.len();
+            self.queue.push_front(cmd);
+            requeued += 1;
+        }
+        let lost = self.inflight.len() as u64;
+        self.dropped += lost;
+        self.inflight.clear();
+        self.inflight_bytes = 0;
+        (requeued, lost)
     }
 
     /// Takes its sockets out of the poller (before the server drops it).
@@ -436,32 +596,28 @@ impl Bridge {
 
     fn drive(&mut self, poller: &Poller, now: Instant, key: usize) -> Result<(), LinkError> {
         let decoder = self.decoder.clone();
-        let max_in = decoder.max_reply();
         let Some(link) = self.link(key) else {
             return Ok(());
         };
-        // Write what is owed, then read what came.
+        // Write what is owed, then read what came: at most READ_PER_PASS
+        // bytes. The rest waits in the kernel (the socket is level-triggered,
+        // so it is ready again next pass), and TCP pushes back on Redis.
         flush(link)?;
         let mut buf = [0u8; 16 * 1024];
         let mut replies = Vec::new();
-        loop {
-            match link.stream.read(&mut buf) {
+        let mut budget = READ_PER_PASS;
+        while budget > 0 {
+            let want = budget.min(buf.len());
+            match link.stream.read(&mut buf[..want]) {
                 Ok(0) => return Err(LinkError::Closed),
                 Ok(n) => {
-                    link.input.extend_from_slice(&buf[..n]);
-                    let mut used = 0;
-                    while let Some((reply, n)) = decoder
-                        .decode(&link.input[used..])
-                        .map_err(LinkError::Protocol)?
-                    {
-                        used += n;
-                        replies.push(reply);
-                    }
-                    link.input.drain(..used);
-                    if link.input.len() > max_in {
-                        return Err(LinkError::Protocol(resp::RespError::TooLarge));
-                    }
-                    if n < buf.len() {
+                    budget -= n;
+                    link.heard = now;
+                    let skipped = link.skip.min(n);
+                    link.skip -= skipped;
+                    link.input.extend_from_slice(&buf[skipped..n]);
+                    decode_into(&decoder, link, &mut replies)?;
+                    if n < want {
                         break;
                     }
                 }
@@ -469,6 +625,10 @@ impl Bridge {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(LinkError::Io(e)),
             }
+        }
+        if link.input.is_empty() && link.input.capacity() > READ_PER_PASS {
+            // A large message is through: give its buffer back.
+            link.input = Vec::new();
         }
         for reply in replies {
             self.on_reply(now, key, reply)?;
@@ -480,6 +640,7 @@ impl Bridge {
         let was_up = self.is_up();
         let node = self.node;
         let prefix_len = self.channel_prefix.len();
+        let max_message = self.cfg.max_message;
         let Some(link) = self.link(key) else {
             return Ok(());
         };
@@ -488,11 +649,24 @@ impl Bridge {
         }
         // A pub/sub message on the subscribed link, once subscribed.
         if key == SUB_KEY && link.ready {
-            if let Some(msg) = pmessage(&reply, prefix_len) {
-                if let Some(incoming) = open_envelope(msg, node) {
-                    self.incoming.push(incoming);
+            match pmessage(&reply, prefix_len) {
+                Some(Push::Data(msg)) => {
+                    match open_envelope(msg, node) {
+                        Some(incoming) if incoming.payload.len() > max_message => {
+                            self.oversized += 1;
+                            debug!("redis: dropped a message over --max-message from Redis");
+                        }
+                        Some(incoming) => self.incoming.push(incoming),
+                        None => {}
+                    }
+                    return Ok(());
                 }
-                return Ok(());
+                Some(Push::Oversized(n)) => {
+                    self.oversized += 1;
+                    debug!("redis: dropped a message of {n} bytes from Redis (over --max-message)");
+                    return Ok(());
+                }
+                None => {}
             }
         }
         let expected = link.expect.pop_front().ok_or(LinkError::Unexpected)?;
@@ -502,6 +676,10 @@ impl Bridge {
             (Expect::Subscribe, Reply::Array(Some(items))) => {
                 matches!(items.first(), Some(Reply::Bulk(Some(k))) if k == b"psubscribe")
             }
+            (Expect::Ping, Reply::Array(Some(items))) => {
+                matches!(items.first(), Some(Reply::Bulk(Some(k))) if k == b"pong")
+            }
+            (Expect::Ping, Reply::Simple(k)) => k == b"PONG",
             _ => false,
         };
         if !fits {
@@ -510,16 +688,40 @@ impl Bridge {
         if !link.ready && link.expect.is_empty() {
             link.ready = true;
         }
-        if !was_up && self.is_up() {
-            info!("redis {}: connected and subscribed", self.cfg.addr);
-            self.was_up = true;
-            self.backoff = BACKOFF_MIN;
-            if !self.queue.is_empty() {
-                self.resume_at = Some(now + RESUME_GRACE);
+        if expected == Expect::Publish {
+            // Redis took the oldest command in flight.
+            if let Some(cmd) = self.inflight.pop_front() {
+                self.inflight_bytes -= cmd.len();
             }
+        }
+        if !was_up && self.is_up() {
+            self.on_up(now);
         }
         self.waiting_since = self.owed().then_some(now);
         Ok(())
+    }
+
+    /// Both links are up and subscribed: said (at WARN if it follows a
+    /// failure, so that `-q` shows the recovery too), and the queue goes
+    /// out after the grace.
+    fn on_up(&mut self, now: Instant) {
+        match self.failures.recovered() {
+            Some(unshown) => {
+                let also = match unshown {
+                    0 => String::new(),
+                    n => format!(" (after {n} more failed tries not shown)"),
+                };
+                warn!(
+                    "redis {}: connected and subscribed again{also}",
+                    self.cfg.addr
+                );
+            }
+            None => info!("redis {}: connected and subscribed", self.cfg.addr),
+        }
+        self.backoff = BACKOFF_MIN;
+        if !self.queue.is_empty() {
+            self.resume_at = Some(now + RESUME_GRACE);
+        }
     }
 
     /// Whether a reply is owed on either link.
@@ -537,13 +739,15 @@ impl Bridge {
         if up {
             if let Some(link) = self.publ.as_mut() {
                 let before = link.expect.len();
-                while link.out.len() < OUT_CHUNK {
+                while link.out.len() < OUT_CHUNK && self.inflight_bytes < INFLIGHT_MAX {
                     let Some(cmd) = self.queue.pop_front() else {
                         break;
                     };
                     self.queued -= cmd.len();
                     link.out.extend_from_slice(&cmd);
                     link.expect.push_back(Expect::Publish);
+                    self.inflight_bytes += cmd.len();
+                    self.inflight.push_back(cmd);
                 }
                 if before == 0 && !link.expect.is_empty() {
                     self.waiting_since = Some(now);
@@ -602,6 +806,29 @@ impl crate::server::BridgeCore {
     }
 }
 
+/// Decodes the replies complete in `link`'s input into `replies`, leaving
+/// the start of an unfinished one; the bytes of an oversized bulk string
+/// are discarded, those not read yet as they come (`Link::skip`).
+fn decode_into(
+    decoder: &Decoder,
+    link: &mut Link,
+    replies: &mut Vec<Reply>,
+) -> Result<(), LinkError> {
+    let mut used = 0;
+    while let Some(got) = decoder
+        .decode(&link.input[used..])
+        .map_err(LinkError::Protocol)?
+    {
+        used += got.used;
+        let here = got.skip.min(link.input.len() - used);
+        used += here;
+        link.skip = got.skip - here;
+        replies.push(got.reply);
+    }
+    link.input.drain(..used);
+    Ok(())
+}
+
 /// Writes what `link` has queued, as far as the socket takes it.
 fn flush(link: &mut Link) -> Result<(), LinkError> {
     let mut written = 0;
@@ -618,17 +845,79 @@ fn flush(link: &mut Link) -> Result<(), LinkError> {
     Ok(())
 }
 
+/// What the log says about failed tries: the first failure, and any unlike
+/// the one before, at WARN; the same one again within [`REPEAT_LOG_EVERY`]
+/// of the last WARN at debug level, counted in the next WARN line. Never
+/// hidden at `-q`, never a line per retry.
+#[derive(Debug, Default)]
+struct Failures {
+    last: Option<String>,
+    /// Failures since the last WARN, not shown at WARN.
+    unshown: u64,
+    warned_at: Option<Instant>,
+}
+
+/// How to log one failure.
+#[derive(Debug, PartialEq, Eq)]
+enum Say {
+    /// At WARN, with how many times it repeated unshown since the last.
+    Warn { again: u64 },
+    /// At debug level.
+    Quiet,
+}
+
+impl Failures {
+    /// A failure, `text` as logged; `news`: it carries something to say
+    /// (publications queued again or dropped) whatever the text.
+    fn failed(&mut self, text: &str, now: Instant, news: bool) -> Say {
+        let repeated = self.last.as_deref() == Some(text);
+        let recently = self.warned_at.is_some_and(|t| now < t + REPEAT_LOG_EVERY);
+        if !repeated {
+            self.last = Some(text.to_string());
+        }
+        if repeated && recently && !news {
+            self.unshown += 1;
+            return Say::Quiet;
+        }
+        self.warned_at = Some(now);
+        Say::Warn {
+            again: std::mem::take(&mut self.unshown),
+        }
+    }
+
+    /// Up again: `Some(failures not shown)` if a failure was logged since
+    /// the last time up (the recovery is worth a WARN then).
+    fn recovered(&mut self) -> Option<u64> {
+        let was_failing = self.last.take().is_some();
+        self.warned_at = None;
+        let unshown = std::mem::take(&mut self.unshown);
+        was_failing.then_some(unshown)
+    }
+}
+
+/// What a `pmessage` push carries.
+enum Push<'a> {
+    /// The envelope.
+    Data(&'a [u8]),
+    /// An envelope of this many bytes, over the limit, skipped unread.
+    Oversized(usize),
+}
+
 /// The envelope of a `pmessage` push (`[pmessage, pattern, channel, data]`)
 /// whose channel has our prefix.
-fn pmessage(reply: &Reply, prefix_len: usize) -> Option<&[u8]> {
+fn pmessage(reply: &Reply, prefix_len: usize) -> Option<Push<'_>> {
     let Reply::Array(Some(items)) = reply else {
         return None;
     };
     match items.as_slice() {
-        [Reply::Bulk(Some(kind)), _, Reply::Bulk(Some(channel)), Reply::Bulk(Some(data))]
+        [Reply::Bulk(Some(kind)), _, Reply::Bulk(Some(channel)), data]
             if kind == b"pmessage" && channel.len() >= prefix_len =>
         {
-            Some(data)
+            match data {
+                Reply::Bulk(Some(data)) => Some(Push::Data(data)),
+                Reply::Oversized(n) => Some(Push::Oversized(*n)),
+                _ => None,
+            }
         }
         _ => None,
     }
@@ -660,6 +949,33 @@ fn open_envelope(data: &[u8], node: u64) -> Option<Incoming> {
         opcode,
         payload: payload.to_vec(),
     })
+}
+
+/// Bytes in `stream`'s send queue that the peer has not acknowledged
+/// (`SIOCOUTQ`; 0 where unknown). rustix has no safe call for it.
+#[allow(unsafe_code)]
+fn unacknowledged(stream: &TcpStream) -> usize {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let mut n: libc::c_int = 0;
+        // SAFETY: SIOCOUTQ (= TIOCOUTQ) on a TCP socket we own writes one
+        // int through the pointer given, to `n`, which outlives the call.
+        let rc = unsafe { libc::ioctl(stream.as_raw_fd(), libc::TIOCOUTQ, &mut n) };
+        if rc == 0 {
+            return usize::try_from(n).unwrap_or(0);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = stream;
+    0
+}
+
+/// Makes closing `stream` send a reset and discard its unsent bytes
+/// (`SO_LINGER` 0), so that what [`unacknowledged`] counted never reaches
+/// Redis after the connection is given up.
+fn reset_on_close(stream: &TcpStream) {
+    let _ = rustix::net::sockopt::set_socket_linger(stream, Some(Duration::ZERO));
 }
 
 /// A node id unlikely to repeat: the clock, the process id and a stack
@@ -732,6 +1048,16 @@ mod tests {
             RedisConfig::from_url("redis:///0").unwrap_err(),
             UrlError::Host
         );
+        let c = RedisConfig::from_url("redis://alice:pw@127.0.0.1").unwrap();
+        assert_eq!(
+            (c.username.as_deref(), c.password.as_deref()),
+            (Some("alice"), Some("pw"))
+        );
+        let c = RedisConfig::from_url("redis://pw@127.0.0.1").unwrap();
+        assert_eq!((c.username, c.password.as_deref()), (None, Some("pw")));
+        let e = RedisConfig::from_url("rediss://127.0.0.1:6380").unwrap_err();
+        assert_eq!(e, UrlError::Tls);
+        assert!(e.to_string().contains("TLS to Redis"), "{e}");
     }
 
     #[test]
@@ -740,7 +1066,7 @@ mod tests {
         let mut b = Bridge::new(cfg, Instant::now());
         b.publish("kitchen", OpCode::Binary, &[0, 255]);
         let cmd = b.queue.pop_front().unwrap();
-        let (reply, _) = Decoder::new(1 << 20).decode(&cmd).unwrap().unwrap();
+        let reply = Decoder::new(1 << 20).decode(&cmd).unwrap().unwrap().reply;
         let Reply::Array(Some(items)) = reply else {
             panic!()
         };
@@ -771,5 +1097,236 @@ mod tests {
         assert!(b.status().queued_bytes <= 200);
         assert_eq!(b.queue.len() as u64 + b.dropped, 10);
         assert!(b.dropped > 0);
+    }
+
+    #[test]
+    fn a_message_of_max_message_is_published_with_the_default_backlog() {
+        let mut cfg = RedisConfig::from_url("redis://127.0.0.1:1").unwrap();
+        (cfg.max_message, cfg.max_backlog) = (1000, 1000);
+        let mut b = Bridge::new(cfg, Instant::now());
+        b.publish("room", OpCode::Text, &[b'x'; 1000]);
+        assert_eq!((b.queue.len(), b.dropped), (1, 0));
+        // The receiving side of the same limit takes its envelope whole.
+        let reply = b.decoder.decode(&b.queue[0]).unwrap().unwrap();
+        assert_eq!(reply.skip, 0);
+        // A full queue still drops; a message over the limit never goes.
+        b.publish("room", OpCode::Text, &[b'x'; 10]);
+        b.publish("room", OpCode::Text, &[b'x'; 1001]);
+        assert_eq!((b.queue.len(), b.dropped), (1, 2));
+    }
+
+    #[test]
+    fn commands_of_a_link_given_up_are_queued_again_or_counted() {
+        let cfg = RedisConfig::from_url("redis://127.0.0.1:1").unwrap();
+        let mut b = Bridge::new(cfg, Instant::now());
+        b.publish("r", OpCode::Text, b"later");
+        for len in [10, 20, 30] {
+            b.inflight.push_back(vec![len as u8; len]);
+            b.inflight_bytes += len;
+        }
+        // 35 bytes unwritten: all of the last command and part of the one
+        // before (never run by Redis); the first went out whole.
+        assert_eq!(b.give_back(35), (2, 1));
+        let lens: Vec<usize> = b.queue.iter().map(Vec::len).collect();
+        assert_eq!(lens[..2], [20, 30]);
+        assert_eq!(b.dropped, 1);
+        assert_eq!((b.inflight.len(), b.inflight_bytes), (0, 0));
+        assert_eq!(b.queued, 50 + lens[2]);
+    }
+
+    #[test]
+    fn repeated_failures_are_warned_once_a_minute_and_counted_never_hidden() {
+        let t0 = Instant::now();
+        let mut f = Failures::default();
+        let refused = "Connection refused (os error 111)";
+        assert_eq!(f.failed(refused, t0, false), Say::Warn { again: 0 });
+        for s in 1..5 {
+            let at = t0 + Duration::from_secs(s * 5);
+            assert_eq!(f.failed(refused, at, false), Say::Quiet);
+        }
+        // Another failure is news at once; and so is the first again.
+        let t1 = t0 + Duration::from_secs(30);
+        assert_eq!(
+            f.failed("no answer in time", t1, false),
+            Say::Warn { again: 4 }
+        );
+        assert_eq!(f.failed(refused, t1, false), Say::Warn { again: 0 });
+        assert_eq!(
+            f.failed(refused, t1 + Duration::from_secs(59), false),
+            Say::Quiet
+        );
+        assert_eq!(
+            f.failed(refused, t1 + Duration::from_secs(59), true),
+            Say::Warn { again: 1 }
+        );
+        assert_eq!(
+            f.failed(refused, t1 + Duration::from_secs(60), false),
+            Say::Quiet
+        );
+        assert_eq!(
+            f.failed(refused, t1 + Duration::from_secs(119), false),
+            Say::Warn { again: 1 }
+        );
+        assert_eq!(
+            f.failed(refused, t1 + Duration::from_secs(120), false),
+            Say::Quiet
+        );
+        // Connecting again after failures is worth a WARN, with the count.
+        assert_eq!(f.recovered(), Some(1));
+        assert_eq!(f.recovered(), None);
+        assert_eq!(
+            f.failed(refused, t1 + Duration::from_secs(121), false),
+            Say::Warn { again: 0 }
+        );
+    }
+
+    #[test]
+    fn a_redis_error_is_shown_with_format_characters_escaped() {
+        let e = LinkError::Refused("ERR \u{202e}txt.exe\n[fake]".into()).to_string();
+        assert_eq!(e, "Redis answered: ERR \\u{202e}txt.exe\\n[fake]");
+    }
+
+    /// A bridge connected to a fake Redis in this thread: the poller, the
+    /// bridge, the fake's ends of the subscribed and publishing
+    /// connections, and the instant it came up.
+    fn bridge_up(max_message: usize) -> (Poller, Bridge, TcpStream, TcpStream, Instant) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut cfg =
+            RedisConfig::from_url(&format!("redis://{}", listener.local_addr().unwrap())).unwrap();
+        cfg.max_message = max_message;
+        let poller = Poller::new().unwrap();
+        let t0 = Instant::now();
+        let mut b = Bridge::new(cfg, t0);
+        b.tick(&poller, t0);
+        let (x, _) = listener.accept().unwrap();
+        let (y, _) = listener.accept().unwrap();
+        let sub_addr = b.sub.as_ref().unwrap().stream.local_addr().unwrap();
+        let (mut sub, publ) = if x.peer_addr().unwrap() == sub_addr {
+            (x, y)
+        } else {
+            (y, x)
+        };
+        b.ready(&poller, t0, SUB_KEY);
+        let mut cmd = [0u8; 64];
+        let n = sub.read(&mut cmd).unwrap();
+        assert!(cmd[..n].windows(10).any(|w| w == b"PSUBSCRIBE"));
+        sub.write_all(b"*3\r\n$10\r\npsubscribe\r\n$14\r\nrookery:room:*\r\n:1\r\n")
+            .unwrap();
+        b.ready(&poller, t0, SUB_KEY);
+        assert!(b.is_up());
+        (poller, b, sub, publ, t0)
+    }
+
+    /// A pmessage from another node for room `r`.
+    fn push(payload: &[u8]) -> Vec<u8> {
+        let mut env = vec![ENVELOPE_V1, 0];
+        env.extend_from_slice(&7u64.to_be_bytes());
+        env.push(1);
+        env.push(b'r');
+        env.extend_from_slice(payload);
+        let mut out = Vec::new();
+        encode_command(
+            &mut out,
+            &[b"pmessage", b"rookery:room:*", b"rookery:room:r", &env],
+        );
+        out
+    }
+
+    #[test]
+    fn a_flood_is_read_a_pass_at_a_time() {
+        let (poller, mut b, mut sub, _publ, t0) = bridge_up(1 << 20);
+        let msg = push(&[b'f'; 1000]);
+        sub.set_nonblocking(true).unwrap();
+        let mut sent = 0;
+        // Fill the kernel's buffers both ways.
+        'fill: loop {
+            let mut at = 0;
+            while at < msg.len() {
+                match sub.write(&msg[at..]) {
+                    Ok(n) => {
+                        at += n;
+                        sent += n;
+                    }
+                    // Full (perhaps in the middle of a message).
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break 'fill,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        }
+        assert!(sent > 2 * READ_PER_PASS, "only {sent} bytes buffered");
+        let mut got = 0;
+        for pass in 0..3 {
+            b.ready(&poller, t0, SUB_KEY);
+            // Whole messages on the wire: what it read, less what it holds.
+            let bytes = b.take_incoming().count() * msg.len();
+            let held = b.sub.as_ref().unwrap().input.len();
+            assert!(
+                bytes <= READ_PER_PASS + msg.len() && held < msg.len(),
+                "pass {pass}: {bytes} + {held}"
+            );
+            assert!(
+                bytes + 2 * msg.len() >= READ_PER_PASS,
+                "pass {pass}: only {bytes}"
+            );
+            got += bytes;
+        }
+        assert!(b.is_up() && got < sent);
+    }
+
+    #[test]
+    fn a_message_over_the_limit_is_skipped_and_counted_and_the_link_stays() {
+        let (poller, mut b, mut sub, _publ, t0) = bridge_up(1024);
+        sub.write_all(&push(&[b'x'; 1025])).unwrap(); // fits the decoder, not the limit
+        let big = push(&vec![b'y'; 300_000]);
+        let writer = {
+            let mut sub = sub.try_clone().unwrap();
+            std::thread::spawn(move || {
+                sub.write_all(&big).unwrap();
+                sub.write_all(&push(b"after")).unwrap();
+            })
+        };
+        let mut after = None;
+        for _ in 0..1000 {
+            b.ready(&poller, t0, SUB_KEY);
+            assert!(b.sub.as_ref().unwrap().input.capacity() <= READ_PER_PASS);
+            if let Some(m) = b.take_incoming().next() {
+                after = Some(m.payload);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        writer.join().unwrap();
+        assert_eq!(after.as_deref(), Some(&b"after"[..]));
+        assert_eq!(b.status().oversized, 2);
+        assert!(b.is_up());
+    }
+
+    #[test]
+    fn a_stopped_redis_is_given_up_and_what_it_did_not_acknowledge_counted() {
+        let (poller, mut b, sub, mut publ, t0) = bridge_up(1 << 20);
+        for i in 0..3 {
+            b.publish("r", OpCode::Text, format!("m{i}").as_bytes());
+        }
+        b.tick(&poller, t0);
+        let mut buf = [0u8; 4096];
+        let n = publ.read(&mut buf).unwrap();
+        assert_eq!(buf[..n].windows(7).filter(|w| w == b"PUBLISH").count(), 3);
+        // Unacknowledged: the metrics show them, and the link is still up.
+        let st = b.status();
+        assert!(st.connected && st.queued_bytes > 0, "{st:?}");
+        b.tick(&poller, t0 + REPLY_TIMEOUT - Duration::from_millis(1));
+        assert!(b.is_up());
+        b.tick(&poller, t0 + REPLY_TIMEOUT);
+        let st = b.status();
+        assert_eq!((st.connected, st.dropped, st.queued_bytes), (false, 3, 0));
+        // A node that only listens notices a stopped Redis too: PING.
+        drop((sub, publ));
+        let (poller, mut b, mut sub, _publ, t0) = bridge_up(1 << 20);
+        assert_eq!(b.next_wake(), Some(t0 + PING_IDLE));
+        b.tick(&poller, t0 + PING_IDLE);
+        let n = sub.read(&mut buf).unwrap();
+        assert!(buf[..n].ends_with(b"PING\r\n"));
+        b.tick(&poller, t0 + PING_IDLE + REPLY_TIMEOUT);
+        assert!(!b.is_up());
     }
 }

@@ -2,6 +2,12 @@
 //! strings, errors, integers, bulk strings and arrays of those (one level of
 //! nesting is all Redis pub/sub sends; deeper nesting is refused).
 //!
+//! A bulk string over the decoder's limit that ends its reply (a pub/sub
+//! message's data is its last element) is not buffered: the reply comes out
+//! with [`Reply::Oversized`] in its place and [`Decoded::skip`] tells the
+//! caller how many bytes to discard as they arrive, so one oversized
+//! message costs that message, not the connection.
+//!
 //! Our own instead of `redis-protocol`: that crate brings `bytes`,
 //! `bytes-utils` and `cookie-factory` for a codec of which we need five
 //! reply types and three commands; this one is ~200 lines, allocates only
@@ -22,6 +28,21 @@ pub enum Reply {
     Bulk(Option<Vec<u8>>),
     /// `*n` (`None`: the null array `*-1`)
     Array(Option<Vec<Reply>>),
+    /// A bulk string of this many bytes, over the limit, ending its reply:
+    /// its content is not kept (see [`Decoded::skip`]).
+    Oversized(usize),
+}
+
+/// One reply taken from the front of a buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decoded {
+    /// The reply.
+    pub reply: Reply,
+    /// Bytes of the buffer it took (never more than the buffer holds).
+    pub used: usize,
+    /// Bytes after those to discard unread: the content (and CRLF) of the
+    /// [`Reply::Oversized`] bulk string ending the reply; 0 otherwise.
+    pub skip: usize,
 }
 
 /// Why the input is not RESP2 the bridge accepts.
@@ -31,7 +52,8 @@ pub enum RespError {
     BadType(u8),
     /// A length or integer that is not a number, or is out of range.
     BadNumber,
-    /// A bulk string or array larger than the decoder's limit.
+    /// A bulk string or array larger than the decoder's limit (a bulk
+    /// string only where it does not end its reply).
     TooLarge,
     /// Arrays nested deeper than two levels.
     TooDeep,
@@ -81,24 +103,35 @@ impl Decoder {
         self.max_bulk.saturating_add(64 * 1024)
     }
 
-    /// Decodes one reply from the start of `input`: the reply and how many
-    /// bytes it took, `Ok(None)` if more bytes are needed.
-    pub fn decode(&self, input: &[u8]) -> Result<Option<(Reply, usize)>, RespError> {
+    /// Decodes one reply from the start of `input`: the reply, how many
+    /// bytes it took and how many more to skip; `Ok(None)` if more bytes
+    /// are needed.
+    pub fn decode(&self, input: &[u8]) -> Result<Option<Decoded>, RespError> {
         let mut pos = 0;
-        match self.value(input, &mut pos, 0)? {
+        let mut skip = 0;
+        match self.value(input, &mut pos, 0, true, &mut skip)? {
             Some(_) if pos > self.max_reply() => Err(RespError::TooLarge),
-            Some(reply) => Ok(Some((reply, pos))),
+            Some(reply) => Ok(Some(Decoded {
+                reply,
+                used: pos,
+                skip,
+            })),
             // Everything in `input` belongs to this unfinished reply.
             None if input.len() > self.max_reply() => Err(RespError::TooLarge),
             None => Ok(None),
         }
     }
 
+    /// The value at `*pos`; `last`: nothing of the reply follows it, so an
+    /// oversized bulk string there can be skipped (its length goes to
+    /// `skip`) rather than refused.
     fn value(
         &self,
         input: &[u8],
         pos: &mut usize,
         depth: usize,
+        last: bool,
+        skip: &mut usize,
     ) -> Result<Option<Reply>, RespError> {
         let Some(&kind) = input.get(*pos) else {
             return Ok(None);
@@ -130,7 +163,12 @@ impl Decoder {
                 }
                 let n = usize::try_from(n).map_err(|_| RespError::BadNumber)?;
                 if n > self.max_bulk {
-                    return Err(RespError::TooLarge);
+                    if !last {
+                        return Err(RespError::TooLarge);
+                    }
+                    *pos = next;
+                    *skip = n.checked_add(2).ok_or(RespError::BadNumber)?;
+                    return Ok(Some(Reply::Oversized(n)));
                 }
                 let end = next + n;
                 if input.len() < end + 2 {
@@ -157,8 +195,9 @@ impl Decoder {
                 }
                 let mut at = next;
                 let mut items = Vec::with_capacity(n);
-                for _ in 0..n {
-                    match self.value(input, &mut at, depth + 1)? {
+                for i in 0..n {
+                    let last = last && i + 1 == n;
+                    match self.value(input, &mut at, depth + 1, last, skip)? {
                         Some(item) => items.push(item),
                         None => return Ok(None),
                     }
@@ -210,24 +249,34 @@ pub fn encode_command(out: &mut Vec<u8>, args: &[&[u8]]) {
 mod tests {
     use super::*;
 
+    /// The reply and bytes used, for replies that skip nothing.
+    fn whole(d: &Decoder, input: &[u8]) -> Result<Option<(Reply, usize)>, RespError> {
+        d.decode(input).map(|r| {
+            r.map(|r| {
+                assert_eq!(r.skip, 0);
+                (r.reply, r.used)
+            })
+        })
+    }
+
     #[test]
     fn decodes_each_type_and_waits_for_more() {
         let d = Decoder::new(64);
         assert_eq!(
-            d.decode(b"+OK\r\n"),
+            whole(&d, b"+OK\r\n"),
             Ok(Some((Reply::Simple(b"OK".to_vec()), 5)))
         );
         assert_eq!(
-            d.decode(b"-ERR x\r\n").map(|r| r.map(|r| r.0)),
+            whole(&d, b"-ERR x\r\n").map(|r| r.map(|r| r.0)),
             Ok(Some(Reply::Error(b"ERR x".to_vec())))
         );
-        assert_eq!(d.decode(b":42\r\n"), Ok(Some((Reply::Integer(42), 5))));
-        assert_eq!(d.decode(b"$-1\r\n"), Ok(Some((Reply::Bulk(None), 5))));
+        assert_eq!(whole(&d, b":42\r\n"), Ok(Some((Reply::Integer(42), 5))));
+        assert_eq!(whole(&d, b"$-1\r\n"), Ok(Some((Reply::Bulk(None), 5))));
         let msg = b"*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$2\r\nhi\r\n";
         for cut in 0..msg.len() {
-            assert_eq!(d.decode(&msg[..cut]), Ok(None), "cut at {cut}");
+            assert_eq!(whole(&d, &msg[..cut]), Ok(None), "cut at {cut}");
         }
-        let (reply, used) = d.decode(msg).unwrap().unwrap();
+        let (reply, used) = whole(&d, msg).unwrap().unwrap();
         assert_eq!(used, msg.len());
         assert_eq!(
             reply,
@@ -242,13 +291,33 @@ mod tests {
     #[test]
     fn refuses_what_it_must_not_buffer() {
         let d = Decoder::new(8);
-        assert_eq!(d.decode(b"$9\r\n"), Err(RespError::TooLarge));
-        assert_eq!(d.decode(b"*17\r\n"), Err(RespError::TooLarge));
-        assert_eq!(d.decode(b"*1\r\n*1\r\n*1\r\n"), Err(RespError::TooDeep));
-        assert_eq!(d.decode(b"?\r\n"), Err(RespError::BadType(b'?')));
-        assert_eq!(d.decode(b"$x\r\n"), Err(RespError::BadNumber));
-        assert_eq!(d.decode(b"$2\r\nabXY"), Err(RespError::BadTerminator));
-        assert_eq!(d.decode(&[b'+'; 5000]), Err(RespError::TooLarge));
+        // An oversized bulk string is refused unless it ends its reply.
+        assert_eq!(whole(&d, b"*2\r\n$9\r\n"), Err(RespError::TooLarge));
+        assert_eq!(whole(&d, b"*17\r\n"), Err(RespError::TooLarge));
+        assert_eq!(whole(&d, b"*1\r\n*1\r\n*1\r\n"), Err(RespError::TooDeep));
+        assert_eq!(whole(&d, b"?\r\n"), Err(RespError::BadType(b'?')));
+        assert_eq!(whole(&d, b"$x\r\n"), Err(RespError::BadNumber));
+        assert_eq!(whole(&d, b"$2\r\nabXY"), Err(RespError::BadTerminator));
+        assert_eq!(whole(&d, &[b'+'; 5000]), Err(RespError::TooLarge));
+    }
+
+    #[test]
+    fn an_oversized_bulk_string_ending_its_reply_is_skipped_not_kept() {
+        let d = Decoder::new(8);
+        let msg = b"*4\r\n$8\r\npmessage\r\n$1\r\np\r\n$1\r\nc\r\n$20\r\n";
+        let got = d.decode(msg).unwrap().unwrap();
+        assert_eq!((got.used, got.skip), (msg.len(), 22));
+        let Reply::Array(Some(items)) = got.reply else {
+            panic!("{:?}", got.reply)
+        };
+        assert_eq!(items[3], Reply::Oversized(20));
+        // Its header alone is enough: the content is never waited for.
+        assert_eq!(d.decode(&msg[..msg.len() - 1]), Ok(None));
+        let top = d.decode(b"$1000000000\r\nxy").unwrap().unwrap();
+        assert_eq!(
+            (top.reply, top.used, top.skip),
+            (Reply::Oversized(1_000_000_000), 13, 1_000_000_002)
+        );
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: running the `rookery` binary or
 //! an in-process server, and a minimal raw client for what an off-the-shelf
-//! client will not send (fragments, byte-at-a-time writes, bad frames).
+//! client will not send (fragments, byte-at-a-time writes, bad frames); and
+//! the check for an outside tool (Python, redis-server, openssl, ...) that
+//! skips a test on a machine without it.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -27,11 +29,130 @@ pub fn rookery_command() -> Command {
     }
 }
 
+// ---- outside tools -------------------------------------------------------------
+
+/// An outside program some tests use beside Rust. A fresh machine with only
+/// Rust has none of them: a test that needs one skips (see [`require`]).
+#[derive(Clone, Copy, Debug)]
+pub enum Tool {
+    /// `python3` (or `ROOKERY_PYTHON`) with a package: `websockets`,
+    /// `prometheus_client`.
+    Python,
+    /// `redis-server`, started by the test on a free port.
+    Redis,
+    /// `openssl`, to make keys that rcgen on ring cannot (RSA).
+    Openssl,
+    /// `curl`, an https client nobody here wrote.
+    Curl,
+    /// `nm` (binutils), to list the C library's symbols.
+    Nm,
+    /// `make`, to check the C example's Makefile.
+    Make,
+}
+
+impl Tool {
+    /// The variable that turns this tool's absence from a skip into a
+    /// failure (`.ci/run` sets every one of them to 1).
+    pub fn require_var(self) -> &'static str {
+        match self {
+            Tool::Python => "ROOKERY_REQUIRE_PYTHON",
+            Tool::Redis => "ROOKERY_REQUIRE_REDIS",
+            Tool::Openssl => "ROOKERY_REQUIRE_OPENSSL",
+            Tool::Curl => "ROOKERY_REQUIRE_CURL",
+            Tool::Nm => "ROOKERY_REQUIRE_NM",
+            Tool::Make => "ROOKERY_REQUIRE_MAKE",
+        }
+    }
+
+    /// How to get it, for the skip message.
+    fn hint(self) -> &'static str {
+        match self {
+            Tool::Python => {
+                "python3 -m venv ~/.venvs/rookery && ~/.venvs/rookery/bin/pip install \
+                 websockets prometheus-client, then ROOKERY_PYTHON=~/.venvs/rookery/bin/python"
+            }
+            Tool::Redis => "apt-get install redis-server",
+            Tool::Openssl => "apt-get install openssl",
+            Tool::Curl => "apt-get install curl",
+            Tool::Nm => "apt-get install binutils",
+            Tool::Make => "apt-get install make",
+        }
+    }
+}
+
+/// Whether a test may use `tool`, which `probe` looks for (`what` names it
+/// in messages, e.g. `redis-server`). Found: `true`. Missing: prints
+/// `SKIPPED: <what> not found` and returns `false`, and the test (or its
+/// part that needs the tool) returns early and passes; but when the tool's
+/// `ROOKERY_REQUIRE_*` variable is set (to anything but `0` or nothing) it
+/// panics instead, so that CI, which installs every tool, cannot pass
+/// without running the check.
+pub fn require(tool: Tool, what: &str, probe: impl FnOnce() -> bool) -> bool {
+    if probe() {
+        return true;
+    }
+    let var = tool.require_var();
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("this test")
+        .to_string();
+    if std::env::var(var).is_ok_and(|v| !v.is_empty() && v != "0") {
+        panic!("{what} not found, and {var} is set ({test})");
+    }
+    skipped(&format!(
+        "SKIPPED: {what} not found ({test}; {}; {var}=1 makes this a failure)",
+        tool.hint()
+    ));
+    false
+}
+
+/// Prints a skip line with `eprintln!`, which the test harness captures and
+/// shows for a failing test and with `--nocapture`; and, unless the output
+/// is not captured anyway, once more straight to the process's stderr,
+/// which the harness does not capture, so that a plain passing
+/// `cargo test` shows the skip too.
+fn skipped(line: &str) {
+    eprintln!("{line}");
+    let nocapture = std::env::args().any(|a| a == "--nocapture" || a == "--no-capture")
+        || std::env::var("RUST_TEST_NOCAPTURE").is_ok_and(|v| v != "0");
+    if !nocapture {
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "{line}");
+        let _ = err.flush();
+    }
+}
+
+/// Whether `program` runs (with `args`, e.g. `--version`) and exits 0.
+pub fn runs(program: &str, args: &[&str]) -> bool {
+    Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// [`require`] for a program found by running it with `args`.
+pub fn require_program(tool: Tool, program: &str, args: &[&str]) -> bool {
+    require(tool, program, || runs(program, args))
+}
+
 /// The Python with the tests' packages (`websockets`, `prometheus_client`):
-/// `ROOKERY_PYTHON` if set (the cross test sets it, as it puts Debian's
-/// tools first in `PATH`), else `python3`.
+/// `ROOKERY_PYTHON` if set (e.g. a virtual environment's `bin/python`;
+/// Debian 12's own Python refuses `pip install`), else `python3`.
 pub fn python() -> String {
     std::env::var("ROOKERY_PYTHON").unwrap_or_else(|_| "python3".to_string())
+}
+
+/// [`require`] for [`python()`] able to import `module` (e.g.
+/// `websockets.asyncio.client`, `prometheus_client.parser`).
+pub fn require_python(module: &str) -> bool {
+    let python = python();
+    let what = format!("{python} with the module {module}");
+    require(Tool::Python, &what, || {
+        runs(&python, &["-c", &format!("import {module}")])
+    })
 }
 
 /// A `rookery` child process, killed when dropped.

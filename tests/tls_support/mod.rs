@@ -194,15 +194,6 @@ pub fn pkcs8_to_sec1(pkcs8: &[u8]) -> Vec<u8> {
     key.to_vec()
 }
 
-/// Whether an `openssl` binary is on the PATH.
-pub fn have_openssl() -> bool {
-    std::process::Command::new("openssl")
-        .arg("version")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
-}
-
 /// Runs openssl with `args` in `dir`; panics on failure.
 pub fn openssl(dir: &std::path::Path, args: &[&str]) {
     let out = std::process::Command::new("openssl")
