@@ -379,16 +379,7 @@ fn a_thousand_messages_published_during_a_resume_arrive_contiguous_none_twice() 
 
 #[test]
 fn a_python_websockets_client_resumes_and_decodes_every_envelope() {
-    let have = std::process::Command::new(python())
-        .args(["-c", "import websockets"])
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !have {
-        if std::env::var_os("ROOKERY_REQUIRE_PYTHON").is_some() {
-            panic!("python3 with websockets not found, and ROOKERY_REQUIRE_PYTHON is set");
-        }
-        eprintln!("SKIPPED: python3 websockets not found (pip install websockets)");
+    if !require_python("websockets") {
         return;
     }
     let server = chat(&["--history", "50"]);
