@@ -182,6 +182,14 @@ impl Context<'_> {
         self.core.publish(topic, msg.opcode(), msg.as_bytes())
     }
 
+    /// [`Context::publish`] to this server's members of `topic` only, never
+    /// to other nodes through a Redis bridge: for a variant of a message
+    /// that the other nodes make for themselves (the chat's `rookery.v1`
+    /// envelopes). Returns how many members the topic has.
+    pub fn publish_local(&mut self, topic: &str, msg: Message<'_>) -> usize {
+        self.core.publish(topic, msg.opcode(), msg.as_bytes())
+    }
+
     /// Sends a text message to the members of `topic`, as
     /// [`Context::publish`] does. Returns how many members the topic has.
     ///

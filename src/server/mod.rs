@@ -45,7 +45,7 @@ use crate::proto::http::{Request, Response};
 pub use self::config::Config;
 use self::core::{Core, Timer, LISTENER_KEY};
 pub use self::handler::{Context, Handler, TimerId, Upgrade};
-pub use self::history::History;
+pub use self::history::{Epoch, History, Since, SinceError, MAX_EPOCH};
 use self::poller::{Events, Poller};
 use self::post::{Post, PostBox};
 pub use self::post::{PostError, Poster};
