@@ -13,7 +13,14 @@
 //! Which rooms exist is `rooms`' business: a room with history but no
 //! members is forgotten after a while, or to make way for a new one, and an
 //! upgrade that would create a room past `max_rooms` when none can make way
-//! is refused with `503` (never one for the default room). Pings, pongs,
+//! is refused with `503` (never one for the default room).
+//!
+//! A client that offers the `rookery.v1` subprotocol gets every message as
+//! a JSON envelope with its room's epoch and its offset, and may come back
+//! with `?since=EPOCH:OFFSET` to get exactly what it missed, or be told of
+//! a gap (`envelope`; SPEC §12). Each message's envelope is made once, for
+//! every such member and the room's history; plain members get the same
+//! frames as ever. Pings, pongs,
 //! idle timeouts and the
 //! closing handshake are the server's business, configured in
 //! [`crate::Config`]. `GET /` serves the chat page.
@@ -26,9 +33,12 @@ use std::time::Duration;
 use log::{debug, info, trace};
 
 use crate::proto::close;
+use crate::proto::handshake::offered_protocols;
 use crate::proto::http::{Request, Response};
+use crate::server::Since;
 use crate::{ConnId, Context, Handler, Message, TimerId, Upgrade};
 
+mod envelope;
 mod rooms;
 
 use self::rooms::Rooms;
@@ -109,9 +119,28 @@ pub struct Chat {
     member_of: HashMap<ConnId, Arc<str>>,
     /// Whether `GET /metrics` serves the metrics.
     metrics: bool,
-    /// The room chosen by the upgrade being accepted (`on_open` follows
-    /// `on_upgrade` at once).
-    joining: Option<(ConnId, String)>,
+    /// The upgrade being accepted (`on_open` follows `on_upgrade` at once).
+    joining: Option<Joining>,
+    /// Resumes answered: with what was missed, and with a gap.
+    resumes: Resumes,
+}
+
+/// What an accepted upgrade asked for.
+#[derive(Debug)]
+struct Joining {
+    conn: ConnId,
+    room: String,
+    /// It speaks `rookery.v1`.
+    v1: bool,
+    /// The position it resumes from, if any (`rookery.v1` only).
+    since: Option<Since>,
+}
+
+/// Counts of resumes, by result.
+#[derive(Debug, Default, Clone, Copy)]
+struct Resumes {
+    recovered: u64,
+    gap: u64,
 }
 
 impl Chat {
@@ -153,6 +182,7 @@ impl Chat {
             member_of: HashMap::new(),
             metrics: false,
             joining: None,
+            resumes: Resumes::default(),
         }
     }
 
@@ -160,9 +190,12 @@ impl Chat {
     /// its last `history` messages for newcomers (0: none). An upgrade that
     /// would create one room more forgets the least recently used room
     /// without members, or, if every room has members, is refused with
-    /// `503`; the default room is not counted and never refused. History costs at most `(max_rooms + 1) × history ×
-    /// max_message` bytes, twice that with permessage-deflate (each
-    /// message's compressed variant is kept beside it once made).
+    /// `503`; the default room is not counted and never refused. History
+    /// keeps each message twice, as its plain frame and as its `rookery.v1`
+    /// envelope (at most 6 bytes per byte of text, for a text of control
+    /// characters, plus about 70), so it costs at most `(max_rooms + 1) ×
+    /// history × 8 × max_message` bytes, twice that with permessage-deflate
+    /// (each frame's compressed variant is kept beside it once made).
     pub fn with_rooms(mut self, max_rooms: usize, history: usize) -> Chat {
         self.rooms = Rooms::new(max_rooms, history, self.rooms.ttl());
         self
@@ -198,22 +231,95 @@ impl Chat {
         valid_room_name(name).then_some(name)
     }
 
-    /// Publishes a member's message to its room and keeps it in the room's
-    /// history. Returns the number of recipients.
+    /// Publishes a member's message to its room, plain to its plain
+    /// members and as an envelope with its offset to its `rookery.v1`
+    /// ones, and keeps both in the room's history. Returns the number of
+    /// recipients.
     fn relay(&mut self, ctx: &mut Context<'_>, conn: ConnId, msg: Message<'_>) -> usize {
         let Some(name) = self.member_of.get(&conn) else {
             return 0;
         };
-        let sent = ctx.publish(name, msg);
-        if let Some(history) = self.rooms.history_mut(name) {
-            if history.capacity() > 0 {
-                // Encoded, and with permessage-deflate compressed, once
-                // here: a newcomer's replay then costs no more than
-                // sending the same bytes live.
-                history.push_frame(ctx.prepare_kept(msg));
+        let mut sent = ctx.publish(name, msg);
+        let Some(room) = self.rooms.get_mut(name) else {
+            return sent;
+        };
+        let v1_members = ctx.subscribers(&room.v1_topic);
+        let kept = room.history.capacity() > 0;
+        let offset = room.history.next_offset();
+        if v1_members > 0 || kept {
+            // Made once, for every v1 member and the history.
+            let envelope = envelope::message(room.history.epoch(), offset, msg);
+            if v1_members > 0 {
+                // Each node makes its own members' envelopes.
+                sent += ctx.publish_local(&room.v1_topic, Message::Text(&envelope));
+            }
+            if kept {
+                // Compressed now only where v1 members come: a room of
+                // plain members pays no compression for envelopes nobody
+                // may read (they are compressed once, on first use, if so).
+                let frame = if room.v1_seen {
+                    ctx.prepare_kept(Message::Text(&envelope))
+                } else {
+                    ctx.prepare(Message::Text(&envelope))
+                };
+                room.envelopes.push_frame(frame);
             }
         }
+        if kept {
+            // Encoded, and with permessage-deflate compressed, once here:
+            // a newcomer's replay then costs no more than sending the same
+            // bytes live.
+            room.history.push_frame(ctx.prepare_kept(msg));
+        } else {
+            room.history.pass();
+            room.envelopes.pass();
+        }
         sent
+    }
+
+    /// Sends a new `rookery.v1` member its welcome, then what it missed and
+    /// `recovered`, or a `gap` and the room's history, and subscribes it.
+    fn open_v1(&mut self, ctx: &mut Context<'_>, conn: ConnId, name: &str, since: Option<Since>) {
+        let (name, room) = self.rooms.join(name);
+        room.v1_seen = true;
+        let (epoch, last) = (room.history.epoch(), room.history.last_offset());
+        let welcome = envelope::welcome(&self.welcome, &name, epoch, last);
+        let _ = ctx.send_text(conn, &welcome);
+        // Paced as a plain member's history is; the envelopes sent after
+        // wait behind it, as live messages do.
+        let resumed = since.map(|since| room.envelopes.replay_after(ctx, conn, &since));
+        match resumed {
+            Some(Ok(Some(missed))) => {
+                self.resumes.recovered += 1;
+                debug!("{conn}: resumed in '{name}' with {missed} missed message(s)");
+                let _ = ctx.send_text(conn, &envelope::recovered(epoch, last, missed));
+            }
+            Some(Ok(None)) => {
+                self.resumes.gap += 1;
+                debug!("{conn}: cannot resume in '{name}': gap");
+                let _ = ctx.send_text(conn, &envelope::gap(epoch, last));
+                let _ = room.envelopes.replay(ctx, conn);
+            }
+            Some(Err(_)) => {}
+            None => {
+                let _ = room.envelopes.replay(ctx, conn);
+            }
+        }
+        let _ = ctx.subscribe(conn, &room.v1_topic);
+        self.member_of.insert(conn, name);
+    }
+
+    /// The server's metrics ([`render_metrics`]) and the chat's own.
+    fn render_metrics(&self, ctx: &Context<'_>) -> String {
+        let mut out = render_metrics(ctx, self.rooms.len());
+        let name = "rookery_resumes_total";
+        let _ = write!(
+            out,
+            "# HELP {name} rookery.v1 resumes (?since=), by result.\n# TYPE {name} counter\n\
+             {name}{{result=\"recovered\"}} {}\n{name}{{result=\"gap\"}} {}\n",
+            self.resumes.recovered, self.resumes.gap
+        );
+        out
     }
 
     /// The answer to a plain HTTP request: the page at `/`, else 404.
@@ -228,6 +334,19 @@ impl Chat {
             _ => Response::status(404),
         }
     }
+}
+
+/// Whether the server is joined to others through Redis. Offsets there
+/// are not yet the cluster's, and what other nodes publish reaches this
+/// node's plain members only: a client that offers `rookery.v1` is then
+/// answered without it, and gets plain frames (the page reads both).
+fn clustered(ctx: &Context<'_>) -> bool {
+    #[cfg(feature = "redis")]
+    if ctx.redis_status().is_some() {
+        return true;
+    }
+    let _ = ctx;
+    false
 }
 
 /// Whether `name` may name a room: 1 to 64 bytes of `A-Z a-z 0-9 . _ -`,
@@ -397,7 +516,7 @@ impl Handler for Chat {
             let response = match req.method() {
                 "GET" | "HEAD" => Response::ok(
                     "text/plain; version=0.0.4; charset=utf-8",
-                    render_metrics(ctx, self.rooms.len()).into_bytes(),
+                    self.render_metrics(ctx).into_bytes(),
                 )
                 .with_header("Cache-Control", "no-cache"),
                 _ => Response::status(405).with_header("Allow", "GET, HEAD"),
@@ -412,10 +531,17 @@ impl Handler for Chat {
         self.on_http(req)
     }
 
-    fn on_upgrade(&mut self, _ctx: &mut Context<'_>, conn: ConnId, req: &Request) -> Upgrade {
+    fn on_upgrade(&mut self, ctx: &mut Context<'_>, conn: ConnId, req: &Request) -> Upgrade {
         let Some(name) = self.room_for(req.path()) else {
             debug!("{conn}: no such room, answering 404");
             return Upgrade::reject(404);
+        };
+        let since = match envelope::since(req.target()) {
+            Ok(since) => since,
+            Err(why) => {
+                debug!("{conn}: bad 'since' ({why}), answering 400");
+                return Upgrade::reject(400);
+            }
         };
         if !self.rooms.admit(name) {
             debug!(
@@ -424,8 +550,19 @@ impl Handler for Chat {
             );
             return Upgrade::reject(503);
         }
-        self.joining = Some((conn, name.to_string()));
-        Upgrade::accept()
+        let v1 = offered_protocols(req).any(|p| p == envelope::PROTOCOL) && !clustered(ctx);
+        self.joining = Some(Joining {
+            conn,
+            room: name.to_string(),
+            v1,
+            // A plain member has no offsets to resume from.
+            since: since.filter(|_| v1),
+        });
+        if v1 {
+            Upgrade::with_protocol(envelope::PROTOCOL)
+        } else {
+            Upgrade::accept()
+        }
     }
 
     fn on_http(&mut self, req: &Request) -> Response {
@@ -453,15 +590,16 @@ impl Handler for Chat {
         // every message published to the room before is in the history,
         // every one after reaches it live, none both.
         let name = match self.joining.take() {
-            Some((id, name)) if id == conn => name,
+            Some(j) if j.conn == conn && j.v1 => return self.open_v1(ctx, conn, &j.room, j.since),
+            Some(j) if j.conn == conn => j.room,
             _ => String::new(),
         };
         let _ = ctx.send_text(conn, &self.welcome);
-        let (name, history) = self.rooms.join(&name);
+        let (name, room) = self.rooms.join(&name);
         // Paced: queued as the newcomer's socket takes it, never more than
         // the backlog limit and one message at a time; what the room says
         // meanwhile waits behind it.
-        let _ = history.replay(ctx, conn);
+        let _ = room.history.replay(ctx, conn);
         let _ = ctx.subscribe(conn, &name);
         self.member_of.insert(conn, name);
     }

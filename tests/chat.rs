@@ -55,24 +55,24 @@ fn custom_welcome() {
 fn a_new_member_sees_its_welcome_before_any_broadcast() {
     let server = chat(&[]);
     let mut talker = join(&server);
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let chatter = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let mut n = 0;
-            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                talker.send(Message::text(format!("noise {n}"))).unwrap();
-                n += 1;
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        })
-    };
-    for _ in 0..20 {
+    // Broadcasts in flight before, during and after each join: the server
+    // reads the talker's and the newcomer's bytes in whatever passes they
+    // arrive in.
+    let mut said = 0;
+    for n in 0..20 {
+        for _ in 0..3 {
+            talker.send(Message::text(format!("noise {n}"))).unwrap();
+            said += 1;
+        }
         let mut ws = connect(&server.url("/chat"));
+        talker.send(Message::text(format!("noise {n}"))).unwrap();
+        said += 1;
         assert_eq!(next_data(&mut ws), Message::text(WELCOME));
     }
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    chatter.join().unwrap();
+    // The talker is sent all of its own, so none was lost on the way.
+    for _ in 0..said {
+        assert!(matches!(next_data(&mut talker), Message::Text(t) if t.starts_with("noise ")));
+    }
 }
 
 #[test]
@@ -101,40 +101,75 @@ fn ping_is_answered_with_pong() {
     }
 }
 
+/// The chat in process on a virtual clock, with the command's defaults but
+/// `ping_interval` and `idle_timeout`.
+fn virtual_chat(ping_interval: Duration, idle_timeout: Duration) -> Virtual {
+    let config = rookery::Config {
+        ping_interval,
+        idle_timeout,
+        ..rookery::Config::default()
+    };
+    Virtual::start_with(config, || {
+        rookery::chat::Chat::new(rookery::chat::ChatOptions::default())
+    })
+}
+
+/// Whether `ws` has nothing to read and is still open.
+fn quiet(ws: &mut Ws) -> bool {
+    let stream = &ws.get_ref().0;
+    stream.set_nonblocking(true).expect("nonblocking");
+    let mut byte = [0u8; 1];
+    let quiet =
+        matches!(stream.peek(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+    stream.set_nonblocking(false).expect("blocking");
+    quiet
+}
+
+/// How far before and after a deadline the tests look (the wheel ticks
+/// every 10 ms).
+const MARGIN: Duration = Duration::from_millis(50);
+
 #[test]
 fn server_pings_every_interval() {
-    let server = Rookery::start(&["--ping-interval", "200ms"]);
-    let mut ws = join(&server);
-    let start = Instant::now();
-    let mut pings = 0;
-    while pings < 3 {
-        if let Message::Ping(_) = next(&mut ws) {
-            pings += 1;
-        }
+    let interval = Duration::from_millis(200);
+    let server = virtual_chat(interval, Duration::ZERO);
+    let mut ws = connect(&server.url("/chat"));
+    assert_eq!(next_data(&mut ws), Message::text(WELCOME));
+    server.settle();
+    // Each ping is due an interval after the pass that sent the last (here
+    // MARGIN past its own due time).
+    for round in 0..3 {
+        server.advance(interval - MARGIN);
+        assert!(quiet(&mut ws), "round {round}: a ping early");
+        server.advance(2 * MARGIN);
+        assert!(matches!(next(&mut ws), Message::Ping(_)), "round {round}");
     }
-    // Three pings at 200 ms take at least 400 ms after the first.
-    assert!(
-        start.elapsed() >= Duration::from_millis(400),
-        "{:?}",
-        start.elapsed()
-    );
 }
 
 #[test]
 fn idle_connection_is_closed_with_1001_but_traffic_keeps_it_open() {
-    let server = chat(&["--idle-timeout", "600ms"]);
-    let mut busy = join(&server);
-    let mut idle = join(&server);
-    let start = Instant::now();
-    // `busy` speaks (pongs count as traffic) every 150 ms for 1.5 s.
-    while start.elapsed() < Duration::from_millis(1500) {
-        busy.send(Message::Pong(Vec::new())).unwrap();
-        busy.flush().unwrap();
-        std::thread::sleep(Duration::from_millis(150));
+    let idle_timeout = Duration::from_millis(600);
+    let server = virtual_chat(Duration::ZERO, idle_timeout);
+    let mut busy = connect(&server.url("/chat"));
+    assert_eq!(next_data(&mut busy), Message::text(WELCOME));
+    let mut idle = connect(&server.url("/chat"));
+    assert_eq!(next_data(&mut idle), Message::text(WELCOME));
+    server.settle();
+    // `busy` speaks (pings count as traffic) every 150 ms for 1.5 s.
+    for _ in 0..10 {
+        busy.send(Message::Ping(Vec::new())).unwrap();
+        assert!(matches!(next(&mut busy), Message::Pong(_)));
+        server.advance(Duration::from_millis(150));
     }
     assert_eq!(expect_close(&mut idle), Some(1001));
     busy.send(Message::text("still open")).unwrap();
     assert_eq!(next_data(&mut busy), Message::text("still open"));
+    server.advance(idle_timeout - MARGIN);
+    assert!(
+        quiet(&mut busy),
+        "closed before its silence was long enough"
+    );
+    server.advance(2 * MARGIN);
     assert_eq!(expect_close(&mut busy), Some(1001), "closed once silent");
 }
 

@@ -65,11 +65,15 @@ impl Redis {
         }
         cmd.args(&self.extra);
         self.child = Some(cmd.spawn().expect("spawn redis-server"));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let port = self.port;
+        assert!(
+            eventually(Duration::from_secs(10), || TcpStream::connect((
+                "127.0.0.1",
+                port
+            ))
+            .is_ok()),
+            "redis-server did not start"
+        );
     }
 
     /// Sends `signal` (SIGSTOP, SIGCONT) to it.
@@ -129,14 +133,10 @@ fn metric(node: &Rookery, name: &str) -> u64 {
 }
 
 fn wait_connected(node: &Rookery, within: Duration) {
-    let deadline = Instant::now() + within;
-    while metric(node, "rookery_redis_connected") != 1 {
-        assert!(
-            Instant::now() < deadline,
-            "not connected to Redis in {within:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert!(
+        eventually(within, || metric(node, "rookery_redis_connected") == 1),
+        "not connected to Redis in {within:?}"
+    );
 }
 
 fn join(node: &Rookery, path: &str) -> Ws {
@@ -259,8 +259,10 @@ fn redis_killed_and_restarted_local_chat_goes_on_then_the_queue_arrives() {
     }
     say(&mut b1, "b1:0");
     assert_eq!(text(&mut b1), "b1:0");
-    std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(metric(&n1, "rookery_redis_connected"), 0);
+    assert!(eventually(Duration::from_secs(10), || metric(
+        &n1,
+        "rookery_redis_connected"
+    ) == 0));
     redis.spawn();
     wait_connected(&n1, Duration::from_secs(10));
     wait_connected(&n2, Duration::from_secs(10));
@@ -308,11 +310,12 @@ fn redis_unreachable_at_start_is_logged_and_joined_once_it_comes() {
     let mut a = join(&n1, "/chat/r");
     say(&mut a, "a:0");
     assert_eq!(text(&mut a), "a:0");
-    std::thread::sleep(Duration::from_millis(300));
     assert_eq!(metric(&n1, "rookery_redis_connected"), 0);
     let mut n1 = n1;
     assert!(
-        n1.stderr_text().contains("redis 127.0.0.1"),
+        eventually(Duration::from_secs(10), || n1
+            .stderr_text()
+            .contains("redis 127.0.0.1")),
         "{}",
         n1.stderr_text()
     );
@@ -320,11 +323,13 @@ fn redis_unreachable_at_start_is_logged_and_joined_once_it_comes() {
     wait_connected(&n1, Duration::from_secs(10));
     wait_connected(&n2, Duration::from_secs(10));
     // The line is written as the state changes; the pipe may lag a little.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !n1.stderr_text().contains("connected and subscribed again") {
-        assert!(Instant::now() < deadline, "{}", n1.stderr_text());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert!(
+        eventually(Duration::from_secs(5), || n1
+            .stderr_text()
+            .contains("connected and subscribed again")),
+        "{}",
+        n1.stderr_text()
+    );
     let mut b = join(&n2, "/chat/r");
     // a:0 was queued; it arrives at most once (it may have gone out
     // before b's node listened) — then live chat works.
@@ -349,7 +354,19 @@ fn a_wrong_password_or_database_is_logged_never_fatal() {
     let right2 = node(&format!("redis://:s3cret@127.0.0.1:{port}/2"), &[]);
     wait_connected(&right, Duration::from_secs(10));
     wait_connected(&right2, Duration::from_secs(10));
-    std::thread::sleep(Duration::from_millis(700));
+    // Each wrong node has tried and been refused.
+    for (n, refusal) in [
+        (&mut wrong_pw, "Redis answered"),
+        (&mut wrong_db, "DB index is out of range"),
+    ] {
+        assert!(
+            eventually(Duration::from_secs(10), || n
+                .stderr_text()
+                .contains(refusal)),
+            "{}",
+            n.stderr_text()
+        );
+    }
     for n in [&mut wrong_pw, &mut wrong_db] {
         let mut a = join(n, "/chat/r");
         say(&mut a, "local");
@@ -391,7 +408,9 @@ fn a_redis_speaking_garbage_is_logged_and_retried_local_chat_fine() {
         let mut rng = fuzz_like_rng(s.peer_addr().map_or(1, |a| u64::from(a.port())));
         let garbage: Vec<u8> = (0..4096).map(|_| rng() as u8).collect();
         let _ = s.write_all(&garbage);
-        std::thread::sleep(Duration::from_secs(2));
+        // Held open until the node hangs up on it.
+        let mut buf = [0u8; 4096];
+        while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
     });
     let mut n = node(&format!("redis://127.0.0.1:{port}"), &[]);
     let mut a = join(&n, "/chat/r");
@@ -399,13 +418,15 @@ fn a_redis_speaking_garbage_is_logged_and_retried_local_chat_fine() {
         say(&mut a, &format!("a:{i}"));
         assert_eq!(text(&mut a), format!("a:{i}"));
     }
-    std::thread::sleep(Duration::from_millis(500));
-    assert!(n.child.try_wait().expect("try_wait").is_none(), "it exited");
-    let log = n.stderr_text();
+    let mut log = String::new();
     assert!(
-        log.contains("not RESP") || log.contains("unexpected reply"),
+        eventually(Duration::from_secs(10), || {
+            log = n.stderr_text();
+            log.contains("not RESP") || log.contains("unexpected reply")
+        }),
         "{log}"
     );
+    assert!(n.child.try_wait().expect("try_wait").is_none(), "it exited");
 }
 
 #[test]
@@ -427,15 +448,12 @@ fn a_silent_redis_does_not_block_the_loop_and_is_given_up() {
     }
     assert!(metric(&n, "rookery_redis_backlog_bytes") <= 2048);
     assert!(metric(&n, "rookery_redis_dropped_total") > 0);
-    let deadline = started + Duration::from_secs(12);
-    while !n.stderr_text().contains("no answer in time") {
-        assert!(
-            Instant::now() < deadline,
-            "never gave up: {}",
-            n.stderr_text()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let patience = Duration::from_secs(12).saturating_sub(started.elapsed());
+    assert!(
+        eventually(patience, || n.stderr_text().contains("no answer in time")),
+        "never gave up: {}",
+        n.stderr_text()
+    );
 }
 
 fn fuzz_like_rng(seed: u64) -> impl FnMut() -> u64 {
@@ -651,14 +669,13 @@ fn a_stopped_redis_loses_no_publication_uncounted() {
     );
     assert!(up == 0 || queued > 0, "connected {up}, queued {queued}");
     // The reply timeout gives the publishing link up.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while metric(&n1, "rookery_redis_connected") != 0 {
-        assert!(
-            Instant::now() < deadline,
-            "still connected to a stopped Redis"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    assert!(
+        eventually(Duration::from_secs(15), || metric(
+            &n1,
+            "rookery_redis_connected"
+        ) == 0),
+        "still connected to a stopped Redis"
+    );
     redis.signal(libc::SIGCONT);
     wait_connected(&n1, Duration::from_secs(15));
     say(&mut a, "after");
@@ -711,11 +728,13 @@ fn an_acl_user_in_the_url_is_sent_with_auth() {
     say(&mut x, "x:0");
     assert_eq!(text(&mut y), "x:0");
     assert_eq!(metric(&wrong, "rookery_redis_connected"), 0);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !wrong.stderr_text().contains("WRONGPASS") {
-        assert!(Instant::now() < deadline, "{}", wrong.stderr_text());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert!(
+        eventually(Duration::from_secs(10), || wrong
+            .stderr_text()
+            .contains("WRONGPASS")),
+        "{}",
+        wrong.stderr_text()
+    );
 }
 
 #[test]
@@ -738,15 +757,18 @@ fn redis_text_in_the_log_has_format_characters_escaped() {
         let mut buf = [0u8; 256];
         let _ = s.read(&mut buf);
         let _ = s.write_all("-ERR evil\u{202e}gnp.exe\u{200b}\u{2066}x\r\n".as_bytes());
-        std::thread::sleep(Duration::from_secs(2));
+        // Held open until the node hangs up on it.
+        while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
     });
     // `-q`: the first failure is a warning.
     let mut n = node(&format!("redis://:pw@127.0.0.1:{port}"), &["-q"]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !n.stderr_text().contains("Redis answered") {
-        assert!(Instant::now() < deadline, "{}", n.stderr_text());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert!(
+        eventually(Duration::from_secs(10), || n
+            .stderr_text()
+            .contains("Redis answered")),
+        "{}",
+        n.stderr_text()
+    );
     let log = n.stderr_text();
     assert!(
         log.contains("evil\\u{202e}gnp.exe\\u{200b}\\u{2066}x"),
@@ -766,8 +788,9 @@ fn flooding_redis(s: TcpStream) {
     let mut buf = [0u8; 512];
     let n = s.read(&mut buf).unwrap_or(0);
     if !buf[..n].windows(10).any(|w| w == b"PSUBSCRIBE") {
-        // The publishing connection: hold it.
-        std::thread::sleep(Duration::from_secs(4));
+        // The publishing connection: held until the node hangs up.
+        let _ = s.set_read_timeout(None);
+        while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
         return;
     }
     let _ = s.write_all(b"*3\r\n$10\r\npsubscribe\r\n$14\r\nrookery:room:*\r\n:1\r\n");

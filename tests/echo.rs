@@ -15,6 +15,18 @@ fn echo_server(extra: &[&str]) -> Rookery {
     Rookery::start(&args)
 }
 
+/// The echo service in process on a virtual clock, with the command's
+/// defaults but no pings and `config`'s other fields.
+fn virtual_echo(config: rookery::Config) -> Virtual {
+    Virtual::start(
+        rookery::Config {
+            ping_interval: Duration::ZERO,
+            ..config
+        },
+        rookery::echo::Echo,
+    )
+}
+
 fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 31 % 251) as u8).collect()
 }
@@ -108,15 +120,20 @@ fn client_close_is_echoed_with_its_code() {
 
 #[test]
 fn server_initiated_close_completes_the_handshake() {
-    let server = echo_server(&["--idle-timeout", "300ms"]);
+    let server = virtual_echo(rookery::Config {
+        idle_timeout: Duration::from_millis(300),
+        ..rookery::Config::default()
+    });
     let mut ws = connect(&server.url("/chat"));
+    server.settle();
+    server.advance(Duration::from_millis(350));
     // tungstenite answers the server's close frame; the server then closes.
     assert_eq!(expect_close(&mut ws), Some(1001));
 }
 
 #[test]
 fn request_and_frames_one_byte_per_write() {
-    let server = echo_server(&[]);
+    let server = virtual_echo(rookery::Config::default());
     let mut raw = std::net::TcpStream::connect(server.addr).unwrap();
     raw.set_nodelay(true).unwrap();
     raw.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
@@ -126,7 +143,8 @@ fn request_and_frames_one_byte_per_write() {
     bytes.extend(client_frame(0x80, b"ments"));
     for b in &bytes {
         raw.write_all(std::slice::from_ref(b)).unwrap();
-        std::thread::sleep(Duration::from_micros(200));
+        // The server reads it before the next is written: one byte a read.
+        server.settle();
     }
     let head = read_head(&mut raw);
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
@@ -140,7 +158,11 @@ fn request_and_frames_one_byte_per_write() {
 
 #[test]
 fn sixteen_mib_echo_to_a_slow_reader_arrives_intact() {
-    let server = echo_server(&["--max-message", "32MiB", "--max-backlog", "64MiB"]);
+    let server = virtual_echo(rookery::Config {
+        max_message: 32 << 20,
+        max_backlog: 64 << 20,
+        ..rookery::Config::default()
+    });
     let (mut raw, _) = raw_upgrade(server.addr, "/chat", "");
     let data = pattern(16 << 20);
     let frame = client_frame(0x82, &data);
@@ -148,14 +170,15 @@ fn sixteen_mib_echo_to_a_slow_reader_arrives_intact() {
         let mut raw = raw.try_clone().unwrap();
         std::thread::spawn(move || raw.write_all(&frame).unwrap())
     };
-    // Read the reply slowly, so the server meets a full socket many times.
+    // Read the reply a chunk per pass of the server, so that it meets a
+    // full socket many times.
     let mut got = Vec::with_capacity(data.len() + 10);
     let mut chunk = vec![0u8; 64 * 1024];
     while got.len() < data.len() + 10 {
         let n = raw.read(&mut chunk).unwrap();
         assert!(n > 0, "connection closed after {} bytes", got.len());
         got.extend_from_slice(&chunk[..n]);
-        std::thread::sleep(Duration::from_millis(2));
+        server.settle();
     }
     writer.join().unwrap();
     assert_eq!(&got[..10], &[0x82, 127, 0, 0, 0, 0, 1, 0, 0, 0]);

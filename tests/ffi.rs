@@ -1,4 +1,4 @@
-//! Tests of the C API (`src/ffi.rs`) through its `extern "C"` functions,
+//! Tests of the C API (`src/ffi/`) through its `extern "C"` functions,
 //! called from Rust exactly as a C program would call them.
 //!
 //! What is covered: NULL arguments everywhere; bad addresses and options;
@@ -732,10 +732,10 @@ fn stop_before_run_and_racing_the_start() {
         let handle = SendPtr(srv.0);
         let stopper = thread::spawn(move || {
             let handle = handle;
-            if i % 2 == 0 {
+            // Some stop at once, others after a varying number of
+            // yields: before, during and after the lazy start.
+            for _ in 0..(i % 7) * 50 {
                 thread::yield_now();
-            } else {
-                thread::sleep(Duration::from_micros(200 * (i % 7)));
             }
             // SAFETY: safe from any thread; joined before the free.
             unsafe { rk_server_stop(handle.0) };
@@ -1500,14 +1500,24 @@ fn header_functions() -> Vec<String> {
     names
 }
 
-/// The `extern "C"` functions `src/ffi.rs` and its modules (`src/ffi/`)
-/// export.
-fn source_exports() -> Vec<String> {
-    let mut src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/ffi.rs"))
-        .expect("read src/ffi.rs");
+/// The C API's source files: `src/ffi/*.rs`.
+fn source_files() -> Vec<std::path::PathBuf> {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/ffi");
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        src += &std::fs::read_to_string(entry.path()).expect("read src/ffi/");
+    let files: Vec<_> = std::fs::read_dir(dir)
+        .expect("read src/ffi/")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "rs"))
+        .collect();
+    assert!(!files.is_empty(), "no source in src/ffi/");
+    files
+}
+
+/// The `extern "C"` functions the modules of `src/ffi/` export.
+fn source_exports() -> Vec<String> {
+    let mut src = String::new();
+    for file in source_files() {
+        src += &std::fs::read_to_string(file).expect("read src/ffi/");
     }
     let mut names: Vec<String> = src
         .split("#[no_mangle]")
@@ -1527,7 +1537,7 @@ fn header_declares_every_exported_symbol() {
     let declared = header_functions();
     let exported = source_exports();
     assert!(exported.len() >= 14, "{exported:?}");
-    assert_eq!(declared, exported, "include/rookery.h vs src/ffi.rs");
+    assert_eq!(declared, exported, "include/rookery.h vs src/ffi/");
 
     // And the symbols actually in the static library, when it is there
     // (`cargo build` writes it next to the test binary's `deps/`).
@@ -1543,12 +1553,9 @@ fn header_declares_every_exported_symbol() {
     // `cargo test` does not rebuild the archive: skip a stale one (.ci/c-test
     // runs the same check on a fresh release build).
     let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    let source = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/src/ffi.rs"));
-    if modified(&lib) < modified(source) {
-        eprintln!(
-            "{} is older than src/ffi.rs: nm check skipped",
-            lib.display()
-        );
+    let newest = source_files().iter().filter_map(|f| modified(f)).max();
+    if modified(&lib) < newest {
+        eprintln!("{} is older than src/ffi/: nm check skipped", lib.display());
         return;
     }
     // Each member's symbol table (`T rk_x`) and the archive index

@@ -78,16 +78,26 @@ fn serve(set: impl FnOnce(*mut rk_server, *mut c_void) -> c_int) {
         assert!(!s.is_null());
         assert_eq!(set(s, user), RK_OK);
         let port = rk_server_port(s);
+        // The client closes once the loop has run a pass past the open (so
+        // the 0 ms timer set in on_open has fired).
+        let (opened, wait_open) = std::sync::mpsc::channel::<()>();
         let client = std::thread::spawn(move || {
             let (mut ws, _) =
                 tungstenite::connect(format!("ws://127.0.0.1:{port}/chat")).expect("connect");
-            std::thread::sleep(Duration::from_millis(50)); // the 0 ms timer fires
+            let _ = wait_open.recv_timeout(Duration::from_secs(10));
             ws.close(None).unwrap();
             while ws.read().is_ok() {}
         });
         let deadline = Instant::now() + Duration::from_secs(10);
+        let mut told = false;
         while rk_server_run_once(s, 20) == 1 {
             assert!(Instant::now() < deadline, "the server did not stop");
+            if !told && seen.opened.load(Ordering::SeqCst) > 0 {
+                // One more pass: the timer is due at once.
+                assert_eq!(rk_server_run_once(s, 20), 1);
+                let _ = opened.send(());
+                told = true;
+            }
         }
         client.join().unwrap();
         rk_server_free(s);

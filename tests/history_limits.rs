@@ -162,9 +162,15 @@ fn newcomers_that_never_read_hold_at_most_the_backlog_limit_and_one_message_each
         "rookery_connections_open"
     ) == NEWCOMERS
         as u64));
-    // Give the loop a moment to move what the sockets take.
-    std::thread::sleep(Duration::from_millis(200));
-    let backlog = metric(&server, "rookery_backlog_bytes");
+    // The loop has moved what the sockets take once the backlog stays put
+    // between two requests (each served by the same loop, a pass apart).
+    let mut backlog = metric(&server, "rookery_backlog_bytes");
+    assert!(eventually(Duration::from_secs(10), || {
+        let now = metric(&server, "rookery_backlog_bytes");
+        let settled = now == backlog;
+        backlog = now;
+        settled
+    }));
     let cap = (NEWCOMERS * (LIMIT + MESSAGE + 16)) as u64;
     let grown = server.rss_kib().saturating_sub(before);
     println!("{NEWCOMERS} silent newcomers: backlog {backlog} B (cap {cap}), RSS +{grown} KiB");

@@ -8,6 +8,9 @@
 //! Every test starts its own server (port 0) with short timers, kills it on
 //! the way out (pass or fail), and polls with generous deadlines rather than
 //! asserting tight timings, so that a loaded two-core CI machine passes.
+//! The deadline tests (slowloris, the handshake and close timeouts) run the
+//! chat in process on a virtual clock (`common::Virtual`) instead: each
+//! deadline is checked just before and after it is due, with no waiting.
 //! Memory is the server's VmRSS from /proc; figures are printed (run with
 //! `--nocapture` to see them).
 
@@ -16,11 +19,12 @@ use std::net::{Shutdown, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use rookery::Config;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::Message;
 
@@ -174,54 +178,33 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// Samples a process's RSS until stopped; returns the peak.
+/// The peak RSS of a process over a span: the kernel's high-water mark
+/// (VmHWM), reset to the current RSS when the span starts (5 written to
+/// /proc/PID/clear_refs). Where the reset is refused, the mark counts from
+/// the process's start, which only makes the figure larger.
 struct RssSampler {
-    stop: Arc<AtomicBool>,
-    thread: Option<thread::JoinHandle<u64>>,
+    pid: u32,
 }
 
 impl RssSampler {
     fn start(pid: u32) -> RssSampler {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        let thread = thread::spawn(move || {
-            let mut peak = 0;
-            while !flag.load(Ordering::SeqCst) {
-                peak = peak.max(rss_kib(pid));
-                thread::sleep(Duration::from_millis(5));
-            }
-            peak.max(rss_kib(pid))
-        });
-        RssSampler {
-            stop,
-            thread: Some(thread),
-        }
+        let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+        RssSampler { pid }
     }
 
-    fn peak(mut self) -> u64 {
-        self.stop.store(true, Ordering::SeqCst);
-        self.thread.take().unwrap().join().unwrap()
-    }
-}
-
-impl Drop for RssSampler {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
+    fn peak(self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.pid))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
     }
 }
 
 /// Polls `cond` until it holds or `limit` passes.
-fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
+fn wait_until(limit: Duration, cond: impl FnMut() -> bool) -> bool {
+    common::eventually(limit, cond)
 }
 
 // ---- clients -----------------------------------------------------------------------
@@ -266,6 +249,25 @@ fn read_text(ws: &mut Ws) -> String {
 /// A chat client: connected, welcome read.
 fn chat_member(server: &Rookery) -> Ws {
     let mut ws = ws_connect(server);
+    assert_eq!(read_text(&mut ws), "Welcome to Rookery Chat!");
+    ws
+}
+
+/// The chat in process on a virtual clock (`common::Virtual`), with
+/// `config`.
+fn virtual_chat(config: Config) -> common::Virtual {
+    common::Virtual::start_with(config, || {
+        rookery::chat::Chat::new(rookery::chat::ChatOptions::default())
+    })
+}
+
+/// A chat client of a server on a virtual clock: connected, welcome read.
+fn virtual_member(server: &common::Virtual) -> Ws {
+    let stream = tcp(server.addr.port());
+    let mut ws = match tungstenite::client(server.url("/chat"), stream) {
+        Ok((ws, _)) => ws,
+        Err(e) => panic!("websocket handshake failed: {e}"),
+    };
     assert_eq!(read_text(&mut ws), "Welcome to Rookery Chat!");
     ws
 }
@@ -398,57 +400,54 @@ fn reset(stream: TcpStream) {
 /// timeout, while a chat member keeps talking and a newcomer gets in.
 #[test]
 fn slowloris_handshakes_are_dropped_while_a_client_chats() {
-    let server = Rookery::start(&["--handshake-timeout", "500ms", "-q"]);
-    let mut chatter = chat_member(&server);
+    const STEP: Duration = Duration::from_millis(20);
+    let server = virtual_chat(Config {
+        handshake_timeout: Duration::from_millis(500),
+        ..Config::default()
+    });
+    let port = server.addr.port();
+    let mut chatter = virtual_member(&server);
 
     let mut stalled: Vec<TcpStream> = (0..50)
         .map(|_| {
-            let mut s = tcp(server.port);
+            let mut s = tcp(port);
             s.write_all(b"GET /chat HTTP/1.1\r\nHost: 127.0.0.1\r\n")
                 .unwrap();
             s
         })
         .collect();
-    let port = server.port;
-    let trickler = thread::spawn(move || {
-        // Never a blank line: only the timeout can end this head.
-        let mut s = tcp(port);
-        let started = Instant::now();
-        let mut line = b"GET /chat HTTP/1.1\r\n"
-            .iter()
-            .chain(b"X-A: b\r\n".iter().cycle());
-        while started.elapsed() < PATIENCE {
-            if s.write_all(&[*line.next().unwrap()]).is_err() {
-                return Some(started.elapsed());
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        None
-    });
+    // Never a blank line: only the timeout can end this head.
+    let mut trickle = tcp(port);
+    let mut line = b"GET /chat HTTP/1.1\r\n"
+        .iter()
+        .chain(b"X-A: b\r\n".iter().cycle());
+    let mut trickled = None;
+    server.settle();
 
-    // Chat through the storm, and a newcomer joins during it.
-    let storm = Instant::now();
+    // 1.5 s of the server's clock in steps of 20 ms: a byte of the
+    // trickling head and a chat message each, and a newcomer joins at 200 ms.
     let mut sent = 0;
     let mut newcomer = None;
-    while storm.elapsed() < Duration::from_millis(1500) {
+    for step in 0..75u32 {
+        if trickled.is_none() && trickle.write_all(&[*line.next().unwrap()]).is_err() {
+            trickled = Some(STEP * step);
+        }
         let text = format!("message {sent}");
         chatter.send(Message::text(text.clone())).unwrap();
         assert_eq!(read_text(&mut chatter), text);
         sent += 1;
-        if newcomer.is_none() && storm.elapsed() > Duration::from_millis(200) {
-            newcomer = Some(chat_member(&server));
+        if step == 10 {
+            newcomer = Some(virtual_member(&server));
         }
-        thread::sleep(Duration::from_millis(20));
+        server.advance(STEP);
     }
-    assert!(sent >= 5, "only {sent} messages went through the storm");
 
     for s in &mut stalled {
         wait_closed(s, PATIENCE);
     }
-    let trickled = trickler.join().unwrap();
     assert!(
-        trickled.is_some(),
-        "a trickling head was never dropped (it must not reset the timeout)"
+        trickled.is_some_and(|t| t >= Duration::from_millis(500)),
+        "a trickling head was dropped early or never ({trickled:?}; it must not reset the timeout)"
     );
 
     // The members were never disturbed.
@@ -469,7 +468,7 @@ fn slowloris_handshakes_are_dropped_while_a_client_chats() {
         assert_eq!(n(&pair[1]), n(&pair[0]) + 1, "{seen_by_newcomer:?}");
     }
     println!(
-        "slowloris: {sent} messages during the storm, trickler dropped after {:?}",
+        "slowloris: {sent} messages during the storm, trickler dropped after {:?} of the server's clock",
         trickled.unwrap()
     );
 }
@@ -479,24 +478,27 @@ fn slowloris_handshakes_are_dropped_while_a_client_chats() {
 /// whole timeout to send its request.
 #[test]
 fn handshake_timeout_counts_from_the_connection() {
-    let server = Rookery::start(&[
-        "--handshake-timeout",
-        "2s",
-        "--ping-interval",
-        "0",
-        "--idle-timeout",
-        "0",
-    ]);
-    // Nothing is due: the server sleeps in poll all this time.
-    thread::sleep(Duration::from_millis(2500));
-    let mut s = tcp(server.port);
-    thread::sleep(Duration::from_millis(300));
+    let server = virtual_chat(Config {
+        handshake_timeout: Duration::from_secs(2),
+        ping_interval: Duration::ZERO,
+        idle_timeout: Duration::ZERO,
+        ..Config::default()
+    });
+    // Nothing is due: the server's clock runs 2.5 s with no timer.
+    server.advance(Duration::from_millis(2500));
+    let mut s = tcp(server.addr.port());
+    let mut late = tcp(server.addr.port());
+    server.settle();
+    server.advance(Duration::from_millis(300));
     s.write_all(request("").as_bytes()).unwrap();
     let head = read_head(&mut s);
     assert!(
         head.starts_with("HTTP/1.1 101 "),
         "a client 300 ms into a 2 s handshake timeout was dropped: {head:?}"
     );
+    // The silent one goes 2 s after it came.
+    server.advance(Duration::from_millis(1800));
+    wait_closed(&mut late, PATIENCE);
 }
 
 // ---- request head cap -------------------------------------------------------------
@@ -1204,8 +1206,12 @@ fn reset_or_half_close_mid_frame_frees_the_connection() {
 /// `--close-timeout`, even if it keeps sending data meanwhile.
 #[test]
 fn peer_that_never_answers_our_close_is_dropped_after_the_close_timeout() {
-    let server = Rookery::start(&["--close-timeout", "500ms", "--ping-interval", "0", "-q"]);
-    let mut s = raw_upgrade(server.port);
+    let server = virtual_chat(Config {
+        close_timeout: Duration::from_millis(500),
+        ping_interval: Duration::ZERO,
+        ..Config::default()
+    });
+    let mut s = raw_upgrade(server.addr.port());
     let (first, welcome) = read_frame(&mut s).unwrap();
     assert_eq!(
         (first, welcome.as_slice()),
@@ -1214,28 +1220,24 @@ fn peer_that_never_answers_our_close_is_dropped_after_the_close_timeout() {
     // The chat refuses binary messages: close 1003, and it waits for ours.
     s.write_all(&masked(0x82, b"\x00\x01")).unwrap();
     assert_eq!(read_close_code(&mut s), 1003);
-    let closed_at = Instant::now();
-    let mut writer = s.try_clone().unwrap();
-    let chatter = thread::spawn(move || {
-        // Data, never a close frame; the server drops it.
-        while closed_at.elapsed() < PATIENCE {
-            if writer.write_all(&masked(0x81, b"are you there?")).is_err() {
-                break;
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
-    });
+    // Data every 50 ms of the server's clock, never a close frame: kept
+    // for 450 ms, dropped by 550 ms.
+    for _ in 0..9 {
+        s.write_all(&masked(0x81, b"are you there?")).unwrap();
+        server.settle();
+        server.advance(Duration::from_millis(50));
+    }
+    s.set_nonblocking(true).unwrap();
+    let mut byte = [0u8; 1];
+    let open = matches!(s.read(&mut byte), Err(e) if e.kind() == ErrorKind::WouldBlock);
+    s.set_nonblocking(false).unwrap();
+    assert!(open, "dropped before the close timeout");
+    server.advance(Duration::from_millis(100));
+    let _ = s.write_all(&masked(0x81, b"are you there?"));
     wait_closed(&mut s, PATIENCE);
-    let waited = closed_at.elapsed();
-    chatter.join().unwrap();
-    println!("close timeout 500ms: dropped after {waited:?}");
-    assert!(
-        waited >= Duration::from_millis(400),
-        "dropped after {waited:?}, before the close timeout"
-    );
 
     // A peer that answers is let go at once, without the timeout.
-    let mut s = raw_upgrade(server.port);
+    let mut s = raw_upgrade(server.addr.port());
     read_frame(&mut s).unwrap();
     s.write_all(&masked(0x82, b"\x00")).unwrap();
     assert_eq!(read_close_code(&mut s), 1003);

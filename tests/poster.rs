@@ -118,9 +118,10 @@ fn the_descriptor_and_timeout_for_another_loop() {
     assert!(server.as_raw_fd() >= 0);
     // No pings, no connections: nothing to wake for.
     assert_eq!(server.next_timeout(), None);
-    // Well after the server's start: the timeout counts from now, not from
-    // the start of the loop's clock.
-    std::thread::sleep(Duration::from_millis(300));
+    // Well after the server's start (300 ms later on its clock): the
+    // timeout counts from the loop's clock, not from its start.
+    let later = std::time::Instant::now() + Duration::from_millis(300);
+    assert!(server.run_once_at(later, Some(Duration::ZERO)).unwrap());
     server.with_context(|ctx, _| ctx.set_timer(Duration::from_millis(200), 1));
     let t = server.next_timeout().unwrap();
     assert!(

@@ -8,8 +8,6 @@
 mod common;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
@@ -182,28 +180,19 @@ fn history_hands_a_newcomer_the_last_messages_then_live_ones() {
 fn a_newcomer_joining_mid_stream_sees_no_gap_and_no_duplicate() {
     let server = chat(&["--history", "5"]);
     let mut talker = join(&server, "/chat/flow");
-    let done = Arc::new(AtomicBool::new(false));
     const N: u32 = 3000;
-    let sender = {
-        let done = Arc::clone(&done);
-        std::thread::spawn(move || {
-            for i in 0..N {
-                talker.send(Message::text(i.to_string())).unwrap();
-                if i % 10 == 0 {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-            }
-            for _ in 0..N {
-                text(&mut talker);
-            }
-            done.store(true, Ordering::SeqCst);
-        })
-    };
-    std::thread::sleep(Duration::from_millis(20));
+    // Four newcomers join while the talker's messages are on their way:
+    // each join waits for its welcome while the server is still reading
+    // the messages sent before it.
     let mut joiners = Vec::new();
-    for _ in 0..4 {
-        joiners.push(join(&server, "/chat/flow"));
-        std::thread::sleep(Duration::from_millis(15));
+    for i in 0..N {
+        talker.send(Message::text(i.to_string())).unwrap();
+        if i % 500 == 250 && joiners.len() < 4 {
+            joiners.push(join(&server, "/chat/flow"));
+        }
+    }
+    for i in 0..N {
+        assert_eq!(text(&mut talker), i.to_string());
     }
     let mut mid_stream = 0;
     for mut ws in joiners {
@@ -218,8 +207,6 @@ fn a_newcomer_joining_mid_stream_sees_no_gap_and_no_duplicate() {
             expected += 1;
         }
     }
-    sender.join().unwrap();
-    assert!(done.load(Ordering::SeqCst));
     assert!(mid_stream > 0, "every joiner came after the stream");
 }
 

@@ -187,12 +187,26 @@ fn peer_close_reports_the_peers_code_and_reason() {
 
 #[test]
 fn timers_fire_and_cancelled_ones_do_not() {
-    let (server, log) = start(false);
+    let log: Log = Arc::default();
+    let handler = Scripted {
+        log: log.clone(),
+        delayed: false,
+    };
+    let server = Virtual::start(config(), handler);
     let mut ws = connect(&server.url("/chat"));
     assert_eq!(next_data(&mut ws), WsMessage::text("opened"));
     ws.send(WsMessage::text("timer")).unwrap();
+    server.settle();
+    // The cancelled timer (50 ms) is past; the other (100 ms) not yet.
+    server.advance(Duration::from_millis(80));
+    assert!(
+        logged(&log).iter().all(|e| e != "timer"),
+        "{:?}",
+        logged(&log)
+    );
+    server.advance(Duration::from_millis(40));
     assert_eq!(next_data(&mut ws), WsMessage::text("tick"));
-    std::thread::sleep(Duration::from_millis(100));
+    server.advance(Duration::from_secs(10));
     assert_eq!(logged(&log).iter().filter(|e| *e == "timer").count(), 1);
 }
 

@@ -93,14 +93,15 @@ fn chat_through_activation(ports: &[u16], fdnames: Option<&str>, port: u16) -> (
     let mut child = Killed(cmd.spawn().expect("spawn systemd-socket-activate"));
     // The tool listens before it reads its arguments' program; wait for it.
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let stream = loop {
-        match TcpStream::connect(addr) {
-            Ok(s) => break s,
-            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => panic!("systemd-socket-activate never listened on {addr}: {e}"),
-        }
-    };
+    let mut stream = None;
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            stream = TcpStream::connect(addr).ok();
+            stream.is_some()
+        }),
+        "systemd-socket-activate never listened on {addr}"
+    );
+    let stream = stream.expect("connected");
     let mut ws = client_on(stream, &format!("ws://{addr}/chat"));
     assert_eq!(
         next_data(&mut ws),

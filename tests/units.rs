@@ -184,10 +184,18 @@ fn every_system_call_of_a_session_is_allowed_by_the_unit() {
     next_data(&mut b);
     a.send(tungstenite::Message::text("hi")).unwrap();
     next_data(&mut b);
-    std::thread::sleep(Duration::from_millis(150)); // a watchdog ping or two
-                                                    // SAFETY: kill(2) on strace's child, the server.
+    // A watchdog ping, then a reload told to the manager, each awaited on
+    // the manager's socket (its read timeout bounds the wait).
+    let mut heard = |what: &str| loop {
+        let n = manager.recv(&mut buf).expect("a notification");
+        if String::from_utf8_lossy(&buf[..n]).contains(what) {
+            break;
+        }
+    };
+    heard("WATCHDOG=1");
+    // SAFETY: kill(2) on strace's child, the server.
     unsafe { libc::kill(pid, libc::SIGHUP) };
-    std::thread::sleep(Duration::from_millis(50));
+    heard("RELOADING=1");
     // SAFETY: as above.
     unsafe { libc::kill(pid, libc::SIGTERM) };
     expect_close(&mut a);

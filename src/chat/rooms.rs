@@ -21,7 +21,16 @@ use crate::server::History;
 #[derive(Debug)]
 pub(super) struct Room {
     pub(super) members: usize,
+    /// Its messages as plain frames; its epoch and offsets are the room's.
     pub(super) history: History,
+    /// The same messages as `rookery.v1` envelopes, kept in step with
+    /// `history` (same epoch, same offsets), each encoded once when kept.
+    pub(super) envelopes: History,
+    /// The topic of its `rookery.v1` members.
+    pub(super) v1_topic: Arc<str>,
+    /// Whether a `rookery.v1` member ever joined it (then envelopes are
+    /// compressed, with permessage-deflate, when kept; else on first use).
+    pub(super) v1_seen: bool,
     /// Its key among the idle rooms, while it is one.
     idle: Option<u64>,
 }
@@ -114,24 +123,30 @@ impl Rooms {
         }
     }
 
-    /// A member joins `name` (the room is made if need be): the room's own
-    /// name, to share, and its history, to replay.
-    pub(super) fn join(&mut self, name: &str) -> (Arc<str>, &History) {
+    /// A member joins `name` (the room is made if need be, with a new
+    /// epoch): the room's own name, to share, and the room.
+    pub(super) fn join(&mut self, name: &str) -> (Arc<str>, &mut Room) {
         let name = match self.rooms.get_key_value(name) {
             Some((known, _)) => Arc::clone(known),
             None => Arc::from(name),
         };
         let history = self.history;
-        let room = self.rooms.entry(Arc::clone(&name)).or_insert_with(|| Room {
-            members: 0,
-            history: History::new(history),
-            idle: None,
+        let room = self.rooms.entry(Arc::clone(&name)).or_insert_with(|| {
+            let plain = History::new(history);
+            Room {
+                members: 0,
+                envelopes: History::with_epoch(history, plain.epoch().clone()),
+                history: plain,
+                v1_topic: super::envelope::topic(&name).into(),
+                v1_seen: false,
+                idle: None,
+            }
         });
         if let Some(key) = room.idle.take() {
             self.idle.remove(&key);
         }
         room.members += 1;
-        (name, &room.history)
+        (name, room)
     }
 
     /// A member leaves `name` at `now`. A room left without members goes
@@ -155,9 +170,9 @@ impl Rooms {
         true
     }
 
-    /// The history of `name`, to keep a message in, if the room exists.
-    pub(super) fn history_mut(&mut self, name: &str) -> Option<&mut History> {
-        self.rooms.get_mut(name).map(|room| &mut room.history)
+    /// The room `name`, to keep a message in, if it exists.
+    pub(super) fn get_mut(&mut self, name: &str) -> Option<&mut Room> {
+        self.rooms.get_mut(name)
     }
 
     /// Forgets every room idle for the TTL or longer at `now`; returns when
@@ -187,11 +202,33 @@ mod tests {
 
     fn with_history(rooms: &mut Rooms, name: &str, at: Instant) -> Arc<str> {
         let (name, _) = rooms.join(name);
-        if let Some(h) = rooms.history_mut(&name) {
-            h.push(Message::Text("kept"));
+        if let Some(room) = rooms.get_mut(&name) {
+            room.history.push(Message::Text("kept"));
         }
         assert!(rooms.leave(&name, at));
         name
+    }
+
+    #[test]
+    fn a_room_made_again_counts_again_under_a_new_epoch() {
+        let mut rooms = Rooms::new(4, 5, Duration::from_secs(60));
+        let t = Instant::now();
+        let name = with_history(&mut rooms, "r", t);
+        let (_, room) = rooms.join(&name);
+        let first = room.history.epoch().clone();
+        assert_eq!(room.history.last_offset(), 1);
+        assert_eq!(
+            room.envelopes.epoch(),
+            &first,
+            "both encodings share the room's epoch"
+        );
+        assert_eq!(&*room.v1_topic, "v1/r");
+        assert!(rooms.leave(&name, t));
+        rooms.expire(t + Duration::from_secs(60));
+        assert!(!rooms.contains("r"));
+        let (_, again) = rooms.join("r");
+        assert_ne!(again.history.epoch(), &first);
+        assert_eq!(again.history.last_offset(), 0);
     }
 
     #[test]
@@ -210,8 +247,8 @@ mod tests {
         let (b, _) = rooms.join("b");
         rooms.leave(&b, Instant::now());
         rooms.leave(&b, Instant::now());
-        if let Some(h) = rooms.history_mut("") {
-            h.push(Message::Text("kept"));
+        if let Some(room) = rooms.get_mut("") {
+            room.history.push(Message::Text("kept"));
         }
         assert!(rooms.leave(&lobby, Instant::now()));
         assert!(rooms.admit("c"));

@@ -32,7 +32,10 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use crate::server::poller::{Event, PollMode, Poller};
+use crate::server::source::{Deliver, Source};
+use crate::server::{Context, Handler, Server};
 use log::{debug, info, warn};
+use std::any::Any;
 
 use crate::log_text::escape_for_log;
 
@@ -776,33 +779,61 @@ impl Bridge {
     }
 }
 
-impl crate::server::BridgeCore {
-    /// Readiness of a Redis socket; what other nodes published goes to the
-    /// local members.
-    pub(crate) fn redis_ready(&mut self, key: usize) {
-        let Some(mut bridge) = self.bridge.take() else {
-            return;
-        };
-        bridge.ready(&self.poller, self.now, key);
-        self.deliver_remote(&mut bridge);
-        self.bridge = Some(bridge);
+impl Source for Bridge {
+    fn owns(&self, key: usize) -> bool {
+        Bridge::owns(key)
     }
 
-    /// The bridge's deadlines and queue, once per pass.
-    pub(crate) fn redis_tick(&mut self) {
-        let Some(mut bridge) = self.bridge.take() else {
-            return;
-        };
-        bridge.tick(&self.poller, self.now);
-        self.deliver_remote(&mut bridge);
-        self.bridge = Some(bridge);
+    fn ready(&mut self, poller: &Poller, now: Instant, key: usize) {
+        Bridge::ready(self, poller, now, key);
     }
 
-    /// Publishes locally only: a message from Redis is never sent back.
-    fn deliver_remote(&mut self, bridge: &mut Bridge) {
-        for msg in bridge.take_incoming() {
-            self.publish(&msg.topic, msg.opcode, &msg.payload);
+    fn tick(&mut self, poller: &Poller, now: Instant) {
+        Bridge::tick(self, poller, now);
+    }
+
+    /// What other nodes published: the server publishes it locally only
+    /// (a message from Redis is never sent back).
+    fn deliver(&mut self, deliver: Deliver<'_>) {
+        for msg in self.take_incoming() {
+            deliver(&msg.topic, msg.opcode, &msg.payload);
         }
+    }
+
+    fn next_wake(&self) -> Option<Instant> {
+        Bridge::next_wake(self)
+    }
+
+    fn published(&mut self, topic: &str, opcode: OpCode, payload: &[u8]) {
+        self.publish(topic, opcode, payload);
+    }
+
+    fn detach(&mut self, poller: &Poller) {
+        Bridge::detach(self, poller);
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+impl<H: Handler> Server<H> {
+    /// Joins this server to the others that name the same Redis: what is
+    /// published to a topic here ([`Context::publish`]) is published to the
+    /// topic of the same name on every node, and the other way round (see
+    /// docs/cluster.md). The connections are made from the loop, with
+    /// backoff; the server serves local traffic whatever Redis does.
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub fn set_redis(&mut self, config: RedisConfig) {
+        self.set_source(Box::new(Bridge::new(config, Instant::now())));
+    }
+}
+
+impl Context<'_> {
+    /// The Redis bridge's state, `None` without a bridge.
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub fn redis_status(&self) -> Option<RedisStatus> {
+        self.core.source_as::<Bridge>().map(Bridge::status)
     }
 }
 
@@ -1293,7 +1324,11 @@ mod tests {
                 after = Some(m.payload);
                 break;
             }
-            std::thread::sleep(Duration::from_millis(1));
+            // Until the writer's next bytes (or what is left) are readable.
+            let mut events = crate::server::poller::Events::new();
+            poller
+                .wait(&mut events, Some(Duration::from_millis(100)))
+                .unwrap();
         }
         writer.join().unwrap();
         assert_eq!(after.as_deref(), Some(&b"after"[..]));

@@ -6,17 +6,18 @@
 //!
 //! - [`http`]: the incremental HTTP/1.1 request-head reader and response writer;
 //! - [`handshake`]: RFC 6455 §4.2 validation of an upgrade request and the `101` reply;
-//! - [`frame`]: frame header encoding and word-at-a-time unmasking;
-//! - [`utf8`]: a UTF-8 validator that accepts input in arbitrary pieces;
 //! - [`close`]: close codes and the rules for the close frame's payload;
-//! - [`receiver`]: the frame decoder and message assembler that turns masked
-//!   client bytes into validated messages and control frames;
-//! - [`output`]: a connection's queued bytes, handed to the caller as data
-//!   (slices to send, then what went);
 //! - [`deflate`]: permessage-deflate (RFC 7692), the offer and the loop-wide codec;
 //! - [`rate`]: token buckets over a client's messages and bytes;
 //! - [`connection`]: the whole life of one connection on top of all of these,
-//!   the state machine the server drives.
+//!   the state machine the server drives; it hands what it wants sent to
+//!   the caller as data ([`PendingOutput`]) and is told what went.
+//!
+//! Inside, and not part of the API: `frame` (frame headers, unmasking),
+//! `utf8` (validation across splits), `receiver` (frame decoder and message
+//! assembler) and `output` (a connection's queued bytes). The fuzz targets,
+//! the benchmarks and the tests reach them with the hidden cargo feature
+//! `internals`, which makes them public with no promise of stability.
 
 // Two exceptions, measured and explained where they are: the connection
 // trusts the receiver's UTF-8 validation (`connection::validated`), and a
@@ -27,10 +28,25 @@
 pub mod close;
 pub mod connection;
 pub mod deflate;
-pub mod frame;
 pub mod handshake;
 pub mod http;
-pub mod output;
 pub mod rate;
-pub mod receiver;
-pub mod utf8;
+
+/// Declares internal modules: crate-private, or public but hidden and
+/// unstable with the feature `internals` (for fuzz/, benches/ and tests/).
+/// Without the feature their `pub` items are reachable only from the crate,
+/// and some exist only for those outside users.
+macro_rules! internal {
+    ($($name:ident),*) => {$(
+        #[cfg(feature = "internals")]
+        #[doc(hidden)]
+        pub mod $name;
+        #[cfg(not(feature = "internals"))]
+        #[allow(unreachable_pub, dead_code)]
+        pub(crate) mod $name;
+    )*};
+}
+internal!(frame, output, receiver, utf8);
+
+pub use frame::OpCode;
+pub use output::PendingOutput;

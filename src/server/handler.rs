@@ -177,9 +177,16 @@ impl Context<'_> {
     /// the message is also queued for the other nodes.
     pub fn publish(&mut self, topic: &str, msg: Message<'_>) -> usize {
         #[cfg(feature = "redis")]
-        if let Some(bridge) = self.core.bridge.as_deref_mut() {
-            bridge.publish(topic, msg.opcode(), msg.as_bytes());
-        }
+        self.core
+            .source_published(topic, msg.opcode(), msg.as_bytes());
+        self.core.publish(topic, msg.opcode(), msg.as_bytes())
+    }
+
+    /// [`Context::publish`] to this server's members of `topic` only, never
+    /// to other nodes through a Redis bridge: for a variant of a message
+    /// that the other nodes make for themselves (the chat's `rookery.v1`
+    /// envelopes). Returns how many members the topic has.
+    pub fn publish_local(&mut self, topic: &str, msg: Message<'_>) -> usize {
         self.core.publish(topic, msg.opcode(), msg.as_bytes())
     }
 
@@ -220,13 +227,6 @@ impl Context<'_> {
     /// ```
     pub fn publish_binary(&mut self, topic: &str, data: &[u8]) -> usize {
         self.publish(topic, Message::Binary(data))
-    }
-
-    /// The Redis bridge's state, `None` without a bridge.
-    #[cfg(feature = "redis")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-    pub fn redis_status(&self) -> Option<crate::cluster::RedisStatus> {
-        self.core.bridge.as_deref().map(|b| b.status())
     }
 
     /// How many members `topic` has.

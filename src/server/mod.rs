@@ -21,6 +21,8 @@ mod per_ip;
 pub(crate) mod poller;
 mod post;
 mod slab;
+#[cfg(feature = "redis")]
+pub(crate) mod source;
 mod stats;
 mod timer;
 /// `release_spare` is also the chat's.
@@ -41,16 +43,15 @@ use crate::proto::connection::Event;
 use crate::proto::http::{Request, Response};
 
 pub use self::config::Config;
-/// The core, for the Redis bridge's hooks (`crate::cluster`).
-#[cfg(feature = "redis")]
-pub(crate) use self::core::Core as BridgeCore;
 use self::core::{Core, Timer, LISTENER_KEY};
 pub use self::handler::{Context, Handler, TimerId, Upgrade};
-pub use self::history::History;
+pub use self::history::{Epoch, History, Since, SinceError, MAX_EPOCH};
 use self::poller::{Events, Poller};
 use self::post::{Post, PostBox};
 pub use self::post::{PostError, Poster};
 pub use self::slab::ConnId;
+#[cfg(feature = "redis")]
+pub(crate) use self::source::Source;
 pub use self::stats::{Stats, REFUSAL_STATUSES};
 
 /// The loop-wide read buffer's size. Its pages cost memory only once a
@@ -192,18 +193,11 @@ impl<H: Handler> Server<H> {
         self.core.tls = Some(config);
     }
 
-    /// Joins this server to the others that name the same Redis: what is
-    /// published to a topic here ([`Context::publish`]) is published to the
-    /// topic of the same name on every node, and the other way round (see
-    /// docs/cluster.md). The connections are made from the loop, with
-    /// backoff; the server serves local traffic whatever Redis does.
+    /// Attaches another source of readiness (see [`source`]), detaching
+    /// the one it replaces.
     #[cfg(feature = "redis")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-    pub fn set_redis(&mut self, config: crate::cluster::RedisConfig) {
-        let bridge = crate::cluster::Bridge::new(config, Instant::now());
-        if let Some(mut old) = self.core.bridge.replace(Box::new(bridge)) {
-            old.detach(&self.core.poller);
-        }
+    pub(crate) fn set_source(&mut self, source: Box<dyn Source>) {
+        self.core.set_source(source);
     }
 
     /// A handle that makes the server re-read its certificate and key (see
@@ -384,8 +378,8 @@ impl<H: Handler> Server<H> {
                 continue;
             }
             #[cfg(feature = "redis")]
-            if crate::cluster::Bridge::owns(key) {
-                self.core.redis_ready(key);
+            if self.core.source_owns(key) {
+                self.core.source_ready(key);
                 self.settle();
                 continue;
             }
@@ -402,8 +396,8 @@ impl<H: Handler> Server<H> {
         }
         self.ready = ready;
         #[cfg(feature = "redis")]
-        {
-            self.core.redis_tick();
+        if self.core.source.is_some() {
+            self.core.source_tick();
             self.settle();
         }
         self.run_timers();

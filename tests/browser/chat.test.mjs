@@ -7,6 +7,8 @@
 //
 // Optional: ROOKERY_SCREENSHOT=/path/shot.png saves a picture of page 1
 // (taken at the end, pass or fail). CHROMIUM overrides /usr/bin/chromium.
+// The server runs with --history, so that a page that loses its
+// connection resumes where it was (rookery.v1, ?since=).
 // ROOKERY_DEFLATE=1 (a server with --deflate) checks that Chromium
 // negotiated permessage-deflate on every socket and that a long, compressed
 // line goes through.
@@ -50,6 +52,10 @@ const messageTexts = (page) =>
   page.$$eval("#messages .message", (els) => els.map((el) => el.textContent));
 
 async function openChat(viewport, fragment = "") {
+  return (await openChatIn(viewport, fragment)).page;
+}
+
+async function openChatIn(viewport, fragment = "") {
   // Over https the server has a test certificate no browser trusts.
   const ignoreHTTPSErrors = new URL(BASE_URL).protocol === "https:";
   const context = await browser.newContext({ viewport, ignoreHTTPSErrors });
@@ -64,7 +70,12 @@ async function openChat(viewport, fragment = "") {
     socketExtensions.push(headers["sec-websocket-extensions"] ?? "");
   });
   await page.goto(BASE_URL + fragment, { timeout: STEP_MS });
-  return page;
+  return { page, context };
+}
+
+async function say(page, text) {
+  await page.locator("#input").fill(text);
+  await page.locator("#input").press("Enter");
 }
 
 before(async () => {
@@ -185,4 +196,60 @@ test("HTML in a message is shown as text", { timeout: 20_000 }, async () => {
     assert.equal(await page.locator("#messages b").count(), 0, "no <b> element created");
   }
   assert.deepEqual(pageErrors, [], "no uncaught errors in the page");
+});
+
+test("a page that drops off the network and comes back shows every message once, in order", { timeout: 40_000 }, async () => {
+  const tag = Date.now().toString(36);
+  const { page: away, context } = await openChatIn({ width: 800, height: 600 }, "#resume");
+  const talker = await openChat({ width: 800, height: 600 }, "#resume");
+  for (const page of [away, talker]) await page.waitForFunction(isConnected, null, { timeout: STEP_MS });
+  const texts = Array.from({ length: 8 }, (_, i) => `resume ${tag} ${i}`);
+  await say(talker, texts[0]);
+  await waitForMessage(away, texts[0]);
+  // Offline: Chromium fails the page's socket; the room goes on without it.
+  await context.setOffline(true);
+  await away.waitForFunction(() => /disconnected/.test(document.getElementById("status").textContent),
+    null, { timeout: STEP_MS });
+  for (const text of texts.slice(1, 6)) {
+    await say(talker, text);
+    await waitForMessage(talker, text);
+  }
+  await context.setOffline(false);
+  await waitForMessage(away, texts[5]);
+  await away.waitForFunction(isConnected, null, { timeout: STEP_MS });
+  for (const text of texts.slice(6)) await say(talker, text);
+  await waitForMessage(away, texts[7]);
+  const shown = (await messageTexts(away)).filter((t) => t.startsWith(`resume ${tag}`));
+  assert.deepEqual(shown, texts, "each message once, in order");
+  assert.deepEqual(await messageTexts(away).then((all) => all.filter((t) => t === WELCOME)), [WELCOME],
+    "the welcome once");
+  assert.equal(await away.locator("#messages .notice").count(), 0, "no gap to report");
+  assert.match(await away.textContent("#status"), /5 missed recovered/);
+  // The page came back with its position.
+  const resumed = socketUrls.filter((u) => new URL(u).searchParams.has("since"));
+  assert.ok(resumed.some((u) => new URL(u).pathname === "/chat/resume"), socketUrls.join(" "));
+  await context.close();
+});
+
+test("a page away for longer than the history holds says that it missed messages", { timeout: 40_000 }, async () => {
+  const tag = Date.now().toString(36);
+  const { page: away, context } = await openChatIn({ width: 800, height: 600 }, "#gap");
+  const talker = await openChat({ width: 800, height: 600 }, "#gap");
+  for (const page of [away, talker]) await page.waitForFunction(isConnected, null, { timeout: STEP_MS });
+  await say(talker, `gap ${tag} first`);
+  await waitForMessage(away, `gap ${tag} first`);
+  await context.setOffline(true);
+  await away.waitForFunction(() => /disconnected/.test(document.getElementById("status").textContent),
+    null, { timeout: STEP_MS });
+  // The server runs with --history 50: 60 messages push the first missed
+  // one out.
+  const missed = Array.from({ length: 60 }, (_, i) => `gap ${tag} ${i}`);
+  for (const text of missed) await say(talker, text);
+  await waitForMessage(talker, missed[59]);
+  await context.setOffline(false);
+  await waitForMessage(away, missed[59]);
+  assert.equal(await away.locator("#messages .notice").count(), 1, "the gap is reported once");
+  const shown = (await messageTexts(away)).filter((t) => t.startsWith(`gap ${tag}`));
+  assert.deepEqual(shown, [`gap ${tag} first`, ...missed.slice(10)], "the history after the gap, once each");
+  await context.close();
 });

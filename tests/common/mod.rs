@@ -220,14 +220,12 @@ impl Rookery {
 
     /// Waits for the process to exit, at most `limit`.
     pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
+        let mut status = None;
+        eventually(limit, || {
+            status = self.child.try_wait().expect("try_wait");
+            status.is_some()
+        });
+        status
     }
 
     /// Everything the process wrote to stderr; complete once it exited.

@@ -196,10 +196,10 @@ impl Connection {
 
     /// Ends a write. `extra` are the parts handed to the transport after the
     /// pending output (a large message from [`Connection::message_parts`],
-    /// frames shared by many; at most [`crate::proto::output::MAX_EXTRA`]), of which
+    /// frames shared by many; at most three parts), of which
     /// it took `written`: the rest is queued (as one shared buffer for every
     /// member that must wait, if `shared` is given: see
-    /// [`crate::proto::output::OutQueue::push_rest`]). A connection that did not
+    /// `OutQueue::push_rest`). A connection that did not
     /// write because it was behind (see [`Connection::wants_write`]) passes
     /// 0. Bytes left queued after a write mean the peer is behind, and the
     /// backlog cap applies to what it is sent next.

@@ -153,7 +153,7 @@ impl Codec {
     }
 
     /// Appends `frame` (one unfragmented data frame of ours, as
-    /// [`crate::proto::frame::encode_frame`] writes it) to `out` compressed
+    /// `frame::encode_frame` writes it) to `out` compressed
     /// with the shared window, RSV1 set, or as it is when compression does
     /// not pay (or it is a control frame).
     pub fn compress_frame(&mut self, frame: &[u8], out: &mut Vec<u8>) {

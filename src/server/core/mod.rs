@@ -165,9 +165,10 @@ pub(crate) struct Core {
     /// When the poller's timer is armed to fire (nanoseconds since
     /// `start`), if it was armed; it may have fired since.
     timer_armed: Option<u64>,
-    /// Topics across nodes (see `crate::cluster`), when attached.
+    /// Another source of readiness, when attached (see `super::source`;
+    /// compiled in only with a feature that brings one, `redis`).
     #[cfg(feature = "redis")]
-    pub(crate) bridge: Option<Box<crate::cluster::Bridge>>,
+    pub(crate) source: Option<Box<dyn super::source::Source>>,
     start: Instant,
     /// Broadcast frames not yet written (see [`Core::flush_batch`]).
     batch: Vec<u8>,
@@ -247,7 +248,7 @@ impl Core {
             #[cfg(feature = "tls")]
             tls: None,
             #[cfg(feature = "redis")]
-            bridge: None,
+            source: None,
         };
         core.schedule_ping();
         Ok(core)
@@ -302,9 +303,9 @@ impl Core {
             .next_due()
             .map(|due| (self.wheel.now() + due).saturating_mul(TICK_NANOS));
         #[cfg(feature = "redis")]
-        if let Some(bridge) = self.bridge.as_deref().and_then(|b| b.next_wake()) {
-            let bridge = self.nanos_since_start(bridge);
-            return Some(wheel.map_or(bridge, |w| w.min(bridge)));
+        if let Some(source) = self.source.as_deref().and_then(|s| s.next_wake()) {
+            let source = self.nanos_since_start(source);
+            return Some(wheel.map_or(source, |w| w.min(source)));
         }
         wheel
     }
@@ -741,8 +742,8 @@ impl Drop for Core {
             let _ = self.poller.delete(&listener);
         }
         #[cfg(feature = "redis")]
-        if let Some(mut bridge) = self.bridge.take() {
-            bridge.detach(&self.poller);
+        if let Some(mut source) = self.source.take() {
+            source.detach(&self.poller);
         }
     }
 }

@@ -77,6 +77,8 @@ options:
   --deflate            offer permessage-deflate (client_max_window_bits), require
                        it in the answer (with server_no_context_takeover) and
                        inflate messages with RSV1; we send plain frames
+  --v1                 fanout: offer the chat's rookery.v1 subprotocol and read its
+                       JSON envelopes (pattern payload only)
   --max-pending N      handshakes in progress at once         [64]
   --connect-timeout SECS                                      [30]
 
@@ -162,6 +164,8 @@ struct Config {
     size: usize,
     binary: bool,
     welcome: bool,
+    /// `--v1`: offer rookery.v1 and unwrap its envelopes.
+    v1: bool,
     max_pending: usize,
     connect_timeout: Duration,
 }
@@ -203,6 +207,7 @@ fn parse_args() -> Result<Config, String> {
         size,
         binary,
         welcome: matches!(scenario, Scenario::Fanout | Scenario::Idle),
+        v1: false,
         max_pending: 64,
         connect_timeout: Duration::from_secs(30),
     };
@@ -249,6 +254,7 @@ fn parse_args() -> Result<Config, String> {
                 };
             }
             "--deflate" => cfg.deflate = true,
+            "--v1" => cfg.v1 = true,
             "--text" => cfg.binary = false,
             "--binary" => cfg.binary = true,
             "--welcome" => cfg.welcome = true,
@@ -281,7 +287,16 @@ fn parse_args() -> Result<Config, String> {
     if scenario != Scenario::Fanout && cfg.payload != Payload::Pattern {
         return Err("--payload is for fanout only".into());
     }
+    if cfg.v1 && (scenario != Scenario::Fanout || cfg.payload != Payload::Pattern) {
+        return Err("--v1 is for fanout with the pattern payload only".into());
+    }
     cfg.request = ws::handshake_request_with(hostport, path, cfg.deflate);
+    if cfg.v1 {
+        // Before the blank line that ends the head.
+        cfg.request.truncate(cfg.request.len() - 2);
+        cfg.request
+            .extend_from_slice(b"Sec-WebSocket-Protocol: rookery.v1\r\n\r\n");
+    }
     cfg.url = url;
     Ok(cfg)
 }
@@ -454,6 +469,8 @@ struct Ctx {
     bodies: Option<Vec<Vec<u8>>>,
     /// `--deflate`: the answer must take the offer.
     want_deflate: bool,
+    /// `--v1`: messages come as rookery.v1 envelopes.
+    v1: bool,
     /// `--deflate`: the shared inflater, behind a memo of recent messages.
     memo: Memo,
     /// Wire bytes of the counted messages (frame headers + payloads as
@@ -579,6 +596,19 @@ struct Wire {
 
 /// A complete data message arrived on a connection (inflated, if it was
 /// compressed).
+/// The text of a rookery.v1 `message` envelope (the pattern needs no JSON
+/// escape); anything else (the welcome) as it came.
+fn unwrap_v1(payload: &[u8]) -> &[u8] {
+    const KEY: &[u8] = b",\"text\":\"";
+    if !payload.starts_with(b"{\"type\":\"message\"") || !payload.ends_with(b"\"}") {
+        return payload;
+    }
+    match payload.windows(KEY.len()).position(|w| w == KEY) {
+        Some(at) => &payload[at + KEY.len()..payload.len() - 2],
+        None => payload,
+    }
+}
+
 fn on_data(
     app: &mut App,
     out: &mut Out,
@@ -588,6 +618,11 @@ fn on_data(
     wire: Wire,
     now: Instant,
 ) {
+    let payload = if ctx.v1 && op == OP_TEXT {
+        unwrap_v1(payload)
+    } else {
+        payload
+    };
     if !app.seen_data {
         app.seen_data = true;
         // A chat server greets every connection first: skip that text.
@@ -1303,6 +1338,7 @@ fn run(cfg: &Config) -> io::Result<(Report, Ctx)> {
             Payload::Json => Some(corpus::json_docs(64)),
         },
         want_deflate: cfg.deflate,
+        v1: cfg.v1,
         memo: Memo::new(),
         wire_bytes: 0,
         compressed: 0,
