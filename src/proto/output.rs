@@ -276,7 +276,8 @@ fn skip<'a>(parts: &[&'a [u8]], mut n: usize) -> [&'a [u8]; MAX_EXTRA] {
     out
 }
 
-/// The queued bytes as slices, oldest first: see [`OutQueue::pending`].
+/// The queued bytes as slices, oldest first (what `Connection::pending_output`
+/// hands out; each `next` gives the next slice).
 #[derive(Debug, Clone)]
 pub struct PendingOutput<'a> {
     chunks: std::collections::vec_deque::Iter<'a, Chunk>,

@@ -325,6 +325,9 @@ pub struct Virtual {
     thread: Option<JoinHandle<()>>,
 }
 
+/// The pass count of a [`Virtual`] server whose loop has ended.
+const ENDED: u64 = u64::MAX;
+
 impl Virtual {
     pub fn start<H: Handler + Send + 'static>(config: Config, handler: H) -> Virtual {
         Virtual::start_with(config, move || handler)
@@ -356,10 +359,13 @@ impl Virtual {
                 let running = server
                     .run_once_at(at, Some(Duration::from_millis(1)))
                     .expect("pass");
-                count.fetch_add(1, Ordering::SeqCst);
                 if !running {
+                    // Marked before the thread ends, so that a test that saw
+                    // this pass also sees the loop over (`has_stopped`).
+                    count.store(ENDED, Ordering::SeqCst);
                     break;
                 }
+                count.fetch_add(1, Ordering::SeqCst);
             }
         });
         let (addr, stop) = rx.recv().expect("server started");
@@ -388,7 +394,7 @@ impl Virtual {
     pub fn settle(&self) {
         use std::sync::atomic::Ordering;
         let seen = self.passes.load(Ordering::SeqCst);
-        while self.passes.load(Ordering::SeqCst) < seen + 2 {
+        while self.passes.load(Ordering::SeqCst) < seen.saturating_add(2) {
             if self.thread.as_ref().is_some_and(|t| t.is_finished()) {
                 return;
             }
@@ -403,7 +409,8 @@ impl Virtual {
 
     /// Whether the server's loop has ended.
     pub fn has_stopped(&self) -> bool {
-        self.thread.as_ref().is_none_or(|t| t.is_finished())
+        self.passes.load(std::sync::atomic::Ordering::SeqCst) == ENDED
+            || self.thread.as_ref().is_none_or(|t| t.is_finished())
     }
 }
 
