@@ -226,19 +226,8 @@ asyncio.run(main())
 "#,
         url = server.url("/chat/big"),
     );
-    let out = std::process::Command::new(python())
-        .args(["-c", &script])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "python: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        format!("{WELCOME}\nstill here\n")
-    );
+    let out = run_python(&script);
+    assert_eq!(out, format!("{WELCOME}\nstill here\n"));
 }
 
 #[test]

@@ -421,16 +421,8 @@ asyncio.run(main())
 "#,
         url = server.url("/chat/py"),
     );
-    let out = std::process::Command::new(python())
-        .args(["-c", &script])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "python: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n");
+    let out = run_python(&script);
+    assert_eq!(out, "ok\n");
 }
 
 /// The body of `GET path`.

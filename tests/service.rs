@@ -24,19 +24,7 @@ use tungstenite::Message as WsMessage;
 /// Whether `tool` runs; if not, says SKIPPED (or fails when
 /// `ROOKERY_REQUIRE_SYSTEMD` is set).
 fn have(tool: &str) -> bool {
-    let found = Command::new(tool)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !found {
-        if std::env::var_os("ROOKERY_REQUIRE_SYSTEMD").is_some_and(|v| v == "1") {
-            panic!("{tool} not found, and ROOKERY_REQUIRE_SYSTEMD=1");
-        }
-        eprintln!("SKIPPED: {tool} not found (apt-get install systemd)");
-    }
-    found
+    require_program(Tool::Systemd, tool, &["--version"])
 }
 
 fn free_port() -> u16 {

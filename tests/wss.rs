@@ -142,19 +142,8 @@ fn python_chats_over_wss(files: &Files, addr: SocketAddr) {
         path(&files.cert()),
         addr.port()
     );
-    let out = Command::new(python())
-        .args(["-c", &script])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "python: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "Welcome to Rookery Chat!\nfrom python\n"
-    );
+    let out = run_python(&script);
+    assert_eq!(out, "Welcome to Rookery Chat!\nfrom python\n");
 }
 
 /// curl fetches the page over https, verifying the test certificate.

@@ -48,6 +48,9 @@ pub enum Tool {
     Nm,
     /// `make`, to check the C example's Makefile.
     Make,
+    /// systemd's tools (`systemd-socket-activate`, `systemd-analyze`) and
+    /// `strace`, for the service tests.
+    Systemd,
 }
 
 impl Tool {
@@ -61,6 +64,7 @@ impl Tool {
             Tool::Curl => "ROOKERY_REQUIRE_CURL",
             Tool::Nm => "ROOKERY_REQUIRE_NM",
             Tool::Make => "ROOKERY_REQUIRE_MAKE",
+            Tool::Systemd => "ROOKERY_REQUIRE_SYSTEMD",
         }
     }
 
@@ -76,6 +80,7 @@ impl Tool {
             Tool::Curl => "apt-get install curl",
             Tool::Nm => "apt-get install binutils",
             Tool::Make => "apt-get install make",
+            Tool::Systemd => "apt-get install systemd strace",
         }
     }
 }
@@ -143,6 +148,21 @@ pub fn require_program(tool: Tool, program: &str, args: &[&str]) -> bool {
 /// Debian 12's own Python refuses `pip install`), else `python3`.
 pub fn python() -> String {
     std::env::var("ROOKERY_PYTHON").unwrap_or_else(|_| "python3".to_string())
+}
+
+/// Runs `script` with [`python()`] and returns what it printed; panics,
+/// with its stderr, if it fails.
+pub fn run_python(script: &str) -> String {
+    let out = Command::new(python())
+        .args(["-c", script])
+        .output()
+        .expect("python");
+    assert!(
+        out.status.success(),
+        "python: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// [`require`] for [`python()`] able to import `module` (e.g.
