@@ -6,7 +6,6 @@ mod common;
 
 use std::io::Write;
 use std::net::TcpStream;
-use std::os::fd::FromRawFd;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -161,47 +160,11 @@ fn a_handshake_timeout_names_the_connection_and_its_peer() {
     assert!(log[start..at].contains(" DEBUG] #"), "{log}");
 }
 
-/// A connection to `port` on 127.0.0.1 with a receive buffer of about
-/// `rcvbuf` bytes, set before connecting so that the window stays small.
-fn small_window(port: u16, rcvbuf: i32) -> TcpStream {
-    // SAFETY: plain socket calls on a descriptor this function owns (and
-    // hands to the TcpStream at once); the option value and the address
-    // outlive the calls that read them.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
-        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
-        let stream = TcpStream::from_raw_fd(fd);
-        let rc = libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            (&rcvbuf as *const i32).cast(),
-            std::mem::size_of::<i32>() as libc::socklen_t,
-        );
-        assert_eq!(rc, 0, "setsockopt: {}", std::io::Error::last_os_error());
-        let addr = libc::sockaddr_in {
-            sin_family: libc::AF_INET as libc::sa_family_t,
-            sin_port: port.to_be(),
-            sin_addr: libc::in_addr {
-                s_addr: u32::from_ne_bytes([127, 0, 0, 1]),
-            },
-            sin_zero: [0; 8],
-        };
-        let rc = libc::connect(
-            fd,
-            (&addr as *const libc::sockaddr_in).cast(),
-            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-        );
-        assert_eq!(rc, 0, "connect: {}", std::io::Error::last_os_error());
-        stream
-    }
-}
-
 #[test]
 fn a_slow_consumer_cut_off_is_logged_with_its_connection_and_peer() {
     let mut server = Rookery::start(&["--max-backlog", "64KiB", "--ping-interval", "0"]);
     // A member that never reads.
-    let mut slow = small_window(server.addr.port(), 4096);
+    let mut slow = tcp_with_buffers(server.addr, Some(4096), None);
     let port = slow.local_addr().unwrap().port();
     slow.set_read_timeout(Some(PATIENCE)).unwrap();
     slow.write_all(upgrade_request("/chat", "").as_bytes())

@@ -15,8 +15,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::os::fd::FromRawFd;
+use std::net::TcpStream;
 use std::time::Duration;
 
 use common::*;
@@ -75,49 +74,9 @@ fn metric(server: &Rookery, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {name} in {page}"))
 }
 
-/// A TCP connection whose receive buffer is `rcvbuf` bytes (set before
-/// connecting, so the window it announces is small from the start).
-fn small_window(addr: SocketAddr, rcvbuf: i32) -> TcpStream {
-    let SocketAddr::V4(v4) = addr else {
-        panic!("the server listens on IPv4")
-    };
-    // SAFETY: plain socket(2), setsockopt(2) and connect(2) calls with a
-    // valid option value and a sockaddr_in that lives across the call; the
-    // descriptor is owned by the TcpStream made from it, once, right after.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
-        assert!(fd >= 0, "socket");
-        let stream = TcpStream::from_raw_fd(fd);
-        let size = rcvbuf;
-        let set = libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            (&size as *const i32).cast(),
-            std::mem::size_of::<i32>() as libc::socklen_t,
-        );
-        assert_eq!(set, 0, "SO_RCVBUF");
-        let sin = libc::sockaddr_in {
-            sin_family: libc::AF_INET as libc::sa_family_t,
-            sin_port: v4.port().to_be(),
-            sin_addr: libc::in_addr {
-                s_addr: u32::from(*v4.ip()).to_be(),
-            },
-            sin_zero: [0; 8],
-        };
-        let connected = libc::connect(
-            fd,
-            (&sin as *const libc::sockaddr_in).cast(),
-            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-        );
-        assert_eq!(connected, 0, "connect");
-        stream
-    }
-}
-
 /// A tungstenite client on a connection with a small receive buffer.
-fn connect_small(server: &Rookery, path: &str, rcvbuf: i32) -> Ws {
-    let stream = small_window(server.addr, rcvbuf);
+fn connect_small(server: &Rookery, path: &str, rcvbuf: usize) -> Ws {
+    let stream = tcp_with_buffers(server.addr, Some(rcvbuf), None);
     stream
         .set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
@@ -152,7 +111,7 @@ fn newcomers_that_never_read_hold_at_most_the_backlog_limit_and_one_message_each
     let before = server.rss_kib();
     let mut silent = Vec::new();
     for _ in 0..NEWCOMERS {
-        let mut s = small_window(server.addr, 4096);
+        let mut s = tcp_with_buffers(server.addr, Some(4096), None);
         s.write_all(upgrade_request("/chat/h", "").as_bytes())
             .unwrap();
         silent.push(s);
@@ -446,7 +405,7 @@ fn send_paced_holds_a_library_connection_to_the_backlog_limit_until_it_reads() {
         ..rookery::Config::default()
     };
     let server = InProcess::start(config, Paced { first: None });
-    let stream = small_window(server.addr, 4096);
+    let stream = tcp_with_buffers(server.addr, Some(4096), None);
     stream
         .set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
@@ -520,7 +479,7 @@ fn a_newcomer_that_reads_nothing_while_the_room_talks_is_closed_as_a_slow_consum
     let server = chat(&["--history", "8", "--max-backlog", "256KiB"]);
     fill(&server, "/chat/busy", 8, 1_000_000);
     // Its replay is pending (8 MB against a 4 KiB receive buffer) ...
-    let silent = small_window(server.addr, 4096);
+    let silent = tcp_with_buffers(server.addr, Some(4096), None);
     (&silent)
         .write_all(upgrade_request("/chat/busy", "").as_bytes())
         .unwrap();

@@ -333,46 +333,6 @@ fn wait_closed(stream: &mut TcpStream, limit: Duration) -> Duration {
     }
 }
 
-/// A TCP connection with its socket buffers set before connecting (so the
-/// kernel does not grow them).
-fn tcp_with_buffers(port: u16, rcvbuf: Option<i32>, sndbuf: Option<i32>) -> TcpStream {
-    // SAFETY: plain socket calls on a descriptor we own; the option values
-    // and the address outlive the calls that read them.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
-        assert!(fd >= 0, "socket: {}", io::Error::last_os_error());
-        let stream = TcpStream::from_raw_fd(fd);
-        for (option, value) in [(libc::SO_RCVBUF, rcvbuf), (libc::SO_SNDBUF, sndbuf)] {
-            if let Some(value) = value {
-                let rc = libc::setsockopt(
-                    fd,
-                    libc::SOL_SOCKET,
-                    option,
-                    (&value as *const i32).cast(),
-                    std::mem::size_of::<i32>() as libc::socklen_t,
-                );
-                assert_eq!(rc, 0, "setsockopt: {}", io::Error::last_os_error());
-            }
-        }
-        let addr = libc::sockaddr_in {
-            sin_family: libc::AF_INET as libc::sa_family_t,
-            sin_port: port.to_be(),
-            sin_addr: libc::in_addr {
-                s_addr: u32::from_ne_bytes([127, 0, 0, 1]),
-            },
-            sin_zero: [0; 8],
-        };
-        let rc = libc::connect(
-            fd,
-            (&addr as *const libc::sockaddr_in).cast(),
-            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-        );
-        assert_eq!(rc, 0, "connect: {}", io::Error::last_os_error());
-        stream.set_read_timeout(Some(PATIENCE)).unwrap();
-        stream
-    }
-}
-
 /// Closes `stream` with a reset (SO_LINGER 0) instead of a FIN.
 fn reset(stream: TcpStream) {
     let linger = libc::linger {
@@ -865,7 +825,10 @@ fn slow_consumer_is_closed_1008_and_the_others_get_everything() {
         "-q",
     ]);
     // The slow consumer: a small receive buffer, and it never reads.
-    let mut slow = ws_over(&server, tcp_with_buffers(server.port, Some(4096), None));
+    let mut slow = ws_over(
+        &server,
+        common::tcp_with_buffers(([127, 0, 0, 1], server.port).into(), Some(4096), None),
+    );
     let mut sender = chat_member(&server);
     let mut reader = chat_member(&server);
     let before = server.rss_kib();
@@ -959,8 +922,8 @@ fn slow_consumer_is_closed_1008_and_the_others_get_everything() {
 fn echo_client_that_never_reads_cannot_grow_memory() {
     const SIZE: usize = 8 * 1024;
     let server = Rookery::start(&["--mode", "echo", "--ping-interval", "0", "-q"]);
-    let mut s = raw_upgrade_over(tcp_with_buffers(
-        server.port,
+    let mut s = raw_upgrade_over(common::tcp_with_buffers(
+        ([127, 0, 0, 1], server.port).into(),
         Some(16 * 1024),
         Some(16 * 1024),
     ));

@@ -643,6 +643,31 @@ pub fn http_status(addr: SocketAddr, request: &str) -> u16 {
         .unwrap_or(0)
 }
 
+/// A TCP connection to `addr` with its socket buffers set before
+/// connecting, so that the kernel does not grow them (a receive window of
+/// about `rcvbuf` bytes: a slow reader).
+pub fn tcp_with_buffers(
+    addr: SocketAddr,
+    rcvbuf: Option<usize>,
+    sndbuf: Option<usize>,
+) -> TcpStream {
+    use rustix::net::{socket_with, sockopt, AddressFamily, SocketFlags, SocketType};
+    let family = if addr.is_ipv4() {
+        AddressFamily::INET
+    } else {
+        AddressFamily::INET6
+    };
+    let fd = socket_with(family, SocketType::STREAM, SocketFlags::CLOEXEC, None).expect("socket");
+    if let Some(size) = rcvbuf {
+        sockopt::set_socket_recv_buffer_size(&fd, size).expect("SO_RCVBUF");
+    }
+    if let Some(size) = sndbuf {
+        sockopt::set_socket_send_buffer_size(&fd, size).expect("SO_SNDBUF");
+    }
+    rustix::net::connect(&fd, &addr).expect("connect");
+    TcpStream::from(fd)
+}
+
 /// Polls `f` until it returns true or `limit` passes.
 pub fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
