@@ -26,25 +26,12 @@ fn chat(extra: &[&str]) -> Rookery {
 /// A tungstenite client that offers `rookery.v1`, and the protocol the
 /// server chose.
 fn connect_v1(url: &str) -> Result<(Ws, Option<String>), Box<tungstenite::Error>> {
-    let authority = url
-        .trim_start_matches("ws://")
-        .split('/')
-        .next()
-        .unwrap_or_default();
-    let stream = TcpStream::connect(authority).expect("tcp connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .expect("timeout");
     let mut request = url.into_client_request().expect("request");
     request.headers_mut().insert(
         "Sec-WebSocket-Protocol",
         "rookery.v1".parse().expect("header"),
     );
-    let (ws, response) =
-        tungstenite::client::client(request, Retrying(stream)).map_err(|e| match e {
-            tungstenite::HandshakeError::Failure(e) => Box::new(e),
-            tungstenite::HandshakeError::Interrupted(_) => unreachable!("blocking socket"),
-        })?;
+    let (ws, response) = try_handshake(request)?;
     let protocol = response
         .headers()
         .get("Sec-WebSocket-Protocol")

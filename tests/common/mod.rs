@@ -488,10 +488,22 @@ pub fn connect(url: &str) -> Ws {
 
 /// Like [`connect`], returning the handshake error instead of panicking.
 pub fn try_connect(url: &str) -> Result<Ws, Box<tungstenite::Error>> {
-    let authority = url
-        .trim_start_matches("ws://")
-        .split('/')
-        .next()
+    use tungstenite::client::IntoClientRequest;
+    let (ws, response) = try_handshake(url.into_client_request().expect("request"))?;
+    assert_eq!(response.status(), 101);
+    Ok(ws)
+}
+
+/// The tungstenite handshake for `request` (a `ws://` URL, headers as the
+/// caller set them) over a blocking connection to its host whose reads time
+/// out after 20 s, with no message size limit; the server's response too.
+pub fn try_handshake(
+    request: tungstenite::handshake::client::Request,
+) -> Result<(Ws, tungstenite::handshake::client::Response), Box<tungstenite::Error>> {
+    let authority = request
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_string())
         .unwrap_or_default();
     let stream = TcpStream::connect(authority).expect("tcp connect");
     stream
@@ -502,15 +514,12 @@ pub fn try_connect(url: &str) -> Result<Ws, Box<tungstenite::Error>> {
         max_frame_size: None,
         ..Default::default()
     };
-    let (ws, response) =
-        tungstenite::client::client_with_config(url, Retrying(stream), Some(config)).map_err(
-            |e| match e {
-                tungstenite::HandshakeError::Failure(e) => Box::new(e),
-                tungstenite::HandshakeError::Interrupted(_) => unreachable!("blocking socket"),
-            },
-        )?;
-    assert_eq!(response.status(), 101);
-    Ok(ws)
+    tungstenite::client::client_with_config(request, Retrying(stream), Some(config)).map_err(|e| {
+        match e {
+            tungstenite::HandshakeError::Failure(e) => Box::new(e),
+            tungstenite::HandshakeError::Interrupted(_) => unreachable!("blocking socket"),
+        }
+    })
 }
 
 /// Reads the next data or close message, answering nothing itself (the
