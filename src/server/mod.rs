@@ -12,8 +12,10 @@
 //! connection changes (one `epoll_ctl`) only when its queue fills or empties.
 
 mod batch;
+mod completions;
 mod config;
 mod core;
+mod driver;
 mod feed;
 mod handler;
 mod history;
@@ -43,6 +45,7 @@ use crate::proto::connection::Event;
 use crate::proto::http::{Request, Response};
 
 pub use self::config::Config;
+pub use self::driver::Io;
 use self::core::{Core, Timer, LISTENER_KEY};
 pub use self::handler::{Context, Handler, TimerId, Upgrade};
 pub use self::history::{Epoch, History, Since, SinceError, MAX_EPOCH};
@@ -295,7 +298,9 @@ impl<H: Handler> Server<H> {
         // The caller may have been away for a while: time the wait afresh.
         self.core.set_clock(Instant::now());
         self.start();
-        self.run_pass(Clock::Wall, timeout)
+        let running = self.run_pass(Clock::Wall, timeout);
+        self.submit_pending();
+        running
     }
 
     /// One pass on a clock the caller keeps (a test, a simulation): waits
@@ -321,7 +326,9 @@ impl<H: Handler> Server<H> {
     /// ```
     pub fn run_once_at(&mut self, now: Instant, timeout: Option<Duration>) -> io::Result<bool> {
         self.start();
-        self.run_pass(Clock::Given(now), timeout)
+        let running = self.run_pass(Clock::Given(now), timeout);
+        self.submit_pending();
+        running
     }
 
     /// Calls [`Handler::on_start`] before the first pass, and settles what
@@ -348,13 +355,14 @@ impl<H: Handler> Server<H> {
         let now = match clock {
             Clock::Wall => {
                 // The deadline stays in the wheel; the poller's timer is
-                // armed for it when it changed (see `poller`).
+                // armed for it when it changed (see `poller`), or it is the
+                // ring's wait's timeout.
                 let timeout = self.core.wait_timeout(timeout);
-                self.core.poller.wait(&mut self.events, timeout)?;
+                self.wait(timeout)?;
                 Instant::now()
             }
             Clock::Given(now) => {
-                self.core.poller.wait(&mut self.events, timeout)?;
+                self.wait(timeout)?;
                 now
             }
         };
@@ -362,6 +370,11 @@ impl<H: Handler> Server<H> {
         // below sees the same instant.
         self.core.set_clock(now);
         self.deliver_posts();
+        if self.core.ring.is_some() {
+            self.dispatch_completions()?;
+            // Reports of the epoll descriptor were acted on there.
+            self.events.clear();
+        }
         // Copy the keys out (into a reused vector): handling an event
         // borrows the server mutably.
         let mut ready = std::mem::take(&mut self.ready);
@@ -680,14 +693,20 @@ impl<H: Handler> Server<H> {
 #[cfg(unix)]
 impl<H: Handler> std::os::fd::AsRawFd for Server<H> {
     fn as_raw_fd(&self) -> std::os::fd::RawFd {
-        self.core.poller.as_raw_fd()
+        match self.core.ring.as_deref() {
+            Some(ring) => ring.as_raw_fd(),
+            None => self.core.poller.as_raw_fd(),
+        }
     }
 }
 
 #[cfg(unix)]
 impl<H: Handler> std::os::fd::AsFd for Server<H> {
     fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        self.core.poller.as_fd()
+        match self.core.ring.as_deref() {
+            Some(ring) => ring.as_fd(),
+            None => self.core.poller.as_fd(),
+        }
     }
 }
 
