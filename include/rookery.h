@@ -100,7 +100,7 @@ enum rk_error {
      * UTF-8. */
     RK_EUTF8 = -7,
     /* A close code that may not be sent (RFC 6455 section 7.4). Allowed:
-     * 1000-1003, 1007-1014, 3000-4999. */
+     * 1000-1003, 1007-1011, 3000-4999. */
     RK_ECODE = -8,
     /* Try again later: rk_post found RK_OPT_MAX_POSTED bytes already
      * waiting for the loop. */

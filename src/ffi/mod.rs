@@ -131,7 +131,7 @@ pub const RK_EADDR: c_int = -6;
 /// A text message or close reason that is not valid UTF-8.
 pub const RK_EUTF8: c_int = -7;
 /// A close code that may not be sent (RFC 6455 §7.4: valid are 1000–1003,
-/// 1007–1014 and 3000–4999).
+/// 1007–1011 and 3000–4999).
 pub const RK_ECODE: c_int = -8;
 /// Would block: [`rk_post`] found `RK_OPT_MAX_POSTED` bytes already waiting.
 pub const RK_EAGAIN: c_int = -9;
