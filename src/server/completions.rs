@@ -7,9 +7,9 @@
 use std::io;
 use std::time::Duration;
 
+use super::core::IO_HELD;
 #[cfg(all(feature = "uring", target_os = "linux"))]
 use super::core::IO_RECV;
-use super::core::IO_HELD;
 use super::driver::Done;
 use super::{feed, ConnId, Handler, Server, SCRATCH_KEEP};
 
@@ -114,12 +114,18 @@ impl<H: Handler> Server<H> {
     /// the next.
     fn poll_sources(&mut self) -> io::Result<()> {
         self.events.clear();
-        self.core.poller.wait(&mut self.events, Some(Duration::ZERO))?;
+        self.core
+            .poller
+            .wait(&mut self.events, Some(Duration::ZERO))?;
         #[cfg(feature = "redis")]
         {
             let mut ready = std::mem::take(&mut self.ready);
             ready.clear();
-            ready.extend(self.events.iter().map(|ev| (ev.key, ev.readable, ev.writable)));
+            ready.extend(
+                self.events
+                    .iter()
+                    .map(|ev| (ev.key, ev.readable, ev.writable)),
+            );
             let any = !ready.is_empty();
             for &(key, _, _) in &ready {
                 if self.core.source_owns(key) {

@@ -45,8 +45,8 @@ use crate::proto::connection::Event;
 use crate::proto::http::{Request, Response};
 
 pub use self::config::Config;
-pub use self::driver::Io;
 use self::core::{Core, Timer, LISTENER_KEY};
+pub use self::driver::Io;
 pub use self::handler::{Context, Handler, TimerId, Upgrade};
 pub use self::history::{Epoch, History, Since, SinceError, MAX_EPOCH};
 use self::poller::{Events, Poller};

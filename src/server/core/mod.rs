@@ -244,7 +244,9 @@ impl Core {
             }
             // Deleted from the poller before it is dropped (`begin_shutdown`,
             // and `Drop for Core`).
-            None => poller.add_with_mode(&listener, Event::readable(LISTENER_KEY), PollMode::Level)?,
+            None => {
+                poller.add_with_mode(&listener, Event::readable(LISTENER_KEY), PollMode::Level)?
+            }
         }
         let now = Instant::now();
         let mut core = Core {
@@ -355,10 +357,8 @@ impl Core {
         let wake = Duration::from_nanos(at.saturating_sub(self.now_nanos));
         // The ring's wait takes the deadline as its timeout, in the same
         // `io_uring_enter`: no timer to arm.
-        let armed = Poller::HAS_TIMER
-            && self.ring.is_none()
-            && !wake.is_zero()
-            && self.arm_timer(at, wake);
+        let armed =
+            Poller::HAS_TIMER && self.ring.is_none() && !wake.is_zero() && self.arm_timer(at, wake);
         if armed {
             return timeout;
         }

@@ -114,7 +114,10 @@ impl fmt::Display for Refusal {
 /// epoll when io_uring is refused, logging why at info; `Io::Uring` returns
 /// the refusal as an error (`Unsupported`, the message naming the kernel's
 /// reason).
-pub(crate) fn open(choice: Io, listener: &std::net::TcpListener) -> std::io::Result<Option<Box<Ring>>> {
+pub(crate) fn open(
+    choice: Io,
+    listener: &std::net::TcpListener,
+) -> std::io::Result<Option<Box<Ring>>> {
     if choice == Io::Epoll {
         log::info!("io driver: epoll (--io epoll)");
         return Ok(None);
@@ -230,7 +233,10 @@ mod absent {
         pub(crate) fn submit(&mut self) {
             match *self {}
         }
-        pub(crate) fn wait(&mut self, _timeout: Option<std::time::Duration>) -> std::io::Result<()> {
+        pub(crate) fn wait(
+            &mut self,
+            _timeout: Option<std::time::Duration>,
+        ) -> std::io::Result<()> {
             match *self {}
         }
         pub(crate) fn take_completions(&mut self) -> (Vec<ConnId>, Vec<Done>, bool) {

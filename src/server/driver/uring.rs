@@ -57,7 +57,8 @@ const CANCEL: u64 = 5;
 const GEN_MASK: u64 = 0x0fff_ffff;
 
 fn user_data(kind: u64, id: Option<ConnId>) -> u64 {
-    let (index, generation) = id.map_or((0, 0), |id| (id.index() as u64, u64::from(id.generation())));
+    let (index, generation) =
+        id.map_or((0, 0), |id| (id.index() as u64, u64::from(id.generation())));
     (kind << 60) | ((generation & GEN_MASK) << 32) | (index & 0xffff_ffff)
 }
 
@@ -168,8 +169,12 @@ impl BufRing {
         // SAFETY: the entries are page-aligned, BUF_COUNT (a power of two)
         // long, and stay allocated until `Drop for Ring` unregistered them.
         let registered = unsafe {
-            ring.submitter()
-                .register_buf_ring_with_flags(entries.as_ptr() as u64, BUF_COUNT, BGID, 0)
+            ring.submitter().register_buf_ring_with_flags(
+                entries.as_ptr() as u64,
+                BUF_COUNT,
+                BGID,
+                0,
+            )
         };
         if let Err(e) = registered {
             // `bufs` frees the memory as it drops.
@@ -286,7 +291,9 @@ impl Ring {
             .map_err(|e| Refusal::Setup(with_sysctl(e)))?;
         let params = ring.params();
         if !params.is_feature_ext_arg() {
-            return Err(Refusal::Missing("IORING_FEAT_EXT_ARG (a wait with a timeout, Linux 5.11)"));
+            return Err(Refusal::Missing(
+                "IORING_FEAT_EXT_ARG (a wait with a timeout, Linux 5.11)",
+            ));
         }
         if !params.is_feature_nodrop() {
             return Err(Refusal::Missing("IORING_FEAT_NODROP (Linux 5.5)"));
@@ -647,14 +654,16 @@ impl Ring {
         self.bufs.publish();
         self.submitted_sends.clear();
         std::mem::swap(&mut self.submitted_sends, &mut self.queued_sends);
-        let timeout = if self.has_work() { Some(Duration::ZERO) } else { timeout };
+        let timeout = if self.has_work() {
+            Some(Duration::ZERO)
+        } else {
+            timeout
+        };
         let result = match timeout {
             None => self.ring.submit_and_wait(1),
             Some(t) if t.is_zero() => self.ring.submit(),
             Some(t) => {
-                let ts = Timespec::new()
-                    .sec(t.as_secs())
-                    .nsec(t.subsec_nanos());
+                let ts = Timespec::new().sec(t.as_secs()).nsec(t.subsec_nanos());
                 let args = SubmitArgs::new().timespec(&ts);
                 self.ring.submitter().submit_with_args(1, &args)
             }
@@ -663,7 +672,11 @@ impl Ring {
             Ok(_) => {}
             // The timeout passed, a signal came (the stop handler), or the
             // completion queue is full: take what is there.
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME | libc::EINTR | libc::EBUSY)) => {}
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ETIME | libc::EINTR | libc::EBUSY)
+                ) => {}
             Err(e) => return Err(e),
         }
         self.done.clear();
@@ -671,7 +684,8 @@ impl Ring {
             if !cqueue::more(cqe.flags()) {
                 self.in_flight = self.in_flight.saturating_sub(1);
             }
-            self.done.push(Done::decode(cqe.user_data(), cqe.result(), cqe.flags()));
+            self.done
+                .push(Done::decode(cqe.user_data(), cqe.result(), cqe.flags()));
         }
         Ok(())
     }
