@@ -64,6 +64,10 @@ impl Core {
             self.stats.bytes_sent += n as u64;
             if n > 0 && n < len && !slot.conn.is_finished() {
                 ring.send_rest(slot.stream.as_raw_fd(), id, n);
+                // As epoll's writable event and short write: the socket took
+                // bytes, then refused; the cap applies from now on (a check
+                // here would judge bytes queued before it refused).
+                slot.conn.handle_writable();
                 let _ = slot.conn.end_write(&self.settings, self.now, &[], 0, None);
                 return;
             }
@@ -83,9 +87,11 @@ impl Core {
         };
         for id in ring.stuck_sends() {
             if let Some(slot) = self.slots.get_mut(id) {
-                // The bytes in flight are still queued: this only marks it
-                // behind (it returns true only with nothing queued).
-                let _ = slot.conn.end_write(&self.settings, self.now, &[], 0, None);
+                // Marks it behind if anything waits (it returns true only
+                // with nothing queued); one already behind stays so, unjudged.
+                if !slot.conn.wants_write() {
+                    let _ = slot.conn.end_write(&self.settings, self.now, &[], 0, None);
+                }
             }
         }
     }

@@ -139,7 +139,13 @@ pub(super) fn pump(
             };
             let _ = slot.conn.queue_paced(&bytes);
         }
-        if !slot.conn.has_output() || slot.conn.wants_write() || slot.tls_wants_write() {
+        // On the ring the queue goes out with the pass's sends, and the
+        // next completion settles it again: pumped once more then.
+        if slot.io & IO_URING != 0
+            || !slot.conn.has_output()
+            || slot.conn.wants_write()
+            || slot.tls_wants_write()
+        {
             break;
         }
         transmit::flush(slot, settings, now, stats, &[], None);
