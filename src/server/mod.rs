@@ -298,6 +298,7 @@ impl<H: Handler> Server<H> {
         // The caller may have been away for a while: time the wait afresh.
         self.core.set_clock(Instant::now());
         self.start();
+        self.core.timer_on_fd = true;
         let running = self.run_pass(Clock::Wall, timeout);
         self.submit_pending();
         running

@@ -50,7 +50,13 @@ pub(crate) fn flush(
         // out with its next send (`submit`), so that nothing overtakes a
         // send in flight.
         if !extra.is_empty() {
+            // Queued, not refused: a connection that was not behind is not
+            // behind for it (the cap applies only to one that is).
+            let was_behind = slot.conn.wants_write();
             slot.conn.end_write(settings, now, extra, 0, shared);
+            if !was_behind {
+                slot.conn.handle_writable();
+            }
         }
         return;
     }
@@ -170,7 +176,8 @@ fn send_once(
 /// Starts a send on the ring of what `slot` has pending, unless one is in
 /// flight: a copy of at most `SEND_MAX` bytes (the connection's queue, or
 /// its TLS session's ciphertext after the session took the queue's
-/// plaintext), which the ring keeps until the completion ([`sent`]). The
+/// plaintext, and what `refill` moves from a paced feed as the copy empties
+/// the queue), which the ring keeps until the completion ([`sent`]). The
 /// copied bytes count as taken by the transport, as a write's are with
 /// epoll: what stays queued is what the kernel has not been handed, which
 /// the backlog cap and the read pause measure. With nothing pending and
@@ -182,15 +189,22 @@ pub(crate) fn submit(
     ring: &mut Ring,
     settings: &Settings,
     now: Instant,
+    refill: &mut dyn FnMut(&mut Slot) -> bool,
 ) {
     if slot.conn.is_finished() || slot.io & IO_SENDING != 0 {
         return;
     }
     let mut buf = ring.send_buffer();
-    if let Err(e) = fill(slot, &mut buf) {
-        ring.recycle(buf);
-        slot.conn.write_failed(&e);
-        return;
+    loop {
+        if let Err(e) = fill(slot, &mut buf) {
+            ring.recycle(buf);
+            slot.conn.write_failed(&e);
+            return;
+        }
+        // A paced feed refills the queue as a write empties it.
+        if buf.len() >= super::driver::SEND_MAX || !refill(slot) {
+            break;
+        }
     }
     if buf.is_empty() {
         ring.recycle(buf);
@@ -230,19 +244,20 @@ fn fill(slot: &mut Slot, buf: &mut Vec<u8>) -> io::Result<()> {
             }
         }
         let pending = tls.pending_output();
-        let len = pending.len().min(max);
+        let len = pending.len().min(max.saturating_sub(buf.len()));
         buf.extend_from_slice(&pending[..len]);
         tls.consumed(len);
         return Ok(());
     }
+    let start = buf.len();
     for bytes in slot.conn.pending_output() {
-        let room = max - buf.len();
+        let room = max.saturating_sub(buf.len());
         buf.extend_from_slice(&bytes[..bytes.len().min(room)]);
-        if buf.len() == max {
+        if buf.len() >= max {
             break;
         }
     }
-    slot.conn.consumed(buf.len());
+    slot.conn.consumed(buf.len() - start);
     Ok(())
 }
 

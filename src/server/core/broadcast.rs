@@ -209,7 +209,11 @@ impl Core {
                 shared,
             );
             let wants_write = slot.conn.wants_write() || slot.tls_wants_write();
-            if !slot.conn.is_open() || wants_write != (slot.interest & WRITE != 0) {
+            // On the ring the batch was only queued: the pass's sends take it.
+            if !slot.conn.is_open()
+                || wants_write != (slot.interest & WRITE != 0)
+                || slot.io & IO_URING != 0
+            {
                 self.touch(id);
             }
         }

@@ -40,8 +40,7 @@ impl Core {
 
     /// A send of slot `index` (generation `generation`) ended with `res`.
     /// A short one sends the rest at once, from the same buffer, before
-    /// anything queued since: the socket refused it, so the connection is
-    /// behind (the backlog cap applies to what it is sent next).
+    /// anything queued since.
     #[cfg_attr(not(all(feature = "uring", target_os = "linux")), allow(dead_code))]
     pub(crate) fn sent(&mut self, index: usize, generation: u32, res: i32) {
         let id = self
@@ -63,12 +62,13 @@ impl Core {
         if let Ok(n) = usize::try_from(res) {
             self.stats.bytes_sent += n as u64;
             if n > 0 && n < len && !slot.conn.is_finished() {
+                // The socket took bytes and had no room for the rest: they
+                // go again at once. Whether it is behind is judged by
+                // whether that send finds room (`mark_stuck_sends`): with
+                // the pass's other completions still to come, judging now
+                // would cap what its input makes before its socket had a
+                // chance to drain, where epoll writes first.
                 ring.send_rest(slot.stream.as_raw_fd(), id, n);
-                // As epoll's writable event and short write: the socket took
-                // bytes, then refused; the cap applies from now on (a check
-                // here would judge bytes queued before it refused).
-                slot.conn.handle_writable();
-                let _ = slot.conn.end_write(&self.settings, self.now, &[], 0, None);
                 return;
             }
         }
@@ -109,7 +109,9 @@ impl Core {
                 continue;
             };
             slot.io &= !IO_DIRTY;
-            transmit::submit(slot, id, ring, &self.settings, self.now);
+            let (feeds, settings) = (&mut self.feeds, &self.settings);
+            let mut more = |slot: &mut Slot| super::paced::refill(slot, id, feeds, settings);
+            transmit::submit(slot, id, ring, settings, self.now, &mut more);
             if slot.conn.is_finished() {
                 touch_slot(slot, id, &mut self.touched, &mut self.open_count);
             }

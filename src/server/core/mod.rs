@@ -182,6 +182,11 @@ pub(crate) struct Core {
     pub now: Instant,
     /// `now` as nanoseconds since `start`, for the wheel's ticks.
     now_nanos: u64,
+    /// Whether the deadline is armed on the poller's timer with the uring
+    /// driver too: a program that runs the loop with `run_once` from a wait
+    /// of its own on the ring's descriptor must be woken by it (the epoll
+    /// descriptor holding the timer is polled on the ring).
+    pub(crate) timer_on_fd: bool,
     /// When the poller's timer is armed to fire (nanoseconds since
     /// `start`), if it was armed; it may have fired since.
     timer_armed: Option<u64>,
@@ -267,6 +272,7 @@ impl Core {
             now,
             now_nanos: 0,
             timer_armed: None,
+            timer_on_fd: false,
             start: now,
             batch: Vec::new(),
             batch_topic: None,
@@ -356,9 +362,12 @@ impl Core {
         };
         let wake = Duration::from_nanos(at.saturating_sub(self.now_nanos));
         // The ring's wait takes the deadline as its timeout, in the same
-        // `io_uring_enter`: no timer to arm.
-        let armed =
-            Poller::HAS_TIMER && self.ring.is_none() && !wake.is_zero() && self.arm_timer(at, wake);
+        // `io_uring_enter`: no timer to arm, unless a program waits on the
+        // ring's descriptor itself (`timer_on_fd`).
+        let armed = Poller::HAS_TIMER
+            && (self.ring.is_none() || self.timer_on_fd)
+            && !wake.is_zero()
+            && self.arm_timer(at, wake);
         if armed {
             return timeout;
         }

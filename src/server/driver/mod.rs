@@ -27,7 +27,12 @@ pub(crate) use self::uring::{accepted_fd, is_for, Done, Ring};
 /// The most bytes of a connection's output copied into one send on the
 /// ring (the copy keeps the memory the kernel reads valid until the send's
 /// completion, whatever the connection's queue does meanwhile).
-pub(crate) const SEND_MAX: usize = 64 * 1024;
+pub(crate) const SEND_MAX: usize = 256 * 1024;
+
+/// Send buffers up to this capacity are kept for reuse (at most
+/// `uring::SPARE_SENDS` of them); larger ones are freed after their send.
+#[cfg_attr(not(all(feature = "uring", target_os = "linux")), allow(dead_code))]
+pub(crate) const SEND_KEEP: usize = 64 * 1024;
 
 /// How the loop moves bytes (`--io`, [`crate::Config::io`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -18,8 +18,9 @@
 //! Fixed memory, set here at start: the buffers, [`BUF_COUNT`] ×
 //! [`BUF_SIZE`] = 1 MiB (pages are touched only once the kernel wrote to
 //! them), their ring of 4 KiB, and the submission and completion queues
-//! (256 and 1024 entries, 16 KiB + 16 KiB). Send copies come from a pool
-//! of at most [`SPARE_SENDS`] kept buffers of at most [`SEND_MAX`] bytes.
+//! (256 and 1024 entries, 16 KiB + 16 KiB). A send copies at most
+//! `SEND_MAX` (256 KiB) of a connection's output; at most [`SPARE_SENDS`]
+//! buffers of up to `SEND_KEEP` (64 KiB) are kept for reuse.
 
 use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::io;
@@ -31,7 +32,7 @@ use std::time::Duration;
 use io_uring::types::{BufRingEntry, CancelBuilder, Fd, SubmitArgs, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring};
 
-use super::{injected_refusal, Refusal, SEND_MAX};
+use super::{injected_refusal, Refusal, SEND_KEEP};
 use crate::server::slab::ConnId;
 
 /// Provided buffers for receives.
@@ -260,6 +261,8 @@ pub(crate) struct Ring {
     /// whose send the last wait submitted (see `stuck_sends`).
     queued_sends: Vec<(ConnId, u64)>,
     submitted_sends: Vec<(ConnId, u64)>,
+    /// Sends found in flight after the wait that submitted them.
+    suspects: Vec<(ConnId, u64)>,
     /// The number of the last send queued (each send in flight has its own).
     send_seq: u64,
     /// Sends still in flight for connections that are gone, by user data.
@@ -332,6 +335,7 @@ impl Ring {
             queued_sends: Vec::new(),
             submitted_sends: Vec::new(),
             send_seq: 0,
+            suspects: Vec::new(),
             orphans: Vec::new(),
             spare: Vec::new(),
             held: Vec::new(),
@@ -460,7 +464,7 @@ impl Ring {
 
     /// Keeps `buf` for a later send, if there is room.
     pub(crate) fn recycle(&mut self, mut buf: Vec<u8>) {
-        if self.spare.len() < SPARE_SENDS && buf.capacity() <= SEND_MAX {
+        if self.spare.len() < SPARE_SENDS && buf.capacity() <= SEND_KEEP {
             buf.clear();
             self.spare.push(buf);
         }
@@ -503,18 +507,29 @@ impl Ring {
         self.push(entry);
     }
 
-    /// The connections whose send the last wait submitted and that is still
-    /// in flight: a send the socket has room for completes as it is
-    /// submitted, so these found their socket full (epoll's "refused").
+    /// The connections whose send is still in flight after two waits since
+    /// it was submitted: a send the socket has room for completes as it is
+    /// submitted, so these found their socket full and it stayed full for a
+    /// pass (epoll's "refused"; one wait alone would also catch a socket
+    /// its reader was draining at that moment).
     pub(crate) fn stuck_sends(&mut self) -> Vec<ConnId> {
-        let mut stuck = std::mem::take(&mut self.submitted_sends);
-        stuck.retain(|(id, seq)| {
-            self.sending.get(id.index()).is_some_and(|s| {
+        let in_flight = |sending: &[Option<(u32, u64, Vec<u8>)>], id: &ConnId, seq: &u64| {
+            sending.get(id.index()).is_some_and(|s| {
                 s.as_ref()
                     .is_some_and(|(g, n, _)| *g == id.generation() && n == seq)
             })
-        });
-        stuck.into_iter().map(|(id, _)| id).collect()
+        };
+        let mut stuck = std::mem::take(&mut self.suspects);
+        stuck.retain(|(id, seq)| in_flight(&self.sending, id, seq));
+        let ids = stuck.iter().map(|(id, _)| *id).collect();
+        // Stuck ones stay watched while in flight: what is queued behind
+        // them later makes them behind then (the connection's queue may
+        // be empty now).
+        let mut suspects = std::mem::take(&mut self.submitted_sends);
+        suspects.retain(|(id, seq)| in_flight(&self.sending, id, seq));
+        stuck.append(&mut suspects);
+        self.suspects = stuck;
+        ids
     }
 
     /// The length of the send in flight for `id`, if any.
