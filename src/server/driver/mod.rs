@@ -26,8 +26,12 @@ pub(crate) use self::uring::{accepted_fd, is_for, Done, Ring};
 
 /// The most bytes of a connection's output copied into one send on the
 /// ring (the copy keeps the memory the kernel reads valid until the send's
-/// completion, whatever the connection's queue does meanwhile).
-pub(crate) const SEND_MAX: usize = 256 * 1024;
+/// completion, whatever the connection's queue does meanwhile). As much as
+/// a loopback socket takes at once: epoll's writes empty a queue (or a
+/// paced replay) into the socket within one pass, and one send a pass must
+/// keep up with that. The copied bytes leave the connection's queue, so a
+/// connection holds no more than it would with epoll.
+pub(crate) const SEND_MAX: usize = 1024 * 1024;
 
 /// Send buffers up to this capacity are kept for reuse (at most
 /// `uring::SPARE_SENDS` of them); larger ones are freed after their send.

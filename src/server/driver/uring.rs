@@ -19,7 +19,7 @@
 //! [`BUF_SIZE`] = 1 MiB (pages are touched only once the kernel wrote to
 //! them), their ring of 4 KiB, and the submission and completion queues
 //! (256 and 1024 entries, 16 KiB + 16 KiB). A send copies at most
-//! `SEND_MAX` (256 KiB) of a connection's output; at most [`SPARE_SENDS`]
+//! `SEND_MAX` (1 MiB) of a connection's output; at most [`SPARE_SENDS`]
 //! buffers of up to `SEND_KEEP` (64 KiB) are kept for reuse.
 
 use std::alloc::{alloc_zeroed, dealloc, Layout};
