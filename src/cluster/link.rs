@@ -20,6 +20,8 @@ pub(super) enum Expect {
     Subscribe,
     Publish,
     Ping,
+    /// A read of a topic's log ([`super::numbering`]).
+    Read,
 }
 
 /// One socket to Redis with its buffers.

@@ -87,12 +87,30 @@ const MAX_DEPTH: usize = 2;
 #[derive(Debug, Clone)]
 pub struct Decoder {
     max_bulk: usize,
+    /// Most elements in one array.
+    max_elements: usize,
+    /// Most bytes of one reply (see [`Decoder::max_reply`]).
+    max_reply: usize,
 }
 
 impl Decoder {
     /// A decoder that refuses bulk strings longer than `max_bulk` bytes.
     pub fn new(max_bulk: usize) -> Decoder {
-        Decoder { max_bulk }
+        Decoder {
+            max_bulk,
+            max_elements: MAX_ELEMENTS,
+            max_reply: max_bulk.saturating_add(64 * 1024),
+        }
+    }
+
+    /// The same decoder taking arrays of up to `elements` elements and
+    /// replies of up to `bytes` bytes in all (each bulk string still at
+    /// most `max_bulk`): for the answer to a read of a topic's log, one
+    /// flat array of its messages.
+    pub fn with_arrays(mut self, elements: usize, bytes: usize) -> Decoder {
+        self.max_elements = self.max_elements.max(elements);
+        self.max_reply = self.max_reply.max(bytes);
+        self
     }
 
     /// The most bytes one reply may take on the wire: its largest bulk
@@ -100,7 +118,7 @@ impl Decoder {
     /// incomplete past it is refused, so this is the buffer bound a caller
     /// needs.
     pub fn max_reply(&self) -> usize {
-        self.max_bulk.saturating_add(64 * 1024)
+        self.max_reply
     }
 
     /// Decodes one reply from the start of `input`: the reply, how many
@@ -187,7 +205,7 @@ impl Decoder {
                     return Ok(Some(Reply::Array(None)));
                 }
                 let n = usize::try_from(n).map_err(|_| RespError::BadNumber)?;
-                if n > MAX_ELEMENTS {
+                if n > self.max_elements {
                     return Err(RespError::TooLarge);
                 }
                 if depth >= MAX_DEPTH {
