@@ -5,6 +5,8 @@ use super::*;
 use std::io::Write;
 use std::net::TcpStream;
 
+use crate::server::Source;
+
 #[test]
 fn envelopes_round_trip_and_our_own_are_dropped() {
     let cfg = RedisConfig::from_url("redis://127.0.0.1:1").unwrap();
@@ -225,4 +227,89 @@ fn a_stopped_redis_is_given_up_and_what_it_did_not_acknowledge_counted() {
     assert!(buf[..n].ends_with(b"PING\r\n"));
     b.tick(&poller, t0 + PING_IDLE + REPLY_TIMEOUT);
     assert!(!b.is_up());
+}
+
+#[test]
+fn numbered_publications_unanswered_for_a_while_are_handed_back_once() {
+    let (poller, mut b, mut sub, mut publ, t0) = bridge_up(1 << 20);
+    assert!(b.status().numbering);
+    b.publish_numbered("r", crate::Message::Text("one"), false);
+    b.publish_numbered("r", crate::Message::Text("two"), true);
+    b.tick(&poller, t0);
+    let mut buf = [0u8; 8192];
+    let n = publ.read(&mut buf).unwrap();
+    assert_eq!(buf[..n].windows(4).filter(|w| w == b"EVAL").count(), 2);
+    assert_eq!(b.next_wake(), Some(t0 + NUMBERING_WAIT));
+    b.tick(&poller, t0 + NUMBERING_WAIT - Duration::from_millis(1));
+    assert!(b.take_events().is_empty() && b.status().numbering);
+    b.tick(&poller, t0 + NUMBERING_WAIT);
+    // The one its origin had not delivered comes back, once; the link
+    // stays (Redis may only be slow) but numbering is off meanwhile.
+    let back = b.take_events();
+    assert_eq!(
+        back,
+        [ClusterEvent::Returned {
+            topic: "r".into(),
+            binary: false,
+            payload: b"one".to_vec()
+        }]
+    );
+    assert!(b.is_up() && !b.status().numbering);
+    b.tick(&poller, t0 + REPLY_TIMEOUT - Duration::from_millis(1));
+    assert!(b.take_events().is_empty());
+    // When Redis numbers it after all, this node skips it.
+    let node = b.node;
+    let numbered = |seq: u64, offset: u64| {
+        let mut env = vec![numbering::ENVELOPE_V2, 0];
+        env.extend_from_slice(&node.to_be_bytes());
+        env.extend_from_slice(&seq.to_be_bytes());
+        env.extend_from_slice(format!("\x01rE1 {offset} x").as_bytes());
+        let mut msg = Vec::new();
+        encode_command(
+            &mut msg,
+            &[b"pmessage", b"rookery:room:*", b"rookery:room:r", &env],
+        );
+        msg
+    };
+    sub.write_all(&numbered(1, 1)).unwrap();
+    publ.write_all(b":1\r\n").unwrap();
+    b.ready(&poller, t0, SUB_KEY);
+    b.ready(&poller, t0, PUB_KEY);
+    assert!(
+        b.take_events().is_empty(),
+        "taken back: not delivered twice"
+    );
+    assert!(b.status().numbering, "an answer: numbering again");
+    // One of its own not taken back is delivered as numbered.
+    sub.write_all(&numbered(3, 2)).unwrap();
+    b.ready(&poller, t0, SUB_KEY);
+    assert!(
+        matches!(&b.take_events()[..], [ClusterEvent::Message(m)] if m.offset == 2),
+        "its own numbered message"
+    );
+}
+
+#[test]
+fn a_read_of_a_log_is_answered_even_when_the_link_goes() {
+    let (poller, mut b, _sub, publ, t0) = bridge_up(1 << 20);
+    assert!(b.read_log("r", 7));
+    b.tick(&poller, t0);
+    assert!(b.take_events().is_empty());
+    drop(publ);
+    for _ in 0..100 {
+        b.ready(&poller, t0, PUB_KEY);
+        if !b.is_up() {
+            break;
+        }
+    }
+    assert_eq!(
+        b.take_events(),
+        [ClusterEvent::Log {
+            token: 7,
+            topic: "r".into(),
+            log: None
+        }]
+    );
+    // Nothing is asked while Redis is away.
+    assert!(!b.read_log("r", 8));
 }
