@@ -2,7 +2,7 @@
 //! processes on a real `redis-server` started here: a message has the same
 //! epoch and offset on both nodes; a client resumes on the other node, and
 //! on a node restarted since (which gives newcomers the room's history
-//! from Redis); Redis flushed gives `gap`; 1,000 messages published during
+//! from Redis, to many joining at once too); Redis flushed gives `gap`; 1,000 messages published during
 //! a resume arrive after it contiguous, none twice; with Redis down a node
 //! counts under an epoch of its own, and the switch back to the cluster's
 //! reaches `rookery.v1` members as a `gap`.
@@ -359,4 +359,25 @@ fn with_redis_down_a_node_counts_on_its_own_and_the_switch_back_is_a_gap() {
         on_b = text(&mut b);
     }
     assert_eq!(on_b, back);
+}
+
+#[test]
+fn newcomers_on_a_node_new_to_the_room_all_get_its_history_from_redis() {
+    let Some(redis) = Redis::start(None) else {
+        return;
+    };
+    let (n1, n2) = nodes(&redis, 50);
+    talk(&n1, "/chat/h", "h", 5);
+    // Joined at once: they wait for the one read of the room's log.
+    let mut all: Vec<Ws> = (0..8).map(|_| connect(&n2.url("/chat/h"))).collect();
+    for ws in &mut all {
+        assert_eq!(text(ws), WELCOME);
+        for i in 0..5 {
+            assert_eq!(text(ws), format!("h{i}"));
+        }
+    }
+    say(&mut all[0], "then");
+    for ws in &mut all {
+        assert_eq!(text(ws), "then");
+    }
 }

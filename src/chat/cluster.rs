@@ -21,10 +21,13 @@ use super::{envelope, Chat, Delivery};
 use crate::server::{ClusterEvent, Epoch, History, Numbered, Since, TopicLog};
 use crate::{ConnId, Context, Message};
 
-/// Members waiting for their room's log, by the token of the read.
+/// Members waiting for their room's log, by the token of the read: one
+/// read per room at a time, however many join meanwhile.
 #[derive(Debug, Default)]
 pub(super) struct Parked {
-    waiting: HashMap<u64, Waiting>,
+    waiting: HashMap<u64, Vec<Waiting>>,
+    /// The read under way for a room.
+    reading: HashMap<Arc<str>, u64>,
     next_token: u64,
 }
 
@@ -107,15 +110,24 @@ impl Chat {
             Some(since) => room.envelopes.after(since).is_some(),
             None => room.synced,
         };
-        let token = self.parked.next_token;
-        if served_here || !ctx.read_log(name, token) {
+        if served_here {
             return Some(since);
         }
-        self.parked.next_token += 1;
+        let token = match self.parked.reading.get(name) {
+            Some(&token) => token,
+            None => {
+                let token = self.parked.next_token;
+                if !ctx.read_log(name, token) {
+                    return Some(since);
+                }
+                self.parked.next_token += 1;
+                self.parked.reading.insert(Arc::clone(name), token);
+                token
+            }
+        };
         debug!("{conn}: waiting for the log of '{name}' from Redis");
-        self.parked
-            .waiting
-            .insert(token, Waiting { conn, v1, since });
+        let waiting = Waiting { conn, v1, since };
+        self.parked.waiting.entry(token).or_default().push(waiting);
         None
     }
 
@@ -161,26 +173,23 @@ impl Chat {
         self.deliver(ctx, &m.topic, m.message(), Delivery::Here);
     }
 
-    /// A room's log came for a parked member: the room takes it up if it
-    /// is newer than what this node holds, and the member is served.
+    /// A room's log came for parked members: the room takes it up if it
+    /// is newer than what this node holds, and the members are served.
     fn log_came(&mut self, ctx: &mut Context<'_>, token: u64, topic: &str, log: Option<TopicLog>) {
         let Some(waiting) = self.parked.waiting.remove(&token) else {
             return;
         };
-        let Some(name) = self.member_of.get(&waiting.conn).cloned() else {
-            return; // Closed meanwhile.
-        };
-        if &*name != topic {
-            return;
+        self.parked.reading.remove(topic);
+        match &log {
+            Some(log) => self.take_up(ctx, topic, log),
+            None => debug!("no log of '{topic}' from Redis: its newcomers are served from here"),
         }
-        match log {
-            Some(log) => self.take_up(ctx, &name, &log),
-            None => debug!(
-                "{}: no log of '{name}' from Redis: served from here",
-                waiting.conn
-            ),
+        for w in waiting {
+            // Not if it closed meanwhile.
+            if self.member_of.get(&w.conn).is_some_and(|n| &**n == topic) {
+                self.serve(ctx, w.conn, topic, w.v1, w.since);
+            }
         }
-        self.serve(ctx, waiting.conn, &name, waiting.v1, waiting.since);
     }
 
     /// Makes room `name`'s history the cluster's `log`, merged with what
