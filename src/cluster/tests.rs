@@ -85,10 +85,19 @@ fn commands_of_a_link_given_up_are_queued_again_or_counted() {
 /// bridge, the fake's ends of the subscribed and publishing
 /// connections, and the instant it came up.
 fn bridge_up(max_message: usize) -> (Poller, Bridge, TcpStream, TcpStream, Instant) {
+    bridge_up_keeping(max_message, 0)
+}
+
+/// [`bridge_up`] with `history` messages kept per topic.
+fn bridge_up_keeping(
+    max_message: usize,
+    history: usize,
+) -> (Poller, Bridge, TcpStream, TcpStream, Instant) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let mut cfg =
         RedisConfig::from_url(&format!("redis://{}", listener.local_addr().unwrap())).unwrap();
     cfg.max_message = max_message;
+    cfg.history = history;
     let poller = Poller::new().unwrap();
     let t0 = Instant::now();
     let mut b = Bridge::new(cfg, t0);
@@ -312,4 +321,45 @@ fn a_read_of_a_log_is_answered_even_when_the_link_goes() {
     );
     // Nothing is asked while Redis is away.
     assert!(!b.read_log("r", 8));
+}
+
+#[test]
+fn a_log_larger_than_a_pass_is_read_over_passes_whole() {
+    const N: usize = 3000;
+    let (poller, mut b, _sub, mut publ, t0) = bridge_up_keeping(1 << 20, N);
+    assert!(b.read_log("r", 1));
+    b.tick(&poller, t0);
+    let mut buf = [0u8; 4096];
+    let n = publ.read(&mut buf).unwrap();
+    assert!(buf[..n].starts_with(b"*"), "the read went out");
+    let mut reply = format!("*{}\r\n$2\r\nE1\r\n:{N}\r\n", 2 + 3 * N).into_bytes();
+    for i in 1..=N {
+        let payload = format!("{i:06}{}", "x".repeat(58));
+        reply.extend_from_slice(format!(":{i}\r\n$1\r\n\0\r\n$64\r\n{payload}\r\n").as_bytes());
+    }
+    assert!(reply.len() > 3 * READ_PER_PASS);
+    let writer = std::thread::spawn(move || publ.write_all(&reply).map(|_| publ));
+    let mut log = None;
+    for _ in 0..1000 {
+        b.ready(&poller, t0, PUB_KEY);
+        if let Some(ClusterEvent::Log { log: got, .. }) = b.take_events().pop() {
+            log = got;
+            break;
+        }
+        let mut events = crate::server::poller::Events::new();
+        poller
+            .wait(&mut events, Some(Duration::from_millis(100)))
+            .unwrap();
+    }
+    let _publ = writer.join().unwrap().unwrap();
+    let log = log.expect("the whole log");
+    assert_eq!(
+        (log.epoch.as_str(), log.last, log.entries.len()),
+        ("E1", N as u64, N)
+    );
+    assert!(log
+        .messages()
+        .enumerate()
+        .all(|(i, (offset, _))| offset == i as u64 + 1));
+    assert!(b.is_up());
 }
