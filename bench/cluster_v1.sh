@@ -44,16 +44,18 @@ pct() { awk -v a="$1" -v b="$2" -v s="$3" -v e="$4" -v hz="$hz" 'BEGIN{printf "%
 RP=$(free_port)
 "${PIN_S[@]}" redis-server --port "$RP" --bind 127.0.0.1 --save '' --appendonly no >/dev/null &
 redis_pid=$!; pids+=("$redis_pid"); sleep 0.3
-R="redis://127.0.0.1:$RP"
 
 results=()
 for round in $(seq "$ROUNDS"); do
     for setup in alone numbered split; do
         p1=$(free_port); p2=
+        # A prefix of its own: a room's history in Redis from an earlier
+        # run would be replayed to the subscribers.
+        R=(--redis "redis://127.0.0.1:$RP" --redis-prefix "r$round$setup")
         case $setup in
             alone) node "$p1"; n1=$node_pid; n2= ;;
-            numbered) node "$p1" --redis "$R"; n1=$node_pid; n2= ;;
-            split) node "$p1" --redis "$R"; n1=$node_pid; p2=$(free_port); node "$p2" --redis "$R"; n2=$node_pid ;;
+            numbered) node "$p1" "${R[@]}"; n1=$node_pid; n2= ;;
+            split) node "$p1" "${R[@]}"; n1=$node_pid; p2=$(free_port); node "$p2" "${R[@]}"; n2=$node_pid ;;
         esac
         [ "$setup" = alone ] || sleep 0.5
         split=(); [ -n "$p2" ] && split=(--split-to "ws://127.0.0.1:$p2/chat")
