@@ -21,6 +21,11 @@ use super::envelope::{FLAG_BINARY, ORIGIN_DELIVERED};
 use super::resp::{encode_command, Reply};
 use crate::server::{Epoch, Numbered, TopicLog};
 
+/// The largest offset taken from Redis: Lua's numbers are exact up to
+/// 2^53, and a larger one (from a Redis that is not ours) could not be
+/// counted on from without overflowing.
+const MAX_OFFSET: u64 = 1 << 53;
+
 /// The envelope's first byte for a numbered message.
 pub(super) const ENVELOPE_V2: u8 = 2;
 
@@ -170,7 +175,11 @@ pub(super) fn open_numbered(
     let (epoch, rest) = split_word(rest)?;
     let (offset, payload) = split_word(rest)?;
     let epoch = Epoch::parse(std::str::from_utf8(epoch).ok()?)?;
-    let offset = std::str::from_utf8(offset).ok()?.parse().ok()?;
+    let offset = std::str::from_utf8(offset)
+        .ok()?
+        .parse()
+        .ok()
+        .filter(|&o: &u64| o <= MAX_OFFSET)?;
     let binary = flags & FLAG_BINARY != 0;
     if !binary {
         std::str::from_utf8(payload).ok()?;
@@ -277,14 +286,14 @@ pub(super) fn parse_log(reply: Reply) -> Option<TopicLog> {
         _ => return None,
     };
     let last = match items.next()? {
-        Reply::Integer(n) => u64::try_from(n).ok()?,
+        Reply::Integer(n) => u64::try_from(n).ok().filter(|&n| n <= MAX_OFFSET)?,
         _ => return None,
     };
     let mut entries = Vec::new();
     loop {
         let offset = match items.next() {
             None => break,
-            Some(Reply::Integer(n)) => u64::try_from(n).ok()?,
+            Some(Reply::Integer(n)) => u64::try_from(n).ok().filter(|&n| n <= MAX_OFFSET)?,
             Some(_) => return None,
         };
         let (Some(Reply::Bulk(Some(flags))), Some(Reply::Bulk(Some(payload)))) =
@@ -373,7 +382,13 @@ mod tests {
             open_numbered(&data, 8, |_| false).unwrap().message(),
             crate::Message::Text("hi")
         );
-        for bad in [&b"E1 x hi"[..], b"E1 43", b"E\xff 1 x", b"E!1 2 x"] {
+        for bad in [
+            &b"E1 x hi"[..],
+            b"E1 43",
+            b"E\xff 1 x",
+            b"E!1 2 x",
+            b"E1 18446744073709551615 x",
+        ] {
             let mut data = a[9].clone();
             data.extend_from_slice(bad);
             assert!(open_numbered(&data, 8, |_| false).is_none(), "{bad:?}");
@@ -412,5 +427,7 @@ mod tests {
             bulk(&[0xff]),
         ]));
         assert!(parse_log(not_utf8).is_none());
+        let too_far = Reply::Array(Some(vec![bulk(b"E2"), Reply::Integer(i64::MAX)]));
+        assert!(parse_log(too_far).is_none(), "an offset past 2^53");
     }
 }
