@@ -5,7 +5,8 @@
 //! from Redis, to many joining at once too); Redis flushed gives `gap`; 1,000 messages published during
 //! a resume arrive after it contiguous, none twice; with Redis down a node
 //! counts under an epoch of its own, and the switch back to the cluster's
-//! reaches `rookery.v1` members as a `gap`.
+//! reaches `rookery.v1` members as a `gap`; and a library handler built on
+//! `Context::publish_numbered`, `Context::read_log` and `Handler::on_cluster`.
 //!
 //! Without `redis-server` in PATH the tests print `SKIPPED: ...` and pass,
 //! unless `ROOKERY_REQUIRE_REDIS=1` is set (`common::require`).
@@ -380,4 +381,120 @@ fn newcomers_on_a_node_new_to_the_room_all_get_its_history_from_redis() {
     for ws in &mut all {
         assert_eq!(text(ws), "then");
     }
+}
+
+/// A library handler on the cluster's numbering: every message to topic
+/// `t` through [`rookery::Context::publish_numbered`], delivered from
+/// `on_cluster` as `EPOCH:OFFSET:TEXT`; a newcomer is first sent the
+/// topic's log from [`rookery::Context::read_log`] (`log LAST COUNT`), or
+/// `no log` while Redis is not there yet.
+struct Numbering {
+    joining: std::collections::HashMap<u64, rookery::ConnId>,
+    next: u64,
+}
+
+impl rookery::Handler for Numbering {
+    fn on_open(&mut self, ctx: &mut rookery::Context<'_>, conn: rookery::ConnId) {
+        self.next += 1;
+        if ctx.read_log("t", self.next) {
+            self.joining.insert(self.next, conn);
+        } else {
+            let _ = ctx.send_text(conn, "no log");
+        }
+    }
+
+    fn on_message(
+        &mut self,
+        ctx: &mut rookery::Context<'_>,
+        _: rookery::ConnId,
+        msg: rookery::Message<'_>,
+    ) {
+        assert!(ctx.publish_numbered("t", msg, false));
+    }
+
+    fn on_cluster(&mut self, ctx: &mut rookery::Context<'_>, event: rookery::server::ClusterEvent) {
+        match event {
+            rookery::server::ClusterEvent::Message(m) => {
+                let text = format!(
+                    "{}:{}:{}",
+                    m.epoch,
+                    m.offset,
+                    String::from_utf8_lossy(&m.payload)
+                );
+                ctx.publish_local("t", rookery::Message::Text(&text));
+            }
+            rookery::server::ClusterEvent::Log { token, log, .. } => {
+                let Some(conn) = self.joining.remove(&token) else {
+                    return;
+                };
+                let line = match log {
+                    Some(log) => format!("log {} {}", log.last, log.entries.len()),
+                    None => "no log".into(),
+                };
+                let _ = ctx.send_text(conn, &line);
+                let _ = ctx.subscribe(conn, "t");
+            }
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn a_library_handler_numbers_through_the_cluster_and_reads_a_topics_log() {
+    let Some(redis) = Redis::start(None) else {
+        return;
+    };
+    let start = |url: &str| {
+        let mut cfg = rookery::cluster::RedisConfig::from_url(url).expect("url");
+        (cfg.prefix, cfg.history) = ("lib".into(), 10);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let handler = Numbering {
+                joining: Default::default(),
+                next: 0,
+            };
+            let mut server =
+                rookery::Server::bind("127.0.0.1:0", rookery::Config::default(), handler)
+                    .expect("bind");
+            server.set_redis(cfg);
+            tx.send((server.local_addr(), server.stop_handle()))
+                .expect("send");
+            server.run().expect("run");
+        });
+        let (addr, stop) = rx.recv().expect("started");
+        (format!("ws://{addr}/chat"), stop, thread)
+    };
+    let (url1, stop1, t1) = start(&redis.url());
+    let (url2, stop2, t2) = start(&redis.url());
+    // Joined once each node is connected: the log (empty) first.
+    let join = |url: &str| {
+        let ok = eventually(Duration::from_secs(10), || {
+            let mut ws = connect(url);
+            text(&mut ws).starts_with("log ")
+        });
+        assert!(ok, "no log from {url}");
+        let mut ws = connect(url);
+        assert!(text(&mut ws).starts_with("log "));
+        ws
+    };
+    let mut a = join(&url1);
+    let mut b = join(&url2);
+    say(&mut a, "one");
+    say(&mut b, "two");
+    let on_a: Vec<String> = (0..2).map(|_| text(&mut a)).collect();
+    let on_b: Vec<String> = (0..2).map(|_| text(&mut b)).collect();
+    assert_eq!(on_a, on_b, "one order, the same numbers");
+    let offsets: Vec<&str> = on_a
+        .iter()
+        .map(|t| t.split(':').nth(1).unwrap_or(""))
+        .collect();
+    assert_eq!(offsets, ["1", "2"]);
+    // A newcomer's log holds both.
+    let mut c = connect(&url2);
+    assert_eq!(text(&mut c), "log 2 2");
+    stop1.stop();
+    stop2.stop();
+    drop((a, b, c));
+    t1.join().expect("node 1");
+    t2.join().expect("node 2");
 }
