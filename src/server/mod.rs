@@ -19,6 +19,8 @@ mod driver;
 mod feed;
 mod handler;
 mod history;
+#[cfg(feature = "redis")]
+mod numbered;
 mod per_ip;
 pub(crate) mod poller;
 mod post;
@@ -49,6 +51,8 @@ use self::core::{Core, Timer, LISTENER_KEY};
 pub use self::driver::Io;
 pub use self::handler::{Context, Handler, TimerId, Upgrade};
 pub use self::history::{Epoch, History, Since, SinceError, MAX_EPOCH};
+#[cfg(feature = "redis")]
+pub use self::numbered::{ClusterEvent, Numbered, TopicLog};
 use self::poller::{Events, Poller};
 use self::post::{Post, PostBox};
 pub use self::post::{PostError, Poster};
@@ -394,6 +398,7 @@ impl<H: Handler> Server<H> {
             #[cfg(feature = "redis")]
             if self.core.source_owns(key) {
                 self.core.source_ready(key);
+                self.hand_cluster_events();
                 self.settle();
                 continue;
             }
@@ -412,12 +417,27 @@ impl<H: Handler> Server<H> {
         #[cfg(feature = "redis")]
         if self.core.source.is_some() {
             self.core.source_tick();
+            self.hand_cluster_events();
             self.settle();
         }
         self.run_timers();
         self.check_reload();
         self.check_stop();
         Ok(!(self.core.stopping && self.core.slots.is_empty()))
+    }
+
+    /// Hands the handler what the cluster numbered or read since the last
+    /// call ([`Handler::on_cluster`]).
+    #[cfg(feature = "redis")]
+    fn hand_cluster_events(&mut self) {
+        for event in self.core.take_source_events() {
+            self.handler.on_cluster(
+                &mut Context {
+                    core: &mut self.core,
+                },
+                event,
+            );
+        }
     }
 
     /// Re-reads the TLS certificate and key if a reload was asked for: new
