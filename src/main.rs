@@ -7,6 +7,7 @@
 mod cli;
 #[cfg(test)]
 mod man;
+mod served;
 mod startup;
 
 use std::io::{self, Write};
@@ -17,7 +18,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use cli::{Command, Mode, Options, Verbosity};
 use rookery::chat::{Chat, ChatOptions};
 use rookery::echo::Echo;
-use rookery::{Handler, Server};
+use rookery::Server;
+use served::Service;
 
 fn main() -> ExitCode {
     fix_malloc_trim_threshold();
@@ -47,9 +49,9 @@ fn main() -> ExitCode {
     };
     #[cfg(not(feature = "tls"))]
     let tls = ();
-    let result = match opts.mode {
-        Mode::Chat => {
-            let chat = Chat::new(ChatOptions {
+    let service = match opts.mode {
+        Mode::Chat => Service::Chat(Box::new(
+            Chat::new(ChatOptions {
                 welcome: opts.welcome.clone(),
                 allow_binary: opts.allow_binary,
                 page: opts.page,
@@ -57,12 +59,11 @@ fn main() -> ExitCode {
             })
             .with_rooms(opts.max_rooms, opts.history)
             .with_room_ttl(opts.room_ttl)
-            .with_metrics(opts.metrics);
-            serve(&opts, tls, chat)
-        }
-        Mode::Echo => serve(&opts, tls, Echo),
+            .with_metrics(opts.metrics),
+        )),
+        Mode::Echo => Service::Echo(Echo),
     };
-    match result {
+    match serve(&opts, tls, service) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("rookery: {e}");
@@ -273,7 +274,7 @@ type Tls = Option<rookery::tls::TlsConfig>;
 #[cfg(not(feature = "tls"))]
 type Tls = ();
 
-fn serve<H: Handler>(opts: &Options, tls: Tls, handler: H) -> io::Result<()> {
+fn serve(opts: &Options, tls: Tls, handler: Service) -> io::Result<()> {
     let listener = startup::listener(&opts.listen)?;
     let handler = startup::notified(handler)?;
     let mut server = Server::from_listener(listener, opts.config.clone(), handler)?;
