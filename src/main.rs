@@ -6,8 +6,6 @@
 
 mod cli;
 mod logger;
-#[cfg(test)]
-mod man;
 mod served;
 mod startup;
 
