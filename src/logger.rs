@@ -30,8 +30,9 @@ pub(crate) fn install(verbosity: Verbosity) {
         filter,
         journal: stderr_is_journal(),
     };
-    // Only fails if a logger is installed already: then that one logs.
-    if log::set_boxed_logger(Box::new(logger)).is_ok() {
+    // Leaked: the logger lives as long as the process. set_logger only
+    // fails if a logger is installed already: then that one logs.
+    if log::set_logger(Box::leak(Box::new(logger))).is_ok() {
         log::set_max_level(max);
     }
 }
