@@ -129,14 +129,12 @@ fn serve(opts: &Options, tls: Tls, handler: Service) -> io::Result<()> {
     if let Some(tls) = tls {
         server.set_tls(tls);
     }
-    // Also without TLS: a reload is then only announced to the service
-    // manager, and SIGHUP does not end the server.
-    rookery::reload_on_sighup(server.reload_handle())?;
     #[cfg(not(feature = "tls"))]
     let () = tls;
-    // With TLS, SIGHUP re-reads the pair; without, it is logged and
-    // ignored: its default action would end the server without a close
-    // frame to anyone (e.g. when the terminal it was started from closes).
+    // With TLS, SIGHUP re-reads the pair; without, the reload is only
+    // logged and announced to the service manager: SIGHUP's default action
+    // would end the server without a close frame to anyone (e.g. when the
+    // terminal it was started from closes).
     rookery::reload_on_sighup(server.reload_handle())?;
     #[cfg(feature = "redis")]
     if let Some(url) = &opts.redis {
