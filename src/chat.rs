@@ -32,11 +32,10 @@ use std::time::Duration;
 
 use log::{debug, info, trace};
 
-use crate::proto::close;
 use crate::proto::handshake::offered_protocols;
 use crate::proto::http::{Request, Response};
 use crate::server::Since;
-use crate::{ConnId, Context, Handler, Message, TimerId, Upgrade};
+use crate::{CloseCode, ConnId, Context, Handler, Message, TimerId, Upgrade};
 
 mod envelope;
 mod rooms;
@@ -490,7 +489,9 @@ pub fn render_metrics(ctx: &Context<'_>, rooms: usize) -> String {
         "rookery_closes_total",
         "Upgraded connections closed, by close code (1006: no closing handshake).",
         "code",
-        &mut stats.closes(),
+        &mut stats
+            .closes()
+            .map(|(code, n)| (code.map(CloseCode::get), n)),
     );
     out
 }
@@ -637,15 +638,15 @@ impl Handler for Chat {
                 info!("Refusing binary message from {conn}");
                 let _ = ctx.close(
                     conn,
-                    close::UNSUPPORTED_DATA,
+                    CloseCode::UNSUPPORTED,
                     "binary messages are not supported",
                 );
             }
         }
     }
 
-    fn on_close(&mut self, ctx: &mut Context<'_>, conn: ConnId, code: u16, _reason: &str) {
-        info!("Closed connection to {conn} (code {code})");
+    fn on_close(&mut self, ctx: &mut Context<'_>, conn: ConnId, code: CloseCode, _reason: &str) {
+        info!("Closed connection to {conn} (code {})", code.get());
         // (The server takes it out of its topic itself.)
         let left = self.member_of.remove(&conn);
         // A burst of members must not keep its map's table (about 400 KiB
