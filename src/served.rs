@@ -8,7 +8,7 @@
 
 use rookery::chat::Chat;
 use rookery::echo::Echo;
-use rookery::{ConnId, Context, Handler, Message, Request, Response, Upgrade};
+use rookery::{CloseCode, ConnId, Context, Handler, Message, Request, Response, Upgrade};
 
 /// The service `--mode` chose.
 pub(crate) enum Service {
@@ -51,7 +51,7 @@ impl Handler for Service {
         each!(self, h => h.on_message(ctx, conn, msg))
     }
 
-    fn on_close(&mut self, ctx: &mut Context<'_>, conn: ConnId, code: u16, reason: &str) {
+    fn on_close(&mut self, ctx: &mut Context<'_>, conn: ConnId, code: CloseCode, reason: &str) {
         each!(self, h => h.on_close(ctx, conn, code, reason))
     }
 
