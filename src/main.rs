@@ -144,6 +144,8 @@ fn serve(opts: &Options, tls: Tls, handler: Service) -> io::Result<()> {
                 redis.prefix = opts.redis_prefix.clone();
                 redis.max_backlog = opts.config.max_backlog;
                 redis.max_message = usize::try_from(opts.config.max_message).unwrap_or(usize::MAX);
+                // Each room's stream in Redis keeps what its history keeps.
+                redis.history = opts.history;
                 server.set_redis(redis);
             }
             Err(e) => {

@@ -538,6 +538,21 @@ pub trait Handler {
         let _ = ctx;
     }
 
+    /// Something from the cluster (feature `redis`): a message numbered by
+    /// it ([`crate::Context::publish_numbered`], from this node or
+    /// another), or the answer to a read of a topic's log
+    /// ([`crate::Context::read_log`]). The default delivers each message
+    /// to this node's members of its topic ([`Context::publish_local`]);
+    /// a handler that keeps a topic's history and offsets (the chat) keeps
+    /// them here, in the cluster's order.
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    fn on_cluster(&mut self, ctx: &mut Context<'_>, event: super::numbered::ClusterEvent) {
+        if let super::numbered::ClusterEvent::Message(m) = event {
+            ctx.publish_local(&m.topic, m.message());
+        }
+    }
+
     /// The graceful shutdown begins ([`StopHandle::stop`](crate::StopHandle),
     /// SIGTERM through [`stop_on_signals`](crate::stop_on_signals)): called
     /// once, before the close frames go out; connections are still open.

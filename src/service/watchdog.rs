@@ -86,6 +86,11 @@ impl<H: Handler> Handler for Notified<H> {
         self.inner.on_close(ctx, conn, code, reason);
     }
 
+    #[cfg(feature = "redis")]
+    fn on_cluster(&mut self, ctx: &mut Context<'_>, event: crate::server::ClusterEvent) {
+        self.inner.on_cluster(ctx, event);
+    }
+
     fn on_timer(&mut self, ctx: &mut Context<'_>, token: u64) {
         if let (WATCHDOG_TOKEN, Some(_), Some(n)) = (token, self.watchdog, &self.notifier) {
             n.watchdog();
