@@ -163,7 +163,7 @@ pub(crate) struct Core {
     /// descriptor polled on the ring.
     pub poller: Arc<Poller>,
     /// The io_uring driver, if it runs (`None`: epoll).
-    pub(crate) ring: Option<Box<Ring>>,
+    pub(crate) ring: driver::RingSlot,
     listener: Option<TcpListener>,
     pub local_addr: SocketAddr,
     pub slots: Slab<Slot>,

@@ -24,6 +24,50 @@ pub(crate) mod uring;
 #[cfg(all(feature = "uring", target_os = "linux"))]
 pub(crate) use self::uring::{accepted_fd, is_for, Done, Ring};
 
+/// Where the core keeps the ring: `Option<Box<Ring>>` with the feature;
+/// without it [`NoRing`], which is always empty in a way the compiler sees,
+/// so that the uring paths of the core compile away from the default build.
+#[cfg(all(feature = "uring", target_os = "linux"))]
+pub(crate) type RingSlot = Option<Box<Ring>>;
+#[cfg(not(all(feature = "uring", target_os = "linux")))]
+pub(crate) type RingSlot = NoRing;
+
+#[cfg(all(feature = "uring", target_os = "linux"))]
+fn slot_of(ring: Ring) -> RingSlot {
+    Some(Box::new(ring))
+}
+
+#[cfg(not(all(feature = "uring", target_os = "linux")))]
+fn slot_of(ring: Ring) -> RingSlot {
+    match ring {}
+}
+
+/// The ring's place in a build without it: the `Option` methods the core
+/// calls, each answering "no ring" as a constant.
+#[cfg(not(all(feature = "uring", target_os = "linux")))]
+#[derive(Debug, Default)]
+pub(crate) struct NoRing;
+
+#[cfg(not(all(feature = "uring", target_os = "linux")))]
+impl NoRing {
+    #[inline(always)]
+    pub(crate) fn as_deref_mut(&mut self) -> Option<&mut Ring> {
+        None
+    }
+    #[inline(always)]
+    pub(crate) fn as_deref(&self) -> Option<&Ring> {
+        None
+    }
+    #[inline(always)]
+    pub(crate) fn is_some(&self) -> bool {
+        false
+    }
+    #[inline(always)]
+    pub(crate) fn is_none(&self) -> bool {
+        true
+    }
+}
+
 /// The most bytes of a connection's output copied into one send on the
 /// ring (the copy keeps the memory the kernel reads valid until the send's
 /// completion, whatever the connection's queue does meanwhile). As much as
@@ -123,22 +167,19 @@ impl fmt::Display for Refusal {
 /// epoll when io_uring is refused, logging why at info; `Io::Uring` returns
 /// the refusal as an error (`Unsupported`, the message naming the kernel's
 /// reason).
-pub(crate) fn open(
-    choice: Io,
-    listener: &std::net::TcpListener,
-) -> std::io::Result<Option<Box<Ring>>> {
+pub(crate) fn open(choice: Io, listener: &std::net::TcpListener) -> std::io::Result<RingSlot> {
     if choice == Io::Epoll {
         log::info!("io driver: epoll (--io epoll)");
-        return Ok(None);
+        return Ok(RingSlot::default());
     }
     match Ring::open(listener) {
         Ok(ring) => {
             log::info!("io driver: uring ({})", ring.describe());
-            Ok(Some(Box::new(ring)))
+            Ok(slot_of(ring))
         }
         Err(why) if choice == Io::Auto => {
             log::info!("io driver: epoll (io_uring not used: {why})");
-            Ok(None)
+            Ok(RingSlot::default())
         }
         Err(why) => Err(std::io::Error::new(
             std::io::ErrorKind::Unsupported,
