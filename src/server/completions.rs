@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::core::IO_HELD;
 #[cfg(all(feature = "uring", target_os = "linux"))]
-use super::core::IO_RECV;
+use super::core::{IO_CANCELLING, IO_RECV};
 use super::driver::Done;
 use super::{feed, ConnId, Handler, Server, SCRATCH_KEEP};
 
@@ -164,8 +164,9 @@ impl<H: Handler> Server<H> {
             return;
         };
         if !more {
-            // Armed again when it settles, if it still reads.
-            slot.io &= !IO_RECV;
+            // Its last completion: armed again when it settles, if it
+            // still reads.
+            slot.io &= !(IO_RECV | IO_CANCELLING);
         }
         if res > 0 {
             self.core.stats.bytes_received += n as u64;

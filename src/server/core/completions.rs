@@ -139,7 +139,13 @@ impl Core {
 /// grows past what one cancellation let in.
 pub(super) fn sync_recv(slot: &mut Slot, id: ConnId, ring: &mut Ring, settings: &Settings) {
     let want = slot.conn.wants_read(settings);
+    // A receive being cancelled still counts as armed until its last
+    // completion (which clears both bits): a second one on the same socket
+    // could take bytes out of order, and a cancellation names only one.
     let armed = slot.io & IO_RECV != 0;
+    if slot.io & IO_CANCELLING != 0 {
+        return;
+    }
     if want && !armed {
         if slot.io & IO_HELD != 0 {
             ring.resume(id);
@@ -149,7 +155,7 @@ pub(super) fn sync_recv(slot: &mut Slot, id: ConnId, ring: &mut Ring, settings: 
         slot.io |= IO_RECV;
     } else if !want && armed {
         ring.cancel_recv(id);
-        slot.io &= !IO_RECV;
+        slot.io |= IO_CANCELLING;
         // Now rather than with the next wait: every receive completion
         // until then would be held.
         ring.submit();

@@ -87,6 +87,9 @@ pub(crate) const IO_SENDING: u8 = 4;
 pub(crate) const IO_HELD: u8 = 8;
 /// On `Core::send_dirty`.
 pub(crate) const IO_DIRTY: u8 = 16;
+/// Its receive is being cancelled: armed again only after its last
+/// completion, so that two receives never run on one socket.
+pub(crate) const IO_CANCELLING: u8 = 32;
 
 /// What a timer is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
