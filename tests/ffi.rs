@@ -393,7 +393,7 @@ fn the_io_option_chooses_the_driver() {
         let s = srv.0;
         assert_eq!(rk_server_set_option(s, RK_OPT_IO, 3), RK_EINVAL);
         let uring = rk_server_set_option(s, RK_OPT_IO, RK_IO_URING);
-        if cfg!(feature = "uring") {
+        if cfg!(rookery_uring) {
             assert_eq!(uring, RK_OK);
         } else {
             assert_eq!(uring, RK_ENOTSUP);

@@ -15,7 +15,7 @@ use rookery::{echo::Echo, Config, Io, Server};
 use tungstenite::Message;
 
 /// Whether this build has the uring driver.
-const BUILT: bool = cfg!(feature = "uring");
+const BUILT: bool = cfg!(rookery_uring);
 
 fn rookery_with(refuse: Option<&str>, args: &[&str]) -> std::process::Command {
     let mut cmd = common::rookery_command();

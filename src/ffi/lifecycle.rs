@@ -207,7 +207,7 @@ pub unsafe extern "C" fn rk_server_set_option(
             RK_OPT_IO => Set::Io(match value {
                 RK_IO_AUTO => crate::Io::Auto,
                 RK_IO_EPOLL => crate::Io::Epoll,
-                RK_IO_URING if cfg!(feature = "uring") => crate::Io::Uring,
+                RK_IO_URING if cfg!(rookery_uring) => crate::Io::Uring,
                 RK_IO_URING => return Err(RK_ENOTSUP),
                 _ => return Err(RK_EINVAL),
             }),

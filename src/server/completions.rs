@@ -8,7 +8,7 @@ use std::io;
 use std::time::Duration;
 
 use super::core::IO_HELD;
-#[cfg(all(feature = "uring", target_os = "linux"))]
+#[cfg(rookery_uring)]
 use super::core::{IO_CANCELLING, IO_RECV};
 use super::driver::Done;
 use super::{feed, ConnId, Handler, Server, SCRATCH_KEEP};
@@ -45,7 +45,7 @@ impl<H: Handler> Server<H> {
     }
 
     /// Acts on the completions of the last wait, settling after each.
-    #[cfg_attr(not(all(feature = "uring", target_os = "linux")), allow(unused_mut))]
+    #[cfg_attr(not(rookery_uring), allow(unused_mut))]
     pub(super) fn dispatch_completions(&mut self) -> io::Result<()> {
         let Some(ring) = self.core.ring.as_deref_mut() else {
             return Ok(());
@@ -72,7 +72,7 @@ impl<H: Handler> Server<H> {
         Ok(())
     }
 
-    #[cfg(all(feature = "uring", target_os = "linux"))]
+    #[cfg(rookery_uring)]
     fn complete(&mut self, done: Done) -> io::Result<()> {
         match done {
             Done::Accept { res, more } => self.core.accepted(res, more),
@@ -102,7 +102,7 @@ impl<H: Handler> Server<H> {
         Ok(())
     }
 
-    #[cfg(not(all(feature = "uring", target_os = "linux")))]
+    #[cfg(not(rookery_uring))]
     fn complete(&mut self, done: Done) -> io::Result<()> {
         match done {}
     }
@@ -144,7 +144,7 @@ impl<H: Handler> Server<H> {
     /// A receive completion of slot `index`: its bytes copied into the
     /// loop's read buffer and the ring buffer given back at once, then read
     /// by the connection, or held if it does not read now.
-    #[cfg(all(feature = "uring", target_os = "linux"))]
+    #[cfg(rookery_uring)]
     fn recv_done(&mut self, index: usize, generation: u32, res: i32, bid: Option<u16>, more: bool) {
         let id = self.core.receiver(index, generation);
         let Some(ring) = self.core.ring.as_deref_mut() else {

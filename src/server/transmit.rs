@@ -182,7 +182,7 @@ fn send_once(
 /// epoll: what stays queued is what the kernel has not been handed, which
 /// the backlog cap and the read pause measure. With nothing pending and
 /// nothing in flight, a finished exchange has its sending direction shut.
-#[cfg_attr(not(all(feature = "uring", target_os = "linux")), allow(dead_code))]
+#[cfg_attr(not(rookery_uring), allow(dead_code))]
 pub(crate) fn submit(
     slot: &mut Slot,
     id: ConnId,
@@ -264,7 +264,7 @@ fn fill(slot: &mut Slot, buf: &mut Vec<u8>) -> io::Result<()> {
 /// A send of `slot` ended, all of it sent (`res` ≥ 0, after any resends of
 /// a short one) or failed (`-errno`). With nothing left, a finished
 /// exchange has its sending direction shut.
-#[cfg_attr(not(all(feature = "uring", target_os = "linux")), allow(dead_code))]
+#[cfg_attr(not(rookery_uring), allow(dead_code))]
 pub(crate) fn sent(slot: &mut Slot, res: i32, settings: &Settings, now: Instant) {
     slot.io &= !IO_SENDING;
     if slot.conn.is_finished() {

@@ -8,7 +8,7 @@ use super::*;
 impl Core {
     /// An accept completion of the ring: the new socket is admitted, an
     /// error handled as `accept_ready` does.
-    #[cfg_attr(not(all(feature = "uring", target_os = "linux")), allow(dead_code))]
+    #[cfg_attr(not(rookery_uring), allow(dead_code))]
     pub(crate) fn accepted(&mut self, res: i32, more: bool) {
         match driver::accepted_fd(res) {
             Some(fd) if self.listener.is_some() => {
@@ -41,7 +41,7 @@ impl Core {
     /// A send of slot `index` (generation `generation`) ended with `res`.
     /// A short one sends the rest at once, from the same buffer, before
     /// anything queued since.
-    #[cfg_attr(not(all(feature = "uring", target_os = "linux")), allow(dead_code))]
+    #[cfg_attr(not(rookery_uring), allow(dead_code))]
     pub(crate) fn sent(&mut self, index: usize, generation: u32, res: i32) {
         let id = self
             .slots
@@ -123,7 +123,7 @@ impl Core {
 
     /// The connection of slot `index` for a receive completion of
     /// `generation`, if it is still there.
-    #[cfg_attr(not(all(feature = "uring", target_os = "linux")), allow(dead_code))]
+    #[cfg_attr(not(rookery_uring), allow(dead_code))]
     pub(crate) fn receiver(&self, index: usize, generation: u32) -> Option<ConnId> {
         self.slots
             .id_at(index)

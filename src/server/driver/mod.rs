@@ -17,38 +17,38 @@
 use std::fmt;
 use std::str::FromStr;
 
-#[cfg(all(feature = "uring", target_os = "linux"))]
+#[cfg(rookery_uring)]
 #[allow(unsafe_code)] // the ring's queues and its buffer ring: each use says why.
 pub(crate) mod uring;
 
-#[cfg(all(feature = "uring", target_os = "linux"))]
+#[cfg(rookery_uring)]
 pub(crate) use self::uring::{accepted_fd, is_for, Done, Ring};
 
 /// Where the core keeps the ring: `Option<Box<Ring>>` with the feature;
 /// without it [`NoRing`], which is always empty in a way the compiler sees,
 /// so that the uring paths of the core compile away from the default build.
-#[cfg(all(feature = "uring", target_os = "linux"))]
+#[cfg(rookery_uring)]
 pub(crate) type RingSlot = Option<Box<Ring>>;
-#[cfg(not(all(feature = "uring", target_os = "linux")))]
+#[cfg(not(rookery_uring))]
 pub(crate) type RingSlot = NoRing;
 
-#[cfg(all(feature = "uring", target_os = "linux"))]
+#[cfg(rookery_uring)]
 fn slot_of(ring: Ring) -> RingSlot {
     Some(Box::new(ring))
 }
 
-#[cfg(not(all(feature = "uring", target_os = "linux")))]
+#[cfg(not(rookery_uring))]
 fn slot_of(ring: Ring) -> RingSlot {
     match ring {}
 }
 
 /// The ring's place in a build without it: the `Option` methods the core
 /// calls, each answering "no ring" as a constant.
-#[cfg(not(all(feature = "uring", target_os = "linux")))]
+#[cfg(not(rookery_uring))]
 #[derive(Debug, Default)]
 pub(crate) struct NoRing;
 
-#[cfg(not(all(feature = "uring", target_os = "linux")))]
+#[cfg(not(rookery_uring))]
 impl NoRing {
     #[inline(always)]
     pub(crate) fn as_deref_mut(&mut self) -> Option<&mut Ring> {
@@ -79,7 +79,7 @@ pub(crate) const SEND_MAX: usize = 1024 * 1024;
 
 /// Send buffers up to this capacity are kept for reuse (at most
 /// `uring::SPARE_SENDS` of them); larger ones are freed after their send.
-#[cfg_attr(not(all(feature = "uring", target_os = "linux")), allow(dead_code))]
+#[cfg_attr(not(rookery_uring), allow(dead_code))]
 pub(crate) const SEND_KEEP: usize = 64 * 1024;
 
 /// How the loop moves bytes (`--io`, [`crate::Config::io`]).
@@ -144,7 +144,7 @@ impl FromStr for Io {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Refusal {
     /// The build has no `uring` feature (or this is not Linux).
-    #[cfg_attr(all(feature = "uring", target_os = "linux"), allow(dead_code))]
+    #[cfg_attr(rookery_uring, allow(dead_code))]
     NotBuilt,
     /// The kernel refused to set up a ring (`io_uring_setup`'s error, with
     /// `kernel.io_uring_disabled` when that is why).
@@ -191,7 +191,7 @@ pub(crate) fn open(choice: Io, listener: &std::net::TcpListener) -> std::io::Res
 /// A refusal injected by a test, through the hidden feature `internals`:
 /// `ROOKERY_URING_REFUSE=setup` makes setting up the ring fail as a kernel
 /// without io_uring does, `=op` as one that lacks multishot receive.
-#[cfg_attr(not(all(feature = "uring", target_os = "linux")), allow(dead_code))]
+#[cfg_attr(not(rookery_uring), allow(dead_code))]
 pub(crate) fn injected_refusal() -> Option<Refusal> {
     if !cfg!(feature = "internals") {
         return None;
@@ -207,10 +207,10 @@ pub(crate) fn injected_refusal() -> Option<Refusal> {
 
 /// The ring of a build without io_uring: no value exists, so the core's
 /// `Option<Box<Ring>>` is always `None` and the uring paths compile away.
-#[cfg(not(all(feature = "uring", target_os = "linux")))]
+#[cfg(not(rookery_uring))]
 pub(crate) enum Ring {}
 
-#[cfg(not(all(feature = "uring", target_os = "linux")))]
+#[cfg(not(rookery_uring))]
 impl Ring {
     fn open(_listener: &std::net::TcpListener) -> Result<Ring, Refusal> {
         Err(Refusal::NotBuilt)
@@ -221,7 +221,7 @@ impl Ring {
     }
 }
 
-#[cfg(not(all(feature = "uring", target_os = "linux")))]
+#[cfg(not(rookery_uring))]
 mod absent {
     //! What the core names of the uring driver, in a build without it:
     //! never reached, since no `Ring` exists.
@@ -325,5 +325,5 @@ mod absent {
     }
 }
 
-#[cfg(not(all(feature = "uring", target_os = "linux")))]
+#[cfg(not(rookery_uring))]
 pub(crate) use self::absent::{accepted_fd, is_for, Done};
