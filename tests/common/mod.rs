@@ -5,6 +5,8 @@
 //! skips a test on a machine without it.
 #![allow(dead_code)]
 
+pub mod v1;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
