@@ -119,13 +119,7 @@ impl<H: Handler> Server<H> {
             .wait(&mut self.events, Some(Duration::ZERO))?;
         #[cfg(feature = "redis")]
         {
-            let mut ready = std::mem::take(&mut self.ready);
-            ready.clear();
-            ready.extend(
-                self.events
-                    .iter()
-                    .map(|ev| (ev.key, ev.readable, ev.writable)),
-            );
+            let ready = self.take_ready();
             let any = !ready.is_empty();
             for &(key, _, _) in &ready {
                 if self.core.source_owns(key) {

@@ -380,15 +380,7 @@ impl<H: Handler> Server<H> {
             // Reports of the epoll descriptor were acted on there.
             self.events.clear();
         }
-        // Copy the keys out (into a reused vector): handling an event
-        // borrows the server mutably.
-        let mut ready = std::mem::take(&mut self.ready);
-        ready.clear();
-        ready.extend(
-            self.events
-                .iter()
-                .map(|ev| (ev.key, ev.readable, ev.writable)),
-        );
+        let ready = self.take_ready();
         for &(key, readable, writable) in &ready {
             if key == LISTENER_KEY {
                 self.core.accept_ready();
@@ -488,6 +480,19 @@ impl<H: Handler> Server<H> {
             self.core.begin_shutdown();
             self.settle();
         }
+    }
+
+    /// The poller's reports copied out, into the reused vector `ready`
+    /// (given back by the caller): handling one borrows the server mutably.
+    fn take_ready(&mut self) -> Vec<(usize, bool, bool)> {
+        let mut ready = std::mem::take(&mut self.ready);
+        ready.clear();
+        ready.extend(
+            self.events
+                .iter()
+                .map(|ev| (ev.key, ev.readable, ev.writable)),
+        );
+        ready
     }
 
     /// Sends what other threads posted since the last pass, in order.
