@@ -290,6 +290,15 @@ impl Ring {
         }
         let ring = IoUring::builder()
             .setup_cqsize(SQ_ENTRIES * 4)
+            // A completion's task work runs at the loop's next entry into
+            // the kernel, not by interrupting it (an inter-processor
+            // interrupt per receive otherwise); the flag in the submission
+            // queue tells a submit that some is pending, so that it takes
+            // it (GETEVENTS). Not DEFER_TASKRUN: it would tie the ring to
+            // the thread that made it, and a loop run from another event
+            // loop waiting on the ring's descriptor would not be woken.
+            .setup_coop_taskrun()
+            .setup_taskrun_flag()
             .build(SQ_ENTRIES)
             .map_err(|e| Refusal::Setup(with_sysctl(e)))?;
         let params = ring.params();
@@ -351,7 +360,7 @@ impl Ring {
     /// A line for the start-up log.
     pub(super) fn describe(&self) -> String {
         format!(
-            "{} buffers of {} B, {} submission entries",
+            "{} buffers of {} B, {} submission entries, cooperative task run",
             BUF_COUNT, BUF_SIZE, SQ_ENTRIES
         )
     }
@@ -761,4 +770,86 @@ fn kernel_release() -> Option<(u32, u32)> {
     let major = parts.next()?.parse().ok()?;
     let minor = parts.next()?.parse().ok()?;
     Some((major, minor))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    /// A ring on a listener, or `None` where the kernel refuses io_uring.
+    fn ring_on(listener: &TcpListener) -> Option<Ring> {
+        match Ring::open(listener) {
+            Ok(ring) => Some(ring),
+            Err(why) => {
+                println!("SKIPPED: io_uring not found ({why})");
+                None
+            }
+        }
+    }
+
+    /// The completions of waits until `found` picks one (at most 50 waits).
+    fn wait_for<T>(ring: &mut Ring, mut found: impl FnMut(Done) -> Option<T>) -> T {
+        for _ in 0..50 {
+            ring.wait(Some(Duration::from_millis(100))).expect("wait");
+            if let Some(t) = ring.done.iter().find_map(|d| found(*d)) {
+                return t;
+            }
+        }
+        panic!("no such completion");
+    }
+
+    #[test]
+    fn a_receive_waits_for_the_next_entry_flagged_instead_of_interrupting() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let Some(mut ring) = ring_on(&listener) else {
+            return;
+        };
+        let client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let fd = wait_for(&mut ring, |d| match d {
+            Done::Accept { res, .. } => accepted_fd(res),
+            _ => None,
+        });
+        let id = ConnId::from_u64(1);
+        ring.recv(fd.as_raw_fd(), id);
+        ring.submit();
+        // The bytes come from another thread, so that no system call of
+        // this one runs the receive's task work before the flag is read
+        // (a preemption may: hence up to 100 tries).
+        let mut flagged = false;
+        for _ in 0..100 {
+            let sent = Arc::new(AtomicBool::new(false));
+            let (mut writer, done) = (client.try_clone().expect("clone"), Arc::clone(&sent));
+            let thread = std::thread::spawn(move || {
+                writer.write_all(b"x").expect("write");
+                done.store(true, Ordering::Release);
+            });
+            // Read all along: the flag lasts until this thread next comes
+            // back from the kernel (a preemption ends it too).
+            while !sent.load(Ordering::Acquire) {
+                flagged |= ring.ring.submission().taskrun();
+            }
+            flagged |= ring.ring.submission().taskrun();
+            thread.join().expect("writer");
+            let got = wait_for(&mut ring, |d| match d {
+                Done::Recv { res, bid, .. } => Some((res, bid)),
+                _ => None,
+            });
+            assert_eq!(got.0, 1, "one byte received");
+            if let Some(bid) = got.1 {
+                ring.give_back(bid);
+            }
+            if flagged {
+                break;
+            }
+        }
+        assert!(flagged, "a pending completion sets IORING_SQ_TASKRUN");
+        assert!(
+            !ring.ring.submission().taskrun(),
+            "the wait ran the pending work"
+        );
+    }
 }
