@@ -146,9 +146,7 @@ impl<H: Handler> Server<H> {
         };
         let mut n = 0;
         if let (Some(bid), Ok(len)) = (bid, usize::try_from(res)) {
-            let bytes = ring.bytes(bid, len);
-            n = bytes.len().min(self.read_buf.len());
-            self.read_buf[..n].copy_from_slice(&bytes[..n]);
+            n = ring.copy_out(bid, len, &mut self.read_buf);
             ring.give_back(bid);
         }
         let Some(id) = id else {

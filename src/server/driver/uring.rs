@@ -1,5 +1,7 @@
 //! The io_uring driver: owns the ring, its provided-buffer ring, the send
-//! buffers in flight, and every `unsafe` block the `io-uring` crate asks for.
+//! buffers in flight, and every `unsafe` block the `io-uring` crate asks for:
+//! three, each where the kernel is handed memory or a descriptor (pushing a
+//! submission, registering the buffer ring, owning an accepted socket).
 //!
 //! What runs on the ring: one multishot accept on the listener; one
 //! multishot receive per connection that wants to read, each landing in a
@@ -16,20 +18,19 @@
 //! timeout is the wheel's next deadline.
 //!
 //! Fixed memory, set here at start: the buffers, [`BUF_COUNT`] ×
-//! [`BUF_SIZE`] = 1 MiB (pages are touched only once the kernel wrote to
-//! them), their ring of 4 KiB, and the submission and completion queues
+//! [`BUF_SIZE`] = 1 MiB (zeroed, so resident from the start), their ring
+//! of 4 KiB, and the submission and completion queues
 //! (256 and 1024 entries, 16 KiB + 16 KiB). A send copies at most
 //! `SEND_MAX` (1 MiB) of a connection's output; at most [`SPARE_SENDS`]
 //! buffers of up to `SEND_KEEP` (64 KiB) are kept for reuse.
 
-use std::alloc::{alloc_zeroed, dealloc, Layout};
+use std::cell::Cell;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::ptr::NonNull;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
-use io_uring::types::{BufRingEntry, CancelBuilder, Fd, SubmitArgs, Timespec};
+use io_uring::types::{CancelBuilder, Fd, SubmitArgs, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring};
 
 use super::{injected_refusal, Refusal, SEND_KEEP};
@@ -132,13 +133,33 @@ pub(crate) fn accepted_fd(res: i32) -> Option<OwnedFd> {
     Some(unsafe { OwnedFd::from_raw_fd(res) })
 }
 
-/// The ring of provided buffers: its entries (page-aligned, shared with
-/// the kernel) and the memory they point at.
+/// One entry of the buffer ring, laid out as the kernel's `io_uring_buf`.
+/// The kernel reads the entries between its head and our tail; the shared
+/// tail is the `resv` field of the first entry, the only field both sides
+/// touch at once (hence atomic). Cells: the kernel reads this memory
+/// behind the compiler's back, so no `&mut` to it may claim it exclusive.
+#[repr(C)]
+#[derive(Default)]
+struct Entry {
+    addr: Cell<u64>,
+    len: Cell<u32>,
+    bid: Cell<u16>,
+    resv: AtomicU16,
+}
+
+/// The entries, page-aligned as `IORING_REGISTER_PBUF_RING` wants them.
+#[repr(C, align(4096))]
+struct Entries([Entry; BUF_COUNT as usize]);
+
+/// The ring of provided buffers: its entries and the memory they point at,
+/// both shared with the kernel from registration until the owner
+/// unregistered them (`Drop for Ring`), and freed only after that.
 struct BufRing {
-    entries: NonNull<BufRingEntry>,
-    entries_layout: Layout,
-    data: NonNull<u8>,
-    data_layout: Layout,
+    entries: Box<Entries>,
+    /// [`BUF_COUNT`] buffers of [`BUF_SIZE`] bytes, which the kernel writes
+    /// into while a buffer is its own (from publication to the completion
+    /// that names it).
+    data: Box<[Cell<u8>]>,
     /// Our tail: entries up to it are the kernel's once published.
     tail: u16,
     /// Whether `tail` moved since it was last published.
@@ -147,38 +168,29 @@ struct BufRing {
 
 impl BufRing {
     fn new(ring: &IoUring) -> Result<BufRing, Refusal> {
-        let entries_layout = Layout::from_size_align(usize::from(BUF_COUNT) * 16, 4096)
-            .map_err(|_| Refusal::Missing("memory for a buffer ring"))?;
-        let data_layout = Layout::from_size_align(usize::from(BUF_COUNT) * BUF_SIZE, 4096)
-            .map_err(|_| Refusal::Missing("memory for a buffer ring"))?;
-        // SAFETY: both layouts have a non-zero size.
-        let entries = NonNull::new(unsafe { alloc_zeroed(entries_layout) }.cast::<BufRingEntry>());
-        // SAFETY: as above. Zeroed memory from the allocator is mapped lazily:
-        // a page costs memory once the kernel first writes to it.
-        let data = NonNull::new(unsafe { alloc_zeroed(data_layout) });
-        let (Some(entries), Some(data)) = (entries, data) else {
-            return Err(Refusal::Missing("memory for a buffer ring"));
-        };
         let mut bufs = BufRing {
-            entries,
-            entries_layout,
-            data,
-            data_layout,
+            entries: Box::new(Entries(std::array::from_fn(|_| Entry::default()))),
+            data: vec![Cell::new(0); usize::from(BUF_COUNT) * BUF_SIZE].into_boxed_slice(),
             tail: 0,
             dirty: false,
         };
         // SAFETY: the entries are page-aligned, BUF_COUNT (a power of two)
-        // long, and stay allocated until `Drop for Ring` unregistered them.
+        // long, and with the buffers they point at stay allocated until the
+        // ring is unregistered (`Drop for Ring`, which leaks them if an
+        // operation may still be in flight). Meanwhile the kernel writes a
+        // buffer only while it is its own: given back and not yet named by
+        // a completion; this side reads a buffer only after its completion
+        // and until it gives it back (`copy_out`, `give_back`), and both
+        // sides touch the memory only through cells and the atomic tail.
         let registered = unsafe {
             ring.submitter().register_buf_ring_with_flags(
-                entries.as_ptr() as u64,
+                bufs.entries.0.as_ptr() as u64,
                 BUF_COUNT,
                 BGID,
                 0,
             )
         };
         if let Err(e) = registered {
-            // `bufs` frees the memory as it drops.
             return Err(Refusal::Setup(format!(
                 "IORING_REGISTER_PBUF_RING: {e} (a provided buffer ring needs Linux 5.19)"
             )));
@@ -192,54 +204,42 @@ impl BufRing {
 
     /// Hands buffer `bid` back to the kernel (visible at the next publish).
     fn give_back(&mut self, bid: u16) {
-        let slot = usize::from(self.tail & (BUF_COUNT - 1));
-        // SAFETY: `slot` < BUF_COUNT; the entry at our tail is not the
-        // kernel's until `publish` moves the shared tail past it; `bid` <
-        // BUF_COUNT, so the address is inside `data`.
-        unsafe {
-            let entry = &mut *self.entries.as_ptr().add(slot);
-            entry.set_addr(self.data.as_ptr().add(usize::from(bid) * BUF_SIZE) as u64);
-            entry.set_len(BUF_SIZE as u32);
-            entry.set_bid(bid);
-        }
+        let bid = bid & (BUF_COUNT - 1);
+        let entry = &self.entries.0[usize::from(self.tail & (BUF_COUNT - 1))];
+        let at = usize::from(bid) * BUF_SIZE;
+        entry.addr.set(self.data[at..].as_ptr() as u64);
+        entry.len.set(BUF_SIZE as u32);
+        entry.bid.set(bid);
         self.tail = self.tail.wrapping_add(1);
         self.dirty = true;
     }
 
-    /// Makes the buffers given back visible to the kernel.
+    /// Makes the buffers given back visible to the kernel: the release
+    /// store orders the entries written before it.
     fn publish(&mut self) {
         if !self.dirty {
             return;
         }
         self.dirty = false;
-        // SAFETY: the shared tail is a u16 inside the first entry, which the
-        // kernel reads; the release store orders the entries written before.
-        unsafe {
-            let tail = BufRingEntry::tail(self.entries.as_ptr()).cast::<AtomicU16>();
-            (*tail).store(self.tail, Ordering::Release);
-        }
+        self.entries.0[0].resv.store(self.tail, Ordering::Release);
     }
 
-    /// The first `len` bytes of buffer `bid`, which a completion handed us.
-    fn bytes(&self, bid: u16, len: usize) -> &[u8] {
-        let bid = usize::from(bid.min(BUF_COUNT - 1));
-        let len = len.min(BUF_SIZE);
-        // SAFETY: inside `data`; the kernel wrote these bytes before posting
-        // the completion and does not touch the buffer until it is given
-        // back.
-        unsafe { std::slice::from_raw_parts(self.data.as_ptr().add(bid * BUF_SIZE), len) }
-    }
-}
-
-impl Drop for BufRing {
-    fn drop(&mut self) {
-        // SAFETY: allocated in `new` with these layouts; the owner
-        // unregistered the ring (or never registered it) and no operation
-        // that may write into the buffers is in flight.
-        unsafe {
-            dealloc(self.entries.as_ptr().cast(), self.entries_layout);
-            dealloc(self.data.as_ptr(), self.data_layout);
+    /// Copies the first `len` bytes of buffer `bid`, which a completion
+    /// handed us, into `into`; returns how many fit.
+    fn copy_out(&self, bid: u16, len: usize, into: &mut [u8]) -> usize {
+        let at = usize::from(bid & (BUF_COUNT - 1)) * BUF_SIZE;
+        let n = len.min(BUF_SIZE).min(into.len());
+        for (to, from) in into[..n].iter_mut().zip(&self.data[at..at + n]) {
+            *to = from.get();
         }
+        n
+    }
+
+    /// Leaves the memory allocated for good: the kernel may still use it.
+    fn leak(&mut self) {
+        let entries = Box::new(Entries(std::array::from_fn(|_| Entry::default())));
+        Box::leak(std::mem::replace(&mut self.entries, entries));
+        Box::leak(std::mem::take(&mut self.data));
     }
 }
 
@@ -600,9 +600,10 @@ impl Ring {
         self.submit();
     }
 
-    /// The bytes of buffer `bid` that a receive completion reported.
-    pub(crate) fn bytes(&self, bid: u16, len: usize) -> &[u8] {
-        self.bufs.bytes(bid, len)
+    /// Copies the `len` bytes of buffer `bid` that a receive completion
+    /// reported into `into`; returns how many fit.
+    pub(crate) fn copy_out(&self, bid: u16, len: usize, into: &mut [u8]) -> usize {
+        self.bufs.copy_out(bid, len, into)
     }
 
     /// Gives buffer `bid` back to the kernel.
@@ -736,7 +737,13 @@ impl Drop for Ring {
                 }
             }
         }
-        let _ = self.ring.submitter().unregister_buf_ring(BGID);
+        let unregistered = self.ring.submitter().unregister_buf_ring(BGID).is_ok();
+        if self.in_flight != 0 || !unregistered {
+            log::warn!(
+                "io_uring: operations still in flight at close; their buffers stay allocated"
+            );
+            self.bufs.leak();
+        }
     }
 }
 
@@ -746,11 +753,9 @@ impl AsRawFd for Ring {
     }
 }
 
-impl std::os::fd::AsFd for Ring {
+impl AsFd for Ring {
     fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        // SAFETY: the ring's descriptor stays open as long as `self`, which
-        // the returned borrow cannot outlive.
-        unsafe { std::os::fd::BorrowedFd::borrow_raw(self.ring.as_raw_fd()) }
+        self.ring.as_fd()
     }
 }
 
