@@ -22,6 +22,9 @@ use std::str::FromStr;
 pub(crate) mod uring;
 
 #[cfg(rookery_uring)]
+mod sends;
+
+#[cfg(rookery_uring)]
 pub(crate) use self::uring::{accepted_fd, is_for, Done, Ring};
 
 /// Where the core keeps the ring: `Option<Box<Ring>>` with the feature;

@@ -33,6 +33,7 @@ use std::time::Duration;
 use io_uring::types::{CancelBuilder, Fd, SubmitArgs, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring};
 
+use super::sends::Sends;
 use super::{injected_refusal, Refusal, SEND_KEEP};
 use crate::server::slab::ConnId;
 
@@ -174,6 +175,12 @@ impl BufRing {
             tail: 0,
             dirty: false,
         };
+        // Resident from the start, as the fixed memory it is: otherwise the
+        // pages would come in one by one as the ring turns, and look like
+        // the connections' memory.
+        for page in bufs.data.iter().step_by(4096) {
+            page.set(1);
+        }
         // SAFETY: the entries are page-aligned, BUF_COUNT (a power of two)
         // long, and with the buffers they point at stay allocated until the
         // ring is unregistered (`Drop for Ring`, which leaks them if an
@@ -256,7 +263,7 @@ pub(crate) struct Ring {
     polling: bool,
     /// The send in flight per slot index: its connection's generation, its
     /// number, its bytes.
-    sending: Vec<Option<(u32, u64, Vec<u8>)>>,
+    sends: Sends,
     /// Connections whose send was queued since the last wait, and those
     /// whose send the last wait submitted (see `stuck_sends`).
     queued_sends: Vec<(ConnId, u64)>,
@@ -340,7 +347,7 @@ impl Ring {
             accept_wanted: true,
             epoll: None,
             polling: false,
-            sending: Vec::new(),
+            sends: Sends::default(),
             queued_sends: Vec::new(),
             submitted_sends: Vec::new(),
             send_seq: 0,
@@ -369,7 +376,7 @@ impl Ring {
     fn push(&mut self, entry: squeue::Entry) {
         loop {
             // SAFETY: every entry queued here points at memory that outlives
-            // its operation: sends at a buffer kept in `sending` or
+            // its operation: sends at a buffer kept in `sends` or
             // `orphans` until their completion, receives at the buffer ring
             // (owned by `self`, unregistered only after every operation
             // ended, see `Drop`), the others at nothing.
@@ -486,12 +493,16 @@ impl Ring {
             .flags(libc::MSG_NOSIGNAL)
             .build()
             .user_data(user_data(SEND, Some(id)));
-        let index = id.index();
-        if self.sending.len() <= index {
-            self.sending.resize_with(index + 1, || None);
-        }
         self.send_seq += 1;
-        self.sending[index] = Some((id.generation(), self.send_seq, buf));
+        let displaced = self
+            .sends
+            .insert(id.index(), id.generation(), self.send_seq, buf);
+        if let Some(old) = displaced {
+            // Not forgotten (a bug elsewhere): its bytes stay until its
+            // completion all the same.
+            let ud = (SEND << 60) | ((u64::from(old.generation) & GEN_MASK) << 32);
+            self.orphans.push((ud | id.index() as u64, old.buf));
+        }
         self.queued_sends.push((id, self.send_seq));
         self.push(entry);
     }
@@ -499,19 +510,17 @@ impl Ring {
     /// A send of `id` took only the first `n` bytes of its buffer: the rest
     /// goes now, before anything else of it.
     pub(crate) fn send_rest(&mut self, fd: RawFd, id: ConnId, n: usize) {
-        let Some(Some((_, _, buf))) = self.sending.get_mut(id.index()) else {
+        let Some(send) = self.sends.get_mut(id.index()) else {
             return;
         };
-        buf.drain(..n.min(buf.len()));
-        let len = u32::try_from(buf.len()).unwrap_or(u32::MAX);
-        let entry = opcode::Send::new(Fd(fd), buf.as_ptr(), len)
+        send.buf.drain(..n.min(send.buf.len()));
+        let len = u32::try_from(send.buf.len()).unwrap_or(u32::MAX);
+        let entry = opcode::Send::new(Fd(fd), send.buf.as_ptr(), len)
             .flags(libc::MSG_NOSIGNAL)
             .build()
             .user_data(user_data(SEND, Some(id)));
         self.send_seq += 1;
-        if let Some(Some((_, seq, _))) = self.sending.get_mut(id.index()) {
-            *seq = self.send_seq;
-        }
+        send.seq = self.send_seq;
         self.queued_sends.push((id, self.send_seq));
         self.push(entry);
     }
@@ -522,20 +531,19 @@ impl Ring {
     /// pass (epoll's "refused"; one wait alone would also catch a socket
     /// its reader was draining at that moment).
     pub(crate) fn stuck_sends(&mut self) -> Vec<ConnId> {
-        let in_flight = |sending: &[Option<(u32, u64, Vec<u8>)>], id: &ConnId, seq: &u64| {
-            sending.get(id.index()).is_some_and(|s| {
-                s.as_ref()
-                    .is_some_and(|(g, n, _)| *g == id.generation() && n == seq)
-            })
+        let in_flight = |sends: &Sends, id: &ConnId, seq: &u64| {
+            sends
+                .get(id.index())
+                .is_some_and(|s| s.generation == id.generation() && s.seq == *seq)
         };
         let mut stuck = std::mem::take(&mut self.suspects);
-        stuck.retain(|(id, seq)| in_flight(&self.sending, id, seq));
+        stuck.retain(|(id, seq)| in_flight(&self.sends, id, seq));
         let ids = stuck.iter().map(|(id, _)| *id).collect();
         // Stuck ones stay watched while in flight: what is queued behind
         // them later makes them behind then (the connection's queue may
         // be empty now).
         let mut suspects = std::mem::take(&mut self.submitted_sends);
-        suspects.retain(|(id, seq)| in_flight(&self.sending, id, seq));
+        suspects.retain(|(id, seq)| in_flight(&self.sends, id, seq));
         stuck.append(&mut suspects);
         self.suspects = stuck;
         ids
@@ -543,26 +551,19 @@ impl Ring {
 
     /// The length of the send in flight for `id`, if any.
     pub(crate) fn send_len(&self, id: ConnId) -> Option<usize> {
-        match self.sending.get(id.index())? {
-            Some((g, _, buf)) if *g == id.generation() => Some(buf.len()),
-            _ => None,
-        }
+        let send = self.sends.get(id.index())?;
+        (send.generation == id.generation()).then_some(send.buf.len())
     }
 
     /// A send of (`index`, `generation`) completed: its buffer is free.
     pub(crate) fn send_done(&mut self, index: usize, generation: u32) {
-        let current = self.sending.get_mut(index).and_then(|s| {
-            let ours = s
-                .as_ref()
-                .is_some_and(|(g, _, _)| u64::from(*g) & GEN_MASK == u64::from(generation));
-            if ours {
-                s.take()
-            } else {
-                None
-            }
-        });
+        let ours = self
+            .sends
+            .get(index)
+            .is_some_and(|s| u64::from(s.generation) & GEN_MASK == u64::from(generation));
+        let current = if ours { self.sends.remove(index) } else { None };
         let buf = match current {
-            Some((_, _, buf)) => Some(buf),
+            Some(send) => Some(send.buf),
             None => {
                 let ud = (SEND << 60) | (u64::from(generation) << 32) | index as u64;
                 self.orphans
@@ -585,15 +586,12 @@ impl Ring {
         if receiving {
             self.cancel_recv(id);
         }
-        let index = id.index();
-        if let Some(slot) = self.sending.get_mut(index) {
-            if let Some((generation, seq, buf)) = slot.take() {
-                if generation == id.generation() {
-                    self.orphans.push((user_data(SEND, Some(id)), buf));
-                } else {
-                    *slot = Some((generation, seq, buf));
-                }
-            }
+        let ours = self
+            .sends
+            .get(id.index())
+            .is_some_and(|s| s.generation == id.generation());
+        if let Some(send) = ours.then(|| self.sends.remove(id.index())).flatten() {
+            self.orphans.push((user_data(SEND, Some(id)), send.buf));
         }
         self.held.retain(|(held, _)| *held != id);
         self.resumed.retain(|r| *r != id);
