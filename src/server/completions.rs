@@ -81,8 +81,9 @@ impl<H: Handler> Server<H> {
                 generation,
                 res,
                 bid,
+                kept,
                 more,
-            } => self.recv_done(index, generation, res, bid, more),
+            } => self.recv_done(index, generation, res, (bid, kept), more),
             Done::Send {
                 index,
                 generation,
@@ -139,15 +140,21 @@ impl<H: Handler> Server<H> {
     /// loop's read buffer and the ring buffer given back at once, then read
     /// by the connection, or held if it does not read now.
     #[cfg(rookery_uring)]
-    fn recv_done(&mut self, index: usize, generation: u32, res: i32, bid: Option<u16>, more: bool) {
+    fn recv_done(
+        &mut self,
+        index: usize,
+        generation: u32,
+        res: i32,
+        (bid, kept): (Option<u16>, bool),
+        more: bool,
+    ) {
         let id = self.core.receiver(index, generation);
         let Some(ring) = self.core.ring.as_deref_mut() else {
             return;
         };
         let mut n = 0;
         if let (Some(bid), Ok(len)) = (bid, usize::try_from(res)) {
-            n = ring.copy_out(bid, len, &mut self.read_buf);
-            ring.give_back(bid);
+            n = ring.take(bid, kept, len, &mut self.read_buf);
         }
         let Some(id) = id else {
             return;

@@ -5,10 +5,12 @@
 //!
 //! What runs on the ring: one multishot accept on the listener; one
 //! multishot receive per connection that wants to read, each landing in a
-//! buffer the kernel picks from a ring of [`BUF_COUNT`] buffers of
-//! [`BUF_SIZE`] bytes shared by all connections (an idle connection holds no
-//! read buffer; a buffer goes back to the ring as soon as its bytes are
-//! copied into the loop's read buffer); at most one send per connection, of
+//! buffer the kernel picks from a ring shared by all connections: 16
+//! buffers of 64 KiB that the kernel fills receive after receive
+//! (incremental consumption, Linux 6.12), else 256 of 4 KiB, one a receive
+//! (an idle connection holds no read buffer; a buffer goes back to the ring
+//! as soon as the kernel is done with it and its bytes are copied into the
+//! loop's read buffer); at most one send per connection, of
 //! a copy of its pending output (so the memory the kernel reads stays
 //! valid, whatever the connection does to its queue meanwhile, and bytes
 //! are never reordered); and a multishot poll on the epoll descriptor that
@@ -17,8 +19,8 @@
 //! to the kernel with the next pass's wait, in one `io_uring_enter`, whose
 //! timeout is the wheel's next deadline.
 //!
-//! Fixed memory, set here at start: the buffers, [`BUF_COUNT`] ×
-//! [`BUF_SIZE`] = 1 MiB (zeroed, so resident from the start), their ring
+//! Fixed memory, set here at start: the buffers, [`BUF_MEMORY`] = 1 MiB
+//! (written at start, so resident from the start), their ring
 //! of 4 KiB, and the submission and completion queues
 //! (256 and 1024 entries, 16 KiB + 16 KiB). A send copies at most
 //! `SEND_MAX` (1 MiB) of a connection's output; at most [`SPARE_SENDS`]
@@ -37,10 +39,12 @@ use super::sends::Sends;
 use super::{injected_refusal, Refusal, SEND_KEEP};
 use crate::server::slab::ConnId;
 
-/// Provided buffers for receives.
-pub(crate) const BUF_COUNT: u16 = 256;
-/// The size of each.
-pub(crate) const BUF_SIZE: usize = 4096;
+/// The memory of the receive buffers.
+pub(crate) const BUF_MEMORY: usize = 1024 * 1024;
+/// The most buffers it is cut into (the entries fill one page).
+const MAX_BUFS: u16 = 256;
+/// `IOU_PBUF_RING_INC` (the io-uring crate does not name it).
+const IOU_PBUF_RING_INC: u16 = 2;
 /// The buffer group id of the one buffer ring.
 const BGID: u16 = 0;
 /// Submission queue entries (the completion queue gets four times as many).
@@ -77,6 +81,8 @@ pub(crate) enum Done {
         generation: u32,
         res: i32,
         bid: Option<u16>,
+        /// The kernel goes on filling buffer `bid` (`IORING_CQE_F_BUF_MORE`).
+        kept: bool,
         more: bool,
     },
     /// A send of connection slot `index` ended.
@@ -103,6 +109,7 @@ impl Done {
                 generation,
                 res,
                 bid: cqueue::buffer_select(flags),
+                kept: cqueue::buffer_more(flags),
                 more,
             },
             SEND => Done::Send {
@@ -135,10 +142,11 @@ pub(crate) fn accepted_fd(res: i32) -> Option<OwnedFd> {
 }
 
 /// One entry of the buffer ring, laid out as the kernel's `io_uring_buf`.
-/// The kernel reads the entries between its head and our tail; the shared
-/// tail is the `resv` field of the first entry, the only field both sides
-/// touch at once (hence atomic). Cells: the kernel reads this memory
-/// behind the compiler's back, so no `&mut` to it may claim it exclusive.
+/// The kernel reads the entries between its head and our tail (and, with
+/// incremental consumption, moves the address and length of the one it is
+/// filling); the shared tail is the `resv` field of the first entry. Cells:
+/// the kernel touches this memory behind the compiler's back, so no `&mut`
+/// to it may claim it exclusive.
 #[repr(C)]
 #[derive(Default)]
 struct Entry {
@@ -150,17 +158,49 @@ struct Entry {
 
 /// The entries, page-aligned as `IORING_REGISTER_PBUF_RING` wants them.
 #[repr(C, align(4096))]
-struct Entries([Entry; BUF_COUNT as usize]);
+struct Entries([Entry; MAX_BUFS as usize]);
+
+/// How the buffer memory is cut up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Geometry {
+    /// Buffers (a power of two).
+    count: u16,
+    /// Bytes each.
+    size: usize,
+    /// Whether the kernel fills a buffer across receives
+    /// (`IOU_PBUF_RING_INC`, Linux 6.12), so that few large buffers serve
+    /// small and large messages alike.
+    incremental: bool,
+}
+
+/// With incremental consumption: 16 buffers of 64 KiB (a 64 KiB message
+/// is one completion, where 4 KiB buffers made it sixteen).
+const LARGE: Geometry = Geometry {
+    count: 16,
+    size: 64 * 1024,
+    incremental: true,
+};
+/// Without (before 6.12): each receive takes a whole buffer, so many small
+/// ones.
+const SMALL: Geometry = Geometry {
+    count: MAX_BUFS,
+    size: BUF_MEMORY / MAX_BUFS as usize,
+    incremental: false,
+};
 
 /// The ring of provided buffers: its entries and the memory they point at,
 /// both shared with the kernel from registration until the owner
 /// unregistered them (`Drop for Ring`), and freed only after that.
 struct BufRing {
     entries: Box<Entries>,
-    /// [`BUF_COUNT`] buffers of [`BUF_SIZE`] bytes, which the kernel writes
-    /// into while a buffer is its own (from publication to the completion
-    /// that names it).
+    /// [`BUF_MEMORY`] bytes of buffers, which the kernel writes into while
+    /// a buffer is its own (from publication to the completion that names
+    /// it last).
     data: Box<[Cell<u8>]>,
+    geometry: Geometry,
+    /// Per buffer: how much of it completions handed us so far (the
+    /// kernel fills it from there on, with incremental consumption).
+    filled: Vec<u32>,
     /// Our tail: entries up to it are the kernel's once published.
     tail: u16,
     /// Whether `tail` moved since it was last published.
@@ -168,10 +208,21 @@ struct BufRing {
 }
 
 impl BufRing {
+    /// The ring with incremental consumption where the kernel has it, else
+    /// with small buffers.
     fn new(ring: &IoUring) -> Result<BufRing, Refusal> {
+        match BufRing::with(ring, LARGE) {
+            Err(Refusal::Setup(_)) => BufRing::with(ring, SMALL),
+            other => other,
+        }
+    }
+
+    fn with(ring: &IoUring, geometry: Geometry) -> Result<BufRing, Refusal> {
         let mut bufs = BufRing {
             entries: Box::new(Entries(std::array::from_fn(|_| Entry::default()))),
-            data: vec![Cell::new(0); usize::from(BUF_COUNT) * BUF_SIZE].into_boxed_slice(),
+            data: vec![Cell::new(0); BUF_MEMORY].into_boxed_slice(),
+            geometry,
+            filled: vec![0; usize::from(geometry.count)],
             tail: 0,
             dirty: false,
         };
@@ -181,20 +232,25 @@ impl BufRing {
         for page in bufs.data.iter().step_by(4096) {
             page.set(1);
         }
-        // SAFETY: the entries are page-aligned, BUF_COUNT (a power of two)
-        // long, and with the buffers they point at stay allocated until the
-        // ring is unregistered (`Drop for Ring`, which leaks them if an
-        // operation may still be in flight). Meanwhile the kernel writes a
-        // buffer only while it is its own: given back and not yet named by
-        // a completion; this side reads a buffer only after its completion
-        // and until it gives it back (`copy_out`, `give_back`), and both
+        let flags = if geometry.incremental {
+            IOU_PBUF_RING_INC
+        } else {
+            0
+        };
+        // SAFETY: the entries are page-aligned, `count` (a power of two, at
+        // most MAX_BUFS) long, and with the buffers they point at stay
+        // allocated until the ring is unregistered (`Drop for Ring`, which
+        // leaks them if an operation may still be in flight). Meanwhile the
+        // kernel writes a buffer only while it is its own: given back and
+        // not yet named by a completion without `IORING_CQE_F_BUF_MORE`;
+        // this side reads only the bytes completions reported, and both
         // sides touch the memory only through cells and the atomic tail.
         let registered = unsafe {
             ring.submitter().register_buf_ring_with_flags(
                 bufs.entries.0.as_ptr() as u64,
-                BUF_COUNT,
+                geometry.count,
                 BGID,
-                0,
+                flags,
             )
         };
         if let Err(e) = registered {
@@ -202,21 +258,25 @@ impl BufRing {
                 "IORING_REGISTER_PBUF_RING: {e} (a provided buffer ring needs Linux 5.19)"
             )));
         }
-        for bid in 0..BUF_COUNT {
+        for bid in 0..geometry.count {
             bufs.give_back(bid);
         }
         bufs.publish();
         Ok(bufs)
     }
 
-    /// Hands buffer `bid` back to the kernel (visible at the next publish).
+    /// Hands buffer `bid` back to the kernel, empty (visible at the next
+    /// publish).
     fn give_back(&mut self, bid: u16) {
-        let bid = bid & (BUF_COUNT - 1);
-        let entry = &self.entries.0[usize::from(self.tail & (BUF_COUNT - 1))];
-        let at = usize::from(bid) * BUF_SIZE;
-        entry.addr.set(self.data[at..].as_ptr() as u64);
-        entry.len.set(BUF_SIZE as u32);
+        let Geometry { count, size, .. } = self.geometry;
+        let bid = bid & (count - 1);
+        let entry = &self.entries.0[usize::from(self.tail & (count - 1))];
+        entry
+            .addr
+            .set(self.data[usize::from(bid) * size..].as_ptr() as u64);
+        entry.len.set(size as u32);
         entry.bid.set(bid);
+        self.filled[usize::from(bid)] = 0;
         self.tail = self.tail.wrapping_add(1);
         self.dirty = true;
     }
@@ -231,13 +291,22 @@ impl BufRing {
         self.entries.0[0].resv.store(self.tail, Ordering::Release);
     }
 
-    /// Copies the first `len` bytes of buffer `bid`, which a completion
-    /// handed us, into `into`; returns how many fit.
-    fn copy_out(&self, bid: u16, len: usize, into: &mut [u8]) -> usize {
-        let at = usize::from(bid & (BUF_COUNT - 1)) * BUF_SIZE;
-        let n = len.min(BUF_SIZE).min(into.len());
-        for (to, from) in into[..n].iter_mut().zip(&self.data[at..at + n]) {
-            *to = from.get();
+    /// Copies the `len` bytes a completion reported in buffer `bid` into
+    /// `into` (returns how many fit), and gives the buffer back unless the
+    /// kernel goes on filling it (`kept`).
+    fn take(&mut self, bid: u16, kept: bool, len: usize, into: &mut [u8]) -> usize {
+        let Geometry { count, size, .. } = self.geometry;
+        let bid = bid & (count - 1);
+        let filled = &mut self.filled[usize::from(bid)];
+        let from = (*filled as usize).min(size);
+        let n = len.min(size - from).min(into.len());
+        let at = usize::from(bid) * size + from;
+        for (to, cell) in into[..n].iter_mut().zip(&self.data[at..at + n]) {
+            *to = cell.get();
+        }
+        *filled = u32::try_from(from + len).unwrap_or(u32::MAX);
+        if !(kept && self.geometry.incremental) {
+            self.give_back(bid);
         }
         n
     }
@@ -366,9 +435,18 @@ impl Ring {
 
     /// A line for the start-up log.
     pub(super) fn describe(&self) -> String {
+        let Geometry {
+            count,
+            size,
+            incremental,
+        } = self.bufs.geometry;
+        let filled = if incremental {
+            "filled in turn"
+        } else {
+            "one a receive"
+        };
         format!(
-            "{} buffers of {} B, {} submission entries, cooperative task run",
-            BUF_COUNT, BUF_SIZE, SQ_ENTRIES
+            "{count} buffers of {size} B ({filled}), {SQ_ENTRIES} submission entries, cooperative task run"
         )
     }
 
@@ -598,15 +676,11 @@ impl Ring {
         self.submit();
     }
 
-    /// Copies the `len` bytes of buffer `bid` that a receive completion
-    /// reported into `into`; returns how many fit.
-    pub(crate) fn copy_out(&self, bid: u16, len: usize, into: &mut [u8]) -> usize {
-        self.bufs.copy_out(bid, len, into)
-    }
-
-    /// Gives buffer `bid` back to the kernel.
-    pub(crate) fn give_back(&mut self, bid: u16) {
-        self.bufs.give_back(bid);
+    /// Copies the `len` bytes a receive completion reported in buffer
+    /// `bid` into `into` (returns how many fit); the buffer goes back to
+    /// the kernel unless it goes on filling it (`kept`).
+    pub(crate) fn take(&mut self, bid: u16, kept: bool, len: usize, into: &mut [u8]) -> usize {
+        self.bufs.take(bid, kept, len, into)
     }
 
     /// Keeps `bytes` for `id`, which does not read now.
@@ -843,7 +917,7 @@ mod tests {
             });
             assert_eq!(got.0, 1, "one byte received");
             if let Some(bid) = got.1 {
-                ring.give_back(bid);
+                ring.take(bid, false, 1, &mut [0; 1]);
             }
             if flagged {
                 break;
@@ -854,5 +928,45 @@ mod tests {
             !ring.ring.submission().taskrun(),
             "the wait ran the pending work"
         );
+    }
+
+    #[test]
+    fn receives_sharing_a_buffer_each_get_their_own_bytes() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let Some(mut ring) = ring_on(&listener) else {
+            return;
+        };
+        let addr = listener.local_addr().expect("addr");
+        let mut clients = Vec::new();
+        let mut fds = Vec::new();
+        for n in 1..=2u64 {
+            clients.push(TcpStream::connect(addr).expect("connect"));
+            let fd = wait_for(&mut ring, |d| match d {
+                Done::Accept { res, .. } => accepted_fd(res),
+                _ => None,
+            });
+            ring.recv(fd.as_raw_fd(), ConnId::from_u64(n));
+            fds.push(fd);
+        }
+        let mut seen = Vec::new();
+        for (client, bytes) in clients.iter_mut().zip([&b"first"[..], &b"second!"[..]]) {
+            client.write_all(bytes).expect("write");
+            let (res, bid, kept) = wait_for(&mut ring, |d| match d {
+                Done::Recv { res, bid, kept, .. } => Some((res, bid, kept)),
+                _ => None,
+            });
+            let mut into = [0; 16];
+            let len = usize::try_from(res).expect("received");
+            let n = ring.take(bid.expect("a buffer"), kept, len, &mut into);
+            assert_eq!(&into[..n], bytes);
+            seen.push((bid, kept));
+        }
+        if ring.bufs.geometry.incremental {
+            assert_eq!(
+                seen[0].0, seen[1].0,
+                "the kernel went on filling one buffer"
+            );
+            assert!(seen[0].1 && seen[1].1, "and kept it");
+        }
     }
 }
