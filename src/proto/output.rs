@@ -29,14 +29,21 @@ const SHARE_MIN: usize = 256;
 #[derive(Debug)]
 enum Chunk {
     Owned(Vec<u8>),
-    Shared(Rc<[u8]>),
+    /// `bytes[start..end]` of a buffer shared with other queues: a
+    /// broadcast frame, a history entry.
+    Shared {
+        bytes: Rc<[u8]>,
+        start: usize,
+        end: usize,
+    },
 }
 
 impl Chunk {
+    #[inline]
     fn bytes(&self) -> &[u8] {
         match self {
             Chunk::Owned(v) => v,
-            Chunk::Shared(s) => s,
+            Chunk::Shared { bytes, start, end } => bytes.get(*start..*end).unwrap_or_default(),
         }
     }
 }
@@ -144,25 +151,61 @@ impl OutQueue {
         queue.chunks.push_back(Chunk::Owned(buf));
     }
 
-    /// Queues the tail of a shared frame starting at `from`.
+    /// Queues the bytes of a shared buffer from `from` to its end (see
+    /// [`OutQueue::push_shared_range`]).
     pub fn push_shared(&mut self, frame: &Rc<[u8]>, from: usize) {
-        let rest = frame.len().saturating_sub(from);
+        self.push_shared_range(frame, from..frame.len());
+    }
+
+    /// Queues `frame[range]` as a reference to the shared buffer: a range
+    /// that continues the one queued last in the same buffer extends it, so
+    /// consecutive parts of one buffer are one slice of the next write. A
+    /// range shorter than [`SHARE_MIN`] is copied instead (merged into the
+    /// owned chunk at the back), which keeps many small broadcasts one slice
+    /// too. A range past the buffer's end is cut to it.
+    pub fn push_shared_range(&mut self, frame: &Rc<[u8]>, range: std::ops::Range<usize>) {
+        let end = range.end.min(frame.len());
+        let start = range.start.min(end);
+        let rest = end - start;
         if rest == 0 {
             return;
         }
-        if from > 0 || rest < SHARE_MIN {
-            // A partial frame or a tiny one: copying is cheaper than tracking it.
-            self.push_copy(&[&frame[from..]]);
-        } else {
-            let queue = self.queue.get_or_insert_with(acquire);
-            queue.queued += rest;
-            queue.chunks.push_back(Chunk::Shared(Rc::clone(frame)));
+        if rest < SHARE_MIN {
+            self.push_copy(&[&frame[start..end]]);
+            return;
         }
+        let queue = self.queue.get_or_insert_with(acquire);
+        queue.queued += rest;
+        if let Some(Chunk::Shared {
+            bytes, end: last, ..
+        }) = queue.chunks.back_mut()
+        {
+            if *last == start && Rc::ptr_eq(bytes, frame) {
+                *last = end;
+                return;
+            }
+        }
+        queue.chunks.push_back(Chunk::Shared {
+            bytes: Rc::clone(frame),
+            start,
+            end,
+        });
     }
 
     /// What is queued, oldest first, as slices for one vectored write. The
     /// caller hands them to its transport and reports what it took with
     /// [`OutQueue::consume`].
+    ///
+    /// How long the slices stay where they are, for a transport that hands
+    /// them to the kernel and learns later what it took (a completion
+    /// ring): the bytes of a shared chunk are never moved or freed while
+    /// the queue references them, so its slices stay valid until the
+    /// queue consumes them, whatever else is appended meanwhile (an append
+    /// may extend a shared range, never move it). An owned chunk is a
+    /// `Vec` that appends may grow, and growing may move it: its slices
+    /// stay valid only while nothing is appended, until the next
+    /// [`OutQueue::consume`]. [`OutQueue::push_rest`] after a write appends
+    /// like any push.
     pub fn pending(&self) -> PendingOutput<'_> {
         match self.queue.as_deref() {
             Some(queue) => PendingOutput {
@@ -410,6 +453,57 @@ mod tests {
         // One allocation for the three members: the Rc counts them.
         let rc = shared.unwrap();
         assert_eq!(Rc::strong_count(&rc), 4);
+    }
+
+    #[test]
+    fn consecutive_ranges_of_one_shared_buffer_merge_into_one_slice() {
+        let mut q = OutQueue::default();
+        let a: Rc<[u8]> = (0..2000).map(|i| i as u8).collect::<Vec<u8>>().into();
+        let b: Rc<[u8]> = vec![7u8; 600].into();
+        // The tail of `a` from 300, then its tail from 1000 again: the
+        // second does not continue the first (it ends at 2000), so two.
+        q.push_shared(&a, 300);
+        assert_eq!(q.pending().len(), 1);
+        q.push_shared(&b, 0);
+        q.push_shared(&b, 600);
+        assert_eq!(q.pending().len(), 2, "an empty tail adds nothing");
+        q.push_shared(&a, 1000);
+        assert_eq!(q.pending().len(), 3, "another buffer between: no merge");
+        let slices: Vec<&[u8]> = q.pending().collect();
+        assert_eq!(slices[0], &a[300..]);
+        assert_eq!(slices[2], &a[1000..]);
+        assert_eq!(q.len(), 1700 + 600 + 1000);
+    }
+
+    #[test]
+    fn a_range_that_continues_the_last_one_extends_it() {
+        // A buffer queued in two parts, back to back (its head, then from
+        // where the head ended): one slice, one reference.
+        let frame: Rc<[u8]> = (0..1000).map(|i| (i % 251) as u8).collect::<Vec<u8>>().into();
+        let mut q = OutQueue::default();
+        q.push_shared_range(&frame, 0..400);
+        q.push_shared(&frame, 400);
+        assert_eq!(q.pending().len(), 1, "merged into one range");
+        assert_eq!(Rc::strong_count(&frame), 2, "one reference for both");
+        assert_eq!(q.len(), 1000);
+        let mut got = Vec::new();
+        take_into(&mut q, &mut got, 650);
+        take_into(&mut q, &mut got, 650);
+        assert_eq!(got, &frame[..]);
+        assert!(q.is_empty());
+        assert_eq!(Rc::strong_count(&frame), 1, "released once written");
+    }
+
+    #[test]
+    fn small_shared_tails_are_copied_and_merge_with_owned_bytes() {
+        let mut q = OutQueue::default();
+        let small: Rc<[u8]> = vec![1u8; 40].into();
+        for _ in 0..50 {
+            q.push_shared(&small, 0);
+        }
+        assert_eq!(q.pending().len(), 1, "fifty small frames, one slice");
+        assert_eq!(Rc::strong_count(&small), 1, "copied, not referenced");
+        assert_eq!(q.len(), 2000);
     }
 
     #[test]
