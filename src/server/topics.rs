@@ -124,6 +124,7 @@ impl Topics {
     }
 
     /// Whether `conn` is subscribed to `topic`: O(its topics).
+    #[cfg(test)]
     pub(crate) fn is_member(&self, conn: ConnId, topic: TopicId) -> bool {
         self.by_conn
             .get(&conn.index())

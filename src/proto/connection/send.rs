@@ -113,15 +113,6 @@ impl Connection {
         self.deflate() == deflate::SHARED_WINDOW_BITS
     }
 
-    /// Queues frames already encoded for many connections (a broadcast
-    /// batch, compressed or not as [`Connection::takes_shared_deflate`]
-    /// says), if the connection is open.
-    pub fn send_frames(&mut self, settings: &Settings, now: Instant, frames: &[u8]) {
-        if self.is_open() {
-            self.queue(settings, now, &[frames]);
-        }
-    }
-
     /// Queues a ping (at most 125 bytes of payload).
     pub fn ping(
         &mut self,

@@ -26,6 +26,29 @@ impl Core {
         None
     }
 
+    /// Writes the output of every connection on the touched list (the
+    /// dirty list): what broadcasts, replies and closes queued since the
+    /// last flush, one [`transmit::flush`] each (a paced feed's pump for a
+    /// connection that has one). The loop calls it once before it settles
+    /// the list, so that every member of a broadcast is written before any
+    /// is settled; what a handler queues while the list is settled is
+    /// written when its connection is.
+    pub(crate) fn flush_dirty(&mut self) {
+        for index in 0..self.touched.len() {
+            let id = self.touched[index];
+            if let Some(slot) = self.slots.get_mut(id) {
+                write_out(
+                    slot,
+                    id,
+                    &mut self.feeds,
+                    &self.settings,
+                    self.now,
+                    &mut self.stats,
+                );
+            }
+        }
+    }
+
     /// Writes what `id` has queued, acts on what its connection reports
     /// ([`Connection::poll_event`]), and brings its poller interest and its
     /// wheel entry in line with what it now wants. Returns what the handler
@@ -41,21 +64,14 @@ impl Core {
             settled.removed = true;
             return settled;
         };
-        if slot.tls_wants_write() {
-            slot.flush_tls();
-        }
-        if slot.fed {
-            pump(
-                slot,
-                id,
-                &mut self.feeds,
-                &self.settings,
-                self.now,
-                &mut self.stats,
-            );
-        } else if slot.conn.has_output() && !slot.conn.wants_write() {
-            transmit::flush(slot, &self.settings, self.now, &mut self.stats, &[], None);
-        }
+        write_out(
+            slot,
+            id,
+            &mut self.feeds,
+            &self.settings,
+            self.now,
+            &mut self.stats,
+        );
         while let Some(notice) = slot.conn.poll_event(self.now) {
             match notice {
                 Notice::Refused(status) => self.stats.count_refusal(status),
@@ -85,12 +101,7 @@ impl Core {
 
     /// Closes the socket of a finished connection and forgets it.
     pub(super) fn remove(&mut self, id: ConnId) {
-        if self.batch_given.is_some_and(|(given, _)| given == id) {
-            self.batch_given = None;
-        }
         if self.topics.has_subscriptions(id) {
-            // What was published to its topics goes out before they change.
-            self.flush_batch();
             self.topics.leave_all(id);
         }
         let Some(slot) = self.slots.remove(id) else {
@@ -128,6 +139,29 @@ impl Core {
             }
             self.touch(id);
         }
+    }
+}
+
+/// Writes what `slot` holds for its socket: its TLS session's ciphertext,
+/// then its queue (through its paced feed's pump, if it has one). Nothing
+/// if the socket refused bytes and has not been writable since, or nothing
+/// is queued (a connection that [`Core::flush_dirty`] wrote already).
+#[inline]
+fn write_out(
+    slot: &mut Slot,
+    id: ConnId,
+    feeds: &mut HashMap<usize, Feed>,
+    settings: &Settings,
+    now: Instant,
+    stats: &mut Stats,
+) {
+    if slot.tls_wants_write() {
+        slot.flush_tls();
+    }
+    if slot.fed {
+        pump(slot, id, feeds, settings, now, stats);
+    } else if slot.conn.has_output() && !slot.conn.wants_write() {
+        transmit::flush(slot, settings, now, stats, &[], None);
     }
 }
 
