@@ -20,7 +20,8 @@ fn config() -> Config {
 
 /// Acts on commands: `sub T`, `unsub T`, `pub T TEXT` (answers the count),
 /// `mix` (publications to two topics, broadcasts and direct sends in one
-/// callback), `burst T N` (N publications), `count T`.
+/// callback), `flip` (joins and leaves `z` between publications to it in
+/// one callback), `burst T N` (N publications), `count T`.
 struct Topical;
 
 impl Handler for Topical {
@@ -66,6 +67,30 @@ impl Handler for Topical {
                 ctx.publish("y", Message::Text("y2"));
                 ctx.send_text(conn, "d2").unwrap();
                 ctx.publish("x", Message::Binary(b"x4"));
+            }
+            (Some("flood"), Some(t), Some(n)) => {
+                // N publications of 1,000 bytes, then what waits for the
+                // sender (a member) once they are all made.
+                let body = "f".repeat(1000);
+                for _ in 0..n.parse::<u32>().unwrap() {
+                    ctx.publish(t, Message::Text(&body));
+                }
+                let queued = ctx.backlog(conn).unwrap();
+                ctx.send_text(conn, &format!("queued {queued}")).unwrap();
+            }
+            (Some("flip"), None, None) => {
+                // Joins and leaves topic `z` between publications in one
+                // callback, with direct sends between them.
+                ctx.publish("z", Message::Text("z1"));
+                ctx.subscribe(conn, "z").unwrap();
+                ctx.send_text(conn, "d1").unwrap();
+                ctx.publish("z", Message::Text("z2"));
+                ctx.send_text(conn, "d2").unwrap();
+                ctx.broadcast(Message::Text("b1"));
+                ctx.publish("z", Message::Text("z3"));
+                ctx.unsubscribe(conn, "z").unwrap();
+                ctx.publish("z", Message::Text("z4"));
+                ctx.send_text(conn, "d3").unwrap();
             }
             (Some("stale"), None, None) => {
                 let none = ConnId::from_u64(0);
@@ -199,6 +224,41 @@ fn publications_broadcasts_and_direct_sends_keep_their_order() {
 }
 
 #[test]
+fn a_member_that_joins_and_leaves_in_one_pass_gets_what_was_sent_meanwhile() {
+    let server = InProcess::start(config(), Topical);
+    let mut flipper = client(&server);
+    let mut member = client(&server);
+    ask(&mut member, "sub z");
+    flipper.send(WsMessage::text("flip")).unwrap();
+    // z2 and z3 only (made while it was a member), in order with its own
+    // direct sends and the broadcast.
+    let got: Vec<String> = (0..6).map(|_| text(&mut flipper)).collect();
+    assert_eq!(got, ["d1", "z2", "d2", "b1", "z3", "d3"]);
+    let got: Vec<String> = (0..5).map(|_| text(&mut member)).collect();
+    assert_eq!(got, ["z1", "z2", "b1", "z3", "z4"]);
+    // Nothing more for the one that left: its next message is an answer.
+    assert_eq!(ask(&mut flipper, "count z"), "1 of 1");
+    server.stop();
+}
+
+#[test]
+fn a_member_that_keeps_up_holds_little_of_a_burst() {
+    let server = InProcess::start(config(), Topical);
+    let mut ws = client(&server);
+    ask(&mut ws, "sub big");
+    // 2 MB published in one callback: written as the member's queue
+    // grows, not held whole until the callback returns.
+    ws.send(WsMessage::text("flood big 2000")).unwrap();
+    let mut reply = String::new();
+    for _ in 0..2001 {
+        reply = text(&mut ws);
+    }
+    let queued: usize = reply.strip_prefix("queued ").unwrap().parse().unwrap();
+    assert!(queued < 2_000_000 / 2, "{queued} bytes held");
+    server.stop();
+}
+
+#[test]
 fn a_burst_to_one_topic_arrives_whole_and_in_order() {
     let server = InProcess::start(config(), Topical);
     let mut members: Vec<Ws> = (0..5).map(|_| client(&server)).collect();
@@ -207,7 +267,8 @@ fn a_burst_to_one_topic_arrives_whole_and_in_order() {
     }
     let mut outsider = client(&server);
     ask(&mut outsider, "sub small");
-    // 20,000 publications: the batch is written many times over.
+    // 20,000 publications in one callback: each member's queue holds them
+    // all, written when the callback returns.
     outsider.send(WsMessage::text("burst big 20000")).unwrap();
     for ws in &mut members {
         for i in 0..20000 {

@@ -9,6 +9,10 @@
 
 use super::*;
 
+/// A member's queue that broadcasts filled to this size within one pass is
+/// written at once, not when the pass settles it.
+const WRITE_AT: usize = 64 * 1024;
+
 impl Core {
     /// Sends a frame to every open connection. Returns the number of
     /// members.
@@ -65,6 +69,11 @@ impl Core {
             let _ = slot
                 .conn
                 .send_shared(&self.settings, self.now, &mut self.codec, frame);
+            if slot.conn.backlog() >= WRITE_AT && !slot.conn.wants_write() {
+                // A burst in one callback: written as it grows, so that a
+                // member that keeps up holds at most this much of it.
+                transmit::flush(slot, &self.settings, self.now, &mut self.stats, &[], None);
+            }
         }
         touch_slot(slot, id, &mut self.touched, &mut self.open_count);
     }
