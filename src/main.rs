@@ -5,8 +5,6 @@
 #![deny(unsafe_code)]
 
 mod cli;
-#[cfg(test)]
-mod man;
 mod startup;
 
 use std::io::{self, Write};

@@ -52,7 +52,7 @@ fn a_path_with_a_trailing_slash_is_refused_naming_the_one_to_write() {
 #[test]
 fn help_and_readme_agree_on_the_root_path_sizes_and_the_history_limit() {
     let (help, readme) = (help(), readme());
-    // `/` is refused only where the chat page is served (src/cli.rs).
+    // `/` is refused only where the chat page is served (src/cli/parse.rs).
     assert!(
         help.contains("(/ only with --no-page or --mode echo"),
         "{help}"

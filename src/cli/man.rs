@@ -1,12 +1,12 @@
 //! The man page `rookery(1)`, rendered in roff from the same table as
-//! `--help` ([`cli::FLAGS`], [`cli::NOTES`]), so the two cannot drift. Built
+//! `--help` ([`flags::FLAGS`], [`flags::NOTES`]), so the two cannot drift. Built
 //! for tests only, so the program carries no roff: `docs/rookery.1` is the
 //! checked-in rendering, which a test compares with this one (and rewrites
 //! with `ROOKERY_WRITE_MAN=1 cargo test --bin rookery man`).
 
 use std::fmt::Write as _;
 
-use crate::cli::{self, Flag};
+use super::flags::{self, Flag};
 
 /// The sections after DETAILS that `--help` has no room for: roff source.
 const TAIL: &str = r#".SH FILES
@@ -45,13 +45,13 @@ pub(crate) fn render() -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        ".\\\" Generated from src/cli.rs by src/man.rs; do not edit by hand.\n\
+        ".\\\" Generated from src/cli/flags.rs by src/cli/man.rs; do not edit by hand.\n\
          .TH ROOKERY 1 \"\" \"rookery {}\" \"User Commands\"",
         env!("CARGO_PKG_VERSION")
     );
-    let _ = writeln!(out, ".SH NAME\nrookery \\- {}", escape(cli::SUMMARY));
+    let _ = writeln!(out, ".SH NAME\nrookery \\- {}", escape(flags::SUMMARY));
     out.push_str(".SH SYNOPSIS\n.B rookery\n");
-    for flag in cli::FLAGS {
+    for flag in flags::FLAGS {
         let name = flag.names.rsplit(", ").next().unwrap_or(flag.names);
         match flag.arg {
             "" => {
@@ -69,11 +69,11 @@ pub(crate) fn render() -> String {
          of its room; with\n.B \\-\\-mode echo\nevery message goes back to its sender.\n\
          .SH OPTIONS\n",
     );
-    for flag in cli::FLAGS {
+    for flag in flags::FLAGS {
         render_flag(&mut out, flag);
     }
     out.push_str(".SH DETAILS\n");
-    for (i, paragraph) in cli::NOTES.split("\n\n").enumerate() {
+    for (i, paragraph) in flags::NOTES.split("\n\n").enumerate() {
         if i > 0 {
             out.push_str(".PP\n");
         }
@@ -137,7 +137,7 @@ mod tests {
         let checked_in = std::fs::read_to_string(CHECKED_IN).unwrap_or_default();
         assert!(
             checked_in == page,
-            "docs/rookery.1 is not what src/cli.rs makes: rewrite it with \
+            "docs/rookery.1 is not what src/cli/flags.rs makes: rewrite it with \
              ROOKERY_WRITE_MAN=1 cargo test --bin rookery man"
         );
     }
@@ -145,7 +145,7 @@ mod tests {
     #[test]
     fn every_flag_of_help_is_in_the_man_page() {
         let page = render().replace("\\-", "-");
-        let help = cli::help();
+        let help = flags::help();
         let mut flags = 0;
         for word in help.split(|c: char| c.is_whitespace() || c == ',' || c == '[') {
             let word = word.trim_end_matches([')', '.', ';', ':']);
@@ -160,7 +160,7 @@ mod tests {
                 assert!(page.contains(word), "the man page lacks {word}");
             }
         }
-        for flag in cli::FLAGS {
+        for flag in flags::FLAGS {
             for name in flag.names.split(", ") {
                 assert!(
                     page.contains(&format!("\\fB{name}\\fR")),
