@@ -14,8 +14,8 @@
 //!   calls [`Topics::leave_all`] when it removes the connection);
 //! - a topic with no members is forgotten, and its number reused.
 //!
-//! Nothing here sends: the core encodes a publication once into its batch
-//! and writes it to each member (see `Core::publish`).
+//! Nothing here sends: the core encodes a publication once and appends it
+//! to each member's queue (see `Core::publish`).
 
 use std::collections::HashMap;
 

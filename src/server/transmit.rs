@@ -2,9 +2,10 @@
 //! the kernel on the way out.
 //!
 //! A connection never writes: it holds what it wants sent as data
-//! ([`Connection::pending_output`]). [`flush`] takes those slices (and, after
-//! them, a large message or a broadcast batch handed along without being
-//! queued), encrypts them if the slot has a TLS session, writes them with
+//! ([`Connection::pending_output`]: its replies, and broadcasts as
+//! references to their one encoding). [`flush`] takes those slices (and,
+//! after them, a large message handed along without being queued), encrypts
+//! them if the slot has a TLS session, writes them with
 //! one `sendmsg`, and tells the connection what went ([`Connection::consumed`],
 //! [`Connection::end_write`]) or that the socket failed
 //! ([`Connection::write_failed`]); the connection decides what that means
