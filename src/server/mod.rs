@@ -622,13 +622,19 @@ impl<H: Handler> Server<H> {
         }
     }
 
-    /// Settles every touched connection: writes its output (all of them
-    /// first, [`Core::flush_dirty`]), delivers what it owes the handler (an
-    /// activation, a close), and removes it if it is finished. Handler calls
-    /// may touch more connections; they are settled (and written) too.
+    /// Writes what broadcasts gave their members ([`Core::flush_dirty`]),
+    /// then settles every touched connection: writes its output, delivers
+    /// what it owes the handler (an activation, a close), and removes it if
+    /// it is finished. Handler calls may touch more connections; they are
+    /// settled too.
     fn settle(&mut self) {
-        self.core.flush_dirty();
-        while let Some(id) = self.core.next_touched() {
+        loop {
+            // Before each settling: a handler called while the list is
+            // settled may broadcast.
+            self.core.flush_dirty();
+            let Some(id) = self.core.next_touched() else {
+                break;
+            };
             let settled = self.core.settle(id);
             if let Some(code) = settled.closed {
                 self.core.stats.count_close(code);

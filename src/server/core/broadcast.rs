@@ -1,11 +1,12 @@
 //! Broadcasts and topic publications: each encoded once (and compressed
 //! once, for the members that take permessage-deflate's shared window), as a
 //! [`SharedFrame`], and appended at once to every member's output queue as a
-//! reference to it. The member is touched, and its queue written with the
-//! rest of its output when the loop flushes the touched connections
-//! ([`Core::flush_dirty`]): one write per member per pass, and its order is
-//! its queue's, so a member gets exactly what was sent while it was one, in
-//! order with everything else it is sent.
+//! reference to it. The member goes on the dirty list, whose queues the loop
+//! writes before it settles what it touched ([`Core::flush_dirty`]): one
+//! write per member per pass, and no settling for a member that a write
+//! leaves as it was. Order is each member's queue's, so a member gets
+//! exactly what was sent while it was one, in order with everything else it
+//! is sent.
 
 use super::*;
 
@@ -65,17 +66,24 @@ impl Core {
         if slot.fed {
             let bytes = slot.conn.shared_bytes(&mut self.codec, frame);
             feed_live(slot, id, &mut self.feeds, &self.settings, self.now, bytes);
-        } else {
-            let _ = slot
-                .conn
-                .send_shared(&self.settings, self.now, &mut self.codec, frame);
-            if slot.conn.backlog() >= WRITE_AT && !slot.conn.wants_write() {
-                // A burst in one callback: written as it grows, so that a
-                // member that keeps up holds at most this much of it.
-                transmit::flush(slot, &self.settings, self.now, &mut self.stats, &[], None);
-            }
+            touch_slot(slot, id, &mut self.touched, &mut self.open_count);
+            return;
         }
-        touch_slot(slot, id, &mut self.touched, &mut self.open_count);
+        let _ = slot
+            .conn
+            .send_shared(&self.settings, self.now, &mut self.codec, frame);
+        if slot.conn.backlog() >= WRITE_AT && !slot.conn.wants_write() {
+            // A burst in one callback: written as it grows, so that a
+            // member that keeps up holds at most this much of it.
+            transmit::flush(slot, &self.settings, self.now, &mut self.stats, &[], None);
+        }
+        if !slot.conn.is_open() {
+            // Closed for its backlog: settled, as any close is.
+            touch_slot(slot, id, &mut self.touched, &mut self.open_count);
+        } else if !slot.dirty {
+            slot.dirty = true;
+            self.dirty.push(id);
+        }
     }
 
     /// Subscribes a live connection to a topic (it receives publications

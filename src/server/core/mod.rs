@@ -89,6 +89,8 @@ pub(crate) struct Slot {
     interest: u8,
     /// Whether it is on the touched list.
     touched: bool,
+    /// Whether it is on the dirty list (broadcasts queued, not yet written).
+    dirty: bool,
     /// Whether it is counted as open (a broadcast member).
     member: bool,
     /// Whether it was accepted only to be told `503`.
@@ -169,9 +171,11 @@ pub(crate) struct Core {
     pub topics: Topics,
     /// The counters.
     pub stats: Stats,
-    /// Connections acted on since the loop last settled them: the dirty
-    /// list, whose output [`Core::flush_dirty`] writes.
+    /// Connections acted on since the loop last settled them.
     touched: Vec<ConnId>,
+    /// Members that broadcasts gave output since the last
+    /// [`Core::flush_dirty`], which writes it.
+    dirty: Vec<ConnId>,
     /// Connections counted as open.
     open_count: usize,
     /// The paced feeds, by slot index (see [`super::feed`]).
@@ -220,6 +224,7 @@ impl Core {
             topics: Topics::default(),
             stats: Stats::default(),
             touched: Vec::new(),
+            dirty: Vec::new(),
             open_count: 0,
             feeds: HashMap::new(),
             per_ip: PerIp::default(),
@@ -436,6 +441,7 @@ impl Core {
             timer: 0,
             interest: READ,
             touched: false,
+            dirty: false,
             member: false,
             busy_reject: busy,
             fed: false,

@@ -6,6 +6,10 @@
 use super::paced::pump;
 use super::*;
 
+/// The dirty list's capacity kept between passes (a fan-out to more
+/// members than this gives its list back).
+const DIRTY_KEEP: usize = 4096;
+
 impl Core {
     /// Puts `id` on the list of connections to settle.
     pub(crate) fn touch(&mut self, id: ConnId) {
@@ -26,32 +30,34 @@ impl Core {
         None
     }
 
-    /// Writes the output of every connection on the touched list (the
-    /// dirty list): what broadcasts, replies and closes queued since the
-    /// last flush, one [`transmit::flush`] each (a paced feed's pump for a
-    /// connection that has one). The loop calls it once before it settles
-    /// the list, so that every member of a broadcast is written before any
-    /// is settled; what a handler queues while the list is settled, and the
-    /// output of a lone touched connection, is written when its connection
-    /// is settled ([`Core::settle`], through the same `transmit::flush`).
+    /// Writes the queue of every connection on the dirty list (members
+    /// that broadcasts or publications gave output since the last call),
+    /// one [`transmit::flush`] each, and settles only those that the write
+    /// changed: closed, or now wanting (or no longer wanting) to be told
+    /// when their socket is writable. The loop calls it before it settles
+    /// the touched list, so a member of a broadcast costs one write and no
+    /// settling, as when the batch of broadcasts was written to each.
     pub(crate) fn flush_dirty(&mut self) {
-        if self.touched.len() < 2 {
-            // One connection (an echo, a reply): settling it writes it
-            // first, with the lookup settling makes anyway.
+        if self.dirty.is_empty() {
             return;
         }
-        for index in 0..self.touched.len() {
-            let id = self.touched[index];
-            if let Some(slot) = self.slots.get_mut(id) {
-                write_out(
-                    slot,
-                    id,
-                    &mut self.feeds,
-                    &self.settings,
-                    self.now,
-                    &mut self.stats,
-                );
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for &id in &dirty {
+            let Some(slot) = self.slots.get_mut(id) else {
+                continue;
+            };
+            slot.dirty = false;
+            if slot.conn.has_output() && !slot.conn.wants_write() {
+                transmit::flush(slot, &self.settings, self.now, &mut self.stats, &[], None);
             }
+            let wants_write = slot.conn.wants_write() || slot.tls_wants_write();
+            if !slot.conn.is_open() || wants_write != (slot.interest & WRITE != 0) {
+                touch_slot(slot, id, &mut self.touched, &mut self.open_count);
+            }
+        }
+        dirty.clear();
+        if dirty.capacity() <= DIRTY_KEEP && self.dirty.capacity() == 0 {
+            self.dirty = dirty;
         }
     }
 
@@ -70,11 +76,11 @@ impl Core {
             settled.removed = true;
             return settled;
         };
-        if slot.fed || slot.conn.has_output() || slot.tls_wants_write() {
-            // Output queued since `flush_dirty` (by a handler called while
-            // the list was settled), or refused by the socket: tested first,
-            // as this is rare and the call is not free.
-            write_out(
+        if slot.tls_wants_write() {
+            slot.flush_tls();
+        }
+        if slot.fed {
+            pump(
                 slot,
                 id,
                 &mut self.feeds,
@@ -82,6 +88,8 @@ impl Core {
                 self.now,
                 &mut self.stats,
             );
+        } else if slot.conn.has_output() && !slot.conn.wants_write() {
+            transmit::flush(slot, &self.settings, self.now, &mut self.stats, &[], None);
         }
         while let Some(notice) = slot.conn.poll_event(self.now) {
             match notice {
@@ -150,31 +158,6 @@ impl Core {
             }
             self.touch(id);
         }
-    }
-}
-
-/// Writes what `slot` holds for its socket: its TLS session's ciphertext,
-/// then its queue (through its paced feed's pump, if it has one). Nothing
-/// if the socket refused bytes and has not been writable since, or nothing
-/// is queued (a connection that [`Core::flush_dirty`] wrote already).
-// Inlined: a call here, with its saving of registers, was ~45
-// instructions of every echoed message (callgrind).
-#[inline(always)]
-fn write_out(
-    slot: &mut Slot,
-    id: ConnId,
-    feeds: &mut HashMap<usize, Feed>,
-    settings: &Settings,
-    now: Instant,
-    stats: &mut Stats,
-) {
-    if slot.tls_wants_write() {
-        slot.flush_tls();
-    }
-    if slot.fed {
-        pump(slot, id, feeds, settings, now, stats);
-    } else if slot.conn.has_output() && !slot.conn.wants_write() {
-        transmit::flush(slot, settings, now, stats, &[], None);
     }
 }
 
