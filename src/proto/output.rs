@@ -14,6 +14,7 @@
 use std::collections::VecDeque;
 use std::rc::Rc;
 
+use super::block::Block;
 use super::frame::{ServerHeader, MAX_SERVER_HEADER};
 
 /// The most parts a transport write hands along after the queue (a frame
@@ -36,6 +37,13 @@ enum Chunk {
         start: usize,
         end: usize,
     },
+    /// `block[start..end]`: broadcasts encoded in a block shared with
+    /// other queues (see `proto::block`).
+    Span {
+        block: Rc<Block>,
+        start: usize,
+        end: usize,
+    },
 }
 
 impl Chunk {
@@ -44,6 +52,7 @@ impl Chunk {
         match self {
             Chunk::Owned(v) => v,
             Chunk::Shared { bytes, start, end } => bytes.get(*start..*end).unwrap_or_default(),
+            Chunk::Span { block, start, end } => block.get(*start..*end),
         }
     }
 }
@@ -192,16 +201,70 @@ impl OutQueue {
         });
     }
 
+    /// Queues `block[range]` as a reference to the block: a range that
+    /// continues the one queued last in the same block extends it, so the
+    /// broadcasts of a pass, side by side in their block, are one slice of
+    /// the next write however many they are.
+    pub fn push_span(&mut self, block: &Rc<Block>, range: std::ops::Range<usize>) {
+        let len = range.end.saturating_sub(range.start);
+        if len == 0 {
+            return;
+        }
+        let queue = self.queue.get_or_insert_with(acquire);
+        queue.queued += len;
+        if let Some(Chunk::Span {
+            block: last_block,
+            end,
+            ..
+        }) = queue.chunks.back_mut()
+        {
+            if *end == range.start && Rc::ptr_eq(last_block, block) {
+                *end = range.end;
+                return;
+            }
+        }
+        queue.chunks.push_back(Chunk::Span {
+            block: Rc::clone(block),
+            start: range.start,
+            end: range.end,
+        });
+    }
+
+    /// Copies into owned chunks the spans that hold a small part of their
+    /// block: for a queue that waits for its peer, so that what it holds
+    /// is what it counts as backlog, not whole blocks kept for a few bytes
+    /// of each. Spans of at least a quarter of their block stay referenced.
+    pub fn unpin(&mut self) {
+        let Some(queue) = self.queue.as_deref_mut() else {
+            return;
+        };
+        for (index, chunk) in queue.chunks.iter_mut().enumerate() {
+            if let Chunk::Span { block, start, end } = chunk {
+                if (*end - *start) * 4 < block.capacity() {
+                    let skip = if index == 0 { queue.front_written } else { 0 };
+                    let bytes = block.get(*start + skip..*end).to_vec();
+                    if index == 0 {
+                        queue.front_written = 0;
+                    }
+                    *chunk = Chunk::Owned(bytes);
+                }
+            }
+        }
+    }
+
     /// What is queued, oldest first, as slices for one vectored write. The
     /// caller hands them to its transport and reports what it took with
     /// [`OutQueue::consume`].
     ///
     /// How long the slices stay where they are, for a transport that hands
     /// them to the kernel and learns later what it took (a completion
-    /// ring): the bytes of a shared chunk are never moved or freed while
-    /// the queue references them, so its slices stay valid until the
-    /// queue consumes them, whatever else is appended meanwhile (an append
-    /// may extend a shared range, never move it). An owned chunk is a
+    /// ring): the bytes of a shared chunk (an `Rc<[u8]>` or a broadcast
+    /// block) are never moved or freed while the queue references them, so
+    /// its slices stay valid until the queue consumes them, whatever else is
+    /// appended meanwhile (an append may extend a shared range, never move
+    /// its bytes). [`OutQueue::unpin`], which the connection calls when a
+    /// write leaves its peer behind, turns small spans into owned copies:
+    /// it ends the validity of their slices, as a write's end does. An owned chunk is a
     /// `Vec` that appends may grow, and growing may move it: its slices
     /// stay valid only while nothing is appended, until the next
     /// [`OutQueue::consume`]. [`OutQueue::push_rest`] after a write appends
@@ -504,6 +567,57 @@ mod tests {
         assert_eq!(q.pending().len(), 1, "fifty small frames, one slice");
         assert_eq!(Rc::strong_count(&small), 1, "copied, not referenced");
         assert_eq!(q.len(), 2000);
+    }
+
+    #[test]
+    fn consecutive_spans_of_one_block_are_one_slice() {
+        let block = Rc::new(Block::with_capacity(1024));
+        let other = Rc::new(Block::with_capacity(1024));
+        let mut q = OutQueue::default();
+        // Three broadcasts side by side: one range, one reference.
+        for text in [b"one", b"two", b"six"] {
+            let range = block.append(&[text]).unwrap();
+            q.push_span(&block, range);
+        }
+        assert_eq!(q.pending().len(), 1);
+        assert_eq!(Rc::strong_count(&block), 2);
+        // One this queue did not get (another topic's) breaks the run.
+        block.append(&[b"not ours"]).unwrap();
+        let range = block.append(&[b"ten"]).unwrap();
+        q.push_span(&block, range);
+        let range = other.append(&[b"!"]).unwrap();
+        q.push_span(&other, range);
+        let slices: Vec<&[u8]> = q.pending().collect();
+        assert_eq!(slices, [&b"onetwosix"[..], b"ten", b"!"]);
+        assert_eq!(q.len(), 13);
+        let mut got = Vec::new();
+        take_into(&mut q, &mut got, 4);
+        take_into(&mut q, &mut got, 100);
+        assert_eq!(got, b"onetwosixten!");
+        assert_eq!(Rc::strong_count(&block), 1, "released once written");
+    }
+
+    #[test]
+    fn a_queue_left_waiting_copies_small_spans_and_keeps_large_ones() {
+        let block = Rc::new(Block::with_capacity(1000));
+        let mut q = OutQueue::default();
+        let small = block.append(&[&[1u8; 100]]).unwrap();
+        q.push_span(&block, small);
+        q.push_copy(&[b"direct"]);
+        let large = block.append(&[&[2u8; 600]]).unwrap();
+        q.push_span(&block, large);
+        // Part of the first span went before the peer stopped reading.
+        let mut got = Vec::new();
+        take_into(&mut q, &mut got, 30);
+        q.unpin();
+        // The large span keeps the block; the small one is a copy now.
+        assert_eq!(Rc::strong_count(&block), 2);
+        assert_eq!(q.len(), 70 + 6 + 600);
+        take_into(&mut q, &mut got, usize::MAX);
+        let mut want = vec![1u8; 100];
+        want.extend_from_slice(b"direct");
+        want.extend_from_slice(&[2u8; 600]);
+        assert_eq!(got, want);
     }
 
     #[test]

@@ -117,14 +117,9 @@ struct SharedBytes {
 impl SharedFrame {
     /// Encodes `msg`.
     pub fn new(msg: Message<'_>) -> SharedFrame {
-        SharedFrame::of(msg.opcode(), msg.as_bytes())
-    }
-
-    /// Encodes one frame of any opcode (a broadcast ping too): a control
-    /// frame is never compressed.
-    pub(crate) fn of(opcode: OpCode, payload: &[u8]) -> SharedFrame {
-        let mut bytes = Vec::with_capacity(crate::proto::frame::MAX_SERVER_HEADER + payload.len());
-        encode_frame(&mut bytes, opcode, payload);
+        let mut bytes =
+            Vec::with_capacity(crate::proto::frame::MAX_SERVER_HEADER + msg.as_bytes().len());
+        encode_frame(&mut bytes, msg.opcode(), msg.as_bytes());
         SharedFrame(Rc::new(SharedBytes {
             plain: bytes.into(),
             deflated: OnceCell::new(),

@@ -78,6 +78,30 @@ impl Connection {
         Ok(())
     }
 
+    /// Queues broadcast frames encoded in a shared block, `block[range]`
+    /// (compressed or not as [`Connection::takes_shared_deflate`] says),
+    /// under the backlog cap: as a reference while the peer keeps up, as a
+    /// copy while it is behind (a queue that waits holds what it counts, not
+    /// blocks). Nothing if it is not open.
+    pub(crate) fn send_span(
+        &mut self,
+        settings: &Settings,
+        now: Instant,
+        block: &Rc<crate::proto::block::Block>,
+        range: std::ops::Range<usize>,
+    ) {
+        if !self.is_open() {
+            return;
+        }
+        let was_behind = self.flag(BEHIND);
+        if was_behind {
+            self.out.push_copy(&[block.get(range)]);
+        } else {
+            self.out.push_span(block, range);
+        }
+        self.check_backlog(settings, now, was_behind);
+    }
+
     /// The bytes of `frame` as this connection takes them: its compressed
     /// variant (made on the first need, once for every connection) if it
     /// negotiated the shared window, else the plain frame.
@@ -212,8 +236,10 @@ impl Connection {
         }
         let was_behind = self.flag(BEHIND);
         self.out.push_rest(extra, written, shared);
-        if !was_behind {
-            self.set_flag(BEHIND, !self.out.is_empty());
+        if !was_behind && !self.out.is_empty() {
+            // Behind from now on: what waits is held as what it counts.
+            self.set_flag(BEHIND, true);
+            self.out.unpin();
         }
         self.check_backlog(settings, now, was_behind);
         if self.out.is_empty() && matches!(self.phase, Phase::Draining) && !self.flag(FIN_SENT) {

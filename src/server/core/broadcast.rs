@@ -1,12 +1,18 @@
-//! Broadcasts and topic publications: each encoded once (and compressed
-//! once, for the members that take permessage-deflate's shared window), as a
-//! [`SharedFrame`], and appended at once to every member's output queue as a
-//! reference to it. The member goes on the dirty list, whose queues the loop
-//! writes before it settles what it touched ([`Core::flush_dirty`]): one
-//! write per member per pass, and no settling for a member that a write
-//! leaves as it was. Order is each member's queue's, so a member gets
-//! exactly what was sent while it was one, in order with everything else it
-//! is sent.
+//! Broadcasts and topic publications: each encoded once, side by side with
+//! the others of the pass in a shared [`Block`] (and compressed once, into
+//! a block of its own kind, for the members that take permessage-deflate's
+//! shared window), and appended at once to every member's output queue as
+//! a range of that block: consecutive broadcasts extend one range, so a
+//! member's write covers them with one slice. The member goes on the dirty
+//! list, whose queues the loop writes before it settles what it touched
+//! ([`Core::flush_dirty`]): one write per member per pass, and no settling
+//! for a member that a write leaves as it was. Order is each member's
+//! queue's, so a member gets exactly what was sent while it was one, in
+//! order with everything else it is sent.
+
+use std::ops::Range;
+
+use crate::proto::block::Block;
 
 use super::*;
 
@@ -14,17 +20,98 @@ use super::*;
 /// written at once, not when the pass settles it.
 const WRITE_AT: usize = 64 * 1024;
 
+/// The size of a block broadcasts are encoded in; a frame over a quarter
+/// of it gets a block of its own size.
+const BLOCK: usize = 16 * 1024;
+
+/// The blocks the next broadcasts are encoded in, plain and compressed.
+#[derive(Debug, Default)]
+pub(super) struct Blocks {
+    plain: Option<Rc<Block>>,
+    deflated: Option<Rc<Block>>,
+    /// Where a frame is compressed before it is put in its block.
+    scratch: Vec<u8>,
+}
+
+/// Compressed output kept in `Blocks::scratch` between broadcasts.
+const SCRATCH_KEEP: usize = 64 * 1024;
+
+/// One broadcast, encoded: plain, compressed once the first member that
+/// takes it needs it, and as one buffer for members with a paced feed.
+struct Encoded {
+    plain: (Rc<Block>, Range<usize>),
+    deflated: Option<(Rc<Block>, Range<usize>)>,
+    /// `Rc<[u8]>` copies (plain, compressed) for members with a paced feed.
+    fed: [Option<Rc<[u8]>>; 2],
+}
+
+/// Appends `parts` to the block `current`, or to a new one: its own if the
+/// frame is large, else a fresh [`BLOCK`] that becomes current.
+fn put(current: &mut Option<Rc<Block>>, parts: &[&[u8]]) -> (Rc<Block>, Range<usize>) {
+    if let Some(block) = current.as_ref() {
+        if let Some(range) = block.append(parts) {
+            return (Rc::clone(block), range);
+        }
+    }
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    let block = Rc::new(Block::with_capacity(if total > BLOCK / 4 {
+        total
+    } else {
+        BLOCK
+    }));
+    // A new block of at least `total` bytes takes them.
+    let range = block.append(parts).unwrap_or_default();
+    if total <= BLOCK / 4 {
+        *current = Some(Rc::clone(&block));
+    }
+    (block, range)
+}
+
+impl Blocks {
+    /// Encodes a frame in the plain block.
+    fn encode(&mut self, opcode: OpCode, payload: &[u8]) -> Encoded {
+        let header = ServerHeader::new(true, opcode, payload.len());
+        Encoded {
+            plain: put(&mut self.plain, &[header.as_bytes(), payload]),
+            deflated: None,
+            fed: [None, None],
+        }
+    }
+
+    /// The compressed frame of `plain`, in the compressed block, or `plain`
+    /// itself when compressing does not make it smaller (or it is a control
+    /// frame, which is never compressed).
+    fn deflate(
+        &mut self,
+        codec: &mut Codec,
+        plain: &(Rc<Block>, Range<usize>),
+    ) -> (Rc<Block>, Range<usize>) {
+        let frame = plain.0.get(plain.1.clone());
+        self.scratch.clear();
+        codec.compress_frame(frame, &mut self.scratch);
+        let result = if self.scratch.len() < frame.len() {
+            put(&mut self.deflated, &[&self.scratch])
+        } else {
+            (Rc::clone(&plain.0), plain.1.clone())
+        };
+        if self.scratch.capacity() > SCRATCH_KEEP {
+            self.scratch = Vec::new();
+        }
+        result
+    }
+}
+
 impl Core {
     /// Sends a frame to every open connection. Returns the number of
     /// members.
     pub(crate) fn broadcast(&mut self, opcode: OpCode, payload: &[u8]) -> usize {
-        let frame = SharedFrame::of(opcode, payload);
+        let mut frame = self.blocks.encode(opcode, payload);
         let members = self.open_count;
         // By slot, not by a collected list of ids: no allocation per
         // broadcast. Appending never adds or removes a slot.
         for index in 0..self.slots.slot_count() {
             if let Some(id) = self.slots.id_at(index) {
-                self.hand_frame(id, &frame);
+                self.hand_frame(id, &mut frame);
             }
         }
         if opcode != OpCode::Ping {
@@ -39,13 +126,13 @@ impl Core {
         let Some(topic) = self.topics.find(name) else {
             return 0;
         };
-        let frame = SharedFrame::of(opcode, payload);
+        let mut frame = self.blocks.encode(opcode, payload);
         let members = self.topics.members(topic).len();
         // A member that the backlog check closes stays in the topic until
         // it is removed, so the list does not change under the walk.
         for index in 0..members {
             if let Some(&id) = self.topics.members(topic).get(index) {
-                self.hand_frame(id, &frame);
+                self.hand_frame(id, &mut frame);
             }
         }
         self.stats.messages_sent += members as u64;
@@ -53,25 +140,35 @@ impl Core {
     }
 
     /// Appends a broadcast frame to the output of `id`, if it is open:
-    /// behind its paced feed if it has one, else to its queue (as a
-    /// reference, under the backlog cap).
+    /// behind its paced feed if it has one, else to its queue (a range of
+    /// the frame's block, under the backlog cap), and puts it on the dirty
+    /// list.
     #[inline]
-    fn hand_frame(&mut self, id: ConnId, frame: &SharedFrame) {
+    fn hand_frame(&mut self, id: ConnId, frame: &mut Encoded) {
         let Some(slot) = self.slots.get_mut(id) else {
             return;
         };
         if !slot.conn.is_open() {
             return;
         }
+        let deflate = slot.conn.takes_shared_deflate();
+        if deflate && frame.deflated.is_none() {
+            frame.deflated = Some(self.blocks.deflate(&mut self.codec, &frame.plain));
+        }
+        let (block, range) = match &frame.deflated {
+            Some(deflated) if deflate => deflated,
+            _ => &frame.plain,
+        };
         if slot.fed {
-            let bytes = slot.conn.shared_bytes(&mut self.codec, frame);
+            let bytes = frame.fed[usize::from(deflate)]
+                .get_or_insert_with(|| Rc::from(block.get(range.clone())));
+            let bytes = Rc::clone(bytes);
             feed_live(slot, id, &mut self.feeds, &self.settings, self.now, bytes);
             touch_slot(slot, id, &mut self.touched, &mut self.open_count);
             return;
         }
-        let _ = slot
-            .conn
-            .send_shared(&self.settings, self.now, &mut self.codec, frame);
+        slot.conn
+            .send_span(&self.settings, self.now, block, range.clone());
         if slot.conn.backlog() >= WRITE_AT && !slot.conn.wants_write() {
             // A burst in one callback: written as it grows, so that a
             // member that keeps up holds at most this much of it.

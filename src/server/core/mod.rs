@@ -27,7 +27,7 @@ use log::{debug, warn};
 
 use crate::proto::connection::{Connection, Message, Notice, SendError, Settings, SharedFrame};
 use crate::proto::deflate::Codec;
-use crate::proto::frame::{encode_frame, OpCode, MAX_CONTROL_PAYLOAD};
+use crate::proto::frame::{encode_frame, OpCode, ServerHeader, MAX_CONTROL_PAYLOAD};
 use crate::proto::http::Response;
 
 use super::feed::Feed;
@@ -165,6 +165,8 @@ pub(crate) struct Core {
     #[cfg(feature = "redis")]
     pub(crate) source: Option<Box<dyn super::source::Source>>,
     start: Instant,
+    /// The blocks broadcasts are encoded in (see `broadcast`).
+    blocks: broadcast::Blocks,
     /// The loop's compressor and decompressor, shared by every connection.
     pub codec: Codec,
     /// Topics and their members.
@@ -220,6 +222,7 @@ impl Core {
             now_nanos: 0,
             timer_armed: None,
             start: now,
+            blocks: broadcast::Blocks::default(),
             codec: Codec::default(),
             topics: Topics::default(),
             stats: Stats::default(),
