@@ -230,6 +230,28 @@ impl OutQueue {
         });
     }
 
+    /// Extends the span at the back by `block[range]` if that continues it,
+    /// and says whether it did: [`OutQueue::push_span`]'s common case, by
+    /// itself, for a caller that has more to check on the other path.
+    #[inline]
+    pub fn extend_span(&mut self, block: &Rc<Block>, range: std::ops::Range<usize>) -> bool {
+        let Some(queue) = self.queue.as_deref_mut() else {
+            return false;
+        };
+        match queue.chunks.back_mut() {
+            Some(Chunk::Span {
+                block: last_block,
+                end,
+                ..
+            }) if *end == range.start && Rc::ptr_eq(last_block, block) => {
+                queue.queued += range.end.saturating_sub(range.start);
+                *end = range.end.max(*end);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Copies into owned chunks the spans that hold a small part of their
     /// block: for a queue that waits for its peer, so that what it holds
     /// is what it counts as backlog, not whole blocks kept for a few bytes

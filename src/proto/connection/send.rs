@@ -102,6 +102,19 @@ impl Connection {
         self.check_backlog(settings, now, was_behind);
     }
 
+    /// [`Connection::send_span`] when `block[range]` continues the span
+    /// queued last and the peer keeps up: the range is extended, and
+    /// nothing else is to be checked (a peer that keeps up is not under the
+    /// backlog cap). Says whether it was; if not, `send_span` is the way.
+    #[inline]
+    pub(crate) fn extend_span(
+        &mut self,
+        block: &Rc<crate::proto::block::Block>,
+        range: std::ops::Range<usize>,
+    ) -> bool {
+        !self.flag(BEHIND) && self.is_open() && self.out.extend_span(block, range)
+    }
+
     /// The bytes of `frame` as this connection takes them: its compressed
     /// variant (made on the first need, once for every connection) if it
     /// negotiated the shared window, else the plain frame.

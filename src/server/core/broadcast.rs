@@ -142,9 +142,32 @@ impl Core {
     /// Appends a broadcast frame to the output of `id`, if it is open:
     /// behind its paced feed if it has one, else to its queue (a range of
     /// the frame's block, under the backlog cap), and puts it on the dirty
-    /// list.
-    #[inline]
+    /// list. This runs for every member of every broadcast: the common case
+    /// (the member got the broadcast before, in the same block, and has not
+    /// been written since) extends its last range and is done.
+    #[inline(always)]
     fn hand_frame(&mut self, id: ConnId, frame: &mut Encoded) {
+        let Some(slot) = self.slots.get_mut(id) else {
+            return;
+        };
+        let deflate = slot.conn.takes_shared_deflate();
+        let span = match &frame.deflated {
+            Some(deflated) if deflate => Some(deflated),
+            _ if deflate => None,
+            _ => Some(&frame.plain),
+        };
+        if let Some((block, range)) = span {
+            // On the dirty list already: it has output, not yet written.
+            if slot.dirty && slot.conn.extend_span(block, range.clone()) {
+                return;
+            }
+        }
+        self.hand_frame_slowly(id, frame);
+    }
+
+    /// [`Core::hand_frame`] for the other cases.
+    #[inline(never)]
+    fn hand_frame_slowly(&mut self, id: ConnId, frame: &mut Encoded) {
         let Some(slot) = self.slots.get_mut(id) else {
             return;
         };
