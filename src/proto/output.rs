@@ -69,6 +69,8 @@ struct Queue {
     /// Bytes of the front chunk already written.
     front_written: usize,
     queued: usize,
+    /// The capacities of the blocks its spans keep alive (one per span).
+    pinned: usize,
     /// An owned chunk already written, kept (emptied) for the next copy.
     spare: Vec<u8>,
 }
@@ -116,6 +118,13 @@ impl OutQueue {
     /// Bytes waiting.
     pub fn len(&self) -> usize {
         self.queue.as_ref().map_or(0, |q| q.queued)
+    }
+
+    /// Memory the queue keeps alive: its bytes, or the whole blocks its
+    /// spans reference if that is more (a span of a few bytes keeps its
+    /// block). What the backlog cap is checked against.
+    pub fn held(&self) -> usize {
+        self.queue.as_ref().map_or(0, |q| q.queued.max(q.pinned))
     }
 
     /// Whether nothing waits.
@@ -223,6 +232,7 @@ impl OutQueue {
                 return;
             }
         }
+        queue.pinned += block.capacity();
         queue.chunks.push_back(Chunk::Span {
             block: Rc::clone(block),
             start: range.start,
@@ -268,6 +278,7 @@ impl OutQueue {
                     if index == 0 {
                         queue.front_written = 0;
                     }
+                    queue.pinned -= block.capacity();
                     *chunk = Chunk::Owned(bytes);
                 }
             }
@@ -344,11 +355,15 @@ impl OutQueue {
             }
             written -= left;
             queue.front_written = 0;
-            if let Some(Chunk::Owned(mut buf)) = queue.chunks.pop_front() {
-                if buf.capacity() <= SPARE_BUFFER && queue.spare.capacity() == 0 {
-                    buf.clear();
-                    queue.spare = buf;
+            match queue.chunks.pop_front() {
+                Some(Chunk::Owned(mut buf)) => {
+                    if buf.capacity() <= SPARE_BUFFER && queue.spare.capacity() == 0 {
+                        buf.clear();
+                        queue.spare = buf;
+                    }
                 }
+                Some(Chunk::Span { block, .. }) => queue.pinned -= block.capacity(),
+                _ => {}
             }
         }
         if queue.chunks.is_empty() {
@@ -628,6 +643,8 @@ mod tests {
         q.push_copy(&[b"direct"]);
         let large = block.append(&[&[2u8; 600]]).unwrap();
         q.push_span(&block, large);
+        // Each span keeps the whole block alive: that is what it holds.
+        assert_eq!(q.held(), 2000);
         // Part of the first span went before the peer stopped reading.
         let mut got = Vec::new();
         take_into(&mut q, &mut got, 30);
@@ -635,11 +652,13 @@ mod tests {
         // The large span keeps the block; the small one is a copy now.
         assert_eq!(Rc::strong_count(&block), 2);
         assert_eq!(q.len(), 70 + 6 + 600);
+        assert_eq!(q.held(), 1000);
         take_into(&mut q, &mut got, usize::MAX);
         let mut want = vec![1u8; 100];
         want.extend_from_slice(b"direct");
         want.extend_from_slice(&[2u8; 600]);
         assert_eq!(got, want);
+        assert_eq!(q.held(), 0);
     }
 
     #[test]

@@ -79,10 +79,10 @@ impl Connection {
     }
 
     /// Queues broadcast frames encoded in a shared block, `block[range]`
-    /// (compressed or not as [`Connection::takes_shared_deflate`] says),
-    /// under the backlog cap: as a reference while the peer keeps up, as a
-    /// copy while it is behind (a queue that waits holds what it counts, not
-    /// blocks). Nothing if it is not open.
+    /// (compressed or not as [`Connection::takes_shared_deflate`] says), as
+    /// a reference to the block, under the backlog cap (which a peer that is
+    /// behind meets with the whole blocks its queue keeps alive, if that is
+    /// more than its bytes). Nothing if it is not open.
     pub(crate) fn send_span(
         &mut self,
         settings: &Settings,
@@ -94,11 +94,7 @@ impl Connection {
             return;
         }
         let was_behind = self.flag(BEHIND);
-        if was_behind {
-            self.out.push_copy(&[block.get(range)]);
-        } else {
-            self.out.push_span(block, range);
-        }
+        self.out.push_span(block, range);
         self.check_backlog(settings, now, was_behind);
     }
 
@@ -305,8 +301,7 @@ impl Connection {
         if !was_behind {
             return;
         }
-        let queued = self.out.len();
-        if queued > settings.max_backlog {
+        if self.out.held() > settings.max_backlog {
             self.close_for_backlog(settings, now);
         }
     }
