@@ -76,11 +76,17 @@ struct Queue {
 }
 
 /// Emptied queues kept for reuse, per thread (the loop's), at most this
-/// many: a connection that replies to every read would otherwise allocate
-/// and free its queue, its chunk list and a buffer for every read. Idle
-/// connections keep nothing; the cache holds at most
-/// `SPARE_QUEUES × (SPARE_BUFFER + a few hundred bytes)`, about 34 KiB.
-const SPARE_QUEUES: usize = 8;
+/// many: a connection that replies to every read, or a member of a fan-out
+/// written every pass, would otherwise allocate and free its queue and its
+/// chunk list for every write. Idle connections keep nothing. The first
+/// [`SPARE_WITH_BUFFER`] keep their spare buffer too; the cache holds at most
+/// `SPARE_WITH_BUFFER × SPARE_BUFFER` plus about 270 bytes a queue (the
+/// queue, its chunk list of four): about 300 KiB once 1,024 connections or
+/// more have been written in one pass.
+const SPARE_QUEUES: usize = 1024;
+
+/// How many cached queues keep their spare buffer.
+const SPARE_WITH_BUFFER: usize = 8;
 
 /// The largest written buffer a queue keeps for its next copy.
 const SPARE_BUFFER: usize = 4 * 1024;
@@ -109,6 +115,10 @@ fn release(queue: Box<Queue>) {
     SPARE.with(|spare| {
         let mut spare = spare.borrow_mut();
         if spare.len() < SPARE_QUEUES {
+            let mut queue = queue;
+            if spare.len() >= SPARE_WITH_BUFFER {
+                queue.spare = Vec::new();
+            }
             spare.push(queue);
         }
     });
