@@ -32,12 +32,13 @@ use std::time::Duration;
 
 use log::{debug, info, trace};
 
-use crate::proto::close;
 use crate::proto::handshake::offered_protocols;
 use crate::proto::http::{Request, Response};
 use crate::server::Since;
-use crate::{ConnId, Context, Handler, Message, TimerId, Upgrade};
+use crate::{CloseCode, ConnId, Context, Handler, Message, TimerId, Upgrade};
 
+#[cfg(feature = "redis")]
+mod cluster;
 mod envelope;
 mod rooms;
 
@@ -123,6 +124,9 @@ pub struct Chat {
     joining: Option<Joining>,
     /// Resumes answered: with what was missed, and with a gap.
     resumes: Resumes,
+    /// Members waiting for their room's log from the cluster.
+    #[cfg(feature = "redis")]
+    parked: cluster::Parked,
 }
 
 /// What an accepted upgrade asked for.
@@ -183,6 +187,8 @@ impl Chat {
             metrics: false,
             joining: None,
             resumes: Resumes::default(),
+            #[cfg(feature = "redis")]
+            parked: cluster::Parked::default(),
         }
     }
 
@@ -231,19 +237,45 @@ impl Chat {
         valid_room_name(name).then_some(name)
     }
 
-    /// Publishes a member's message to its room, plain to its plain
-    /// members and as an envelope with its offset to its `rookery.v1`
-    /// ones, and keeps both in the room's history. Returns the number of
-    /// recipients.
+    /// Relays a member's message to its room: to its members here and
+    /// now, or, with a cluster that can be reached, through the cluster,
+    /// which numbers it and hands it back to every node, this one too
+    /// (`cluster`). Returns the number of recipients here (0 when it went
+    /// to the cluster).
     fn relay(&mut self, ctx: &mut Context<'_>, conn: ConnId, msg: Message<'_>) -> usize {
-        let Some(name) = self.member_of.get(&conn) else {
+        let Some(name) = self.member_of.get(&conn).cloned() else {
             return 0;
         };
-        let mut sent = ctx.publish(name, msg);
+        #[cfg(feature = "redis")]
+        if let Some(reachable) = cluster::reachable(ctx) {
+            return self.relay_clustered(ctx, &name, msg, reachable);
+        }
+        self.deliver(ctx, &name, msg, Delivery::Everywhere)
+    }
+
+    /// Delivers a message to room `name`: plain to its plain members and
+    /// as an envelope with its offset to its `rookery.v1` ones (as `how`
+    /// says), and keeps both in the room's history. Returns the number of
+    /// recipients.
+    fn deliver(
+        &mut self,
+        ctx: &mut Context<'_>,
+        name: &str,
+        msg: Message<'_>,
+        how: Delivery,
+    ) -> usize {
+        let mut sent = match how {
+            Delivery::Everywhere => ctx.publish(name, msg),
+            Delivery::Here => ctx.publish_local(name, msg),
+            Delivery::Keep => 0,
+        };
         let Some(room) = self.rooms.get_mut(name) else {
             return sent;
         };
-        let v1_members = ctx.subscribers(&room.v1_topic);
+        let v1_members = match how {
+            Delivery::Keep => 0,
+            _ => ctx.subscribers(&room.v1_topic),
+        };
         let kept = room.history.capacity() > 0;
         let offset = room.history.next_offset();
         if v1_members > 0 || kept {
@@ -277,13 +309,33 @@ impl Chat {
         sent
     }
 
-    /// Sends a new `rookery.v1` member its welcome, then what it missed and
-    /// `recovered`, or a `gap` and the room's history, and subscribes it.
-    fn open_v1(&mut self, ctx: &mut Context<'_>, conn: ConnId, name: &str, since: Option<Since>) {
-        let (name, room) = self.rooms.join(name);
+    /// Sends a new member, already counted in room `name`, its welcome
+    /// and the room's history, and subscribes it: a plain member its plain
+    /// history; a `rookery.v1` member what it missed and `recovered`, or a
+    /// `gap` and the room's history.
+    fn serve(
+        &mut self,
+        ctx: &mut Context<'_>,
+        conn: ConnId,
+        name: &str,
+        v1: bool,
+        since: Option<Since>,
+    ) {
+        let Some(room) = self.rooms.get_mut(name) else {
+            return;
+        };
+        if !v1 {
+            let _ = ctx.send_text(conn, &self.welcome);
+            // Paced: queued as the newcomer's socket takes it, never more
+            // than the backlog limit and one message at a time; what the
+            // room says meanwhile waits behind it.
+            let _ = room.history.replay(ctx, conn);
+            let _ = ctx.subscribe(conn, name);
+            return;
+        }
         room.v1_seen = true;
         let (epoch, last) = (room.history.epoch(), room.history.last_offset());
-        let welcome = envelope::welcome(&self.welcome, &name, epoch, last);
+        let welcome = envelope::welcome(&self.welcome, name, epoch, last);
         let _ = ctx.send_text(conn, &welcome);
         // Paced as a plain member's history is; the envelopes sent after
         // wait behind it, as live messages do.
@@ -306,7 +358,6 @@ impl Chat {
             }
         }
         let _ = ctx.subscribe(conn, &room.v1_topic);
-        self.member_of.insert(conn, name);
     }
 
     /// The server's metrics ([`render_metrics`]) and the chat's own.
@@ -336,17 +387,18 @@ impl Chat {
     }
 }
 
-/// Whether the server is joined to others through Redis. Offsets there
-/// are not yet the cluster's, and what other nodes publish reaches this
-/// node's plain members only: a client that offers `rookery.v1` is then
-/// answered without it, and gets plain frames (the page reads both).
-fn clustered(ctx: &Context<'_>) -> bool {
-    #[cfg(feature = "redis")]
-    if ctx.redis_status().is_some() {
-        return true;
-    }
-    let _ = ctx;
-    false
+/// Where a message goes besides its room's history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Delivery {
+    /// To the room's members here and on other nodes (without a cluster,
+    /// or through a bridge that does not number: [`Context::publish`]).
+    Everywhere,
+    /// To the room's members here only.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    Here,
+    /// To nobody: the history only (members had it already).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    Keep,
 }
 
 /// Whether `name` may name a room: 1 to 64 bytes of `A-Z a-z 0-9 . _ -`,
@@ -490,7 +542,9 @@ pub fn render_metrics(ctx: &Context<'_>, rooms: usize) -> String {
         "rookery_closes_total",
         "Upgraded connections closed, by close code (1006: no closing handshake).",
         "code",
-        &mut stats.closes(),
+        &mut stats
+            .closes()
+            .map(|(code, n)| (code.map(CloseCode::get), n)),
     );
     out
 }
@@ -531,7 +585,7 @@ impl Handler for Chat {
         self.on_http(req)
     }
 
-    fn on_upgrade(&mut self, ctx: &mut Context<'_>, conn: ConnId, req: &Request) -> Upgrade {
+    fn on_upgrade(&mut self, _ctx: &mut Context<'_>, conn: ConnId, req: &Request) -> Upgrade {
         let Some(name) = self.room_for(req.path()) else {
             debug!("{conn}: no such room, answering 404");
             return Upgrade::reject(404);
@@ -550,7 +604,7 @@ impl Handler for Chat {
             );
             return Upgrade::reject(503);
         }
-        let v1 = offered_protocols(req).any(|p| p == envelope::PROTOCOL) && !clustered(ctx);
+        let v1 = offered_protocols(req).any(|p| p == envelope::PROTOCOL);
         self.joining = Some(Joining {
             conn,
             room: name.to_string(),
@@ -589,19 +643,19 @@ impl Handler for Chat {
         // the room's history, and only then does it join the room's topic:
         // every message published to the room before is in the history,
         // every one after reaches it live, none both.
-        let name = match self.joining.take() {
-            Some(j) if j.conn == conn && j.v1 => return self.open_v1(ctx, conn, &j.room, j.since),
-            Some(j) if j.conn == conn => j.room,
-            _ => String::new(),
+        let (name, v1, since) = match self.joining.take() {
+            Some(j) if j.conn == conn => (j.room, j.v1, j.since),
+            _ => (String::new(), false, None),
         };
-        let _ = ctx.send_text(conn, &self.welcome);
-        let (name, room) = self.rooms.join(&name);
-        // Paced: queued as the newcomer's socket takes it, never more than
-        // the backlog limit and one message at a time; what the room says
-        // meanwhile waits behind it.
-        let _ = room.history.replay(ctx, conn);
-        let _ = ctx.subscribe(conn, &name);
-        self.member_of.insert(conn, name);
+        let (name, _) = self.rooms.join(&name);
+        self.member_of.insert(conn, Arc::clone(&name));
+        // With a cluster, a room this node does not know well enough waits
+        // for the cluster's log first (nothing is sent meanwhile).
+        #[cfg(feature = "redis")]
+        let Some(since) = self.park(ctx, conn, &name, v1, since) else {
+            return;
+        };
+        self.serve(ctx, conn, &name, v1, since);
     }
 
     fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, msg: Message<'_>) {
@@ -637,15 +691,15 @@ impl Handler for Chat {
                 info!("Refusing binary message from {conn}");
                 let _ = ctx.close(
                     conn,
-                    close::UNSUPPORTED_DATA,
+                    CloseCode::UNSUPPORTED,
                     "binary messages are not supported",
                 );
             }
         }
     }
 
-    fn on_close(&mut self, ctx: &mut Context<'_>, conn: ConnId, code: u16, _reason: &str) {
-        info!("Closed connection to {conn} (code {code})");
+    fn on_close(&mut self, ctx: &mut Context<'_>, conn: ConnId, code: CloseCode, _reason: &str) {
+        info!("Closed connection to {conn} (code {})", code.get());
         // (The server takes it out of its topic itself.)
         let left = self.member_of.remove(&conn);
         // A burst of members must not keep its map's table (about 400 KiB
@@ -657,6 +711,11 @@ impl Handler for Chat {
                 self.sweep = Some(ctx.set_timer(self.rooms.ttl(), SWEEP_TOKEN));
             }
         }
+    }
+
+    #[cfg(feature = "redis")]
+    fn on_cluster(&mut self, ctx: &mut Context<'_>, event: crate::server::ClusterEvent) {
+        self.cluster_event(ctx, event);
     }
 
     fn on_timer(&mut self, ctx: &mut Context<'_>, token: u64) {

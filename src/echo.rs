@@ -2,7 +2,7 @@
 //! what the conformance suite runs against (`rookery --mode echo`). Opens
 //! and closes are logged at info, as the chat logs them.
 
-use crate::{ConnId, Context, Handler, Message};
+use crate::{CloseCode, ConnId, Context, Handler, Message};
 
 /// Echoes each message to the connection it came from.
 #[derive(Debug, Default)]
@@ -17,8 +17,8 @@ impl Handler for Echo {
         }
     }
 
-    fn on_close(&mut self, _ctx: &mut Context<'_>, conn: ConnId, code: u16, _reason: &str) {
-        log::info!("Closed connection to {conn} (code {code})");
+    fn on_close(&mut self, _ctx: &mut Context<'_>, conn: ConnId, code: CloseCode, _reason: &str) {
+        log::info!("Closed connection to {conn} (code {})", code.get());
     }
 
     fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, msg: Message<'_>) {

@@ -84,6 +84,7 @@ mod signals;
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub mod tls;
 
+pub use proto::close::CloseCode;
 pub use proto::connection::{Message, SendError, SharedFrame};
 pub use proto::http::{Request, Response};
 pub use proto::rate::Rate;

@@ -296,6 +296,8 @@ fn serve<H: Handler>(opts: &Options, tls: Tls, handler: H) -> io::Result<()> {
                 redis.prefix = opts.redis_prefix.clone();
                 redis.max_backlog = opts.config.max_backlog;
                 redis.max_message = usize::try_from(opts.config.max_message).unwrap_or(usize::MAX);
+                // Each room's stream in Redis keeps what its history keeps.
+                redis.history = opts.history;
                 server.set_redis(redis);
             }
             Err(e) => {

@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
-use rookery::{Config, ConnId, Context, Handler, Message, Request, SendError, Server, Upgrade};
+use rookery::{
+    CloseCode, Config, ConnId, Context, Handler, Message, Request, SendError, Server, Upgrade,
+};
 use tungstenite::Message as WsMessage;
 
 type Log = Arc<Mutex<Vec<String>>>;
@@ -88,7 +90,7 @@ impl Handler for Named {
             .push(format!("published to {reached}"));
     }
 
-    fn on_close(&mut self, ctx: &mut Context<'_>, conn: ConnId, _code: u16, _reason: &str) {
+    fn on_close(&mut self, ctx: &mut Context<'_>, conn: ConnId, _code: CloseCode, _reason: &str) {
         let entry = match ctx.user_data::<Member>(conn) {
             Some(member) => format!("closed {} after {}", member.name, member.messages),
             None => "closed without a value".to_string(),

@@ -460,12 +460,12 @@ fn a_paced_resume_of_large_messages_keeps_the_live_ones_behind_it() {
     }
 }
 
-/// With `--redis` the offsets are not the cluster's yet, and other nodes'
-/// messages reach plain members only: the offer is declined, the client
-/// gets plain frames (the page reads both).
+/// With `--redis` and Redis unreachable the offer is taken all the same:
+/// the node serves its members under an epoch of its own (SPEC §12;
+/// tests/cluster_resume.rs has the cluster's side).
 #[cfg(feature = "redis")]
 #[test]
-fn with_redis_the_offer_is_declined_and_the_client_gets_plain_frames() {
+fn with_redis_unreachable_the_offer_is_taken_and_offsets_are_the_nodes_own() {
     // Nothing listens on port 1: the bridge is attached and retrying.
     let server = chat(&["--history", "5", "--redis", "redis://127.0.0.1:1"]);
     let (mut raw, head) = raw_upgrade(
@@ -475,15 +475,19 @@ fn with_redis_the_offer_is_declined_and_the_client_gets_plain_frames() {
     );
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     assert!(
-        !head.to_ascii_lowercase().contains("sec-websocket-protocol"),
+        head.to_ascii_lowercase()
+            .contains("sec-websocket-protocol: rookery.v1"),
         "{head}"
     );
+    let (_, welcome) = read_frame(&mut raw).unwrap();
+    let welcome = String::from_utf8(welcome).unwrap();
+    let epoch = epoch_of(&welcome);
+    assert!(welcome.ends_with(",\"offset\":0}"), "{welcome}");
+    raw.write_all(&client_frame(0x81, b"plain")).unwrap();
     assert_eq!(
         read_frame(&mut raw).unwrap(),
-        (0x81, WELCOME.as_bytes().to_vec())
+        (0x81, message(&epoch, 1, "plain").into_bytes())
     );
-    raw.write_all(&client_frame(0x81, b"plain")).unwrap();
-    assert_eq!(read_frame(&mut raw).unwrap(), (0x81, b"plain".to_vec()));
 }
 
 /// With `--deflate` a kept envelope is compressed once when kept, but only

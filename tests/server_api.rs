@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::*;
 use rookery::proto::handshake::offered_protocols;
 use rookery::proto::http::Request;
-use rookery::{Config, ConnId, Context, Handler, Message, SendError, Upgrade};
+use rookery::{CloseCode, Config, ConnId, Context, Handler, Message, SendError, Upgrade};
 use tungstenite::Message as WsMessage;
 
 type Log = Arc<Mutex<Vec<String>>>;
@@ -64,7 +64,7 @@ impl Handler for Scripted {
         };
         self.record(format!("message {text}"));
         match text {
-            "close me" => ctx.close(conn, 4000, "as asked").unwrap(),
+            "close me" => ctx.close(conn, CloseCode::new(4000), "as asked").unwrap(),
             "kill me" => {
                 ctx.kill(conn).unwrap();
                 // The id is stale at once.
@@ -72,7 +72,10 @@ impl Handler for Scripted {
                 assert_eq!(ctx.kill(conn), Err(SendError::NotOpen));
             }
             "bad code" => {
-                assert_eq!(ctx.close(conn, 1005, ""), Err(SendError::InvalidCloseCode));
+                assert_eq!(
+                    ctx.close(conn, CloseCode::NO_STATUS, ""),
+                    Err(SendError::InvalidCloseCode)
+                );
                 ctx.send_text(conn, "refused").unwrap();
             }
             "mix" => {
@@ -80,7 +83,7 @@ impl Handler for Scripted {
                 ctx.send_text(conn, "direct").unwrap();
                 ctx.broadcast(Message::Text("b2"));
                 ctx.broadcast(Message::Text("b3"));
-                ctx.close(conn, 1000, "").unwrap();
+                ctx.close(conn, CloseCode::NORMAL, "").unwrap();
                 ctx.broadcast(Message::Text("after"));
             }
             "timer" => {
@@ -95,8 +98,8 @@ impl Handler for Scripted {
         }
     }
 
-    fn on_close(&mut self, ctx: &mut Context<'_>, conn: ConnId, code: u16, reason: &str) {
-        self.record(format!("close {code} {reason}"));
+    fn on_close(&mut self, ctx: &mut Context<'_>, conn: ConnId, code: CloseCode, reason: &str) {
+        self.record(format!("close {} {reason}", code.get()));
         assert!(!ctx.is_open(conn));
         assert_eq!(ctx.send_text(conn, "late"), Err(SendError::NotOpen));
     }

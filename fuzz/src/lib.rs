@@ -31,6 +31,7 @@
 
 use std::time::{Duration, Instant};
 
+use rookery::proto::close::CloseCode;
 use rookery::proto::connection::{Connection, Event as ConnEvent, Message, Notice, Settings};
 use rookery::proto::deflate::Codec;
 use rookery::proto::frame::apply_mask;
@@ -741,7 +742,7 @@ fn model_frame(
             if payload.len() >= 2 {
                 let code = u16::from_be_bytes([payload[0], payload[1]]);
                 if !matches!(code, 1000..=1003 | 1007..=1011 | 3000..=4999) {
-                    return Err(ProtocolError::InvalidCloseCode(code));
+                    return Err(ProtocolError::InvalidCloseCode(CloseCode::new(code)));
                 }
                 if std::str::from_utf8(&payload[2..]).is_err() {
                     return Err(ProtocolError::InvalidUtf8);
@@ -937,7 +938,7 @@ pub fn connection(data: &[u8]) {
                         }
                         Some(ConnEvent::Closed { code, reason }) => {
                             closed += 1;
-                            assert!(code >= 1000, "close code {code}");
+                            assert!(code.get() >= 1000, "close code {code}");
                             assert!(reason.len() <= 123);
                         }
                     }
@@ -983,7 +984,7 @@ pub fn connection(data: &[u8]) {
             }
             6 => {
                 let code = choices.u16();
-                let _ = conn.close(&settings, now, code, "fuzz");
+                let _ = conn.close(&settings, now, CloseCode::new(code), "fuzz");
                 let _ = conn.ping(&settings, now, b"p");
             }
             _ => match choices.byte() % 4 {

@@ -31,8 +31,29 @@ pub(super) struct Room {
     /// Whether a `rookery.v1` member ever joined it (then envelopes are
     /// compressed, with permessage-deflate, when kept; else on first use).
     pub(super) v1_seen: bool,
+    /// With a cluster: its history is the cluster's latest messages, in
+    /// the cluster's epoch (read from the cluster, or kept since without a
+    /// hole), so a newcomer can be served from it.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(super) synced: bool,
+    /// With a cluster: its epoch is the cluster's (else this node's own,
+    /// as while Redis is away).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(super) cluster_epoch: bool,
     /// Its key among the idle rooms, while it is one.
     idle: Option<u64>,
+}
+
+impl Room {
+    /// Starts both histories again, empty, in `epoch`, the next message
+    /// to get offset `last + 1` (a cluster's count taken up, or a count of
+    /// this node's own).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(super) fn restart(&mut self, epoch: crate::server::Epoch, last: u64) {
+        let capacity = self.history.capacity();
+        self.envelopes = History::resumed_at(capacity, epoch.clone(), last);
+        self.history = History::resumed_at(capacity, epoch, last);
+    }
 }
 
 /// Every room, and the idle ones in the order they became idle.
@@ -139,6 +160,8 @@ impl Rooms {
                 history: plain,
                 v1_topic: super::envelope::topic(&name).into(),
                 v1_seen: false,
+                synced: false,
+                cluster_epoch: false,
                 idle: None,
             }
         });

@@ -157,7 +157,8 @@ pub(crate) const FLAGS: &[Flag] = &[
         help: &[
             "messages each chat room keeps for newcomers",
             "(0: none; at most 100000; memory: at most",
-            "N x --max-message per room)",
+            "N x --max-message per room; with --redis, each",
+            "room's Redis stream is trimmed to N too)",
         ],
     },
     Flag {

@@ -58,6 +58,9 @@ pub struct RedisConfig {
     /// The largest message published to Redis and accepted from it (the
     /// envelope comes on top: see docs/cluster.md).
     pub max_message: usize,
+    /// Messages each topic's stream keeps in Redis for numbered
+    /// publications (`--history`; 0: none).
+    pub history: usize,
 }
 
 impl RedisConfig {
@@ -109,6 +112,7 @@ impl RedisConfig {
             prefix: "rookery".into(),
             max_backlog: 1 << 20,
             max_message: 1 << 20,
+            history: 0,
         })
     }
 }

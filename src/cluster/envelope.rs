@@ -6,12 +6,19 @@ use super::resp::Reply;
 use crate::proto::frame::OpCode;
 
 /// The envelope's bytes besides the payload, at most: version, flags,
-/// origin, the room name's length and a 255-byte room name.
-pub(super) const ENVELOPE_MAX: usize = 11 + 255;
+/// origin, the room name's length and a 255-byte room name, and for a
+/// numbered message its count, epoch and offset.
+pub(super) const ENVELOPE_MAX: usize = 11 + 255 + NUMBERS_MAX;
+/// A numbered envelope's count of its origin's numbered publications (8
+/// bytes), epoch and offset (16 characters, 20 digits and two spaces).
+const NUMBERS_MAX: usize = 8 + 16 + 20 + 2;
 /// The envelope's first byte (and version).
 pub(super) const ENVELOPE_V1: u8 = 1;
 /// Envelope flag: the payload is binary.
 pub(super) const FLAG_BINARY: u8 = 1;
+/// Envelope flag: its origin delivered it to its own members itself (it
+/// was published while Redis was away): the origin skips it.
+pub(super) const ORIGIN_DELIVERED: u8 = 2;
 
 /// A message from another node, to be published locally.
 #[derive(Debug)]

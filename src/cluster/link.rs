@@ -20,6 +20,8 @@ pub(super) enum Expect {
     Subscribe,
     Publish,
     Ping,
+    /// A read of a topic's log ([`super::numbering`]).
+    Read,
 }
 
 /// One socket to Redis with its buffers.
@@ -35,6 +37,8 @@ pub(super) struct Link {
     pub(super) writing: bool,
     /// Bytes of an oversized bulk string still to discard as they come.
     pub(super) skip: usize,
+    /// Bytes of input held when an unfinished reply was last looked at.
+    pub(super) looked: usize,
     /// When it last read anything (or was opened).
     pub(super) heard: Instant,
 }

@@ -23,10 +23,12 @@
 //! back on Redis). A message from Redis larger than `max_message` is
 //! skipped as it arrives and counted, and the link stays up.
 
+mod api;
 mod config;
 mod envelope;
 mod failures;
 mod link;
+mod numbering;
 pub mod resp;
 #[cfg(test)]
 mod tests;
@@ -36,11 +38,11 @@ use std::io::{self, Read};
 use std::time::{Duration, Instant};
 
 use crate::server::poller::{Event, PollMode, Poller};
-use crate::server::source::{Deliver, Source};
-use crate::server::{Context, Handler, Server};
+use crate::server::ClusterEvent;
+use crate::Message;
 use log::{debug, info, warn};
-use std::any::Any;
 
+use crate::log_text::escape_for_log;
 use crate::proto::frame::OpCode;
 pub use config::{RedisConfig, UrlError};
 use envelope::{
@@ -71,6 +73,12 @@ const OUT_CHUNK: usize = 64 * 1024;
 const INFLIGHT_MAX: usize = 64 * 1024;
 /// Bytes read from one Redis socket at most per readiness (per pass).
 pub const READ_PER_PASS: usize = 64 * 1024;
+/// A numbered publication written and not acknowledged for this long (no
+/// acknowledgement at all meanwhile) is delivered here without a number
+/// ([`ClusterEvent::Returned`]), and so are the next ones until Redis
+/// answers again: a slow or stopped Redis delays local chat this long at
+/// most.
+const NUMBERING_WAIT: Duration = Duration::from_secs(1);
 /// A subscribed connection silent this long is sent a PING, so that a
 /// stopped Redis is noticed (within this and [`REPLY_TIMEOUT`]) even by a
 /// node that publishes nothing.
@@ -90,6 +98,10 @@ pub struct RedisStatus {
     /// Messages from Redis dropped because they were larger than
     /// `max_message` (the connection stays up).
     pub oversized: u64,
+    /// Connected (past the grace after connecting, while the queue waits)
+    /// and Redis numbers publications in time: messages of a cluster's
+    /// topics go through it ([`crate::Context::publish_numbered`]).
+    pub numbering: bool,
 }
 
 /// The bridge between a server's topics and Redis.
@@ -99,6 +111,9 @@ pub(crate) struct Bridge {
     pattern: Vec<u8>,
     channel_prefix: Vec<u8>,
     decoder: Decoder,
+    /// The publishing link's: the answer to a read of a topic's log is
+    /// one array of up to `history` messages.
+    log_decoder: Decoder,
     sub: Option<Link>,
     publ: Option<Link>,
     /// Encoded PUBLISH commands not yet handed to the socket.
@@ -123,6 +138,24 @@ pub(crate) struct Bridge {
     /// When the queue may go out (after resubscribing).
     resume_at: Option<Instant>,
     incoming: Vec<Incoming>,
+    /// Reads of topics' logs asked for, not yet written: (token, topic).
+    reads: VecDeque<(u64, String)>,
+    /// Reads written, in order, their answers owed.
+    reads_owed: VecDeque<(u64, String)>,
+    /// What the handler is to be told.
+    events: Vec<ClusterEvent>,
+    /// The clock of the last tick.
+    ticked: Instant,
+    /// The `seq` of the last numbered publication.
+    seq: u64,
+    /// Numbered publications delivered here after all.
+    taken_back: numbering::TakenBack,
+    /// When the last acknowledgement came, or commands were written to
+    /// an idle link; `None` with nothing in flight.
+    progress_at: Option<Instant>,
+    /// Publications in flight went unacknowledged for [`NUMBERING_WAIT`]:
+    /// numbered ones are delivered here until Redis answers again.
+    stalled: bool,
 }
 
 impl Bridge {
@@ -140,6 +173,14 @@ impl Bridge {
         // The envelope of a message of `max_message` bytes is the largest
         // bulk string a node of the same `max_message` publishes.
         let decoder = Decoder::new(cfg.max_message.saturating_add(ENVELOPE_MAX));
+        // A log's message is 3 elements (offset, flags, payload) and at
+        // most `max_message` and 64 bytes of framing.
+        let log_decoder = decoder.clone().with_arrays(
+            cfg.history.saturating_mul(3).saturating_add(2),
+            cfg.history
+                .saturating_mul(cfg.max_message.saturating_add(64))
+                .saturating_add(64 * 1024),
+        );
         debug!("redis: node id {node:016x}");
         Bridge {
             cfg,
@@ -147,6 +188,7 @@ impl Bridge {
             pattern,
             channel_prefix,
             decoder,
+            log_decoder,
             sub: None,
             publ: None,
             queue: VecDeque::new(),
@@ -161,6 +203,14 @@ impl Bridge {
             waiting_since: None,
             resume_at: None,
             incoming: Vec::new(),
+            reads: VecDeque::new(),
+            reads_owed: VecDeque::new(),
+            events: Vec::new(),
+            ticked: now,
+            seq: 0,
+            taken_back: numbering::TakenBack::default(),
+            progress_at: None,
+            stalled: false,
         }
     }
 
@@ -176,6 +226,9 @@ impl Bridge {
             dropped: self.dropped,
             queued_bytes: self.queued + self.inflight_bytes,
             oversized: self.oversized,
+            // Not in the grace after connecting either: the queue waits
+            // then, and a numbered message would wait with it.
+            numbering: self.is_up() && !self.stalled && self.resume_at.is_none(),
         }
     }
 
@@ -210,12 +263,59 @@ impl Bridge {
         // An empty queue takes any message of up to `max_message`, however
         // small `max_backlog` is: with the envelope, a message of exactly
         // `--max-message` is over `--max-backlog`'s default of the same size.
+        self.enqueue(cmd);
+    }
+
+    /// A local publication to be numbered by the cluster (see
+    /// [`numbering`]): queued as [`Bridge::publish`] queues, and handed
+    /// back to every node, this one too unless `delivered` (its members
+    /// have had it), as a [`ClusterEvent::Message`].
+    pub(crate) fn publish_numbered(&mut self, topic: &str, msg: Message<'_>, delivered: bool) {
+        let payload = msg.as_bytes();
+        if payload.len() > self.cfg.max_message {
+            self.dropped += 1;
+            return;
+        }
+        let mut channel = self.channel_prefix.clone();
+        channel.extend_from_slice(topic.as_bytes());
+        let binary = matches!(msg, Message::Binary(_));
+        self.seq += 1;
+        let Some(cmd) = numbering::publish_command(
+            &self.cfg.prefix,
+            &channel,
+            (self.node, self.seq),
+            topic,
+            binary,
+            delivered,
+            payload,
+            self.cfg.history,
+        ) else {
+            debug!("redis: topic name over 255 bytes is not bridged");
+            return;
+        };
+        self.enqueue(cmd);
+    }
+
+    /// Queues a command for the publishing link, or drops and counts it
+    /// past `max_backlog`.
+    fn enqueue(&mut self, cmd: Vec<u8>) {
         if !self.queue.is_empty() && self.queued + cmd.len() > self.cfg.max_backlog {
             self.dropped += 1;
             return;
         }
         self.queued += cmd.len();
         self.queue.push_back(cmd);
+    }
+
+    /// Asks for `topic`'s log (its epoch, latest offset and the messages
+    /// kept), answered by a [`ClusterEvent::Log`] with `token`. `false`
+    /// (nothing asked) while Redis is away.
+    pub(crate) fn read_log(&mut self, topic: &str, token: u64) -> bool {
+        if !self.is_up() {
+            return false;
+        }
+        self.reads.push_back((token, topic.to_string()));
+        true
     }
 
     /// When the bridge needs the loop to wake.
@@ -226,7 +326,13 @@ impl Bridge {
             .as_ref()
             .filter(|l| l.ready && l.expect.is_empty())
             .map(|l| l.heard + PING_IDLE);
-        [self.retry_at, owed, self.resume_at, ping]
+        // Reads asked for after this pass's tick go out at the next, at once.
+        let read = (!self.reads.is_empty()).then_some(self.ticked);
+        let stall = self
+            .progress_at
+            .filter(|_| !self.stalled)
+            .map(|t| t + NUMBERING_WAIT);
+        [self.retry_at, owed, self.resume_at, ping, read, stall]
             .into_iter()
             .flatten()
             .min()
@@ -253,6 +359,7 @@ impl Bridge {
     /// Timers, and moving the queue to the publishing socket: called once
     /// per pass.
     pub(crate) fn tick(&mut self, poller: &Poller, now: Instant) {
+        self.ticked = now;
         if self.retry_at.is_some_and(|t| t <= now) {
             self.retry_at = None;
             self.connect(poller, now);
@@ -263,6 +370,11 @@ impl Bridge {
         }
         if self.resume_at.is_some_and(|t| t <= now) {
             self.resume_at = None;
+        }
+        if !self.stalled && self.progress_at.is_some_and(|t| t + NUMBERING_WAIT <= now) {
+            debug!("redis: no acknowledgement for {NUMBERING_WAIT:?}: delivering here unnumbered");
+            self.stalled = true;
+            self.take_back();
         }
         if let Some(link) = self.sub.as_mut() {
             if link.ready && link.expect.is_empty() && link.heard + PING_IDLE <= now {
@@ -321,6 +433,7 @@ impl Bridge {
                     expect: exp,
                     writing: true,
                     skip: 0,
+                    looked: 0,
                     heard: now,
                 }),
                 Err(e) => {
@@ -356,7 +469,20 @@ impl Bridge {
         for link in [self.sub.take(), self.publ.take()].into_iter().flatten() {
             let _ = poller.delete(&link.stream);
         }
+        // What was not numbered yet is delivered here now (what goes out
+        // again later is skipped when it comes back).
+        self.take_back();
+        self.progress_at = None;
+        self.stalled = false;
         let (requeued, lost) = self.give_back(unwritten);
+        // Reads owed or not yet written are answered: nothing.
+        for (token, topic) in self.reads_owed.drain(..).chain(self.reads.drain(..)) {
+            self.events.push(ClusterEvent::Log {
+                token,
+                topic,
+                log: None,
+            });
+        }
         let text = e.to_string();
         let mut what = String::new();
         if requeued > 0 {
@@ -412,6 +538,19 @@ impl Bridge {
         (requeued, lost)
     }
 
+    /// Hands the handler this node's numbered publications not numbered
+    /// yet, to deliver here ([`ClusterEvent::Returned`]).
+    fn take_back(&mut self) {
+        let cmds = self.inflight.iter().chain(self.queue.iter());
+        for u in self.taken_back.take_back(cmds) {
+            self.events.push(ClusterEvent::Returned {
+                topic: u.topic,
+                binary: u.binary,
+                payload: u.payload,
+            });
+        }
+    }
+
     /// Takes its sockets out of the poller (before the server drops it).
     pub(crate) fn detach(&mut self, poller: &Poller) {
         for link in [self.sub.take(), self.publ.take()].into_iter().flatten() {
@@ -428,7 +567,11 @@ impl Bridge {
     }
 
     fn drive(&mut self, poller: &Poller, now: Instant, key: usize) -> Result<(), LinkError> {
-        let decoder = self.decoder.clone();
+        let decoder = if key == PUB_KEY {
+            self.log_decoder.clone()
+        } else {
+            self.decoder.clone()
+        };
         let Some(link) = self.link(key) else {
             return Ok(());
         };
@@ -439,6 +582,8 @@ impl Bridge {
         let mut buf = [0u8; 16 * 1024];
         let mut replies = Vec::new();
         let mut budget = READ_PER_PASS;
+        // Whether the socket has nothing more for now.
+        let mut drained = false;
         while budget > 0 {
             let want = budget.min(buf.len());
             match link.stream.read(&mut buf[..want]) {
@@ -449,15 +594,35 @@ impl Bridge {
                     let skipped = link.skip.min(n);
                     link.skip -= skipped;
                     link.input.extend_from_slice(&buf[skipped..n]);
-                    decode_into(&decoder, link, &mut replies)?;
+                    // The subscribed link decodes as it reads, so that an
+                    // oversized message is skipped, never buffered; the
+                    // publishing one once a pass, after reading (a log of
+                    // many messages is looked at once per pass, not per
+                    // read: 16 times for 1 MiB, not 64).
+                    if key == SUB_KEY {
+                        decode_into(&decoder, link, &mut replies)?;
+                    }
                     if n < want {
+                        drained = true;
                         break;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    drained = true;
+                    break;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(LinkError::Io(e)),
             }
+        }
+        // With more to read next pass (the socket, level-triggered, is
+        // ready again then), an unfinished reply is looked at again only
+        // once its bytes have doubled: a log of 1 MiB costs five looks,
+        // not sixteen.
+        let more = !drained && rustix::io::ioctl_fionread(&link.stream).is_ok_and(|n| n > 0);
+        if key != SUB_KEY && (!more || link.input.len() >= 2 * link.looked) {
+            decode_into(&decoder, link, &mut replies)?;
+            link.looked = link.input.len();
         }
         if link.input.is_empty() && link.input.capacity() > READ_PER_PASS {
             // A large message is through: give its buffer back.
@@ -483,6 +648,18 @@ impl Bridge {
         // A pub/sub message on the subscribed link, once subscribed.
         if key == SUB_KEY && link.ready {
             match pmessage(&reply, prefix_len) {
+                Some(Push::Data(msg)) if msg.first() == Some(&numbering::ENVELOPE_V2) => {
+                    let taken_back = &self.taken_back;
+                    match numbering::open_numbered(msg, node, |seq| taken_back.contains(seq)) {
+                        Some(m) if m.payload.len() > max_message => {
+                            self.oversized += 1;
+                            debug!("redis: dropped a message over --max-message from Redis");
+                        }
+                        Some(m) => self.events.push(ClusterEvent::Message(m)),
+                        None => {}
+                    }
+                    return Ok(());
+                }
                 Some(Push::Data(msg)) => {
                     match open_envelope(msg, node) {
                         Some(incoming) if incoming.payload.len() > max_message => {
@@ -513,6 +690,7 @@ impl Bridge {
                 matches!(items.first(), Some(Reply::Bulk(Some(k))) if k == b"pong")
             }
             (Expect::Ping, Reply::Simple(k)) => k == b"PONG",
+            (Expect::Read, Reply::Array(_)) => true,
             _ => false,
         };
         if !fits {
@@ -521,11 +699,25 @@ impl Bridge {
         if !link.ready && link.expect.is_empty() {
             link.ready = true;
         }
+        if expected == Expect::Read {
+            if let Some((token, topic)) = self.reads_owed.pop_front() {
+                let log = numbering::parse_log(reply);
+                if log.is_none() {
+                    warn!(
+                        "redis: the answer to a read of '{}' is not a log",
+                        escape_for_log(&topic)
+                    );
+                }
+                self.events.push(ClusterEvent::Log { token, topic, log });
+            }
+        }
         if expected == Expect::Publish {
             // Redis took the oldest command in flight.
             if let Some(cmd) = self.inflight.pop_front() {
                 self.inflight_bytes -= cmd.len();
             }
+            self.progress_at = (!self.inflight.is_empty()).then_some(now);
+            self.stalled = false;
         }
         if !was_up && self.is_up() {
             self.on_up(now);
@@ -568,6 +760,19 @@ impl Bridge {
     /// Moves the queue to the publishing socket (once up, past the grace)
     /// and keeps each socket's interest in step with its output.
     fn pump(&mut self, poller: &Poller, now: Instant) -> Result<(), LinkError> {
+        if self.is_up() {
+            if let Some(link) = self.publ.as_mut() {
+                if !self.reads.is_empty() && link.expect.is_empty() {
+                    self.waiting_since = Some(now);
+                }
+                for (token, topic) in self.reads.drain(..) {
+                    let cmd = numbering::read_command(&self.cfg.prefix, &topic, self.cfg.history);
+                    link.out.extend_from_slice(&cmd);
+                    link.expect.push_back(Expect::Read);
+                    self.reads_owed.push_back((token, topic));
+                }
+            }
+        }
         let up = self.is_up() && self.resume_at.is_none();
         if up {
             if let Some(link) = self.publ.as_mut() {
@@ -581,6 +786,7 @@ impl Bridge {
                     link.expect.push_back(Expect::Publish);
                     self.inflight_bytes += cmd.len();
                     self.inflight.push_back(cmd);
+                    self.progress_at.get_or_insert(now);
                 }
                 if before == 0 && !link.expect.is_empty() {
                     self.waiting_since = Some(now);
@@ -606,63 +812,5 @@ impl Bridge {
             }
         }
         Ok(())
-    }
-}
-
-impl Source for Bridge {
-    fn owns(&self, key: usize) -> bool {
-        Bridge::owns(key)
-    }
-
-    fn ready(&mut self, poller: &Poller, now: Instant, key: usize) {
-        Bridge::ready(self, poller, now, key);
-    }
-
-    fn tick(&mut self, poller: &Poller, now: Instant) {
-        Bridge::tick(self, poller, now);
-    }
-
-    /// What other nodes published: the server publishes it locally only
-    /// (a message from Redis is never sent back).
-    fn deliver(&mut self, deliver: Deliver<'_>) {
-        for msg in self.take_incoming() {
-            deliver(&msg.topic, msg.opcode, &msg.payload);
-        }
-    }
-
-    fn next_wake(&self) -> Option<Instant> {
-        Bridge::next_wake(self)
-    }
-
-    fn published(&mut self, topic: &str, opcode: OpCode, payload: &[u8]) {
-        self.publish(topic, opcode, payload);
-    }
-
-    fn detach(&mut self, poller: &Poller) {
-        Bridge::detach(self, poller);
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-}
-
-impl<H: Handler> Server<H> {
-    /// Joins this server to the others that name the same Redis: what is
-    /// published to a topic here ([`Context::publish`]) is published to the
-    /// topic of the same name on every node, and the other way round (see
-    /// docs/cluster.md). The connections are made from the loop, with
-    /// backoff; the server serves local traffic whatever Redis does.
-    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-    pub fn set_redis(&mut self, config: RedisConfig) {
-        self.set_source(Box::new(Bridge::new(config, Instant::now())));
-    }
-}
-
-impl Context<'_> {
-    /// The Redis bridge's state, `None` without a bridge.
-    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-    pub fn redis_status(&self) -> Option<RedisStatus> {
-        self.core.source_as::<Bridge>().map(Bridge::status)
     }
 }

@@ -87,12 +87,30 @@ const MAX_DEPTH: usize = 2;
 #[derive(Debug, Clone)]
 pub struct Decoder {
     max_bulk: usize,
+    /// Most elements in one array.
+    max_elements: usize,
+    /// Most bytes of one reply (see [`Decoder::max_reply`]).
+    max_reply: usize,
 }
 
 impl Decoder {
     /// A decoder that refuses bulk strings longer than `max_bulk` bytes.
     pub fn new(max_bulk: usize) -> Decoder {
-        Decoder { max_bulk }
+        Decoder {
+            max_bulk,
+            max_elements: MAX_ELEMENTS,
+            max_reply: max_bulk.saturating_add(64 * 1024),
+        }
+    }
+
+    /// The same decoder taking arrays of up to `elements` elements and
+    /// replies of up to `bytes` bytes in all (each bulk string still at
+    /// most `max_bulk`): for the answer to a read of a topic's log, one
+    /// flat array of its messages.
+    pub fn with_arrays(mut self, elements: usize, bytes: usize) -> Decoder {
+        self.max_elements = self.max_elements.max(elements);
+        self.max_reply = self.max_reply.max(bytes);
+        self
     }
 
     /// The most bytes one reply may take on the wire: its largest bulk
@@ -100,16 +118,26 @@ impl Decoder {
     /// incomplete past it is refused, so this is the buffer bound a caller
     /// needs.
     pub fn max_reply(&self) -> usize {
-        self.max_bulk.saturating_add(64 * 1024)
+        self.max_reply
     }
 
     /// Decodes one reply from the start of `input`: the reply, how many
     /// bytes it took and how many more to skip; `Ok(None)` if more bytes
     /// are needed.
     pub fn decode(&self, input: &[u8]) -> Result<Option<Decoded>, RespError> {
-        let mut pos = 0;
-        let mut skip = 0;
-        match self.value(input, &mut pos, 0, true, &mut skip)? {
+        // First without keeping anything: a large reply (a log of many
+        // messages) arriving a read at a time is looked at once per read,
+        // and only the look that finds it whole allocates.
+        let (mut pos, mut skip) = (0, 0);
+        let whole = self.value(input, &mut pos, 0, true, &mut skip, false)?;
+        if whole.is_none() {
+            return match input.len() > self.max_reply() {
+                true => Err(RespError::TooLarge),
+                false => Ok(None),
+            };
+        }
+        let (mut pos, mut skip) = (0, 0);
+        match self.value(input, &mut pos, 0, true, &mut skip, true)? {
             Some(_) if pos > self.max_reply() => Err(RespError::TooLarge),
             Some(reply) => Ok(Some(Decoded {
                 reply,
@@ -124,7 +152,8 @@ impl Decoder {
 
     /// The value at `*pos`; `last`: nothing of the reply follows it, so an
     /// oversized bulk string there can be skipped (its length goes to
-    /// `skip`) rather than refused.
+    /// `skip`) rather than refused; `keep`: build the reply (else only
+    /// check that it is whole and well-formed, returning empty values).
     fn value(
         &self,
         input: &[u8],
@@ -132,6 +161,7 @@ impl Decoder {
         depth: usize,
         last: bool,
         skip: &mut usize,
+        keep: bool,
     ) -> Result<Option<Reply>, RespError> {
         let Some(&kind) = input.get(*pos) else {
             return Ok(None);
@@ -145,11 +175,19 @@ impl Decoder {
         match kind {
             b'+' => {
                 *pos = next;
-                Ok(Some(Reply::Simple(line.to_vec())))
+                Ok(Some(Reply::Simple(if keep {
+                    line.to_vec()
+                } else {
+                    Vec::new()
+                })))
             }
             b'-' => {
                 *pos = next;
-                Ok(Some(Reply::Error(line.to_vec())))
+                Ok(Some(Reply::Error(if keep {
+                    line.to_vec()
+                } else {
+                    Vec::new()
+                })))
             }
             b':' => {
                 *pos = next;
@@ -178,7 +216,7 @@ impl Decoder {
                     return Err(RespError::BadTerminator);
                 }
                 *pos = end + 2;
-                Ok(Some(Reply::Bulk(Some(input[next..end].to_vec()))))
+                Ok(Some(Reply::Bulk(keep.then(|| input[next..end].to_vec()))))
             }
             _ => {
                 let n = number(line)?;
@@ -187,18 +225,19 @@ impl Decoder {
                     return Ok(Some(Reply::Array(None)));
                 }
                 let n = usize::try_from(n).map_err(|_| RespError::BadNumber)?;
-                if n > MAX_ELEMENTS {
+                if n > self.max_elements {
                     return Err(RespError::TooLarge);
                 }
                 if depth >= MAX_DEPTH {
                     return Err(RespError::TooDeep);
                 }
                 let mut at = next;
-                let mut items = Vec::with_capacity(n);
+                let mut items = Vec::with_capacity(if keep { n } else { 0 });
                 for i in 0..n {
                     let last = last && i + 1 == n;
-                    match self.value(input, &mut at, depth + 1, last, skip)? {
-                        Some(item) => items.push(item),
+                    match self.value(input, &mut at, depth + 1, last, skip, keep)? {
+                        Some(item) if keep => items.push(item),
+                        Some(_) => {}
                         None => return Ok(None),
                     }
                 }

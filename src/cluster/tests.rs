@@ -5,6 +5,8 @@ use super::*;
 use std::io::Write;
 use std::net::TcpStream;
 
+use crate::server::Source;
+
 #[test]
 fn envelopes_round_trip_and_our_own_are_dropped() {
     let cfg = RedisConfig::from_url("redis://127.0.0.1:1").unwrap();
@@ -83,10 +85,19 @@ fn commands_of_a_link_given_up_are_queued_again_or_counted() {
 /// bridge, the fake's ends of the subscribed and publishing
 /// connections, and the instant it came up.
 fn bridge_up(max_message: usize) -> (Poller, Bridge, TcpStream, TcpStream, Instant) {
+    bridge_up_keeping(max_message, 0)
+}
+
+/// [`bridge_up`] with `history` messages kept per topic.
+fn bridge_up_keeping(
+    max_message: usize,
+    history: usize,
+) -> (Poller, Bridge, TcpStream, TcpStream, Instant) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let mut cfg =
         RedisConfig::from_url(&format!("redis://{}", listener.local_addr().unwrap())).unwrap();
     cfg.max_message = max_message;
+    cfg.history = history;
     let poller = Poller::new().unwrap();
     let t0 = Instant::now();
     let mut b = Bridge::new(cfg, t0);
@@ -225,4 +236,130 @@ fn a_stopped_redis_is_given_up_and_what_it_did_not_acknowledge_counted() {
     assert!(buf[..n].ends_with(b"PING\r\n"));
     b.tick(&poller, t0 + PING_IDLE + REPLY_TIMEOUT);
     assert!(!b.is_up());
+}
+
+#[test]
+fn numbered_publications_unanswered_for_a_while_are_handed_back_once() {
+    let (poller, mut b, mut sub, mut publ, t0) = bridge_up(1 << 20);
+    assert!(b.status().numbering);
+    b.publish_numbered("r", crate::Message::Text("one"), false);
+    b.publish_numbered("r", crate::Message::Text("two"), true);
+    b.tick(&poller, t0);
+    let mut buf = [0u8; 8192];
+    let n = publ.read(&mut buf).unwrap();
+    assert_eq!(buf[..n].windows(4).filter(|w| w == b"EVAL").count(), 2);
+    assert_eq!(b.next_wake(), Some(t0 + NUMBERING_WAIT));
+    b.tick(&poller, t0 + NUMBERING_WAIT - Duration::from_millis(1));
+    assert!(b.take_events().is_empty() && b.status().numbering);
+    b.tick(&poller, t0 + NUMBERING_WAIT);
+    // The one its origin had not delivered comes back, once; the link
+    // stays (Redis may only be slow) but numbering is off meanwhile.
+    let back = b.take_events();
+    assert_eq!(
+        back,
+        [ClusterEvent::Returned {
+            topic: "r".into(),
+            binary: false,
+            payload: b"one".to_vec()
+        }]
+    );
+    assert!(b.is_up() && !b.status().numbering);
+    b.tick(&poller, t0 + REPLY_TIMEOUT - Duration::from_millis(1));
+    assert!(b.take_events().is_empty());
+    // When Redis numbers it after all, this node skips it.
+    let node = b.node;
+    let numbered = |seq: u64, offset: u64| {
+        let mut env = vec![numbering::ENVELOPE_V2, 0];
+        env.extend_from_slice(&node.to_be_bytes());
+        env.extend_from_slice(&seq.to_be_bytes());
+        env.extend_from_slice(format!("\x01rE1 {offset} x").as_bytes());
+        let mut msg = Vec::new();
+        encode_command(
+            &mut msg,
+            &[b"pmessage", b"rookery:room:*", b"rookery:room:r", &env],
+        );
+        msg
+    };
+    sub.write_all(&numbered(1, 1)).unwrap();
+    publ.write_all(b":1\r\n").unwrap();
+    b.ready(&poller, t0, SUB_KEY);
+    b.ready(&poller, t0, PUB_KEY);
+    assert!(
+        b.take_events().is_empty(),
+        "taken back: not delivered twice"
+    );
+    assert!(b.status().numbering, "an answer: numbering again");
+    // One of its own not taken back is delivered as numbered.
+    sub.write_all(&numbered(3, 2)).unwrap();
+    b.ready(&poller, t0, SUB_KEY);
+    assert!(
+        matches!(&b.take_events()[..], [ClusterEvent::Message(m)] if m.offset == 2),
+        "its own numbered message"
+    );
+}
+
+#[test]
+fn a_read_of_a_log_is_answered_even_when_the_link_goes() {
+    let (poller, mut b, _sub, publ, t0) = bridge_up(1 << 20);
+    assert!(b.read_log("r", 7));
+    b.tick(&poller, t0);
+    assert!(b.take_events().is_empty());
+    drop(publ);
+    for _ in 0..100 {
+        b.ready(&poller, t0, PUB_KEY);
+        if !b.is_up() {
+            break;
+        }
+    }
+    assert_eq!(
+        b.take_events(),
+        [ClusterEvent::Log {
+            token: 7,
+            topic: "r".into(),
+            log: None
+        }]
+    );
+    // Nothing is asked while Redis is away.
+    assert!(!b.read_log("r", 8));
+}
+
+#[test]
+fn a_log_larger_than_a_pass_is_read_over_passes_whole() {
+    const N: usize = 3000;
+    let (poller, mut b, _sub, mut publ, t0) = bridge_up_keeping(1 << 20, N);
+    assert!(b.read_log("r", 1));
+    b.tick(&poller, t0);
+    let mut buf = [0u8; 4096];
+    let n = publ.read(&mut buf).unwrap();
+    assert!(buf[..n].starts_with(b"*"), "the read went out");
+    let mut reply = format!("*{}\r\n$2\r\nE1\r\n:{N}\r\n", 2 + 3 * N).into_bytes();
+    for i in 1..=N {
+        let payload = format!("{i:06}{}", "x".repeat(58));
+        reply.extend_from_slice(format!(":{i}\r\n$1\r\n\0\r\n$64\r\n{payload}\r\n").as_bytes());
+    }
+    assert!(reply.len() > 3 * READ_PER_PASS);
+    let writer = std::thread::spawn(move || publ.write_all(&reply).map(|_| publ));
+    let mut log = None;
+    for _ in 0..1000 {
+        b.ready(&poller, t0, PUB_KEY);
+        if let Some(ClusterEvent::Log { log: got, .. }) = b.take_events().pop() {
+            log = got;
+            break;
+        }
+        let mut events = crate::server::poller::Events::new();
+        poller
+            .wait(&mut events, Some(Duration::from_millis(100)))
+            .unwrap();
+    }
+    let _publ = writer.join().unwrap().unwrap();
+    let log = log.expect("the whole log");
+    assert_eq!(
+        (log.epoch.as_str(), log.last, log.entries.len()),
+        ("E1", N as u64, N)
+    );
+    assert!(log
+        .messages()
+        .enumerate()
+        .all(|(i, (offset, _))| offset == i as u64 + 1));
+    assert!(b.is_up());
 }

@@ -36,11 +36,11 @@ impl Handler for FfiHandler {
         });
     }
 
-    fn on_close(&mut self, ctx: &mut Context<'_>, conn: ConnId, code: u16, _reason: &str) {
+    fn on_close(&mut self, ctx: &mut Context<'_>, conn: ConnId, code: CloseCode, _reason: &str) {
         self.dispatch(ctx, |cb, s, user| {
             if let Some(f) = cb.on_close {
                 // SAFETY: as in `on_open`.
-                unsafe { f(s, conn.as_u64(), code, user) }
+                unsafe { f(s, conn.as_u64(), code.get(), user) }
             }
         });
         // After the callback, which may still want its pointer.

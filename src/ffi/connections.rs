@@ -77,7 +77,8 @@ pub unsafe extern "C" fn rk_close(
             // SAFETY: per this function's contract.
             unsafe { c_str(reason) }?
         };
-        if !crate::proto::close::is_valid_on_wire(code) {
+        let code = CloseCode::from(code);
+        if !code.is_valid_on_wire() {
             return Err(RK_ECODE);
         }
         with_context(s, |ctx| ctx.close(ConnId::from_u64(conn), code, reason))?

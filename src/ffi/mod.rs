@@ -105,8 +105,8 @@ pub use self::topics::*;
 
 use crate::proto::http::{Request, Response};
 use crate::{
-    Config, ConnId, Context, Handler, Message, PostError, Poster, SendError, Server, StopHandle,
-    TimerId, Upgrade,
+    CloseCode, Config, ConnId, Context, Handler, Message, PostError, Poster, SendError, Server,
+    StopHandle, TimerId, Upgrade,
 };
 
 // ---- error codes -------------------------------------------------------------

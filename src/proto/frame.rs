@@ -1,6 +1,8 @@
 //! Frame headers (RFC 6455 §5.2): opcodes, the server-side encoder, and
 //! unmasking a word at a time.
 
+use super::close::CloseCode;
+
 /// A frame's opcode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OpCode {
@@ -130,7 +132,7 @@ pub fn encode_frame(out: &mut Vec<u8>, opcode: OpCode, payload: &[u8]) {
 
 /// Appends a close frame; `code` `None` sends an empty payload. The reason is
 /// cut at a character boundary to fit in a control frame.
-pub fn encode_close(out: &mut Vec<u8>, code: Option<u16>, reason: &str) {
+pub fn encode_close(out: &mut Vec<u8>, code: Option<CloseCode>, reason: &str) {
     let Some(code) = code else {
         encode_frame(out, OpCode::Close, &[]);
         return;
@@ -140,7 +142,7 @@ pub fn encode_close(out: &mut Vec<u8>, code: Option<u16>, reason: &str) {
         end -= 1;
     }
     let mut payload = [0u8; MAX_CONTROL_PAYLOAD];
-    payload[..2].copy_from_slice(&code.to_be_bytes());
+    payload[..2].copy_from_slice(&code.get().to_be_bytes());
     payload[2..2 + end].copy_from_slice(&reason.as_bytes()[..end]);
     encode_frame(out, OpCode::Close, &payload[..2 + end]);
 }
@@ -347,14 +349,14 @@ mod tests {
     #[test]
     fn close_frames() {
         let mut out = Vec::new();
-        encode_close(&mut out, Some(1001), "bye");
+        encode_close(&mut out, Some(CloseCode::GOING_AWAY), "bye");
         assert_eq!(out, [0x88, 5, 0x03, 0xE9, b'b', b'y', b'e']);
         out.clear();
         encode_close(&mut out, None, "ignored");
         assert_eq!(out, [0x88, 0]);
         out.clear();
         let long = "é".repeat(100);
-        encode_close(&mut out, Some(1000), &long);
+        encode_close(&mut out, Some(CloseCode::NORMAL), &long);
         assert_eq!(out[1], 124);
         assert!(std::str::from_utf8(&out[4..]).is_ok());
     }

@@ -12,6 +12,7 @@ use std::any::Any;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::proto::close::CloseCode;
 use crate::proto::connection::{Message, SendError, SharedFrame};
 use crate::proto::http::{Request, Response};
 
@@ -252,12 +253,14 @@ impl Context<'_> {
 
     /// Starts the closing handshake: sends a close frame and waits for the
     /// peer's, at most the close timeout. [`Handler::on_close`] follows.
-    pub fn close(&mut self, conn: ConnId, code: u16, reason: &str) -> Result<(), SendError> {
+    /// A code that may not be sent ([`CloseCode::is_valid_on_wire`]) is
+    /// refused with [`SendError::InvalidCloseCode`].
+    pub fn close(&mut self, conn: ConnId, code: CloseCode, reason: &str) -> Result<(), SendError> {
         self.core.close(conn, code, reason)
     }
 
     /// Drops the TCP connection at once. [`Handler::on_close`] follows with
-    /// code 1006 if the connection was upgraded.
+    /// [`CloseCode::ABNORMAL`] if the connection was upgraded.
     pub fn kill(&mut self, conn: ConnId) -> Result<(), SendError> {
         self.core.kill(conn)
     }
@@ -351,7 +354,7 @@ impl Context<'_> {
     /// is boxed, one allocation; a connection without one costs nothing.
     ///
     /// ```
-    /// use rookery::{ConnId, Context, Handler, Message, Request, Upgrade};
+    /// use rookery::{CloseCode, ConnId, Context, Handler, Message, Request, Upgrade};
     ///
     /// /// Greets by the name given in the path (`/chat?name=Ada`).
     /// struct Greeter;
@@ -379,7 +382,7 @@ impl Context<'_> {
     ///         let _ = ctx.send_text(conn, &reply);
     ///     }
     ///
-    ///     fn on_close(&mut self, ctx: &mut Context<'_>, conn: ConnId, _code: u16, _reason: &str) {
+    ///     fn on_close(&mut self, ctx: &mut Context<'_>, conn: ConnId, _code: CloseCode, _reason: &str) {
     ///         if let Some(member) = ctx.user_data::<Member>(conn) {
     ///             println!("{} left after {} messages", member.name, member.messages);
     ///         }
@@ -513,11 +516,12 @@ pub trait Handler {
 
     /// The connection is closed: `code` is the one of the close frame that
     /// began the closing handshake (the peer's if it closed first, with its
-    /// reason, 1005 if its frame had no code; ours if we did, or the one we
-    /// failed the connection with), or 1006 if the TCP connection ended
-    /// without a completed closing handshake.
+    /// reason, [`CloseCode::NO_STATUS`] if its frame had no code; ours if we
+    /// did, or the one we failed the connection with), or
+    /// [`CloseCode::ABNORMAL`] if the TCP connection ended without a
+    /// completed closing handshake.
     /// Called once for every upgraded connection. The id is stale afterwards.
-    fn on_close(&mut self, ctx: &mut Context<'_>, conn: ConnId, code: u16, reason: &str) {
+    fn on_close(&mut self, ctx: &mut Context<'_>, conn: ConnId, code: CloseCode, reason: &str) {
         let _ = (ctx, conn, code, reason);
     }
 
@@ -532,6 +536,21 @@ pub trait Handler {
     /// keeps. Called on the loop, at the end of the pass that saw the ask.
     fn on_reload(&mut self, ctx: &mut Context<'_>) {
         let _ = ctx;
+    }
+
+    /// Something from the cluster (feature `redis`): a message numbered by
+    /// it ([`crate::Context::publish_numbered`], from this node or
+    /// another), or the answer to a read of a topic's log
+    /// ([`crate::Context::read_log`]). The default delivers each message
+    /// to this node's members of its topic ([`Context::publish_local`]);
+    /// a handler that keeps a topic's history and offsets (the chat) keeps
+    /// them here, in the cluster's order.
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    fn on_cluster(&mut self, ctx: &mut Context<'_>, event: super::numbered::ClusterEvent) {
+        if let super::numbered::ClusterEvent::Message(m) = event {
+            ctx.publish_local(&m.topic, m.message());
+        }
     }
 
     /// The graceful shutdown begins ([`StopHandle::stop`](crate::StopHandle),

@@ -110,6 +110,16 @@ impl History {
         }
     }
 
+    /// An empty history of `epoch` whose next message gets offset
+    /// `last + 1`: one that takes up a count kept elsewhere (a cluster's,
+    /// with the feature `redis`: `Context::publish_numbered`).
+    pub fn resumed_at(capacity: usize, epoch: Epoch, last: u64) -> History {
+        History {
+            last,
+            ..History::with_epoch(capacity, epoch)
+        }
+    }
+
     /// The epoch: the offsets of this history mean nothing in another.
     pub fn epoch(&self) -> &Epoch {
         &self.epoch

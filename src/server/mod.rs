@@ -16,6 +16,8 @@ mod core;
 mod feed;
 mod handler;
 mod history;
+#[cfg(feature = "redis")]
+mod numbered;
 mod per_ip;
 pub(crate) mod poller;
 mod post;
@@ -45,6 +47,8 @@ pub use self::config::Config;
 use self::core::{Core, Timer, LISTENER_KEY};
 pub use self::handler::{Context, Handler, TimerId, Upgrade};
 pub use self::history::{Epoch, History, Since, SinceError, MAX_EPOCH};
+#[cfg(feature = "redis")]
+pub use self::numbered::{ClusterEvent, Numbered, TopicLog};
 use self::poller::{Events, Poller};
 use self::post::{Post, PostBox};
 pub use self::post::{PostError, Poster};
@@ -379,6 +383,7 @@ impl<H: Handler> Server<H> {
             #[cfg(feature = "redis")]
             if self.core.source_owns(key) {
                 self.core.source_ready(key);
+                self.hand_cluster_events();
                 self.settle();
                 continue;
             }
@@ -397,12 +402,27 @@ impl<H: Handler> Server<H> {
         #[cfg(feature = "redis")]
         if self.core.source.is_some() {
             self.core.source_tick();
+            self.hand_cluster_events();
             self.settle();
         }
         self.run_timers();
         self.check_reload();
         self.check_stop();
         Ok(!(self.core.stopping && self.core.slots.is_empty()))
+    }
+
+    /// Hands the handler what the cluster numbered or read since the last
+    /// call ([`Handler::on_cluster`]).
+    #[cfg(feature = "redis")]
+    fn hand_cluster_events(&mut self) {
+        for event in self.core.take_source_events() {
+            self.handler.on_cluster(
+                &mut Context {
+                    core: &mut self.core,
+                },
+                event,
+            );
+        }
     }
 
     /// Re-reads the TLS certificate and key if a reload was asked for: new

@@ -11,6 +11,7 @@ use std::any::Any;
 use std::time::Instant;
 
 use super::core::Core;
+use super::numbered::ClusterEvent;
 use super::poller::Poller;
 use crate::proto::frame::OpCode;
 
@@ -33,6 +34,12 @@ pub(crate) trait Source: Any {
     /// [`Source::ready`] and [`Source::tick`]).
     fn deliver(&mut self, deliver: Deliver<'_>);
 
+    /// What it has for the handler ([`crate::Handler::on_cluster`]),
+    /// taken after each [`Source::ready`] and [`Source::tick`].
+    fn take_events(&mut self) -> Vec<ClusterEvent> {
+        Vec::new()
+    }
+
     /// When it next needs [`Source::tick`], if ever.
     fn next_wake(&self) -> Option<Instant>;
 
@@ -44,6 +51,9 @@ pub(crate) trait Source: Any {
 
     /// Itself, for the owner of the concrete type to look at its state.
     fn as_any(&self) -> &dyn Any;
+
+    /// Itself, to change.
+    fn as_any_mut(&mut self) -> &mut dyn Any;
 }
 
 impl Core {
@@ -57,6 +67,19 @@ impl Core {
     /// The attached source, if it is a `T`.
     pub(crate) fn source_as<T: Source>(&self) -> Option<&T> {
         self.source.as_deref()?.as_any().downcast_ref()
+    }
+
+    /// The attached source, if it is a `T`, to change.
+    pub(crate) fn source_as_mut<T: Source>(&mut self) -> Option<&mut T> {
+        let source: &mut dyn Any = self.source.as_deref_mut()?.as_any_mut();
+        source.downcast_mut()
+    }
+
+    /// What the source has for the handler.
+    pub(crate) fn take_source_events(&mut self) -> Vec<ClusterEvent> {
+        self.source
+            .as_deref_mut()
+            .map_or_else(Vec::new, Source::take_events)
     }
 
     /// Whether poller key `key` belongs to the attached source.

@@ -5,6 +5,8 @@
 //! bucket for whatever falls outside them. Read them with
 //! [`crate::Context::stats`].
 
+use crate::proto::close::CloseCode;
+
 /// The statuses refusals are counted under (others: the last bucket).
 pub const REFUSAL_STATUSES: [u16; 10] = [400, 403, 404, 405, 408, 426, 431, 500, 501, 503];
 
@@ -41,8 +43,8 @@ impl Stats {
         self.refused[at] += 1;
     }
 
-    pub(crate) fn count_close(&mut self, code: u16) {
-        let at = usize::from(code.wrapping_sub(CLOSE_FIRST)).min(CLOSE_BUCKETS);
+    pub(crate) fn count_close(&mut self, code: CloseCode) {
+        let at = usize::from(code.get().wrapping_sub(CLOSE_FIRST)).min(CLOSE_BUCKETS);
         self.closes[at] += 1;
     }
 
@@ -58,12 +60,15 @@ impl Stats {
 
     /// Upgraded connections closed, by the code the handler was told
     /// (`None`: a code outside 1000 to 1015); only the non-zero counts.
-    pub fn closes(&self) -> impl Iterator<Item = (Option<u16>, u64)> + '_ {
+    pub fn closes(&self) -> impl Iterator<Item = (Option<CloseCode>, u64)> + '_ {
         self.closes
             .iter()
             .enumerate()
             .filter(|(_, &n)| n > 0)
-            .map(|(i, &n)| ((i < CLOSE_BUCKETS).then(|| CLOSE_FIRST + i as u16), n))
+            .map(|(i, &n)| {
+                let code = (i < CLOSE_BUCKETS).then(|| CloseCode::new(CLOSE_FIRST + i as u16));
+                (code, n)
+            })
     }
 }
 
@@ -77,17 +82,20 @@ mod tests {
         s.count_refusal(404);
         s.count_refusal(404);
         s.count_refusal(418);
-        s.count_close(1000);
-        s.count_close(1015);
-        s.count_close(4000);
-        s.count_close(0);
+        for code in [1000, 1015, 4000, 0] {
+            s.count_close(CloseCode::new(code));
+        }
         assert_eq!(
             s.handshakes_rejected().collect::<Vec<_>>(),
             [(Some(404), 2), (None, 1)]
         );
         assert_eq!(
             s.closes().collect::<Vec<_>>(),
-            [(Some(1000), 1), (Some(1015), 1), (None, 2)]
+            [
+                (Some(CloseCode::NORMAL), 1),
+                (Some(CloseCode::TLS_HANDSHAKE), 1),
+                (None, 2)
+            ]
         );
     }
 }

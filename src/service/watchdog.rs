@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::Notifier;
 use crate::proto::http::{Request, Response};
-use crate::{ConnId, Context, Handler, Message, Upgrade};
+use crate::{CloseCode, ConnId, Context, Handler, Message, Upgrade};
 
 /// The timer token [`Notified`] keeps for its watchdog: a timer of the
 /// inner handler with this token would be taken for the watchdog's.
@@ -82,8 +82,13 @@ impl<H: Handler> Handler for Notified<H> {
         self.inner.on_message(ctx, conn, msg);
     }
 
-    fn on_close(&mut self, ctx: &mut Context<'_>, conn: ConnId, code: u16, reason: &str) {
+    fn on_close(&mut self, ctx: &mut Context<'_>, conn: ConnId, code: CloseCode, reason: &str) {
         self.inner.on_close(ctx, conn, code, reason);
+    }
+
+    #[cfg(feature = "redis")]
+    fn on_cluster(&mut self, ctx: &mut Context<'_>, event: crate::server::ClusterEvent) {
+        self.inner.on_cluster(ctx, event);
     }
 
     fn on_timer(&mut self, ctx: &mut Context<'_>, token: u64) {

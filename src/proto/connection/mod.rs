@@ -41,7 +41,7 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use super::close::{self, parse_close};
+use super::close::{self, parse_close, CloseCode};
 use super::deflate::{self, Codec, InflateError};
 use super::frame::{encode_close, encode_frame, OpCode, ServerHeader, MAX_CONTROL_PAYLOAD};
 use super::handshake::{self, HandshakeError};
@@ -79,7 +79,7 @@ pub enum Event<'a> {
     /// [`Notice::Closed`].
     Closed {
         /// The close code.
-        code: u16,
+        code: CloseCode,
         /// The peer's reason, or empty.
         reason: &'a str,
     },
@@ -183,7 +183,7 @@ pub enum Notice {
     /// An upgraded connection ended without its input saying so (a kill, a
     /// deadline, a failed write), with this close code (input-caused ends
     /// come as [`Event::Closed`] instead). Once per connection.
-    Closed(u16),
+    Closed(CloseCode),
 }
 
 impl Connection {
@@ -314,7 +314,7 @@ impl Connection {
 
     /// The peer's end of the transport is gone (EOF or a read error).
     pub fn handle_eof(&mut self) {
-        self.finish(close::ABNORMAL);
+        self.finish(CloseCode::ABNORMAL);
     }
 
     fn on_request(
@@ -491,12 +491,7 @@ impl Connection {
                 r.burst()
             )),
         );
-        let _ = self.close(
-            settings,
-            now,
-            close::POLICY_VIOLATION,
-            "rate limit exceeded",
-        );
+        let _ = self.close(settings, now, CloseCode::POLICY, "rate limit exceeded");
         None
     }
 
@@ -521,20 +516,20 @@ impl Connection {
         &mut self,
         settings: &Settings,
         now: Instant,
-        code: Option<u16>,
+        code: Option<CloseCode>,
         reason: &'a str,
     ) -> Option<Event<'a>> {
         if matches!(self.phase, Phase::Closing(_)) {
             // The peer answered ours: report the code we began with.
             self.drain(settings, now);
-            return self.report(self.close_code, "");
+            return self.report(CloseCode::new(self.close_code), "");
         }
         // Echo the peer's code (RFC 6455 §5.5.1).
         let mut frame = Vec::with_capacity(4);
         encode_close(&mut frame, code, "");
         self.queue_last(&frame);
         self.drain(settings, now);
-        self.report(code.unwrap_or(close::NO_STATUS), reason)
+        self.report(code.unwrap_or(CloseCode::NO_STATUS), reason)
     }
 
     /// Fails the connection after a protocol violation: a close frame with
@@ -558,7 +553,7 @@ impl Connection {
     }
 
     /// The event that tells the caller an upgraded connection is closed, once.
-    fn report<'a>(&mut self, code: u16, reason: &'a str) -> Option<Event<'a>> {
+    fn report<'a>(&mut self, code: CloseCode, reason: &'a str) -> Option<Event<'a>> {
         if !self.flag(UPGRADED) {
             return None;
         }
@@ -709,15 +704,15 @@ impl Connection {
         match self.phase {
             Phase::Handshake(_) => {
                 // Logged by whoever holds the connection, which can name it.
-                self.finish(close::ABNORMAL);
+                self.finish(CloseCode::ABNORMAL);
             }
             Phase::Open(..) => {
                 log::debug!("idle for {:?}, closing", settings.idle_timeout);
-                let _ = self.close(settings, now, close::GOING_AWAY, "idle timeout");
+                let _ = self.close(settings, now, CloseCode::GOING_AWAY, "idle timeout");
             }
             Phase::Closing(_) | Phase::Draining => {
                 log::debug!("close timed out");
-                self.finish(close::ABNORMAL);
+                self.finish(CloseCode::ABNORMAL);
             }
             Phase::Deciding | Phase::Pending(_) | Phase::Finished => {}
         }
@@ -747,7 +742,7 @@ impl Connection {
         }
         match std::mem::take(&mut self.unreported) {
             0 => None,
-            code => Some(Notice::Closed(code)),
+            code => Some(Notice::Closed(CloseCode::new(code))),
         }
     }
 
@@ -822,10 +817,10 @@ impl Connection {
         self.time = after(now, settings.close_wait());
     }
 
-    fn finish(&mut self, code: u16) {
+    fn finish(&mut self, code: CloseCode) {
         if self.flag(UPGRADED) {
             self.set_flag(UPGRADED, false);
-            self.unreported = code;
+            self.unreported = code.get();
             self.close_code = 0;
         }
         self.phase = Phase::Finished;

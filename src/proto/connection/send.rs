@@ -171,10 +171,10 @@ impl Connection {
         &mut self,
         settings: &Settings,
         now: Instant,
-        code: u16,
+        code: CloseCode,
         reason: &str,
     ) -> Result<(), SendError> {
-        if !close::is_valid_on_wire(code) {
+        if !code.is_valid_on_wire() {
             return Err(SendError::InvalidCloseCode);
         }
         if !self.can_send() {
@@ -184,7 +184,7 @@ impl Connection {
         encode_close(&mut frame, Some(code), reason);
         self.queue_last(&frame);
         self.phase = Phase::Closing(self.deflate());
-        self.close_code = code;
+        self.close_code = code.get();
         self.time = after(now, settings.close_wait());
         Ok(())
     }
@@ -194,7 +194,7 @@ impl Connection {
         if matches!(self.phase, Phase::Finished) {
             return Err(SendError::NotOpen);
         }
-        self.finish(close::ABNORMAL);
+        self.finish(CloseCode::ABNORMAL);
         Ok(())
     }
 
@@ -217,7 +217,7 @@ impl Connection {
             return;
         }
         log::debug!("write failed: {error}");
-        self.finish(close::ABNORMAL);
+        self.finish(CloseCode::ABNORMAL);
     }
 
     /// Ends a write. `extra` are the parts handed to the transport after the
@@ -316,11 +316,6 @@ impl Connection {
         // Logged by whoever holds the connection, which can name it (see
         // `Notice::BacklogExceeded`).
         self.set_flag(BACKLOG_EXCEEDED, true);
-        let _ = self.close(
-            settings,
-            now,
-            close::POLICY_VIOLATION,
-            "backlog limit exceeded",
-        );
+        let _ = self.close(settings, now, CloseCode::POLICY, "backlog limit exceeded");
     }
 }

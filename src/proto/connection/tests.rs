@@ -116,13 +116,13 @@ fn send_through(
 /// [`Connection::poll_event`] (any other notice polled on the way is
 /// dropped).
 trait Notices {
-    fn take_closed(&mut self) -> Option<u16>;
+    fn take_closed(&mut self) -> Option<CloseCode>;
     fn take_activation(&mut self, now: Instant) -> Option<Vec<u8>>;
     fn take_backlog_closed(&mut self) -> bool;
 }
 
 impl Notices for Connection {
-    fn take_closed(&mut self) -> Option<u16> {
+    fn take_closed(&mut self) -> Option<CloseCode> {
         let now = Instant::now();
         std::iter::from_fn(|| self.poll_event(now)).find_map(|n| match n {
             Notice::Closed(code) => Some(code),
@@ -227,7 +227,7 @@ impl Peer {
                 Some(Event::Text(t)) => seen.push(Seen::Text(t.to_string())),
                 Some(Event::Binary(b)) => seen.push(Seen::Binary(b.to_vec())),
                 Some(Event::Closed { code, reason }) => {
-                    seen.push(Seen::Closed(code, reason.to_string()))
+                    seen.push(Seen::Closed(code.get(), reason.to_string()))
                 }
             }
         }
@@ -240,7 +240,7 @@ impl Peer {
         self.wire.flush(&mut self.conn, &self.s, now, &[]);
     }
 
-    fn tick(&mut self, ms: u64) -> Option<u16> {
+    fn tick(&mut self, ms: u64) -> Option<CloseCode> {
         self.conn.handle_timeout(&self.s, self.at(ms));
         self.flush(ms);
         self.conn.take_closed()
@@ -332,7 +332,7 @@ fn a_peer_close_is_echoed_and_reported_with_its_reason() {
 fn our_close_is_answered_or_times_out_as_1006() {
     let mut peer = Peer::open(settings());
     peer.conn
-        .close(&peer.s, peer.at(50), 4000, "as asked")
+        .close(&peer.s, peer.at(50), CloseCode::new(4000), "as asked")
         .unwrap();
     peer.flush(50);
     assert_eq!(
@@ -348,12 +348,12 @@ fn our_close_is_answered_or_times_out_as_1006() {
     let mut silent = Peer::open(settings());
     silent
         .conn
-        .close(&silent.s, silent.at(50), 1000, "")
+        .close(&silent.s, silent.at(50), CloseCode::NORMAL, "")
         .unwrap();
     assert_eq!(silent.ms_until_timeout(), Some(2050));
     assert_eq!(silent.tick(2049), None);
     assert!(!silent.conn.is_finished());
-    assert_eq!(silent.tick(2050), Some(close::ABNORMAL));
+    assert_eq!(silent.tick(2050), Some(CloseCode::ABNORMAL));
     assert!(silent.conn.is_finished());
 }
 
@@ -496,7 +496,7 @@ fn a_kill_is_reported_once_as_1006() {
     let mut peer = Peer::open(settings());
     peer.conn.kill().unwrap();
     assert!(peer.conn.is_finished());
-    assert_eq!(peer.conn.take_closed(), Some(close::ABNORMAL));
+    assert_eq!(peer.conn.take_closed(), Some(CloseCode::ABNORMAL));
     assert_eq!(peer.conn.take_closed(), None);
     assert_eq!(peer.conn.kill(), Err(SendError::NotOpen));
     assert_eq!(
@@ -607,7 +607,13 @@ fn the_sending_direction_is_shut_once_the_close_answer_is_out() {
     let (_, event) =
         peer.conn
             .handle_input(&peer.s, now, &mut peer.codec, &mut input, &mut peer.scratch);
-    assert!(matches!(event, Some(Event::Closed { code: 1000, .. })));
+    assert!(matches!(
+        event,
+        Some(Event::Closed {
+            code: CloseCode::NORMAL,
+            ..
+        })
+    ));
     // Draining: the rest of the reply and the close frame first.
     sink.writable(&mut peer.conn, &peer.s, now);
     assert!(!sink.shut, "output left: not shut yet");
@@ -640,7 +646,7 @@ fn notices_come_once_each_in_order() {
     let notices: Vec<Notice> = std::iter::from_fn(|| peer.conn.poll_event(now)).collect();
     assert_eq!(
         notices,
-        [Notice::BacklogExceeded, Notice::Closed(close::ABNORMAL)]
+        [Notice::BacklogExceeded, Notice::Closed(CloseCode::ABNORMAL)]
     );
 }
 
@@ -654,7 +660,7 @@ fn a_failed_write_finishes_the_connection() {
     peer.conn
         .write_failed(&std::io::ErrorKind::BrokenPipe.into());
     assert!(peer.conn.is_finished());
-    assert_eq!(peer.conn.take_closed(), Some(close::ABNORMAL));
+    assert_eq!(peer.conn.take_closed(), Some(CloseCode::ABNORMAL));
 }
 
 #[test]

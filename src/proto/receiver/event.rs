@@ -4,7 +4,7 @@
 use std::fmt;
 use std::ops::Range;
 
-use super::close;
+use super::close::CloseCode;
 #[cfg(doc)]
 use super::Receiver;
 
@@ -31,7 +31,7 @@ pub enum ProtocolError {
     /// A close frame with a one-byte payload.
     TruncatedClose,
     /// A close code that may not be sent.
-    InvalidCloseCode(u16),
+    InvalidCloseCode(CloseCode),
     /// Text or a close reason that is not UTF-8.
     InvalidUtf8,
     /// The message would exceed the size limit (inflated, if compressed).
@@ -42,11 +42,11 @@ pub enum ProtocolError {
 
 impl ProtocolError {
     /// The close code to fail the connection with.
-    pub fn close_code(self) -> u16 {
+    pub fn close_code(self) -> CloseCode {
         match self {
-            ProtocolError::InvalidUtf8 | ProtocolError::BadCompression => close::INVALID_PAYLOAD,
-            ProtocolError::MessageTooBig => close::MESSAGE_TOO_BIG,
-            _ => close::PROTOCOL_ERROR,
+            ProtocolError::InvalidUtf8 | ProtocolError::BadCompression => CloseCode::INVALID_DATA,
+            ProtocolError::MessageTooBig => CloseCode::TOO_BIG,
+            _ => CloseCode::PROTOCOL_ERROR,
         }
     }
 }
@@ -99,7 +99,8 @@ pub enum Event {
     Ping(Payload),
     /// A pong with its payload.
     Pong(Payload),
-    /// A valid close frame; parse its payload with [`close::parse_close`].
+    /// A valid close frame; parse its payload with
+    /// [`parse_close`](crate::proto::close::parse_close).
     Close(Payload),
     /// A complete compressed message (RSV1 on its first frame), not yet
     /// inflated, so text is not yet validated.

@@ -131,7 +131,7 @@ pub(crate) struct Settled {
     /// request.
     pub activated: Option<Vec<u8>>,
     /// It ended without its input saying so, with this close code.
-    pub closed: Option<u16>,
+    pub closed: Option<crate::CloseCode>,
     /// It is gone from the slab.
     pub removed: bool,
 }
@@ -588,7 +588,12 @@ impl Core {
 
     // ---- closing -------------------------------------------------------------
 
-    pub(crate) fn close(&mut self, id: ConnId, code: u16, reason: &str) -> Result<(), SendError> {
+    pub(crate) fn close(
+        &mut self,
+        id: ConnId,
+        code: crate::CloseCode,
+        reason: &str,
+    ) -> Result<(), SendError> {
         let slot = self.slots.get_mut(id).ok_or(SendError::NotOpen)?;
         let result = slot.conn.close(&self.settings, self.now, code, reason);
         self.touch(id);
@@ -631,7 +636,7 @@ impl Core {
                 let _ = slot.conn.close(
                     &self.settings,
                     self.now,
-                    crate::proto::close::GOING_AWAY,
+                    crate::CloseCode::GOING_AWAY,
                     "server shutting down",
                 );
             }
