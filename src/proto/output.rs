@@ -78,8 +78,9 @@ struct Queue {
 /// Emptied queues kept for reuse, per thread (the loop's), at most this
 /// many: a connection that replies to every read, or a member of a fan-out
 /// written every pass, would otherwise allocate and free its queue and its
-/// chunk list for every write. Idle connections keep nothing. The first
-/// [`SPARE_WITH_BUFFER`] keep their spare buffer too; the cache holds at most
+/// chunk list for every write. Idle connections keep nothing. The last
+/// [`SPARE_WITH_BUFFER`] given back (the first to be taken again) keep their
+/// spare buffer too; the cache holds at most
 /// `SPARE_WITH_BUFFER × SPARE_BUFFER` plus about 270 bytes a queue (the
 /// queue, its chunk list of four): about 300 KiB once 1,024 connections or
 /// more have been written in one pass.
@@ -115,9 +116,10 @@ fn release(queue: Box<Queue>) {
     SPARE.with(|spare| {
         let mut spare = spare.borrow_mut();
         if spare.len() < SPARE_QUEUES {
-            let mut queue = queue;
-            if spare.len() >= SPARE_WITH_BUFFER {
-                queue.spare = Vec::new();
+            // The top of the stack (the next to be taken) keeps its buffer:
+            // the one that falls out of the top gives it up.
+            if let Some(index) = spare.len().checked_sub(SPARE_WITH_BUFFER) {
+                spare[index].spare = Vec::new();
             }
             spare.push(queue);
         }
@@ -669,6 +671,24 @@ mod tests {
         want.extend_from_slice(&[2u8; 600]);
         assert_eq!(got, want);
         assert_eq!(q.held(), 0);
+    }
+
+    #[test]
+    fn the_queue_cache_keeps_buffers_only_for_the_next_to_be_taken() {
+        // Each test runs on a thread of its own: its cache starts empty.
+        for _ in 0..20 {
+            let mut queue = Box::<Queue>::default();
+            queue.spare = Vec::with_capacity(64);
+            release(queue);
+        }
+        SPARE.with(|spare| {
+            let spare = spare.borrow();
+            assert_eq!(spare.len(), 20);
+            let with: Vec<bool> = spare.iter().map(|q| q.spare.capacity() > 0).collect();
+            assert!(with[..12].iter().all(|&b| !b), "{with:?}");
+            assert!(with[12..].iter().all(|&b| b), "{with:?}");
+        });
+        assert!(acquire().spare.capacity() > 0, "the top one has its buffer");
     }
 
     #[test]

@@ -37,10 +37,16 @@ impl Core {
     /// when their socket is writable. The loop calls it before it settles
     /// the touched list, so a member of a broadcast costs one write and no
     /// settling, as when the batch of broadcasts was written to each.
+    #[inline]
     pub(crate) fn flush_dirty(&mut self) {
-        if self.dirty.is_empty() {
-            return;
+        // Inlined test, outlined work: the loop asks before every settling.
+        if !self.dirty.is_empty() {
+            self.write_dirty();
         }
+    }
+
+    #[inline(never)]
+    fn write_dirty(&mut self) {
         let mut dirty = std::mem::take(&mut self.dirty);
         for &id in &dirty {
             let Some(slot) = self.slots.get_mut(id) else {
