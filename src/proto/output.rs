@@ -368,11 +368,11 @@ impl OutQueue {
             written -= left;
             queue.front_written = 0;
             match queue.chunks.pop_front() {
-                Some(Chunk::Owned(mut buf)) => {
-                    if buf.capacity() <= SPARE_BUFFER && queue.spare.capacity() == 0 {
-                        buf.clear();
-                        queue.spare = buf;
-                    }
+                Some(Chunk::Owned(mut buf))
+                    if buf.capacity() <= SPARE_BUFFER && queue.spare.capacity() == 0 =>
+                {
+                    buf.clear();
+                    queue.spare = buf;
                 }
                 Some(Chunk::Span { block, .. }) => queue.pinned -= block.capacity(),
                 _ => {}
