@@ -5,17 +5,19 @@
 #![deny(unsafe_code)]
 
 mod cli;
+mod logger;
+mod served;
 mod startup;
 
 use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use cli::{Command, Mode, Options, Verbosity};
+use cli::{Command, Mode, Options};
 use rookery::chat::{Chat, ChatOptions};
 use rookery::echo::Echo;
-use rookery::{Handler, Server};
+use rookery::Server;
+use served::Service;
 
 fn main() -> ExitCode {
     fix_malloc_trim_threshold();
@@ -34,7 +36,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(opts.verbosity);
+    logger::install(opts.verbosity);
     #[cfg(feature = "tls")]
     let tls = match load_tls(&opts) {
         Ok(tls) => tls,
@@ -45,9 +47,9 @@ fn main() -> ExitCode {
     };
     #[cfg(not(feature = "tls"))]
     let tls = ();
-    let result = match opts.mode {
-        Mode::Chat => {
-            let chat = Chat::new(ChatOptions {
+    let service = match opts.mode {
+        Mode::Chat => Service::Chat(Box::new(
+            Chat::new(ChatOptions {
                 welcome: opts.welcome.clone(),
                 allow_binary: opts.allow_binary,
                 page: opts.page,
@@ -55,12 +57,11 @@ fn main() -> ExitCode {
             })
             .with_rooms(opts.max_rooms, opts.history)
             .with_room_ttl(opts.room_ttl)
-            .with_metrics(opts.metrics);
-            serve(&opts, tls, chat)
-        }
-        Mode::Echo => serve(&opts, tls, Echo),
+            .with_metrics(opts.metrics),
+        )),
+        Mode::Echo => Service::Echo(Echo),
     };
-    match result {
+    match serve(&opts, tls, service) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("rookery: {e}");
@@ -69,7 +70,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// Installs the logger: `-v`/`-q` set the level, `RUST_LOG` overrides it.
 /// Pins glibc's mmap threshold at 128 KiB, its documented default.
 ///
 /// Left dynamic (glibc's default), the threshold and with it the trim
@@ -98,156 +98,6 @@ fn fix_malloc_trim_threshold() {
     }
 }
 
-fn init_logging(verbosity: Verbosity) {
-    let level = match verbosity {
-        Verbosity::Errors => log::LevelFilter::Error,
-        Verbosity::Quiet => log::LevelFilter::Warn,
-        Verbosity::Normal => log::LevelFilter::Info,
-        Verbosity::Verbose => log::LevelFilter::Debug,
-        Verbosity::Trace => log::LevelFilter::Trace,
-    };
-    let journal = stderr_is_journal();
-    env_logger::Builder::new()
-        .filter_level(level)
-        .parse_env("RUST_LOG")
-        .format(move |out, record| {
-            let mut line = String::with_capacity(96);
-            format_line(
-                &mut line,
-                journal,
-                SystemTime::now(),
-                record.level(),
-                record.args(),
-            );
-            out.write_all(line.as_bytes())
-        })
-        .init();
-}
-
-/// Whether stderr is a stream to the systemd journal, which stamps every
-/// line itself: systemd sets `JOURNAL_STREAM` to the device and inode of
-/// that stream, and the check that stderr is still it keeps a child whose
-/// stderr was redirected elsewhere (which inherits the variable) stamping.
-fn stderr_is_journal() -> bool {
-    use std::os::fd::AsFd;
-    use std::os::unix::fs::MetadataExt;
-
-    let Some(value) = std::env::var_os("JOURNAL_STREAM") else {
-        return false;
-    };
-    let Ok(stderr) = io::stderr().as_fd().try_clone_to_owned() else {
-        return false;
-    };
-    let Ok(meta) = std::fs::File::from(stderr).metadata() else {
-        return false;
-    };
-    value
-        .to_str()
-        .is_some_and(|v| names_stream(v, meta.dev(), meta.ino()))
-}
-
-/// Whether a `JOURNAL_STREAM` value (`DEVICE:INODE`, decimal) names the
-/// stream with this device and inode.
-fn names_stream(value: &str, dev: u64, ino: u64) -> bool {
-    match value.split_once(':') {
-        Some((d, i)) => d.parse() == Ok(dev) && i.parse() == Ok(ino),
-        None => false,
-    }
-}
-
-/// One log line, newline included: `[2026-12-02T05:00:43.123Z INFO ] text`,
-/// or for the journal `<6>[INFO ] text` (the journal reads the `<N>` syslog
-/// priority and stamps the line itself). Control characters in the text are
-/// escaped, so that nothing logged can start a line of its own or reach the
-/// terminal as an escape sequence.
-fn format_line(
-    line: &mut String,
-    journal: bool,
-    now: SystemTime,
-    level: log::Level,
-    args: &std::fmt::Arguments<'_>,
-) {
-    use std::fmt::Write as _;
-
-    if journal {
-        let priority = match level {
-            log::Level::Error => 3,
-            log::Level::Warn => 4,
-            log::Level::Info => 6,
-            log::Level::Debug | log::Level::Trace => 7,
-        };
-        let _ = write!(line, "<{priority}>[{level:<5}] ");
-    } else {
-        line.push('[');
-        push_timestamp(line, now);
-        let _ = write!(line, " {level:<5}] ");
-    }
-    let text = match args.as_str() {
-        Some(text) => std::borrow::Cow::Borrowed(text),
-        None => std::borrow::Cow::Owned(args.to_string()),
-    };
-    for c in text.chars() {
-        push_escaped(line, c);
-    }
-    line.push('\n');
-}
-
-/// Pushes `c`, or for a control character its escape: `\n`, `\r`, `\t`,
-/// `\x1b`, `\u{9b}`.
-fn push_escaped(out: &mut String, c: char) {
-    use std::fmt::Write as _;
-
-    match c {
-        '\n' => out.push_str("\\n"),
-        '\r' => out.push_str("\\r"),
-        '\t' => out.push_str("\\t"),
-        c if c.is_ascii_control() => {
-            let _ = write!(out, "\\x{:02x}", c as u32);
-        }
-        c if c.is_control() => {
-            let _ = write!(out, "\\u{{{:x}}}", c as u32);
-        }
-        c => out.push(c),
-    }
-}
-
-/// Pushes `now` as UTC to the millisecond: `2026-12-02T05:00:43.123Z`
-/// (a clock before 1970 shows as 1970-01-01).
-fn push_timestamp(out: &mut String, now: SystemTime) {
-    use std::fmt::Write as _;
-
-    let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs();
-    let (year, month, day) = civil_from_days(secs / 86_400);
-    let rem = secs % 86_400;
-    let _ = write!(
-        out,
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
-        since.subsec_millis()
-    );
-}
-
-/// The proleptic Gregorian date (year, month 1–12, day 1–31) of a day
-/// counted from 1970-01-01, after Howard Hinnant's `civil_from_days`: the
-/// year is taken to begin on 1 March, so that the leap day comes last, and
-/// days are split into 400-year eras of 146,097 days.
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    // Days from 0000-03-01 to 1970-01-01.
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097; // day of the era, 0..=146_096
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // 0..=399
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // day of the March year
-    let mp = (5 * doy + 2) / 153; // month from March, 0..=11
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = era * 400 + yoe + u64::from(month <= 2);
-    (year, month, day)
-}
-
 /// The certificate and key of `--tls-cert`/`--tls-key`, if given; a pair
 /// that does not load is one line naming the flag of the file at fault.
 #[cfg(feature = "tls")]
@@ -271,7 +121,7 @@ type Tls = Option<rookery::tls::TlsConfig>;
 #[cfg(not(feature = "tls"))]
 type Tls = ();
 
-fn serve<H: Handler>(opts: &Options, tls: Tls, handler: H) -> io::Result<()> {
+fn serve(opts: &Options, tls: Tls, handler: Service) -> io::Result<()> {
     let listener = startup::listener(&opts.listen)?;
     let handler = startup::notified(handler)?;
     let mut server = Server::from_listener(listener, opts.config.clone(), handler)?;
@@ -279,14 +129,12 @@ fn serve<H: Handler>(opts: &Options, tls: Tls, handler: H) -> io::Result<()> {
     if let Some(tls) = tls {
         server.set_tls(tls);
     }
-    // Also without TLS: a reload is then only announced to the service
-    // manager, and SIGHUP does not end the server.
-    rookery::reload_on_sighup(server.reload_handle())?;
     #[cfg(not(feature = "tls"))]
     let () = tls;
-    // With TLS, SIGHUP re-reads the pair; without, it is logged and
-    // ignored: its default action would end the server without a close
-    // frame to anyone (e.g. when the terminal it was started from closes).
+    // With TLS, SIGHUP re-reads the pair; without, the reload is only
+    // logged and announced to the service manager: SIGHUP's default action
+    // would end the server without a close frame to anyone (e.g. when the
+    // terminal it was started from closes).
     rookery::reload_on_sighup(server.reload_handle())?;
     #[cfg(feature = "redis")]
     if let Some(url) = &opts.redis {
@@ -360,98 +208,6 @@ fn serving_line(opts: &Options, addr: SocketAddr) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
-
-    fn stamp(secs: u64, millis: u64) -> String {
-        let mut out = String::new();
-        push_timestamp(
-            &mut out,
-            UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_millis(millis),
-        );
-        out
-    }
-
-    #[test]
-    fn civil_dates_of_known_days() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(58), (1970, 2, 28));
-        assert_eq!(civil_from_days(59), (1970, 3, 1), "1970 is not a leap year");
-        assert_eq!(civil_from_days(365), (1971, 1, 1));
-        assert_eq!(civil_from_days(789), (1972, 2, 29), "1972 is");
-        assert_eq!(civil_from_days(10_956), (1999, 12, 31));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29), "2000 is (÷400)");
-        assert_eq!(civil_from_days(11_017), (2000, 3, 1));
-        assert_eq!(civil_from_days(19_782), (2024, 2, 29));
-        assert_eq!(civil_from_days(19_783), (2024, 3, 1));
-        assert_eq!(civil_from_days(20_423), (2025, 12, 1));
-        assert_eq!(civil_from_days(47_540), (2100, 2, 28));
-        assert_eq!(civil_from_days(47_541), (2100, 3, 1), "2100 is not (÷100)");
-        assert_eq!(civil_from_days(2_932_896), (9999, 12, 31));
-    }
-
-    #[test]
-    fn civil_dates_round_trip_day_by_day() {
-        // Every day from 1970 to 2400 follows the one before it.
-        let mut prev = civil_from_days(0);
-        for days in 1..=157_000 {
-            let (y, m, d) = civil_from_days(days);
-            let (py, pm, pd) = prev;
-            let leap = py % 4 == 0 && (py % 100 != 0 || py % 400 == 0);
-            let month_len = match pm {
-                2 if leap => 29,
-                2 => 28,
-                4 | 6 | 9 | 11 => 30,
-                _ => 31,
-            };
-            let want = if pd < month_len {
-                (py, pm, pd + 1)
-            } else if pm < 12 {
-                (py, pm + 1, 1)
-            } else {
-                (py + 1, 1, 1)
-            };
-            assert_eq!((y, m, d), want, "day {days}");
-            prev = (y, m, d);
-        }
-    }
-
-    #[test]
-    fn timestamps_are_utc_to_the_millisecond() {
-        assert_eq!(stamp(0, 0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(stamp(951_782_400, 7), "2000-02-29T00:00:00.007Z");
-        assert_eq!(stamp(1_709_251_199, 999), "2024-02-29T23:59:59.999Z");
-        assert_eq!(stamp(2_147_483_648, 0), "2038-01-19T03:14:08.000Z");
-        assert_eq!(stamp(1_796_187_643, 123), "2026-12-02T05:00:43.123Z");
-        let mut before = String::new();
-        push_timestamp(&mut before, UNIX_EPOCH - Duration::from_secs(1));
-        assert_eq!(before, "1970-01-01T00:00:00.000Z");
-    }
-
-    #[test]
-    fn lines_are_stamped_unless_for_the_journal_and_never_split() {
-        let at = UNIX_EPOCH + Duration::from_millis(1_796_187_643_123);
-        let mut line = String::new();
-        format_line(&mut line, false, at, log::Level::Info, &format_args!("hi"));
-        assert_eq!(line, "[2026-12-02T05:00:43.123Z INFO ] hi\n");
-
-        let mut line = String::new();
-        format_line(&mut line, true, at, log::Level::Warn, &format_args!("hi"));
-        assert_eq!(line, "<4>[WARN ] hi\n");
-
-        let mut line = String::new();
-        let hostile = "a\n[INFO ] forged\r\x1b[31m\u{9b}\tz";
-        format_line(
-            &mut line,
-            false,
-            at,
-            log::Level::Debug,
-            &format_args!("{hostile}"),
-        );
-        assert_eq!(
-            line,
-            "[2026-12-02T05:00:43.123Z DEBUG] a\\n[INFO ] forged\\r\\x1b[31m\\u{9b}\\tz\n"
-        );
-    }
 
     #[test]
     fn the_serving_line_names_addresses_one_can_open() {
@@ -485,15 +241,5 @@ mod tests {
             line(&["--deflate"], "0.0.0.0:1984"),
             "serving chat on ws://127.0.0.1:1984/chat (all interfaces) with permessage-deflate, page at http://127.0.0.1:1984/"
         );
-    }
-
-    #[test]
-    fn journal_stream_must_name_our_stderr() {
-        assert!(names_stream("64769:1234", 64769, 1234));
-        assert!(!names_stream("64769:1235", 64769, 1234));
-        assert!(!names_stream("1:1234", 64769, 1234));
-        assert!(!names_stream("", 64769, 1234));
-        assert!(!names_stream("64769", 64769, 1234));
-        assert!(!names_stream("x:y", 64769, 1234));
     }
 }
