@@ -10,6 +10,11 @@
 #   ROOKERY_OLD_BIN  a second rookery binary, run as "rookery-old" with the same
 #                  flags; the table gets a "new ÷ old" column        [unset]
 #   ROOKERY_ARGS   extra flags for both rookery binaries (e.g. "-q")  []
+#   ROOKERY_IO     the driver "rookery" runs with (--io):
+#                  epoll or uring; the table names it              [epoll]
+#   ROOKERY_URING_BIN  rookery built with --features uring, run as
+#                  "rookery-uring" with --io uring (SERVERS must name it)
+#                  [<repo>/target/uring/release/rookery; built when missing]
 #   UWS_BIN        the uWebSockets peer (built outside the repo, see README)
 #                  [/tmp/uws/uws-peer]; skipped with a message if missing
 #   SCENARIOS      "echo-small echo-rate echo-large fanout idle"; also "churn" and
@@ -58,6 +63,8 @@ ROOKERY_OLD_BIN=${ROOKERY_OLD_BIN:-}
 DEFAULT_ROOKERY_TLS_BIN=$REPO_DIR/target/tls/release/rookery
 ROOKERY_TLS_BIN=${ROOKERY_TLS_BIN:-$DEFAULT_ROOKERY_TLS_BIN}
 ROOKERY_ARGS=${ROOKERY_ARGS:-}
+ROOKERY_IO=${ROOKERY_IO:-epoll}
+ROOKERY_URING_BIN=${ROOKERY_URING_BIN:-$REPO_DIR/target/uring/release/rookery}
 UWS_BIN=${UWS_BIN:-/tmp/uws/uws-peer}
 SCENARIOS=${SCENARIOS:-"echo-small echo-rate echo-large fanout idle"}
 [ "$SCENARIOS" = all ] && SCENARIOS="echo-small echo-rate echo-large fanout idle churn"
@@ -122,6 +129,16 @@ if [ "$BUILD_ROOKERY" = 1 ]; then
     fi
 fi
 
+case " ${SERVERS:-} " in
+    *" rookery-uring "*)
+        if [ ! -x "$ROOKERY_URING_BIN" ]; then
+            say "== building rookery with io_uring (release, --features uring) into $REPO_DIR/target/uring"
+            (cd "$REPO_DIR" && cargo build --release --features uring --target-dir target/uring --quiet) ||
+                say "run.sh: warning: the uring build failed"
+        fi
+        ;;
+esac
+
 if [ "$BUILD_ROOKERY_TLS" = 1 ]; then
     say "== building rookery with TLS (release, --features tls) into $REPO_DIR/target/tls"
     if ! (cd "$REPO_DIR" && cargo build --release --features tls --target-dir target/tls --quiet); then
@@ -171,6 +188,13 @@ for s in $SERVERS; do
             else
                 say "run.sh: uWebSockets peer not found at $UWS_BIN: SKIPPING uws"
                 say "        (build it as bench/README.md describes, or set UWS_BIN)"
+            fi
+            ;;
+        rookery-uring)
+            if [ -x "$ROOKERY_URING_BIN" ]; then
+                servers+=("$s")
+            else
+                say "run.sh: no executable at ROOKERY_URING_BIN=$ROOKERY_URING_BIN: SKIPPING rookery-uring"
             fi
             ;;
         tokio-tungstenite | fastwebsockets) servers+=("$s") ;;
@@ -266,14 +290,21 @@ start_server() {
     local bin attempt port=
     SRV_PATH=/chat
     case $name in
-        rookery | rookery-old | rookery-deflate)
+        rookery | rookery-old | rookery-deflate | rookery-uring)
             bin=$ROOKERY_BIN
             [ "$name" = rookery-old ] && bin=$ROOKERY_OLD_BIN
+            [ "$name" = rookery-uring ] && bin=$ROOKERY_URING_BIN
             [ "$name" = rookery-deflate ] && bin=$ROOKERY_DEFLATE_BIN
             case $scenario in wss-*) bin=$ROOKERY_TLS_BIN ;; esac
             cmd=("$bin" --mode "$mode" --listen 127.0.0.1:0 --path /chat --max-connections 20000)
             case $scenario in wss-*) cmd+=(--tls-cert "$TLS_CERT" --tls-key "$TLS_KEY") ;; esac
             [ "$name" = rookery-deflate ] && cmd+=(--deflate)
+            # The driver: named in the table's heading (rookery) or in the
+            # server's name (rookery-uring); rookery-old may predate --io.
+            case $name in
+                rookery) cmd+=(--io "$ROOKERY_IO") ;;
+                rookery-uring) cmd+=(--io uring) ;;
+            esac
             # churn keeps every other default (handshake, idle and close
             # timeouts, pings): that is what it is meant to measure.
             case $scenario in churn*) ;; *) cmd+=(--idle-timeout 0) ;; esac
@@ -499,6 +530,7 @@ ratio_label() { [ "$1" = rookery-old ] && echo "new ÷ old" || echo "rookery ÷ 
 {
     echo "### rookery benchmark — $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo
+    echo "rookery runs with --io $ROOKERY_IO; rookery-uring (if present) with --io uring."
     echo "Medians of $ROUNDS runs (churn: one run); $DURATION s measured after $WARMUP s warm-up; $pinning;"
     echo "one loadgen thread; $(nproc) CPUs, $(uname -sr); fanout window $FANOUT_WINDOW; idle hold $HOLD s."
     case " $SCENARIOS " in

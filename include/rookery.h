@@ -201,9 +201,24 @@ typedef enum rk_option {
      * largest message that passes: set it after that option (RK_EINVAL
      * while there is no byte rate limit; at least 1). */
     RK_OPT_RATE_LIMIT_BYTES_BURST = 14,
+    /* How the loop moves bytes: an rk_io (default RK_IO_AUTO). RK_IO_URING
+     * returns RK_ENOTSUP when librookery.a was built without io_uring
+     * (build it with --features uring); where the kernel refuses io_uring,
+     * the first run fails with RK_EIO and the reason is logged.
+     * rk_server_fd works with either. */
+    RK_OPT_IO = 15,
     /* Not an option: keeps the enum as wide as int (-fshort-enums). */
     RK_OPT_FORCE_INT_ = 0x7fffffff
 } rk_option;
+
+/* Values of RK_OPT_IO. */
+typedef enum rk_io {
+    /* io_uring where it is built in and the kernel allows it (Linux 6.0+),
+     * else epoll; the log says which, and why. */
+    RK_IO_AUTO = 0,
+    RK_IO_EPOLL = 1,
+    RK_IO_URING = 2
+} rk_io;
 
 /* ---- the server ----------------------------------------------------------- */
 

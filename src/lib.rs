@@ -89,7 +89,7 @@ pub use proto::connection::{Message, SendError, SharedFrame};
 pub use proto::http::{Request, Response};
 pub use proto::rate::Rate;
 pub use server::{
-    Config, ConnId, Context, Handler, ReloadHandle, Server, Stats, StopHandle, TimerId, Upgrade,
+    Config, ConnId, Context, Handler, Io, ReloadHandle, Server, Stats, StopHandle, TimerId, Upgrade,
 };
 pub use server::{PostError, Poster};
 pub use signals::{reload_on_sighup, stop_on_signals};

@@ -63,6 +63,15 @@ fn main() -> ExitCode {
     };
     match serve(&opts, tls, service) {
         Ok(()) => ExitCode::SUCCESS,
+        // `--io uring` where the kernel (or the build) refuses io_uring: a
+        // usage error, as a flag the build lacks is.
+        Err(e)
+            if opts.config.io == rookery::Io::Uring
+                && e.kind() == std::io::ErrorKind::Unsupported =>
+        {
+            eprintln!("rookery: {e}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("rookery: {e}");
             ExitCode::FAILURE

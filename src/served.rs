@@ -55,6 +55,11 @@ impl Handler for Service {
         each!(self, h => h.on_close(ctx, conn, code, reason))
     }
 
+    #[cfg(feature = "redis")]
+    fn on_cluster(&mut self, ctx: &mut Context<'_>, event: rookery::server::ClusterEvent) {
+        each!(self, h => h.on_cluster(ctx, event))
+    }
+
     fn on_timer(&mut self, ctx: &mut Context<'_>, token: u64) {
         each!(self, h => h.on_timer(ctx, token))
     }

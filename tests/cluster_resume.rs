@@ -18,12 +18,10 @@ mod redis_server;
 
 use std::time::Duration;
 
+use common::v1::*;
 use common::*;
 use redis_server::*;
-use tungstenite::client::IntoClientRequest;
 use tungstenite::Message;
-
-const WELCOME: &str = "Welcome to Rookery Chat!";
 
 fn node(url: &str, history: usize) -> Rookery {
     let history = history.to_string();
@@ -46,76 +44,6 @@ fn nodes(redis: &Redis, history: usize) -> (Rookery, Rookery) {
     wait_connected(&n1, Duration::from_secs(10));
     wait_connected(&n2, Duration::from_secs(10));
     (n1, n2)
-}
-
-fn text(ws: &mut Ws) -> String {
-    match next_data(ws) {
-        Message::Text(t) => t.to_string(),
-        other => panic!("expected text, got {other:?}"),
-    }
-}
-
-/// The digits after `"name":` in an envelope.
-fn number(json: &str, name: &str) -> u64 {
-    let key = format!("\"{name}\":");
-    let at = json
-        .find(&key)
-        .unwrap_or_else(|| panic!("no {name} in {json}"))
-        + key.len();
-    let digits: String = json[at..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    digits
-        .parse()
-        .unwrap_or_else(|_| panic!("{name} in {json}"))
-}
-
-/// The epoch of an envelope.
-fn epoch_of(json: &str) -> String {
-    let at = json.find("\"epoch\":\"").expect("epoch") + 9;
-    json[at..]
-        .chars()
-        .take_while(char::is_ascii_alphanumeric)
-        .collect()
-}
-
-/// The type of an envelope.
-fn kind(json: &str) -> &str {
-    json.strip_prefix("{\"type\":\"")
-        .and_then(|r| r.split('"').next())
-        .unwrap_or_else(|| panic!("not an envelope: {json}"))
-}
-
-fn message(epoch: &str, offset: u64, text: &str) -> String {
-    format!(r#"{{"type":"message","epoch":"{epoch}","offset":{offset},"text":"{text}"}}"#)
-}
-
-/// Joins `path` (with `?since=` if given) as a `rookery.v1` member: the
-/// client and its welcome's epoch and latest offset.
-fn join_v1(node: &Rookery, path: &str) -> (Ws, String, u64) {
-    let mut request = node.url(path).into_client_request().expect("request");
-    request.headers_mut().insert(
-        "Sec-WebSocket-Protocol",
-        "rookery.v1".parse().expect("header"),
-    );
-    let (mut ws, response) = try_handshake(request).expect("handshake");
-    assert_eq!(
-        response
-            .headers()
-            .get("Sec-WebSocket-Protocol")
-            .and_then(|v| v.to_str().ok()),
-        Some("rookery.v1")
-    );
-    let welcome = text(&mut ws);
-    assert_eq!(kind(&welcome), "welcome", "{welcome}");
-    (ws, epoch_of(&welcome), number(&welcome, "offset"))
-}
-
-fn join_plain(node: &Rookery, path: &str) -> Ws {
-    let mut ws = connect(&node.url(path));
-    assert_eq!(next_data(&mut ws), Message::text(WELCOME));
-    ws
 }
 
 fn say(ws: &mut Ws, text: &str) {

@@ -382,6 +382,38 @@ fn bad_addresses() {
     assert_eq!(err, RK_EADDR);
 }
 
+/// `RK_OPT_IO`: the three values, `RK_ENOTSUP` for io_uring in a library
+/// without it, `RK_EINVAL` past them; epoll chosen serves with a pollable
+/// descriptor.
+#[test]
+fn the_io_option_chooses_the_driver() {
+    let srv = Srv::new();
+    // SAFETY: a live handle, on this thread.
+    unsafe {
+        let s = srv.0;
+        assert_eq!(rk_server_set_option(s, RK_OPT_IO, 3), RK_EINVAL);
+        let uring = rk_server_set_option(s, RK_OPT_IO, RK_IO_URING);
+        if cfg!(rookery_uring) {
+            assert_eq!(uring, RK_OK);
+        } else {
+            assert_eq!(uring, RK_ENOTSUP);
+        }
+        assert_eq!(rk_server_set_option(s, RK_OPT_IO, RK_IO_AUTO), RK_OK);
+        assert_eq!(rk_server_set_option(s, RK_OPT_IO, RK_IO_EPOLL), RK_OK);
+        assert!(rk_server_fd(s) >= 0);
+        // Fixed once built.
+        assert_eq!(rk_server_set_option(s, RK_OPT_IO, RK_IO_AUTO), RK_EBUSY);
+    }
+    let url = srv.url();
+    let client = thread::spawn(move || {
+        let mut ws = client(&url);
+        ws.send(WsMessage::text("over epoll")).unwrap();
+        ws.close(None).unwrap();
+    });
+    srv.pump_until("the client", || client.is_finished());
+    client.join().unwrap();
+}
+
 #[test]
 fn options_and_path_before_start_only() {
     let srv = Srv::new();
@@ -462,7 +494,7 @@ fn options_and_path_before_start_only() {
             rk_server_set_option(s, RK_OPT_MAX_CONNECTIONS_PER_IP, 8),
             RK_OK
         );
-        assert_eq!(rk_server_set_option(s, 15, 1), RK_EINVAL);
+        assert_eq!(rk_server_set_option(s, 16, 1), RK_EINVAL);
         assert_eq!(rk_server_set_option(s, -1, 1), RK_EINVAL);
         let bad = CString::new("chat").unwrap();
         assert_eq!(rk_server_set_path(s, bad.as_ptr()), RK_EINVAL);

@@ -11,85 +11,14 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use common::v1::*;
 use common::*;
-use tungstenite::client::IntoClientRequest;
 use tungstenite::Message;
-
-const WELCOME: &str = "Welcome to Rookery Chat!";
 
 fn chat(extra: &[&str]) -> Rookery {
     let mut args = vec!["--ping-interval", "0"];
     args.extend_from_slice(extra);
     Rookery::start(&args)
-}
-
-/// A tungstenite client that offers `rookery.v1`, and the protocol the
-/// server chose.
-fn connect_v1(url: &str) -> Result<(Ws, Option<String>), Box<tungstenite::Error>> {
-    let mut request = url.into_client_request().expect("request");
-    request.headers_mut().insert(
-        "Sec-WebSocket-Protocol",
-        "rookery.v1".parse().expect("header"),
-    );
-    let (ws, response) = try_handshake(request)?;
-    let protocol = response
-        .headers()
-        .get("Sec-WebSocket-Protocol")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    Ok((ws, protocol))
-}
-
-fn text(ws: &mut Ws) -> String {
-    match next_data(ws) {
-        Message::Text(t) => t.to_string(),
-        other => panic!("expected text, got {other:?}"),
-    }
-}
-
-/// The digits after `"name":` in an envelope.
-fn number(json: &str, name: &str) -> u64 {
-    let key = format!("\"{name}\":");
-    let at = json
-        .find(&key)
-        .unwrap_or_else(|| panic!("no {name} in {json}"))
-        + key.len();
-    let digits: String = json[at..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    digits
-        .parse()
-        .unwrap_or_else(|_| panic!("{name} in {json}"))
-}
-
-/// The epoch of an envelope.
-fn epoch_of(json: &str) -> String {
-    let at = json.find("\"epoch\":\"").expect("epoch") + 9;
-    json[at..]
-        .chars()
-        .take_while(char::is_ascii_alphanumeric)
-        .collect()
-}
-
-fn message(epoch: &str, offset: u64, text: &str) -> String {
-    format!(r#"{{"type":"message","epoch":"{epoch}","offset":{offset},"text":"{text}"}}"#)
-}
-
-/// Joins `path` as a `rookery.v1` member: the client and the room's epoch
-/// and latest offset from its welcome.
-fn join_v1(server: &Rookery, path: &str) -> (Ws, String, u64) {
-    let (mut ws, protocol) = connect_v1(&server.url(path)).expect("connect");
-    assert_eq!(protocol.as_deref(), Some("rookery.v1"));
-    let welcome = text(&mut ws);
-    assert!(welcome.starts_with(r#"{"type":"welcome","#), "{welcome}");
-    (ws, epoch_of(&welcome), number(&welcome, "offset"))
-}
-
-fn join_plain(server: &Rookery, path: &str) -> Ws {
-    let mut ws = connect(&server.url(path));
-    assert_eq!(next_data(&mut ws), Message::text(WELCOME));
-    ws
 }
 
 /// Sends `n` messages `prefix0`, `prefix1`, ... from a plain member of

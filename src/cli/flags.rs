@@ -229,6 +229,15 @@ pub(crate) const FLAGS: &[Flag] = &[
         help: &["Redis channels are PREFIX:room:R"],
     },
     Flag {
+        names: "--io",
+        arg: "auto|epoll|uring",
+        default: "auto",
+        help: &[
+            "how bytes move: epoll, or io_uring (feature",
+            "uring, Linux 6.0+); auto: uring where it runs",
+        ],
+    },
+    Flag {
         names: "-v, --verbose",
         arg: "",
         default: "",

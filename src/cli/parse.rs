@@ -45,6 +45,7 @@ pub(super) const VALUE_FLAGS: &[&str] = &[
     "--tls-key",
     "--redis",
     "--redis-prefix",
+    "--io",
 ];
 
 /// Parses the arguments after the program name.
@@ -219,6 +220,9 @@ fn apply_value(opts: &mut Options, flag: &'static str, value: String) -> Result<
                 return Err(invalid("an address like 127.0.0.1:1984 or [::1]:0"));
             }
             opts.listen = value;
+        }
+        "--io" => {
+            config.io = value.parse().map_err(|_| invalid("auto, epoll or uring"))?;
         }
         "--path" => {
             if let Some(why) = path_problem(&value) {

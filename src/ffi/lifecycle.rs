@@ -178,6 +178,7 @@ pub unsafe extern "C" fn rk_server_set_option(
             RateBurst(u64),
             RateBytes(Option<crate::Rate>),
             RateBytesBurst(u64),
+            Io(crate::Io),
         }
         // A rate of `value` a second, as much at once; 0: none.
         let rate = || match value {
@@ -203,6 +204,13 @@ pub unsafe extern "C" fn rk_server_set_option(
             RK_OPT_RATE_LIMIT_BURST => Set::RateBurst(value),
             RK_OPT_RATE_LIMIT_BYTES => Set::RateBytes(rate()?),
             RK_OPT_RATE_LIMIT_BYTES_BURST => Set::RateBytesBurst(value),
+            RK_OPT_IO => Set::Io(match value {
+                RK_IO_AUTO => crate::Io::Auto,
+                RK_IO_EPOLL => crate::Io::Epoll,
+                RK_IO_URING if cfg!(rookery_uring) => crate::Io::Uring,
+                RK_IO_URING => return Err(RK_ENOTSUP),
+                _ => return Err(RK_EINVAL),
+            }),
             _ => return Err(RK_EINVAL),
         };
         configurable(s)?;
@@ -226,6 +234,7 @@ pub unsafe extern "C" fn rk_server_set_option(
             Set::RateBytesBurst(burst) => {
                 config.rate_limit_bytes = Some(with_burst(config.rate_limit_bytes, burst)?);
             }
+            Set::Io(io) => config.io = io,
         }
         Ok(RK_OK)
     })

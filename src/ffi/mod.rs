@@ -192,6 +192,19 @@ pub const RK_OPT_RATE_LIMIT_BURST: rk_option = 12;
 pub const RK_OPT_RATE_LIMIT_BYTES: rk_option = 13;
 /// The burst of [`RK_OPT_RATE_LIMIT_BYTES`] (set after it; at least 1).
 pub const RK_OPT_RATE_LIMIT_BYTES_BURST: rk_option = 14;
+/// How the loop moves bytes: [`RK_IO_AUTO`] (default), [`RK_IO_EPOLL`] or
+/// [`RK_IO_URING`] (`RK_ENOTSUP` in a library built without the `uring`
+/// feature; where the kernel refuses it, the first run fails with
+/// `RK_EIO` and the reason logged).
+pub const RK_OPT_IO: rk_option = 15;
+
+/// Values of [`RK_OPT_IO`]: io_uring where it is built in and the kernel
+/// allows it, else epoll.
+pub const RK_IO_AUTO: u64 = 0;
+/// Readiness through epoll.
+pub const RK_IO_EPOLL: u64 = 1;
+/// Linux io_uring (SPEC section 11).
+pub const RK_IO_URING: u64 = 2;
 
 /// The largest value a `_MS` option takes (`UINT32_MAX` ms, about 49 days).
 const MAX_MS: u64 = u32::MAX as u64;

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::driver::Io;
 use crate::proto::rate::{Limits, Rate};
 
 /// Limits, timers and options for a [`crate::Server`]. `Default` gives the
@@ -51,6 +52,12 @@ pub struct Config {
     /// the cargo feature `deflate`: without it, [`crate::Server::bind`]
     /// refuses a config that asks for it. See docs/compression.md.
     pub deflate: bool,
+    /// How the loop moves bytes: `Auto` (io_uring where it is built in and
+    /// the kernel allows it, else epoll), `Epoll` or `Uring` (SPEC section
+    /// 11). The default is `Auto`, or what the variable `ROOKERY_IO` names
+    /// ([`Io::ENV`]): a test aid, so that one test run covers every server
+    /// under one driver.
+    pub io: Io,
 }
 
 impl Default for Config {
@@ -70,6 +77,7 @@ impl Default for Config {
             allowed_origins: Vec::new(),
             max_posted: 1 << 20,
             deflate: false,
+            io: Io::from_env(),
         }
     }
 }

@@ -11,8 +11,10 @@
 //! Sockets are registered in level-triggered mode, and the interest of a
 //! connection changes (one `epoll_ctl`) only when its queue fills or empties.
 
+mod completions;
 mod config;
 mod core;
+mod driver;
 mod feed;
 mod handler;
 mod history;
@@ -45,6 +47,7 @@ use crate::proto::http::{Request, Response};
 
 pub use self::config::Config;
 use self::core::{Core, Timer, LISTENER_KEY};
+pub use self::driver::Io;
 pub use self::handler::{Context, Handler, TimerId, Upgrade};
 pub use self::history::{Epoch, History, Since, SinceError, MAX_EPOCH};
 #[cfg(feature = "redis")]
@@ -298,7 +301,10 @@ impl<H: Handler> Server<H> {
         // The caller may have been away for a while: time the wait afresh.
         self.core.set_clock(Instant::now());
         self.start();
-        self.run_pass(Clock::Wall, timeout)
+        self.core.timer_on_fd = true;
+        let running = self.run_pass(Clock::Wall, timeout);
+        self.submit_pending();
+        running
     }
 
     /// One pass on a clock the caller keeps (a test, a simulation): waits
@@ -324,7 +330,9 @@ impl<H: Handler> Server<H> {
     /// ```
     pub fn run_once_at(&mut self, now: Instant, timeout: Option<Duration>) -> io::Result<bool> {
         self.start();
-        self.run_pass(Clock::Given(now), timeout)
+        let running = self.run_pass(Clock::Given(now), timeout);
+        self.submit_pending();
+        running
     }
 
     /// Calls [`Handler::on_start`] before the first pass, and settles what
@@ -351,13 +359,14 @@ impl<H: Handler> Server<H> {
         let now = match clock {
             Clock::Wall => {
                 // The deadline stays in the wheel; the poller's timer is
-                // armed for it when it changed (see `poller`).
+                // armed for it when it changed (see `poller`), or it is the
+                // ring's wait's timeout.
                 let timeout = self.core.wait_timeout(timeout);
-                self.core.poller.wait(&mut self.events, timeout)?;
+                self.wait(timeout)?;
                 Instant::now()
             }
             Clock::Given(now) => {
-                self.core.poller.wait(&mut self.events, timeout)?;
+                self.wait(timeout)?;
                 now
             }
         };
@@ -365,15 +374,12 @@ impl<H: Handler> Server<H> {
         // below sees the same instant.
         self.core.set_clock(now);
         self.deliver_posts();
-        // Copy the keys out (into a reused vector): handling an event
-        // borrows the server mutably.
-        let mut ready = std::mem::take(&mut self.ready);
-        ready.clear();
-        ready.extend(
-            self.events
-                .iter()
-                .map(|ev| (ev.key, ev.readable, ev.writable)),
-        );
+        if self.core.ring.is_some() {
+            self.dispatch_completions()?;
+            // Reports of the epoll descriptor were acted on there.
+            self.events.clear();
+        }
+        let ready = self.take_ready();
         for &(key, readable, writable) in &ready {
             if key == LISTENER_KEY {
                 self.core.accept_ready();
@@ -473,6 +479,19 @@ impl<H: Handler> Server<H> {
             self.core.begin_shutdown();
             self.settle();
         }
+    }
+
+    /// The poller's reports copied out, into the reused vector `ready`
+    /// (given back by the caller): handling one borrows the server mutably.
+    fn take_ready(&mut self) -> Vec<(usize, bool, bool)> {
+        let mut ready = std::mem::take(&mut self.ready);
+        ready.clear();
+        ready.extend(
+            self.events
+                .iter()
+                .map(|ev| (ev.key, ev.readable, ev.writable)),
+        );
+        ready
     }
 
     /// Sends what other threads posted since the last pass, in order.
@@ -702,14 +721,20 @@ impl<H: Handler> Server<H> {
 #[cfg(unix)]
 impl<H: Handler> std::os::fd::AsRawFd for Server<H> {
     fn as_raw_fd(&self) -> std::os::fd::RawFd {
-        self.core.poller.as_raw_fd()
+        match self.core.ring.as_deref() {
+            Some(ring) => ring.as_raw_fd(),
+            None => self.core.poller.as_raw_fd(),
+        }
     }
 }
 
 #[cfg(unix)]
 impl<H: Handler> std::os::fd::AsFd for Server<H> {
     fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        self.core.poller.as_fd()
+        match self.core.ring.as_deref() {
+            Some(ring) => ring.as_fd(),
+            None => self.core.poller.as_fd(),
+        }
     }
 }
 

@@ -20,7 +20,7 @@ impl ConnId {
         (self.0 & 0xFFFF_FFFF) as usize
     }
 
-    fn generation(self) -> u32 {
+    pub(crate) fn generation(self) -> u32 {
         (self.0 >> 32) as u32
     }
 

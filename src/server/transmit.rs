@@ -13,12 +13,15 @@
 
 use std::io::{self, IoSlice};
 use std::net::{Shutdown, TcpStream};
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::Instant;
 
 use crate::proto::connection::{Connection, Settings};
 
-use super::core::Slot;
+use super::core::{Slot, IO_SENDING, IO_URING};
+use super::driver::Ring;
+use super::slab::ConnId;
 use super::stats::Stats;
 
 /// Most slices handed to one `sendmsg`.
@@ -41,6 +44,21 @@ pub(crate) fn flush(
     shared: Option<&mut Option<Rc<[u8]>>>,
 ) {
     if slot.conn.is_finished() {
+        return;
+    }
+    if slot.io & IO_URING != 0 {
+        // On the ring every byte goes through the connection's queue and
+        // out with its next send (`submit`), so that nothing overtakes a
+        // send in flight.
+        if !extra.is_empty() {
+            // Queued, not refused: a connection that was not behind is not
+            // behind for it (the cap applies only to one that is).
+            let was_behind = slot.conn.wants_write();
+            slot.conn.end_write(settings, now, extra, 0, shared);
+            if !was_behind {
+                slot.conn.handle_writable();
+            }
+        }
         return;
     }
     let written = if slot.conn.wants_write() {
@@ -156,21 +174,137 @@ fn send_once(
     }
 }
 
+/// Starts a send on the ring of what `slot` has pending, unless one is in
+/// flight: a copy of at most `SEND_MAX` bytes (the connection's queue, or
+/// its TLS session's ciphertext after the session took the queue's
+/// plaintext, and what `refill` moves from a paced feed as the copy empties
+/// the queue), which the ring keeps until the completion ([`sent`]). The
+/// copied bytes count as taken by the transport, as a write's are with
+/// epoll: what stays queued is what the kernel has not been handed, which
+/// the backlog cap and the read pause measure. With nothing pending and
+/// nothing in flight, a finished exchange has its sending direction shut.
+#[cfg_attr(not(rookery_uring), allow(dead_code))]
+pub(crate) fn submit(
+    slot: &mut Slot,
+    id: ConnId,
+    ring: &mut Ring,
+    settings: &Settings,
+    now: Instant,
+    refill: &mut dyn FnMut(&mut Slot) -> bool,
+) {
+    if slot.conn.is_finished() || slot.io & IO_SENDING != 0 {
+        return;
+    }
+    let mut buf = ring.send_buffer();
+    loop {
+        if let Err(e) = fill(slot, &mut buf) {
+            ring.recycle(buf);
+            slot.conn.write_failed(&e);
+            return;
+        }
+        // A paced feed refills the queue as a write empties it.
+        if buf.len() >= super::driver::SEND_MAX || !refill(slot) {
+            break;
+        }
+    }
+    if buf.is_empty() {
+        ring.recycle(buf);
+        if slot.conn.end_write(settings, now, &[], 0, None) {
+            shutdown_write(slot);
+        }
+        return;
+    }
+    ring.send(slot.stream.as_raw_fd(), id, buf);
+    slot.io |= IO_SENDING;
+}
+
+/// Moves what `slot` has to send into `buf`, at most `SEND_MAX` bytes.
+fn fill(slot: &mut Slot, buf: &mut Vec<u8>) -> io::Result<()> {
+    let max = super::driver::SEND_MAX;
+    #[cfg(feature = "tls")]
+    if let Some(tls) = slot.tls.as_deref_mut() {
+        if !tls.wants_write() {
+            // The session takes plaintext only once its ciphertext is out,
+            // so what waits stays in the connection's queue, where the
+            // backlog cap applies.
+            let mut bufs: [&[u8]; MAX_IOVECS] = [&[]; MAX_IOVECS];
+            let (mut n, mut taken) = (0, 0);
+            for bytes in slot.conn.pending_output().take(MAX_IOVECS) {
+                let take = bytes.len().min(TLS_WRITE_MAX - taken);
+                bufs[n] = &bytes[..take];
+                n += 1;
+                taken += take;
+                if taken == TLS_WRITE_MAX {
+                    break;
+                }
+            }
+            if taken > 0 {
+                tls.write_plaintext_vectored(&bufs[..n])
+                    .map_err(|e| io::Error::new(io::ErrorKind::BrokenPipe, e.to_string()))?;
+                slot.conn.consumed(taken);
+            }
+        }
+        let pending = tls.pending_output();
+        let len = pending.len().min(max.saturating_sub(buf.len()));
+        buf.extend_from_slice(&pending[..len]);
+        tls.consumed(len);
+        return Ok(());
+    }
+    let start = buf.len();
+    for bytes in slot.conn.pending_output() {
+        let room = max.saturating_sub(buf.len());
+        buf.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        if buf.len() >= max {
+            break;
+        }
+    }
+    slot.conn.consumed(buf.len() - start);
+    Ok(())
+}
+
+/// A send of `slot` ended, all of it sent (`res` ≥ 0, after any resends of
+/// a short one) or failed (`-errno`). With nothing left, a finished
+/// exchange has its sending direction shut.
+#[cfg_attr(not(rookery_uring), allow(dead_code))]
+pub(crate) fn sent(slot: &mut Slot, res: i32, settings: &Settings, now: Instant) {
+    slot.io &= !IO_SENDING;
+    if slot.conn.is_finished() {
+        return;
+    }
+    match res {
+        0 => slot
+            .conn
+            .write_failed(&io::Error::from(io::ErrorKind::WriteZero)),
+        r if r < 0 => slot
+            .conn
+            .write_failed(&io::Error::from_raw_os_error(r.saturating_neg())),
+        _ => {
+            slot.conn.handle_writable();
+            let idle = slot.conn.backlog() == 0 && !slot.tls_wants_write();
+            if idle && slot.conn.end_write(settings, now, &[], 0, None) {
+                shutdown_write(slot);
+            }
+        }
+    }
+}
+
 /// `send` (one buffer) or `sendmsg` with `MSG_NOSIGNAL`: a peer that reset
 /// its connection must give us `EPIPE`, not a `SIGPIPE` that kills a C host
-/// program which, unlike Rust's runtime, does not ignore that signal.
+/// program which, unlike Rust's runtime, does not ignore that signal. And
+/// `MSG_DONTWAIT`: a socket driven by the ring is blocking, and the loop
+/// must never wait on one (the TLS close at a half-close).
 pub(crate) fn send_slices(stream: &TcpStream, slices: &[IoSlice<'_>]) -> io::Result<usize> {
     use rustix::net::{send, sendmsg, SendAncillaryBuffer, SendFlags};
     let sent = if let [one] = slices {
         // One buffer (the usual echo batch): `send`, which spares the
         // kernel copying in a `msghdr` and an iovec array.
-        send(stream, one, SendFlags::NOSIGNAL)
+        send(stream, one, SendFlags::NOSIGNAL | SendFlags::DONTWAIT)
     } else {
         sendmsg(
             stream,
             slices,
             &mut SendAncillaryBuffer::default(),
-            SendFlags::NOSIGNAL,
+            SendFlags::NOSIGNAL | SendFlags::DONTWAIT,
         )
     };
     sent.map_err(io::Error::from)

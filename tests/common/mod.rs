@@ -5,6 +5,8 @@
 //! skips a test on a machine without it.
 #![allow(dead_code)]
 
+pub mod v1;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -186,13 +188,32 @@ pub struct Rookery {
 }
 
 impl Rookery {
-    /// Starts the binary with `args` (plus `--listen 127.0.0.1:0`) and waits
-    /// for its `listening on` line.
+    /// Starts the binary with `args` (plus `--listen 127.0.0.1:0`, and
+    /// `--io` with what `ROOKERY_IO` names when it is set, so that one test
+    /// run covers one driver) and waits for its `listening on` line.
     pub fn start(args: &[&str]) -> Rookery {
         let mut cmd = rookery_command();
-        cmd.args(["--listen", "127.0.0.1:0"])
-            .args(args)
-            .stdin(Stdio::null())
+        cmd.args(["--listen", "127.0.0.1:0"]);
+        if let Some(io) = std::env::var_os(rookery::Io::ENV).filter(|v| !v.is_empty()) {
+            cmd.arg("--io").arg(io);
+        }
+        cmd.args(args);
+        Rookery::spawn(cmd)
+    }
+
+    /// Starts `cmd` (the binary, its arguments set) with piped output and
+    /// waits for its `listening on` line.
+    pub fn spawn(mut cmd: Command) -> Rookery {
+        match Rookery::try_spawn(&mut cmd) {
+            Some(server) => server,
+            None => panic!("rookery exited before listening: {cmd:?}"),
+        }
+    }
+
+    /// [`Rookery::spawn`], or `None` if the process ended without
+    /// listening (a refused option: its output is lost, run it again).
+    pub fn try_spawn(cmd: &mut Command) -> Option<Rookery> {
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn rookery");
@@ -201,6 +222,10 @@ impl Rookery {
         BufReader::new(stdout)
             .read_line(&mut line)
             .expect("read listening line");
+        if line.is_empty() {
+            let _ = child.wait();
+            return None;
+        }
         let addr = line
             .trim()
             .strip_prefix("listening on ")
@@ -219,12 +244,12 @@ impl Rookery {
                 }
             })
         });
-        Rookery {
+        Some(Rookery {
             child,
             addr,
             stderr,
             stderr_thread,
-        }
+        })
     }
 
     /// The URL of the WebSocket path.

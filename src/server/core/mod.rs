@@ -17,6 +17,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -30,6 +31,7 @@ use crate::proto::deflate::Codec;
 use crate::proto::frame::{encode_frame, OpCode, ServerHeader, MAX_CONTROL_PAYLOAD};
 use crate::proto::http::Response;
 
+use super::driver::{self, Ring};
 use super::feed::Feed;
 use super::handler::TimerId;
 use super::per_ip::PerIp;
@@ -42,6 +44,7 @@ use super::user_data::UserData;
 use super::Config;
 
 mod broadcast;
+mod completions;
 mod paced;
 mod settle;
 
@@ -55,7 +58,7 @@ const TICK_NANOS: u64 = TICK.as_nanos() as u64;
 pub(crate) const LISTENER_KEY: usize = usize::MAX - 1;
 
 /// How long accepting pauses after running out of file descriptors.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+pub(super) const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// A message at least this large goes straight to the socket with what is
 /// queued before it, instead of being copied into the queue.
@@ -67,6 +70,19 @@ const MAX_BUSY_REJECTS: usize = 64;
 /// Poller interest bits.
 const READ: u8 = 1;
 const WRITE: u8 = 2;
+
+/// `Slot::io` bits, with the uring driver (see `super::driver`): the slot is
+/// driven by the ring, its multishot receive is armed, a send of it is in
+/// flight, bytes it received wait in the ring's held list.
+pub(crate) const IO_URING: u8 = 1;
+pub(crate) const IO_RECV: u8 = 2;
+pub(crate) const IO_SENDING: u8 = 4;
+pub(crate) const IO_HELD: u8 = 8;
+/// On `Core::send_dirty`.
+pub(crate) const IO_DIRTY: u8 = 16;
+/// Its receive is being cancelled: armed again only after its last
+/// completion, so that two receives never run on one socket.
+pub(crate) const IO_CANCELLING: u8 = 32;
 
 /// What a timer is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +113,8 @@ pub(crate) struct Slot {
     busy_reject: bool,
     /// Whether it has a paced feed (see [`super::feed`]) in `Core::feeds`.
     fed: bool,
+    /// Its state on the ring (`IO_*` bits); 0 with epoll.
+    pub(crate) io: u8,
     /// Its TLS session, on a TLS listener: plaintext between it and `conn`.
     #[cfg(feature = "tls")]
     pub tls: Option<Box<crate::tls::TlsSession>>,
@@ -104,7 +122,7 @@ pub(crate) struct Slot {
 
 impl Slot {
     /// Whether its TLS session holds ciphertext the socket has not taken.
-    fn tls_wants_write(&self) -> bool {
+    pub(crate) fn tls_wants_write(&self) -> bool {
         #[cfg(feature = "tls")]
         if let Some(tls) = self.tls.as_deref() {
             return tls.wants_write();
@@ -138,7 +156,12 @@ pub(crate) struct Settled {
 
 /// The loop's state, minus the handler and its buffers.
 pub(crate) struct Core {
+    /// The epoll instance: every readiness with the epoll driver; with the
+    /// uring driver only the wake-up eventfd and extra sources, its
+    /// descriptor polled on the ring.
     pub poller: Arc<Poller>,
+    /// The io_uring driver, if it runs (`None`: epoll).
+    pub(crate) ring: driver::RingSlot,
     listener: Option<TcpListener>,
     pub local_addr: SocketAddr,
     pub slots: Slab<Slot>,
@@ -157,6 +180,11 @@ pub(crate) struct Core {
     pub now: Instant,
     /// `now` as nanoseconds since `start`, for the wheel's ticks.
     now_nanos: u64,
+    /// Whether the deadline is armed on the poller's timer with the uring
+    /// driver too: a program that runs the loop with `run_once` from a wait
+    /// of its own on the ring's descriptor must be woken by it (the epoll
+    /// descriptor holding the timer is polled on the ring).
+    pub(crate) timer_on_fd: bool,
     /// When the poller's timer is armed to fire (nanoseconds since
     /// `start`), if it was armed; it may have fired since.
     timer_armed: Option<u64>,
@@ -178,6 +206,8 @@ pub(crate) struct Core {
     /// Members that broadcasts gave output since the last
     /// [`Core::flush_dirty`], which writes it.
     dirty: Vec<ConnId>,
+    /// Connections with output for the ring's next sends (uring driver).
+    send_dirty: Vec<ConnId>,
     /// Connections counted as open.
     open_count: usize,
     /// The paced feeds, by slot index (see [`super::feed`]).
@@ -200,12 +230,24 @@ impl Core {
         listener.set_nonblocking(true)?;
         let local_addr = listener.local_addr()?;
         let poller = Arc::new(Poller::new()?);
-        // Deleted from the poller before it is dropped (`begin_shutdown`,
-        // and `Drop for Core`).
-        poller.add_with_mode(&listener, Event::readable(LISTENER_KEY), PollMode::Level)?;
+        let mut ring = driver::open(config.io, &listener)?;
+        match ring.as_deref_mut() {
+            Some(ring) => {
+                ring.watch(poller.as_raw_fd());
+                // Accepting and the wake-up are armed before the first
+                // pass: a program may wait on the ring's descriptor first.
+                ring.submit();
+            }
+            // Deleted from the poller before it is dropped (`begin_shutdown`,
+            // and `Drop for Core`).
+            None => {
+                poller.add_with_mode(&listener, Event::readable(LISTENER_KEY), PollMode::Level)?
+            }
+        }
         let now = Instant::now();
         let mut core = Core {
             poller,
+            ring,
             listener: Some(listener),
             local_addr,
             slots: Slab::default(),
@@ -221,6 +263,7 @@ impl Core {
             now,
             now_nanos: 0,
             timer_armed: None,
+            timer_on_fd: false,
             start: now,
             blocks: broadcast::Blocks::default(),
             codec: Codec::default(),
@@ -228,6 +271,7 @@ impl Core {
             stats: Stats::default(),
             touched: Vec::new(),
             dirty: Vec::new(),
+            send_dirty: Vec::new(),
             open_count: 0,
             feeds: HashMap::new(),
             per_ip: PerIp::default(),
@@ -306,7 +350,13 @@ impl Core {
             return timeout;
         };
         let wake = Duration::from_nanos(at.saturating_sub(self.now_nanos));
-        let armed = Poller::HAS_TIMER && !wake.is_zero() && self.arm_timer(at, wake);
+        // The ring's wait takes the deadline as its timeout, in the same
+        // `io_uring_enter`: no timer to arm, unless a program waits on the
+        // ring's descriptor itself (`timer_on_fd`).
+        let armed = Poller::HAS_TIMER
+            && (self.ring.is_none() || self.timer_on_fd)
+            && !wake.is_zero()
+            && self.arm_timer(at, wake);
         if armed {
             return timeout;
         }
@@ -341,7 +391,7 @@ impl Core {
         self.wheel.advance(to, |t| fired.push(t));
     }
 
-    fn schedule(&mut self, after: Duration, what: Timer) -> Tick {
+    pub(super) fn schedule(&mut self, after: Duration, what: Timer) -> Tick {
         // A timer further off than a century (a `--room-ttl` of 10^15 h, a
         // handler's `Duration::MAX`) fires in a century: `Instant` cannot
         // add any span.
@@ -397,7 +447,11 @@ impl Core {
         self.set_listener_interest(true);
     }
 
-    fn set_listener_interest(&mut self, readable: bool) {
+    pub(super) fn set_listener_interest(&mut self, readable: bool) {
+        if let Some(ring) = self.ring.as_deref_mut() {
+            ring.set_accepting(readable && self.listener.is_some());
+            return;
+        }
         if let Some(listener) = self.listener.as_ref() {
             let interest = if readable {
                 Event::readable(LISTENER_KEY)
@@ -415,8 +469,10 @@ impl Core {
         }
     }
 
-    fn admit(&mut self, stream: TcpStream, peer: SocketAddr) {
-        if stream.set_nonblocking(true).is_err() {
+    pub(super) fn admit(&mut self, stream: TcpStream, peer: SocketAddr) {
+        // On the ring a socket stays blocking: io_uring returns EAGAIN for a
+        // non-blocking one instead of waiting for room itself.
+        if stream.set_nonblocking(self.ring.is_none()).is_err() {
             return;
         }
         let _ = stream.set_nodelay(true);
@@ -448,6 +504,7 @@ impl Core {
             member: false,
             busy_reject: busy,
             fed: false,
+            io: 0,
             #[cfg(feature = "tls")]
             tls,
         });
@@ -455,11 +512,18 @@ impl Core {
         let Some(slot) = self.slots.get_mut(id) else {
             return;
         };
-        // Deleted from the poller in `remove` before the slot (and its
-        // socket) is dropped.
-        let added = self
-            .poller
-            .add_with_mode(&slot.stream, Event::readable(key), PollMode::Level);
+        // Deleted from the poller (or its receive cancelled) in `remove`
+        // before the slot (and its socket) is dropped.
+        let added = match self.ring.as_deref_mut() {
+            Some(ring) => {
+                ring.recv(slot.stream.as_raw_fd(), id);
+                slot.io = IO_URING | IO_RECV;
+                Ok(())
+            }
+            None => self
+                .poller
+                .add_with_mode(&slot.stream, Event::readable(key), PollMode::Level),
+        };
         if let Err(e) = added {
             warn!("cannot watch {peer}: {e}");
             self.slots.remove(id);
@@ -621,7 +685,16 @@ impl Core {
         }
         self.stopping = true;
         if let Some(listener) = self.listener.take() {
-            let _ = self.poller.delete(&listener);
+            match self.ring.as_deref_mut() {
+                // Cancelled and submitted before the listener closes.
+                Some(ring) => {
+                    ring.set_accepting(false);
+                    ring.submit();
+                }
+                None => {
+                    let _ = self.poller.delete(&listener);
+                }
+            }
         }
         for index in 0..self.slots.slot_count() {
             let Some(id) = self.slots.id_at(index) else {
@@ -763,7 +836,7 @@ fn nanos_between(start: Instant, at: Instant) -> u64 {
         .saturating_add(u64::from(since.subsec_nanos()))
 }
 
-fn is_resource_exhaustion(e: &io::Error) -> bool {
+pub(super) fn is_resource_exhaustion(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
         Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)

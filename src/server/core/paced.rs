@@ -138,7 +138,13 @@ pub(super) fn pump(
             };
             let _ = slot.conn.queue_paced(&bytes);
         }
-        if !slot.conn.has_output() || slot.conn.wants_write() || slot.tls_wants_write() {
+        // On the ring the queue goes out with the pass's sends, and the
+        // next completion settles it again: pumped once more then.
+        if slot.io & IO_URING != 0
+            || !slot.conn.has_output()
+            || slot.conn.wants_write()
+            || slot.tls_wants_write()
+        {
             break;
         }
         transmit::flush(slot, settings, now, stats, &[], None);
@@ -151,4 +157,32 @@ pub(super) fn pump(
         crate::server::topics::release_spare(feeds);
         slot.fed = false;
     }
+}
+
+/// On the ring, as its send is filled: moves frames from the paced feed of
+/// `slot` to its queue while its backlog is under the limit, as [`pump`]
+/// does; returns whether it moved any. The send takes the queue's bytes as
+/// a write would, so one send carries as much of a replay as a write
+/// would, not one queue's worth per pass.
+pub(super) fn refill(
+    slot: &mut Slot,
+    id: ConnId,
+    feeds: &mut HashMap<usize, Feed>,
+    settings: &Settings,
+) -> bool {
+    if !slot.fed || !slot.conn.can_send() {
+        return false;
+    }
+    let Some(feed) = feeds.get_mut(&id.index()).filter(|f| f.conn == id) else {
+        return false;
+    };
+    let mut moved = false;
+    while slot.conn.backlog() < settings.max_backlog {
+        let Some(bytes) = feed.pop() else {
+            break;
+        };
+        let _ = slot.conn.queue_paced(&bytes);
+        moved = true;
+    }
+    moved
 }

@@ -3,6 +3,7 @@
 //! ([`crate::proto::connection::Connection::poll_event`]), its poller
 //! interest and its wheel entry brought in line, and a finished one removed.
 
+use super::completions::sync_recv;
 use super::paced::pump;
 use super::*;
 
@@ -57,7 +58,12 @@ impl Core {
                 transmit::flush(slot, &self.settings, self.now, &mut self.stats, &[], None);
             }
             let wants_write = slot.conn.wants_write() || slot.tls_wants_write();
-            if !slot.conn.is_open() || wants_write != (slot.interest & WRITE != 0) {
+            // On the ring the flush only queued: settling hands it to the
+            // pass's sends.
+            if !slot.conn.is_open()
+                || wants_write != (slot.interest & WRITE != 0)
+                || slot.io & IO_URING != 0
+            {
                 touch_slot(slot, id, &mut self.touched, &mut self.open_count);
             }
         }
@@ -82,7 +88,8 @@ impl Core {
             settled.removed = true;
             return settled;
         };
-        if slot.tls_wants_write() {
+        // On the ring, ciphertext goes out with the connection's sends.
+        if slot.io == 0 && slot.tls_wants_write() {
             slot.flush_tls();
         }
         if slot.fed {
@@ -94,8 +101,18 @@ impl Core {
                 self.now,
                 &mut self.stats,
             );
-        } else if slot.conn.has_output() && !slot.conn.wants_write() {
+        } else if slot.io == 0 && slot.conn.has_output() && !slot.conn.wants_write() {
             transmit::flush(slot, &self.settings, self.now, &mut self.stats, &[], None);
+        }
+        // On the ring, its output goes out with the pass's other sends, just
+        // before the wait (`Core::submit_sends`): all it was given this pass
+        // in one send.
+        if slot.io & IO_URING != 0
+            && slot.io & (IO_SENDING | IO_DIRTY) == 0
+            && (slot.conn.has_output() || slot.tls_wants_write())
+        {
+            slot.io |= IO_DIRTY;
+            self.send_dirty.push(id);
         }
         while let Some(notice) = slot.conn.poll_event(self.now) {
             match notice {
@@ -119,7 +136,10 @@ impl Core {
             return settled;
         }
         count_membership(slot, &mut self.open_count);
-        sync_interest(slot, id, &self.poller, &self.settings);
+        match self.ring.as_deref_mut() {
+            Some(ring) => sync_recv(slot, id, ring, &self.settings),
+            None => sync_interest(slot, id, &self.poller, &self.settings),
+        }
         sync_timer(slot, id, &mut self.wheel, &self.settings, self.start);
         settled
     }
@@ -143,8 +163,14 @@ impl Core {
             self.wheel
                 .cancel(Tick::from(slot.timer), |t| *t == Timer::Conn(id));
         }
-        if let Err(e) = self.poller.delete(&slot.stream) {
-            warn!("poller delete failed: {e}");
+        match self.ring.as_deref_mut() {
+            // The socket closes as `slot` drops, after this.
+            Some(ring) => ring.forget(id, slot.io & IO_RECV != 0),
+            None => {
+                if let Err(e) = self.poller.delete(&slot.stream) {
+                    warn!("poller delete failed: {e}");
+                }
+            }
         }
         if slot.busy_reject {
             self.busy_rejects -= 1;

@@ -1,0 +1,163 @@
+//! The core's side of the uring driver's completions (see
+//! `crate::server::driver`): a socket accepted, a send ended, a receive
+//! armed or cancelled as the connection's wish to read changes. Reading the
+//! received bytes is the server's (`Server::received`), as with epoll.
+
+use super::*;
+
+impl Core {
+    /// An accept completion of the ring: the new socket is admitted, an
+    /// error handled as `accept_ready` does.
+    #[cfg_attr(not(rookery_uring), allow(dead_code))]
+    pub(crate) fn accepted(&mut self, res: i32, more: bool) {
+        match driver::accepted_fd(res) {
+            Some(fd) if self.listener.is_some() => {
+                let stream = TcpStream::from(fd);
+                match stream.peer_addr() {
+                    Ok(peer) => self.admit(stream, peer),
+                    Err(e) => debug!("accept: {e}"),
+                }
+            }
+            // Accepted as the listener closed: dropped.
+            Some(_) => {}
+            None => {
+                let e = io::Error::from_raw_os_error(-res);
+                if is_resource_exhaustion(&e) {
+                    warn!("accept failed ({e}); pausing accepts for {ACCEPT_BACKOFF:?}");
+                    self.set_listener_interest(false);
+                    self.schedule(ACCEPT_BACKOFF, Timer::ResumeAccept);
+                } else if res != -libc::ECANCELED {
+                    debug!("accept: {e}");
+                }
+            }
+        }
+        if !more {
+            if let Some(ring) = self.ring.as_deref_mut() {
+                ring.accept_ended();
+            }
+        }
+    }
+
+    /// A send of slot `index` (generation `generation`) ended with `res`.
+    /// A short one sends the rest at once, from the same buffer, before
+    /// anything queued since.
+    #[cfg_attr(not(rookery_uring), allow(dead_code))]
+    pub(crate) fn sent(&mut self, index: usize, generation: u32, res: i32) {
+        let id = self
+            .slots
+            .id_at(index)
+            .filter(|id| driver::is_for(*id, generation));
+        let Some(ring) = self.ring.as_deref_mut() else {
+            return;
+        };
+        let len = id.and_then(|id| ring.send_len(id));
+        let (Some(id), Some(len)) = (id, len) else {
+            ring.send_done(index, generation);
+            return;
+        };
+        let Some(slot) = self.slots.get_mut(id) else {
+            ring.send_done(index, generation);
+            return;
+        };
+        if let Ok(n) = usize::try_from(res) {
+            self.stats.bytes_sent += n as u64;
+            if n > 0 && n < len && !slot.conn.is_finished() {
+                // The socket took bytes and had no room for the rest: they
+                // go again at once. Whether it is behind is judged by
+                // whether that send finds room (`mark_stuck_sends`): with
+                // the pass's other completions still to come, judging now
+                // would cap what its input makes before its socket had a
+                // chance to drain, where epoll writes first.
+                ring.send_rest(slot.stream.as_raw_fd(), id, n);
+                return;
+            }
+        }
+        ring.send_done(index, generation);
+        transmit::sent(slot, res, &self.settings, self.now);
+        self.touch(id);
+    }
+
+    /// Sends the last wait submitted that are still in flight found their
+    /// socket full: their connections are behind, as with epoll when a
+    /// write is refused, and the backlog cap applies to what they are sent
+    /// next.
+    pub(crate) fn mark_stuck_sends(&mut self) {
+        let Some(ring) = self.ring.as_deref_mut() else {
+            return;
+        };
+        for id in ring.stuck_sends() {
+            if let Some(slot) = self.slots.get_mut(id) {
+                // Marks it behind if anything waits (it returns true only
+                // with nothing queued); one already behind stays so, unjudged.
+                if !slot.conn.wants_write() {
+                    let _ = slot.conn.end_write(&self.settings, self.now, &[], 0, None);
+                }
+            }
+        }
+    }
+
+    /// Starts a send for each connection given output since the last wait
+    /// (see `transmit::submit`). Returns whether any of them is to be
+    /// settled again (its socket failed, or its exchange ended).
+    pub(crate) fn submit_sends(&mut self) -> bool {
+        let Some(ring) = self.ring.as_deref_mut() else {
+            return false;
+        };
+        let mut dirty = std::mem::take(&mut self.send_dirty);
+        for &id in &dirty {
+            let Some(slot) = self.slots.get_mut(id) else {
+                continue;
+            };
+            slot.io &= !IO_DIRTY;
+            let (feeds, settings) = (&mut self.feeds, &self.settings);
+            let mut more = |slot: &mut Slot| super::paced::refill(slot, id, feeds, settings);
+            transmit::submit(slot, id, ring, settings, self.now, &mut more);
+            if slot.conn.is_finished() {
+                touch_slot(slot, id, &mut self.touched, &mut self.open_count);
+            }
+        }
+        dirty.clear();
+        self.send_dirty = dirty;
+        !self.touched.is_empty()
+    }
+
+    /// The connection of slot `index` for a receive completion of
+    /// `generation`, if it is still there.
+    #[cfg_attr(not(rookery_uring), allow(dead_code))]
+    pub(crate) fn receiver(&self, index: usize, generation: u32) -> Option<ConnId> {
+        self.slots
+            .id_at(index)
+            .filter(|id| driver::is_for(*id, generation))
+    }
+}
+
+/// Arms the multishot receive of `slot` when its connection wants to read
+/// and cancels it when it does not (the ring's `epoll_ctl`). Bytes that
+/// came after it stopped reading and before the cancellation took effect
+/// are held: handed over at the next pass when it reads again, and the
+/// receive is armed only once they are all read, so that what is held never
+/// grows past what one cancellation let in.
+pub(super) fn sync_recv(slot: &mut Slot, id: ConnId, ring: &mut Ring, settings: &Settings) {
+    let want = slot.conn.wants_read(settings);
+    // A receive being cancelled still counts as armed until its last
+    // completion (which clears both bits): a second one on the same socket
+    // could take bytes out of order, and a cancellation names only one.
+    let armed = slot.io & IO_RECV != 0;
+    if slot.io & IO_CANCELLING != 0 {
+        return;
+    }
+    if want && !armed {
+        if slot.io & IO_HELD != 0 {
+            ring.resume(id);
+            return;
+        }
+        ring.recv(slot.stream.as_raw_fd(), id);
+        slot.io |= IO_RECV;
+    } else if !want && armed {
+        ring.cancel_recv(id);
+        slot.io |= IO_CANCELLING;
+        // Now rather than with the next wait: every receive completion
+        // until then would be held.
+        ring.submit();
+    }
+}
