@@ -8,6 +8,15 @@
 //! them holds one range (`OutQueue::push_span` extends the last one): one
 //! slice of its next write, however many broadcasts it covers. The block
 //! is freed when the last queue that references it has written its range.
+//!
+//! A [`Live`] range is the growing end of one group's broadcasts in a block
+//! (a topic's, within one pass of the loop): queues *attached* to it owe
+//! their peer everything from where they attached to its current end, so a
+//! publication that extends it reaches every attached member without
+//! visiting one. A queue seals its attachment (turns it into an ordinary
+//! range) before anything else is appended to it, which keeps its order,
+//! and marks the range [`Live::is_detached`] so that the group's next
+//! broadcast visits its members again.
 
 use std::cell::Cell;
 use std::ops::Range;
@@ -71,6 +80,56 @@ impl Block {
         // cell of this range is written while the returned slice (borrowed
         // from `self`) lives.
         unsafe { std::slice::from_raw_parts(cells.as_ptr().cast::<u8>(), cells.len()) }
+    }
+}
+
+/// The growing end of a group's broadcasts in a block (see the module doc).
+#[derive(Debug)]
+pub struct Live {
+    block: std::rc::Rc<Block>,
+    end: Cell<usize>,
+    detached: Cell<bool>,
+}
+
+impl Live {
+    /// A live range of `block` that ends at `end`.
+    pub fn new(block: &std::rc::Rc<Block>, end: usize) -> Live {
+        Live {
+            block: std::rc::Rc::clone(block),
+            end: Cell::new(end),
+            detached: Cell::new(false),
+        }
+    }
+
+    /// The block it is a range of.
+    pub fn block(&self) -> &std::rc::Rc<Block> {
+        &self.block
+    }
+
+    /// Where it ends now.
+    pub fn end(&self) -> usize {
+        self.end.get()
+    }
+
+    /// Extends it to `end`: every attached queue owes that much more.
+    pub fn extend_to(&self, end: usize) {
+        self.end.set(end.max(self.end.get()));
+    }
+
+    /// Whether a queue sealed its attachment since [`Live::reattached`]: its
+    /// members must be visited again.
+    pub fn is_detached(&self) -> bool {
+        self.detached.get()
+    }
+
+    /// Marks that a queue sealed its attachment.
+    pub fn detach(&self) {
+        self.detached.set(true);
+    }
+
+    /// Marks that every member was visited again.
+    pub fn reattached(&self) {
+        self.detached.set(false);
     }
 }
 

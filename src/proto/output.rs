@@ -14,7 +14,7 @@
 use std::collections::VecDeque;
 use std::rc::Rc;
 
-use super::block::Block;
+use super::block::{Block, Live};
 use super::frame::{ServerHeader, MAX_SERVER_HEADER};
 
 /// The most parts a transport write hands along after the queue (a frame
@@ -73,6 +73,9 @@ struct Queue {
     pinned: usize,
     /// An owned chunk already written, kept (emptied) for the next copy.
     spare: Vec<u8>,
+    /// A live range the queue is attached to, and where it attached: owed
+    /// after every chunk, sealed into one before anything else is queued.
+    attached: Option<(Rc<Live>, usize)>,
 }
 
 /// Emptied queues kept for reuse, per thread (the loop's), at most this
@@ -139,9 +142,48 @@ impl OutQueue {
         self.queue.as_ref().map_or(0, |q| q.queued.max(q.pinned))
     }
 
-    /// Whether nothing waits.
+    /// Whether nothing waits (an attachment is something).
     pub fn is_empty(&self) -> bool {
         self.queue.is_none()
+    }
+
+    /// Attaches the queue to `live` from `start`: it owes `live`'s bytes
+    /// from there to wherever `live` ends when the queue is sealed. An
+    /// earlier attachment is sealed first.
+    pub fn attach(&mut self, live: &Rc<Live>, start: usize) {
+        self.seal();
+        let queue = self.queue.get_or_insert_with(acquire);
+        queue.attached = Some((Rc::clone(live), start));
+    }
+
+    /// Whether the queue is attached to `live`.
+    #[inline]
+    pub fn is_attached_to(&self, live: &Rc<Live>) -> bool {
+        matches!(self.queue.as_deref(), Some(Queue { attached: Some((l, _)), .. }) if Rc::ptr_eq(l, live))
+    }
+
+    /// Turns the attachment, if any, into a range queued after every chunk,
+    /// and marks the live range detached (its group's next broadcast
+    /// visits its members again). Every push does this first.
+    #[inline]
+    pub fn seal(&mut self) {
+        if let Some(queue) = self.queue.as_deref_mut() {
+            if let Some((live, start)) = queue.attached.take() {
+                self.seal_now(&live, start);
+            }
+        }
+    }
+
+    #[inline(never)]
+    fn seal_now(&mut self, live: &Live, start: usize) {
+        live.detach();
+        self.push_span_sealed(live.block(), start..live.end());
+        if self.queue.as_ref().is_some_and(|q| q.chunks.is_empty()) {
+            // Attached but owing nothing: nothing waits.
+            if let Some(queue) = self.queue.take() {
+                release(queue);
+            }
+        }
     }
 
     /// Queues a copy of `parts`, concatenated.
@@ -167,6 +209,7 @@ impl OutQueue {
         if total == 0 {
             return;
         }
+        self.seal();
         let queue = self.queue.get_or_insert_with(acquire);
         queue.queued += total;
         if let Some(Chunk::Owned(last)) = queue.chunks.back_mut() {
@@ -204,6 +247,7 @@ impl OutQueue {
             self.push_copy(&[&frame[start..end]]);
             return;
         }
+        self.seal();
         let queue = self.queue.get_or_insert_with(acquire);
         queue.queued += rest;
         if let Some(Chunk::Shared {
@@ -227,6 +271,12 @@ impl OutQueue {
     /// broadcasts of a pass, side by side in their block, are one slice of
     /// the next write however many they are.
     pub fn push_span(&mut self, block: &Rc<Block>, range: std::ops::Range<usize>) {
+        self.seal();
+        self.push_span_sealed(block, range);
+    }
+
+    /// [`OutQueue::push_span`] on a queue that is not attached.
+    fn push_span_sealed(&mut self, block: &Rc<Block>, range: std::ops::Range<usize>) {
         let len = range.end.saturating_sub(range.start);
         if len == 0 {
             return;
@@ -260,6 +310,10 @@ impl OutQueue {
         let Some(queue) = self.queue.as_deref_mut() else {
             return false;
         };
+        if queue.attached.is_some() {
+            // Owed after the span at the back: extending it would reorder.
+            return false;
+        }
         match queue.chunks.back_mut() {
             Some(Chunk::Span {
                 block: last_block,
@@ -378,7 +432,7 @@ impl OutQueue {
                 _ => {}
             }
         }
-        if queue.chunks.is_empty() {
+        if queue.chunks.is_empty() && queue.attached.is_none() {
             // An idle connection keeps nothing: the queue goes back to the
             // loop's small cache, or is freed.
             if let Some(queue) = self.queue.take() {

@@ -46,6 +46,8 @@ pub(crate) fn flush(
     if slot.conn.is_finished() {
         return;
     }
+    // What a live range owes it goes before anything written now.
+    slot.conn.seal(settings, now);
     if slot.io & IO_URING != 0 {
         // On the ring every byte goes through the connection's queue and
         // out with its next send (`submit`), so that nothing overtakes a
@@ -195,6 +197,7 @@ pub(crate) fn submit(
     if slot.conn.is_finished() || slot.io & IO_SENDING != 0 {
         return;
     }
+    slot.conn.seal(settings, now);
     let mut buf = ring.send_buffer();
     loop {
         if let Err(e) = fill(slot, &mut buf) {

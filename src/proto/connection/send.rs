@@ -111,6 +111,35 @@ impl Connection {
         !self.flag(BEHIND) && self.is_open() && self.out.extend_span(block, range)
     }
 
+    /// Attaches the queue to a live range of broadcasts from `start` (see
+    /// `proto::block::Live`), if the peer keeps up and the connection is
+    /// open, and says whether it did: then every extension of `live` is
+    /// owed to it without a visit, until the queue is sealed.
+    #[inline]
+    pub(crate) fn attach(&mut self, live: &Rc<crate::proto::block::Live>, start: usize) -> bool {
+        if self.flag(BEHIND) || !self.is_open() {
+            return false;
+        }
+        self.out.attach(live, start);
+        true
+    }
+
+    /// Whether the queue is attached to `live`.
+    #[inline]
+    pub(crate) fn is_attached_to(&self, live: &Rc<crate::proto::block::Live>) -> bool {
+        self.out.is_attached_to(live)
+    }
+
+    /// Seals the queue's attachment, if any, into a queued range, under
+    /// the backlog cap: before the queue is written, and before bytes are
+    /// written around it.
+    #[inline]
+    pub(crate) fn seal(&mut self, settings: &Settings, now: Instant) {
+        let was_behind = self.flag(BEHIND);
+        self.out.seal();
+        self.check_backlog(settings, now, was_behind);
+    }
+
     /// The bytes of `frame` as this connection takes them: its compressed
     /// variant (made on the first need, once for every connection) if it
     /// negotiated the shared window, else the plain frame.

@@ -206,6 +206,9 @@ pub(crate) struct Core {
     /// Members that broadcasts gave output since the last
     /// [`Core::flush_dirty`], which writes it.
     dirty: Vec<ConnId>,
+    /// Rounds of [`Core::flush_dirty`]'s writes so far: a topic's live
+    /// range is good for the round it was made in.
+    round: u64,
     /// Connections with output for the ring's next sends (uring driver).
     send_dirty: Vec<ConnId>,
     /// Connections counted as open.
@@ -271,6 +274,7 @@ impl Core {
             stats: Stats::default(),
             touched: Vec::new(),
             dirty: Vec::new(),
+            round: 0,
             send_dirty: Vec::new(),
             open_count: 0,
             feeds: HashMap::new(),

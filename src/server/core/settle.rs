@@ -49,11 +49,15 @@ impl Core {
     #[inline(never)]
     fn write_dirty(&mut self) {
         let mut dirty = std::mem::take(&mut self.dirty);
+        // Every queue attached to a live range is on this list: sealed
+        // below, so the ranges of this round are done with.
+        self.round += 1;
         for &id in &dirty {
             let Some(slot) = self.slots.get_mut(id) else {
                 continue;
             };
             slot.dirty = false;
+            slot.conn.seal(&self.settings, self.now);
             if slot.conn.has_output() && !slot.conn.wants_write() {
                 transmit::flush(slot, &self.settings, self.now, &mut self.stats, &[], None);
             }
