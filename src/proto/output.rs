@@ -701,6 +701,40 @@ mod tests {
     }
 
     #[test]
+    fn an_attached_queue_owes_the_live_range_and_seals_it_before_anything_else() {
+        let block = Rc::new(Block::with_capacity(1024));
+        block.append(&[b"before"]).unwrap();
+        let first = block.append(&[b"one"]).unwrap();
+        let live = Rc::new(Live::new(&block, first.end));
+        let mut q = OutQueue::default();
+        q.push_copy(&[b"<"]);
+        q.attach(&live, first.start);
+        assert!(q.is_attached_to(&live));
+        // Publications that continue the range reach it without a push.
+        let second = block.append(&[b"two"]).unwrap();
+        live.extend_to(second.end);
+        assert!(!live.is_detached());
+        // What is queued next comes after what the range owes: sealed.
+        q.push_copy(&[b">"]);
+        assert!(!q.is_attached_to(&live));
+        assert!(live.is_detached(), "its topic must visit its members again");
+        let third = block.append(&[b"six"]).unwrap();
+        live.extend_to(third.end);
+        let slices: Vec<&[u8]> = q.pending().collect();
+        assert_eq!(slices, [&b"<"[..], b"onetwo", b">"]);
+        // A range that owes nothing leaves nothing queued when sealed.
+        let mut idle = OutQueue::default();
+        idle.attach(&live, third.end);
+        idle.seal();
+        assert!(idle.is_empty());
+        // Extending the last span would overtake the attachment: refused.
+        let mut q = OutQueue::default();
+        q.push_span(&block, first.clone());
+        q.attach(&live, second.start);
+        assert!(!q.extend_span(&block, second.clone()));
+    }
+
+    #[test]
     fn a_queue_left_waiting_copies_small_spans_and_keeps_large_ones() {
         let block = Rc::new(Block::with_capacity(1000));
         let mut q = OutQueue::default();

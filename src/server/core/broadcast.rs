@@ -203,10 +203,7 @@ impl Core {
             if slot.conn.is_attached_to(live) {
                 continue;
             }
-            if !slot.fed
-                && !slot.conn.takes_shared_deflate()
-                && slot.conn.attach(live, start)
-            {
+            if !slot.fed && !slot.conn.takes_shared_deflate() && slot.conn.attach(live, start) {
                 if slot.conn.backlog() >= WRITE_AT {
                     // A burst in one callback, sealed block by block:
                     // written as it grows (see `WRITE_AT`).
