@@ -109,12 +109,43 @@ impl Core {
     pub(crate) fn broadcast(&mut self, opcode: OpCode, payload: &[u8]) -> usize {
         let mut frame = self.blocks.encode(opcode, payload);
         let members = self.open_count;
+        let block = Rc::clone(&frame.plain.0);
+        let ping = block.get(frame.plain.1.clone());
         // By slot, not by a collected list of ids: no allocation per
         // broadcast. Appending never adds or removes a slot.
         for index in 0..self.slots.slot_count() {
-            if let Some(id) = self.slots.id_at(index) {
-                self.hand_frame(id, &mut frame);
+            let Some(id) = self.slots.id_at(index) else {
+                continue;
+            };
+            if opcode == OpCode::Ping {
+                if let Some(slot) = self.slots.get_mut(id) {
+                    // The keep-alive ping goes to everyone at once, most
+                    // of them idle: written now to a member with nothing
+                    // queued (one `sendmsg`, which the batch made too), so
+                    // that 10,000 idle members do not each take a queue
+                    // for two bytes until the pass ends.
+                    if slot.io == 0
+                        && !slot.fed
+                        && slot.conn.is_open()
+                        && !slot.conn.has_output()
+                        && !slot.conn.wants_write()
+                    {
+                        transmit::flush(
+                            slot,
+                            &self.settings,
+                            self.now,
+                            &mut self.stats,
+                            &[ping],
+                            None,
+                        );
+                        if !slot.conn.is_open() || slot.conn.wants_write() {
+                            touch_slot(slot, id, &mut self.touched, &mut self.open_count);
+                        }
+                        continue;
+                    }
+                }
             }
+            self.hand_frame(id, &mut frame);
         }
         if opcode != OpCode::Ping {
             self.stats.messages_sent += members as u64;
