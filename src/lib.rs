@@ -76,7 +76,6 @@ mod log_text;
 pub mod proto;
 pub mod server;
 #[cfg(target_os = "linux")]
-#[allow(unsafe_code)] // descriptors passed by systemd, getsockopt, clock_gettime.
 pub mod service;
 #[allow(unsafe_code)] // sigaction and async-signal-safe handlers.
 mod signals;
