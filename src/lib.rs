@@ -77,7 +77,6 @@ pub mod proto;
 pub mod server;
 #[cfg(target_os = "linux")]
 pub mod service;
-#[allow(unsafe_code)] // sigaction and async-signal-safe handlers.
 mod signals;
 #[cfg(feature = "tls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]

@@ -1,26 +1,28 @@
 //! Stopping a server on SIGINT and SIGTERM, and reloading its TLS pair on
 //! SIGHUP, the way the `rookery` command does, without writing a signal
 //! handler yourself.
+//!
+//! The handlers find the current handle in a [`Slot`], which a later call
+//! replaces. The module's two `unsafe` blocks are the `sigaction` call in
+//! [`install`] and the `_exit` of a second stop signal.
 
 use std::io;
-use std::ptr;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError, TryLockError};
 
 use crate::{ReloadHandle, StopHandle};
 
 /// The exit status when a second SIGINT or SIGTERM arrives while stopping.
 const SECOND_SIGNAL_STATUS: libc::c_int = 130;
 
-/// The handle the signal handler stops: a `Box` turned into a raw pointer,
-/// or null before the first call to [`stop_on_signals`].
-static HANDLE: AtomicPtr<StopHandle> = AtomicPtr::new(ptr::null_mut());
+/// The handle SIGINT and SIGTERM stop.
+static STOP: Slot<StopHandle> = Slot::new();
 
-/// How many signal handlers are between loading [`HANDLE`] and being done
-/// with what they loaded; a replaced handle is freed only when none are.
-static IN_HANDLER: AtomicUsize = AtomicUsize::new(0);
-
-/// Whether a signal already asked the current handle to stop.
+/// Whether a signal already asked the current stop handle to stop.
 static SIGNALLED: AtomicBool = AtomicBool::new(false);
+
+/// The handle SIGHUP reloads.
+static RELOAD: Slot<ReloadHandle> = Slot::new();
 
 /// Stops the server behind `handle` gracefully on the first SIGINT or
 /// SIGTERM, as [`StopHandle::stop`] does: no new connections, close 1001 to
@@ -34,7 +36,8 @@ static SIGNALLED: AtomicBool = AtomicBool::new(false);
 /// Only one handle is kept: calling this again (say, for the next server
 /// after the first one stopped) replaces it, and the count of signals starts
 /// again from zero. The signal handler itself only calls
-/// [`StopHandle::stop`], which is async-signal-safe.
+/// [`StopHandle::stop`], which is async-signal-safe; a signal that comes
+/// while a call is replacing the handle stops the new one.
 ///
 /// ```no_run
 /// use rookery::{Config, Server};
@@ -54,64 +57,11 @@ static SIGNALLED: AtomicBool = AtomicBool::new(false);
 ///
 /// The error of `sigaction(2)`, which should not fail for these signals.
 pub fn stop_on_signals(handle: StopHandle) -> io::Result<()> {
-    let new = Box::into_raw(Box::new(handle));
-    let old = HANDLE.swap(new, Ordering::SeqCst);
     SIGNALLED.store(false, Ordering::SeqCst);
-    if !old.is_null() {
-        // A handler that loaded `old` counted itself in before loading it;
-        // any handler that starts from now on loads `new`.
-        while IN_HANDLER.load(Ordering::SeqCst) != 0 {
-            std::thread::yield_now();
-        }
-        // SAFETY: `old` came from `Box::into_raw` in an earlier call, it is
-        // no longer in `HANDLE`, and no signal handler still uses it (the
-        // count above is zero), so this is its one and only owner.
-        drop(unsafe { Box::from_raw(old) });
-    }
-    for signal in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: `action` is fully initialised (zeroed, which is a valid
-        // `sigaction`, then the handler, flags and an emptied mask set)
-        // before sigaction reads it; the handler is an `extern "C"` function
-        // that lives for the whole program and does only async-signal-safe
-        // work; a null old-action pointer is allowed.
-        let rc = unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-            action.sa_flags = libc::SA_RESTART;
-            libc::sigemptyset(&mut action.sa_mask);
-            libc::sigaction(signal, &action, ptr::null_mut())
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(())
+    STOP.replace(handle, StopHandle::stop);
+    install(libc::SIGINT, Catch::Stop)?;
+    install(libc::SIGTERM, Catch::Stop)
 }
-
-/// The SIGINT and SIGTERM handler: atomics, [`StopHandle::stop`] (an atomic
-/// store and an eventfd write) and `_exit`, all async-signal-safe.
-extern "C" fn on_signal(_signal: libc::c_int) {
-    if SIGNALLED.swap(true, Ordering::SeqCst) {
-        // SAFETY: _exit is async-signal-safe and takes no pointers.
-        unsafe { libc::_exit(SECOND_SIGNAL_STATUS) };
-    }
-    IN_HANDLER.fetch_add(1, Ordering::SeqCst);
-    let handle = HANDLE.load(Ordering::SeqCst);
-    // SAFETY: a non-null `handle` points to a live `StopHandle`: it is freed
-    // only by `stop_on_signals` after it left `HANDLE` and while no handler
-    // is counted in `IN_HANDLER`, and this one counted itself in before
-    // loading it. It is only read.
-    if let Some(handle) = unsafe { handle.as_ref() } {
-        handle.stop();
-    }
-    IN_HANDLER.fetch_sub(1, Ordering::SeqCst);
-}
-
-/// The handle SIGHUP reloads (owned: from `Box::into_raw`), or NULL.
-static RELOAD: AtomicPtr<ReloadHandle> = AtomicPtr::new(ptr::null_mut());
-
-/// SIGHUP handlers running now (see `IN_HANDLER`).
-static IN_RELOAD: AtomicUsize = AtomicUsize::new(0);
 
 /// Makes SIGHUP call [`ReloadHandle::reload`] on `handle`: the server
 /// re-reads its TLS certificate and key, and keeps the old pair (with a
@@ -119,40 +69,221 @@ static IN_RELOAD: AtomicUsize = AtomicUsize::new(0);
 /// signal (info) and carries on. SIGHUP never stops the server. A second
 /// call replaces the handle.
 pub fn reload_on_sighup(handle: ReloadHandle) -> io::Result<()> {
-    let new = Box::into_raw(Box::new(handle));
-    let old = RELOAD.swap(new, Ordering::SeqCst);
-    if !old.is_null() {
-        while IN_RELOAD.load(Ordering::SeqCst) != 0 {
-            std::thread::yield_now();
-        }
-        // SAFETY: `old` came from `Box::into_raw` above (in an earlier call)
-        // and was swapped out, so no handler will load it again; the wait
-        // above let any handler still using it finish.
-        drop(unsafe { Box::from_raw(old) });
-    }
-    // SAFETY: `sigaction` is given a zeroed (valid) struct whose handler is
-    // an `extern "C"` function that only makes async-signal-safe calls.
-    let rc = unsafe {
-        let mut action: libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = on_sighup as extern "C" fn(libc::c_int) as libc::sighandler_t;
-        action.sa_flags = libc::SA_RESTART;
-        libc::sigemptyset(&mut action.sa_mask);
-        libc::sigaction(libc::SIGHUP, &action, ptr::null_mut())
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    RELOAD.replace(handle, ReloadHandle::reload);
+    install(libc::SIGHUP, Catch::Reload)
 }
 
-extern "C" fn on_sighup(_signal: libc::c_int) {
-    IN_RELOAD.fetch_add(1, Ordering::SeqCst);
-    let handle = RELOAD.load(Ordering::SeqCst);
-    // SAFETY: a non-null pointer is a live `Box` from `reload_on_sighup`,
-    // freed only after `IN_RELOAD` drops back to zero.
-    if let Some(handle) = unsafe { handle.as_ref() } {
-        // An atomic store and an eventfd write: async-signal-safe.
-        handle.reload();
+/// The SIGINT and SIGTERM handler: the first signal stops the current
+/// handle, a second ends the process.
+#[allow(unsafe_code)] // _exit, below.
+extern "C" fn on_stop(_signal: libc::c_int) {
+    if SIGNALLED.swap(true, Ordering::SeqCst) {
+        // SAFETY: _exit is async-signal-safe and takes no pointers; ending
+        // the process without unwinding or atexit handlers is the point.
+        unsafe { libc::_exit(SECOND_SIGNAL_STATUS) };
     }
-    IN_RELOAD.fetch_sub(1, Ordering::SeqCst);
+    STOP.signal(StopHandle::stop);
+}
+
+/// The SIGHUP handler.
+extern "C" fn on_reload(_signal: libc::c_int) {
+    RELOAD.signal(ReloadHandle::reload);
+}
+
+/// The handlers [`install`] can install, each async-signal-safe.
+#[derive(Debug, Clone, Copy)]
+enum Catch {
+    /// [`on_stop`].
+    Stop,
+    /// [`on_reload`].
+    Reload,
+    /// [`tests::on_count`]: counts the signal on the thread it interrupts.
+    #[cfg(test)]
+    Count,
+}
+
+/// Installs `catch`'s handler for `signal`, process-wide, with
+/// `SA_RESTART`, replacing any earlier handler.
+///
+/// # Errors
+///
+/// The error of `sigaction(2)`: a signal number that cannot be caught.
+#[allow(unsafe_code)] // sigaction, below.
+fn install(signal: libc::c_int, catch: Catch) -> io::Result<()> {
+    let handler: extern "C" fn(libc::c_int) = match catch {
+        Catch::Stop => on_stop,
+        Catch::Reload => on_reload,
+        #[cfg(test)]
+        Catch::Count => tests::on_count,
+    };
+    // SAFETY: `action` is zeroed (a valid `sigaction`: no handler, no
+    // flags) and then given the handler, the flags and an emptied mask
+    // before sigaction reads it; a null old-action pointer is allowed. The
+    // handler is one of this module's `extern "C"` functions, which live as
+    // long as the program and do only async-signal-safe work (atomics, a
+    // lock tried but never waited for, an eventfd write, `_exit`), so it may
+    // interrupt any code at any point.
+    let rc = unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = handler as libc::sighandler_t;
+        action.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(signal, &action, std::ptr::null_mut())
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// A handle that signal handlers act on and a later call replaces.
+///
+/// A handler never waits for the lock: one that finds it taken leaves its
+/// signal `pending`, and whoever holds the lock (the call replacing the
+/// handle, or a handler on another thread) acts on it after unlocking. So a
+/// handler never blocks, not even when it interrupts the replacing call on
+/// the same thread, and no signal is lost.
+struct Slot<T> {
+    /// The current handle; `None` before the first call.
+    handle: Mutex<Option<T>>,
+    /// A signal not acted on yet.
+    pending: AtomicBool,
+}
+
+impl<T> Slot<T> {
+    const fn new() -> Slot<T> {
+        Slot {
+            handle: Mutex::new(None),
+            pending: AtomicBool::new(false),
+        }
+    }
+
+    /// Makes `handle` the one signals act on (`act`: what a signal does),
+    /// outside a signal handler; the old one is dropped.
+    fn replace(&self, handle: T, act: fn(&T)) {
+        let old = self
+            .handle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .replace(handle);
+        drop(old);
+        self.deliver(act);
+    }
+
+    /// From a signal handler: `act` on the current handle, now or by the
+    /// lock's holder.
+    fn signal(&self, act: fn(&T)) {
+        self.pending.store(true, Ordering::SeqCst);
+        self.deliver(act);
+    }
+
+    /// Acts on a pending signal unless the lock is taken, in which case its
+    /// holder does so after unlocking (it calls this too).
+    fn deliver(&self, act: fn(&T)) {
+        loop {
+            // Orders the unlock (or the store of `pending`) before the load
+            // below, as the other side orders its store before trying the
+            // lock: one of the two sees the other.
+            fence(Ordering::SeqCst);
+            if !self.pending.load(Ordering::SeqCst) {
+                return;
+            }
+            let guard = match self.handle.try_lock() {
+                Ok(guard) => guard,
+                Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+                Err(TryLockError::WouldBlock) => return,
+            };
+            if self.pending.swap(false, Ordering::SeqCst) {
+                if let Some(handle) = guard.as_ref() {
+                    act(handle);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::cell::Cell;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Arc;
+
+    thread_local! {
+        /// Signals [`on_count`] counted on this thread.
+        static COUNTED: Cell<u32> = const { Cell::new(0) };
+    }
+
+    /// Counts a signal on the thread it interrupts: a const thread-local
+    /// without a destructor, which needs no lazy set-up.
+    pub(super) extern "C" fn on_count(_signal: libc::c_int) {
+        COUNTED.with(|c| c.set(c.get().wrapping_add(1)));
+    }
+
+    /// Makes `signal`, process-wide, count on the thread it is sent to
+    /// (see [`counted`]) instead of its default action. For a signal a
+    /// system call raises on its own thread (SIGPIPE), so that tests on
+    /// other threads do not disturb the count.
+    pub(crate) fn count(signal: libc::c_int) -> io::Result<()> {
+        install(signal, Catch::Count)
+    }
+
+    /// How many signals this thread counted.
+    pub(crate) fn counted() -> u32 {
+        COUNTED.with(Cell::get)
+    }
+
+    fn bump(counter: &Arc<AtomicUsize>) {
+        counter.fetch_add(1, Ordering::SeqCst);
+    }
+
+    #[test]
+    fn a_signal_acts_on_the_current_handle() {
+        let slot = Slot::new();
+        slot.signal(bump);
+        let (first, second) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        slot.replace(first.clone(), bump);
+        assert_eq!(
+            first.load(Ordering::SeqCst),
+            0,
+            "a signal before any handle has nothing to act on"
+        );
+        slot.signal(bump);
+        assert_eq!(first.load(Ordering::SeqCst), 1);
+        slot.replace(second.clone(), bump);
+        slot.signal(bump);
+        assert_eq!(first.load(Ordering::SeqCst), 1, "replaced");
+        assert_eq!(second.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_signal_that_finds_the_lock_taken_is_delivered_by_its_holder() {
+        let slot = Slot::new();
+        let (first, second) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        slot.replace(first.clone(), bump);
+        // As when a handler interrupts `replace` on its own thread.
+        let guard = slot.handle.lock().unwrap();
+        slot.signal(bump);
+        assert_eq!(first.load(Ordering::SeqCst), 0, "the handler did not wait");
+        drop(guard);
+        slot.replace(second.clone(), bump);
+        assert_eq!(first.load(Ordering::SeqCst), 0);
+        assert_eq!(second.load(Ordering::SeqCst), 1, "the holder delivered it");
+        slot.signal(bump);
+        assert_eq!(second.load(Ordering::SeqCst), 2, "once");
+    }
+
+    #[test]
+    fn a_counted_signal_counts_on_its_own_thread() {
+        count(libc::SIGPIPE).unwrap();
+        let before = counted();
+        // A send without MSG_NOSIGNAL to a socket whose peer is gone
+        // raises SIGPIPE on this thread.
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        drop(theirs);
+        let sent = rustix::net::send(&ours, b"x", rustix::net::SendFlags::empty());
+        assert_eq!(sent, Err(rustix::io::Errno::PIPE));
+        assert_eq!(counted(), before + 1);
+    }
 }
