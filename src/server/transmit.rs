@@ -385,7 +385,7 @@ mod tests {
     /// that a signal shows and the test goes on.
     #[test]
     fn a_closed_socket_gives_epipe_not_sigpipe() {
-        use crate::signals::tests::{count, counted};
+        use crate::server::signals::tests::{count, counted};
         use std::net::TcpListener;
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let ours = TcpStream::connect(listener.local_addr().unwrap()).unwrap();

@@ -10,7 +10,7 @@ use std::io;
 use std::sync::atomic::{fence, AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError, TryLockError};
 
-use crate::{ReloadHandle, StopHandle};
+use super::{ReloadHandle, StopHandle};
 
 /// The exit status when a second SIGINT or SIGTERM arrives while stopping.
 const SECOND_SIGNAL_STATUS: libc::c_int = 130;
