@@ -486,3 +486,30 @@ fn monotonic_usec() -> u64 {
     );
     ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000
 }
+
+/// A descriptor named by the variables but not open is refused with a
+/// message saying so, not taken: `sh` sets `LISTEN_PID` to its own pid and
+/// `exec`s the binary (the same pid; through `ROOKERY_TEST_RUNNER` if set)
+/// with descriptor 3 closed.
+#[test]
+fn a_passed_descriptor_that_is_not_open_is_refused() {
+    let out = Command::new("sh")
+        .args([
+            "-c",
+            "LISTEN_PID=$$; export LISTEN_PID; exec $ROOKERY_TEST_RUNNER \"$0\" \"$@\"",
+        ])
+        .arg(env!("CARGO_BIN_EXE_rookery"))
+        .args(["--listen", "127.0.0.1:1"])
+        .env("LISTEN_FDS", "1")
+        .env_remove("LISTEN_FDNAMES")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run sh");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr
+            .contains("passed descriptor 3 is not a listening TCP socket (not an open descriptor)"),
+        "{stderr}"
+    );
+}
