@@ -746,7 +746,8 @@ fn feed<H: Handler>(
 ) {
     core.touch(id);
     let mut offset = 0;
-    while offset < input.len() {
+    let end = input.len();
+    while offset < end {
         core.hand_batch_to(id);
         let Some(slot) = core.slots.get_mut(id) else {
             return;
@@ -756,8 +757,19 @@ fn feed<H: Handler>(
             slot.conn
                 .read_message(&core.settings, core.now, &mut input[offset..])
         {
+            // A read of one whole message (a client that waits for each
+            // answer, a low rate): its reply is written at once
+            // (`Core::send`). The replies to a read of several messages
+            // are queued, and go out in one write when it settles.
+            let alone = used == end && core.ring.is_none();
             offset += used;
+            if alone {
+                core.reply_now();
+            }
             hand_message(core, handler, id, message);
+            if alone {
+                core.reply_later();
+            }
             continue;
         }
         let (used, event) = slot.conn.handle_input(

@@ -218,6 +218,10 @@ pub(crate) struct Core {
     batch_given: Option<(ConnId, usize)>,
     /// Connections acted on since the loop last settled them.
     touched: Vec<ConnId>,
+    /// Messages at least this large go straight to the socket
+    /// ([`Core::send`]): [`DIRECT_MIN`], or 0 while the handler is given a
+    /// read of one whole message (see [`Core::reply_now`]).
+    direct_min: usize,
     /// Connections with output for the ring's next sends (uring driver).
     send_dirty: Vec<ConnId>,
     /// Connections counted as open.
@@ -285,6 +289,7 @@ impl Core {
             stats: Stats::default(),
             batch_given: None,
             touched: Vec::new(),
+            direct_min: DIRECT_MIN,
             send_dirty: Vec::new(),
             open_count: 0,
             feeds: HashMap::new(),
@@ -573,7 +578,7 @@ impl Core {
     /// large. Broadcasts made before reach it first.
     pub(crate) fn send(&mut self, id: ConnId, msg: Message<'_>) -> Result<(), SendError> {
         self.flush_batch();
-        if msg.as_bytes().len() >= DIRECT_MIN {
+        if msg.as_bytes().len() >= self.direct_min {
             return self.send_direct(id, msg);
         }
         let slot = self.slots.get_mut(id).ok_or(SendError::NotOpen)?;
@@ -591,11 +596,28 @@ impl Core {
         result
     }
 
-    /// [`Core::send`] for a large message: written straight to the socket,
-    /// after what is queued. Kept out of line so that the small-message path,
-    /// which runs for every echo, stays a small function.
+    /// The handler is given a read of one whole message (a client that
+    /// waits for each answer, a low rate; epoll only): the first message it
+    /// sends goes straight to the socket, after what is queued, instead of
+    /// being copied into the queue and written when the connection settles,
+    /// a queue filled and emptied per message. The replies to a read of
+    /// several messages are queued, and go out in one write.
+    pub(crate) fn reply_now(&mut self) {
+        self.direct_min = 0;
+    }
+
+    /// Ends [`Core::reply_now`].
+    pub(crate) fn reply_later(&mut self) {
+        self.direct_min = DIRECT_MIN;
+    }
+
+    /// [`Core::send`] for a large message, or the first one sent after
+    /// [`Core::reply_now`]: written straight to the socket, after what is
+    /// queued; what the socket refuses is queued. Kept out of line so that
+    /// the queueing path stays a small function.
     #[inline(never)]
     fn send_direct(&mut self, id: ConnId, msg: Message<'_>) -> Result<(), SendError> {
+        self.reply_later();
         let slot = self.slots.get_mut(id).ok_or(SendError::NotOpen)?;
         if slot.fed {
             return self.send_behind_feed(id, msg);
@@ -616,7 +638,7 @@ impl Core {
             }
             Err(e) => Err(e),
         };
-        self.touch(id);
+        touch_slot(slot, id, &mut self.touched, &mut self.open_count);
         result
     }
 
