@@ -471,28 +471,37 @@ impl<H: Handler> Server<H> {
         log::info!("SIGHUP (a reload) ignored: there is no TLS certificate to re-read");
     }
 
+    /// Begins the shutdown once a stop was asked for. The check is inlined
+    /// (it runs twice a pass); the shutdown is not.
+    #[inline(always)]
     fn check_stop(&mut self) {
         if self.core.stop_flag.load(Ordering::SeqCst) && !self.core.stopping {
-            let (count, wait) = (self.core.slots.len(), self.core.config.close_timeout);
-            let noun = if count == 1 {
-                "connection"
-            } else {
-                "connections"
-            };
-            if wait.is_zero() {
-                log::info!("stopping: closing {count} {noun} (not waiting for answers)");
-            } else {
-                log::info!("stopping: closing {count} {noun} (up to {wait:?})");
-            }
-            // Posts accepted so far still go out, before the close frames.
-            self.posts.close();
-            self.deliver_posts();
-            self.handler.on_shutdown(&mut Context {
-                core: &mut self.core,
-            });
-            self.core.begin_shutdown();
-            self.settle();
+            self.begin_shutdown();
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn begin_shutdown(&mut self) {
+        let (count, wait) = (self.core.slots.len(), self.core.config.close_timeout);
+        let noun = if count == 1 {
+            "connection"
+        } else {
+            "connections"
+        };
+        if wait.is_zero() {
+            log::info!("stopping: closing {count} {noun} (not waiting for answers)");
+        } else {
+            log::info!("stopping: closing {count} {noun} (up to {wait:?})");
+        }
+        // Posts accepted so far still go out, before the close frames.
+        self.posts.close();
+        self.deliver_posts();
+        self.handler.on_shutdown(&mut Context {
+            core: &mut self.core,
+        });
+        self.core.begin_shutdown();
+        self.settle();
     }
 
     /// The poller's reports copied out, into the reused vector `ready`
@@ -509,8 +518,17 @@ impl<H: Handler> Server<H> {
         ready
     }
 
-    /// Sends what other threads posted since the last pass, in order.
+    /// Sends what other threads posted since the last pass, in order. The
+    /// check for posts is inlined (it runs every pass); the delivery is not.
+    #[inline(always)]
     fn deliver_posts(&mut self) {
+        if self.posts.has_posts() {
+            self.deliver_posted();
+        }
+    }
+
+    #[inline(never)]
+    fn deliver_posted(&mut self) {
         self.posts.take_into(&mut self.posted);
         if self.posted.is_empty() {
             return;
