@@ -76,10 +76,7 @@ mod log_text;
 pub mod proto;
 pub mod server;
 #[cfg(target_os = "linux")]
-#[allow(unsafe_code)] // descriptors passed by systemd, getsockopt, clock_gettime.
 pub mod service;
-#[allow(unsafe_code)] // sigaction and async-signal-safe handlers.
-mod signals;
 #[cfg(feature = "tls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub mod tls;
@@ -88,8 +85,8 @@ pub use proto::close::CloseCode;
 pub use proto::connection::{Message, SendError, SharedFrame};
 pub use proto::http::{Request, Response};
 pub use proto::rate::Rate;
+pub use server::{reload_on_sighup, stop_on_signals};
 pub use server::{
     Config, ConnId, Context, Handler, Io, ReloadHandle, Server, Stats, StopHandle, TimerId, Upgrade,
 };
 pub use server::{PostError, Poster};
-pub use signals::{reload_on_sighup, stop_on_signals};

@@ -250,13 +250,19 @@ fn the_binary_tells_the_manager_ready_reloading_stopping_and_pings() {
         assert!(got.len() >= 3, "{} pings in 600 ms at 50 ms", got.len());
 
         let pid = child.0.id() as i32;
+        let before = monotonic_usec();
         // SAFETY: kill(2) on our child.
         unsafe { libc::kill(pid, libc::SIGHUP) };
         let reloading = next_state(&socket, Duration::from_secs(10)).unwrap();
+        let after = monotonic_usec();
         let usec = reloading
             .strip_prefix("RELOADING=1\nMONOTONIC_USEC=")
             .unwrap_or_else(|| panic!("{reloading:?}"));
-        assert!(usec.parse::<u64>().unwrap() > 0);
+        let usec: u64 = usec.parse().unwrap();
+        assert!(
+            (before..=after).contains(&usec),
+            "CLOCK_MONOTONIC: {usec} not in {before}..={after}"
+        );
         assert_eq!(
             next_state(&socket, Duration::from_secs(10)).as_deref(),
             Some("READY=1")
@@ -464,4 +470,46 @@ fn on_the_loops_clock_one_ping_per_period_and_none_caught_up() {
     assert_eq!(drain(&socket), Vec::<String>::new());
     pass(&mut server, Duration::from_millis(810));
     assert_eq!(drain(&socket), ["WATCHDOG=1"]);
+}
+
+/// `CLOCK_MONOTONIC` in microseconds, read the plain way, to check the
+/// server's `MONOTONIC_USEC=` against.
+fn monotonic_usec() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a live timespec that clock_gettime fills in.
+    assert_eq!(
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) },
+        0
+    );
+    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000
+}
+
+/// A descriptor named by the variables but not open is refused with a
+/// message saying so, not taken: `sh` sets `LISTEN_PID` to its own pid and
+/// `exec`s the binary (the same pid; through `ROOKERY_TEST_RUNNER` if set)
+/// with descriptor 3 closed.
+#[test]
+fn a_passed_descriptor_that_is_not_open_is_refused() {
+    let out = Command::new("sh")
+        .args([
+            "-c",
+            "LISTEN_PID=$$; export LISTEN_PID; exec $ROOKERY_TEST_RUNNER \"$0\" \"$@\"",
+        ])
+        .arg(env!("CARGO_BIN_EXE_rookery"))
+        .args(["--listen", "127.0.0.1:1"])
+        .env("LISTEN_FDS", "1")
+        .env_remove("LISTEN_FDNAMES")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run sh");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr
+            .contains("passed descriptor 3 is not a listening TCP socket (not an open descriptor)"),
+        "{stderr}"
+    );
 }

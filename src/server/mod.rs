@@ -24,6 +24,7 @@ mod numbered;
 mod per_ip;
 pub(crate) mod poller;
 mod post;
+mod signals;
 mod slab;
 #[cfg(feature = "redis")]
 pub(crate) mod source;
@@ -56,6 +57,7 @@ pub use self::numbered::{ClusterEvent, Numbered, TopicLog};
 use self::poller::{Events, Poller};
 use self::post::{Post, PostBox};
 pub use self::post::{PostError, Poster};
+pub use self::signals::{reload_on_sighup, stop_on_signals};
 pub use self::slab::ConnId;
 #[cfg(feature = "redis")]
 pub(crate) use self::source::Source;

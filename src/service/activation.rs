@@ -8,7 +8,7 @@
 
 use std::fmt;
 use std::net::TcpListener;
-use std::os::fd::{FromRawFd, RawFd};
+use std::os::fd::{AsFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 
 /// The first passed descriptor (`SD_LISTEN_FDS_START`).
 pub const LISTEN_FDS_START: RawFd = 3;
@@ -121,6 +121,7 @@ pub fn parse(
 ///
 /// Malformed variables, or a chosen descriptor that is not a listening TCP
 /// socket (a `ListenDatagram=` or a Unix socket).
+#[allow(unsafe_code)] // taking ownership of the passed descriptors, below.
 pub fn listener_from_env() -> Result<Option<(TcpListener, Passed)>, ActivationError> {
     let var = |name| std::env::var(name).ok();
     let (pid, fds, names) = (var("LISTEN_PID"), var("LISTEN_FDS"), var("LISTEN_FDNAMES"));
@@ -136,57 +137,56 @@ pub fn listener_from_env() -> Result<Option<(TcpListener, Passed)>, ActivationEr
     else {
         return Ok(None);
     };
-    for i in 0..passed.count {
-        // SAFETY: fcntl on a descriptor number only reads and sets its flags;
-        // one that is not open fails with EBADF, which is ignored.
-        unsafe {
+    let mut owned: Vec<Option<OwnedFd>> = (0..passed.count)
+        .map(|i| {
             let fd = LISTEN_FDS_START + i as RawFd;
-            let flags = libc::fcntl(fd, libc::F_GETFD);
-            if flags >= 0 {
-                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
-            }
-        }
+            // SAFETY: F_GETFD only reads the flags of a descriptor number,
+            // and fails (EBADF) for one that is not open, which is then not
+            // taken. An open one was passed to this process for it to own
+            // (sd_listen_fds(3): LISTEN_PID names this process, checked by
+            // `parse`), and nothing else in the process takes it: the
+            // variables that name it were removed above, before this, so a
+            // second call finds none. The `OwnedFd` is its one owner.
+            unsafe { (libc::fcntl(fd, libc::F_GETFD) >= 0).then(|| OwnedFd::from_raw_fd(fd)) }
+        })
+        .collect();
+    for fd in owned.iter().flatten() {
+        // Not inherited by anything the process starts; a descriptor that
+        // refuses the flag is left as it is, as sd_listen_fds(3) does.
+        let _ = rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC);
     }
-    check_tcp_listener(passed.fd)?;
-    // SAFETY: systemd passed this descriptor to this process (LISTEN_PID is
-    // ours) for it to own, it is open and a listening TCP socket (checked
-    // above), and nothing else in the process takes it: the variables that
-    // name it are gone.
-    let listener = unsafe { TcpListener::from_raw_fd(passed.fd) };
-    Ok(Some((listener, passed)))
+    let index = usize::try_from(passed.fd - LISTEN_FDS_START).unwrap_or(usize::MAX);
+    let chosen = owned.get_mut(index).and_then(Option::take);
+    // The others stay open for the process, unowned, as they were passed.
+    for fd in owned.into_iter().flatten() {
+        let _ = fd.into_raw_fd();
+    }
+    let Some(chosen) = chosen else {
+        return Err(ActivationError::NotTcpListener {
+            fd: passed.fd,
+            why: "not an open descriptor".into(),
+        });
+    };
+    check_tcp_listener(&chosen)
+        .map_err(|why| ActivationError::NotTcpListener { fd: passed.fd, why })?;
+    Ok(Some((TcpListener::from(chosen), passed)))
 }
 
-/// Checks that `fd` is a listening stream socket of IPv4 or IPv6.
-fn check_tcp_listener(fd: RawFd) -> Result<(), ActivationError> {
-    let not = |why: String| ActivationError::NotTcpListener { fd, why };
-    let int_opt = |level, name| {
-        let mut value: libc::c_int = 0;
-        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: value and len point to live locals of the sizes given.
-        let rc = unsafe {
-            libc::getsockopt(
-                fd,
-                level,
-                name,
-                (&mut value as *mut libc::c_int).cast(),
-                &mut len,
-            )
-        };
-        if rc == 0 {
-            Ok(value)
-        } else {
-            Err(not(std::io::Error::last_os_error().to_string()))
-        }
-    };
-    if int_opt(libc::SOL_SOCKET, libc::SO_TYPE)? != libc::SOCK_STREAM {
-        return Err(not("not a stream socket".into()));
+/// Checks that `fd` is a listening stream socket of IPv4 or IPv6; the
+/// error says what it is not.
+fn check_tcp_listener(fd: impl AsFd) -> Result<(), String> {
+    use rustix::net::{sockopt, AddressFamily, SocketType};
+    let fd = fd.as_fd();
+    let io = |e: rustix::io::Errno| std::io::Error::from(e).to_string();
+    if sockopt::socket_type(fd).map_err(io)? != SocketType::STREAM {
+        return Err("not a stream socket".into());
     }
-    let domain = int_opt(libc::SOL_SOCKET, libc::SO_DOMAIN)?;
-    if domain != libc::AF_INET && domain != libc::AF_INET6 {
-        return Err(not("not an IPv4 or IPv6 socket".into()));
+    let domain = sockopt::socket_domain(fd).map_err(io)?;
+    if domain != AddressFamily::INET && domain != AddressFamily::INET6 {
+        return Err("not an IPv4 or IPv6 socket".into());
     }
-    if int_opt(libc::SOL_SOCKET, libc::SO_ACCEPTCONN)? == 0 {
-        return Err(not("not listening".into()));
+    if !sockopt::socket_acceptconn(fd).map_err(io)? {
+        return Err("not listening".into());
     }
     Ok(())
 }
@@ -256,14 +256,23 @@ mod tests {
 
     #[test]
     fn only_a_listening_tcp_socket_is_taken() {
-        use std::os::fd::AsRawFd;
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        assert_eq!(check_tcp_listener(listener.as_raw_fd()), Ok(()));
+        assert_eq!(check_tcp_listener(&listener), Ok(()));
         let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        assert!(check_tcp_listener(udp.as_raw_fd()).is_err());
+        assert_eq!(
+            check_tcp_listener(&udp),
+            Err("not a stream socket".to_string())
+        );
         let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
-        assert!(check_tcp_listener(a.as_raw_fd()).is_err());
+        assert_eq!(
+            check_tcp_listener(&a),
+            Err("not an IPv4 or IPv6 socket".to_string())
+        );
         let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        assert!(check_tcp_listener(client.as_raw_fd()).is_err(), "connected");
+        assert_eq!(
+            check_tcp_listener(&client),
+            Err("not listening".to_string()),
+            "connected"
+        );
     }
 }

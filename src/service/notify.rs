@@ -160,17 +160,49 @@ impl Notifier {
     }
 }
 
-/// `CLOCK_MONOTONIC` in microseconds, the clock systemd compares with.
+/// `CLOCK_MONOTONIC` in microseconds, the clock systemd compares with
+/// (0 if it cannot be read).
+///
+/// Read as how far a deadline at a fixed absolute time on that clock, set
+/// on a timerfd, is from now: three system calls on a rare path (a reload),
+/// through the timerfd calls the poller already links. rustix's
+/// `clock_gettime` would add its vDSO parser (5,512 B of the stripped
+/// release binary), and libc's needs an `unsafe` block.
 fn monotonic_usec() -> u64 {
-    let mut ts = libc::timespec {
+    use rustix::time::{
+        timerfd_create, timerfd_gettime, timerfd_settime, Itimerspec, TimerfdClockId, TimerfdFlags,
+        TimerfdTimerFlags, Timespec,
+    };
+    /// The deadline, in seconds: later than any uptime (136 years), and
+    /// within the kernel's 292 years of nanoseconds, past which it would
+    /// be cut to that.
+    const FAR: i64 = 1 << 32;
+    let zero = Timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
-    // SAFETY: ts is a live timespec; CLOCK_MONOTONIC always exists on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
-    let nanos = u64::try_from(ts.tv_nsec).unwrap_or(0);
-    secs.saturating_mul(1_000_000).saturating_add(nanos / 1000)
+    let far = Itimerspec {
+        it_interval: zero,
+        it_value: Timespec {
+            tv_sec: FAR,
+            tv_nsec: 0,
+        },
+    };
+    let Ok(timer) = timerfd_create(TimerfdClockId::Monotonic, TimerfdFlags::CLOEXEC) else {
+        return 0;
+    };
+    if timerfd_settime(&timer, TimerfdTimerFlags::ABSTIME, &far).is_err() {
+        return 0;
+    }
+    let Ok(left) = timerfd_gettime(&timer) else {
+        return 0;
+    };
+    let usec = |ts: Timespec| {
+        let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
+        let nanos = u64::try_from(ts.tv_nsec).unwrap_or(0);
+        secs.saturating_mul(1_000_000).saturating_add(nanos / 1000)
+    };
+    usec(far.it_value).saturating_sub(usec(left.it_value))
 }
 
 #[cfg(test)]
