@@ -115,6 +115,44 @@ fn a_broadcast_goes_compressed_to_those_who_negotiated_and_plain_to_the_others()
     assert!(payload.len() < line.len());
 }
 
+#[test]
+fn pipelined_messages_reach_compressed_and_plain_members_in_order() {
+    let server = Rookery::start(&["--deflate", "--ping-interval", "0", "--no-page"]);
+    let (mut zipped, head) = raw_upgrade(server.addr, "/chat", OFFER);
+    assert!(head.contains(ANSWER), "{head}");
+    let (mut plain, _) = raw_upgrade(server.addr, "/chat", "");
+    let (mut plain2, _) = raw_upgrade(server.addr, "/chat", "");
+    for stream in [&mut zipped, &mut plain, &mut plain2] {
+        assert_eq!(read_frame(stream).unwrap().1, b"Welcome to Rookery Chat!");
+    }
+    // Five messages in one write, so in one read: five publications to the
+    // room in one pass, which the plain members get through the room's
+    // live range and the compressed one one by one.
+    let lines: Vec<String> = (0..5)
+        .map(|i| format!("line {i}: {}", "words that compress well ".repeat(8)))
+        .collect();
+    let mut bytes = Vec::new();
+    for line in &lines {
+        bytes.extend(client_frame(0x81, line.as_bytes()));
+    }
+    plain.write_all(&bytes).unwrap();
+    for line in &lines {
+        for stream in [&mut plain, &mut plain2] {
+            assert_eq!(
+                read_frame(stream).unwrap(),
+                (0x81, line.as_bytes().to_vec())
+            );
+        }
+        let (first, payload) = read_frame(&mut zipped).unwrap();
+        assert_eq!(first, 0xC1, "RSV1: compressed");
+        let mut out = Vec::new();
+        Codec::default()
+            .inflate(&payload, &mut out, 1 << 20)
+            .unwrap();
+        assert_eq!(out, line.as_bytes());
+    }
+}
+
 /// Sends `bomb` (compressed) in `pieces` frames and expects close 1009;
 /// returns the growth of the server's peak RSS in KiB.
 fn bomb(server: &Rookery, bomb: &[u8], pieces: usize) -> u64 {

@@ -15,14 +15,16 @@
 //!
 //! Inside, and not part of the API: `frame` (frame headers, unmasking),
 //! `utf8` (validation across splits), `receiver` (frame decoder and message
-//! assembler) and `output` (a connection's queued bytes). The fuzz targets,
+//! assembler), `output` (a connection's queued bytes) and `block` (the
+//! buffer broadcasts are encoded in, shared by range). The fuzz targets,
 //! the benchmarks and the tests reach them with the hidden cargo feature
 //! `internals`, which makes them public with no promise of stability.
 
-// Two exceptions, measured and explained where they are: the connection
-// trusts the receiver's UTF-8 validation (`connection::validated`), and a
+// Three exceptions, measured and explained where they are: the connection
+// trusts the receiver's UTF-8 validation (`connection::validated`), a
 // reply is copied into the queue with one capacity check
-// (`output::put_frame`).
+// (`output::put_frame`), and a broadcast block's written bytes are read as
+// a slice while it is filled further (`block::Block::get`).
 #![deny(unsafe_code)]
 
 pub mod close;
@@ -46,7 +48,7 @@ macro_rules! internal {
         pub(crate) mod $name;
     )*};
 }
-internal!(frame, output, receiver, utf8);
+internal!(block, frame, output, receiver, utf8);
 
 pub use frame::OpCode;
 pub use output::PendingOutput;

@@ -14,6 +14,7 @@
 use std::collections::VecDeque;
 use std::rc::Rc;
 
+use super::block::{Block, Live};
 use super::frame::{ServerHeader, MAX_SERVER_HEADER};
 
 /// The most parts a transport write hands along after the queue (a frame
@@ -29,14 +30,29 @@ const SHARE_MIN: usize = 256;
 #[derive(Debug)]
 enum Chunk {
     Owned(Vec<u8>),
-    Shared(Rc<[u8]>),
+    /// `bytes[start..end]` of a buffer shared with other queues: a
+    /// broadcast frame, a history entry.
+    Shared {
+        bytes: Rc<[u8]>,
+        start: usize,
+        end: usize,
+    },
+    /// `block[start..end]`: broadcasts encoded in a block shared with
+    /// other queues (see `proto::block`).
+    Span {
+        block: Rc<Block>,
+        start: usize,
+        end: usize,
+    },
 }
 
 impl Chunk {
+    #[inline]
     fn bytes(&self) -> &[u8] {
         match self {
             Chunk::Owned(v) => v,
-            Chunk::Shared(s) => s,
+            Chunk::Shared { bytes, start, end } => bytes.get(*start..*end).unwrap_or_default(),
+            Chunk::Span { block, start, end } => block.get(*start..*end),
         }
     }
 }
@@ -53,16 +69,28 @@ struct Queue {
     /// Bytes of the front chunk already written.
     front_written: usize,
     queued: usize,
+    /// The capacities of the blocks its spans keep alive (one per span).
+    pinned: usize,
     /// An owned chunk already written, kept (emptied) for the next copy.
     spare: Vec<u8>,
+    /// A live range the queue is attached to, and where it attached: owed
+    /// after every chunk, sealed into one before anything else is queued.
+    attached: Option<(Rc<Live>, usize)>,
 }
 
 /// Emptied queues kept for reuse, per thread (the loop's), at most this
-/// many: a connection that replies to every read would otherwise allocate
-/// and free its queue, its chunk list and a buffer for every read. Idle
-/// connections keep nothing; the cache holds at most
-/// `SPARE_QUEUES × (SPARE_BUFFER + a few hundred bytes)`, about 34 KiB.
-const SPARE_QUEUES: usize = 8;
+/// many: a connection that replies to every read, or a member of a fan-out
+/// written every pass, would otherwise allocate and free its queue and its
+/// chunk list for every write. Idle connections keep nothing. The last
+/// [`SPARE_WITH_BUFFER`] given back (the first to be taken again) keep their
+/// spare buffer too; the cache holds at most
+/// `SPARE_WITH_BUFFER × SPARE_BUFFER` plus about 270 bytes a queue (the
+/// queue, its chunk list of four): about 300 KiB once 1,024 connections or
+/// more have been written in one pass.
+const SPARE_QUEUES: usize = 1024;
+
+/// How many cached queues keep their spare buffer.
+const SPARE_WITH_BUFFER: usize = 8;
 
 /// The largest written buffer a queue keeps for its next copy.
 const SPARE_BUFFER: usize = 4 * 1024;
@@ -91,6 +119,11 @@ fn release(queue: Box<Queue>) {
     SPARE.with(|spare| {
         let mut spare = spare.borrow_mut();
         if spare.len() < SPARE_QUEUES {
+            // The top of the stack (the next to be taken) keeps its buffer:
+            // the one that falls out of the top gives it up.
+            if let Some(index) = spare.len().checked_sub(SPARE_WITH_BUFFER) {
+                spare[index].spare = Vec::new();
+            }
             spare.push(queue);
         }
     });
@@ -102,9 +135,55 @@ impl OutQueue {
         self.queue.as_ref().map_or(0, |q| q.queued)
     }
 
-    /// Whether nothing waits.
+    /// Memory the queue keeps alive: its bytes, or the whole blocks its
+    /// spans reference if that is more (a span of a few bytes keeps its
+    /// block). What the backlog cap is checked against.
+    pub fn held(&self) -> usize {
+        self.queue.as_ref().map_or(0, |q| q.queued.max(q.pinned))
+    }
+
+    /// Whether nothing waits (an attachment is something).
     pub fn is_empty(&self) -> bool {
         self.queue.is_none()
+    }
+
+    /// Attaches the queue to `live` from `start`: it owes `live`'s bytes
+    /// from there to wherever `live` ends when the queue is sealed. An
+    /// earlier attachment is sealed first.
+    pub fn attach(&mut self, live: &Rc<Live>, start: usize) {
+        self.seal();
+        let queue = self.queue.get_or_insert_with(acquire);
+        queue.attached = Some((Rc::clone(live), start));
+    }
+
+    /// Whether the queue is attached to `live`.
+    #[inline]
+    pub fn is_attached_to(&self, live: &Rc<Live>) -> bool {
+        matches!(self.queue.as_deref(), Some(Queue { attached: Some((l, _)), .. }) if Rc::ptr_eq(l, live))
+    }
+
+    /// Turns the attachment, if any, into a range queued after every chunk,
+    /// and marks the live range detached (its group's next broadcast
+    /// visits its members again). Every push does this first.
+    #[inline]
+    pub fn seal(&mut self) {
+        if let Some(queue) = self.queue.as_deref_mut() {
+            if let Some((live, start)) = queue.attached.take() {
+                self.seal_now(&live, start);
+            }
+        }
+    }
+
+    #[inline(never)]
+    fn seal_now(&mut self, live: &Live, start: usize) {
+        live.detach();
+        self.push_span_sealed(live.block(), start..live.end());
+        if self.queue.as_ref().is_some_and(|q| q.chunks.is_empty()) {
+            // Attached but owing nothing: nothing waits.
+            if let Some(queue) = self.queue.take() {
+                release(queue);
+            }
+        }
     }
 
     /// Queues a copy of `parts`, concatenated.
@@ -130,6 +209,7 @@ impl OutQueue {
         if total == 0 {
             return;
         }
+        self.seal();
         let queue = self.queue.get_or_insert_with(acquire);
         queue.queued += total;
         if let Some(Chunk::Owned(last)) = queue.chunks.back_mut() {
@@ -144,25 +224,150 @@ impl OutQueue {
         queue.chunks.push_back(Chunk::Owned(buf));
     }
 
-    /// Queues the tail of a shared frame starting at `from`.
+    /// Queues the bytes of a shared buffer from `from` to its end (see
+    /// [`OutQueue::push_shared_range`]).
     pub fn push_shared(&mut self, frame: &Rc<[u8]>, from: usize) {
-        let rest = frame.len().saturating_sub(from);
+        self.push_shared_range(frame, from..frame.len());
+    }
+
+    /// Queues `frame[range]` as a reference to the shared buffer: a range
+    /// that continues the one queued last in the same buffer extends it, so
+    /// consecutive parts of one buffer are one slice of the next write. A
+    /// range shorter than [`SHARE_MIN`] is copied instead (merged into the
+    /// owned chunk at the back), which keeps many small broadcasts one slice
+    /// too. A range past the buffer's end is cut to it.
+    pub fn push_shared_range(&mut self, frame: &Rc<[u8]>, range: std::ops::Range<usize>) {
+        let end = range.end.min(frame.len());
+        let start = range.start.min(end);
+        let rest = end - start;
         if rest == 0 {
             return;
         }
-        if from > 0 || rest < SHARE_MIN {
-            // A partial frame or a tiny one: copying is cheaper than tracking it.
-            self.push_copy(&[&frame[from..]]);
-        } else {
-            let queue = self.queue.get_or_insert_with(acquire);
-            queue.queued += rest;
-            queue.chunks.push_back(Chunk::Shared(Rc::clone(frame)));
+        if rest < SHARE_MIN {
+            self.push_copy(&[&frame[start..end]]);
+            return;
+        }
+        self.seal();
+        let queue = self.queue.get_or_insert_with(acquire);
+        queue.queued += rest;
+        if let Some(Chunk::Shared {
+            bytes, end: last, ..
+        }) = queue.chunks.back_mut()
+        {
+            if *last == start && Rc::ptr_eq(bytes, frame) {
+                *last = end;
+                return;
+            }
+        }
+        queue.chunks.push_back(Chunk::Shared {
+            bytes: Rc::clone(frame),
+            start,
+            end,
+        });
+    }
+
+    /// Queues `block[range]` as a reference to the block: a range that
+    /// continues the one queued last in the same block extends it, so the
+    /// broadcasts of a pass, side by side in their block, are one slice of
+    /// the next write however many they are.
+    pub fn push_span(&mut self, block: &Rc<Block>, range: std::ops::Range<usize>) {
+        self.seal();
+        self.push_span_sealed(block, range);
+    }
+
+    /// [`OutQueue::push_span`] on a queue that is not attached.
+    fn push_span_sealed(&mut self, block: &Rc<Block>, range: std::ops::Range<usize>) {
+        let len = range.end.saturating_sub(range.start);
+        if len == 0 {
+            return;
+        }
+        let queue = self.queue.get_or_insert_with(acquire);
+        queue.queued += len;
+        if let Some(Chunk::Span {
+            block: last_block,
+            end,
+            ..
+        }) = queue.chunks.back_mut()
+        {
+            if *end == range.start && Rc::ptr_eq(last_block, block) {
+                *end = range.end;
+                return;
+            }
+        }
+        queue.pinned += block.capacity();
+        queue.chunks.push_back(Chunk::Span {
+            block: Rc::clone(block),
+            start: range.start,
+            end: range.end,
+        });
+    }
+
+    /// Extends the span at the back by `block[range]` if that continues it,
+    /// and says whether it did: [`OutQueue::push_span`]'s common case, by
+    /// itself, for a caller that has more to check on the other path.
+    #[inline]
+    pub fn extend_span(&mut self, block: &Rc<Block>, range: std::ops::Range<usize>) -> bool {
+        let Some(queue) = self.queue.as_deref_mut() else {
+            return false;
+        };
+        if queue.attached.is_some() {
+            // Owed after the span at the back: extending it would reorder.
+            return false;
+        }
+        match queue.chunks.back_mut() {
+            Some(Chunk::Span {
+                block: last_block,
+                end,
+                ..
+            }) if *end == range.start && Rc::ptr_eq(last_block, block) => {
+                queue.queued += range.end.saturating_sub(range.start);
+                *end = range.end.max(*end);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Copies into owned chunks the spans that hold a small part of their
+    /// block: for a queue that waits for its peer, so that what it holds
+    /// is what it counts as backlog, not whole blocks kept for a few bytes
+    /// of each. Spans of at least a quarter of their block stay referenced.
+    pub fn unpin(&mut self) {
+        let Some(queue) = self.queue.as_deref_mut() else {
+            return;
+        };
+        for (index, chunk) in queue.chunks.iter_mut().enumerate() {
+            if let Chunk::Span { block, start, end } = chunk {
+                if (*end - *start) * 4 < block.capacity() {
+                    let skip = if index == 0 { queue.front_written } else { 0 };
+                    let bytes = block.get(*start + skip..*end).to_vec();
+                    if index == 0 {
+                        queue.front_written = 0;
+                    }
+                    queue.pinned -= block.capacity();
+                    *chunk = Chunk::Owned(bytes);
+                }
+            }
         }
     }
 
     /// What is queued, oldest first, as slices for one vectored write. The
     /// caller hands them to its transport and reports what it took with
     /// [`OutQueue::consume`].
+    ///
+    /// How long the slices stay where they are, for a transport that hands
+    /// them to the kernel and learns later what it took (a completion
+    /// ring): the bytes of a shared chunk (an `Rc<[u8]>` or a broadcast
+    /// block) are never moved or freed while the queue references them, so
+    /// its slices stay valid until the queue consumes them, whatever else is
+    /// appended meanwhile (an append may extend a shared range, never move
+    /// its bytes). [`OutQueue::unpin`], which the connection calls when a
+    /// write leaves its peer behind, turns small spans into owned copies:
+    /// it ends the validity of their slices, as a write's end does. An owned chunk is a
+    /// `Vec` that appends may grow, and growing may move it: its slices
+    /// stay valid only while nothing is appended, until the next
+    /// [`OutQueue::consume`]. [`OutQueue::push_rest`] after a write appends
+    /// like any push.
     pub fn pending(&self) -> PendingOutput<'_> {
         match self.queue.as_deref() {
             Some(queue) => PendingOutput {
@@ -216,14 +421,18 @@ impl OutQueue {
             }
             written -= left;
             queue.front_written = 0;
-            if let Some(Chunk::Owned(mut buf)) = queue.chunks.pop_front() {
-                if buf.capacity() <= SPARE_BUFFER && queue.spare.capacity() == 0 {
+            match queue.chunks.pop_front() {
+                Some(Chunk::Owned(mut buf))
+                    if buf.capacity() <= SPARE_BUFFER && queue.spare.capacity() == 0 =>
+                {
                     buf.clear();
                     queue.spare = buf;
                 }
+                Some(Chunk::Span { block, .. }) => queue.pinned -= block.capacity(),
+                _ => {}
             }
         }
-        if queue.chunks.is_empty() {
+        if queue.chunks.is_empty() && queue.attached.is_none() {
             // An idle connection keeps nothing: the queue goes back to the
             // loop's small cache, or is freed.
             if let Some(queue) = self.queue.take() {
@@ -410,6 +619,164 @@ mod tests {
         // One allocation for the three members: the Rc counts them.
         let rc = shared.unwrap();
         assert_eq!(Rc::strong_count(&rc), 4);
+    }
+
+    #[test]
+    fn consecutive_ranges_of_one_shared_buffer_merge_into_one_slice() {
+        let mut q = OutQueue::default();
+        let a: Rc<[u8]> = (0..2000).map(|i| i as u8).collect::<Vec<u8>>().into();
+        let b: Rc<[u8]> = vec![7u8; 600].into();
+        // The tail of `a` from 300, then its tail from 1000 again: the
+        // second does not continue the first (it ends at 2000), so two.
+        q.push_shared(&a, 300);
+        assert_eq!(q.pending().len(), 1);
+        q.push_shared(&b, 0);
+        q.push_shared(&b, 600);
+        assert_eq!(q.pending().len(), 2, "an empty tail adds nothing");
+        q.push_shared(&a, 1000);
+        assert_eq!(q.pending().len(), 3, "another buffer between: no merge");
+        let slices: Vec<&[u8]> = q.pending().collect();
+        assert_eq!(slices[0], &a[300..]);
+        assert_eq!(slices[2], &a[1000..]);
+        assert_eq!(q.len(), 1700 + 600 + 1000);
+    }
+
+    #[test]
+    fn a_range_that_continues_the_last_one_extends_it() {
+        // A buffer queued in two parts, back to back (its head, then from
+        // where the head ended): one slice, one reference.
+        let frame: Rc<[u8]> = (0..1000).map(|i| (i % 251) as u8).collect::<Vec<u8>>().into();
+        let mut q = OutQueue::default();
+        q.push_shared_range(&frame, 0..400);
+        q.push_shared(&frame, 400);
+        assert_eq!(q.pending().len(), 1, "merged into one range");
+        assert_eq!(Rc::strong_count(&frame), 2, "one reference for both");
+        assert_eq!(q.len(), 1000);
+        let mut got = Vec::new();
+        take_into(&mut q, &mut got, 650);
+        take_into(&mut q, &mut got, 650);
+        assert_eq!(got, &frame[..]);
+        assert!(q.is_empty());
+        assert_eq!(Rc::strong_count(&frame), 1, "released once written");
+    }
+
+    #[test]
+    fn small_shared_tails_are_copied_and_merge_with_owned_bytes() {
+        let mut q = OutQueue::default();
+        let small: Rc<[u8]> = vec![1u8; 40].into();
+        for _ in 0..50 {
+            q.push_shared(&small, 0);
+        }
+        assert_eq!(q.pending().len(), 1, "fifty small frames, one slice");
+        assert_eq!(Rc::strong_count(&small), 1, "copied, not referenced");
+        assert_eq!(q.len(), 2000);
+    }
+
+    #[test]
+    fn consecutive_spans_of_one_block_are_one_slice() {
+        let block = Rc::new(Block::with_capacity(1024));
+        let other = Rc::new(Block::with_capacity(1024));
+        let mut q = OutQueue::default();
+        // Three broadcasts side by side: one range, one reference.
+        for text in [b"one", b"two", b"six"] {
+            let range = block.append(&[text]).unwrap();
+            q.push_span(&block, range);
+        }
+        assert_eq!(q.pending().len(), 1);
+        assert_eq!(Rc::strong_count(&block), 2);
+        // One this queue did not get (another topic's) breaks the run.
+        block.append(&[b"not ours"]).unwrap();
+        let range = block.append(&[b"ten"]).unwrap();
+        q.push_span(&block, range);
+        let range = other.append(&[b"!"]).unwrap();
+        q.push_span(&other, range);
+        let slices: Vec<&[u8]> = q.pending().collect();
+        assert_eq!(slices, [&b"onetwosix"[..], b"ten", b"!"]);
+        assert_eq!(q.len(), 13);
+        let mut got = Vec::new();
+        take_into(&mut q, &mut got, 4);
+        take_into(&mut q, &mut got, 100);
+        assert_eq!(got, b"onetwosixten!");
+        assert_eq!(Rc::strong_count(&block), 1, "released once written");
+    }
+
+    #[test]
+    fn an_attached_queue_owes_the_live_range_and_seals_it_before_anything_else() {
+        let block = Rc::new(Block::with_capacity(1024));
+        block.append(&[b"before"]).unwrap();
+        let first = block.append(&[b"one"]).unwrap();
+        let live = Rc::new(Live::new(&block, first.end));
+        let mut q = OutQueue::default();
+        q.push_copy(&[b"<"]);
+        q.attach(&live, first.start);
+        assert!(q.is_attached_to(&live));
+        // Publications that continue the range reach it without a push.
+        let second = block.append(&[b"two"]).unwrap();
+        live.extend_to(second.end);
+        assert!(!live.is_detached());
+        // What is queued next comes after what the range owes: sealed.
+        q.push_copy(&[b">"]);
+        assert!(!q.is_attached_to(&live));
+        assert!(live.is_detached(), "its topic must visit its members again");
+        let third = block.append(&[b"six"]).unwrap();
+        live.extend_to(third.end);
+        let slices: Vec<&[u8]> = q.pending().collect();
+        assert_eq!(slices, [&b"<"[..], b"onetwo", b">"]);
+        // A range that owes nothing leaves nothing queued when sealed.
+        let mut idle = OutQueue::default();
+        idle.attach(&live, third.end);
+        idle.seal();
+        assert!(idle.is_empty());
+        // Extending the last span would overtake the attachment: refused.
+        let mut q = OutQueue::default();
+        q.push_span(&block, first.clone());
+        q.attach(&live, second.start);
+        assert!(!q.extend_span(&block, second.clone()));
+    }
+
+    #[test]
+    fn a_queue_left_waiting_copies_small_spans_and_keeps_large_ones() {
+        let block = Rc::new(Block::with_capacity(1000));
+        let mut q = OutQueue::default();
+        let small = block.append(&[&[1u8; 100]]).unwrap();
+        q.push_span(&block, small);
+        q.push_copy(&[b"direct"]);
+        let large = block.append(&[&[2u8; 600]]).unwrap();
+        q.push_span(&block, large);
+        // Each span keeps the whole block alive: that is what it holds.
+        assert_eq!(q.held(), 2000);
+        // Part of the first span went before the peer stopped reading.
+        let mut got = Vec::new();
+        take_into(&mut q, &mut got, 30);
+        q.unpin();
+        // The large span keeps the block; the small one is a copy now.
+        assert_eq!(Rc::strong_count(&block), 2);
+        assert_eq!(q.len(), 70 + 6 + 600);
+        assert_eq!(q.held(), 1000);
+        take_into(&mut q, &mut got, usize::MAX);
+        let mut want = vec![1u8; 100];
+        want.extend_from_slice(b"direct");
+        want.extend_from_slice(&[2u8; 600]);
+        assert_eq!(got, want);
+        assert_eq!(q.held(), 0);
+    }
+
+    #[test]
+    fn the_queue_cache_keeps_buffers_only_for_the_next_to_be_taken() {
+        // Each test runs on a thread of its own: its cache starts empty.
+        for _ in 0..20 {
+            let mut queue = Box::<Queue>::default();
+            queue.spare = Vec::with_capacity(64);
+            release(queue);
+        }
+        SPARE.with(|spare| {
+            let spare = spare.borrow();
+            assert_eq!(spare.len(), 20);
+            let with: Vec<bool> = spare.iter().map(|q| q.spare.capacity() > 0).collect();
+            assert!(with[..12].iter().all(|&b| !b), "{with:?}");
+            assert!(with[12..].iter().all(|&b| b), "{with:?}");
+        });
+        assert!(acquire().spare.capacity() > 0, "the top one has its buffer");
     }
 
     #[test]

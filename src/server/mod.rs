@@ -11,7 +11,6 @@
 //! Sockets are registered in level-triggered mode, and the interest of a
 //! connection changes (one `epoll_ctl`) only when its queue fills or empties.
 
-mod batch;
 mod completions;
 mod config;
 mod core;
@@ -664,13 +663,19 @@ impl<H: Handler> Server<H> {
         }
     }
 
-    /// Settles every touched connection: writes its output, delivers what it
-    /// owes the handler (an activation, a close), and removes it if it is
-    /// finished. Handler calls may touch more connections; they are settled
-    /// too.
+    /// Writes what broadcasts gave their members ([`Core::flush_dirty`]),
+    /// then settles every touched connection: writes its output, delivers
+    /// what it owes the handler (an activation, a close), and removes it if
+    /// it is finished. Handler calls may touch more connections; they are
+    /// settled too.
     fn settle(&mut self) {
-        self.core.flush_batch();
-        while let Some(id) = self.core.next_touched() {
+        loop {
+            // Before each settling: a handler called while the list is
+            // settled may broadcast.
+            self.core.flush_dirty();
+            let Some(id) = self.core.next_touched() else {
+                break;
+            };
             let settled = self.core.settle(id);
             if let Some(code) = settled.closed {
                 self.core.stats.count_close(code);
@@ -689,15 +694,12 @@ impl<H: Handler> Server<H> {
             } else if let Some(early) = settled.activated {
                 self.open(id, early);
             }
-            self.core.flush_batch();
         }
     }
 
     /// A delayed connection was activated: it is open now; the handler hears
     /// of it, and what arrived with the request is read.
     fn open(&mut self, id: ConnId, mut early: Vec<u8>) {
-        // Broadcasts made before it joined are not for it.
-        self.core.flush_batch();
         self.core.touch(id);
         self.handler.on_open(
             &mut Context {
@@ -749,7 +751,6 @@ fn feed<H: Handler>(
     core.touch(id);
     let mut offset = 0;
     while offset < input.len() {
-        core.hand_batch_to(id);
         let Some(slot) = core.slots.get_mut(id) else {
             return;
         };
@@ -824,8 +825,6 @@ fn answer_upgrade<H: Handler>(core: &mut Core, handler: &mut H, id: ConnId, requ
     } else {
         handler.on_upgrade(&mut Context { core: &mut *core }, id, request)
     };
-    // Broadcasts made before it joins are not for it.
-    core.flush_batch();
     let Some(slot) = core.slots.get_mut(id) else {
         return;
     };

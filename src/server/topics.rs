@@ -14,10 +14,13 @@
 //!   calls [`Topics::leave_all`] when it removes the connection);
 //! - a topic with no members is forgotten, and its number reused.
 //!
-//! Nothing here sends: the core encodes a publication once into its batch
-//! and writes it to each member (see `Core::publish`).
+//! Nothing here sends: the core encodes a publication once and appends it
+//! to each member's queue (see `Core::publish`).
 
 use std::collections::HashMap;
+use std::rc::Rc;
+
+use crate::proto::block::Live;
 
 use super::slab::ConnId;
 
@@ -27,6 +30,21 @@ pub(crate) type TopicId = u32;
 struct Topic {
     name: Box<str>,
     members: Vec<ConnId>,
+    delivery: Delivery,
+}
+
+/// How a topic's publications reach its members within one round of
+/// writes (see `Core::publish`): the live range its keeping-up members are
+/// attached to, and the members that get each publication one by one.
+#[derive(Default)]
+pub(crate) struct Delivery {
+    /// The live range, and the round of writes it belongs to. Forgotten
+    /// when a member joins or leaves, so that the next publication visits
+    /// every member again.
+    pub live: Option<(Rc<Live>, u64)>,
+    /// Members that were not attached at the last visit (behind, with a
+    /// paced feed, or taking compressed frames).
+    pub others: Vec<ConnId>,
 }
 
 /// A subscription: the topic, and the connection's position in that
@@ -123,7 +141,16 @@ impl Topics {
         }
     }
 
+    /// The members of `topic` and how publications reach them.
+    pub(crate) fn delivery(&mut self, topic: TopicId) -> Option<(&[ConnId], &mut Delivery)> {
+        match self.topics.get_mut(topic as usize) {
+            Some(Some(t)) => Some((&t.members, &mut t.delivery)),
+            _ => None,
+        }
+    }
+
     /// Whether `conn` is subscribed to `topic`: O(its topics).
+    #[cfg(test)]
     pub(crate) fn is_member(&self, conn: ConnId, topic: TopicId) -> bool {
         self.by_conn
             .get(&conn.index())
@@ -159,6 +186,7 @@ impl Topics {
                 let t = Topic {
                     name: name.into(),
                     members: Vec::new(),
+                    delivery: Delivery::default(),
                 };
                 let id = match self.free.pop() {
                     Some(id) => {
@@ -196,6 +224,7 @@ impl Topics {
             }
         }
         t.members.push(conn);
+        t.delivery.live = None;
         true
     }
 
@@ -247,6 +276,7 @@ impl Topics {
             return;
         }
         t.members.swap_remove(pos);
+        t.delivery.live = None;
         if let Some(&moved) = t.members.get(pos) {
             if let Some(at) = self
                 .by_conn

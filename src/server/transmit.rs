@@ -2,9 +2,10 @@
 //! the kernel on the way out.
 //!
 //! A connection never writes: it holds what it wants sent as data
-//! ([`Connection::pending_output`]). [`flush`] takes those slices (and, after
-//! them, a large message or a broadcast batch handed along without being
-//! queued), encrypts them if the slot has a TLS session, writes them with
+//! ([`Connection::pending_output`]: its replies, and broadcasts as
+//! references to their one encoding). [`flush`] takes those slices (and,
+//! after them, a large message handed along without being queued), encrypts
+//! them if the slot has a TLS session, writes them with
 //! one `sendmsg`, and tells the connection what went ([`Connection::consumed`],
 //! [`Connection::end_write`]) or that the socket failed
 //! ([`Connection::write_failed`]); the connection decides what that means
@@ -45,6 +46,8 @@ pub(crate) fn flush(
     if slot.conn.is_finished() {
         return;
     }
+    // What a live range owes it goes before anything written now.
+    slot.conn.seal(settings, now);
     if slot.io & IO_URING != 0 {
         // On the ring every byte goes through the connection's queue and
         // out with its next send (`submit`), so that nothing overtakes a
@@ -194,6 +197,7 @@ pub(crate) fn submit(
     if slot.conn.is_finished() || slot.io & IO_SENDING != 0 {
         return;
     }
+    slot.conn.seal(settings, now);
     let mut buf = ring.send_buffer();
     loop {
         if let Err(e) = fill(slot, &mut buf) {

@@ -26,6 +26,7 @@ impl Connection {
 
     /// The header and payload `msg` is sent with: compressed with the
     /// agreed window when that pays, else as it is.
+    #[inline(always)]
     pub(super) fn frame<'m>(
         &self,
         codec: &'m mut Codec,
@@ -77,6 +78,68 @@ impl Connection {
         Ok(())
     }
 
+    /// Queues broadcast frames encoded in a shared block, `block[range]`
+    /// (compressed or not as [`Connection::takes_shared_deflate`] says), as
+    /// a reference to the block, under the backlog cap (which a peer that is
+    /// behind meets with the whole blocks its queue keeps alive, if that is
+    /// more than its bytes). Nothing if it is not open.
+    pub(crate) fn send_span(
+        &mut self,
+        settings: &Settings,
+        now: Instant,
+        block: &Rc<crate::proto::block::Block>,
+        range: std::ops::Range<usize>,
+    ) {
+        if !self.is_open() {
+            return;
+        }
+        let was_behind = self.flag(BEHIND);
+        self.out.push_span(block, range);
+        self.check_backlog(settings, now, was_behind);
+    }
+
+    /// [`Connection::send_span`] when `block[range]` continues the span
+    /// queued last and the peer keeps up: the range is extended, and
+    /// nothing else is to be checked (a peer that keeps up is not under the
+    /// backlog cap). Says whether it was; if not, `send_span` is the way.
+    #[inline]
+    pub(crate) fn extend_span(
+        &mut self,
+        block: &Rc<crate::proto::block::Block>,
+        range: std::ops::Range<usize>,
+    ) -> bool {
+        !self.flag(BEHIND) && self.is_open() && self.out.extend_span(block, range)
+    }
+
+    /// Attaches the queue to a live range of broadcasts from `start` (see
+    /// `proto::block::Live`), if the peer keeps up and the connection is
+    /// open, and says whether it did: then every extension of `live` is
+    /// owed to it without a visit, until the queue is sealed.
+    #[inline]
+    pub(crate) fn attach(&mut self, live: &Rc<crate::proto::block::Live>, start: usize) -> bool {
+        if self.flag(BEHIND) || !self.is_open() {
+            return false;
+        }
+        self.out.attach(live, start);
+        true
+    }
+
+    /// Whether the queue is attached to `live`.
+    #[inline]
+    pub(crate) fn is_attached_to(&self, live: &Rc<crate::proto::block::Live>) -> bool {
+        self.out.is_attached_to(live)
+    }
+
+    /// Seals the queue's attachment, if any, into a queued range, under
+    /// the backlog cap: before the queue is written, and before bytes are
+    /// written around it.
+    #[inline]
+    pub(crate) fn seal(&mut self, settings: &Settings, now: Instant) {
+        let was_behind = self.flag(BEHIND);
+        self.out.seal();
+        self.check_backlog(settings, now, was_behind);
+    }
+
     /// The bytes of `frame` as this connection takes them: its compressed
     /// variant (made on the first need, once for every connection) if it
     /// negotiated the shared window, else the plain frame.
@@ -111,15 +174,6 @@ impl Connection {
     /// frames (see [`deflate::SHARED_WINDOW_BITS`]).
     pub fn takes_shared_deflate(&self) -> bool {
         self.deflate() == deflate::SHARED_WINDOW_BITS
-    }
-
-    /// Queues frames already encoded for many connections (a broadcast
-    /// batch, compressed or not as [`Connection::takes_shared_deflate`]
-    /// says), if the connection is open.
-    pub fn send_frames(&mut self, settings: &Settings, now: Instant, frames: &[u8]) {
-        if self.is_open() {
-            self.queue(settings, now, &[frames]);
-        }
     }
 
     /// Queues a ping (at most 125 bytes of payload).
@@ -181,6 +235,7 @@ impl Connection {
     }
 
     /// The transport took the first `n` bytes of [`Connection::pending_output`].
+    #[inline(always)]
     pub fn consumed(&mut self, n: usize) {
         self.out.consume(n);
     }
@@ -219,8 +274,10 @@ impl Connection {
         }
         let was_behind = self.flag(BEHIND);
         self.out.push_rest(extra, written, shared);
-        if !was_behind {
-            self.set_flag(BEHIND, !self.out.is_empty());
+        if !was_behind && !self.out.is_empty() {
+            // Behind from now on: what waits is held as what it counts.
+            self.set_flag(BEHIND, true);
+            self.out.unpin();
         }
         self.check_backlog(settings, now, was_behind);
         if self.out.is_empty() && matches!(self.phase, Phase::Draining) && !self.flag(FIN_SENT) {
@@ -242,7 +299,10 @@ impl Connection {
         self.check_backlog(settings, now, was_behind);
     }
 
-    /// Queues a frame, under the backlog cap.
+    /// Queues a frame, under the backlog cap. Inlined, as `frame` and
+    /// `consumed` are: each was a call with its registers saved and
+    /// restored on the path of every message (callgrind).
+    #[inline(always)]
     pub(super) fn queue_frame(
         &mut self,
         settings: &Settings,
@@ -270,8 +330,7 @@ impl Connection {
         if !was_behind {
             return;
         }
-        let queued = self.out.len();
-        if queued > settings.max_backlog {
+        if self.out.held() > settings.max_backlog {
             self.close_for_backlog(settings, now);
         }
     }

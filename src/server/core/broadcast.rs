@@ -1,230 +1,345 @@
-//! Broadcasts and topic publications: gathered as plain frames in the
-//! loop-wide batch, written to each member with one `sendmsg` (see
-//! [`Core::flush_batch`]), and compressed once for the members that take
-//! permessage-deflate (`server::batch`).
+//! Broadcasts and topic publications: each encoded once, side by side with
+//! the others of the pass in a shared [`Block`] (and compressed once, into
+//! a block of its own kind, for the members that take permessage-deflate's
+//! shared window), and appended at once to every member's output queue as
+//! a range of that block: consecutive broadcasts extend one range, so a
+//! member's write covers them with one slice. The member goes on the dirty
+//! list, whose queues the loop writes before it settles what it touched
+//! ([`Core::flush_dirty`]): one write per member per pass, and no settling
+//! for a member that a write leaves as it was. Order is each member's
+//! queue's, so a member gets exactly what was sent while it was one, in
+//! order with everything else it is sent.
+
+use std::ops::Range;
+
+use crate::proto::block::{Block, Live};
+
+use super::super::topics::TopicId;
 
 use super::*;
 
-impl Core {
-    /// Queues a broadcast frame for every open connection. Consecutive
-    /// broadcasts gather in one buffer, written to each member with one
-    /// `sendmsg` once the current event is handled, or before anything else
-    /// is sent or any connection joins or leaves (see [`Core::flush_batch`]).
-    /// Returns the number of members.
-    pub(crate) fn broadcast(&mut self, opcode: OpCode, payload: &[u8]) -> usize {
-        if self.batch_topic.is_some() {
-            // A batch for one topic first: order is kept across targets.
-            self.flush_batch();
+/// A member's queue that broadcasts filled to this size within one pass is
+/// written at once, not when the pass settles it.
+const WRITE_AT: usize = 64 * 1024;
+
+/// The size of a block broadcasts are encoded in; a frame over a quarter
+/// of it gets a block of its own size.
+const BLOCK: usize = 16 * 1024;
+
+/// The blocks the next broadcasts are encoded in, plain and compressed.
+#[derive(Debug, Default)]
+pub(super) struct Blocks {
+    plain: Option<Rc<Block>>,
+    deflated: Option<Rc<Block>>,
+    /// Where a frame is compressed before it is put in its block.
+    scratch: Vec<u8>,
+}
+
+/// Compressed output kept in `Blocks::scratch` between broadcasts.
+const SCRATCH_KEEP: usize = 64 * 1024;
+
+/// One broadcast, encoded: plain, compressed once the first member that
+/// takes it needs it, and as one buffer for members with a paced feed.
+struct Encoded {
+    plain: (Rc<Block>, Range<usize>),
+    deflated: Option<(Rc<Block>, Range<usize>)>,
+    /// `Rc<[u8]>` copies (plain, compressed) for members with a paced feed.
+    fed: [Option<Rc<[u8]>>; 2],
+}
+
+/// Appends `parts` to the block `current`, or to a new one: its own if the
+/// frame is large, else a fresh [`BLOCK`] that becomes current.
+fn put(current: &mut Option<Rc<Block>>, parts: &[&[u8]]) -> (Rc<Block>, Range<usize>) {
+    if let Some(block) = current.as_ref() {
+        if let Some(range) = block.append(parts) {
+            return (Rc::clone(block), range);
         }
+    }
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    let block = Rc::new(Block::with_capacity(if total > BLOCK / 4 {
+        total
+    } else {
+        BLOCK
+    }));
+    // A new block of at least `total` bytes takes them.
+    let range = block.append(parts).unwrap_or_default();
+    if total <= BLOCK / 4 {
+        *current = Some(Rc::clone(&block));
+    }
+    (block, range)
+}
+
+impl Blocks {
+    /// Encodes a frame in the plain block.
+    fn encode(&mut self, opcode: OpCode, payload: &[u8]) -> Encoded {
         let header = ServerHeader::new(true, opcode, payload.len());
-        self.batch.extend_from_slice(header.as_bytes());
-        self.batch.extend_from_slice(payload);
-        if self.batch.len() >= BATCH_LIMIT {
-            self.flush_batch();
+        Encoded {
+            plain: put(&mut self.plain, &[header.as_bytes(), payload]),
+            deflated: None,
+            fed: [None, None],
         }
-        if opcode != OpCode::Ping {
-            self.stats.messages_sent += self.open_count as u64;
-        }
-        self.open_count
     }
 
-    /// Queues a frame for the members of topic `name`, as
-    /// [`Core::broadcast`] does for everyone: consecutive publications to
-    /// the same topic gather in the batch; one to another topic (or a
-    /// broadcast) writes the batch first, so every member receives what it
-    /// is sent in the order it was sent. Returns the number of members.
-    pub(crate) fn publish(&mut self, name: &str, opcode: OpCode, payload: &[u8]) -> usize {
-        let Some(topic) = self.topics.find(name) else {
-            return 0;
+    /// The compressed frame of `plain`, in the compressed block, or `plain`
+    /// itself when compressing does not make it smaller (or it is a control
+    /// frame, which is never compressed).
+    fn deflate(
+        &mut self,
+        codec: &mut Codec,
+        plain: &(Rc<Block>, Range<usize>),
+    ) -> (Rc<Block>, Range<usize>) {
+        let frame = plain.0.get(plain.1.clone());
+        self.scratch.clear();
+        codec.compress_frame(frame, &mut self.scratch);
+        let result = if self.scratch.len() < frame.len() {
+            put(&mut self.deflated, &[&self.scratch])
+        } else {
+            (Rc::clone(&plain.0), plain.1.clone())
         };
-        if self.batch_topic != Some(topic) {
-            self.flush_batch();
-            self.batch_topic = Some(topic);
+        if self.scratch.capacity() > SCRATCH_KEEP {
+            self.scratch = Vec::new();
         }
-        let header = ServerHeader::new(true, opcode, payload.len());
-        self.batch.extend_from_slice(header.as_bytes());
-        self.batch.extend_from_slice(payload);
-        let members = self.topics.members(topic).len();
-        self.stats.messages_sent += members as u64;
-        if self.batch.len() >= BATCH_LIMIT {
-            self.flush_batch();
+        result
+    }
+}
+
+impl Core {
+    /// Sends a frame to every open connection. Returns the number of
+    /// members.
+    pub(crate) fn broadcast(&mut self, opcode: OpCode, payload: &[u8]) -> usize {
+        let mut frame = self.blocks.encode(opcode, payload);
+        let members = self.open_count;
+        let block = Rc::clone(&frame.plain.0);
+        let ping = block.get(frame.plain.1.clone());
+        // By slot, not by a collected list of ids: no allocation per
+        // broadcast. Appending never adds or removes a slot.
+        for index in 0..self.slots.slot_count() {
+            let Some(id) = self.slots.id_at(index) else {
+                continue;
+            };
+            if opcode == OpCode::Ping {
+                if let Some(slot) = self.slots.get_mut(id) {
+                    // The keep-alive ping goes to everyone at once, most
+                    // of them idle: written now to a member with nothing
+                    // queued (one `sendmsg`, which the batch made too), so
+                    // that 10,000 idle members do not each take a queue
+                    // for two bytes until the pass ends.
+                    if slot.io == 0
+                        && !slot.fed
+                        && slot.conn.is_open()
+                        && !slot.conn.has_output()
+                        && !slot.conn.wants_write()
+                    {
+                        transmit::flush(
+                            slot,
+                            &self.settings,
+                            self.now,
+                            &mut self.stats,
+                            &[ping],
+                            None,
+                        );
+                        if !slot.conn.is_open() || slot.conn.wants_write() {
+                            touch_slot(slot, id, &mut self.touched, &mut self.open_count);
+                        }
+                        continue;
+                    }
+                }
+            }
+            self.hand_frame(id, &mut frame);
+        }
+        if opcode != OpCode::Ping {
+            self.stats.messages_sent += members as u64;
         }
         members
     }
 
-    /// Subscribes a live connection to a topic (it receives publications
-    /// once it is open), after
-    /// writing what was published before: a member gets only what is
-    /// published while it is one. `Ok(false)` if it already was.
-    pub(crate) fn subscribe(&mut self, id: ConnId, name: &str) -> Result<bool, SendError> {
-        if self.slots.get(id).is_none() {
-            return Err(SendError::NotOpen);
-        }
-        self.flush_batch();
-        Ok(self.topics.subscribe(id, name))
-    }
-
-    /// Unsubscribes a connection from a topic, after writing what was
-    /// published to it before. `Ok(false)` if it was not subscribed.
-    pub(crate) fn unsubscribe(&mut self, id: ConnId, name: &str) -> Result<bool, SendError> {
-        if self.slots.get(id).is_none() {
-            return Err(SendError::NotOpen);
-        }
-        self.flush_batch();
-        Ok(self.topics.unsubscribe(id, name))
-    }
-
-    /// Before the input of `id` is read on: queues for it the broadcasts made
-    /// since it was last given them. Its input may close it (a close frame,
-    /// a protocol error), and a member that leaves must have had every
-    /// broadcast made while it was one, before its close frame; the others
-    /// get the batch when it is flushed.
-    #[inline]
-    pub(crate) fn hand_batch_to(&mut self, id: ConnId) {
-        // Inlined tests, outlined work: it runs before every frame read, and
-        // almost always there is no batch (then whoever reads has had it
-        // all: a store, not a call) or the connection has had it.
-        if self.batch.is_empty() {
-            self.batch_given = Some((id, 0));
-            return;
-        }
-        if matches!(self.batch_given, Some((given, n)) if given == id && n == self.batch.len()) {
-            return;
-        }
-        self.hand_batch_now(id);
-    }
-
-    #[inline(never)]
-    fn hand_batch_now(&mut self, id: ConnId) {
-        let given = match self.batch_given {
-            Some((given, n)) if given == id => n,
-            _ => {
-                if !self.batch.is_empty() {
-                    // Another connection's turn: everyone gets the batch now.
-                    self.flush_batch();
-                }
-                self.batch_given = Some((id, 0));
-                return;
-            }
-        };
-        // `hand_batch_to` returned already if `id` has had the whole batch.
-        let for_it = match self.batch_topic {
-            None => true,
-            Some(topic) => self.topics.is_member(id, topic),
-        };
-        let Some(slot) = self.slots.get_mut(id) else {
-            return;
-        };
-        if for_it && slot.conn.is_open() {
-            let frames = if slot.conn.takes_shared_deflate() {
-                self.deflated.since(&mut self.codec, &self.batch, given)
-            } else {
-                &self.batch[given..]
-            };
-            if slot.fed {
-                let bytes = Rc::from(frames);
-                feed_live(slot, id, &mut self.feeds, &self.settings, self.now, bytes);
-            } else {
-                slot.conn.send_frames(&self.settings, self.now, frames);
-            }
-        }
-        self.batch_given = Some((id, self.batch.len()));
-    }
-
-    /// Writes the gathered broadcasts to every open connection: encoded once,
-    /// one `sendmsg` per member, and for a member whose socket refuses part
-    /// of it, one shared buffer referenced from its queue.
+    /// Sends a frame to the members of topic `name`, as
+    /// [`Core::broadcast`] does to everyone. Returns the number of members.
     ///
-    /// Called before any other send and before any connection joins or
-    /// leaves the open set, so every member receives exactly the broadcasts
-    /// made while it was open, in order with everything else it is sent.
-    #[inline]
-    pub(crate) fn flush_batch(&mut self) {
-        // Inlined test, outlined work: every send asks, few have to flush.
-        if !self.batch.is_empty() {
-            self.write_batch();
+    /// Members that keep up are attached to the topic's live range in the
+    /// block (`proto::block::Live`): a publication that continues it, with
+    /// no member detached or changed since, extends it and reaches all of
+    /// them at once; only the others (behind, with a paced feed, taking
+    /// compressed frames) are visited. Otherwise every member is visited
+    /// and attached again. A queue seals its attachment before anything
+    /// else is queued for it, so each member's order is its queue's.
+    pub(crate) fn publish(&mut self, name: &str, opcode: OpCode, payload: &[u8]) -> usize {
+        let Some(topic) = self.topics.find(name) else {
+            return 0;
+        };
+        let mut frame = self.blocks.encode(opcode, payload);
+        let (block, range) = (Rc::clone(&frame.plain.0), frame.plain.1.clone());
+        let round = self.round;
+        let Some((members, delivery)) = self.topics.delivery(topic) else {
+            return 0;
+        };
+        let members = members.len();
+        let live = match &delivery.live {
+            Some((live, made)) if *made == round && Rc::ptr_eq(live.block(), &block) => {
+                Some(Rc::clone(live)).filter(|live| live.end() == range.start)
+            }
+            _ => None,
+        };
+        let mut others = std::mem::take(&mut delivery.others);
+        match live {
+            Some(live) if !live.is_detached() => {
+                live.extend_to(range.end);
+                for &id in &others {
+                    self.hand_frame(id, &mut frame);
+                }
+            }
+            live => {
+                let live = match live {
+                    Some(live) => {
+                        live.extend_to(range.end);
+                        live.reattached();
+                        live
+                    }
+                    None => Rc::new(Live::new(&block, range.end)),
+                };
+                others.clear();
+                self.visit_members(topic, &live, range.start, &mut frame, &mut others);
+                if let Some((_, delivery)) = self.topics.delivery(topic) {
+                    delivery.live = Some((live, round));
+                }
+            }
         }
+        // Membership does not change under the walks: a member closed for
+        // its backlog stays until it is removed.
+        if let Some((_, delivery)) = self.topics.delivery(topic) {
+            delivery.others = others;
+        }
+        self.stats.messages_sent += members as u64;
+        members
     }
 
-    #[inline(never)]
-    fn write_batch(&mut self) {
-        let batch = std::mem::take(&mut self.batch);
-        let given = self.batch_given.take();
-        let topic = self.batch_topic.take();
-        let mut shared: Option<Rc<[u8]>> = None;
-        let mut shared_deflated: Option<Rc<[u8]>> = None;
-        // By slot (or by the topic's member list), not by a collected list
-        // of ids: no allocation per batch. A write may finish a connection,
-        // never add or remove one, nor change a topic.
-        let count = match topic {
-            None => self.slots.slot_count(),
-            Some(topic) => self.topics.members(topic).len(),
-        };
-        for index in 0..count {
-            let id = match topic {
-                None => self.slots.id_at(index),
-                Some(topic) => self.topics.members(topic).get(index).copied(),
-            };
-            let Some(id) = id else {
+    /// Attaches every member of `topic` that keeps up to `live` from
+    /// `start` (unless it still is), and hands the frame to the others,
+    /// which it lists in `others`.
+    fn visit_members(
+        &mut self,
+        topic: TopicId,
+        live: &Rc<Live>,
+        start: usize,
+        frame: &mut Encoded,
+        others: &mut Vec<ConnId>,
+    ) {
+        for index in 0..self.topics.members(topic).len() {
+            let Some(&id) = self.topics.members(topic).get(index) else {
                 continue;
             };
             let Some(slot) = self.slots.get_mut(id) else {
                 continue;
             };
-            if !slot.conn.is_open() {
+            if slot.conn.is_attached_to(live) {
                 continue;
             }
-            let from = match given {
-                Some((given, n)) if given == id => n,
-                _ => 0,
-            };
-            if from == batch.len() {
+            if !slot.fed && !slot.conn.takes_shared_deflate() && slot.conn.attach(live, start) {
+                if slot.conn.backlog() >= WRITE_AT {
+                    // A burst in one callback, sealed block by block:
+                    // written as it grows (see `WRITE_AT`).
+                    transmit::flush(slot, &self.settings, self.now, &mut self.stats, &[], None);
+                    if !slot.conn.is_open() {
+                        touch_slot(slot, id, &mut self.touched, &mut self.open_count);
+                        continue;
+                    }
+                }
+                if !slot.dirty {
+                    slot.dirty = true;
+                    self.dirty.push(id);
+                }
                 continue;
             }
-            let (frames, shared) = if slot.conn.takes_shared_deflate() {
-                let frames = self.deflated.since(&mut self.codec, &batch, from);
-                (frames, &mut shared_deflated)
-            } else {
-                (&batch[from..], &mut shared)
-            };
-            if slot.fed {
-                // Behind its paced feed, as one shared buffer for every
-                // member that has one.
-                let bytes = if from == 0 {
-                    Rc::clone(shared.get_or_insert_with(|| Rc::from(frames)))
-                } else {
-                    Rc::from(frames)
-                };
-                feed_live(slot, id, &mut self.feeds, &self.settings, self.now, bytes);
-                self.touch(id);
-                continue;
-            }
-            let shared = if from == 0 { Some(shared) } else { None };
-            transmit::flush(
-                slot,
-                &self.settings,
-                self.now,
-                &mut self.stats,
-                &[frames],
-                shared,
-            );
-            let wants_write = slot.conn.wants_write() || slot.tls_wants_write();
-            // On the ring the batch was only queued: the pass's sends take it.
-            if !slot.conn.is_open()
-                || wants_write != (slot.interest & WRITE != 0)
-                || slot.io & IO_URING != 0
-            {
-                self.touch(id);
+            others.push(id);
+            self.hand_frame(id, frame);
+        }
+    }
+
+    /// Appends a broadcast frame to the output of `id`, if it is open:
+    /// behind its paced feed if it has one, else to its queue (a range of
+    /// the frame's block, under the backlog cap), and puts it on the dirty
+    /// list. This runs for every member of every broadcast: the common case
+    /// (the member got the broadcast before, in the same block, and has not
+    /// been written since) extends its last range and is done.
+    #[inline(always)]
+    fn hand_frame(&mut self, id: ConnId, frame: &mut Encoded) {
+        let Some(slot) = self.slots.get_mut(id) else {
+            return;
+        };
+        let deflate = slot.conn.takes_shared_deflate();
+        let span = match &frame.deflated {
+            Some(deflated) if deflate => Some(deflated),
+            _ if deflate => None,
+            _ => Some(&frame.plain),
+        };
+        if let Some((block, range)) = span {
+            // On the dirty list already: it has output, not yet written.
+            if slot.dirty && slot.conn.extend_span(block, range.clone()) {
+                return;
             }
         }
-        if let Some((id, _)) = given {
-            self.batch_given = Some((id, 0));
+        self.hand_frame_slowly(id, frame);
+    }
+
+    /// [`Core::hand_frame`] for the other cases.
+    #[inline(never)]
+    fn hand_frame_slowly(&mut self, id: ConnId, frame: &mut Encoded) {
+        let Some(slot) = self.slots.get_mut(id) else {
+            return;
+        };
+        if !slot.conn.is_open() {
+            return;
         }
-        self.deflated.clear();
-        let mut batch = batch;
-        batch.clear();
-        if batch.capacity() <= BATCH_KEEP && self.batch.capacity() == 0 {
-            self.batch = batch;
+        let deflate = slot.conn.takes_shared_deflate();
+        if deflate && frame.deflated.is_none() {
+            frame.deflated = Some(self.blocks.deflate(&mut self.codec, &frame.plain));
         }
+        let (block, range) = match &frame.deflated {
+            Some(deflated) if deflate => deflated,
+            _ => &frame.plain,
+        };
+        if slot.fed {
+            let bytes = frame.fed[usize::from(deflate)]
+                .get_or_insert_with(|| Rc::from(block.get(range.clone())));
+            let bytes = Rc::clone(bytes);
+            feed_live(slot, id, &mut self.feeds, &self.settings, self.now, bytes);
+            touch_slot(slot, id, &mut self.touched, &mut self.open_count);
+            return;
+        }
+        slot.conn
+            .send_span(&self.settings, self.now, block, range.clone());
+        if slot.conn.backlog() >= WRITE_AT && !slot.conn.wants_write() {
+            // A burst in one callback: written as it grows, so that a
+            // member that keeps up holds at most this much of it.
+            transmit::flush(slot, &self.settings, self.now, &mut self.stats, &[], None);
+        }
+        if !slot.conn.is_open() {
+            // Closed for its backlog: settled, as any close is.
+            touch_slot(slot, id, &mut self.touched, &mut self.open_count);
+        } else if !slot.dirty {
+            slot.dirty = true;
+            self.dirty.push(id);
+        }
+    }
+
+    /// Subscribes a live connection to a topic (it receives publications
+    /// once it is open): it gets only what is published while it is a
+    /// member. `Ok(false)` if it already was.
+    pub(crate) fn subscribe(&mut self, id: ConnId, name: &str) -> Result<bool, SendError> {
+        if self.slots.get(id).is_none() {
+            return Err(SendError::NotOpen);
+        }
+        Ok(self.topics.subscribe(id, name))
+    }
+
+    /// Unsubscribes a connection from a topic. `Ok(false)` if it was not
+    /// subscribed.
+    pub(crate) fn unsubscribe(&mut self, id: ConnId, name: &str) -> Result<bool, SendError> {
+        let Some(slot) = self.slots.get_mut(id) else {
+            return Err(SendError::NotOpen);
+        };
+        // It owes what was published while it was a member, no more.
+        slot.conn.seal(&self.settings, self.now);
+        Ok(self.topics.unsubscribe(id, name))
     }
 }

@@ -1,6 +1,6 @@
 //! Everything the poll loop owns except the handler and its buffers: the
 //! listener, the poller, the slab of connections with their sockets, the
-//! timer wheel, the loop's clock, and the broadcast batch. A
+//! timer wheel, the loop's clock, and the list of connections to settle. A
 //! [`super::Context`] is a thin view of it.
 //!
 //! No protocol decision is made here: each connection's
@@ -12,7 +12,7 @@
 //! This file holds the core's state, the clock and the wheel, accepting,
 //! sending to one connection, closing and the queries; its submodules the
 //! rest: `settle` (after the loop acted on a connection), `broadcast`
-//! (broadcasts, publications, the batch) and `paced` (paced feeds).
+//! (broadcasts, publications) and `paced` (paced feeds).
 
 use std::collections::HashMap;
 use std::io;
@@ -31,7 +31,6 @@ use crate::proto::deflate::Codec;
 use crate::proto::frame::{encode_frame, OpCode, ServerHeader, MAX_CONTROL_PAYLOAD};
 use crate::proto::http::Response;
 
-use super::batch::DeflatedBatch;
 use super::driver::{self, Ring};
 use super::feed::Feed;
 use super::handler::TimerId;
@@ -39,7 +38,7 @@ use super::per_ip::PerIp;
 use super::slab::{ConnId, Slab};
 use super::stats::Stats;
 use super::timer::{Tick, TimerWheel, TICK};
-use super::topics::{TopicId, Topics};
+use super::topics::Topics;
 use super::transmit;
 use super::user_data::UserData;
 use super::Config;
@@ -64,12 +63,6 @@ pub(super) const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// A message at least this large goes straight to the socket with what is
 /// queued before it, instead of being copied into the queue.
 const DIRECT_MIN: usize = 16 * 1024;
-
-/// Broadcasts gathered past this size are written at once.
-const BATCH_LIMIT: usize = 64 * 1024;
-
-/// The broadcast buffer's capacity kept between uses.
-const BATCH_KEEP: usize = 256 * 1024;
 
 /// Connections accepted past the limit only to be told `503`, at most.
 const MAX_BUSY_REJECTS: usize = 64;
@@ -112,6 +105,8 @@ pub(crate) struct Slot {
     interest: u8,
     /// Whether it is on the touched list.
     touched: bool,
+    /// Whether it is on the dirty list (broadcasts queued, not yet written).
+    dirty: bool,
     /// Whether it is counted as open (a broadcast member).
     member: bool,
     /// Whether it was accepted only to be told `503`.
@@ -198,26 +193,22 @@ pub(crate) struct Core {
     #[cfg(feature = "redis")]
     pub(crate) source: Option<Box<dyn super::source::Source>>,
     start: Instant,
-    /// Broadcast frames not yet written (see [`Core::flush_batch`]).
-    batch: Vec<u8>,
-    /// Whom the batch is for: every open connection (`None`), or the
-    /// members of one topic.
-    batch_topic: Option<TopicId>,
-    /// The batch compressed, for the members that negotiated
-    /// permessage-deflate: made once per batch, when the first of them is
-    /// written to.
-    deflated: DeflatedBatch,
+    /// The blocks broadcasts are encoded in (see `broadcast`).
+    blocks: broadcast::Blocks,
     /// The loop's compressor and decompressor, shared by every connection.
     pub codec: Codec,
     /// Topics and their members.
     pub topics: Topics,
     /// The counters.
     pub stats: Stats,
-    /// The connection whose input is being read, and how much of the batch
-    /// it has already been given (see [`Core::hand_batch_to`]).
-    batch_given: Option<(ConnId, usize)>,
     /// Connections acted on since the loop last settled them.
     touched: Vec<ConnId>,
+    /// Members that broadcasts gave output since the last
+    /// [`Core::flush_dirty`], which writes it.
+    dirty: Vec<ConnId>,
+    /// Rounds of [`Core::flush_dirty`]'s writes so far: a topic's live
+    /// range is good for the round it was made in.
+    round: u64,
     /// Connections with output for the ring's next sends (uring driver).
     send_dirty: Vec<ConnId>,
     /// Connections counted as open.
@@ -277,14 +268,13 @@ impl Core {
             timer_armed: None,
             timer_on_fd: false,
             start: now,
-            batch: Vec::new(),
-            batch_topic: None,
-            deflated: DeflatedBatch::default(),
+            blocks: broadcast::Blocks::default(),
             codec: Codec::default(),
             topics: Topics::default(),
             stats: Stats::default(),
-            batch_given: None,
             touched: Vec::new(),
+            dirty: Vec::new(),
+            round: 0,
             send_dirty: Vec::new(),
             open_count: 0,
             feeds: HashMap::new(),
@@ -514,6 +504,7 @@ impl Core {
             timer: 0,
             interest: READ,
             touched: false,
+            dirty: false,
             member: false,
             busy_reject: busy,
             fed: false,
@@ -570,9 +561,8 @@ impl Core {
 
     /// Sends a message to one connection: copied into its queue when small,
     /// written straight to its socket (with what is queued before it) when
-    /// large. Broadcasts made before reach it first.
+    /// large. Broadcasts made before are ahead of it in its queue.
     pub(crate) fn send(&mut self, id: ConnId, msg: Message<'_>) -> Result<(), SendError> {
-        self.flush_batch();
         if msg.as_bytes().len() >= DIRECT_MIN {
             return self.send_direct(id, msg);
         }
@@ -621,7 +611,6 @@ impl Core {
     }
 
     pub(crate) fn send_shared(&mut self, id: ConnId, frame: &SharedFrame) -> Result<(), SendError> {
-        self.flush_batch();
         let slot = self.slots.get_mut(id).ok_or(SendError::NotOpen)?;
         let result = if slot.fed {
             if slot.conn.can_send() {
@@ -643,7 +632,6 @@ impl Core {
     }
 
     pub(crate) fn ping(&mut self, id: ConnId, payload: &[u8]) -> Result<(), SendError> {
-        self.flush_batch();
         let slot = self.slots.get_mut(id).ok_or(SendError::NotOpen)?;
         if slot.fed && slot.conn.can_send() && payload.len() <= MAX_CONTROL_PAYLOAD {
             // Behind the feed too: straight into a queue that holds paced
@@ -674,7 +662,6 @@ impl Core {
         code: crate::CloseCode,
         reason: &str,
     ) -> Result<(), SendError> {
-        self.flush_batch();
         let slot = self.slots.get_mut(id).ok_or(SendError::NotOpen)?;
         let result = slot.conn.close(&self.settings, self.now, code, reason);
         self.touch(id);
@@ -682,7 +669,6 @@ impl Core {
     }
 
     pub(crate) fn kill(&mut self, id: ConnId) -> Result<(), SendError> {
-        self.flush_batch();
         let slot = self.slots.get_mut(id).ok_or(SendError::NotOpen)?;
         let result = slot.conn.kill();
         self.touch(id);
@@ -702,7 +688,6 @@ impl Core {
             return;
         }
         self.stopping = true;
-        self.flush_batch();
         if let Some(listener) = self.listener.take() {
             match self.ring.as_deref_mut() {
                 // Cancelled and submitted before the listener closes.

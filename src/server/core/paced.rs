@@ -29,7 +29,6 @@ impl Core {
     /// the limit and nothing waits in its feed, else kept in its feed as a
     /// pointer until the backlog drains. Never closes the connection.
     pub(crate) fn send_paced(&mut self, id: ConnId, frame: &SharedFrame) -> Result<(), SendError> {
-        self.flush_batch();
         let slot = self.slots.get_mut(id).ok_or(SendError::NotOpen)?;
         if !slot.conn.can_send() {
             return Err(SendError::NotOpen);

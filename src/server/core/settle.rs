@@ -7,6 +7,10 @@ use super::completions::sync_recv;
 use super::paced::pump;
 use super::*;
 
+/// The dirty list's capacity kept between passes (a fan-out to more
+/// members than this gives its list back).
+const DIRTY_KEEP: usize = 4096;
+
 impl Core {
     /// Puts `id` on the list of connections to settle.
     pub(crate) fn touch(&mut self, id: ConnId) {
@@ -25,6 +29,52 @@ impl Core {
             }
         }
         None
+    }
+
+    /// Writes the queue of every connection on the dirty list (members
+    /// that broadcasts or publications gave output since the last call),
+    /// one [`transmit::flush`] each, and settles only those that the write
+    /// changed: closed, or now wanting (or no longer wanting) to be told
+    /// when their socket is writable. The loop calls it before it settles
+    /// the touched list, so a member of a broadcast costs one write and no
+    /// settling, as when the batch of broadcasts was written to each.
+    #[inline]
+    pub(crate) fn flush_dirty(&mut self) {
+        // Inlined test, outlined work: the loop asks before every settling.
+        if !self.dirty.is_empty() {
+            self.write_dirty();
+        }
+    }
+
+    #[inline(never)]
+    fn write_dirty(&mut self) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        // Every queue attached to a live range is on this list: sealed
+        // below, so the ranges of this round are done with.
+        self.round += 1;
+        for &id in &dirty {
+            let Some(slot) = self.slots.get_mut(id) else {
+                continue;
+            };
+            slot.dirty = false;
+            slot.conn.seal(&self.settings, self.now);
+            if slot.conn.has_output() && !slot.conn.wants_write() {
+                transmit::flush(slot, &self.settings, self.now, &mut self.stats, &[], None);
+            }
+            let wants_write = slot.conn.wants_write() || slot.tls_wants_write();
+            // On the ring the flush only queued: settling hands it to the
+            // pass's sends.
+            if !slot.conn.is_open()
+                || wants_write != (slot.interest & WRITE != 0)
+                || slot.io & IO_URING != 0
+            {
+                touch_slot(slot, id, &mut self.touched, &mut self.open_count);
+            }
+        }
+        dirty.clear();
+        if dirty.capacity() <= DIRTY_KEEP && self.dirty.capacity() == 0 {
+            self.dirty = dirty;
+        }
     }
 
     /// Writes what `id` has queued, acts on what its connection reports
@@ -100,12 +150,7 @@ impl Core {
 
     /// Closes the socket of a finished connection and forgets it.
     pub(super) fn remove(&mut self, id: ConnId) {
-        if self.batch_given.is_some_and(|(given, _)| given == id) {
-            self.batch_given = None;
-        }
         if self.topics.has_subscriptions(id) {
-            // What was published to its topics goes out before they change.
-            self.flush_batch();
             self.topics.leave_all(id);
         }
         let Some(slot) = self.slots.remove(id) else {
