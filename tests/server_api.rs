@@ -86,6 +86,11 @@ impl Handler for Scripted {
                 ctx.close(conn, CloseCode::NORMAL, "").unwrap();
                 ctx.broadcast(Message::Text("after"));
             }
+            "backlog" => {
+                ctx.send_text(conn, "reply").unwrap();
+                let backlog = ctx.backlog(conn).unwrap();
+                self.record(format!("backlog {backlog}"));
+            }
             "timer" => {
                 let cancelled = ctx.set_timer(Duration::from_millis(50), 1);
                 assert!(ctx.cancel_timer(cancelled));
@@ -299,4 +304,41 @@ fn broadcasts_keep_their_order_with_direct_sends_and_closes() {
     for want in ["b1", "b2", "b3", "after"] {
         assert_eq!(next_data(&mut b), WsMessage::text(want));
     }
+}
+
+/// The reply to a read of one message is written before the handler
+/// returns (nothing stays queued for it); the replies to a read of two
+/// messages are queued, to go out together.
+#[test]
+fn the_reply_to_a_read_of_one_message_goes_out_at_once() {
+    let log: Log = Arc::default();
+    let config = Config {
+        // The ring moves every byte through the queue.
+        io: rookery::Io::Epoll,
+        ..config()
+    };
+    let server = InProcess::start(
+        config,
+        Scripted {
+            log: log.clone(),
+            delayed: false,
+        },
+    );
+    let (mut raw, head) = raw_upgrade(server.addr, "/chat", "");
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert_eq!(read_frame(&mut raw).unwrap().1, b"opened");
+    raw.write_all(&client_frame(0x81, b"backlog")).unwrap();
+    assert_eq!(read_frame(&mut raw).unwrap().1, b"reply");
+    // Two messages in one write, read at once: both replies wait in the
+    // queue (2 + 5 bytes each).
+    let mut two = client_frame(0x81, b"backlog");
+    two.extend(client_frame(0x81, b"backlog"));
+    raw.write_all(&two).unwrap();
+    assert_eq!(read_frame(&mut raw).unwrap().1, b"reply");
+    assert_eq!(read_frame(&mut raw).unwrap().1, b"reply");
+    let backlogs: Vec<String> = logged(&log)
+        .into_iter()
+        .filter(|e| e.starts_with("backlog"))
+        .collect();
+    assert_eq!(backlogs, ["backlog 0", "backlog 7", "backlog 14"]);
 }

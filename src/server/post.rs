@@ -186,6 +186,13 @@ impl PostBox {
         }
     }
 
+    /// Whether a post may be waiting (one load): [`PostBox::take_into`]
+    /// is only worth calling then.
+    #[inline(always)]
+    pub(crate) fn has_posts(&self) -> bool {
+        self.shared.pending.load(Ordering::Acquire)
+    }
+
     /// Moves every waiting post into `into` (which should be empty), oldest
     /// first. Swaps the vectors, so the queue keeps `into`'s capacity.
     /// Without posts, one load and no lock (a lock and an unlock, two

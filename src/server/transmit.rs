@@ -90,11 +90,11 @@ fn write(slot: &mut Slot, stats: &mut Stats, extra: &[&[u8]]) -> io::Result<usiz
     }
     let stream = &slot.stream;
     {
-        // The common case (a connection's replies to one read, merged into
-        // one chunk): one slice to `send`, without the 32-slot array and the
-        // walk over the chunks.
+        // The common cases: one slice or two to `send`, without the 32-slot
+        // array and the walk over the chunks.
         let mut pending = conn.pending_output();
         if extra.is_empty() && pending.len() <= 1 {
+            // A connection's replies to one read, merged into one chunk.
             let Some(bytes) = pending.next() else {
                 return Ok(0);
             };
@@ -103,6 +103,16 @@ fn write(slot: &mut Slot, stats: &mut Stats, extra: &[&[u8]]) -> io::Result<usiz
                 conn.consumed(n);
             }
             return Ok(0);
+        }
+        if let ([header, payload], 0) = (extra, pending.len()) {
+            // The reply to a read of one message (`Core::send`), with
+            // nothing queued before it: its header and payload as they are.
+            let slices = [IoSlice::new(header), IoSlice::new(payload)];
+            let Some(n) = send_once(|s| send_slices(stream, s), &slices)? else {
+                return Ok(0);
+            };
+            stats.bytes_sent += n as u64;
+            return Ok(n);
         }
     }
     write_rounds(conn, stats, extra, |slices| send_slices(stream, slices))

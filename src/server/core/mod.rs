@@ -203,6 +203,10 @@ pub(crate) struct Core {
     pub stats: Stats,
     /// Connections acted on since the loop last settled them.
     touched: Vec<ConnId>,
+    /// Messages at least this large go straight to the socket
+    /// ([`Core::send`]): [`DIRECT_MIN`], or 0 while the handler is given a
+    /// read of one whole message (see [`Core::reply_now`]).
+    direct_min: usize,
     /// Members that broadcasts gave output since the last
     /// [`Core::flush_dirty`], which writes it.
     dirty: Vec<ConnId>,
@@ -273,6 +277,7 @@ impl Core {
             topics: Topics::default(),
             stats: Stats::default(),
             touched: Vec::new(),
+            direct_min: DIRECT_MIN,
             dirty: Vec::new(),
             round: 0,
             send_dirty: Vec::new(),
@@ -563,7 +568,7 @@ impl Core {
     /// written straight to its socket (with what is queued before it) when
     /// large. Broadcasts made before are ahead of it in its queue.
     pub(crate) fn send(&mut self, id: ConnId, msg: Message<'_>) -> Result<(), SendError> {
-        if msg.as_bytes().len() >= DIRECT_MIN {
+        if msg.as_bytes().len() >= self.direct_min {
             return self.send_direct(id, msg);
         }
         let slot = self.slots.get_mut(id).ok_or(SendError::NotOpen)?;
@@ -581,11 +586,28 @@ impl Core {
         result
     }
 
-    /// [`Core::send`] for a large message: written straight to the socket,
-    /// after what is queued. Kept out of line so that the small-message path,
-    /// which runs for every echo, stays a small function.
+    /// The handler is given a read of one whole message (a client that
+    /// waits for each answer, a low rate; epoll only): the first message it
+    /// sends goes straight to the socket, after what is queued, instead of
+    /// being copied into the queue and written when the connection settles,
+    /// a queue filled and emptied per message. The replies to a read of
+    /// several messages are queued, and go out in one write.
+    pub(crate) fn reply_now(&mut self) {
+        self.direct_min = 0;
+    }
+
+    /// Ends [`Core::reply_now`].
+    pub(crate) fn reply_later(&mut self) {
+        self.direct_min = DIRECT_MIN;
+    }
+
+    /// [`Core::send`] for a large message, or the first one sent after
+    /// [`Core::reply_now`]: written straight to the socket, after what is
+    /// queued; what the socket refuses is queued. Kept out of line so that
+    /// the queueing path stays a small function.
     #[inline(never)]
     fn send_direct(&mut self, id: ConnId, msg: Message<'_>) -> Result<(), SendError> {
+        self.reply_later();
         let slot = self.slots.get_mut(id).ok_or(SendError::NotOpen)?;
         if slot.fed {
             return self.send_behind_feed(id, msg);
@@ -606,7 +628,7 @@ impl Core {
             }
             Err(e) => Err(e),
         };
-        self.touch(id);
+        touch_slot(slot, id, &mut self.touched, &mut self.open_count);
         result
     }
 
