@@ -1545,14 +1545,10 @@ fn source_files() -> Vec<std::path::PathBuf> {
     files
 }
 
-/// The `extern "C"` functions the modules of `src/ffi/` export.
-fn source_exports() -> Vec<String> {
-    let mut src = String::new();
-    for file in source_files() {
-        src += &std::fs::read_to_string(file).expect("read src/ffi/");
-    }
+/// The names of the functions defined by `fn ` after each `marker` in `src`.
+fn functions_after(src: &str, marker: &str) -> Vec<String> {
     let mut names: Vec<String> = src
-        .split("#[no_mangle]")
+        .split(marker)
         .skip(1)
         .filter_map(|chunk| {
             let fn_at = chunk.find("fn ")?;
@@ -1564,12 +1560,37 @@ fn source_exports() -> Vec<String> {
     names
 }
 
+/// The C API's functions: the `pub` `extern "C" fn rk_*` of `src/ffi/`.
+fn source_functions() -> Vec<String> {
+    let mut src = String::new();
+    for file in source_files() {
+        src += &std::fs::read_to_string(file).expect("read src/ffi/");
+    }
+    let mut names: Vec<String> = ["pub extern \"C\" fn ", "pub unsafe extern \"C\" fn "]
+        .iter()
+        .flat_map(|marker| src.split(marker).skip(1))
+        .filter_map(|rest| Some(rest[..rest.find('(')?].trim().to_string()))
+        .filter(|name| name.starts_with("rk_"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// The symbols the library exports: the `#[no_mangle]` wrappers of
+/// `capi/src/lib.rs`.
+fn source_exports() -> Vec<String> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/capi/src/lib.rs");
+    let src = std::fs::read_to_string(path).expect("read capi/src/lib.rs");
+    functions_after(&src, "#[no_mangle]")
+}
+
 #[test]
 fn header_declares_every_exported_symbol() {
     let declared = header_functions();
     let exported = source_exports();
     assert!(exported.len() >= 14, "{exported:?}");
-    assert_eq!(declared, exported, "include/rookery.h vs src/ffi/");
+    assert_eq!(declared, exported, "include/rookery.h vs capi/src/lib.rs");
+    assert_eq!(source_functions(), exported, "src/ffi/ vs capi/src/lib.rs");
 
     // And the symbols actually in the static library, when it is there
     // (`cargo build` writes it next to the test binary's `deps/`).
@@ -1585,9 +1606,17 @@ fn header_declares_every_exported_symbol() {
     // `cargo test` does not rebuild the archive: skip a stale one (.ci/c-test
     // runs the same check on a fresh release build).
     let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    let newest = source_files().iter().filter_map(|f| modified(f)).max();
+    let capi = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/capi/src/lib.rs"));
+    let newest = source_files()
+        .iter()
+        .chain([&capi])
+        .filter_map(|f| modified(f))
+        .max();
     if modified(&lib) < newest {
-        eprintln!("{} is older than src/ffi/: nm check skipped", lib.display());
+        eprintln!(
+            "{} is older than its sources: nm check skipped",
+            lib.display()
+        );
         return;
     }
     // Each member's symbol table (`T rk_x`) and the archive index

@@ -9,7 +9,6 @@ use super::*;
 /// # Safety
 ///
 /// `s` is NULL or a live handle; `data` is NULL or points to `len` bytes.
-#[no_mangle]
 pub unsafe extern "C" fn rk_send(
     s: *mut rk_server,
     conn: u64,
@@ -33,7 +32,6 @@ pub unsafe extern "C" fn rk_send(
 /// # Safety
 ///
 /// `s` is NULL or a live handle; `data` is NULL or points to `len` bytes.
-#[no_mangle]
 pub unsafe extern "C" fn rk_broadcast(
     s: *mut rk_server,
     data: *const u8,
@@ -61,7 +59,6 @@ pub unsafe extern "C" fn rk_broadcast(
 ///
 /// `s` is NULL or a live handle; `reason` is NULL or a NUL-terminated
 /// string.
-#[no_mangle]
 pub unsafe extern "C" fn rk_close(
     s: *mut rk_server,
     conn: u64,
@@ -93,7 +90,6 @@ pub unsafe extern "C" fn rk_close(
 /// # Safety
 ///
 /// `s` is NULL or a live handle.
-#[no_mangle]
 pub unsafe extern "C" fn rk_kill(s: *mut rk_server, conn: u64) -> c_int {
     guard_int("rk_kill", || {
         // SAFETY: per this function's contract.
@@ -114,7 +110,6 @@ pub unsafe extern "C" fn rk_kill(s: *mut rk_server, conn: u64) -> c_int {
 /// # Safety
 ///
 /// `s` is NULL or a live handle, used on this thread only.
-#[no_mangle]
 pub unsafe extern "C" fn rk_conn_set_user(s: *mut rk_server, conn: u64, ptr: *mut c_void) -> c_int {
     guard_int("rk_conn_set_user", || {
         // SAFETY: per this function's contract.
@@ -141,7 +136,6 @@ pub unsafe extern "C" fn rk_conn_set_user(s: *mut rk_server, conn: u64, ptr: *mu
 /// # Safety
 ///
 /// `s` is NULL or a live handle, used on this thread only.
-#[no_mangle]
 pub unsafe extern "C" fn rk_conn_user(s: *const rk_server, conn: u64) -> *mut c_void {
     guard("rk_conn_user", ptr::null_mut(), || {
         // SAFETY: per this function's contract.
@@ -162,7 +156,6 @@ pub unsafe extern "C" fn rk_conn_user(s: *const rk_server, conn: u64) -> *mut c_
 ///
 /// `s` is NULL or a live handle, used on this thread only; `buf` is NULL or
 /// points to `len` writable bytes.
-#[no_mangle]
 pub unsafe extern "C" fn rk_conn_peer(
     s: *const rk_server,
     conn: u64,

@@ -14,7 +14,6 @@ use super::*;
 /// # Safety
 ///
 /// `s` is NULL or a live handle, used on this thread only.
-#[no_mangle]
 pub unsafe extern "C" fn rk_server_fd(s: *const rk_server) -> c_int {
     guard_int("rk_server_fd", || {
         // SAFETY: per this function's contract.
@@ -38,7 +37,6 @@ pub unsafe extern "C" fn rk_server_fd(s: *const rk_server) -> c_int {
 /// # Safety
 ///
 /// `s` is NULL or a live handle, used on this thread only.
-#[no_mangle]
 pub unsafe extern "C" fn rk_server_timeout_ms(s: *const rk_server) -> c_int {
     guard_int("rk_server_timeout_ms", || {
         // SAFETY: per this function's contract.

@@ -15,7 +15,6 @@ use super::*;
 ///
 /// `listen_addr` is NULL or a NUL-terminated string; `err` is NULL or
 /// points to a writable `int`.
-#[no_mangle]
 pub unsafe extern "C" fn rk_server_new(
     listen_addr: *const c_char,
     err: *mut c_int,
@@ -73,7 +72,6 @@ pub unsafe extern "C" fn rk_server_new(
 /// # Safety
 ///
 /// `s` is NULL or a live handle; `path` is NULL or a NUL-terminated string.
-#[no_mangle]
 pub unsafe extern "C" fn rk_server_set_path(s: *mut rk_server, path: *const c_char) -> c_int {
     guard_int("rk_server_set_path", || {
         // SAFETY: per this function's contract.
@@ -98,7 +96,6 @@ pub unsafe extern "C" fn rk_server_set_path(s: *mut rk_server, path: *const c_ch
 ///
 /// `s` is NULL or a live handle; `cert_pem_file` and `key_pem_file` are
 /// NULL or NUL-terminated strings.
-#[no_mangle]
 pub unsafe extern "C" fn rk_server_set_tls(
     s: *mut rk_server,
     cert_pem_file: *const c_char,
@@ -141,7 +138,6 @@ fn set_tls(_s: &rk_server, _cert: &str, _key: &str) -> Result<c_int, c_int> {
 /// # Safety
 ///
 /// `s` is NULL or a live handle.
-#[no_mangle]
 pub unsafe extern "C" fn rk_server_set_option(
     s: *mut rk_server,
     opt: rk_option,
@@ -267,7 +263,6 @@ pub const RK_CALLBACKS_FROZEN_SIZE: usize = 6 * std::mem::size_of::<usize>();
 /// `s` is NULL or a live handle; `cb` is NULL or points to at least
 /// [`RK_CALLBACKS_FROZEN_SIZE`] bytes of an `rk_callbacks` whose non-NULL
 /// members are valid functions.
-#[no_mangle]
 pub unsafe extern "C" fn rk_server_set_callbacks(
     s: *mut rk_server,
     cb: *const rk_callbacks,
@@ -299,7 +294,6 @@ pub unsafe extern "C" fn rk_server_set_callbacks(
 /// `s` is NULL or a live handle; `cb` is NULL or points to `size` readable
 /// bytes laid out as the first members of `rk_callbacks`, the non-NULL
 /// ones valid functions.
-#[no_mangle]
 pub unsafe extern "C" fn rk_server_set_callbacks_sized(
     s: *mut rk_server,
     cb: *const rk_callbacks,
@@ -361,7 +355,6 @@ unsafe fn set_callbacks(
 /// # Safety
 ///
 /// `s` is NULL or a live handle.
-#[no_mangle]
 pub unsafe extern "C" fn rk_server_port(s: *const rk_server) -> u16 {
     guard("rk_server_port", 0, || {
         // SAFETY: per this function's contract.
@@ -375,7 +368,6 @@ pub unsafe extern "C" fn rk_server_port(s: *const rk_server) -> u16 {
 /// # Safety
 ///
 /// `s` is NULL or a live handle, used on this thread only.
-#[no_mangle]
 pub unsafe extern "C" fn rk_server_run(s: *mut rk_server) -> c_int {
     guard_int("rk_server_run", || {
         // SAFETY: per this function's contract.
@@ -403,7 +395,6 @@ pub unsafe extern "C" fn rk_server_run(s: *mut rk_server) -> c_int {
 /// # Safety
 ///
 /// `s` is NULL or a live handle, used on this thread only.
-#[no_mangle]
 pub unsafe extern "C" fn rk_server_run_once(s: *mut rk_server, timeout_ms: c_int) -> c_int {
     guard_int("rk_server_run_once", || {
         // SAFETY: per this function's contract.
@@ -431,7 +422,6 @@ pub unsafe extern "C" fn rk_server_run_once(s: *mut rk_server, timeout_ms: c_int
 ///
 /// `s` is NULL or a live handle; [`rk_server_free`] must not run
 /// concurrently.
-#[no_mangle]
 pub unsafe extern "C" fn rk_server_stop(s: *mut rk_server) {
     // No logging and no allocation here: this runs in signal handlers.
     guard("rk_server_stop", (), || {
@@ -462,7 +452,6 @@ pub unsafe extern "C" fn rk_server_stop(s: *mut rk_server) {
 ///
 /// `s` is NULL or a live handle, not used afterwards, and not being used
 /// by [`rk_server_stop`] on another thread or in a signal handler.
-#[no_mangle]
 pub unsafe extern "C" fn rk_server_free(s: *mut rk_server) {
     guard("rk_server_free", (), || {
         // SAFETY: per this function's contract.
@@ -482,7 +471,6 @@ pub unsafe extern "C" fn rk_server_free(s: *mut rk_server) {
 
 /// A static, NUL-terminated description of an error code (`"unknown
 /// error"` for a code that is not one).
-#[no_mangle]
 pub extern "C" fn rk_strerror(err: c_int) -> *const c_char {
     let text: &'static [u8] = match err {
         RK_OK => b"success\0",

@@ -187,7 +187,6 @@ fn level_filter(max_level: c_int) -> LevelFilter {
 ///
 /// `log` is NULL or a function that may be called with `user` from any
 /// thread until `rk_set_log` is called again.
-#[no_mangle]
 pub unsafe extern "C" fn rk_set_log(log: rk_log_fn, user: *mut c_void, max_level: c_int) {
     // Not `guard`: nothing here can panic but a poisoned lock, handled.
     install();

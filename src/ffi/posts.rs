@@ -17,7 +17,6 @@ use super::*;
 ///
 /// `s` is NULL or a live handle that [`rk_server_free`] does not free
 /// concurrently; `data` is NULL or points to `len` bytes.
-#[no_mangle]
 pub unsafe extern "C" fn rk_post(
     s: *mut rk_server,
     conn: u64,
@@ -57,7 +56,6 @@ pub unsafe extern "C" fn rk_post(
 /// # Safety
 ///
 /// `s` is NULL or a live handle, used on this thread only.
-#[no_mangle]
 pub unsafe extern "C" fn rk_set_timer(s: *mut rk_server, ms: u32, token: u64) -> i64 {
     guard("rk_set_timer", i64::from(RK_EPANIC), || {
         let set = || {
@@ -86,7 +84,6 @@ pub unsafe extern "C" fn rk_set_timer(s: *mut rk_server, ms: u32, token: u64) ->
 /// # Safety
 ///
 /// `s` is NULL or a live handle, used on this thread only.
-#[no_mangle]
 pub unsafe extern "C" fn rk_cancel_timer(s: *mut rk_server, timer: i64) -> c_int {
     guard_int("rk_cancel_timer", || {
         // SAFETY: per this function's contract.

@@ -12,7 +12,6 @@ use super::*;
 ///
 /// `r` is NULL or the request passed to the running `on_upgrade` or
 /// `on_http`; the result is valid until that callback returns.
-#[no_mangle]
 pub unsafe extern "C" fn rk_request_method(r: *const rk_request) -> *const c_char {
     guard("rk_request_method", ptr::null(), || {
         // SAFETY: per this function's contract.
@@ -25,7 +24,6 @@ pub unsafe extern "C" fn rk_request_method(r: *const rk_request) -> *const c_cha
 /// # Safety
 ///
 /// As for [`rk_request_method`].
-#[no_mangle]
 pub unsafe extern "C" fn rk_request_path(r: *const rk_request) -> *const c_char {
     guard("rk_request_path", ptr::null(), || {
         // SAFETY: per this function's contract.
@@ -39,7 +37,6 @@ pub unsafe extern "C" fn rk_request_path(r: *const rk_request) -> *const c_char 
 /// # Safety
 ///
 /// As for [`rk_request_method`].
-#[no_mangle]
 pub unsafe extern "C" fn rk_request_query(r: *const rk_request) -> *const c_char {
     guard("rk_request_query", ptr::null(), || {
         // SAFETY: per this function's contract.
@@ -53,7 +50,6 @@ pub unsafe extern "C" fn rk_request_query(r: *const rk_request) -> *const c_char
 /// # Safety
 ///
 /// As for [`rk_request_method`]; `name` is NULL or a NUL-terminated string.
-#[no_mangle]
 pub unsafe extern "C" fn rk_request_header(
     r: *const rk_request,
     name: *const c_char,
@@ -85,7 +81,6 @@ pub unsafe extern "C" fn rk_request_header(
 /// # Safety
 ///
 /// `res` is NULL or the response passed to the running `on_http`.
-#[no_mangle]
 pub unsafe extern "C" fn rk_response_status(res: *mut rk_response, status: c_int) -> c_int {
     guard_int("rk_response_status", || {
         // SAFETY: per this function's contract.
@@ -108,7 +103,6 @@ pub unsafe extern "C" fn rk_response_status(res: *mut rk_response, status: c_int
 ///
 /// `res` is NULL or the response passed to the running `on_http`; `name`
 /// and `value` are NULL or NUL-terminated strings.
-#[no_mangle]
 pub unsafe extern "C" fn rk_response_header(
     res: *mut rk_response,
     name: *const c_char,
@@ -141,7 +135,6 @@ pub unsafe extern "C" fn rk_response_header(
 ///
 /// `res` is NULL or the response passed to the running `on_http`; `body`
 /// is NULL or points to `len` bytes.
-#[no_mangle]
 pub unsafe extern "C" fn rk_response_body(
     res: *mut rk_response,
     body: *const u8,
@@ -166,7 +159,6 @@ pub unsafe extern "C" fn rk_response_body(
 ///
 /// `s` is NULL or a live handle, used on this thread only; `protocol` is
 /// NULL or a NUL-terminated string.
-#[no_mangle]
 pub unsafe extern "C" fn rk_accept_protocol(
     s: *mut rk_server,
     conn: u64,
@@ -198,7 +190,6 @@ pub unsafe extern "C" fn rk_accept_protocol(
 /// # Safety
 ///
 /// `s` is NULL or a live handle, used on this thread only.
-#[no_mangle]
 pub unsafe extern "C" fn rk_activate(s: *mut rk_server, conn: u64) -> c_int {
     guard_int("rk_activate", || {
         // SAFETY: per this function's contract.

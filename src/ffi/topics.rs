@@ -12,7 +12,6 @@ use super::*;
 /// # Safety
 ///
 /// `s` is NULL or a live handle; `topic` is NULL or a C string.
-#[no_mangle]
 pub unsafe extern "C" fn rk_subscribe(s: *mut rk_server, conn: u64, topic: *const c_char) -> c_int {
     guard_int("rk_subscribe", || {
         // SAFETY: per this function's contract.
@@ -31,7 +30,6 @@ pub unsafe extern "C" fn rk_subscribe(s: *mut rk_server, conn: u64, topic: *cons
 /// # Safety
 ///
 /// `s` is NULL or a live handle; `topic` is NULL or a C string.
-#[no_mangle]
 pub unsafe extern "C" fn rk_unsubscribe(
     s: *mut rk_server,
     conn: u64,
@@ -56,7 +54,6 @@ pub unsafe extern "C" fn rk_unsubscribe(
 ///
 /// `s` is NULL or a live handle; `topic` is NULL or a C string; `data` is
 /// NULL or points to `len` bytes.
-#[no_mangle]
 pub unsafe extern "C" fn rk_publish(
     s: *mut rk_server,
     topic: *const c_char,

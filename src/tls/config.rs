@@ -353,7 +353,16 @@ fn build(
         Err(e) => return Err(bad_pem(PemFile::Key, key_path, &e)),
     };
 
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    // No client certificates are asked for, so the server never verifies a
+    // signature: with no verification algorithms, LTO drops ring's
+    // verifiers (RSA, ECDSA, Ed25519).
+    let provider = Arc::new(rustls::crypto::CryptoProvider {
+        signature_verification_algorithms: rustls::crypto::WebPkiSupportedAlgorithms {
+            all: &[],
+            mapping: &[],
+        },
+        ..rustls::crypto::ring::default_provider()
+    });
     // Load the key first, so that an unusable key is reported as such and
     // not as a mismatch.
     let signing_key = provider
