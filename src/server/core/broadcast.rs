@@ -174,40 +174,42 @@ impl Core {
             return 0;
         };
         let members = members.len();
-        let live = match &delivery.live {
-            Some((live, made)) if *made == round && Rc::ptr_eq(live.block(), &block) => {
-                Some(Rc::clone(live)).filter(|live| live.end() == range.start)
+        // The round's live range, if this frame continues it.
+        let continued = match &delivery.live {
+            Some((live, made))
+                if *made == round
+                    && Rc::ptr_eq(live.block(), &block)
+                    && live.end() == range.start =>
+            {
+                Some(Rc::clone(live))
             }
             _ => None,
         };
         let mut others = std::mem::take(&mut delivery.others);
-        match live {
+        let renewed = match continued {
             Some(live) if !live.is_detached() => {
                 live.extend_to(range.end);
                 for &id in &others {
                     self.hand_frame(id, &mut frame);
                 }
+                None
             }
-            live => {
-                let live = match live {
-                    Some(live) => {
-                        live.extend_to(range.end);
-                        live.reattached();
-                        live
-                    }
-                    None => Rc::new(Live::new(&block, range.end)),
-                };
+            continued => {
+                let live = continued.unwrap_or_else(|| Rc::new(Live::new(&block, range.start)));
+                live.extend_to(range.end);
+                live.reattached();
                 others.clear();
                 self.visit_members(topic, &live, range.start, &mut frame, &mut others);
-                if let Some((_, delivery)) = self.topics.delivery(topic) {
-                    delivery.live = Some((live, round));
-                }
+                Some(live)
             }
-        }
+        };
         // Membership does not change under the walks: a member closed for
         // its backlog stays until it is removed.
         if let Some((_, delivery)) = self.topics.delivery(topic) {
             delivery.others = others;
+            if let Some(live) = renewed {
+                delivery.live = Some((live, round));
+            }
         }
         self.stats.messages_sent += members as u64;
         members
