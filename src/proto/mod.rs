@@ -51,4 +51,4 @@ macro_rules! internal {
 internal!(block, frame, output, receiver, utf8);
 
 pub use frame::OpCode;
-pub use output::PendingOutput;
+pub use output::{PendingOutput, TakenOutput};

@@ -442,6 +442,126 @@ impl OutQueue {
     }
 }
 
+impl OutQueue {
+    /// Moves whole chunks from the front of the queue into `into` while it
+    /// holds less than `max` bytes and fewer than `max_chunks` chunks: the
+    /// transport took them, as [`OutQueue::consume`] says of written bytes,
+    /// but their memory goes along instead of being copied (see
+    /// [`TakenOutput`]). Returns how many bytes moved.
+    pub fn take_front(&mut self, max: usize, max_chunks: usize, into: &mut TakenOutput) -> usize {
+        let Some(queue) = self.queue.as_deref_mut() else {
+            return 0;
+        };
+        let mut taken = 0;
+        while into.len < max && into.chunks.len() - into.first < max_chunks {
+            let Some(mut chunk) = queue.chunks.pop_front() else {
+                break;
+            };
+            let skip = std::mem::take(&mut queue.front_written);
+            match &mut chunk {
+                Chunk::Owned(v) => drop(v.drain(..skip.min(v.len()))),
+                Chunk::Shared { start, .. } => *start += skip,
+                Chunk::Span { block, start, .. } => {
+                    *start += skip;
+                    queue.pinned -= block.capacity();
+                }
+            }
+            let n = chunk.bytes().len();
+            queue.queued -= n;
+            taken += n;
+            into.len += n;
+            into.chunks.push(chunk);
+        }
+        if queue.chunks.is_empty() && queue.attached.is_none() {
+            if let Some(queue) = self.queue.take() {
+                release(queue);
+            }
+        }
+        taken
+    }
+}
+
+/// Output moved out of a queue ([`OutQueue::take_front`]) for a transport
+/// that hands the kernel the bytes and learns later what it took (a
+/// completion ring). Its bytes stay where they are, unchanged, for as long
+/// as it lives, whatever the queue does meanwhile: an owned chunk's buffer
+/// moved with it (moving a `Vec` does not move its heap memory, and nothing
+/// appends to it here), a shared buffer or block is reference-counted and
+/// never written below its end.
+#[derive(Debug, Default)]
+pub struct TakenOutput {
+    chunks: Vec<Chunk>,
+    /// Chunks at the front already sent whole.
+    first: usize,
+    /// Bytes of the first chunk left already sent.
+    skip: usize,
+    len: usize,
+}
+
+impl TakenOutput {
+    /// Output of the bytes of `buf` (a copy the caller made).
+    pub fn from_vec(buf: Vec<u8>) -> TakenOutput {
+        let len = buf.len();
+        TakenOutput {
+            chunks: vec![Chunk::Owned(buf)],
+            first: 0,
+            skip: 0,
+            len,
+        }
+    }
+
+    /// Bytes not yet sent.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing is left to send.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The bytes not yet sent, as slices, oldest first.
+    pub fn slices(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        let skip = self.skip;
+        self.chunks[self.first..]
+            .iter()
+            .enumerate()
+            .map(move |(i, chunk)| &chunk.bytes()[if i == 0 { skip } else { 0 }..])
+            .filter(|bytes| !bytes.is_empty())
+    }
+
+    /// Forgets the first `n` bytes not yet sent (a send took them).
+    pub fn advance(&mut self, mut n: usize) {
+        n = n.min(self.len);
+        self.len -= n;
+        while n > 0 {
+            let Some(chunk) = self.chunks.get(self.first) else {
+                return;
+            };
+            let left = chunk.bytes().len() - self.skip;
+            if n < left {
+                self.skip += n;
+                return;
+            }
+            n -= left;
+            self.skip = 0;
+            self.first += 1;
+        }
+    }
+
+    /// The buffer of an output made by [`TakenOutput::from_vec`], emptied,
+    /// for another copy; `None` for output taken from a queue.
+    pub fn into_vec(mut self) -> Option<Vec<u8>> {
+        match (self.chunks.pop(), self.chunks.is_empty()) {
+            (Some(Chunk::Owned(mut buf)), true) => {
+                buf.clear();
+                Some(buf)
+            }
+            _ => None,
+        }
+    }
+}
+
 /// Appends a frame, `header` then `payload`, to `buf` with one capacity
 /// check. The header is copied as its fixed ten bytes (a move the compiler
 /// inlines, where a slice of two to ten bytes is a `memcpy` call) and the
@@ -553,6 +673,42 @@ mod tests {
         want.extend_from_slice(b"ef");
         want.extend_from_slice(&[9; 10]);
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn taken_output_stays_put_while_the_queue_goes_on() {
+        let mut q = OutQueue::default();
+        let shared: Rc<[u8]> = vec![7u8; 300].into();
+        q.push_copy(&[&[1u8; 20_000]]);
+        q.push_shared(&shared, 0);
+        q.push_copy(&[b"tail"]);
+        q.consume(5);
+        let mut taken = TakenOutput::default();
+        // Whole chunks, up to the byte limit (the first chunk goes past it).
+        assert_eq!(q.take_front(10, 8, &mut taken), 19_995);
+        assert_eq!(q.len(), 304);
+        assert_eq!(q.take_front(usize::MAX, 2, &mut taken), 300, "two chunks at most");
+        assert_eq!(taken.len(), 20_295);
+        let before: Vec<*const u8> = taken.slices().map(<[u8]>::as_ptr).collect();
+        // The queue takes more, is emptied, takes more again: what was
+        // taken does not move or change.
+        q.push_copy(&[&[2u8; 9000]]);
+        assert_eq!(q.take_front(usize::MAX, 8, &mut TakenOutput::default()), 9004);
+        assert!(q.is_empty());
+        q.push_copy(&[b"later"]);
+        let after: Vec<*const u8> = taken.slices().map(<[u8]>::as_ptr).collect();
+        assert_eq!(before, after);
+        // A short send: the rest, from where it stopped.
+        taken.advance(19_990);
+        let rest: Vec<u8> = taken.slices().flatten().copied().collect();
+        assert_eq!(rest.len(), 305);
+        assert_eq!(&rest[..5], &[1u8; 5]);
+        assert!(rest[5..].iter().all(|b| *b == 7));
+        taken.advance(305);
+        assert!(taken.is_empty() && taken.slices().next().is_none());
+        assert!(taken.into_vec().is_none(), "taken from a queue: not a copy");
+        let copy = TakenOutput::from_vec(b"abc".to_vec());
+        assert_eq!(copy.into_vec().map(|v| v.capacity() >= 3 && v.is_empty()), Some(true));
     }
 
     #[test]

@@ -62,7 +62,15 @@ impl<H: Handler> Server<H> {
         if repoll {
             self.poll_sources()?;
         }
-        for &d in &done {
+        let mut at = 0;
+        while let Some(&d) = done.get(at) {
+            at += 1;
+            #[cfg(rookery_uring)]
+            if let Done::Recv { .. } = d {
+                at += self.recv_run(&done[at - 1..]);
+                self.settle();
+                continue;
+            }
             self.complete(d)?;
         }
         self.core.mark_stuck_sends();
@@ -80,14 +88,8 @@ impl<H: Handler> Server<H> {
     fn complete(&mut self, done: Done) -> io::Result<()> {
         match done {
             Done::Accept { res, more } => self.core.accepted(res, more),
-            Done::Recv {
-                index,
-                generation,
-                res,
-                bid,
-                kept,
-                more,
-            } => self.recv_done(index, generation, res, (bid, kept), more),
+            // Taken by `recv_run`.
+            Done::Recv { .. } => {}
             Done::Send {
                 index,
                 generation,
@@ -140,26 +142,69 @@ impl<H: Handler> Server<H> {
         Ok(())
     }
 
-    /// A receive completion of slot `index`: its bytes copied into the
-    /// loop's read buffer and the ring buffer given back at once, then read
-    /// by the connection, or held if it does not read now.
+    /// The receive completion at the head of `run`, and those right after
+    /// it for the same connection while they fit in the read buffer: their
+    /// bytes copied into the loop's read buffer side by side (each ring
+    /// buffer given back at once) and read by the connection in one go, or
+    /// held if it does not read now. A message larger than one ring buffer
+    /// arrives as several completions in a row: together, it is read where
+    /// it lies instead of being put together again in the connection's
+    /// receive buffer. Returns how many completions after the head it took.
     #[cfg(rookery_uring)]
-    fn recv_done(
-        &mut self,
-        index: usize,
-        generation: u32,
-        res: i32,
-        (bid, kept): (Option<u16>, bool),
-        more: bool,
-    ) {
-        let id = self.core.receiver(index, generation);
+    fn recv_run(&mut self, run: &[Done]) -> usize {
+        let Some(&Done::Recv {
+            index,
+            generation,
+            res,
+            bid,
+            kept,
+            mut more,
+        }) = run.first()
+        else {
+            return 0;
+        };
         let Some(ring) = self.core.ring.as_deref_mut() else {
-            return;
+            return 0;
         };
         let mut n = 0;
         if let (Some(bid), Ok(len)) = (bid, usize::try_from(res)) {
             n = ring.take(bid, kept, len, &mut self.read_buf);
         }
+        let mut taken = 0;
+        for next in &run[1..] {
+            match *next {
+                Done::Recv {
+                    index: i,
+                    generation: g,
+                    res: r,
+                    bid: Some(b),
+                    kept: k,
+                    more: m,
+                } if more && res > 0 && i == index && g == generation && r > 0 => {
+                    let len = usize::try_from(r).unwrap_or(usize::MAX);
+                    if len > self.read_buf.len() - n {
+                        break;
+                    }
+                    n += ring.take(b, k, len, &mut self.read_buf[n..]);
+                    more = m;
+                    taken += 1;
+                }
+                _ => break,
+            }
+        }
+        self.recv_done(index, generation, res, n, more);
+        taken
+    }
+
+    /// A receive of slot `index` ended with `res` (its `n` bytes are at the
+    /// start of the read buffer): read by the connection, or held if it
+    /// does not read now.
+    #[cfg(rookery_uring)]
+    fn recv_done(&mut self, index: usize, generation: u32, res: i32, n: usize, more: bool) {
+        let id = self.core.receiver(index, generation);
+        let Some(ring) = self.core.ring.as_deref_mut() else {
+            return;
+        };
         let Some(id) = id else {
             return;
         };

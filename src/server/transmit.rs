@@ -187,13 +187,15 @@ fn send_once(
 }
 
 /// Starts a send on the ring of what `slot` has pending, unless one is in
-/// flight: a copy of at most `SEND_MAX` bytes (the connection's queue, or
-/// its TLS session's ciphertext after the session took the queue's
-/// plaintext, and what `refill` moves from a paced feed as the copy empties
-/// the queue), which the ring keeps until the completion ([`sent`]). The
-/// copied bytes count as taken by the transport, as a write's are with
-/// epoll: what stays queued is what the kernel has not been handed, which
-/// the backlog cap and the read pause measure. With nothing pending and
+/// flight: at most `SEND_MAX` bytes (the connection's queue, and what
+/// `refill` moves from a paced feed as the queue empties), which the ring
+/// keeps until the completion ([`sent`]). The queue's chunks themselves
+/// move to the ring, not a copy of them; a copy only where that is cheaper
+/// (at most `SEND_COPY` bytes, into a reused buffer) or needed (a TLS
+/// session's ciphertext, after the session took the queue's plaintext).
+/// The bytes count as taken by the transport, as a write's are with epoll:
+/// what stays queued is what the kernel has not been handed, which the
+/// backlog cap and the read pause measure. With nothing pending and
 /// nothing in flight, a finished exchange has its sending direction shut.
 #[cfg_attr(not(rookery_uring), allow(dead_code))]
 pub(crate) fn submit(
@@ -204,30 +206,49 @@ pub(crate) fn submit(
     now: Instant,
     refill: &mut dyn FnMut(&mut Slot) -> bool,
 ) {
+    use super::driver::{SEND_COPY, SEND_MAX, SEND_SLICES};
     if slot.conn.is_finished() || slot.io & IO_SENDING != 0 {
         return;
     }
     slot.conn.seal(settings, now);
-    let mut buf = ring.send_buffer();
-    loop {
-        if let Err(e) = fill(slot, &mut buf) {
+    #[cfg(feature = "tls")]
+    let copy = slot.tls.is_some() || slot.conn.backlog() <= SEND_COPY;
+    #[cfg(not(feature = "tls"))]
+    let copy = slot.conn.backlog() <= SEND_COPY;
+    let out = if copy {
+        let mut buf = ring.send_buffer();
+        loop {
+            if let Err(e) = fill(slot, &mut buf) {
+                ring.recycle(buf);
+                slot.conn.write_failed(&e);
+                return;
+            }
+            // A paced feed refills the queue as a write empties it.
+            if buf.len() >= SEND_MAX || !refill(slot) {
+                break;
+            }
+        }
+        crate::proto::TakenOutput::from_vec(buf)
+    } else {
+        let mut out = crate::proto::TakenOutput::default();
+        loop {
+            let n = slot.conn.take_output(SEND_MAX, SEND_SLICES, &mut out);
+            if out.len() >= SEND_MAX || (n == 0 && !out.is_empty()) || !refill(slot) {
+                break;
+            }
+        }
+        out
+    };
+    if out.is_empty() {
+        if let Some(buf) = out.into_vec() {
             ring.recycle(buf);
-            slot.conn.write_failed(&e);
-            return;
         }
-        // A paced feed refills the queue as a write empties it.
-        if buf.len() >= super::driver::SEND_MAX || !refill(slot) {
-            break;
-        }
-    }
-    if buf.is_empty() {
-        ring.recycle(buf);
         if slot.conn.end_write(settings, now, &[], 0, None) {
             shutdown_write(slot);
         }
         return;
     }
-    ring.send(slot.stream.as_raw_fd(), id, buf);
+    ring.send(slot.stream.as_raw_fd(), id, out);
     slot.io |= IO_SENDING;
 }
 

@@ -234,6 +234,20 @@ impl Connection {
         self.out.pending()
     }
 
+    /// Moves what it wants sent, whole chunks from the front while fewer
+    /// than `max` bytes and `max_chunks` chunks are in `into`, to a
+    /// transport that keeps the bytes until the kernel is done with them
+    /// (see [`crate::proto::TakenOutput`]): taken, as [`Connection::consumed`] says.
+    /// Returns how many bytes moved.
+    pub fn take_output(
+        &mut self,
+        max: usize,
+        max_chunks: usize,
+        into: &mut crate::proto::TakenOutput,
+    ) -> usize {
+        self.out.take_front(max, max_chunks, into)
+    }
+
     /// The transport took the first `n` bytes of [`Connection::pending_output`].
     #[inline(always)]
     pub fn consumed(&mut self, n: usize) {

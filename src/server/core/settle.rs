@@ -141,7 +141,7 @@ impl Core {
         }
         count_membership(slot, &mut self.open_count);
         match self.ring.as_deref_mut() {
-            Some(ring) => sync_recv(slot, id, ring, &self.settings),
+            Some(ring) => sync_recv(slot, id, ring, &self.settings, self.now, &mut self.stats),
             None => sync_interest(slot, id, &self.poller, &self.settings),
         }
         sync_timer(slot, id, &mut self.wheel, &self.settings, self.start);

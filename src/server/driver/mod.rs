@@ -80,6 +80,15 @@ impl NoRing {
 /// connection holds no more than it would with epoll.
 pub(crate) const SEND_MAX: usize = 1024 * 1024;
 
+/// A connection's output of at most this many bytes is copied into a
+/// reused send buffer; more moves to the ring as it is (its queue's chunks).
+pub(crate) const SEND_COPY: usize = 4 * 1024;
+
+/// The most slices one send on the ring hands the kernel (its iovecs). One
+/// where the C library's `msghdr` cannot be built field by field (musl's has
+/// private padding): a send of one slice needs none.
+pub(crate) const SEND_SLICES: usize = if cfg!(target_env = "musl") { 1 } else { 64 };
+
 /// Send buffers up to this capacity are kept for reuse (at most
 /// `uring::SPARE_SENDS` of them); larger ones are freed after their send.
 #[cfg_attr(not(rookery_uring), allow(dead_code))]
@@ -283,6 +292,12 @@ mod absent {
         pub(crate) fn send_done(&mut self, _index: usize, _generation: u32) {
             match *self {}
         }
+        pub(crate) fn send_now(&mut self, _id: ConnId) -> Option<i32> {
+            match *self {}
+        }
+        pub(crate) fn send_finished(&mut self, _id: ConnId) {
+            match *self {}
+        }
         pub(crate) fn submit(&mut self) {
             match *self {}
         }
@@ -322,7 +337,7 @@ mod absent {
         pub(crate) fn recycle(&mut self, _buf: Vec<u8>) {
             match *self {}
         }
-        pub(crate) fn send(&mut self, _fd: RawFd, _id: ConnId, _buf: Vec<u8>) {
+        pub(crate) fn send(&mut self, _fd: RawFd, _id: ConnId, _out: crate::proto::TakenOutput) {
             match *self {}
         }
     }

@@ -1,7 +1,82 @@
 //! The uring driver's sends in flight, by connection slot: each one's bytes
-//! (which the kernel reads until its completion), its number and its
-//! connection's generation. Kept dense, so that a connection with nothing
-//! in flight costs its slot's 4-byte entry in the index, not a record.
+//! (which the kernel reads until its completion: the connection's output
+//! moved out of its queue, or a copy) with the iovecs and `msghdr` that
+//! point at them, its number and its connection's generation. Kept dense,
+//! so that a connection with nothing in flight costs its slot's 4-byte
+//! entry in the index, not a record.
+
+use std::os::fd::RawFd;
+
+use io_uring::types::Fd;
+use io_uring::{opcode, squeue};
+
+use super::SEND_SLICES;
+use crate::proto::TakenOutput;
+
+/// What a send hands the kernel, kept together until its completion: the
+/// bytes ([`TakenOutput`], whose memory stays put while it lives), and for
+/// more than one slice the iovecs and the `msghdr` the submission points
+/// at, each on the heap so that moving this record moves none of them.
+pub(crate) struct Outgoing {
+    pub(crate) out: TakenOutput,
+    iov: Vec<libc::iovec>,
+    #[cfg(not(target_env = "musl"))]
+    msg: Option<Box<libc::msghdr>>,
+}
+
+impl Outgoing {
+    pub(crate) fn new(out: TakenOutput) -> Outgoing {
+        Outgoing {
+            out,
+            iov: Vec::new(),
+            #[cfg(not(target_env = "musl"))]
+            msg: None,
+        }
+    }
+
+    /// Bytes not yet sent.
+    pub(crate) fn len(&self) -> usize {
+        self.out.len()
+    }
+
+    /// A send of what is left on `fd`: `send` for one slice, `sendmsg`
+    /// for more. The entry points into `self` (bytes, iovecs, `msghdr`),
+    /// which must live, unchanged, until its completion.
+    pub(crate) fn entry(&mut self, fd: RawFd) -> squeue::Entry {
+        self.iov.clear();
+        for bytes in self.out.slices().take(SEND_SLICES) {
+            self.iov.push(libc::iovec {
+                iov_base: bytes.as_ptr() as *mut libc::c_void,
+                iov_len: bytes.len(),
+            });
+        }
+        #[cfg(not(target_env = "musl"))]
+        if self.iov.len() > 1 {
+            let msg = self.msg.get_or_insert_with(|| {
+                Box::new(libc::msghdr {
+                    msg_name: std::ptr::null_mut(),
+                    msg_namelen: 0,
+                    msg_iov: std::ptr::null_mut(),
+                    msg_iovlen: 0,
+                    msg_control: std::ptr::null_mut(),
+                    msg_controllen: 0,
+                    msg_flags: 0,
+                })
+            });
+            msg.msg_iov = self.iov.as_mut_ptr();
+            msg.msg_iovlen = self.iov.len() as _;
+            return opcode::SendMsg::new(Fd(fd), &**msg)
+                .flags(libc::MSG_NOSIGNAL as u32)
+                .build();
+        }
+        let (ptr, len) = self.iov.first().map_or((std::ptr::null(), 0), |v| {
+            (v.iov_base as *const u8, v.iov_len)
+        });
+        opcode::Send::new(Fd(fd), ptr, u32::try_from(len).unwrap_or(u32::MAX))
+            .flags(libc::MSG_NOSIGNAL)
+            .build()
+    }
+}
 
 /// A send in flight.
 pub(crate) struct InFlight {
@@ -11,8 +86,8 @@ pub(crate) struct InFlight {
     pub(crate) generation: u32,
     /// Its number (a send cut short goes again under a new one).
     pub(crate) seq: u64,
-    /// What it sends, from the start of the buffer.
-    pub(crate) buf: Vec<u8>,
+    /// What it sends.
+    pub(crate) buf: Outgoing,
 }
 
 /// The sends in flight, at most one per slot index.
@@ -46,7 +121,7 @@ impl Sends {
         index: usize,
         generation: u32,
         seq: u64,
-        buf: Vec<u8>,
+        buf: Outgoing,
     ) -> Option<InFlight> {
         let displaced = self.remove(index);
         if self.at.len() <= index {
@@ -78,19 +153,27 @@ impl Sends {
 mod tests {
     use super::*;
 
+    fn out(byte: u8) -> Outgoing {
+        Outgoing::new(TakenOutput::from_vec(vec![byte]))
+    }
+
+    fn first(send: &InFlight) -> Vec<u8> {
+        send.buf.out.slices().flatten().copied().collect()
+    }
+
     #[test]
     fn sends_are_found_by_slot_after_others_leave() {
         let mut sends = Sends::default();
-        assert!(sends.insert(3, 1, 10, vec![3]).is_none());
-        assert!(sends.insert(7, 1, 11, vec![7]).is_none());
-        assert!(sends.insert(5, 2, 12, vec![5]).is_none());
+        assert!(sends.insert(3, 1, 10, out(3)).is_none());
+        assert!(sends.insert(7, 1, 11, out(7)).is_none());
+        assert!(sends.insert(5, 2, 12, out(5)).is_none());
         // The first leaves: the last moves into its place.
-        assert_eq!(sends.remove(3).map(|s| s.buf), Some(vec![3]));
+        assert_eq!(sends.remove(3).map(|s| first(&s)), Some(vec![3]));
         assert!(sends.get(3).is_none());
         assert_eq!(sends.get(5).map(|s| (s.generation, s.seq)), Some((2, 12)));
-        assert_eq!(sends.get(7).map(|s| s.buf.clone()), Some(vec![7]));
+        assert_eq!(sends.get(7).map(first), Some(vec![7]));
         // A second send of a slot displaces (and returns) the first.
-        let displaced = sends.insert(7, 4, 13, vec![8]);
+        let displaced = sends.insert(7, 4, 13, out(8));
         assert_eq!(displaced.map(|s| s.seq), Some(11));
         assert_eq!(sends.get(7).map(|s| s.seq), Some(13));
         assert!(sends.remove(9).is_none());

@@ -35,8 +35,9 @@ use std::time::Duration;
 use io_uring::types::{CancelBuilder, Fd, SubmitArgs, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring};
 
-use super::sends::Sends;
+use super::sends::{Outgoing, Sends};
 use super::{injected_refusal, Refusal, SEND_KEEP};
+use crate::proto::TakenOutput;
 use crate::server::slab::ConnId;
 
 /// The memory of the receive buffers.
@@ -344,7 +345,7 @@ pub(crate) struct Ring {
     /// The number of the last send queued (each send in flight has its own).
     send_seq: u64,
     /// Sends still in flight for connections that are gone, by user data.
-    orphans: Vec<(u64, Vec<u8>)>,
+    orphans: Vec<(u64, Outgoing)>,
     spare: Vec<Vec<u8>>,
     /// Bytes received for a connection that did not want them yet.
     held: Vec<(ConnId, Vec<u8>)>,
@@ -352,6 +353,9 @@ pub(crate) struct Ring {
     resumed: Vec<ConnId>,
     /// Completions of the last wait.
     done: Vec<Done>,
+    /// Completions taken from the queue during a pass (`send_now`), acted
+    /// on at the next.
+    late: Vec<Done>,
     /// Whether the epoll descriptor is to be looked at again without a
     /// new poll completion (a source was ready: it may still be).
     repoll: bool,
@@ -428,6 +432,7 @@ impl Ring {
             held: Vec::new(),
             resumed: Vec::new(),
             done: Vec::new(),
+            late: Vec::new(),
             repoll: false,
             in_flight: 0,
         };
@@ -456,10 +461,18 @@ impl Ring {
     fn push(&mut self, entry: squeue::Entry) {
         loop {
             // SAFETY: every entry queued here points at memory that outlives
-            // its operation: sends at a buffer kept in `sends` or
-            // `orphans` until their completion, receives at the buffer ring
-            // (owned by `self`, unregistered only after every operation
-            // ended, see `Drop`), the others at nothing.
+            // its operation. A send points at an `Outgoing` (its bytes, its
+            // iovecs, its `msghdr`) kept in `sends` until its completion, or
+            // in `orphans` when its connection goes first (`forget`): its
+            // bytes are chunks moved out of the connection's queue or a
+            // copy, so nothing the connection does meanwhile (appending,
+            // consuming, closing) moves or frees them, and the iovecs and
+            // `msghdr` are on the heap, unmoved when the record moves; a
+            // short send's rest is queued only after the completion of the
+            // part before. Receives point at the buffer ring (owned by
+            // `self`, unregistered only after every operation ended); `Drop`
+            // leaks all of it if an operation may still be in flight. The
+            // others point at nothing.
             let pushed = unsafe { self.ring.submission().push(&entry) };
             if pushed.is_ok() {
                 self.in_flight += 1;
@@ -566,13 +579,11 @@ impl Ring {
         }
     }
 
-    /// Sends `buf` on `fd` for `id`; it stays here until the completion.
-    pub(crate) fn send(&mut self, fd: RawFd, id: ConnId, buf: Vec<u8>) {
-        let len = u32::try_from(buf.len()).unwrap_or(u32::MAX);
-        let entry = opcode::Send::new(Fd(fd), buf.as_ptr(), len)
-            .flags(libc::MSG_NOSIGNAL)
-            .build()
-            .user_data(user_data(SEND, Some(id)));
+    /// Sends `out` on `fd` for `id`: its bytes, and the iovecs that point at
+    /// them, stay here until the completion.
+    pub(crate) fn send(&mut self, fd: RawFd, id: ConnId, out: TakenOutput) {
+        let mut buf = Outgoing::new(out);
+        let entry = buf.entry(fd).user_data(user_data(SEND, Some(id)));
         self.send_seq += 1;
         let displaced = self
             .sends
@@ -587,22 +598,59 @@ impl Ring {
         self.push(entry);
     }
 
-    /// A send of `id` took only the first `n` bytes of its buffer: the rest
-    /// goes now, before anything else of it.
+    /// A send of `id` took only the first `n` bytes of what it was given:
+    /// the rest goes now, from where it is, before anything else of it.
     pub(crate) fn send_rest(&mut self, fd: RawFd, id: ConnId, n: usize) {
         let Some(send) = self.sends.get_mut(id.index()) else {
             return;
         };
-        send.buf.drain(..n.min(send.buf.len()));
-        let len = u32::try_from(send.buf.len()).unwrap_or(u32::MAX);
-        let entry = opcode::Send::new(Fd(fd), send.buf.as_ptr(), len)
-            .flags(libc::MSG_NOSIGNAL)
-            .build()
-            .user_data(user_data(SEND, Some(id)));
+        send.buf.out.advance(n);
+        let entry = send.buf.entry(fd).user_data(user_data(SEND, Some(id)));
         self.send_seq += 1;
         send.seq = self.send_seq;
         self.queued_sends.push((id, self.send_seq));
         self.push(entry);
+    }
+
+    /// Submits what is queued now, in the middle of a pass, and returns the
+    /// result of the send of `id` if it completed meanwhile (a send the
+    /// socket has room for completes within the submission). Every other
+    /// completion that came is kept for the next pass, in order.
+    pub(crate) fn send_now(&mut self, id: ConnId) -> Option<i32> {
+        self.bufs.publish();
+        if let Err(e) = self.ring.submit() {
+            log::warn!("io_uring submit failed: {e}");
+            return None;
+        }
+        let before = self.late.len();
+        self.reap_into_late();
+        let generation = u32::try_from(u64::from(id.generation()) & GEN_MASK).unwrap_or(0);
+        let mine = |d: &Done| {
+            matches!(d, Done::Send { index, generation: g, .. }
+                if *index == id.index() && *g == generation)
+        };
+        let at = before + self.late[before..].iter().position(mine)?;
+        match self.late.remove(at) {
+            Done::Send { res, .. } => Some(res),
+            _ => None,
+        }
+    }
+
+    /// The send of `id` completed (see `send_now`): its buffer is free.
+    pub(crate) fn send_finished(&mut self, id: ConnId) {
+        let generation = u32::try_from(u64::from(id.generation()) & GEN_MASK).unwrap_or(0);
+        self.send_done(id.index(), generation);
+    }
+
+    /// Takes every completion in the queue into `late`.
+    fn reap_into_late(&mut self) {
+        for cqe in self.ring.completion() {
+            if !cqueue::more(cqe.flags()) {
+                self.in_flight = self.in_flight.saturating_sub(1);
+            }
+            self.late
+                .push(Done::decode(cqe.user_data(), cqe.result(), cqe.flags()));
+        }
     }
 
     /// The connections whose send is still in flight after two waits since
@@ -632,7 +680,7 @@ impl Ring {
     /// The length of the send in flight for `id`, if any.
     pub(crate) fn send_len(&self, id: ConnId) -> Option<usize> {
         let send = self.sends.get(id.index())?;
-        (send.generation == id.generation()).then_some(send.buf.len())
+        (send.generation == id.generation()).then(|| send.buf.len())
     }
 
     /// A send of (`index`, `generation`) completed: its buffer is free.
@@ -652,7 +700,7 @@ impl Ring {
                     .map(|at| self.orphans.swap_remove(at).1)
             }
         };
-        if let Some(buf) = buf {
+        if let Some(buf) = buf.and_then(|b| b.out.into_vec()) {
             self.recycle(buf);
         }
     }
@@ -714,7 +762,7 @@ impl Ring {
     /// Whether the next wait must not sleep (held bytes are due, or a
     /// source may still be ready).
     pub(crate) fn has_work(&self) -> bool {
-        !self.resumed.is_empty() || self.repoll
+        !self.resumed.is_empty() || self.repoll || !self.late.is_empty()
     }
 
     /// Looks at the epoll descriptor again next pass, or not.
@@ -779,6 +827,7 @@ impl Ring {
             Err(e) => return Err(e),
         }
         self.done.clear();
+        self.done.append(&mut self.late);
         for cqe in self.ring.completion() {
             if !cqueue::more(cqe.flags()) {
                 self.in_flight = self.in_flight.saturating_sub(1);
@@ -817,6 +866,8 @@ impl Drop for Ring {
                 "io_uring: operations still in flight at close; their buffers stay allocated"
             );
             self.bufs.leak();
+            std::mem::forget(std::mem::take(&mut self.sends));
+            std::mem::forget(std::mem::take(&mut self.orphans));
         }
     }
 }
@@ -970,5 +1021,150 @@ mod tests {
             );
             assert!(seen[0].1 && seen[1].1, "and kept it");
         }
+    }
+
+    /// The bytes `n` (a pattern that shows a reorder or a repeat).
+    fn pattern(n: usize) -> Vec<u8> {
+        (0..n).map(|i| (i % 251) as u8).collect()
+    }
+
+    /// A connection accepted on the ring, with a send buffer of 4 KiB so
+    /// that a large send completes short while its reader is slow.
+    fn connected(ring: &mut Ring, listener: &TcpListener) -> (TcpStream, OwnedFd) {
+        let client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let fd = wait_for(ring, |d| match d {
+            Done::Accept { res, .. } => accepted_fd(res),
+            _ => None,
+        });
+        rustix::net::sockopt::set_socket_send_buffer_size(&fd, 4096).expect("SO_SNDBUF");
+        (client, fd)
+    }
+
+    /// A queue of `total` bytes of `pattern` in chunks, taken whole.
+    fn taken(total: usize) -> TakenOutput {
+        let bytes = pattern(total);
+        let mut queue = crate::proto::output::OutQueue::default();
+        for part in bytes.chunks(20_000) {
+            queue.push_copy(&[part]);
+        }
+        let mut out = TakenOutput::default();
+        queue.take_front(usize::MAX, super::super::SEND_SLICES, &mut out);
+        queue.push_copy(&[b"queued after the send: not part of it"]);
+        out
+    }
+
+    fn read_all(mut client: TcpStream) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut got = Vec::new();
+            std::io::Read::read_to_end(&mut client, &mut got).expect("read");
+            got
+        })
+    }
+
+    #[test]
+    fn a_send_from_the_queue_cut_short_goes_on_from_where_it_stopped() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let Some(mut ring) = ring_on(&listener) else {
+            return;
+        };
+        let (client, fd) = connected(&mut ring, &listener);
+        let id = ConnId::from_u64(1);
+        let total = 1_000_000;
+        ring.send(fd.as_raw_fd(), id, taken(total));
+        let reader = read_all(client);
+        let (mut sent, mut short) = (0, 0);
+        while sent < total {
+            let res = wait_for(&mut ring, |d| match d {
+                Done::Send { res, .. } => Some(res),
+                _ => None,
+            });
+            let n = usize::try_from(res).expect("sent");
+            sent += n;
+            if sent < total {
+                short += 1;
+                ring.send_rest(fd.as_raw_fd(), id, n);
+            }
+        }
+        ring.send_finished(id);
+        drop(fd);
+        assert!(short > 0, "the socket's 4 KiB buffer cut the send short");
+        assert!(
+            reader.join().expect("reader") == pattern(total),
+            "every byte once, in order"
+        );
+    }
+
+    #[test]
+    fn a_send_in_flight_keeps_its_bytes_after_its_connection_is_forgotten() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let Some(mut ring) = ring_on(&listener) else {
+            return;
+        };
+        let (client, fd) = connected(&mut ring, &listener);
+        let id = ConnId::from_u64(1);
+        let total = 1_000_000;
+        ring.send(fd.as_raw_fd(), id, taken(total));
+        ring.submit();
+        // Nobody reads: the send waits for room. Its connection goes; the
+        // bytes stay with the ring until the kernel is done with them.
+        ring.forget(id, false);
+        assert_eq!(ring.orphans.len(), 1);
+        let noise = vec![0xeeu8; total];
+        let reader = read_all(client);
+        let res = wait_for(&mut ring, |d| match d {
+            Done::Send {
+                index,
+                generation,
+                res,
+            } => Some((index, generation, res)),
+            _ => None,
+        });
+        ring.send_done(res.0, res.1);
+        assert!(ring.orphans.is_empty(), "freed at its completion");
+        drop(fd);
+        let got = reader.join().expect("reader");
+        let n = usize::try_from(res.2).expect("sent");
+        assert_eq!(got.len(), n);
+        assert!(got == pattern(total)[..n], "what went is the send's bytes");
+        drop(noise);
+    }
+
+    #[test]
+    fn a_send_now_completes_within_the_pass_and_keeps_the_rest_for_the_next() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let Some(mut ring) = ring_on(&listener) else {
+            return;
+        };
+        let (mut client, fd) = connected(&mut ring, &listener);
+        let id = ConnId::from_u64(1);
+        ring.recv(fd.as_raw_fd(), id);
+        ring.submit();
+        client.write_all(b"ping").expect("write");
+        // The receive's completion waits for the next entry; the send goes
+        // with it and completes at once.
+        ring.send(fd.as_raw_fd(), id, TakenOutput::from_vec(b"pong".to_vec()));
+        let mut res = None;
+        for _ in 0..100 {
+            res = ring.send_now(id);
+            if res.is_some() {
+                break;
+            }
+        }
+        assert_eq!(res, Some(4), "the send's completion, taken at once");
+        ring.send_finished(id);
+        assert!(ring.has_work(), "what else came is for the next pass");
+        let got = wait_for(&mut ring, |d| match d {
+            Done::Recv { res, bid, kept, .. } => Some((res, bid, kept)),
+            _ => None,
+        });
+        assert_eq!(got.0, 4);
+        if let (Some(bid), Ok(len)) = (got.1, usize::try_from(got.0)) {
+            let mut into = [0; 4];
+            ring.take(bid, got.2, len, &mut into);
+            assert_eq!(&into, b"ping");
+        }
+        let mut pong = [0; 4];
+        std::io::Read::read_exact(&mut client, &mut pong).expect("read");
+        assert_eq!(&pong, b"pong");
     }
 }
