@@ -499,17 +499,6 @@ pub struct TakenOutput {
 }
 
 impl TakenOutput {
-    /// Output of the bytes of `buf` (a copy the caller made).
-    pub fn from_vec(buf: Vec<u8>) -> TakenOutput {
-        let len = buf.len();
-        TakenOutput {
-            chunks: vec![Chunk::Owned(buf)],
-            first: 0,
-            skip: 0,
-            len,
-        }
-    }
-
     /// Bytes not yet sent.
     pub fn len(&self) -> usize {
         self.len
@@ -549,16 +538,28 @@ impl TakenOutput {
         }
     }
 
-    /// The buffer of an output made by [`TakenOutput::from_vec`], emptied,
-    /// for another copy; `None` for output taken from a queue.
-    pub fn into_vec(mut self) -> Option<Vec<u8>> {
-        match (self.chunks.pop(), self.chunks.is_empty()) {
-            (Some(Chunk::Owned(mut buf)), true) => {
+    /// Holds the bytes of `buf` (a copy the caller made) after what it
+    /// holds.
+    pub fn push_copy(&mut self, buf: Vec<u8>) {
+        self.len += buf.len();
+        self.chunks.push(Chunk::Owned(buf));
+    }
+
+    /// Empties it, keeping its list's memory for the next output, and
+    /// returns the owned buffer it held last, emptied, for a copy.
+    pub fn clear(&mut self) -> Option<Vec<u8>> {
+        let last = match self.chunks.pop() {
+            Some(Chunk::Owned(mut buf)) => {
                 buf.clear();
                 Some(buf)
             }
             _ => None,
-        }
+        };
+        self.chunks.clear();
+        self.first = 0;
+        self.skip = 0;
+        self.len = 0;
+        last
     }
 }
 
@@ -706,9 +707,12 @@ mod tests {
         assert!(rest[5..].iter().all(|b| *b == 7));
         taken.advance(305);
         assert!(taken.is_empty() && taken.slices().next().is_none());
-        assert!(taken.into_vec().is_none(), "taken from a queue: not a copy");
-        let copy = TakenOutput::from_vec(b"abc".to_vec());
-        assert_eq!(copy.into_vec().map(|v| v.capacity() >= 3 && v.is_empty()), Some(true));
+        // Emptied for the next, with the last owned buffer for a copy.
+        assert!(taken.clear().is_none(), "its last chunk was shared");
+        taken.push_copy(b"abc".to_vec());
+        assert_eq!(taken.len(), 3);
+        assert_eq!(taken.clear().map(|v| v.capacity() >= 3 && v.is_empty()), Some(true));
+        assert!(taken.is_empty() && taken.slices().next().is_none());
     }
 
     #[test]

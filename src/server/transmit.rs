@@ -228,9 +228,11 @@ pub(crate) fn submit(
                 break;
             }
         }
-        crate::proto::TakenOutput::from_vec(buf)
+        let mut out = ring.output();
+        out.push_copy(buf);
+        out
     } else {
-        let mut out = crate::proto::TakenOutput::default();
+        let mut out = ring.output();
         loop {
             let n = slot.conn.take_output(SEND_MAX, SEND_SLICES, &mut out);
             if out.len() >= SEND_MAX || (n == 0 && !out.is_empty()) || !refill(slot) {
@@ -240,9 +242,7 @@ pub(crate) fn submit(
         out
     };
     if out.is_empty() {
-        if let Some(buf) = out.into_vec() {
-            ring.recycle(buf);
-        }
+        ring.recycle_output(out);
         if slot.conn.end_write(settings, now, &[], 0, None) {
             shutdown_write(slot);
         }

@@ -4,7 +4,8 @@
 //! (`super::poller`: readiness, then `read`/`sendmsg` from the loop) and, with
 //! the cargo feature `uring` on Linux, `uring` ([`uring`]: completions of
 //! multishot accept, multishot receive into a shared buffer ring, one send
-//! per connection at a time, all submitted with the pass's one wait). The
+//! per connection at a time from its queue's own memory, all submitted with
+//! the pass's one wait). The
 //! core holds the ring as `Option<Box<Ring>>`: `None` is epoll. Without the
 //! feature `Ring` is an empty enum, so no code of the uring path is built
 //! and the `Option` is always `None`.
@@ -71,13 +72,14 @@ impl NoRing {
     }
 }
 
-/// The most bytes of a connection's output copied into one send on the
-/// ring (the copy keeps the memory the kernel reads valid until the send's
-/// completion, whatever the connection's queue does meanwhile). As much as
-/// a loopback socket takes at once: epoll's writes empty a queue (or a
-/// paced replay) into the socket within one pass, and one send a pass must
-/// keep up with that. The copied bytes leave the connection's queue, so a
-/// connection holds no more than it would with epoll.
+/// The most bytes of a connection's output taken into one send on the
+/// ring (moved out of its queue, or copied: either way the ring keeps the
+/// memory the kernel reads until the send's completion, whatever the
+/// connection does meanwhile). As much as a loopback socket takes at once:
+/// epoll's writes empty a queue (or a paced replay) into the socket within
+/// one pass, and one send a pass must keep up with that. The bytes leave
+/// the connection's queue, so a connection holds no more than it would with
+/// epoll.
 pub(crate) const SEND_MAX: usize = 1024 * 1024;
 
 /// A connection's output of at most this many bytes is copied into a
@@ -332,6 +334,12 @@ mod absent {
             match *self {}
         }
         pub(crate) fn send_buffer(&mut self) -> Vec<u8> {
+            match *self {}
+        }
+        pub(crate) fn output(&mut self) -> crate::proto::TakenOutput {
+            match *self {}
+        }
+        pub(crate) fn recycle_output(&mut self, _out: crate::proto::TakenOutput) {
             match *self {}
         }
         pub(crate) fn recycle(&mut self, _buf: Vec<u8>) {

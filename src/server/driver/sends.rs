@@ -43,6 +43,18 @@ impl Outgoing {
     /// for more. The entry points into `self` (bytes, iovecs, `msghdr`),
     /// which must live, unchanged, until its completion.
     pub(crate) fn entry(&mut self, fd: RawFd) -> squeue::Entry {
+        let mut slices = self.out.slices();
+        let (first, second) = (slices.next(), slices.next());
+        if let (Some(one), None) = (first, second) {
+            // One slice (a reply, a large message): `send`, no iovec.
+            return opcode::Send::new(
+                Fd(fd),
+                one.as_ptr(),
+                u32::try_from(one.len()).unwrap_or(u32::MAX),
+            )
+            .flags(libc::MSG_NOSIGNAL)
+            .build();
+        }
         self.iov.clear();
         for bytes in self.out.slices().take(SEND_SLICES) {
             self.iov.push(libc::iovec {
@@ -154,7 +166,9 @@ mod tests {
     use super::*;
 
     fn out(byte: u8) -> Outgoing {
-        Outgoing::new(TakenOutput::from_vec(vec![byte]))
+        let mut out = TakenOutput::default();
+        out.push_copy(vec![byte]);
+        Outgoing::new(out)
     }
 
     fn first(send: &InFlight) -> Vec<u8> {

@@ -1,5 +1,5 @@
-//! The io_uring driver: owns the ring, its provided-buffer ring, the send
-//! buffers in flight, and every `unsafe` block the `io-uring` crate asks for:
+//! The io_uring driver: owns the ring, its provided-buffer ring, the
+//! sends' bytes in flight, and every `unsafe` block the `io-uring` crate asks for:
 //! three, each where the kernel is handed memory or a descriptor (pushing a
 //! submission, registering the buffer ring, owning an accepted socket).
 //!
@@ -10,21 +10,24 @@
 //! (incremental consumption, Linux 6.12), else 256 of 7 KiB, one a receive
 //! (an idle connection holds no read buffer; a buffer goes back to the ring
 //! as soon as the kernel is done with it and its bytes are copied into the
-//! loop's read buffer); at most one send per connection, of
-//! a copy of its pending output (so the memory the kernel reads stays
-//! valid, whatever the connection does to its queue meanwhile, and bytes
-//! are never reordered); and a multishot poll on the epoll descriptor that
-//! holds the cross-thread wake-up eventfd and any extra sources (the Redis
-//! bridge), so that they wake the same wait. Every submission of a pass goes
-//! to the kernel with the next pass's wait, in one `io_uring_enter`, whose
-//! timeout is the wheel's next deadline.
+//! loop's read buffer); at most one send per connection, of its pending
+//! output moved out of its queue (or, for a few bytes, a copy), kept here
+//! with its iovecs until the completion (so the memory the kernel reads
+//! stays valid, whatever the connection does meanwhile, and bytes are never
+//! reordered); and a multishot poll on the epoll descriptor that holds the
+//! cross-thread wake-up eventfd and any extra sources (the Redis bridge),
+//! so that they wake the same wait. Every submission of a pass goes to the
+//! kernel with the next pass's wait, in one `io_uring_enter`, whose timeout
+//! is the wheel's next deadline; only a connection whose output paused its
+//! reading sends in the middle of the pass (`send_now`).
 //!
 //! Fixed memory, set here at start: the buffers, [`BUF_MEMORY`] = 1.75 MiB
 //! (written at start, so resident from the start), their ring
 //! of 4 KiB, and the submission and completion queues
-//! (256 and 1024 entries, 16 KiB + 16 KiB). A send copies at most
+//! (256 and 1024 entries, 16 KiB + 16 KiB). A send takes at most
 //! `SEND_MAX` (1 MiB) of a connection's output; at most [`SPARE_SENDS`]
-//! buffers of up to `SEND_KEEP` (64 KiB) are kept for reuse.
+//! copy buffers of up to `SEND_KEEP` (64 KiB), and as many emptied
+//! outputs, are kept for reuse.
 
 use std::cell::Cell;
 use std::io;
@@ -347,6 +350,8 @@ pub(crate) struct Ring {
     /// Sends still in flight for connections that are gone, by user data.
     orphans: Vec<(u64, Outgoing)>,
     spare: Vec<Vec<u8>>,
+    /// Emptied outputs of sends that completed, kept for their memory.
+    spare_outputs: Vec<TakenOutput>,
     /// Bytes received for a connection that did not want them yet.
     held: Vec<(ConnId, Vec<u8>)>,
     /// Connections whose held bytes are to be read at the next pass.
@@ -429,6 +434,7 @@ impl Ring {
             suspects: Vec::new(),
             orphans: Vec::new(),
             spare: Vec::new(),
+            spare_outputs: Vec::new(),
             held: Vec::new(),
             resumed: Vec::new(),
             done: Vec::new(),
@@ -571,6 +577,22 @@ impl Ring {
         self.spare.pop().unwrap_or_default()
     }
 
+    /// An empty output for a send: a spare one, or a new one.
+    pub(crate) fn output(&mut self) -> TakenOutput {
+        self.spare_outputs.pop().unwrap_or_default()
+    }
+
+    /// Keeps `out` (emptied) and the buffer of its copy for later sends,
+    /// if there is room.
+    pub(crate) fn recycle_output(&mut self, mut out: TakenOutput) {
+        if let Some(buf) = out.clear() {
+            self.recycle(buf);
+        }
+        if self.spare_outputs.len() < SPARE_SENDS {
+            self.spare_outputs.push(out);
+        }
+    }
+
     /// Keeps `buf` for a later send, if there is room.
     pub(crate) fn recycle(&mut self, mut buf: Vec<u8>) {
         if self.spare.len() < SPARE_SENDS && buf.capacity() <= SEND_KEEP {
@@ -700,8 +722,8 @@ impl Ring {
                     .map(|at| self.orphans.swap_remove(at).1)
             }
         };
-        if let Some(buf) = buf.and_then(|b| b.out.into_vec()) {
-            self.recycle(buf);
+        if let Some(send) = buf {
+            self.recycle_output(send.out);
         }
     }
 
@@ -1142,7 +1164,11 @@ mod tests {
         client.write_all(b"ping").expect("write");
         // The receive's completion waits for the next entry; the send goes
         // with it and completes at once.
-        ring.send(fd.as_raw_fd(), id, TakenOutput::from_vec(b"pong".to_vec()));
+        ring.send(fd.as_raw_fd(), id, {
+            let mut out = TakenOutput::default();
+            out.push_copy(b"pong".to_vec());
+            out
+        });
         let mut res = None;
         for _ in 0..100 {
             res = ring.send_now(id);
