@@ -794,14 +794,17 @@ fn feed<H: Handler>(
     id: ConnId,
     input: &mut [u8],
 ) {
-    core.touch(id);
     let mut offset = 0;
     let end = input.len();
     while offset < end {
         let Some(slot) = core.slots.get_mut(id) else {
             return;
         };
-        // The common case first, without the general path's event.
+        // The common case first, without the general path's event. It
+        // leaves nothing to settle (an open connection heard from, its
+        // idle deadline later, which its wheel entry finds when it fires),
+        // so the connection is not touched for it: whatever the handler
+        // then does to it touches it, if that needs settling.
         if let Some((used, message)) =
             slot.conn
                 .read_message(&core.settings, core.now, &mut input[offset..])
@@ -821,6 +824,11 @@ fn feed<H: Handler>(
             }
             continue;
         }
+        // Anything else may change what the connection wants: settled.
+        core.touch(id);
+        let Some(slot) = core.slots.get_mut(id) else {
+            return;
+        };
         let (used, event) = slot.conn.handle_input(
             &core.settings,
             core.now,

@@ -628,7 +628,12 @@ impl Core {
             }
             Err(e) => Err(e),
         };
-        touch_slot(slot, id, &mut self.touched, &mut self.open_count);
+        // Settling an open connection whose write took everything would
+        // change nothing (no output, poller interest and deadline as they
+        // were): the reply to a lone message costs no settling.
+        if !slot.conn.is_open() || slot.conn.has_output() || slot.conn.wants_write() {
+            touch_slot(slot, id, &mut self.touched, &mut self.open_count);
+        }
         result
     }
 
