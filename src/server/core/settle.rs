@@ -20,6 +20,13 @@ impl Core {
         touch_slot(slot, id, &mut self.touched, &mut self.open_count);
     }
 
+    /// Whether a connection waits to be settled or written
+    /// ([`Core::next_touched`], [`Core::flush_dirty`]).
+    #[inline(always)]
+    pub(crate) fn has_unsettled(&self) -> bool {
+        !self.touched.is_empty() || !self.dirty.is_empty()
+    }
+
     /// The next connection to settle.
     pub(crate) fn next_touched(&mut self) -> Option<ConnId> {
         while let Some(id) = self.touched.pop() {
