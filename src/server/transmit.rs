@@ -74,6 +74,12 @@ pub(crate) fn flush(
             }
         }
     };
+    // Everything went and nothing is left queued or owed (the reply to a
+    // lone message): the connection has nothing to learn of the write, and
+    // `end_write` (~45 instructions) is skipped.
+    if !slot.conn.has_output() && written == extra.iter().map(|part| part.len()).sum::<usize>() {
+        return;
+    }
     if slot.conn.end_write(settings, now, extra, written, shared) {
         shutdown_write(slot);
     }
