@@ -61,6 +61,11 @@
 #![warn(missing_docs)]
 #![warn(unreachable_pub)]
 
+// The loop is built on Linux's epoll, timerfd and eventfd (and io_uring),
+// the service face on systemd's protocols: the boards it is for run Linux.
+#[cfg(not(target_os = "linux"))]
+compile_error!("rookery runs on Linux only");
+
 pub mod chat;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
@@ -75,7 +80,6 @@ pub mod ffi;
 mod log_text;
 pub mod proto;
 pub mod server;
-#[cfg(target_os = "linux")]
 pub mod service;
 #[cfg(feature = "tls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]

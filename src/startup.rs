@@ -7,13 +7,11 @@
 use std::io;
 use std::net::TcpListener;
 
-#[cfg(target_os = "linux")]
 use rookery::service::{self, notify, Notified};
 use rookery::Handler;
 
 /// The socket systemd passed, or else a new one bound to `listen`; the
 /// passed one is logged, since `--listen` is then not what is served.
-#[cfg(target_os = "linux")]
 pub(crate) fn listener(listen: &str) -> io::Result<TcpListener> {
     match service::listener_from_env() {
         Ok(Some((listener, passed))) => {
@@ -40,7 +38,6 @@ pub(crate) fn listener(listen: &str) -> io::Result<TcpListener> {
 
 /// `handler` wrapped for the service manager named in the environment (if
 /// any: else the wrapper only passes calls on).
-#[cfg(target_os = "linux")]
 pub(crate) fn notified<H: Handler>(handler: H) -> io::Result<Notified<H>> {
     let notifier = service::Notifier::from_env()
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
@@ -49,17 +46,4 @@ pub(crate) fn notified<H: Handler>(handler: H) -> io::Result<Notified<H>> {
         log::debug!("watchdog: a ping every {period:?}");
     }
     Ok(Notified::new(handler, notifier, watchdog))
-}
-
-/// Elsewhere than on Linux (no systemd): a socket bound to `listen`.
-#[cfg(not(target_os = "linux"))]
-pub(crate) fn listener(listen: &str) -> io::Result<TcpListener> {
-    TcpListener::bind(listen)
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {listen}: {e}")))
-}
-
-/// Elsewhere than on Linux: the handler as it is.
-#[cfg(not(target_os = "linux"))]
-pub(crate) fn notified<H: Handler>(handler: H) -> io::Result<H> {
-    Ok(handler)
 }

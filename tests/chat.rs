@@ -303,23 +303,42 @@ fn sigint_with_a_silent_client_exits_after_the_close_timeout() {
     );
 }
 
-#[test]
-fn a_second_signal_while_stopping_exits_at_once_with_130() {
-    let mut server = chat(&["--close-timeout", "30s"]);
-    // A raw client that never answers the close frame keeps the shutdown
-    // waiting for the whole close timeout.
+/// Starts a chat server whose shutdown waits on a client that never
+/// answers the close frame, and sends it `first`: stopping has begun.
+fn stopping_after(first: i32) -> (Rookery, std::net::TcpStream) {
+    let server = chat(&["--close-timeout", "30s"]);
     let (mut raw, _) = raw_upgrade(server.addr, "/chat", "");
-    server.signal(libc::SIGTERM);
+    server.signal(first);
     assert_eq!(read_close(&mut raw).unwrap(), Some(1001), "stopping began");
+    (server, raw)
+}
+
+/// Sends `second` to a stopping server: it must die of that signal at
+/// once, not wait out the close timeout.
+fn assert_killed_by(mut server: Rookery, second: i32) {
+    use std::os::unix::process::ExitStatusExt;
     let start = Instant::now();
-    server.signal(libc::SIGTERM);
+    server.signal(second);
     let status = server.wait_exit(Duration::from_secs(10)).expect("exited");
-    assert_eq!(status.code(), Some(130));
+    assert_eq!(status.code(), None, "{status:?}");
+    assert_eq!(status.signal(), Some(second), "{status:?}");
     assert!(
         start.elapsed() < Duration::from_secs(5),
         "{:?}",
         start.elapsed()
     );
+}
+
+#[test]
+fn a_second_signal_while_stopping_ends_the_process_by_that_signal() {
+    let (server, _raw) = stopping_after(libc::SIGTERM);
+    assert_killed_by(server, libc::SIGTERM);
+}
+
+#[test]
+fn a_sigint_after_a_sigterm_ends_the_process_by_sigint() {
+    let (server, _raw) = stopping_after(libc::SIGTERM);
+    assert_killed_by(server, libc::SIGINT);
 }
 
 /// A text that tries everything against a log: a newline and a forged

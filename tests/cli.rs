@@ -398,7 +398,7 @@ fn help_says_what_0_means_for_each_timer_and_what_a_second_signal_does() {
         "by then (0: no limit",
         "shutdown sends its close frames and exits without",
         "any other close still waits 1s",
-        "exits at once with status 130",
+        "ends the process at once, killed by that signal",
         "* allows any",
         "-vv (or more) trace",
         "-vq is the default",

@@ -280,7 +280,7 @@ RUST_LOG, when set, overrides -v and -q (e.g. RUST_LOG=debug).
 
 SIGINT or SIGTERM stops accepting, closes every connection with 1001, waits
 at most --close-timeout for their answers and exits 0; a second SIGINT or
-SIGTERM meanwhile exits at once with status 130.
+SIGTERM meanwhile ends the process at once, killed by that signal.
 SIGHUP re-reads the TLS certificate and key; without TLS it is logged and
 ignored (it never stops the server).
 

@@ -24,7 +24,8 @@ The listening socket (port 1984 on every address); change it with
 The sandboxed service that serves it.
 .SH EXIT STATUS
 0 after a graceful stop, 1 when the server cannot start or fails, 2 for a
-bad flag or value, 130 for a second SIGINT or SIGTERM while stopping.
+bad flag or value. A second SIGINT or SIGTERM while stopping kills the
+process by that signal (a shell shows 130 or 143).
 .SH EXAMPLES
 .TP
 .B rookery \-\-listen 0.0.0.0:8080 \-\-history 50

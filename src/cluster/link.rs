@@ -107,23 +107,19 @@ pub(super) fn flush(link: &mut Link) -> Result<(), LinkError> {
 }
 
 /// Bytes in `stream`'s send queue that the peer has not acknowledged
-/// (`SIOCOUTQ`; 0 where unknown). rustix has no safe call for it.
+/// (`SIOCOUTQ`; 0 where the call fails). rustix has no safe call for it.
 #[allow(unsafe_code)]
 pub(super) fn unacknowledged(stream: &TcpStream) -> usize {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::fd::AsRawFd;
-        let mut n: libc::c_int = 0;
-        // SAFETY: SIOCOUTQ (= TIOCOUTQ) on a TCP socket we own writes one
-        // int through the pointer given, to `n`, which outlives the call.
-        let rc = unsafe { libc::ioctl(stream.as_raw_fd(), libc::TIOCOUTQ, &mut n) };
-        if rc == 0 {
-            return usize::try_from(n).unwrap_or(0);
-        }
+    use std::os::fd::AsRawFd;
+    let mut n: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ (= TIOCOUTQ) on a TCP socket we own writes one int
+    // through the pointer given, to `n`, which outlives the call.
+    let rc = unsafe { libc::ioctl(stream.as_raw_fd(), libc::TIOCOUTQ, &mut n) };
+    if rc == 0 {
+        usize::try_from(n).unwrap_or(0)
+    } else {
+        0
     }
-    #[cfg(not(target_os = "linux"))]
-    let _ = stream;
-    0
 }
 
 /// Makes closing `stream` send a reset and discard its unsent bytes

@@ -780,20 +780,12 @@ impl<H: Handler> std::os::fd::AsFd for Server<H> {
     }
 }
 
-/// One read from a connection's socket: `recv` through rustix on Linux
-/// (std's `read` is libc's `recv` behind two wrappers of its own: ~26
+/// One read from a connection's socket: `recv` through rustix (std's `read` is libc's `recv` behind two wrappers of its own: ~26
 /// instructions a read against ~8, callgrind).
-#[cfg(target_os = "linux")]
 fn receive(stream: &std::net::TcpStream, buf: &mut [u8]) -> io::Result<usize> {
     rustix::net::recv(stream, buf, rustix::net::RecvFlags::empty())
         .map(|(n, _)| n)
         .map_err(io::Error::from)
-}
-
-/// One read from a connection's socket.
-#[cfg(not(target_os = "linux"))]
-fn receive(mut stream: &std::net::TcpStream, buf: &mut [u8]) -> io::Result<usize> {
-    std::io::Read::read(&mut stream, buf)
 }
 
 /// Feeds `input` to connection `id` and hands each event to the handler.

@@ -17,11 +17,6 @@
 //! kernel timer on every sleep, which at a fixed 50,000 echoes/s (about one
 //! sleep for two messages) was 0.4 % of the server's CPU; the timerfd is
 //! armed once per deadline, read once when it fires.
-//!
-//! Elsewhere (not Linux) this is a thin wrapper around `polling::Poller`
-//! with the same methods, so the loop has one interface; there it has no
-//! timer of its own ([`Poller::HAS_TIMER`]) and the loop passes its
-//! deadline to `wait` as a timeout.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
@@ -29,15 +24,11 @@ use std::time::Duration;
 
 pub(crate) use polling::{Event, PollMode};
 
-#[cfg(target_os = "linux")]
 pub(crate) use self::linux::{Events, Poller};
-#[cfg(not(target_os = "linux"))]
-pub(crate) use self::portable::{Events, Poller};
 
 /// How long `epoll_wait` may sleep for `timeout`: whole milliseconds, rounded
 /// up (a wake-up before the deadline would only find nothing due and wait
 /// again), `-1` for none, capped at `i32::MAX`.
-#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 fn timeout_ms(timeout: Option<Duration>) -> i32 {
     match timeout {
         None => -1,
@@ -48,7 +39,6 @@ fn timeout_ms(timeout: Option<Duration>) -> i32 {
     }
 }
 
-#[cfg(target_os = "linux")]
 mod linux {
     use super::*;
     use rustix::event::epoll::{self, EventData, EventFlags};
@@ -155,9 +145,6 @@ mod linux {
             )?;
             Ok(Poller { epoll, wake, timer })
         }
-
-        /// Whether the poller keeps a deadline of its own (see `arm_timer`).
-        pub(crate) const HAS_TIMER: bool = true;
 
         /// Makes a wait end `after` from now (the clock `Instant` reads),
         /// replacing what was armed; a zero `after` is taken as one
@@ -288,85 +275,6 @@ mod linux {
     }
 }
 
-#[cfg(not(target_os = "linux"))]
-mod portable {
-    use super::*;
-
-    pub(crate) use polling::Events;
-
-    /// `polling::Poller` with the Linux poller's method names.
-    pub(crate) struct Poller(polling::Poller);
-
-    impl Poller {
-        pub(crate) fn new() -> io::Result<Poller> {
-            polling::Poller::new().map(Poller)
-        }
-
-        /// Registers `source` with `interest`; the loop deletes it before
-        /// closing it.
-        #[allow(unsafe_code)]
-        pub(crate) fn add_with_mode(
-            &self,
-            source: impl AsFd,
-            interest: Event,
-            mode: PollMode,
-        ) -> io::Result<()> {
-            // SAFETY: `polling` asks that a source be deleted before it is
-            // closed; every caller in the crate does so (a connection's
-            // slot, the listener and the Redis links are deleted in their
-            // removal paths before their sockets drop).
-            unsafe {
-                self.0
-                    .add_with_mode(source.as_fd().as_raw_fd(), interest, mode)
-            }
-        }
-
-        pub(crate) fn modify_with_mode(
-            &self,
-            source: impl AsFd,
-            interest: Event,
-            mode: PollMode,
-        ) -> io::Result<()> {
-            self.0.modify_with_mode(source, interest, mode)
-        }
-
-        pub(crate) fn delete(&self, source: impl AsFd) -> io::Result<()> {
-            self.0.delete(source)
-        }
-
-        pub(crate) fn notify(&self) -> io::Result<()> {
-            self.0.notify()
-        }
-
-        /// No timer of its own: the loop passes its deadline to `wait`.
-        pub(crate) const HAS_TIMER: bool = false;
-
-        pub(crate) fn arm_timer(&self, _after: Duration) -> io::Result<()> {
-            Err(io::Error::from(io::ErrorKind::Unsupported))
-        }
-
-        pub(crate) fn wait(
-            &self,
-            events: &mut Events,
-            timeout: Option<Duration>,
-        ) -> io::Result<usize> {
-            self.0.wait(events, timeout)
-        }
-    }
-
-    impl AsRawFd for Poller {
-        fn as_raw_fd(&self) -> RawFd {
-            self.0.as_raw_fd()
-        }
-    }
-
-    impl AsFd for Poller {
-        fn as_fd(&self) -> BorrowedFd<'_> {
-            self.0.as_fd()
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -385,9 +293,6 @@ mod tests {
 
     #[test]
     fn the_timer_ends_a_wait_once_and_arming_it_again_replaces_it() {
-        if !Poller::HAS_TIMER {
-            return;
-        }
         let poller = Poller::new().unwrap();
         let mut events = Events::new();
         // Armed far off, then again soon: the second replaces the first.

@@ -3,17 +3,14 @@
 //! handler yourself.
 //!
 //! The handlers find the current handle in a [`Slot`], which a later call
-//! replaces. The module's two `unsafe` blocks are the `sigaction` call in
-//! [`install`] and the `_exit` of a second stop signal.
+//! replaces. The module's one `unsafe` block is the `sigaction` call in
+//! [`install`].
 
 use std::io;
 use std::sync::atomic::{fence, AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError, TryLockError};
 
 use super::{ReloadHandle, StopHandle};
-
-/// The exit status when a second SIGINT or SIGTERM arrives while stopping.
-const SECOND_SIGNAL_STATUS: libc::c_int = 130;
 
 /// The handle SIGINT and SIGTERM stop.
 static STOP: Slot<StopHandle> = Slot::new();
@@ -28,11 +25,15 @@ static RELOAD: Slot<ReloadHandle> = Slot::new();
 /// SIGTERM, as [`StopHandle::stop`] does: no new connections, close 1001 to
 /// every connection, [`Server::run`](crate::Server::run) returns once they
 /// are closed or the close timeout passed. A second SIGINT or SIGTERM while
-/// that is under way ends the process at once with exit status 130, for a
-/// user who does not want to wait.
+/// that is under way ends the process at once, for a user who does not want
+/// to wait: by that signal's default action, so the parent sees the process
+/// killed by it (a shell shows status 130 after SIGINT, 143 after SIGTERM,
+/// and systemd counts either as a clean stop).
 ///
 /// The handlers are installed for the whole process (with `SA_RESTART`,
-/// replacing any earlier handler for these two signals) and stay installed.
+/// replacing any earlier handler for these two signals). Each is installed
+/// with `SA_RESETHAND`: the first SIGINT puts SIGINT's default action back,
+/// and the first SIGTERM SIGTERM's.
 /// Only one handle is kept: calling this again (say, for the next server
 /// after the first one stopped) replaces it, and the count of signals starts
 /// again from zero. The signal handler itself only calls
@@ -75,12 +76,18 @@ pub fn reload_on_sighup(handle: ReloadHandle) -> io::Result<()> {
 
 /// The SIGINT and SIGTERM handler: the first signal stops the current
 /// handle, a second ends the process.
-#[allow(unsafe_code)] // _exit, below.
-extern "C" fn on_stop(_signal: libc::c_int) {
+///
+/// A second signal of the same kind finds its default action (`SA_RESETHAND`)
+/// and never reaches this handler; one of the other kind (SIGINT after
+/// SIGTERM) does, with its own action reset on the way in, and sends itself
+/// again to take it. `kill` is async-signal-safe, and with `SA_NODEFER` the
+/// signal is not blocked in here, so it ends the process before `kill`
+/// returns.
+extern "C" fn on_stop(signal: libc::c_int) {
     if SIGNALLED.swap(true, Ordering::SeqCst) {
-        // SAFETY: _exit is async-signal-safe and takes no pointers; ending
-        // the process without unwinding or atexit handlers is the point.
-        unsafe { libc::_exit(SECOND_SIGNAL_STATUS) };
+        if let Some(signal) = rustix::process::Signal::from_named_raw(signal) {
+            let _ = rustix::process::kill_process(rustix::process::getpid(), signal);
+        }
     }
     STOP.signal(StopHandle::stop);
 }
@@ -103,30 +110,35 @@ enum Catch {
 }
 
 /// Installs `catch`'s handler for `signal`, process-wide, with
-/// `SA_RESTART`, replacing any earlier handler.
+/// `SA_RESTART` (and `SA_RESETHAND | SA_NODEFER` for [`Catch::Stop`]: see
+/// [`on_stop`]), replacing any
+/// earlier handler.
 ///
 /// # Errors
 ///
 /// The error of `sigaction(2)`: a signal number that cannot be caught.
 #[allow(unsafe_code)] // sigaction, below.
 fn install(signal: libc::c_int, catch: Catch) -> io::Result<()> {
-    let handler: extern "C" fn(libc::c_int) = match catch {
-        Catch::Stop => on_stop,
-        Catch::Reload => on_reload,
+    let (handler, flags): (extern "C" fn(libc::c_int), libc::c_int) = match catch {
+        Catch::Stop => (
+            on_stop,
+            libc::SA_RESTART | libc::SA_RESETHAND | libc::SA_NODEFER,
+        ),
+        Catch::Reload => (on_reload, libc::SA_RESTART),
         #[cfg(test)]
-        Catch::Count => tests::on_count,
+        Catch::Count => (tests::on_count, libc::SA_RESTART),
     };
     // SAFETY: `action` is zeroed (a valid `sigaction`: no handler, no
     // flags) and then given the handler, the flags and an emptied mask
     // before sigaction reads it; a null old-action pointer is allowed. The
     // handler is one of this module's `extern "C"` functions, which live as
     // long as the program and do only async-signal-safe work (atomics, a
-    // lock tried but never waited for, an eventfd write, `_exit`), so it may
+    // lock tried but never waited for, an eventfd write, `kill`), so it may
     // interrupt any code at any point.
     let rc = unsafe {
         let mut action: libc::sigaction = std::mem::zeroed();
         action.sa_sigaction = handler as libc::sighandler_t;
-        action.sa_flags = libc::SA_RESTART;
+        action.sa_flags = flags;
         libc::sigemptyset(&mut action.sa_mask);
         libc::sigaction(signal, &action, std::ptr::null_mut())
     };

@@ -362,8 +362,7 @@ impl Core {
         // The ring's wait takes the deadline as its timeout, in the same
         // `io_uring_enter`: no timer to arm, unless a program waits on the
         // ring's descriptor itself (`timer_on_fd`).
-        let armed = Poller::HAS_TIMER
-            && (self.ring.is_none() || self.timer_on_fd)
+        let armed = (self.ring.is_none() || self.timer_on_fd)
             && !wake.is_zero()
             && self.arm_timer(at, wake);
         if armed {

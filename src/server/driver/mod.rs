@@ -92,7 +92,7 @@ pub enum Io {
     /// it, else epoll.
     #[default]
     Auto,
-    /// Readiness through epoll (the `polling` crate off Linux).
+    /// Readiness through epoll.
     Epoll,
     /// Linux io_uring (feature `uring`); the server does not start where the
     /// kernel refuses it.
