@@ -826,38 +826,49 @@ fn feed<H: Handler>(
             }
             continue;
         }
-        // Anything else may change what the connection wants: settled.
-        core.touch(id);
-        let Some(slot) = core.slots.get_mut(id) else {
-            return;
-        };
-        let (used, event) = slot.conn.handle_input(
-            &core.settings,
-            core.now,
-            &mut core.codec,
-            &mut input[offset..],
-            scratch,
-        );
-        offset += used;
-        let Some(event) = event else {
-            if used == 0 {
-                // An upgrade decision is owed first; nothing else to read.
-                return;
-            }
-            continue;
-        };
-        match event {
-            Event::Text(text) => hand_message(core, handler, id, crate::Message::Text(text)),
-            Event::Binary(data) => hand_message(core, handler, id, crate::Message::Binary(data)),
-            Event::Closed { code, reason } => {
-                core.stats.count_close(code);
-                core.touch(id);
-                handler.on_close(&mut Context { core }, id, code, reason);
-            }
-            Event::Request(request) => answer_request(core, handler, id, &request),
-            Event::Upgrade(request) => answer_upgrade(core, handler, id, &request),
+        match feed_event(core, handler, scratch, id, &mut input[offset..]) {
+            Some(used) => offset += used,
+            None => return,
         }
     }
+}
+
+/// The general path of [`feed`], out of line: its frame and set-up (for
+/// requests, upgrades, closes, fragments) were ~60 instructions of every
+/// call when inlined, which a lone message does not need. One call of
+/// [`Connection::handle_input`](crate::proto::connection::Connection::handle_input)
+/// on the rest of the read, its event handed on; returns how many bytes it
+/// took, or `None` when the connection takes nothing more now (an upgrade
+/// decision is owed first, or it is gone).
+#[inline(never)]
+fn feed_event<H: Handler>(
+    core: &mut Core,
+    handler: &mut H,
+    scratch: &mut Vec<u8>,
+    id: ConnId,
+    input: &mut [u8],
+) -> Option<usize> {
+    // Anything else may change what the connection wants: settled.
+    core.touch(id);
+    let slot = core.slots.get_mut(id)?;
+    let (used, event) =
+        slot.conn
+            .handle_input(&core.settings, core.now, &mut core.codec, input, scratch);
+    let Some(event) = event else {
+        return (used != 0).then_some(used);
+    };
+    match event {
+        Event::Text(text) => hand_message(core, handler, id, crate::Message::Text(text)),
+        Event::Binary(data) => hand_message(core, handler, id, crate::Message::Binary(data)),
+        Event::Closed { code, reason } => {
+            core.stats.count_close(code);
+            core.touch(id);
+            handler.on_close(&mut Context { core }, id, code, reason);
+        }
+        Event::Request(request) => answer_request(core, handler, id, &request),
+        Event::Upgrade(request) => answer_upgrade(core, handler, id, &request),
+    }
+    Some(used)
 }
 
 /// Counts a received message and gives it to the handler.
