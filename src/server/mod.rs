@@ -547,9 +547,21 @@ impl<H: Handler> Server<H> {
         self.settle();
     }
 
+    /// Advances the wheel to the pass's clock and acts on the timers that
+    /// came due. Inlined, with the acting out of line: most passes fire
+    /// nothing, and taking the list out and putting it back was ~40
+    /// instructions of each.
+    #[inline(always)]
     fn run_timers(&mut self) {
+        self.core.advance_wheel(&mut self.fired);
+        if !self.fired.is_empty() {
+            self.run_fired();
+        }
+    }
+
+    #[inline(never)]
+    fn run_fired(&mut self) {
         let mut fired = std::mem::take(&mut self.fired);
-        self.core.advance_wheel(&mut fired);
         for timer in fired.drain(..) {
             match timer {
                 Timer::Conn(id) => self.core.conn_timer(id),

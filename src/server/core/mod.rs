@@ -372,7 +372,10 @@ impl Core {
     }
 
     /// Arms the poller's timer for `at` (`wake` from now) unless what is
-    /// armed fires between now and then; whether it is armed.
+    /// armed fires between now and then; whether it is armed. The test is
+    /// inlined (it runs every pass, and is nearly always enough); arming
+    /// is not.
+    #[inline(always)]
     fn arm_timer(&mut self, at: u64, wake: Duration) -> bool {
         if self
             .timer_armed
@@ -380,6 +383,11 @@ impl Core {
         {
             return true;
         }
+        self.rearm_timer(at, wake)
+    }
+
+    #[inline(never)]
+    fn rearm_timer(&mut self, at: u64, wake: Duration) -> bool {
         match self.poller.arm_timer(wake) {
             Ok(()) => {
                 self.timer_armed = Some(at);
