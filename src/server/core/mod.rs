@@ -632,14 +632,13 @@ impl Core {
         }
         let result = match slot.conn.message_parts(&mut self.codec, msg) {
             Ok((header, payload)) => {
-                let parts = [header.as_bytes(), payload];
-                transmit::flush(
+                transmit::flush_parts(
                     slot,
                     &self.settings,
                     self.now,
                     &mut self.stats,
-                    &parts,
-                    None,
+                    header.as_bytes(),
+                    payload,
                 );
                 self.stats.messages_sent += 1;
                 Ok(())
