@@ -294,13 +294,22 @@ mod tests {
     use std::net::TcpStream;
     use std::time::{Duration, Instant};
 
-    use crate::echo::Echo;
     use crate::proto::frame::encode_client_frame;
-    use crate::{Config, Server};
+    use crate::{Config, ConnId, Context, Handler, Message, Server};
+
+    /// Sends every message back (the echo service, which the server's
+    /// modules do not name).
+    struct Echo;
+
+    impl Handler for Echo {
+        fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, msg: Message<'_>) {
+            let _ = ctx.send(conn, msg);
+        }
+    }
 
     /// Waits for the server's socket events and reads `id`'s socket, as a
     /// pass does, but without settling: what is left to settle shows.
-    fn read_without_settling(server: &mut Server<Echo>, id: super::ConnId) {
+    fn read_without_settling(server: &mut Server<Echo>, id: ConnId) {
         server.wait(Some(Duration::from_secs(5))).expect("wait");
         server.read_from(id);
     }
