@@ -192,7 +192,7 @@ pub fn apply_mask(data: &mut [u8], mask: [u8; 4], offset: u64) {
 /// every unmasked byte is ASCII: a small text's check folded into its
 /// unmasking, one OR per word, where a second pass (`is_ascii`) cost about
 /// as much as the unmasking (callgrind, 32 bytes).
-#[inline]
+#[inline(always)]
 pub fn unmask_checking_ascii(data: &mut [u8], mask: [u8; 4]) -> bool {
     let key = u32::from_le_bytes(mask);
     let word = u64::from(key) | (u64::from(key) << 32);

@@ -313,6 +313,7 @@ impl Receiver {
 
     /// Forgets the payloads of delivered events, which the caller has had
     /// until this next call to [`Receiver::read`].
+    #[inline(always)]
     fn start_frame(&mut self) {
         self.control = None;
         if self.message_opcode.is_none() {

@@ -20,6 +20,13 @@ impl Core {
         touch_slot(slot, id, &mut self.touched, &mut self.open_count);
     }
 
+    /// Whether a connection waits to be settled or written
+    /// ([`Core::next_touched`], [`Core::flush_dirty`]).
+    #[inline(always)]
+    pub(crate) fn has_unsettled(&self) -> bool {
+        !self.touched.is_empty() || !self.dirty.is_empty()
+    }
+
     /// The next connection to settle.
     pub(crate) fn next_touched(&mut self) -> Option<ConnId> {
         while let Some(id) = self.touched.pop() {
@@ -279,4 +286,95 @@ fn sync_timer(
     // Ticks of 10 ms: u32 lasts 497 days; past that, fall back to "no
     // entry" and let the next sync file it again.
     slot.timer = u32::try_from(wheel.schedule_at(due, Timer::Conn(id))).unwrap_or(0);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::{Duration, Instant};
+
+    use crate::proto::frame::encode_client_frame;
+    use crate::{Config, ConnId, Context, Handler, Message, Server};
+
+    /// Sends every message back (the echo service, which the server's
+    /// modules do not name).
+    struct Echo;
+
+    impl Handler for Echo {
+        fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, msg: Message<'_>) {
+            let _ = ctx.send(conn, msg);
+        }
+    }
+
+    /// Waits for the server's socket events and reads `id`'s socket, as a
+    /// pass does, but without settling: what is left to settle shows.
+    fn read_without_settling(server: &mut Server<Echo>, id: ConnId) {
+        server.wait(Some(Duration::from_secs(5))).expect("wait");
+        server.read_from(id);
+    }
+
+    fn read_exact(client: &mut TcpStream, n: usize) -> Vec<u8> {
+        let mut bytes = vec![0; n];
+        client.read_exact(&mut bytes).expect("read");
+        bytes
+    }
+
+    /// The reply to a read of one message is written while the handler
+    /// sends it, and the connection is not settled for it (nothing would
+    /// change); the replies to a read of two are queued, and it is.
+    #[test]
+    fn a_lone_message_answered_at_once_is_not_settled() {
+        let config = Config {
+            idle_timeout: Duration::from_secs(30),
+            // The direct reply is epoll's: on the ring every byte is queued.
+            io: crate::server::driver::Io::Epoll,
+            ..Config::default()
+        };
+        let mut server = Server::bind("127.0.0.1:0", config, Echo).expect("bind");
+        let mut client = TcpStream::connect(server.local_addr()).expect("connect");
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        client
+            .write_all(
+                b"GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
+                  Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+                  Sec-WebSocket-Version: 13\r\n\r\n",
+            )
+            .expect("request");
+        let now = Instant::now();
+        for _ in 0..20 {
+            if server.core.open_connections() == 1 {
+                break;
+            }
+            server
+                .run_once_at(now, Some(Duration::from_secs(1)))
+                .expect("pass");
+        }
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            head.extend(read_exact(&mut client, 1));
+        }
+        assert!(head.starts_with(b"HTTP/1.1 101"));
+        let id = server.core.slots.id_at(0).expect("the connection");
+        let frame = |payload: &[u8]| {
+            let mut out = Vec::new();
+            encode_client_frame(&mut out, 0x81, [1, 2, 3, 4], payload);
+            out
+        };
+
+        client.write_all(&frame(b"one")).expect("write");
+        read_without_settling(&mut server, id);
+        assert!(server.core.touched.is_empty());
+        assert_eq!(read_exact(&mut client, 5), b"\x81\x03one");
+
+        client
+            .write_all(&[frame(b"two"), frame(b"three")].concat())
+            .expect("write");
+        read_without_settling(&mut server, id);
+        assert_eq!(server.core.touched, [id]);
+        server.settle();
+        assert_eq!(read_exact(&mut client, 12), b"\x81\x03two\x81\x05three");
+    }
 }
