@@ -32,7 +32,7 @@ pub(super) fn feed<H: Handler>(
     feed_read(core, handler, scratch, id, input);
 }
 
-/// [`feed`], inlined into the read loop ([`Server::read_from`]): the call
+/// [`feed`], inlined into the read loop ([`super::Server::read_from`]): the call
 /// and its set-up were ~11 instructions of every read (callgrind); the
 /// other callers (TLS, activation, the ring) share one copy.
 #[inline(always)]
