@@ -1,0 +1,269 @@
+//! The ring driver's tests, against real sockets on this kernel.
+
+use super::*;
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// A ring on a listener, or `None` where the kernel refuses io_uring.
+fn ring_on(listener: &TcpListener) -> Option<Ring> {
+    match Ring::open(listener) {
+        Ok(ring) => Some(ring),
+        Err(why) => {
+            println!("SKIPPED: io_uring not found ({why})");
+            None
+        }
+    }
+}
+
+/// The completions of waits until `found` picks one (at most 50 waits).
+fn wait_for<T>(ring: &mut Ring, mut found: impl FnMut(Done) -> Option<T>) -> T {
+    for _ in 0..50 {
+        ring.wait(Some(Duration::from_millis(100))).expect("wait");
+        if let Some(t) = ring.done.iter().find_map(|d| found(*d)) {
+            return t;
+        }
+    }
+    panic!("no such completion");
+}
+
+#[test]
+fn a_receive_waits_for_the_next_entry_flagged_instead_of_interrupting() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let Some(mut ring) = ring_on(&listener) else {
+        return;
+    };
+    let client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+    let fd = wait_for(&mut ring, |d| match d {
+        Done::Accept { res, .. } => accepted_fd(res),
+        _ => None,
+    });
+    let id = ConnId::from_u64(1);
+    ring.recv(fd.as_raw_fd(), id);
+    ring.submit();
+    // The bytes come from another thread, so that no system call of
+    // this one runs the receive's task work before the flag is read
+    // (a preemption may: hence up to 100 tries).
+    let mut flagged = false;
+    for _ in 0..100 {
+        let sent = Arc::new(AtomicBool::new(false));
+        let (mut writer, done) = (client.try_clone().expect("clone"), Arc::clone(&sent));
+        let thread = std::thread::spawn(move || {
+            writer.write_all(b"x").expect("write");
+            done.store(true, Ordering::Release);
+        });
+        // Read all along: the flag lasts until this thread next comes
+        // back from the kernel (a preemption ends it too).
+        while !sent.load(Ordering::Acquire) {
+            flagged |= ring.ring.submission().taskrun();
+        }
+        flagged |= ring.ring.submission().taskrun();
+        thread.join().expect("writer");
+        let got = wait_for(&mut ring, |d| match d {
+            Done::Recv { res, bid, .. } => Some((res, bid)),
+            _ => None,
+        });
+        assert_eq!(got.0, 1, "one byte received");
+        if let Some(bid) = got.1 {
+            ring.take(bid, false, 1, &mut [0; 1]);
+        }
+        if flagged {
+            break;
+        }
+    }
+    assert!(flagged, "a pending completion sets IORING_SQ_TASKRUN");
+    assert!(
+        !ring.ring.submission().taskrun(),
+        "the wait ran the pending work"
+    );
+}
+
+#[test]
+fn receives_sharing_a_buffer_each_get_their_own_bytes() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let Some(mut ring) = ring_on(&listener) else {
+        return;
+    };
+    let addr = listener.local_addr().expect("addr");
+    let mut clients = Vec::new();
+    let mut fds = Vec::new();
+    for n in 1..=2u64 {
+        clients.push(TcpStream::connect(addr).expect("connect"));
+        let fd = wait_for(&mut ring, |d| match d {
+            Done::Accept { res, .. } => accepted_fd(res),
+            _ => None,
+        });
+        ring.recv(fd.as_raw_fd(), ConnId::from_u64(n));
+        fds.push(fd);
+    }
+    let mut seen = Vec::new();
+    for (client, bytes) in clients.iter_mut().zip([&b"first"[..], &b"second!"[..]]) {
+        client.write_all(bytes).expect("write");
+        let (res, bid, kept) = wait_for(&mut ring, |d| match d {
+            Done::Recv { res, bid, kept, .. } => Some((res, bid, kept)),
+            _ => None,
+        });
+        let mut into = [0; 16];
+        let len = usize::try_from(res).expect("received");
+        let n = ring.take(bid.expect("a buffer"), kept, len, &mut into);
+        assert_eq!(&into[..n], bytes);
+        seen.push((bid, kept));
+    }
+    if ring.bufs.geometry.incremental {
+        assert_eq!(
+            seen[0].0, seen[1].0,
+            "the kernel went on filling one buffer"
+        );
+        assert!(seen[0].1 && seen[1].1, "and kept it");
+    }
+}
+
+/// The bytes `n` (a pattern that shows a reorder or a repeat).
+fn pattern(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i % 251) as u8).collect()
+}
+
+/// A connection accepted on the ring, with a send buffer of 4 KiB so
+/// that a large send completes short while its reader is slow.
+fn connected(ring: &mut Ring, listener: &TcpListener) -> (TcpStream, OwnedFd) {
+    let client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+    let fd = wait_for(ring, |d| match d {
+        Done::Accept { res, .. } => accepted_fd(res),
+        _ => None,
+    });
+    rustix::net::sockopt::set_socket_send_buffer_size(&fd, 4096).expect("SO_SNDBUF");
+    (client, fd)
+}
+
+/// A queue of `total` bytes of `pattern` in chunks, taken whole.
+fn taken(total: usize) -> TakenOutput {
+    let bytes = pattern(total);
+    let mut queue = crate::proto::output::OutQueue::default();
+    for part in bytes.chunks(20_000) {
+        queue.push_copy(&[part]);
+    }
+    let mut out = TakenOutput::default();
+    queue.take_front(usize::MAX, super::super::SEND_SLICES, &mut out);
+    queue.push_copy(&[b"queued after the send: not part of it"]);
+    out
+}
+
+fn read_all(mut client: TcpStream) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut got = Vec::new();
+        std::io::Read::read_to_end(&mut client, &mut got).expect("read");
+        got
+    })
+}
+
+#[test]
+fn a_send_from_the_queue_cut_short_goes_on_from_where_it_stopped() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let Some(mut ring) = ring_on(&listener) else {
+        return;
+    };
+    let (client, fd) = connected(&mut ring, &listener);
+    let id = ConnId::from_u64(1);
+    let total = 1_000_000;
+    ring.send(fd.as_raw_fd(), id, taken(total));
+    let reader = read_all(client);
+    let (mut sent, mut short) = (0, 0);
+    while sent < total {
+        let res = wait_for(&mut ring, |d| match d {
+            Done::Send { res, .. } => Some(res),
+            _ => None,
+        });
+        let n = usize::try_from(res).expect("sent");
+        sent += n;
+        if sent < total {
+            short += 1;
+            ring.send_rest(fd.as_raw_fd(), id, n);
+        }
+    }
+    ring.send_finished(id);
+    drop(fd);
+    assert!(short > 0, "the socket's 4 KiB buffer cut the send short");
+    assert!(
+        reader.join().expect("reader") == pattern(total),
+        "every byte once, in order"
+    );
+}
+
+#[test]
+fn a_send_in_flight_keeps_its_bytes_after_its_connection_is_forgotten() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let Some(mut ring) = ring_on(&listener) else {
+        return;
+    };
+    let (client, fd) = connected(&mut ring, &listener);
+    let id = ConnId::from_u64(1);
+    let total = 1_000_000;
+    ring.send(fd.as_raw_fd(), id, taken(total));
+    ring.submit();
+    // Nobody reads: the send waits for room. Its connection goes; the
+    // bytes stay with the ring until the kernel is done with them.
+    ring.forget(id, false);
+    assert_eq!(ring.orphans.len(), 1);
+    let noise = vec![0xeeu8; total];
+    let reader = read_all(client);
+    let res = wait_for(&mut ring, |d| match d {
+        Done::Send {
+            index,
+            generation,
+            res,
+        } => Some((index, generation, res)),
+        _ => None,
+    });
+    ring.send_done(res.0, res.1);
+    assert!(ring.orphans.is_empty(), "freed at its completion");
+    drop(fd);
+    let got = reader.join().expect("reader");
+    let n = usize::try_from(res.2).expect("sent");
+    assert_eq!(got.len(), n);
+    assert!(got == pattern(total)[..n], "what went is the send's bytes");
+    drop(noise);
+}
+
+#[test]
+fn a_send_now_completes_within_the_pass_and_keeps_the_rest_for_the_next() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let Some(mut ring) = ring_on(&listener) else {
+        return;
+    };
+    let (mut client, fd) = connected(&mut ring, &listener);
+    let id = ConnId::from_u64(1);
+    ring.recv(fd.as_raw_fd(), id);
+    ring.submit();
+    client.write_all(b"ping").expect("write");
+    // The receive's completion waits for the next entry; the send goes
+    // with it and completes at once.
+    ring.send(fd.as_raw_fd(), id, {
+        let mut out = TakenOutput::default();
+        out.push_copy(b"pong".to_vec());
+        out
+    });
+    let mut res = None;
+    for _ in 0..100 {
+        res = ring.send_now(id);
+        if res.is_some() {
+            break;
+        }
+    }
+    assert_eq!(res, Some(4), "the send's completion, taken at once");
+    ring.send_finished(id);
+    assert!(ring.has_work(), "what else came is for the next pass");
+    let got = wait_for(&mut ring, |d| match d {
+        Done::Recv { res, bid, kept, .. } => Some((res, bid, kept)),
+        _ => None,
+    });
+    assert_eq!(got.0, 4);
+    if let (Some(bid), Ok(len)) = (got.1, usize::try_from(got.0)) {
+        let mut into = [0; 4];
+        ring.take(bid, got.2, len, &mut into);
+        assert_eq!(&into, b"ping");
+    }
+    let mut pong = [0; 4];
+    std::io::Read::read_exact(&mut client, &mut pong).expect("read");
+    assert_eq!(&pong, b"pong");
+}
