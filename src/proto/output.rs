@@ -481,7 +481,7 @@ impl OutQueue {
     }
 }
 
-/// Output moved out of a queue ([`OutQueue::take_front`]) for a transport
+/// Output moved out of a queue (`OutQueue::take_front`) for a transport
 /// that hands the kernel the bytes and learns later what it took (a
 /// completion ring). Its bytes stay where they are, unchanged, for as long
 /// as it lives, whatever the queue does meanwhile: an owned chunk's buffer
