@@ -38,7 +38,7 @@ use io_uring::types::{CancelBuilder, Fd, SubmitArgs, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring};
 
 use self::buffers::{BufRing, Geometry, BGID};
-use super::sends::{Outgoing, Sends};
+use super::sends::{release_spare, Outgoing, Sends};
 use super::{injected_refusal, Refusal, SEND_KEEP};
 use crate::proto::TakenOutput;
 use crate::server::slab::ConnId;
@@ -530,10 +530,10 @@ impl Ring {
             Some(send) => Some(send.buf),
             None => {
                 let ud = (SEND << 60) | (u64::from(generation) << 32) | index as u64;
-                self.orphans
-                    .iter()
-                    .position(|(u, _)| *u == ud)
-                    .map(|at| self.orphans.swap_remove(at).1)
+                let at = self.orphans.iter().position(|(u, _)| *u == ud);
+                let orphan = at.map(|at| self.orphans.swap_remove(at).1);
+                release_spare(&mut self.orphans);
+                orphan
             }
         };
         if let Some(send) = buf {
