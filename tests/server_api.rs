@@ -16,6 +16,9 @@ use tungstenite::Message as WsMessage;
 
 type Log = Arc<Mutex<Vec<String>>>;
 
+/// A message large enough to be handed to the socket as it is sent.
+static LARGE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| "L".repeat(20_000));
+
 fn config() -> Config {
     Config {
         ping_interval: Duration::ZERO,
@@ -90,6 +93,15 @@ impl Handler for Scripted {
                 ctx.send_text(conn, "reply").unwrap();
                 let backlog = ctx.backlog(conn).unwrap();
                 self.record(format!("backlog {backlog}"));
+            }
+            "large" => {
+                ctx.send_text(conn, &LARGE).unwrap();
+                let backlog = ctx.backlog(conn).unwrap();
+                self.record(format!("backlog {backlog}"));
+            }
+            "small, then large" => {
+                ctx.send_text(conn, "small").unwrap();
+                ctx.send_text(conn, &LARGE).unwrap();
             }
             "timer" => {
                 let cancelled = ctx.set_timer(Duration::from_millis(50), 1);
@@ -341,4 +353,44 @@ fn the_reply_to_a_read_of_one_message_goes_out_at_once() {
         .filter(|e| e.starts_with("backlog"))
         .collect();
     assert_eq!(backlogs, ["backlog 0", "backlog 7", "backlog 14"]);
+}
+
+/// On the ring, a large message of a connection with nothing queued and no
+/// send in flight is written by the send itself, as on epoll, instead of
+/// being copied into the queue for the pass's send; behind a small one
+/// still queued, it waits its turn.
+#[test]
+fn on_the_ring_a_large_message_is_written_at_once_and_in_order() {
+    let config = Config {
+        io: rookery::Io::Uring,
+        ..config()
+    };
+    if let Err(e) = rookery::Server::bind("127.0.0.1:0", config.clone(), rookery::echo::Echo) {
+        println!("SKIPPED: io_uring not found ({e})");
+        return;
+    }
+    let log: Log = Arc::default();
+    let server = InProcess::start(
+        config,
+        Scripted {
+            log: log.clone(),
+            delayed: false,
+        },
+    );
+    let (mut raw, head) = raw_upgrade(server.addr, "/chat", "");
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert_eq!(read_frame(&mut raw).unwrap().1, b"opened");
+    raw.write_all(&client_frame(0x81, b"large")).unwrap();
+    assert_eq!(read_frame(&mut raw).unwrap().1, LARGE.as_bytes());
+    let backlog: Vec<usize> = logged(&log)
+        .iter()
+        .filter_map(|e| e.strip_prefix("backlog ")?.parse().ok())
+        .collect();
+    // The socket took it (some of it at least) before the handler went on.
+    assert_eq!(backlog.len(), 1);
+    assert!(backlog[0] < LARGE.len(), "{backlog:?}");
+    raw.write_all(&client_frame(0x81, b"small, then large"))
+        .unwrap();
+    assert_eq!(read_frame(&mut raw).unwrap().1, b"small");
+    assert_eq!(read_frame(&mut raw).unwrap().1, LARGE.as_bytes());
 }

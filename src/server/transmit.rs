@@ -19,13 +19,18 @@ use std::time::Instant;
 
 use crate::proto::connection::{Connection, Settings};
 
-use super::core::{Slot, IO_SENDING, IO_URING};
+use super::core::{Slot, IO_DIRTY, IO_SENDING, IO_URING};
 use super::driver::Ring;
 use super::slab::ConnId;
 use super::stats::Stats;
 
 /// Most slices handed to one `sendmsg`.
 const MAX_IOVECS: usize = 32;
+
+/// The smallest message a connection on the ring writes with its own
+/// `sendmsg` rather than through the pass's send ([`flush_parts`]): below
+/// it, the copy into the queue costs less than the system call.
+const RING_DIRECT_MIN: usize = 16 * 1024;
 
 /// Writes what the connection of `slot` has pending and then `extra` (at
 /// most [`crate::proto::output::MAX_EXTRA`] parts), one `sendmsg` per round
@@ -87,11 +92,15 @@ pub(crate) fn flush(
 
 /// [`flush`] of a message's header and payload (from
 /// [`Connection::message_parts`]: the connection can send), handed along
-/// without being queued. A plain socket on epoll with nothing queued or
-/// owed before them, a reply's common case, takes them in one `sendmsg`
-/// without `flush`'s general steps, and the connection hears of the write
-/// only if the socket refused part of it (~60 instructions less a reply,
-/// callgrind); anything else is `flush`.
+/// without being queued. A plain socket with nothing queued or owed before
+/// them takes them in one non-blocking `sendmsg` without `flush`'s general
+/// steps, and the connection hears of the write only if the socket refused
+/// part of it: on epoll, a reply's common case (~60 instructions less a
+/// reply, callgrind); on the ring, a large message (at least
+/// [`RING_DIRECT_MIN`]) of a connection with no send in flight, which
+/// would otherwise be copied into the queue for the pass's send (the copy
+/// was most of the ring's user-space time in echo large). Anything else is
+/// `flush`.
 pub(crate) fn flush_parts(
     slot: &mut Slot,
     settings: &Settings,
@@ -100,7 +109,11 @@ pub(crate) fn flush_parts(
     header: &[u8],
     payload: &[u8],
 ) {
-    if slot.io != 0 || has_tls(slot) || slot.conn.has_output() || slot.conn.wants_write() {
+    // No send in flight, so nothing of the connection's can be overtaken.
+    let direct = slot.io == 0
+        || (slot.io & (IO_SENDING | IO_DIRTY) == 0
+            && header.len() + payload.len() >= RING_DIRECT_MIN);
+    if !direct || has_tls(slot) || slot.conn.has_output() || slot.conn.wants_write() {
         return flush(slot, settings, now, stats, &[header, payload], None);
     }
     let slices = [IoSlice::new(header), IoSlice::new(payload)];

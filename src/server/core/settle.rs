@@ -327,7 +327,7 @@ mod tests {
     fn a_lone_message_answered_at_once_is_not_settled() {
         let config = Config {
             idle_timeout: Duration::from_secs(30),
-            // The direct reply is epoll's: on the ring every byte is queued.
+            // The direct reply is epoll's: on the ring a small one is queued.
             io: crate::server::driver::Io::Epoll,
             ..Config::default()
         };
