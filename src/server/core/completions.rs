@@ -85,7 +85,7 @@ impl Core {
         let Some(ring) = self.ring.as_deref_mut() else {
             return;
         };
-        for id in ring.stuck_sends() {
+        for &id in ring.stuck_sends() {
             if let Some(slot) = self.slots.get_mut(id) {
                 // Marks it behind if anything waits (it returns true only
                 // with nothing queued); one already behind stays so, unjudged.

@@ -92,7 +92,8 @@ pub(crate) const SEND_COPY: usize = 4 * 1024;
 pub(crate) const SEND_SLICES: usize = if cfg!(target_env = "musl") { 1 } else { 64 };
 
 /// Send buffers up to this capacity are kept for reuse (at most
-/// `uring::SPARE_SENDS` of them); larger ones are freed after their send.
+/// `uring::SPARE_SENDS` of them, or `uring::SPARE_SMALL` of up to
+/// [`SEND_COPY`]); larger ones are freed after their send.
 #[cfg_attr(not(rookery_uring), allow(dead_code))]
 pub(crate) const SEND_KEEP: usize = 64 * 1024;
 
@@ -324,7 +325,7 @@ mod absent {
         pub(crate) fn keep_done(&mut self, _done: Vec<Done>) {
             match *self {}
         }
-        pub(crate) fn stuck_sends(&mut self) -> Vec<ConnId> {
+        pub(crate) fn stuck_sends(&mut self) -> &[ConnId] {
             match *self {}
         }
         pub(crate) fn send_len(&self, _id: ConnId) -> Option<usize> {

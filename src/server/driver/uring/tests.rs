@@ -267,3 +267,43 @@ fn a_send_now_completes_within_the_pass_and_keeps_the_rest_for_the_next() {
     std::io::Read::read_exact(&mut client, &mut pong).expect("read");
     assert_eq!(&pong, b"pong");
 }
+
+#[test]
+fn small_copy_buffers_and_outputs_are_kept_for_a_pass_of_dozens_of_sends() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let Some(mut ring) = ring_on(&listener) else {
+        return;
+    };
+    for _ in 0..100 {
+        let mut out = TakenOutput::default();
+        out.push_copy(vec![7; 512]);
+        ring.recycle_output(out);
+    }
+    assert_eq!(ring.spare.len(), SPARE_SMALL);
+    assert_eq!(ring.spare_outputs.len(), SPARE_SMALL);
+    // Large ones only while few are kept.
+    ring.recycle(Vec::with_capacity(32 * 1024));
+    assert_eq!(ring.spare.len(), SPARE_SMALL);
+    ring.spare.truncate(2);
+    ring.recycle(Vec::with_capacity(32 * 1024));
+    assert_eq!(ring.spare.len(), 3);
+    // And none past what a send keeps.
+    ring.recycle(Vec::with_capacity(2 * SEND_KEEP));
+    assert_eq!(ring.spare.len(), 3);
+}
+
+#[test]
+fn the_lists_of_sends_keep_their_memory_from_pass_to_pass() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let Some(mut ring) = ring_on(&listener) else {
+        return;
+    };
+    for n in 0..3 {
+        ring.queued_sends.push((ConnId::from_u64(n), n));
+    }
+    ring.wait(Some(Duration::ZERO)).expect("wait");
+    assert!(ring.stuck_sends().is_empty());
+    ring.wait(Some(Duration::ZERO)).expect("wait");
+    // The list the first wait submitted is the next to be queued to.
+    assert!(ring.queued_sends.capacity() >= 3);
+}
