@@ -156,3 +156,68 @@ fn echo_once(server: &Rookery) {
         }
     }
 }
+
+/// A burst of connections set up at once, each sending a message before
+/// any answer is read: every one is answered, in order, under each driver
+/// built. On the ring, a pass that gives output to more connections than
+/// one submission takes sends it in batches, and the sends that completed
+/// give their bytes back as soon as they are seen.
+#[test]
+fn a_burst_of_connections_set_up_at_once_is_answered_whole() {
+    use std::io::Write;
+    const N: usize = 1500;
+    let drivers: &[&str] = if BUILT {
+        &["epoll", "uring"]
+    } else {
+        &["epoll"]
+    };
+    raise_descriptor_limit(2 * N + 64);
+    for io in drivers {
+        let mut cmd = rookery_with(None, &["--io", io, "--max-connections", "2000"]);
+        let Some(mut server) = Rookery::try_spawn(&mut cmd) else {
+            println!("SKIPPED: io_uring refused by this kernel");
+            continue;
+        };
+        let mut burst = common::upgrade_request("/chat", "").into_bytes();
+        burst.extend(common::client_frame(0x81, b"in the burst"));
+        let mut clients: Vec<std::net::TcpStream> = (0..N)
+            .map(|_| {
+                let mut s = std::net::TcpStream::connect(server.addr).expect("connect");
+                s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                s.write_all(&burst).expect("write");
+                s
+            })
+            .collect();
+        for (n, client) in clients.iter_mut().enumerate() {
+            let head = common::read_head(client);
+            assert!(head.starts_with("HTTP/1.1 101"), "{io} #{n}: {head}");
+            let (first, payload) = common::read_frame(client).expect("echo");
+            assert_eq!(
+                (first, payload.as_slice()),
+                (0x81, &b"in the burst"[..]),
+                "{io} #{n}"
+            );
+        }
+        drop(clients);
+        server.signal(libc::SIGTERM);
+        server.wait_exit(Duration::from_secs(10)).expect("stopped");
+    }
+}
+
+/// Raises this process's soft limit on open descriptors to `want` (at most
+/// the hard limit); the server started from it inherits it.
+fn raise_descriptor_limit(want: usize) {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let want = want as u64;
+    if limit.current.is_some_and(|soft| soft < want) {
+        let current = Some(limit.maximum.map_or(want, |hard| hard.min(want)));
+        let _ = setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current,
+                maximum: limit.maximum,
+            },
+        );
+    }
+}

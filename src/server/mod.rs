@@ -721,6 +721,22 @@ impl<H: Handler> Server<H> {
     #[inline(never)]
     fn settle_touched(&mut self) {
         loop {
+            self.settle_list();
+            // On the ring, output goes out with the pass's sends, just
+            // before the wait; a pass that gives output to hundreds of
+            // connections (a burst of set-ups, each answered) sends it in
+            // batches of a submission queue's worth instead, so that what
+            // waits for its send stays small: all of it waiting at once
+            // (each connection's queue and its copy) left the allocator
+            // holding megabytes after the burst.
+            if !(self.core.send_batch_full() && self.core.submit_sends()) {
+                break;
+            }
+        }
+    }
+
+    fn settle_list(&mut self) {
+        loop {
             // Before each settling: a handler called while the list is
             // settled may broadcast.
             self.core.flush_dirty();

@@ -50,8 +50,11 @@ impl Core {
         let Some(ring) = self.ring.as_deref_mut() else {
             return;
         };
+        // No length: the ring gave its bytes back as it took the
+        // completion, which it does only for a send that went whole or
+        // failed (`Ring::reap_releasing_sends`).
         let len = id.and_then(|id| ring.send_len(id));
-        let (Some(id), Some(len)) = (id, len) else {
+        let Some(id) = id else {
             ring.send_done(index, generation);
             return;
         };
@@ -61,7 +64,8 @@ impl Core {
         };
         if let Ok(n) = usize::try_from(res) {
             self.stats.bytes_sent += n as u64;
-            if n > 0 && n < len && !slot.conn.is_finished() {
+            let short = len.is_some_and(|len| n > 0 && n < len);
+            if short && !slot.conn.is_finished() {
                 // The socket took bytes and had no room for the rest: they
                 // go again at once. Whether it is behind is judged by
                 // whether that send finds room (`mark_stuck_sends`): with
@@ -94,6 +98,12 @@ impl Core {
                 }
             }
         }
+    }
+
+    /// Whether a batch of sends is due before the pass's end: as many
+    /// connections wait for one as the ring takes in one submission.
+    pub(crate) fn send_batch_full(&self) -> bool {
+        self.send_dirty.len() >= driver::SEND_BATCH
     }
 
     /// Starts a send for each connection given output since the last wait

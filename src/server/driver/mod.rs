@@ -82,6 +82,11 @@ impl NoRing {
 /// epoll.
 pub(crate) const SEND_MAX: usize = 1024 * 1024;
 
+/// The most connections whose output waits for the pass's sends: beyond
+/// it their sends start in the middle of the pass (a submission queue's
+/// worth).
+pub(crate) const SEND_BATCH: usize = 256;
+
 /// A connection's output of at most this many bytes is copied into a
 /// reused send buffer; more moves to the ring as it is (its queue's chunks).
 pub(crate) const SEND_COPY: usize = 4 * 1024;

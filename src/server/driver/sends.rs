@@ -169,9 +169,15 @@ impl Sends {
 /// stay resident after it (1.7 MiB after 10,000). Shrinking to twice what
 /// is left moves those, after at least as many removals.
 pub(crate) fn release_spare<T>(list: &mut Vec<T>) {
-    const KEEP: usize = 64;
-    if list.capacity() > KEEP && list.len() < list.capacity() / 4 {
-        list.shrink_to((list.len() * 2).max(KEEP));
+    release_spare_over(list, 64);
+}
+
+/// [`release_spare`] keeping room for `keep` entries at least: a list
+/// filled and emptied every pass keeps a pass's worth, so that it does not
+/// shrink and grow again each time.
+pub(crate) fn release_spare_over<T>(list: &mut Vec<T>, keep: usize) {
+    if list.capacity() > keep && list.len() < list.capacity() / 4 {
+        list.shrink_to((list.len() * 2).max(keep));
     }
 }
 

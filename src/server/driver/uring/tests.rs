@@ -307,3 +307,35 @@ fn the_lists_of_sends_keep_their_memory_from_pass_to_pass() {
     // The list the first wait submitted is the next to be queued to.
     assert!(ring.queued_sends.capacity() >= 3);
 }
+
+#[test]
+fn a_send_taken_whole_in_the_middle_of_a_pass_gives_its_bytes_back_at_once() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let Some(mut ring) = ring_on(&listener) else {
+        return;
+    };
+    let (mut client, fd) = connected(&mut ring, &listener);
+    let id = ConnId::from_u64(1);
+    let mut out = TakenOutput::default();
+    out.push_copy(b"whole".to_vec());
+    ring.send(fd.as_raw_fd(), id, out);
+    let spare = ring.spare.len();
+    ring.submit();
+    for _ in 0..100 {
+        ring.reap_releasing_sends();
+        if !ring.late.is_empty() {
+            break;
+        }
+    }
+    assert!(
+        matches!(ring.late.as_slice(), [Done::Send { res: 5, .. }]),
+        "{:?}",
+        ring.late
+    );
+    // Its record and bytes went back before the connection heard of it.
+    assert_eq!(ring.send_len(id), None);
+    assert_eq!(ring.spare.len(), spare + 1);
+    let mut got = [0; 5];
+    std::io::Read::read_exact(&mut client, &mut got).expect("read");
+    assert_eq!(&got, b"whole");
+}
