@@ -220,3 +220,94 @@ fn send_now(
     transmit::sent(slot, res, settings, now);
     slot.conn.wants_read(settings)
 }
+
+#[cfg(all(test, rookery_uring))]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::{Duration, Instant};
+
+    use crate::echo::Echo;
+    use crate::proto::frame::encode_client_frame;
+    use crate::server::driver::Io;
+    use crate::{Config, Server};
+
+    /// A send whose bytes the ring gave back as it took the completion in
+    /// the middle of a pass (`Ring::reap_releasing_sends`) still ends for
+    /// its connection at the next pass, which then sends again.
+    #[test]
+    fn a_send_given_back_early_still_ends_for_its_connection() {
+        let config = Config {
+            io: Io::Uring,
+            ..Config::default()
+        };
+        let mut server = match Server::bind("127.0.0.1:0", config, Echo) {
+            Ok(server) => server,
+            Err(e) => {
+                println!("SKIPPED: io_uring not found ({e})");
+                return;
+            }
+        };
+        let mut client = TcpStream::connect(server.local_addr()).expect("connect");
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        client
+            .write_all(
+                b"GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
+                  Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+                  Sec-WebSocket-Version: 13\r\n\r\n",
+            )
+            .expect("request");
+        let now = Instant::now();
+        for _ in 0..20 {
+            if server.core.open_connections() == 1 {
+                break;
+            }
+            server
+                .run_once_at(now, Some(Duration::from_millis(100)))
+                .expect("pass");
+        }
+        assert_eq!(server.core.open_connections(), 1);
+        // The reply to the handshake: submitted, its completion taken
+        // between passes, and its bytes given back there.
+        let Some(ring) = server.core.ring.as_deref_mut() else {
+            panic!("the ring");
+        };
+        ring.submit();
+        for _ in 0..100 {
+            ring.reap_releasing_sends();
+            if ring.has_work() {
+                break;
+            }
+        }
+        assert!(ring.has_work(), "the send's completion, taken");
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut byte = [0];
+            client.read_exact(&mut byte).expect("head");
+            head.push(byte[0]);
+        }
+        assert!(head.starts_with(b"HTTP/1.1 101"));
+        // Its connection heard of the end of that send: the echo goes.
+        let mut frame = Vec::new();
+        encode_client_frame(&mut frame, 0x81, [1, 2, 3, 4], b"one");
+        client.write_all(&frame).expect("write");
+        let mut echo = [0; 5];
+        let mut got = 0;
+        for _ in 0..50 {
+            server
+                .run_once_at(now, Some(Duration::from_millis(20)))
+                .expect("pass");
+            client.set_nonblocking(true).expect("nonblocking");
+            if let Ok(n) = client.read(&mut echo[got..]) {
+                got += n;
+            }
+            client.set_nonblocking(false).expect("blocking");
+            if got == echo.len() {
+                break;
+            }
+        }
+        assert_eq!(&echo[..got], b"\x81\x03one");
+    }
+}

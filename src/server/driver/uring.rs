@@ -329,7 +329,7 @@ impl Ring {
     /// sends at once, the memory of which stayed with the allocator (4 MiB
     /// of RSS); now it reuses a few spare buffers. The completion queue
     /// stays short of overflowing, too.
-    fn reap_releasing_sends(&mut self) {
+    pub(crate) fn reap_releasing_sends(&mut self) {
         let from = self.late.len();
         self.reap_into_late();
         for at in from..self.late.len() {
