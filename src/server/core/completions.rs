@@ -227,10 +227,19 @@ mod tests {
     use std::net::TcpStream;
     use std::time::{Duration, Instant};
 
-    use crate::echo::Echo;
     use crate::proto::frame::encode_client_frame;
     use crate::server::driver::Io;
-    use crate::{Config, Server};
+    use crate::{Config, ConnId, Context, Handler, Message, Server};
+
+    /// Sends every message back (the echo service, which the server's
+    /// modules do not name).
+    struct Echo;
+
+    impl Handler for Echo {
+        fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, msg: Message<'_>) {
+            let _ = ctx.send(conn, msg);
+        }
+    }
 
     /// A send whose bytes the ring gave back as it took the completion in
     /// the middle of a pass (`Ring::reap_releasing_sends`) still ends for
