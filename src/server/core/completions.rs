@@ -224,22 +224,12 @@ fn send_now(
 #[cfg(all(test, rookery_uring))]
 mod tests {
     use std::io::{Read, Write};
-    use std::net::TcpStream;
     use std::time::{Duration, Instant};
 
+    use super::super::test_support::{open_one, read_head};
     use crate::proto::frame::encode_client_frame;
     use crate::server::driver::Io;
-    use crate::{Config, ConnId, Context, Handler, Message, Server};
-
-    /// Sends every message back (the echo service, which the server's
-    /// modules do not name).
-    struct Echo;
-
-    impl Handler for Echo {
-        fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, msg: Message<'_>) {
-            let _ = ctx.send(conn, msg);
-        }
-    }
+    use crate::Config;
 
     /// A send whose bytes the ring gave back as it took the completion in
     /// the middle of a pass (`Ring::reap_releasing_sends`) still ends for
@@ -250,34 +240,13 @@ mod tests {
             io: Io::Uring,
             ..Config::default()
         };
-        let mut server = match Server::bind("127.0.0.1:0", config, Echo) {
-            Ok(server) => server,
+        let (mut server, mut client) = match open_one(config) {
+            Ok(opened) => opened,
             Err(e) => {
                 println!("SKIPPED: io_uring not found ({e})");
                 return;
             }
         };
-        let mut client = TcpStream::connect(server.local_addr()).expect("connect");
-        client
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .expect("timeout");
-        client
-            .write_all(
-                b"GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
-                  Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-                  Sec-WebSocket-Version: 13\r\n\r\n",
-            )
-            .expect("request");
-        let now = Instant::now();
-        for _ in 0..20 {
-            if server.core.open_connections() == 1 {
-                break;
-            }
-            server
-                .run_once_at(now, Some(Duration::from_millis(100)))
-                .expect("pass");
-        }
-        assert_eq!(server.core.open_connections(), 1);
         // The reply to the handshake: submitted, its completion taken
         // between passes, and its bytes given back there.
         let Some(ring) = server.core.ring.as_deref_mut() else {
@@ -291,17 +260,12 @@ mod tests {
             }
         }
         assert!(ring.has_work(), "the send's completion, taken");
-        let mut head = Vec::new();
-        while !head.ends_with(b"\r\n\r\n") {
-            let mut byte = [0];
-            client.read_exact(&mut byte).expect("head");
-            head.push(byte[0]);
-        }
-        assert!(head.starts_with(b"HTTP/1.1 101"));
+        assert!(read_head(&mut client).starts_with(b"HTTP/1.1 101"));
         // Its connection heard of the end of that send: the echo goes.
         let mut frame = Vec::new();
         encode_client_frame(&mut frame, 0x81, [1, 2, 3, 4], b"one");
         client.write_all(&frame).expect("write");
+        let now = Instant::now();
         let mut echo = [0; 5];
         let mut got = 0;
         for _ in 0..50 {

@@ -48,6 +48,8 @@ mod clock;
 mod completions;
 mod paced;
 mod settle;
+#[cfg(test)]
+mod test_support;
 
 use clock::tick_at;
 use paced::feed_live;

@@ -292,20 +292,11 @@ fn sync_timer(
 mod tests {
     use std::io::{Read, Write};
     use std::net::TcpStream;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
+    use super::super::test_support::{open_one, read_head, Echo};
     use crate::proto::frame::encode_client_frame;
-    use crate::{Config, ConnId, Context, Handler, Message, Server};
-
-    /// Sends every message back (the echo service, which the server's
-    /// modules do not name).
-    struct Echo;
-
-    impl Handler for Echo {
-        fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, msg: Message<'_>) {
-            let _ = ctx.send(conn, msg);
-        }
-    }
+    use crate::{Config, ConnId, Server};
 
     /// Waits for the server's socket events and reads `id`'s socket, as a
     /// pass does, but without settling: what is left to settle shows.
@@ -331,31 +322,8 @@ mod tests {
             io: crate::server::driver::Io::Epoll,
             ..Config::default()
         };
-        let mut server = Server::bind("127.0.0.1:0", config, Echo).expect("bind");
-        let mut client = TcpStream::connect(server.local_addr()).expect("connect");
-        client
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .expect("timeout");
-        client
-            .write_all(
-                b"GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
-                  Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-                  Sec-WebSocket-Version: 13\r\n\r\n",
-            )
-            .expect("request");
-        let now = Instant::now();
-        for _ in 0..20 {
-            if server.core.open_connections() == 1 {
-                break;
-            }
-            server
-                .run_once_at(now, Some(Duration::from_secs(1)))
-                .expect("pass");
-        }
-        let mut head = Vec::new();
-        while !head.ends_with(b"\r\n\r\n") {
-            head.extend(read_exact(&mut client, 1));
-        }
+        let (mut server, mut client) = open_one(config).expect("bind");
+        let head = read_head(&mut client);
         assert!(head.starts_with(b"HTTP/1.1 101"));
         let id = server.core.slots.id_at(0).expect("the connection");
         let frame = |payload: &[u8]| {

@@ -1,0 +1,59 @@
+//! What the core's tests with a real server share: an echo handler (the
+//! echo service, which the server's modules do not name) and one client
+//! connection upgraded against a server driven pass by pass.
+
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use crate::{Config, ConnId, Context, Handler, Message, Server};
+
+/// Sends every message back.
+pub(crate) struct Echo;
+
+impl Handler for Echo {
+    fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, msg: Message<'_>) {
+        let _ = ctx.send(conn, msg);
+    }
+}
+
+/// A server with `config` and one client whose upgrade it has accepted
+/// (the passes run until the connection is open; the response may still
+/// be on its way: [`read_head`]). The error is the server's bind, e.g. a
+/// driver this kernel refuses.
+pub(crate) fn open_one(config: Config) -> io::Result<(Server<Echo>, TcpStream)> {
+    let mut server = Server::bind("127.0.0.1:0", config, Echo)?;
+    let mut client = TcpStream::connect(server.local_addr()).expect("connect");
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    client
+        .write_all(
+            b"GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
+              Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+              Sec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .expect("request");
+    let now = Instant::now();
+    for _ in 0..20 {
+        if server.core.open_connections() == 1 {
+            break;
+        }
+        server
+            .run_once_at(now, Some(Duration::from_secs(1)))
+            .expect("pass");
+    }
+    assert_eq!(server.core.open_connections(), 1);
+    Ok((server, client))
+}
+
+/// Reads the response head byte by byte (nothing after it is taken).
+pub(crate) fn read_head(client: &mut TcpStream) -> Vec<u8> {
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0];
+        client.read_exact(&mut byte).expect("head");
+        head.push(byte[0]);
+    }
+    head
+}
