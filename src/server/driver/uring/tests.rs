@@ -6,15 +6,25 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-/// A ring on a listener, or `None` where the kernel refuses io_uring.
-fn ring_on(listener: &TcpListener) -> Option<Ring> {
-    match Ring::open(listener) {
-        Ok(ring) => Some(ring),
+/// A ring on a new listener (kept with it: the ring's accept is armed on
+/// it), or `None` where the kernel refuses io_uring.
+fn new_ring() -> Option<(TcpListener, Ring)> {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    match Ring::open(&listener) {
+        Ok(ring) => Some((listener, ring)),
         Err(why) => {
             println!("SKIPPED: io_uring not found ({why})");
             None
         }
     }
+}
+
+/// [`new_ring`] with one connection accepted on it ([`connected`]): the
+/// client and the server's socket.
+fn ring_with_connection() -> Option<(TcpListener, Ring, TcpStream, OwnedFd)> {
+    let (listener, mut ring) = new_ring()?;
+    let (client, fd) = connected(&mut ring, &listener);
+    Some((listener, ring, client, fd))
 }
 
 /// The completions of waits until `found` picks one (at most 50 waits).
@@ -30,8 +40,7 @@ fn wait_for<T>(ring: &mut Ring, mut found: impl FnMut(Done) -> Option<T>) -> T {
 
 #[test]
 fn a_receive_waits_for_the_next_entry_flagged_instead_of_interrupting() {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let Some(mut ring) = ring_on(&listener) else {
+    let Some((listener, mut ring)) = new_ring() else {
         return;
     };
     let client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
@@ -81,8 +90,7 @@ fn a_receive_waits_for_the_next_entry_flagged_instead_of_interrupting() {
 
 #[test]
 fn receives_sharing_a_buffer_each_get_their_own_bytes() {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let Some(mut ring) = ring_on(&listener) else {
+    let Some((listener, mut ring)) = new_ring() else {
         return;
     };
     let addr = listener.local_addr().expect("addr");
@@ -159,11 +167,9 @@ fn read_all(mut client: TcpStream) -> std::thread::JoinHandle<Vec<u8>> {
 
 #[test]
 fn a_send_from_the_queue_cut_short_goes_on_from_where_it_stopped() {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let Some(mut ring) = ring_on(&listener) else {
+    let Some((_listener, mut ring, client, fd)) = ring_with_connection() else {
         return;
     };
-    let (client, fd) = connected(&mut ring, &listener);
     let id = ConnId::from_u64(1);
     let total = 1_000_000;
     ring.send(fd.as_raw_fd(), id, taken(total));
@@ -192,11 +198,9 @@ fn a_send_from_the_queue_cut_short_goes_on_from_where_it_stopped() {
 
 #[test]
 fn a_send_in_flight_keeps_its_bytes_after_its_connection_is_forgotten() {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let Some(mut ring) = ring_on(&listener) else {
+    let Some((_listener, mut ring, client, fd)) = ring_with_connection() else {
         return;
     };
-    let (client, fd) = connected(&mut ring, &listener);
     let id = ConnId::from_u64(1);
     let total = 1_000_000;
     ring.send(fd.as_raw_fd(), id, taken(total));
@@ -227,11 +231,9 @@ fn a_send_in_flight_keeps_its_bytes_after_its_connection_is_forgotten() {
 
 #[test]
 fn a_send_now_completes_within_the_pass_and_keeps_the_rest_for_the_next() {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let Some(mut ring) = ring_on(&listener) else {
+    let Some((_listener, mut ring, mut client, fd)) = ring_with_connection() else {
         return;
     };
-    let (mut client, fd) = connected(&mut ring, &listener);
     let id = ConnId::from_u64(1);
     ring.recv(fd.as_raw_fd(), id);
     ring.submit();
@@ -270,8 +272,7 @@ fn a_send_now_completes_within_the_pass_and_keeps_the_rest_for_the_next() {
 
 #[test]
 fn small_copy_buffers_and_outputs_are_kept_for_a_pass_of_dozens_of_sends() {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let Some(mut ring) = ring_on(&listener) else {
+    let Some((_listener, mut ring)) = new_ring() else {
         return;
     };
     for _ in 0..100 {
@@ -294,8 +295,7 @@ fn small_copy_buffers_and_outputs_are_kept_for_a_pass_of_dozens_of_sends() {
 
 #[test]
 fn the_lists_of_sends_keep_their_memory_from_pass_to_pass() {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let Some(mut ring) = ring_on(&listener) else {
+    let Some((_listener, mut ring)) = new_ring() else {
         return;
     };
     for n in 0..3 {
@@ -310,11 +310,9 @@ fn the_lists_of_sends_keep_their_memory_from_pass_to_pass() {
 
 #[test]
 fn a_send_taken_whole_in_the_middle_of_a_pass_gives_its_bytes_back_at_once() {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let Some(mut ring) = ring_on(&listener) else {
+    let Some((_listener, mut ring, mut client, fd)) = ring_with_connection() else {
         return;
     };
-    let (mut client, fd) = connected(&mut ring, &listener);
     let id = ConnId::from_u64(1);
     let mut out = TakenOutput::default();
     out.push_copy(b"whole".to_vec());
