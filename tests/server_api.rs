@@ -134,15 +134,27 @@ impl Handler for Scripted {
 }
 
 fn start(delayed: bool) -> (InProcess, Log) {
+    start_with(config(), delayed)
+}
+
+fn start_with(config: Config, delayed: bool) -> (InProcess, Log) {
     let log: Log = Arc::default();
     let server = InProcess::start(
-        config(),
+        config,
         Scripted {
             log: log.clone(),
             delayed,
         },
     );
     (server, log)
+}
+
+/// A raw client upgraded on `server`, past the handler's "opened".
+fn opened(server: &InProcess) -> std::net::TcpStream {
+    let (mut raw, head) = raw_upgrade(server.addr, "/chat", "");
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert_eq!(read_frame(&mut raw).unwrap().1, b"opened");
+    raw
 }
 
 fn logged(log: &Log) -> Vec<String> {
@@ -323,22 +335,13 @@ fn broadcasts_keep_their_order_with_direct_sends_and_closes() {
 /// messages are queued, to go out together.
 #[test]
 fn the_reply_to_a_read_of_one_message_goes_out_at_once() {
-    let log: Log = Arc::default();
     let config = Config {
-        // The ring moves every byte through the queue.
+        // The ring queues a small reply.
         io: rookery::Io::Epoll,
         ..config()
     };
-    let server = InProcess::start(
-        config,
-        Scripted {
-            log: log.clone(),
-            delayed: false,
-        },
-    );
-    let (mut raw, head) = raw_upgrade(server.addr, "/chat", "");
-    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-    assert_eq!(read_frame(&mut raw).unwrap().1, b"opened");
+    let (server, log) = start_with(config, false);
+    let mut raw = opened(&server);
     raw.write_all(&client_frame(0x81, b"backlog")).unwrap();
     assert_eq!(read_frame(&mut raw).unwrap().1, b"reply");
     // Two messages in one write, read at once: both replies wait in the
@@ -369,17 +372,8 @@ fn on_the_ring_a_large_message_is_written_at_once_and_in_order() {
         println!("SKIPPED: io_uring not found ({e})");
         return;
     }
-    let log: Log = Arc::default();
-    let server = InProcess::start(
-        config,
-        Scripted {
-            log: log.clone(),
-            delayed: false,
-        },
-    );
-    let (mut raw, head) = raw_upgrade(server.addr, "/chat", "");
-    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-    assert_eq!(read_frame(&mut raw).unwrap().1, b"opened");
+    let (server, log) = start_with(config, false);
+    let mut raw = opened(&server);
     raw.write_all(&client_frame(0x81, b"large")).unwrap();
     assert_eq!(read_frame(&mut raw).unwrap().1, LARGE.as_bytes());
     let backlog: Vec<usize> = logged(&log)
