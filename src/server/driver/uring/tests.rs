@@ -3,8 +3,7 @@
 use super::*;
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 /// A ring on a new listener (kept with it: the ring's accept is armed on
 /// it), or `None` where the kernel refuses io_uring.
@@ -48,39 +47,70 @@ fn a_receive_waits_for_the_next_entry_flagged_instead_of_interrupting() {
         Done::Accept { res, .. } => accepted_fd(res),
         _ => None,
     });
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        println!("SKIPPED: a second core not found");
+        return;
+    }
     let id = ConnId::from_u64(1);
     ring.recv(fd.as_raw_fd(), id);
     ring.submit();
-    // The bytes come from another thread, so that no system call of
-    // this one runs the receive's task work before the flag is read
-    // (a preemption may: hence up to 100 tries).
+    // The flag is up from the completion until this thread next enters
+    // the kernel or is switched out: either runs the pending work. So the
+    // bytes come from a writer on the other core, and this thread reads
+    // the flag all along, with no system call, until the byte is written.
+    // A try where this thread was switched out (the machine is busy) sees
+    // nothing: up to 10,000 tries, with one writer spinning throughout so
+    // that no thread is started while the flag is watched.
+    let asked = AtomicU32::new(0);
+    let written = AtomicU32::new(0);
     let mut flagged = false;
-    for _ in 0..100 {
-        let sent = Arc::new(AtomicBool::new(false));
-        let (mut writer, done) = (client.try_clone().expect("clone"), Arc::clone(&sent));
-        let thread = std::thread::spawn(move || {
-            writer.write_all(b"x").expect("write");
-            done.store(true, Ordering::Release);
-        });
-        // Read all along: the flag lasts until this thread next comes
-        // back from the kernel (a preemption ends it too).
-        while !sent.load(Ordering::Acquire) {
-            flagged |= ring.ring.submission().taskrun();
-        }
-        flagged |= ring.ring.submission().taskrun();
-        thread.join().expect("writer");
-        let got = wait_for(&mut ring, |d| match d {
-            Done::Recv { res, bid, .. } => Some((res, bid)),
-            _ => None,
-        });
-        assert_eq!(got.0, 1, "one byte received");
-        if let Some(bid) = got.1 {
-            ring.take(bid, false, 1, &mut [0; 1]);
-        }
-        if flagged {
-            break;
+    /// Stops the writer however the watching ends (a panic too: the
+    /// scope waits for the writer).
+    struct Stop<'a>(&'a AtomicU32);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            self.0.store(u32::MAX, Ordering::Release);
         }
     }
+    std::thread::scope(|scope| {
+        let writing = scope.spawn(|| {
+            let mut writer = &client;
+            let mut done = 0;
+            loop {
+                let wanted = asked.load(Ordering::Acquire);
+                if wanted == u32::MAX {
+                    return;
+                }
+                if wanted == done {
+                    std::hint::spin_loop();
+                    continue;
+                }
+                writer.write_all(b"x").expect("write");
+                done = wanted;
+                written.store(done, Ordering::Release);
+            }
+        });
+        let _stop = Stop(&asked);
+        for try_ in 1..=10_000 {
+            asked.store(try_, Ordering::Release);
+            while written.load(Ordering::Acquire) != try_ {
+                flagged |= ring.ring.submission().taskrun();
+                assert!(!writing.is_finished(), "the writer failed");
+            }
+            flagged |= ring.ring.submission().taskrun();
+            let got = wait_for(&mut ring, |d| match d {
+                Done::Recv { res, bid, .. } => Some((res, bid)),
+                _ => None,
+            });
+            assert_eq!(got.0, 1, "one byte received");
+            if let Some(bid) = got.1 {
+                ring.take(bid, false, 1, &mut [0; 1]);
+            }
+            if flagged {
+                break;
+            }
+        }
+    });
     assert!(flagged, "a pending completion sets IORING_SQ_TASKRUN");
     assert!(
         !ring.ring.submission().taskrun(),
