@@ -205,7 +205,9 @@ typedef enum rk_option {
      * returns RK_ENOTSUP when librookery.a was built without io_uring
      * (build it with --features uring); where the kernel refuses io_uring,
      * the first run fails with RK_EIO and the reason is logged.
-     * rk_server_fd works with either. */
+     * rk_server_fd works with either. After rk_server_free of a server on
+     * io_uring, a blocking call with a timeout on a thread that ran it may
+     * fail once with EINTR (the kernel's teardown of the ring): retry it. */
     RK_OPT_IO = 15,
     /* Not an option: keeps the enum as wide as int (-fshort-enums). */
     RK_OPT_FORCE_INT_ = 0x7fffffff

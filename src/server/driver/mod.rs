@@ -113,6 +113,13 @@ pub enum Io {
     Epoll,
     /// Linux io_uring (feature `uring`); the server does not start where the
     /// kernel refuses it.
+    ///
+    /// When a server on the ring is dropped, the kernel's teardown of the
+    /// ring runs work once on each thread that drove it: a blocking system
+    /// call of such a thread with a timeout (a socket read with
+    /// `set_read_timeout`) may fail at that moment with
+    /// [`std::io::ErrorKind::Interrupted`], to be retried, as `read_exact`
+    /// and `write_all` do.
     Uring,
 }
 
