@@ -226,10 +226,61 @@ mod tests {
     use std::io::{Read, Write};
     use std::time::{Duration, Instant};
 
-    use super::super::test_support::{open_one, read_head};
+    use super::super::test_support::{open_many, open_one, read_head};
+    use super::IO_SENDING;
     use crate::proto::frame::encode_client_frame;
-    use crate::server::driver::Io;
-    use crate::Config;
+    use crate::server::driver::{Io, SEND_BATCH};
+    use crate::{Config, Message};
+
+    /// Output waits for the pass's sends, just before the wait, until as
+    /// many connections have some as one submission takes: then their
+    /// sends start in the middle of the pass (where a burst of set-ups had
+    /// them all waiting at once, each with its queue and its copy).
+    #[test]
+    fn output_for_a_submissions_worth_of_connections_goes_at_once() {
+        let config = Config {
+            io: Io::Uring,
+            ..Config::default()
+        };
+        let (mut server, _clients) = match open_many(config, SEND_BATCH) {
+            Ok(opened) => opened,
+            Err(e) => {
+                println!("SKIPPED: io_uring not found ({e})");
+                return;
+            }
+        };
+        // The handshakes' replies sent and done with.
+        let now = Instant::now();
+        for _ in 0..10 {
+            server
+                .run_once_at(now, Some(Duration::from_millis(10)))
+                .expect("pass");
+        }
+        let core = &server.core;
+        let ids: Vec<_> = (0..core.slots.slot_count())
+            .filter_map(|i| core.slots.id_at(i))
+            .collect();
+        assert_eq!(ids.len(), SEND_BATCH);
+        let sending = |server: &crate::Server<_>| {
+            ids.iter()
+                .filter(|&&id| {
+                    let slot = server.core.slots.get(id);
+                    slot.is_some_and(|slot| slot.io & IO_SENDING != 0)
+                })
+                .count()
+        };
+        assert_eq!(sending(&server), 0, "nothing in flight");
+        let (last, first) = ids.split_last().expect("ids");
+        for &id in first {
+            server.core.send(id, Message::Text("x")).expect("send");
+        }
+        server.settle();
+        assert_eq!(sending(&server), 0, "one short of a batch: they wait");
+        server.core.send(*last, Message::Text("x")).expect("send");
+        server.settle();
+        assert_eq!(sending(&server), SEND_BATCH, "a batch: they all go");
+        assert!(server.core.send_dirty.is_empty());
+    }
 
     /// A send whose bytes the ring gave back as it took the completion in
     /// the middle of a pass (`Ring::reap_releasing_sends`) still ends for

@@ -22,29 +22,40 @@ impl Handler for Echo {
 /// be on its way: [`read_head`]). The error is the server's bind, e.g. a
 /// driver this kernel refuses.
 pub(crate) fn open_one(config: Config) -> io::Result<(Server<Echo>, TcpStream)> {
+    let (server, mut clients) = open_many(config, 1)?;
+    let client = clients.pop().expect("one client");
+    Ok((server, client))
+}
+
+/// [`open_one`] with `n` clients.
+pub(crate) fn open_many(config: Config, n: usize) -> io::Result<(Server<Echo>, Vec<TcpStream>)> {
     let mut server = Server::bind("127.0.0.1:0", config, Echo)?;
-    let mut client = TcpStream::connect(server.local_addr()).expect("connect");
-    client
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    client
-        .write_all(
-            b"GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
-              Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-              Sec-WebSocket-Version: 13\r\n\r\n",
-        )
-        .expect("request");
+    let mut clients = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut client = TcpStream::connect(server.local_addr()).expect("connect");
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        client
+            .write_all(
+                b"GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
+                  Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+                  Sec-WebSocket-Version: 13\r\n\r\n",
+            )
+            .expect("request");
+        clients.push(client);
+    }
     let now = Instant::now();
-    for _ in 0..20 {
-        if server.core.open_connections() == 1 {
+    for _ in 0..20 + n {
+        if server.core.open_connections() == n {
             break;
         }
         server
             .run_once_at(now, Some(Duration::from_secs(1)))
             .expect("pass");
     }
-    assert_eq!(server.core.open_connections(), 1);
-    Ok((server, client))
+    assert_eq!(server.core.open_connections(), n);
+    Ok((server, clients))
 }
 
 /// Reads the response head byte by byte (nothing after it is taken).
