@@ -707,6 +707,10 @@ impl Ring {
     /// completion or `timeout` (`None`: no limit); then takes every
     /// completion into `done`.
     pub(crate) fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        // The buffers the pass gave back, once a pass: published as each
+        // was given back, they halved the receives that found none in echo
+        // large (0.21 -> 0.12 a message) but cost 1.15x the CPU a message,
+        // the receives going on through the pass in smaller pieces.
         self.bufs.publish();
         self.submitted_sends.clear();
         std::mem::swap(&mut self.submitted_sends, &mut self.queued_sends);
