@@ -27,8 +27,10 @@ pub(crate) fn open_one(config: Config) -> io::Result<(Server<Echo>, TcpStream)> 
     Ok((server, client))
 }
 
-/// [`open_one`] with `n` clients.
+/// [`open_one`] with `n` clients (the soft limit on descriptors raised
+/// for their two ends, where the hard limit allows).
 pub(crate) fn open_many(config: Config, n: usize) -> io::Result<(Server<Echo>, Vec<TcpStream>)> {
+    raise_descriptor_limit(2 * n + 256);
     let mut server = Server::bind("127.0.0.1:0", config, Echo)?;
     let mut clients = Vec::with_capacity(n);
     for _ in 0..n {
@@ -56,6 +58,24 @@ pub(crate) fn open_many(config: Config, n: usize) -> io::Result<(Server<Echo>, V
     }
     assert_eq!(server.core.open_connections(), n);
     Ok((server, clients))
+}
+
+/// Raises this process's soft limit on open descriptors to `want` (at most
+/// the hard limit); a lower one stays as it is.
+fn raise_descriptor_limit(want: usize) {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let want = want as u64;
+    if limit.current.is_some_and(|soft| soft < want) {
+        let current = Some(limit.maximum.map_or(want, |hard| hard.min(want)));
+        let _ = setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current,
+                maximum: limit.maximum,
+            },
+        );
+    }
 }
 
 /// Reads the response head byte by byte (nothing after it is taken).
