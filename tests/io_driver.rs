@@ -10,6 +10,7 @@ mod common;
 use std::process::Stdio;
 use std::time::Duration;
 
+use common::descriptor_limit::raise_descriptor_limit;
 use common::Rookery;
 use rookery::{echo::Echo, Config, Io, Server};
 use tungstenite::Message;
@@ -201,23 +202,5 @@ fn a_burst_of_connections_set_up_at_once_is_answered_whole() {
         drop(clients);
         server.signal(libc::SIGTERM);
         server.wait_exit(Duration::from_secs(10)).expect("stopped");
-    }
-}
-
-/// Raises this process's soft limit on open descriptors to `want` (at most
-/// the hard limit); the server started from it inherits it.
-fn raise_descriptor_limit(want: usize) {
-    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
-    let limit = getrlimit(Resource::Nofile);
-    let want = want as u64;
-    if limit.current.is_some_and(|soft| soft < want) {
-        let current = Some(limit.maximum.map_or(want, |hard| hard.min(want)));
-        let _ = setrlimit(
-            Resource::Nofile,
-            Rlimit {
-                current,
-                maximum: limit.maximum,
-            },
-        );
     }
 }

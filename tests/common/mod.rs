@@ -7,6 +7,8 @@
 
 pub mod v1;
 
+pub mod descriptor_limit;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};

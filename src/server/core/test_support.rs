@@ -8,6 +8,10 @@ use std::time::{Duration, Instant};
 
 use crate::{Config, ConnId, Context, Handler, Message, Server};
 
+#[path = "../../../tests/common/descriptor_limit.rs"]
+mod descriptor_limit;
+use descriptor_limit::raise_descriptor_limit;
+
 /// Sends every message back.
 pub(crate) struct Echo;
 
@@ -58,24 +62,6 @@ pub(crate) fn open_many(config: Config, n: usize) -> io::Result<(Server<Echo>, V
     }
     assert_eq!(server.core.open_connections(), n);
     Ok((server, clients))
-}
-
-/// Raises this process's soft limit on open descriptors to `want` (at most
-/// the hard limit); a lower one stays as it is.
-fn raise_descriptor_limit(want: usize) {
-    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
-    let limit = getrlimit(Resource::Nofile);
-    let want = want as u64;
-    if limit.current.is_some_and(|soft| soft < want) {
-        let current = Some(limit.maximum.map_or(want, |hard| hard.min(want)));
-        let _ = setrlimit(
-            Resource::Nofile,
-            Rlimit {
-                current,
-                maximum: limit.maximum,
-            },
-        );
-    }
 }
 
 /// Reads the response head byte by byte (nothing after it is taken).
