@@ -91,10 +91,15 @@ impl Core {
         };
         for &id in ring.stuck_sends() {
             if let Some(slot) = self.slots.get_mut(id) {
-                // Marks it behind if anything waits (it returns true only
-                // with nothing queued); one already behind stays so, unjudged.
-                if !slot.conn.wants_write() {
-                    let _ = slot.conn.end_write(&self.settings, self.now, &[], 0, None);
+                // Behind only if something waits behind the send; one
+                // already behind stays so, unjudged. With nothing queued
+                // there is nothing to hold back, and ending a write then
+                // would take a finished exchange's half-close as done
+                // while the send that carries its close frame is still in
+                // flight: the half-close is for `transmit::sent`.
+                if slot.conn.backlog() > 0 && !slot.conn.wants_write() {
+                    let shut = slot.conn.end_write(&self.settings, self.now, &[], 0, None);
+                    debug_assert!(!shut, "a write that left bytes queued shuts nothing");
                 }
             }
         }
@@ -223,13 +228,14 @@ fn send_now(
 
 #[cfg(all(test, rookery_uring))]
 mod tests {
-    use std::io::{Read, Write};
+    use std::io::{ErrorKind, IoSlice, Read, Write};
     use std::time::{Duration, Instant};
 
     use super::super::test_support::{open_many, open_one, read_head};
     use super::IO_SENDING;
     use crate::proto::frame::encode_client_frame;
     use crate::server::driver::{Io, SEND_BATCH};
+    use crate::server::transmit::send_slices;
     use crate::{Config, Message};
 
     /// Output waits for the pass's sends, just before the wait, until as
@@ -280,6 +286,89 @@ mod tests {
         server.settle();
         assert_eq!(sending(&server), SEND_BATCH, "a batch: they all go");
         assert!(server.core.send_dirty.is_empty());
+    }
+
+    /// A closing connection whose close frame's send stays in flight past
+    /// two waits (its socket full) is judged stuck, and still has its
+    /// sending direction shut once that send ends: the peer, which waits
+    /// for the end of the stream after the close frame, gets it at once,
+    /// not at the close timeout. (Judging it behind with nothing queued
+    /// once took the half-close as done: in a churn of 10,000 closes, the
+    /// last few hundred waited out the 5 s close timeout.)
+    #[test]
+    fn a_close_frame_stuck_in_flight_is_followed_by_the_end_of_the_stream() {
+        let config = Config {
+            io: Io::Uring,
+            ..Config::default()
+        };
+        let (mut server, mut client) = match open_one(config) {
+            Ok(opened) => opened,
+            Err(e) => {
+                println!("SKIPPED: io_uring not found ({e})");
+                return;
+            }
+        };
+        assert!(read_head(&mut client).starts_with(b"HTTP/1.1 101"));
+        let id = {
+            let core = &server.core;
+            (0..core.slots.slot_count())
+                .find_map(|i| core.slots.id_at(i))
+                .expect("the connection")
+        };
+        // The server's socket filled with bytes the client does not read
+        // yet, so that the close frame's send waits in flight; small
+        // buffers at both ends, fixed (not tuned as data flows), keep it
+        // full until the client reads.
+        let filler = vec![0u8; 64 * 1024];
+        let mut filled = 0;
+        {
+            use rustix::net::sockopt;
+            sockopt::set_socket_recv_buffer_size(&client, 4096).expect("SO_RCVBUF");
+            let slot = server.core.slots.get(id).expect("slot");
+            sockopt::set_socket_send_buffer_size(&slot.stream, 4096).expect("SO_SNDBUF");
+            loop {
+                match send_slices(&slot.stream, &[IoSlice::new(&filler)]) {
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) => panic!("filling: {e}"),
+                }
+            }
+        }
+        let mut close = Vec::new();
+        encode_client_frame(&mut close, 0x88, [1, 2, 3, 4], &1000u16.to_be_bytes());
+        client.write_all(&close).expect("close");
+        let now = Instant::now();
+        let mut stuck = false;
+        for _ in 0..10 {
+            server
+                .run_once_at(now, Some(Duration::from_millis(10)))
+                .expect("pass");
+            let slot = server.core.slots.get(id).expect("slot");
+            stuck = slot.io & IO_SENDING != 0;
+        }
+        assert!(stuck, "the close frame's send waits in flight");
+        // The client reads everything: the filler, the close frame, then
+        // the end of the stream, with no time passing on the server.
+        client.set_nonblocking(true).expect("nonblocking");
+        let (mut got, mut buf, mut ended) = (Vec::new(), vec![0; 256 * 1024], false);
+        for _ in 0..400 {
+            match client.read(&mut buf) {
+                Ok(0) => {
+                    ended = true;
+                    break;
+                }
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    server
+                        .run_once_at(now, Some(Duration::from_millis(5)))
+                        .expect("pass");
+                }
+                Err(e) => panic!("reading: {e}"),
+            }
+        }
+        assert_eq!(got.len(), filled + 4, "the filler and the close frame");
+        assert_eq!(&got[filled..], b"\x88\x02\x03\xe8");
+        assert!(ended, "the end of the stream follows the close frame");
     }
 
     /// A send whose bytes the ring gave back as it took the completion in
