@@ -197,6 +197,17 @@ impl<H: Handler> Server<H> {
         }
     }
 
+    /// Has the loop call `release` at the end of a pass in which a burst
+    /// of connections ended (the connections fell to a quarter of their
+    /// peak since the last call, a peak of at least 256): where a program
+    /// gives its allocator's free memory back to the system. Without it, RSS
+    /// after a burst can stay higher by what the allocator keeps. The
+    /// `rookery` program passes glibc's `malloc_trim(0)`; the allocator is
+    /// the embedding program's, so the library calls none itself.
+    pub fn set_memory_release(&mut self, release: fn()) {
+        self.core.release_memory = Some(release);
+    }
+
     /// Makes the listener speak TLS (https and wss on the same port): every
     /// connection accepted from now on uses `config`.
     #[cfg(feature = "tls")]
@@ -426,6 +437,9 @@ impl<H: Handler> Server<H> {
         self.run_timers();
         self.check_reload();
         self.check_stop();
+        if let Some(release) = self.core.burst_ended() {
+            release();
+        }
         Ok(!(self.core.stopping && self.core.slots.is_empty()))
     }
 

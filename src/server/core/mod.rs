@@ -44,6 +44,7 @@ use super::user_data::UserData;
 use super::Config;
 
 mod broadcast;
+mod burst;
 mod clock;
 mod completions;
 mod paced;
@@ -221,6 +222,10 @@ pub(crate) struct Core {
     send_dirty: Vec<ConnId>,
     /// Connections counted as open.
     open_count: usize,
+    /// Called when a burst of connections ends (see `burst`).
+    pub(crate) release_memory: Option<fn()>,
+    /// The most connections since the last release.
+    burst_peak: usize,
     /// The paced feeds, by slot index (see [`super::feed`]).
     feeds: HashMap<usize, Feed>,
     /// Connections by address, with `max_connections_per_ip`.
@@ -286,6 +291,8 @@ impl Core {
             round: 0,
             send_dirty: Vec::new(),
             open_count: 0,
+            release_memory: None,
+            burst_peak: 0,
             feeds: HashMap::new(),
             per_ip: PerIp::default(),
             #[cfg(feature = "tls")]
