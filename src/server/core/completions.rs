@@ -238,22 +238,30 @@ mod tests {
     use crate::server::transmit::send_slices;
     use crate::{Config, Message};
 
+    /// What `open` makes of a server on the ring, or `None` (SKIPPED
+    /// printed) where the kernel refuses io_uring.
+    fn on_ring<T>(open: impl FnOnce(Config) -> std::io::Result<T>) -> Option<T> {
+        let config = Config {
+            io: Io::Uring,
+            ..Config::default()
+        };
+        match open(config) {
+            Ok(opened) => Some(opened),
+            Err(e) => {
+                println!("SKIPPED: io_uring not found ({e})");
+                None
+            }
+        }
+    }
+
     /// Output waits for the pass's sends, just before the wait, until as
     /// many connections have some as one submission takes: then their
     /// sends start in the middle of the pass (where a burst of set-ups had
     /// them all waiting at once, each with its queue and its copy).
     #[test]
     fn output_for_a_submissions_worth_of_connections_goes_at_once() {
-        let config = Config {
-            io: Io::Uring,
-            ..Config::default()
-        };
-        let (mut server, _clients) = match open_many(config, SEND_BATCH) {
-            Ok(opened) => opened,
-            Err(e) => {
-                println!("SKIPPED: io_uring not found ({e})");
-                return;
-            }
+        let Some((mut server, _clients)) = on_ring(|config| open_many(config, SEND_BATCH)) else {
+            return;
         };
         // The handshakes' replies sent and done with.
         let now = Instant::now();
@@ -297,24 +305,11 @@ mod tests {
     /// last few hundred waited out the 5 s close timeout.)
     #[test]
     fn a_close_frame_stuck_in_flight_is_followed_by_the_end_of_the_stream() {
-        let config = Config {
-            io: Io::Uring,
-            ..Config::default()
-        };
-        let (mut server, mut client) = match open_one(config) {
-            Ok(opened) => opened,
-            Err(e) => {
-                println!("SKIPPED: io_uring not found ({e})");
-                return;
-            }
+        let Some((mut server, mut client)) = on_ring(open_one) else {
+            return;
         };
         assert!(read_head(&mut client).starts_with(b"HTTP/1.1 101"));
-        let id = {
-            let core = &server.core;
-            (0..core.slots.slot_count())
-                .find_map(|i| core.slots.id_at(i))
-                .expect("the connection")
-        };
+        let id = server.core.slots.id_at(0).expect("the connection");
         // The server's socket filled with bytes the client does not read
         // yet, so that the close frame's send waits in flight; small
         // buffers at both ends, fixed (not tuned as data flows), keep it
@@ -376,16 +371,8 @@ mod tests {
     /// its connection at the next pass, which then sends again.
     #[test]
     fn a_send_given_back_early_still_ends_for_its_connection() {
-        let config = Config {
-            io: Io::Uring,
-            ..Config::default()
-        };
-        let (mut server, mut client) = match open_one(config) {
-            Ok(opened) => opened,
-            Err(e) => {
-                println!("SKIPPED: io_uring not found ({e})");
-                return;
-            }
+        let Some((mut server, mut client)) = on_ring(open_one) else {
+            return;
         };
         // The reply to the handshake: submitted, its completion taken
         // between passes, and its bytes given back there.
