@@ -297,9 +297,14 @@ fn an_idle_connection_costs_the_same_with_compression() {
     let zipped = measure(OFFER);
     eprintln!("idle: {plain} B per connection without compression, {zipped} B with");
     assert!(plain > 0, "nothing measured");
-    // The same within noise (a page of RSS over the batch is 3 B each).
+    // The same within noise. A page of RSS over the batch is 3 B each, but
+    // where the allocator put a pass's transient blocks moves the figure
+    // more: 69 B each once, in a CI run on a loaded machine. What eager
+    // compression state would cost is kilobytes a connection (a zlib
+    // inflate stream with its 32 KiB window, a deflate stream several
+    // times that), far past this bound.
     assert!(
-        zipped <= plain + 64,
+        zipped <= plain + 256,
         "with compression {zipped} B, without {plain} B per connection"
     );
 }

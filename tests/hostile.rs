@@ -169,12 +169,19 @@ impl Drop for Rookery {
     }
 }
 
+/// Resident set size in KiB: the page tables' sum (smaps_rollup's `Rss:`),
+/// exact where status's `VmRSS:` may be per-CPU counters read without their
+/// pending deltas; `VmRSS:` where the rollup is unreadable.
 fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    let field = |file: &str, name: &str| -> Option<u64> {
+        std::fs::read_to_string(format!("/proc/{pid}/{file}"))
+            .ok()?
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    };
+    field("smaps_rollup", "Rss:")
+        .or_else(|| field("status", "VmRSS:"))
         .unwrap_or(0)
 }
 

@@ -285,9 +285,19 @@ impl Rookery {
         self.stderr.lock().expect("stderr lock").clone()
     }
 
-    /// Resident set size in KiB, from /proc.
+    /// Resident set size in KiB: the sum over the process's page tables
+    /// (/proc/PID/smaps_rollup), exact where /proc/PID/status's VmRSS may
+    /// be the kernel's per-CPU counters read without their pending deltas
+    /// (up to 32 pages off per CPU on some kernels); VmRSS where the
+    /// rollup is unreadable.
     pub fn rss_kib(&self) -> u64 {
-        self.status_kib("VmRSS:")
+        let rollup = std::fs::read_to_string(format!("/proc/{}/smaps_rollup", self.child.id()))
+            .unwrap_or_default();
+        rollup
+            .lines()
+            .find_map(|l| l.strip_prefix("Rss:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| self.status_kib("VmRSS:"))
     }
 
     /// Peak resident set size in KiB, from /proc.
