@@ -291,29 +291,23 @@ impl Rookery {
     /// (up to 32 pages off per CPU on some kernels); VmRSS where the
     /// rollup is unreadable.
     pub fn rss_kib(&self) -> u64 {
-        let rollup = std::fs::read_to_string(format!("/proc/{}/smaps_rollup", self.child.id()))
-            .unwrap_or_default();
-        rollup
-            .lines()
-            .find_map(|l| l.strip_prefix("Rss:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or_else(|| self.status_kib("VmRSS:"))
+        self.proc_kib("smaps_rollup", "Rss:")
+            .or_else(|| self.proc_kib("status", "VmRSS:"))
+            .unwrap_or(0)
     }
 
     /// Peak resident set size in KiB, from /proc.
     pub fn peak_rss_kib(&self) -> u64 {
-        self.status_kib("VmHWM:")
+        self.proc_kib("status", "VmHWM:").unwrap_or(0)
     }
 
-    /// A `kB` field of /proc/PID/status (0 if unreadable).
-    fn status_kib(&self, field: &str) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        status
+    /// A `kB` field of /proc/PID/`file`, if readable.
+    fn proc_kib(&self, file: &str, field: &str) -> Option<u64> {
+        std::fs::read_to_string(format!("/proc/{}/{file}", self.child.id()))
+            .ok()?
             .lines()
             .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0)
     }
 }
 
